@@ -1,0 +1,88 @@
+"""Micro-batching: cut the input into batches of ``max_rows`` rows or ``max_delay`` of waiting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+
+@dataclass
+class Batch:
+    """Rows of one source, ready to process."""
+
+    table: pa.Table
+    source: str
+    first_row: int
+    arrived_at: float  # processing time (s) when its first row arrived
+
+
+@dataclass
+class _Pending:
+    parts: list[pa.Table] = field(default_factory=list)
+    rows: int = 0
+    source: str = ""
+    first_row: int = 0
+    since: float = 0.0
+
+
+class MicroBatcher:
+    """Buffers pushed rows; a batch never mixes sources, so row numbers stay meaningful."""
+
+    def __init__(self, max_rows: int, max_delay_ms: int) -> None:
+        self.max_rows = max_rows
+        self.max_delay_s = max_delay_ms / 1000.0
+        self._pending = _Pending()
+
+    @property
+    def buffered_rows(self) -> int:
+        return self._pending.rows
+
+    def add(self, table: pa.Table, source: str, first_row: int, now: float) -> list[Batch]:
+        """Buffer ``table``; return the batches that are full."""
+        ready: list[Batch] = []
+        pending = self._pending
+        if pending.rows and (
+            pending.source != source or pending.first_row + pending.rows != first_row
+        ):
+            ready.extend(self._cut_all())
+            pending = self._pending
+        if not pending.rows:
+            pending.source, pending.first_row, pending.since = source, first_row, now
+        if table.num_rows:
+            pending.parts.append(table)
+            pending.rows += table.num_rows
+        while self._pending.rows >= self.max_rows:
+            ready.append(self._cut(self.max_rows, now))
+        return ready
+
+    def due(self, now: float) -> list[Batch]:
+        """The buffered rows as a batch if they have waited ``max_delay``."""
+        if self._pending.rows and now - self._pending.since >= self.max_delay_s:
+            return self._cut_all()
+        return []
+
+    def drain(self) -> list[Batch]:
+        """Everything buffered (end of input)."""
+        return self._cut_all()
+
+    def _cut_all(self) -> list[Batch]:
+        if not self._pending.rows:
+            return []
+        return [self._cut(self._pending.rows, self._pending.since)]
+
+    def _cut(self, rows: int, now: float) -> Batch:
+        pending = self._pending
+        table = pa.concat_tables(pending.parts, promote_options="permissive")
+        if len(pending.parts) > 1:
+            table = table.combine_chunks()
+        batch = Batch(table.slice(0, rows), pending.source, pending.first_row, pending.since)
+        rest = table.slice(rows)
+        self._pending = _Pending(
+            parts=[rest] if rest.num_rows else [],
+            rows=rest.num_rows,
+            source=pending.source,
+            first_row=pending.first_row + rows,
+            since=now,
+        )
+        return batch

@@ -1,0 +1,51 @@
+"""Checks across sections of a configuration, each problem reported with its path."""
+
+from __future__ import annotations
+
+from gpu_engine.config.models import (
+    FLOAT_TYPES,
+    INTEGER_TYPES,
+    NUMERIC_TYPES,
+    EngineConfig,
+)
+
+_NEEDS_NUMBER = {"sum", "mean", "min", "max", "std", "var", "quantile"}
+
+
+def cross_check(config: EngineConfig) -> list[str]:
+    """Return one message per problem, e.g. ``windows[0].aggregations[2].column: ...``."""
+    fields = config.event_schema.fields
+    problems: list[str] = []
+    for wi, window in enumerate(config.windows):
+        base = f"windows[{wi}]"
+        for ki, key in enumerate(window.keys):
+            if key not in fields:
+                problems.append(f"{base}.keys[{ki}]: {key!r} is not a field of schema.fields")
+            elif fields[key].type in FLOAT_TYPES:
+                problems.append(f"{base}.keys[{ki}]: {key!r} is a float field; keys must be exact")
+        for ai, agg in enumerate(window.aggregations):
+            path = f"{base}.aggregations[{ai}]"
+            if agg.column is not None:
+                if agg.column not in fields:
+                    problems.append(
+                        f"{path}.column: {agg.column!r} is not a field of schema.fields"
+                        " (add it there)"
+                    )
+                elif agg.op in _NEEDS_NUMBER and fields[agg.column].type not in NUMERIC_TYPES:
+                    problems.append(
+                        f"{path}.column: op {agg.op} needs a numeric column,"
+                        f" {agg.column!r} is {fields[agg.column].type}"
+                    )
+            for column, value in (agg.where or {}).items():
+                if column not in fields:
+                    problems.append(f"{path}.where.{column}: not a field of schema.fields")
+                    continue
+                ftype = fields[column].type
+                for v in value if isinstance(value, list) else [value]:
+                    if (ftype == "string") != isinstance(v, str) or (
+                        ftype in INTEGER_TYPES and isinstance(v, float) and v % 1
+                    ):
+                        problems.append(f"{path}.where.{column}: {v!r} is not of type {ftype}")
+        if window.idle_timeout is not None and window.idle_timeout <= 0:
+            problems.append(f"{base}.idle_timeout: must be positive")
+    return problems

@@ -1,0 +1,235 @@
+"""Pydantic models of the engine configuration.
+
+Every model forbids unknown fields, so a misspelled key is an error at start-up
+rather than a silently ignored setting. Checks that span several sections
+(an aggregation naming a column of the schema, say) live in
+:mod:`gpu_engine.config.checks` so their messages can name the exact path.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from gpu_engine.units import DurationMs
+
+FieldType = Literal[
+    "bool",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "float32",
+    "float64",
+    "string",
+    "timestamp",
+]
+INTEGER_TYPES = frozenset({"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32"})
+FLOAT_TYPES = frozenset({"float32", "float64"})
+NUMERIC_TYPES = INTEGER_TYPES | FLOAT_TYPES | {"timestamp"}
+
+AggregationOp = Literal[
+    "count", "sum", "mean", "min", "max", "std", "var", "quantile", "count_distinct"
+]
+Scalar = int | float | str | bool
+
+# Event times outside this range are "absurd" unless the time field says otherwise:
+# before the epoch, or after 2100-01-01.
+DEFAULT_MIN_EVENT_TIME_MS = 0
+DEFAULT_MAX_EVENT_TIME_MS = 4_102_444_800_000
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FieldSpec(_Strict):
+    """One column of the input schema and the rules its values must satisfy."""
+
+    type: FieldType
+    required: bool = False
+    nullable: bool = False
+    min: float | None = None
+    max: float | None = None
+    allowed: list[Scalar] | None = None
+    allow_nan: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FieldSpec:
+        if self.required and self.nullable:
+            raise ValueError("a required field cannot be nullable")
+        if (self.min is not None or self.max is not None) and self.type not in NUMERIC_TYPES:
+            raise ValueError(f"min/max need a numeric type, not {self.type}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        if self.allow_nan and self.type not in FLOAT_TYPES:
+            raise ValueError(f"allow_nan applies to float fields only, not {self.type}")
+        if self.allowed is not None:
+            if not self.allowed:
+                raise ValueError("allowed must list at least one value")
+            want_str = self.type == "string"
+            for value in self.allowed:
+                if isinstance(value, str) != want_str or (
+                    self.type in INTEGER_TYPES and isinstance(value, float) and value % 1
+                ):
+                    raise ValueError(f"allowed value {value!r} is not of type {self.type}")
+        return self
+
+
+class SchemaConfig(_Strict):
+    """The columns of an event and which one carries its event time."""
+
+    time: str
+    fields: dict[str, FieldSpec]
+
+    @model_validator(mode="after")
+    def _time_field(self) -> SchemaConfig:
+        if self.time not in self.fields:
+            raise ValueError(f"time field {self.time!r} is not one of the fields")
+        if self.fields[self.time].type not in ("int64", "timestamp"):
+            raise ValueError(
+                f"time field {self.time!r} must be int64 epoch milliseconds or a timestamp"
+            )
+        if self.fields[self.time].nullable:
+            raise ValueError(f"time field {self.time!r} cannot be nullable")
+        return self
+
+
+class ValidationConfig(_Strict):
+    """How strictly rows are checked, and what happens to a row that fails.
+
+    ``strict`` checks every rule; ``lenient`` checks types and nulls only;
+    ``off`` trusts the input (types are still cast). ``on_error`` sends failing
+    rows to the quarantine output (``quarantine``), counts and discards them
+    (``drop``) or stops the run (``fail``).
+    """
+
+    mode: Literal["strict", "lenient", "off"] = "strict"
+    on_error: Literal["quarantine", "drop", "fail"] = "quarantine"
+
+
+class BatchingConfig(_Strict):
+    """A micro-batch is cut at ``max_rows`` rows or ``max_delay`` after its first row."""
+
+    max_rows: int = Field(default=65_536, ge=1)
+    max_delay: DurationMs = 50
+
+
+class AggregationSpec(_Strict):
+    """One output column of a window: an operation over a column, optionally filtered."""
+
+    name: str
+    op: AggregationOp
+    column: str | None = None
+    q: float | None = None
+    where: dict[str, Scalar | list[Scalar]] | None = None
+
+    @model_validator(mode="after")
+    def _arguments(self) -> AggregationSpec:
+        if self.op != "count" and self.column is None:
+            raise ValueError(f"op {self.op} needs a column")
+        if self.op == "quantile":
+            if self.q is None or not (0.0 <= self.q <= 1.0):
+                raise ValueError("op quantile needs q between 0 and 1")
+        elif self.q is not None:
+            raise ValueError(f"q applies to op quantile only, not {self.op}")
+        return self
+
+
+class TopKSpec(_Strict):
+    """Keep the ``k`` best keys of each window by an aggregation (ties: key ascending)."""
+
+    by: str
+    k: int = Field(ge=1)
+    descending: bool = True
+
+
+class WindowSpec(_Strict):
+    """A keyed event-time window: tumbling(size), sliding(size, slide) or session(gap)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
+    type: Literal["tumbling", "sliding", "session"]
+    size: DurationMs | None = None
+    slide: DurationMs | None = None
+    gap: DurationMs | None = None
+    keys: list[str] = Field(default_factory=list)
+    allowed_lateness: DurationMs = 0
+    idle_timeout: DurationMs | None = None
+    aggregations: list[AggregationSpec] = Field(min_length=1)
+    top_k: TopKSpec | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> WindowSpec:
+        if self.type == "session":
+            if self.gap is None or self.gap <= 0:
+                raise ValueError("a session window needs a positive gap")
+            if self.size is not None or self.slide is not None:
+                raise ValueError("a session window takes gap, not size or slide")
+        else:
+            if self.size is None or self.size <= 0:
+                raise ValueError(f"a {self.type} window needs a positive size")
+            if self.gap is not None:
+                raise ValueError(f"gap applies to session windows, not {self.type}")
+            if self.type == "tumbling" and self.slide is not None and self.slide != self.size:
+                raise ValueError("a tumbling window has no slide (use type: sliding)")
+            if self.type == "sliding":
+                if self.slide is None or self.slide <= 0:
+                    raise ValueError("a sliding window needs a positive slide")
+                if self.size % self.slide:
+                    raise ValueError(
+                        f"slide {self.slide}ms does not divide size {self.size}ms"
+                    )
+        if len(set(self.keys)) != len(self.keys):
+            raise ValueError("keys repeat a column")
+        names = [a.name for a in self.aggregations]
+        if len(set(names)) != len(names):
+            raise ValueError("aggregation names repeat")
+        clash = set(names) & ({"window_start", "window_end"} | set(self.keys))
+        if clash:
+            raise ValueError(f"aggregation name(s) {sorted(clash)} clash with output columns")
+        if self.top_k is not None and self.top_k.by not in names:
+            raise ValueError(f"top_k.by {self.top_k.by!r} is not an aggregation of this window")
+        return self
+
+    @property
+    def effective_slide(self) -> int:
+        """The distance between window starts (equal to size for tumbling windows)."""
+        assert self.size is not None
+        return self.slide if self.slide is not None else self.size
+
+    @property
+    def pane_ms(self) -> int:
+        """Pane length: gcd(size, slide), so every event lands in exactly one pane."""
+        assert self.size is not None
+        return math.gcd(self.size, self.effective_slide)
+
+
+class EngineConfig(_Strict):
+    """The whole configuration of a pipeline run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    schema_: SchemaConfig = Field(alias="schema")
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    windows: list[WindowSpec] = Field(min_length=1)
+    backend: Literal["auto", "cpu", "cuda"] = "auto"
+    workers: int | None = Field(default=None, ge=1)
+
+    @field_validator("windows")
+    @classmethod
+    def _unique_window_names(cls, windows: list[WindowSpec]) -> list[WindowSpec]:
+        names = [w.name for w in windows]
+        if len(set(names)) != len(names):
+            raise ValueError("window names repeat")
+        return windows
+
+    @property
+    def event_schema(self) -> SchemaConfig:
+        """The input schema (``schema`` in YAML; the attribute name avoids pydantic's)."""
+        return self.schema_

@@ -1,0 +1,319 @@
+"""The engine: a thin composition of batcher, validator, window operators and sinks.
+
+Usage::
+
+    engine = Engine(config, sinks=[MemorySink()])
+    engine.push(frame)      # pandas / Arrow / dict of arrays / cuDF
+    engine.poll()           # let time-based rules act (batch timeout, idle watermark)
+    summary = engine.close()
+
+Every event that enters is counted exactly once as valid (windowed),
+quarantined, late (for every window) or dead-lettered.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from gpu_engine.backend import select_backend
+from gpu_engine.batching import Batch, MicroBatcher
+from gpu_engine.config.models import EngineConfig
+from gpu_engine.errors import EngineError
+from gpu_engine.io.frames import to_arrow
+from gpu_engine.io.sinks import MemorySink, Sink
+from gpu_engine.validation import ARROW_TYPES, ValidatedBatch, Validator
+from gpu_engine.windows.operator import WindowOperator, make_operator
+
+BatchListener = Callable[["BatchReport"], None]
+
+
+@dataclass
+class Counts:
+    """Where every event went."""
+
+    received: int = 0
+    valid: int = 0
+    quarantined: int = 0
+    late: int = 0
+    dead_lettered: int = 0
+
+    @property
+    def accounted(self) -> int:
+        return self.valid + self.quarantined + self.late + self.dead_lettered
+
+
+@dataclass
+class BatchReport:
+    """What happened to one batch (for metrics and monitors)."""
+
+    rows: int
+    valid: int
+    quarantined: int
+    late: int
+    dead_lettered: int
+    stage_seconds: dict[str, float]
+    latency_s: float
+    max_event_time_ms: int | None
+    finished_at: float
+
+
+@dataclass
+class _Timings:
+    rows: list[tuple[float, str, int, float]] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+
+
+class Engine:
+    """Validated, keyed event-time windows over a stream of pushed batches."""
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        sinks: Iterable[Sink] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        listeners: Iterable[BatchListener] = (),
+        metrics_dir: str | Path | None = None,
+    ) -> None:
+        self.config = config
+        self.backend = select_backend(config.backend)
+        self.sinks: list[Sink] = list(sinks) if sinks is not None else [MemorySink()]
+        self.clock = clock
+        self.listeners = list(listeners)
+        self.metrics_dir = Path(metrics_dir) if metrics_dir is not None else None
+        schema = config.event_schema
+        self.validator = Validator(schema, config.validation)
+        self.batcher = MicroBatcher(config.batching.max_rows, config.batching.max_delay)
+        time_type = pa.timestamp("ms") if schema.fields[schema.time].type == "timestamp" else (
+            pa.int64()
+        )
+        key_types = {name: ARROW_TYPES[spec.type] for name, spec in schema.fields.items()}
+        self.operators: list[WindowOperator] = [
+            make_operator(spec, schema.fields, key_types, time_type) for spec in config.windows
+        ]
+        self.counts = Counts()
+        self._pushed: dict[str, int] = {}
+        self._timings = _Timings()
+        self._started = clock()
+        self._busy_s = 0.0
+        self._closed = False
+        self.summary_data: dict[str, Any] | None = None
+
+    # -- input --------------------------------------------------------------------------
+    def push(self, frame: Any, source: str = "push", first_row: int | None = None) -> None:
+        """Add rows; full batches are processed before this returns."""
+        self._check_open()
+        table = to_arrow(frame)
+        if first_row is None:
+            first_row = self._pushed.get(source, 0)
+        self._pushed[source] = first_row + table.num_rows
+        self.counts.received += table.num_rows
+        for batch in self.batcher.add(table, source, first_row, self.clock()):
+            self._process(batch)
+
+    def poll(self, now: float | None = None) -> None:
+        """Apply the time-based rules: cut a batch after ``max_delay``, advance idle watermarks."""
+        self._check_open()
+        now = self.clock() if now is None else now
+        for batch in self.batcher.due(now):
+            self._process(batch)
+        for operator in self.operators:
+            operator.poll(now)
+        self._emit_ready()
+
+    def flush(self) -> None:
+        """Process everything buffered (the windows stay open)."""
+        self._check_open()
+        for batch in self.batcher.drain():
+            self._process(batch)
+
+    def close(self) -> dict[str, Any]:
+        """End of input: process the rest, emit every open window, close sinks, return summary."""
+        if self._closed:
+            assert self.summary_data is not None
+            return self.summary_data
+        self.flush()
+        for operator in self.operators:
+            table = operator.close()
+            if table is not None:
+                self._write_windows(operator, table)
+        self._closed = True
+        self.summary_data = self.summary()
+        self._write_batch_metrics()
+        for sink in self.sinks:
+            sink.close(self.summary_data)
+        return self.summary_data
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._closed:
+            self.close()
+
+    # -- the batch path -----------------------------------------------------------------
+    def _process(self, batch: Batch) -> None:
+        start = self.clock()
+        stage: dict[str, float] = {}
+        rows = batch.table.num_rows
+        try:
+            validated = self.validator.validate(batch.table, batch.source, batch.first_row)
+        except EngineError:
+            raise
+        except Exception as exc:  # a bug or unreadable data: never lose the rows
+            self._dead_letter(batch, exc)
+            return
+        t1 = self.clock()
+        stage["validate"] = t1 - start
+        late_everywhere = self._aggregate(validated, t1)
+        t2 = self.clock()
+        stage["aggregate"] = t2 - t1
+        self._emit_ready()
+        finished = self.clock()
+        stage["emit"] = finished - t2
+        n_late = int(late_everywhere.sum())
+        valid = validated.valid.num_rows - n_late
+        self.counts.valid += valid
+        self.counts.late += n_late
+        self.counts.quarantined += validated.n_quarantined
+        if validated.quarantine is not None and self.config.validation.on_error == "quarantine":
+            for sink in self.sinks:
+                sink.quarantine(validated.quarantine)
+        self._record(batch, rows, valid, validated, n_late, stage, finished)
+
+    def _aggregate(self, validated: ValidatedBatch, now: float) -> np.ndarray:
+        late_everywhere = np.ones(validated.valid.num_rows, dtype=bool)
+        for operator in self.operators:
+            late = operator.process(validated.valid, validated.times, now)
+            late_everywhere &= late
+            if late.any():
+                late_rows = validated.valid.filter(pa.array(late))
+                for sink in self.sinks:
+                    sink.late(operator.spec.name, late_rows)
+        return late_everywhere
+
+    def _emit_ready(self) -> None:
+        for operator in self.operators:
+            table = operator.emit_ready()
+            if table is not None:
+                self._write_windows(operator, table)
+
+    def _write_windows(self, operator: WindowOperator, table: pa.Table) -> None:
+        for sink in self.sinks:
+            sink.windows(operator.spec.name, table)
+
+    def _dead_letter(self, batch: Batch, exc: Exception) -> None:
+        rows = batch.table.num_rows
+        self.counts.dead_lettered += rows
+        error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        table = pa.table(
+            {
+                "_source": pa.array([batch.source] * rows, pa.string()),
+                "_row": pa.array(np.arange(rows, dtype=np.int64) + batch.first_row),
+                "_error": pa.array([error] * rows, pa.string()),
+                "_values": pa.array([str(r) for r in batch.table.to_pylist()], pa.string()),
+            }
+        )
+        for sink in self.sinks:
+            sink.dead_letter(table)
+
+    def _record(
+        self,
+        batch: Batch,
+        rows: int,
+        valid: int,
+        validated: ValidatedBatch,
+        n_late: int,
+        stage: dict[str, float],
+        finished: float,
+    ) -> None:
+        latency = finished - batch.arrived_at
+        self._timings.latencies.append(latency)
+        self._busy_s += sum(stage.values())
+        wall = time.time()
+        for name, seconds in stage.items():
+            self._timings.rows.append((wall, name, rows, seconds))
+        if self.listeners:
+            times = validated.times
+            report = BatchReport(
+                rows=rows,
+                valid=valid,
+                quarantined=validated.n_quarantined,
+                late=n_late,
+                dead_lettered=0,
+                stage_seconds=stage,
+                latency_s=latency,
+                max_event_time_ms=int(times.max()) if len(times) else None,
+                finished_at=finished,
+            )
+            for listener in self.listeners:
+                listener(report)
+
+    # -- reporting ----------------------------------------------------------------------
+    @property
+    def watermarks(self) -> dict[str, int]:
+        return {op.spec.name: op.watermark for op in self.operators}
+
+    def summary(self) -> dict[str, Any]:
+        elapsed = max(self.clock() - self._started, 1e-9)
+        latencies = np.asarray(self._timings.latencies) * 1000
+        c = self.counts
+        return {
+            "events": {
+                "in": c.received,
+                "valid": c.valid,
+                "quarantined": c.quarantined,
+                "late": c.late,
+                "dead_lettered": c.dead_lettered,
+                "buffered": self.batcher.buffered_rows,
+            },
+            "accounted": c.accounted + self.batcher.buffered_rows == c.received,
+            "windows_emitted": sum(op.windows_emitted for op in self.operators),
+            "windows": {
+                op.spec.name: {
+                    "emitted": op.windows_emitted,
+                    "late_events": op.late_events,
+                    "state_bytes": op.state_bytes,
+                }
+                for op in self.operators
+            },
+            "batches": len(latencies),
+            "elapsed_s": elapsed,
+            "busy_s": self._busy_s,
+            "throughput_events_per_s": c.received / elapsed,
+            "processing_events_per_s": c.received / self._busy_s if self._busy_s else 0.0,
+            "latency_ms": {
+                "p50": float(np.percentile(latencies, 50)) if len(latencies) else None,
+                "p99": float(np.percentile(latencies, 99)) if len(latencies) else None,
+            },
+            "backend": self.backend.name,
+            "quarantine_written": self.config.validation.on_error == "quarantine",
+        }
+
+    def _write_batch_metrics(self) -> None:
+        if self.metrics_dir is None or not self._timings.rows:
+            return
+        self.metrics_dir.mkdir(parents=True, exist_ok=True)
+        wall, stage, rows, seconds = zip(*self._timings.rows, strict=True)
+        table = pa.table(
+            {
+                "time_s": pa.array(wall, pa.float64()),
+                "stage": pa.array(stage, pa.string()),
+                "rows": pa.array(rows, pa.int64()),
+                "seconds": pa.array(seconds, pa.float64()),
+                "workers": pa.array([1] * len(wall), pa.int64()),
+            }
+        )
+        pq.write_table(table, self.metrics_dir / "batches.parquet")
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EngineError("the engine is closed; create a new Engine for more input")

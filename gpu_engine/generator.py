@@ -1,0 +1,200 @@
+"""A deterministic generator of short-video interaction events.
+
+Content popularity is Zipf-skewed, the event rate follows a ramp or diurnal
+profile over the run, arrival order is perturbed by up to ``disorder_ms`` of
+out-of-order delay, and a chosen fraction of rows is made invalid in one of
+several ways. The same seed gives the same events whatever the chunk size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+_CHUNK = 1 << 18
+REGIONS = ["us-east", "us-west", "eu-west", "eu-central", "ap-south", "ap-east", "sa", "af"]
+EVENT_TYPE_PROBS = [0.60, 0.15, 0.03, 0.17, 0.05]  # view, like, share, skip, complete
+BAD_KINDS = (
+    "negative_watch", "nan_watch", "bad_event_type", "negative_latency", "absurd_time",
+    "null_content", "null_region", "inf_watch",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """What to generate; every field has a default that makes a realistic stream."""
+
+    events: int = 1_000_000
+    seed: int = 0
+    start_ms: int = 1_700_000_000_000
+    duration_ms: int = 600_000
+    n_content: int = 100_000
+    zipf: float = 1.1
+    n_users: int = 1_000_000
+    n_creators: int = 20_000
+    disorder_ms: int = 2_000
+    bad_fraction: float = 0.0
+    profile: Literal["flat", "ramp", "diurnal"] = "diurnal"
+
+
+class _Zipf:
+    """Inverse-CDF sampler of ranks 0..n-1 with P(rank k) proportional to 1/(k+1)^s."""
+
+    def __init__(self, n: int, s: float, seed: int) -> None:
+        weights = 1.0 / np.arange(1, n + 1, dtype=np.float64) ** s
+        self.cdf = np.cumsum(weights / weights.sum())
+        self.cdf[-1] = 1.0
+        # Popular content gets arbitrary ids, not 0, 1, 2, ...
+        self.ids = np.random.default_rng([seed, 7]).permutation(n).astype(np.int64)
+
+    def sample(self, u: np.ndarray) -> np.ndarray:
+        return self.ids[np.searchsorted(self.cdf, u, side="right").clip(0, len(self.ids) - 1)]
+
+
+def _arrival_quantiles(profile: str) -> tuple[np.ndarray, np.ndarray]:
+    """Grid of (cumulative share of events, position in the run) for the rate profile."""
+    x = np.linspace(0.0, 1.0, 4097)
+    if profile == "flat":
+        rate = np.ones_like(x)
+    elif profile == "ramp":
+        rate = 0.25 + 1.5 * x
+    else:
+        rate = 1.0 + 0.6 * np.sin(2 * np.pi * (x - 0.25))
+    cum = np.concatenate([[0.0], np.cumsum((rate[1:] + rate[:-1]) / 2)])
+    return cum / cum[-1], x
+
+
+def generate(spec: GeneratorSpec, batch_rows: int = _CHUNK) -> Iterator[pa.Table]:
+    """Yield the events in arrival order, in tables of at most ``batch_rows`` rows."""
+    zipf = _Zipf(spec.n_content, spec.zipf, spec.seed)
+    share, position = _arrival_quantiles(spec.profile)
+    pending: list[pa.Table] = []
+    rows = 0
+    for first in range(0, spec.events, _CHUNK):
+        chunk = _chunk(spec, zipf, share, position, first, min(_CHUNK, spec.events - first))
+        pending.append(chunk)
+        rows += chunk.num_rows
+        while rows >= batch_rows:
+            table = pa.concat_tables(pending)
+            yield table.slice(0, batch_rows)
+            rest = table.slice(batch_rows)
+            pending, rows = [rest], rest.num_rows
+    if rows:
+        yield pa.concat_tables(pending)
+
+
+def _chunk(
+    spec: GeneratorSpec,
+    zipf: _Zipf,
+    share: np.ndarray,
+    position: np.ndarray,
+    first: int,
+    n: int,
+) -> pa.Table:
+    rng = np.random.default_rng([spec.seed, first // _CHUNK])
+    order = (np.arange(first, first + n) + rng.random(n)) / max(spec.events, 1)
+    arrival = spec.start_ms + np.interp(order, share, position) * spec.duration_ms
+    delay = rng.random(n) * spec.disorder_ms
+    event_time = np.maximum(arrival - delay, spec.start_ms).astype(np.int64)
+    content = zipf.sample(rng.random(n))
+    event_type = rng.choice(5, size=n, p=EVENT_TYPE_PROBS).astype(np.int8)
+    watch = rng.exponential(15_000.0, n)
+    watch[event_type == 3] *= 0.1
+    watch = np.minimum(watch, 3_600_000).astype(np.float32)
+    latency = rng.lognormal(np.log(30.0), 0.5, n).astype(np.float32)
+    latency_null = rng.random(n) < 0.02
+    columns: dict[str, np.ndarray] = {
+        "event_time": event_time,
+        "content_id": content,
+        "user_id": rng.integers(0, spec.n_users, n, dtype=np.int64),
+        "creator_id": (content * 2_654_435_761) % spec.n_creators,
+        "event_type": event_type,
+        "watch_ms": watch,
+        "latency_ms": latency,
+    }
+    region = np.asarray(REGIONS, dtype=object)[rng.integers(0, len(REGIONS), n)]
+    masks = {"latency_ms": latency_null}
+    if spec.bad_fraction > 0:
+        _corrupt(rng, spec.bad_fraction, columns, masks, region)
+    arrays = {
+        name: pa.array(values, mask=masks.get(name)) for name, values in columns.items()
+    }
+    arrays["region"] = pa.array(region, pa.string(), mask=masks.get("region"))
+    return pa.table(arrays)
+
+
+def _corrupt(
+    rng: np.random.Generator,
+    fraction: float,
+    columns: dict[str, np.ndarray],
+    masks: dict[str, np.ndarray],
+    region: np.ndarray,
+) -> None:
+    """Make about ``fraction`` of the rows invalid, each in one of ``BAD_KINDS``."""
+    n = len(columns["event_time"])
+    bad = np.flatnonzero(rng.random(n) < fraction)
+    kinds = rng.integers(0, len(BAD_KINDS), len(bad))
+    for k, kind in enumerate(BAD_KINDS):
+        rows = bad[kinds == k]
+        if kind == "negative_watch":
+            columns["watch_ms"][rows] = -5.0
+        elif kind == "nan_watch":
+            columns["watch_ms"][rows] = np.nan
+        elif kind == "inf_watch":
+            columns["watch_ms"][rows] = np.inf
+        elif kind == "bad_event_type":
+            columns["event_type"][rows] = 9
+        elif kind == "negative_latency":
+            columns["latency_ms"][rows] = -1.0
+            masks["latency_ms"][rows] = False
+        elif kind == "absurd_time":
+            columns["event_time"][rows] = -1
+        elif kind == "null_content":
+            masks.setdefault("content_id", np.zeros(n, dtype=bool))[rows] = True
+        else:
+            masks.setdefault("region", np.zeros(n, dtype=bool))[rows] = True
+    del region  # regions are nulled through the mask
+
+
+def write_events(spec: GeneratorSpec, path: str | Path) -> int:
+    """Write the events to ``path`` (.parquet, .csv or .jsonl); return the row count."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix.lower()
+    total = 0
+    if suffix in (".parquet", ".pq"):
+        writer = None
+        for table in generate(spec):
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema)
+            writer.write_table(table)
+            total += table.num_rows
+        if writer is None:
+            pq.write_table(next(generate(GeneratorSpec(events=1))).slice(0, 0), path)
+        else:
+            writer.close()
+    elif suffix == ".csv":
+        with pacsv.CSVWriter(path, _schema()) as writer:
+            for table in generate(spec):
+                writer.write_table(table)
+                total += table.num_rows
+    elif suffix in (".jsonl", ".ndjson"):
+        with path.open("w") as handle:
+            for table in generate(spec):
+                frame = table.to_pandas()
+                handle.write(frame.to_json(orient="records", lines=True))
+                total += table.num_rows
+    else:
+        raise ValueError(f"{path}: unknown format; use .parquet, .csv or .jsonl")
+    return total
+
+
+def _schema() -> pa.Schema:
+    return next(generate(GeneratorSpec(events=1))).schema

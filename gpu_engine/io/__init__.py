@@ -1,0 +1,1 @@
+"""Sources (files, generator), sinks (Parquet, memory, callback) and frame adapters."""

@@ -1,0 +1,141 @@
+"""Where results go: Parquet folders, memory (for tests and embedding), callbacks."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+class Sink(Protocol):
+    """Receives every output of the engine; the engine calls these in order."""
+
+    def windows(self, name: str, table: pa.Table) -> None: ...
+    def quarantine(self, table: pa.Table) -> None: ...
+    def late(self, name: str, table: pa.Table) -> None: ...
+    def dead_letter(self, table: pa.Table) -> None: ...
+    def close(self, summary: dict[str, Any]) -> None: ...
+
+
+class _PartWriter:
+    """Appends tables to ``DIR/part-NNNNN.parquet``, starting a new part when the schema changes."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.part = 0
+        self.writer: pq.ParquetWriter | None = None
+        self.schema: pa.Schema | None = None
+
+    def write(self, table: pa.Table) -> None:
+        if self.writer is not None and not table.schema.equals(self.schema):
+            self.close()
+            self.part += 1
+        if self.writer is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            path = self.folder / f"part-{self.part:05d}.parquet"
+            self.writer = pq.ParquetWriter(path, table.schema)
+            self.schema = table.schema
+        self.writer.write_table(table)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+class ParquetSink:
+    """``OUT/windows/<name>/``, ``OUT/quarantine/``, ``OUT/late/<name>/``, ``OUT/summary.json``."""
+
+    def __init__(self, out_dir: str | Path) -> None:
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._writers: dict[Path, _PartWriter] = {}
+
+    def _writer(self, *parts: str) -> _PartWriter:
+        folder = self.out_dir.joinpath(*parts)
+        if folder not in self._writers:
+            self._writers[folder] = _PartWriter(folder)
+        return self._writers[folder]
+
+    def windows(self, name: str, table: pa.Table) -> None:
+        self._writer("windows", name).write(table)
+
+    def quarantine(self, table: pa.Table) -> None:
+        self._writer("quarantine").write(table)
+
+    def late(self, name: str, table: pa.Table) -> None:
+        self._writer("late", name).write(table)
+
+    def dead_letter(self, table: pa.Table) -> None:
+        self._writer("dead_letter").write(table)
+
+    def close(self, summary: dict[str, Any]) -> None:
+        for writer in self._writers.values():
+            writer.close()
+        (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+class MemorySink:
+    """Keeps every output in memory; ``result(name)`` concatenates a window's tables."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, list[pa.Table]] = defaultdict(list)
+        self.summary: dict[str, Any] | None = None
+
+    def windows(self, name: str, table: pa.Table) -> None:
+        self.tables[f"windows/{name}"].append(table)
+
+    def quarantine(self, table: pa.Table) -> None:
+        self.tables["quarantine"].append(table)
+
+    def late(self, name: str, table: pa.Table) -> None:
+        self.tables[f"late/{name}"].append(table)
+
+    def dead_letter(self, table: pa.Table) -> None:
+        self.tables["dead_letter"].append(table)
+
+    def close(self, summary: dict[str, Any]) -> None:
+        self.summary = summary
+
+    def result(self, kind: str) -> pa.Table | None:
+        """``windows/<name>``, ``late/<name>``, ``quarantine`` or ``dead_letter``; None if empty."""
+        tables = self.tables.get(kind)
+        if not tables:
+            return None
+        return pa.concat_tables(tables, promote_options="permissive")
+
+
+class CallbackSink:
+    """Calls ``on_windows(name, table)`` for every emitted set of windows (for embedding)."""
+
+    def __init__(
+        self,
+        on_windows: Callable[[str, pa.Table], None],
+        on_quarantine: Callable[[pa.Table], None] | None = None,
+        on_late: Callable[[str, pa.Table], None] | None = None,
+    ) -> None:
+        self.on_windows = on_windows
+        self.on_quarantine = on_quarantine
+        self.on_late = on_late
+
+    def windows(self, name: str, table: pa.Table) -> None:
+        self.on_windows(name, table)
+
+    def quarantine(self, table: pa.Table) -> None:
+        if self.on_quarantine:
+            self.on_quarantine(table)
+
+    def late(self, name: str, table: pa.Table) -> None:
+        if self.on_late:
+            self.on_late(name, table)
+
+    def dead_letter(self, table: pa.Table) -> None:
+        pass
+
+    def close(self, summary: dict[str, Any]) -> None:
+        pass

@@ -1,0 +1,290 @@
+"""Validating a batch against the schema: casting, rule checks, quarantine rows with reasons.
+
+Casting is vectorised with pyarrow/numpy; the rule checks run in the
+:mod:`kernels.validate` kernel, one pass per column. Only the rows that fail
+get a readable message, so the cost of messages scales with bad rows only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from gpu_engine.config.models import (
+    DEFAULT_MAX_EVENT_TIME_MS,
+    DEFAULT_MIN_EVENT_TIME_MS,
+    FLOAT_TYPES,
+    INTEGER_TYPES,
+    FieldSpec,
+    SchemaConfig,
+    ValidationConfig,
+)
+from gpu_engine.errors import SchemaError
+from kernels import validate as codes
+
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "bool": pa.bool_(),
+    "int8": pa.int8(),
+    "int16": pa.int16(),
+    "int32": pa.int32(),
+    "int64": pa.int64(),
+    "uint8": pa.uint8(),
+    "uint16": pa.uint16(),
+    "uint32": pa.uint32(),
+    "float32": pa.float32(),
+    "float64": pa.float64(),
+    "string": pa.string(),
+    "timestamp": pa.timestamp("ms"),
+}
+_EMPTY_U8 = np.empty(0, dtype=np.uint8)
+_EMPTY_F8 = np.empty(0, dtype=np.float64)
+QUARANTINE_COLUMNS = ("_reason_code", "_field", "_reason", "_source", "_row")
+
+
+@dataclass
+class ValidatedBatch:
+    """The outcome of validating one batch."""
+
+    valid: pa.Table  # rows that passed, columns of the schema in schema types
+    times: np.ndarray  # event time of each valid row, int64 epoch ms
+    quarantine: pa.Table | None  # failing rows, original values plus the reason columns
+    n_in: int
+
+    @property
+    def n_quarantined(self) -> int:
+        return 0 if self.quarantine is None else self.quarantine.num_rows
+
+
+@dataclass
+class _Cast:
+    array: pa.Array  # target type, null where the input was null or failed to cast
+    failed: np.ndarray | None  # True where a non-null input could not be cast
+
+
+class Validator:
+    """Casts batches to the schema and checks every rule of every field."""
+
+    def __init__(self, schema: SchemaConfig, config: ValidationConfig) -> None:
+        self.schema = schema
+        self.config = config
+        self.field_names = list(schema.fields)
+
+    def validate(self, table: pa.Table, source: str, first_row: int) -> ValidatedBatch:
+        """Validate ``table`` whose first row is row ``first_row`` of ``source``."""
+        n = table.num_rows
+        reason = np.zeros(n, dtype=np.int8)
+        failed_field = np.full(n, -1, dtype=np.int16)
+        columns: dict[str, pa.Array] = {}
+        for index, (name, spec) in enumerate(self.schema.fields.items()):
+            if name not in table.column_names:
+                if spec.nullable:
+                    columns[name] = pa.nulls(n, ARROW_TYPES[spec.type])
+                    continue
+                message = f"column {name!r} is missing from the input"
+                if self.config.on_error == "fail":
+                    raise SchemaError(f"{source}: {message}")
+                reason[reason == 0] = codes.MISSING_COLUMN
+                failed_field[failed_field < 0] = index
+                columns[name] = pa.nulls(n, ARROW_TYPES[spec.type])
+                continue
+            cast = self._cast(table.column(name), spec, name, source)
+            columns[name] = cast.array
+            self._check(name, spec, cast, index, reason, failed_field)
+        bad = reason != 0
+        valid_table = pa.table(columns)
+        quarantine = None
+        if bad.any():
+            if self.config.on_error == "fail":
+                first = int(np.flatnonzero(bad)[0])
+                raise SchemaError(
+                    f"{source}, row {first_row + first}: "
+                    + self._message(table, int(reason[first]), int(failed_field[first]), first)
+                )
+            bad_index = np.flatnonzero(bad)
+            quarantine = self._quarantine(table, bad_index, reason, failed_field, source, first_row)
+            valid_table = valid_table.filter(pa.array(~bad))
+        time_array = valid_table.column(self.schema.time)
+        times = time_array.cast(pa.int64()).to_numpy()
+        return ValidatedBatch(valid_table, times, quarantine, n)
+
+    # -- casting ------------------------------------------------------------------------
+    def _cast(self, column: pa.ChunkedArray, spec: FieldSpec, name: str, source: str) -> _Cast:
+        array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        target = ARROW_TYPES[spec.type]
+        if array.type == target:
+            return _Cast(array, None)
+        kind = spec.type
+        try:
+            if kind == "string":
+                return _Cast(pc.cast(array, pa.string()), None)
+            if kind == "timestamp":
+                return self._cast_timestamp(array)
+            if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+                return self._parse_numbers(array, spec)
+            if pa.types.is_timestamp(array.type) and kind == "int64":
+                return _Cast(pc.cast(array, pa.timestamp("ms")).cast(pa.int64()), None)
+            if kind == "bool":
+                return _Cast(pc.cast(array, pa.bool_()), None)
+            if pa.types.is_integer(array.type) or pa.types.is_floating(array.type) or (
+                pa.types.is_boolean(array.type)
+            ):
+                return self._cast_number(array, spec)
+            if pa.types.is_null(array.type):
+                return _Cast(pa.nulls(len(array), target), None)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
+            raise SchemaError(
+                f"{source}: column {name!r} of type {array.type} cannot be read as {kind}: {exc}"
+            ) from exc
+        raise SchemaError(f"{source}: column {name!r} of type {array.type} cannot be read as {kind}")
+
+    @staticmethod
+    def _cast_number(array: pa.Array, spec: FieldSpec) -> _Cast:
+        target = ARROW_TYPES[spec.type]
+        if spec.type in FLOAT_TYPES:
+            return _Cast(pc.cast(array, target), None)
+        values = array.to_numpy(zero_copy_only=False)
+        is_null = array.is_null().to_numpy(zero_copy_only=False)
+        info = np.iinfo(target.to_pandas_dtype())
+        as_float = values.astype(np.float64)
+        with np.errstate(invalid="ignore"):
+            fits = (as_float >= info.min) & (as_float <= info.max)
+            if pa.types.is_floating(array.type):
+                fits &= np.isfinite(as_float) & (np.floor(as_float) == as_float)
+        failed = ~fits & ~is_null
+        if not failed.any():
+            return _Cast(pc.cast(array, target, safe=False), None)
+        safe_values = np.where(failed | is_null, 0, values).astype(target.to_pandas_dtype())
+        return _Cast(pa.array(safe_values, mask=failed | is_null), failed)
+
+    def _parse_numbers(self, array: pa.Array, spec: FieldSpec) -> _Cast:
+        text = pd.Series(array.to_pandas(), dtype=object)
+        parsed = pd.to_numeric(text, errors="coerce")
+        values = np.asarray(parsed, dtype=np.float64)
+        is_null = array.is_null().to_numpy(zero_copy_only=False)
+        failed = np.isnan(values) & ~is_null & ~text.str.strip().str.lower().isin(["nan"]).to_numpy()
+        numeric = pa.array(values, mask=failed | is_null)
+        if spec.type in FLOAT_TYPES:
+            return _Cast(numeric.cast(ARROW_TYPES[spec.type]), failed)
+        cast = self._cast_number(numeric, spec)
+        if cast.failed is not None:
+            failed = failed | cast.failed
+        return _Cast(cast.array, failed)
+
+    @staticmethod
+    def _cast_timestamp(array: pa.Array) -> _Cast:
+        if pa.types.is_timestamp(array.type):
+            return _Cast(pc.cast(array, pa.timestamp("ms", tz=array.type.tz), safe=False), None)
+        if pa.types.is_integer(array.type):
+            return _Cast(pc.cast(array, pa.int64()).cast(pa.timestamp("ms")), None)
+        text = pd.Series(array.to_pandas(), dtype=object)
+        parsed = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
+        is_null = array.is_null().to_numpy(zero_copy_only=False)
+        failed = parsed.isna().to_numpy() & ~is_null
+        ms = parsed.astype("int64", copy=False).to_numpy() // 1_000_000
+        ms = np.where(failed | is_null, 0, ms)
+        return _Cast(pa.array(ms, mask=failed | is_null).cast(pa.timestamp("ms")), failed)
+
+    # -- rules --------------------------------------------------------------------------
+    def _check(
+        self,
+        name: str,
+        spec: FieldSpec,
+        cast: _Cast,
+        index: int,
+        reason: np.ndarray,
+        failed_field: np.ndarray,
+    ) -> None:
+        mode = self.config.mode
+        array = cast.array
+        is_null = array.is_null().to_numpy(zero_copy_only=False) if array.null_count else _EMPTY_U8
+        failed = cast.failed if cast.failed is not None else _EMPTY_U8
+        check_range = mode == "strict"
+        if spec.type == "string" or spec.type == "bool":
+            nulls = np.asarray(is_null, dtype=bool) if len(is_null) else np.zeros(len(array), bool)
+            bad_null = nulls & (not spec.nullable)
+            if check_range and spec.allowed is not None:
+                hit = pc.is_in(array, value_set=pa.array(spec.allowed).cast(array.type))
+                bad_allowed = ~hit.fill_null(True).to_numpy(zero_copy_only=False)
+            else:
+                bad_allowed = np.zeros(len(array), bool)
+            for code, bad in ((codes.NULL, bad_null), (codes.NOT_ALLOWED, bad_allowed)):
+                fresh = bad & (reason == 0)
+                reason[fresh] = code
+                failed_field[fresh] = index
+            return
+        lo, hi = self._bounds(name, spec)
+        values = array.cast(pa.int64()) if spec.type == "timestamp" else array
+        allowed = np.asarray(spec.allowed, dtype=np.float64) if spec.allowed else _EMPTY_F8
+        codes.check_numeric(
+            values.fill_null(0).to_numpy(zero_copy_only=False), is_null, failed, index,
+            spec.nullable, spec.allow_nan or mode == "off", check_range or name == self.schema.time,
+            lo, hi, allowed, reason, failed_field,
+        )  # fmt: skip
+
+    def _bounds(self, name: str, spec: FieldSpec) -> tuple[float, float]:
+        lo = -np.inf if spec.min is None else float(spec.min)
+        hi = np.inf if spec.max is None else float(spec.max)
+        if name == self.schema.time:
+            lo = DEFAULT_MIN_EVENT_TIME_MS if spec.min is None else lo
+            hi = DEFAULT_MAX_EVENT_TIME_MS if spec.max is None else hi
+        return lo, hi
+
+    # -- messages -----------------------------------------------------------------------
+    def _quarantine(
+        self,
+        table: pa.Table,
+        bad: np.ndarray,
+        reason: np.ndarray,
+        failed_field: np.ndarray,
+        source: str,
+        first_row: int,
+    ) -> pa.Table:
+        rows = table.take(pa.array(bad))
+        messages = [
+            self._message(table, int(reason[i]), int(failed_field[i]), int(i)) for i in bad
+        ]
+        names = [self.field_names[int(f)] for f in failed_field[bad]]
+        extra = {
+            "_reason_code": pa.array(reason[bad], pa.int8()),
+            "_field": pa.array(names, pa.string()),
+            "_reason": pa.array(messages, pa.string()),
+            "_source": pa.array([source] * len(bad), pa.string()),
+            "_row": pa.array(bad.astype(np.int64) + first_row, pa.int64()),
+        }
+        for name, array in extra.items():
+            rows = rows.append_column(name, array)
+        return rows
+
+    def _message(self, table: pa.Table, code: int, field_index: int, row: int) -> str:
+        name = self.field_names[field_index]
+        spec = self.schema.fields[name]
+        if code == codes.MISSING_COLUMN:
+            return f"column {name!r} is missing from the input"
+        raw = table.column(name)[row].as_py()
+        shown = f"{name}={raw!r}"
+        lo, hi = self._bounds(name, spec)
+        if code == codes.NULL:
+            return f"{name} is null but the field is not nullable"
+        if code == codes.NAN:
+            return f"{name} is NaN (set allow_nan: true to accept it)"
+        if code == codes.INFINITE:
+            return f"{shown} is not finite"
+        if code == codes.BELOW_MIN:
+            return f"{shown} is below min {_num(lo)}"
+        if code == codes.ABOVE_MAX:
+            return f"{shown} is above max {_num(hi)}"
+        if code == codes.NOT_ALLOWED:
+            return f"{shown} is not one of {spec.allowed}"
+        if code == codes.UNPARSEABLE:
+            if spec.type in INTEGER_TYPES:
+                return f"{shown} is not an integer that fits {spec.type}"
+            return f"{shown} cannot be read as {spec.type}"
+        return f"{shown} failed validation (code {code})"
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)

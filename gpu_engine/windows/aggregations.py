@@ -1,0 +1,171 @@
+"""From aggregation specs to kernel inputs (value columns, masks) and back to output columns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from gpu_engine.config.models import INTEGER_TYPES, AggregationSpec, FieldSpec
+from kernels.aggregate import (
+    COUNT,
+    DISTINCT,
+    MAX,
+    MIN,
+    OP_CODES,
+    QUANTILE,
+    SUM,
+    AggState,
+    finalize_column,
+)
+from kernels.sketches import bucket_keys, hash_int64
+
+_EXACT_INT = INTEGER_TYPES | {"bool", "timestamp"}
+
+
+@dataclass
+class BatchValues:
+    """Kernel inputs for one batch: value columns, participation masks, sketch inputs."""
+
+    fcols: np.ndarray  # (n_columns, n) float64
+    icols: np.ndarray  # (n_columns, n) int64 or (0, 0) when no integer sum is needed
+    masks: np.ndarray  # (n_masks, n) uint8
+    mask_of: np.ndarray  # (n_aggs,) int64, -1 = every event takes part
+    sketch_inputs: list[tuple[int, np.ndarray, np.ndarray]]  # (agg, event index, bucket/hash)
+
+
+class AggregationPlan:
+    """The aggregations of one window, compiled to op codes and column indexes."""
+
+    def __init__(self, specs: list[AggregationSpec], fields: dict[str, FieldSpec]) -> None:
+        self.specs = specs
+        self.fields = fields
+        self.ops = np.array([OP_CODES[s.op] for s in specs], dtype=np.int64)
+        self.is_int = np.array(
+            [s.column is not None and fields[s.column].type in _EXACT_INT for s in specs],
+            dtype=np.bool_,
+        )
+        self.value_columns: list[str] = []
+        col_of = []
+        for spec, op in zip(specs, self.ops, strict=True):
+            if op in (COUNT, DISTINCT) or spec.column is None:
+                col_of.append(-1)
+                continue
+            if spec.column not in self.value_columns:
+                self.value_columns.append(spec.column)
+            col_of.append(self.value_columns.index(spec.column))
+        self.col_of = np.array(col_of, dtype=np.int64)
+        self.needs_int = bool(np.any(self.is_int & np.isin(self.ops, [SUM, OP_CODES["mean"]])))
+        self.sketch_aggs = [a for a, op in enumerate(self.ops) if op in (QUANTILE, DISTINCT)]
+
+    def new_state(self, capacity: int = 1024) -> AggState:
+        return AggState(self.ops, capacity)
+
+    def prepare(self, table: pa.Table) -> BatchValues:
+        n = table.num_rows
+        fcols = np.empty((len(self.value_columns), n), dtype=np.float64)
+        icols = np.empty((len(self.value_columns), n) if self.needs_int else (0, 0), np.int64)
+        valid: dict[str, np.ndarray | None] = {}
+        for c, name in enumerate(self.value_columns):
+            array = table.column(name)
+            fcols[c] = array.fill_null(0).to_numpy().astype(np.float64, copy=False)
+            if self.needs_int:
+                icols[c] = array.fill_null(0).to_numpy().astype(np.int64, copy=False)
+        mask_rows: list[np.ndarray] = []
+        mask_keys: dict[tuple[str | None, str], int] = {}
+        mask_of = np.full(len(self.specs), -1, dtype=np.int64)
+        sketch_inputs = []
+        for a, spec in enumerate(self.specs):
+            column = spec.column if self.ops[a] != COUNT else None
+            mask = self._participation(table, column, spec, valid)
+            if mask is not None:
+                key = (column, repr(sorted((spec.where or {}).items())))
+                if key not in mask_keys:
+                    mask_keys[key] = len(mask_rows)
+                    mask_rows.append(mask)
+                mask_of[a] = mask_keys[key]
+            if a in self.sketch_aggs:
+                assert spec.column is not None
+                index = np.flatnonzero(mask) if mask is not None else np.arange(n)
+                sketch_inputs.append((a, index, self._sketch_keys(table, a, spec.column, index)))
+        masks = np.array(mask_rows, dtype=np.uint8) if mask_rows else np.ones((0, n), np.uint8)
+        return BatchValues(fcols, icols, masks.reshape(len(mask_rows), n), mask_of, sketch_inputs)
+
+    @staticmethod
+    def _participation(
+        table: pa.Table, column: str | None, spec: AggregationSpec, cache: dict
+    ) -> np.ndarray | None:
+        mask: np.ndarray | None = None
+        if column is not None:
+            if column not in cache:
+                array = table.column(column)
+                cache[column] = array.is_valid().to_numpy() if array.null_count else None
+            mask = cache[column]
+        for name, value in (spec.where or {}).items():
+            wanted = pa.array(value if isinstance(value, list) else [value])
+            column_values = table.column(name)
+            wanted = wanted.cast(column_values.type)
+            hit = pc.is_in(column_values, value_set=wanted).fill_null(False).to_numpy()
+            mask = hit if mask is None else (mask & hit)
+        return mask
+
+    def _sketch_keys(self, table: pa.Table, a: int, column: str, index: np.ndarray) -> np.ndarray:
+        array = table.column(column).combine_chunks().take(pa.array(index))
+        out = np.empty(len(index), dtype=np.int64)
+        if self.ops[a] == QUANTILE:
+            bucket_keys(array.to_numpy(zero_copy_only=False).astype(np.float64), out)
+            return out
+        ftype = self.fields[column].type
+        if ftype == "string":
+            return _hash_strings(array)
+        if ftype in ("float32", "float64"):
+            values = array.to_numpy(zero_copy_only=False).astype(np.float64) + 0.0  # -0.0 -> 0.0
+            hash_int64(values.view(np.int64), out)
+        else:
+            hash_int64(array.to_numpy(zero_copy_only=False).astype(np.int64), out)
+        return out
+
+    def output_types(self) -> list[pa.DataType]:
+        types = []
+        for spec, op, is_int in zip(self.specs, self.ops, self.is_int, strict=True):
+            if op in (COUNT, DISTINCT) or (op == SUM and is_int):
+                types.append(pa.int64())
+            elif op in (MIN, MAX) and is_int:
+                types.append(pa.int64())
+            else:
+                types.append(pa.float64())
+        return types
+
+    def finalize(
+        self, state: AggState, n: int, sketch_values: dict[int, tuple[np.ndarray, np.ndarray]]
+    ) -> list[pa.Array]:
+        """Output arrays for rows ``0..n-1``, in config order."""
+        out: list[pa.Array] = []
+        for a, (op, is_int, typ) in enumerate(
+            zip(self.ops, self.is_int, self.output_types(), strict=True)
+        ):
+            if a in sketch_values:
+                values, valid = sketch_values[a]
+            else:
+                values = np.empty(n, dtype=np.float64)
+                valid = np.empty(n, dtype=np.bool_)
+                finalize_column(op, is_int, n, state.ist, state.isum, state.f0, state.f1, a,
+                                values, valid)  # fmt: skip
+                if op == SUM and is_int:
+                    values = state.isum[:n, a].copy()
+            if pa.types.is_integer(typ):
+                values = np.where(valid, values, 0)
+            array = pa.array(values.astype(typ.to_pandas_dtype(), copy=False), mask=~valid)
+            out.append(array)
+        return out
+
+
+def _hash_strings(array: pa.Array) -> np.ndarray:
+    """Stable 64-bit hashes of strings (the same in every process, so sketches merge)."""
+    encoded = pc.dictionary_encode(array)
+    dictionary = np.asarray(encoded.dictionary.to_pylist(), dtype=object)
+    hashes = pd.util.hash_array(dictionary).view(np.int64)
+    return hashes[encoded.indices.to_numpy(zero_copy_only=False)]

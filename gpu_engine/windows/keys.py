@@ -1,0 +1,94 @@
+"""Turning key columns into int64 "atoms" for hashing, and back into output columns.
+
+Integers and booleans are their own atoms; strings get codes from a
+dictionary that lives as long as the operator, so codes are stable across
+batches. A nullable key column contributes a second atom (is-null), so a
+null key is a group of its own, as in SQL ``GROUP BY``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from gpu_engine.config.models import FieldSpec
+
+
+class _StringCodes:
+    """A growing dictionary string -> code, stable for the life of the operator."""
+
+    def __init__(self) -> None:
+        self.code_of: dict[str, int] = {}
+        self.values: list[str] = []
+
+    def encode(self, array: pa.Array) -> np.ndarray:
+        encoded = pc.dictionary_encode(array)
+        if isinstance(encoded, pa.ChunkedArray):
+            encoded = encoded.combine_chunks()
+        batch_values = encoded.dictionary.to_pylist()
+        local = np.empty(len(batch_values), dtype=np.int64)
+        for i, value in enumerate(batch_values):
+            code = self.code_of.get(value)
+            if code is None:
+                code = len(self.values)
+                self.code_of[value] = code
+                self.values.append(value)
+            local[i] = code
+        indices = encoded.indices.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        codes = local[indices] if len(local) else np.zeros(len(indices), dtype=np.int64)
+        return codes
+
+    def decode(self, codes: np.ndarray) -> pa.Array:
+        return pa.array(np.asarray(self.values, dtype=object)[codes], type=pa.string())
+
+
+class KeyEncoder:
+    """Encodes the key columns of a window into an ``(n, width)`` int64 atom matrix."""
+
+    def __init__(self, keys: Sequence[str], fields: dict[str, FieldSpec]) -> None:
+        self.keys = list(keys)
+        self.types = {k: fields[k].type for k in self.keys}
+        self.nullable = {k: fields[k].nullable for k in self.keys}
+        self._strings = {k: _StringCodes() for k in self.keys if self.types[k] == "string"}
+        self.width = sum(2 if self.nullable[k] else 1 for k in self.keys)
+
+    def encode(self, table: pa.Table) -> np.ndarray:
+        atoms = np.empty((table.num_rows, self.width), dtype=np.int64)
+        col = 0
+        for key in self.keys:
+            array = table.column(key).combine_chunks()
+            if self.types[key] == "string":
+                values = self._strings[key].encode(array)
+            else:
+                values = array.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+            atoms[:, col] = values
+            col += 1
+            if self.nullable[key]:
+                is_null = array.is_null().to_numpy(zero_copy_only=False)
+                atoms[:, col] = is_null
+                atoms[is_null, col - 1] = 0
+                col += 1
+        return atoms
+
+    def decode(self, atoms: np.ndarray, arrow_types: dict[str, pa.DataType]) -> list[pa.Array]:
+        """Output columns (one per key, in config order) for rows of ``atoms``."""
+        out = []
+        col = 0
+        for key in self.keys:
+            values = atoms[:, col]
+            col += 1
+            mask = None
+            if self.nullable[key]:
+                mask = atoms[:, col].astype(bool)
+                col += 1
+            if self.types[key] == "string":
+                array = self._strings[key].decode(values)
+                if mask is not None and mask.any():
+                    array = pc.if_else(pa.array(mask), pa.nulls(len(array), pa.string()), array)
+            else:
+                array = pa.array(values, mask=mask).cast(arrow_types[key])
+            out.append(array)
+        return out

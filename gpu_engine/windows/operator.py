@@ -1,0 +1,291 @@
+"""Event-time window operators: watermark, lateness, emission and output tables.
+
+An operator receives validated batches (an Arrow table plus event times in
+int64 ms) and returns, for each batch, which events were late and which
+windows became final. The two kinds differ only in their state:
+:class:`PaneWindows` (tumbling and sliding, from panes of gcd(size, slide))
+and :class:`SessionWindows` (per-key sessions that merge).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+import pyarrow as pa
+
+from gpu_engine.config.models import FieldSpec, WindowSpec
+from gpu_engine.windows.aggregations import AggregationPlan
+from gpu_engine.windows.keys import KeyEncoder
+from gpu_engine.windows.state import GroupState
+from kernels.sessions import merge_intervals
+
+NEVER = -(2**62)  # "no window emitted yet"
+FOREVER = 2**62  # the watermark at the end of a bounded input
+
+
+class WindowOperator(ABC):
+    """Common watermark and output logic of one configured window."""
+
+    def __init__(
+        self,
+        spec: WindowSpec,
+        fields: dict[str, FieldSpec],
+        key_types: dict[str, pa.DataType],
+        time_type: pa.DataType,
+    ) -> None:
+        self.spec = spec
+        self.plan = AggregationPlan(spec.aggregations, fields)
+        self.encoder = KeyEncoder(spec.keys, fields)
+        self.key_types = key_types
+        self.time_type = time_type
+        self.max_event_time = NEVER
+        self.watermark = NEVER
+        self.emitted_until = NEVER
+        self.last_input_at: float | None = None
+        self.windows_emitted = 0
+        self.late_events = 0
+
+    # -- the batch path ---------------------------------------------------------------
+    def process(self, table: pa.Table, times: np.ndarray, now: float) -> np.ndarray:
+        """Aggregate a batch; return its late-event mask (late events are not aggregated)."""
+        self.last_input_at = now
+        late = self._late_mask(times)
+        self.late_events += int(late.sum())
+        if len(times):
+            self.max_event_time = max(self.max_event_time, int(times.max()))
+            self.watermark = max(self.watermark, self.max_event_time - self.spec.allowed_lateness)
+        keep = ~late
+        if keep.any():
+            if keep.all():
+                self._add(table, times)
+            else:
+                index = np.flatnonzero(keep)
+                self._add(table.take(pa.array(index)), times[index])
+        return late
+
+    def poll(self, now: float) -> None:
+        """Advance the watermark with processing time once the input has been idle."""
+        idle = self.spec.idle_timeout
+        if idle is None or self.last_input_at is None or self.max_event_time == NEVER:
+            return
+        idle_ms = int((now - self.last_input_at) * 1000)
+        if idle_ms >= idle:
+            self.watermark = max(
+                self.watermark, self.max_event_time - self.spec.allowed_lateness + idle_ms
+            )
+
+    def emit_ready(self) -> pa.Table | None:
+        """Windows whose end the watermark has passed and that were not emitted yet."""
+        if self.watermark <= self.emitted_until:
+            return None
+        table = self._emit(self.watermark)
+        self.emitted_until = self.watermark
+        if table is None or table.num_rows == 0:
+            return None
+        table = self._top_k(table)
+        self.windows_emitted += table.num_rows
+        return table
+
+    def close(self) -> pa.Table | None:
+        """End of a bounded input: every open window becomes final."""
+        self.watermark = FOREVER
+        return self.emit_ready()
+
+    @property
+    def state_bytes(self) -> int:
+        return self._state_bytes()
+
+    # -- per kind -----------------------------------------------------------------------
+    @abstractmethod
+    def _late_mask(self, times: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    def _add(self, table: pa.Table, times: np.ndarray) -> None: ...
+
+    @abstractmethod
+    def _emit(self, watermark: int) -> pa.Table | None: ...
+
+    @abstractmethod
+    def _state_bytes(self) -> int: ...
+
+    # -- output -------------------------------------------------------------------------
+    def _output(
+        self, starts: np.ndarray, ends: np.ndarray, atoms: np.ndarray, groups: GroupState
+    ) -> pa.Table:
+        n = len(starts)
+        columns: dict[str, pa.Array] = {
+            "window_start": pa.array(starts, pa.int64()).cast(self.time_type),
+            "window_end": pa.array(ends, pa.int64()).cast(self.time_type),
+        }
+        for name, array in zip(
+            self.spec.keys, self.encoder.decode(atoms, self.key_types), strict=True
+        ):
+            columns[name] = array
+        values = self.plan.finalize(groups.agg, n, groups.sketch_results(n))
+        for spec, array in zip(self.spec.aggregations, values, strict=True):
+            columns[spec.name] = array
+        table = pa.table(columns)
+        order = [("window_start", "ascending"), *[(k, "ascending") for k in self.spec.keys]]
+        return table.sort_by(order)
+
+    def _top_k(self, table: pa.Table) -> pa.Table:
+        top = self.spec.top_k
+        if top is None:
+            return table
+        direction = "descending" if top.descending else "ascending"
+        table = table.sort_by(
+            [
+                ("window_start", "ascending", "at_end"),
+                (top.by, direction, "at_end"),
+                *[(k, "ascending", "at_end") for k in self.spec.keys],
+            ]
+        )
+        starts = table.column("window_start").cast(pa.int64()).to_numpy()
+        first = np.r_[0, np.flatnonzero(np.diff(starts)) + 1]
+        group_start = np.repeat(first, np.diff(np.r_[first, len(starts)]))
+        rank = np.arange(len(starts)) - group_start
+        return table.filter(pa.array(rank < top.k))
+
+
+class PaneWindows(WindowOperator):
+    """Tumbling and sliding windows, aggregated once per pane and combined at emission."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        assert self.spec.size is not None
+        self.size = self.spec.size
+        self.slide = self.spec.effective_slide
+        self.pane = self.spec.pane_ms
+        self.panes = GroupState(self.plan, 1 + self.encoder.width)
+
+    def _last_window_end(self, times: np.ndarray) -> np.ndarray:
+        return np.floor_divide(times, self.slide) * self.slide + self.size
+
+    def _late_mask(self, times: np.ndarray) -> np.ndarray:
+        return self._last_window_end(times) <= self.emitted_until
+
+    def _add(self, table: pa.Table, times: np.ndarray) -> None:
+        keys = np.empty((len(times), 1 + self.encoder.width), dtype=np.int64)
+        keys[:, 0] = np.floor_divide(times, self.pane)
+        keys[:, 1:] = self.encoder.encode(table)
+        self.panes.add_events(keys, self.plan.prepare(table))
+
+    def _emit(self, watermark: int) -> pa.Table | None:
+        if len(self.panes) == 0:
+            return None
+        keys = self.panes.keys
+        pane_start = keys[:, 0] * self.pane
+        # Windows k = [k*slide, k*slide + size) that contain the pane and end in
+        # (emitted_until, watermark]: the ones that become final now.
+        lo = np.floor_divide(pane_start - self.size, self.slide) + 1
+        hi = np.floor_divide(pane_start, self.slide)
+        lo = np.maximum(lo, np.floor_divide(self.emitted_until - self.size, self.slide) + 1)
+        hi = np.minimum(hi, np.floor_divide(watermark - self.size, self.slide))
+        reps = np.maximum(hi - lo + 1, 0)
+        total = int(reps.sum())
+        result = None
+        if total:
+            rows = np.repeat(np.arange(len(keys)), reps)
+            k = np.repeat(lo, reps) + (np.arange(total) - np.repeat(np.cumsum(reps) - reps, reps))
+            dst = np.empty((total, keys.shape[1]), dtype=np.int64)
+            dst[:, 0] = k
+            dst[:, 1:] = keys[rows, 1:]
+            windows = self.panes.regroup(rows, dst, keys.shape[1])
+            wkeys = windows.keys
+            starts = wkeys[:, 0] * self.slide
+            result = self._output(starts, starts + self.size, wkeys[:, 1:], windows)
+        # Panes whose last window is now final are no longer needed.
+        alive = np.flatnonzero(np.floor_divide(pane_start, self.slide) * self.slide + self.size
+                               > watermark)  # fmt: skip
+        if len(alive) < len(keys):
+            self.panes = self.panes.regroup(alive, keys[alive], keys.shape[1])
+        return result
+
+    def _state_bytes(self) -> int:
+        return self.panes.nbytes
+
+
+class SessionWindows(WindowOperator):
+    """Per-key sessions closed by ``gap`` without events; out-of-order events merge them."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        assert self.spec.gap is not None
+        self.gap = self.spec.gap
+        self._empty()
+
+    def _empty(self) -> None:
+        self.sessions = GroupState(self.plan, 1)
+        self.atoms = np.empty((0, self.encoder.width), dtype=np.int64)
+        self.starts = np.empty(0, dtype=np.int64)
+        self.ends = np.empty(0, dtype=np.int64)
+
+    def _late_mask(self, times: np.ndarray) -> np.ndarray:
+        return times + self.gap <= self.emitted_until
+
+    def _add(self, table: pa.Table, times: np.ndarray) -> None:
+        atoms = self.encoder.encode(table)
+        n = len(times)
+        # Events of the batch, cut into sessions of their own ...
+        order = np.lexsort((times, *atoms.T[::-1])) if atoms.shape[1] else np.argsort(times)
+        sorted_atoms = np.ascontiguousarray(atoms[order])
+        sorted_times = times[order]
+        ids = np.empty(n, dtype=np.int64)
+        n_new = merge_intervals(sorted_atoms, sorted_times, sorted_times + self.gap, ids)
+        first = np.r_[0, np.flatnonzero(np.diff(ids)) + 1]
+        last = np.r_[first[1:] - 1, n - 1]
+        fresh = GroupState(self.plan, 1, capacity=max(16, n_new))
+        event_ids = np.empty(n, dtype=np.int64)
+        event_ids[order] = ids
+        fresh.add_events(event_ids.reshape(-1, 1), self.plan.prepare(table))
+        # ... then merged with the open sessions they touch.
+        all_atoms = np.concatenate([self.atoms, sorted_atoms[first]])
+        all_starts = np.concatenate([self.starts, sorted_times[first]])
+        all_ends = np.concatenate([self.ends, sorted_times[last] + self.gap])
+        order = (np.lexsort((all_starts, *all_atoms.T[::-1])) if all_atoms.shape[1]
+                 else np.argsort(all_starts, kind="stable"))  # fmt: skip
+        merged = np.empty(len(order), dtype=np.int64)
+        n_merged = merge_intervals(
+            np.ascontiguousarray(all_atoms[order]), all_starts[order], all_ends[order], merged
+        )
+        group_of = np.empty(len(order), dtype=np.int64)
+        group_of[order] = merged
+        state = GroupState(self.plan, 1, capacity=max(16, n_merged))
+        n_open = len(self.starts)
+        # Insert groups in id order so that row i of the new state is session i.
+        state.index.insert(np.arange(n_merged).reshape(-1, 1))
+        state.merge_from(self.sessions, np.arange(n_open), group_of[:n_open].reshape(-1, 1))
+        state.merge_from(fresh, np.arange(n_new), group_of[n_open:].reshape(-1, 1))
+        starts = np.full(n_merged, FOREVER, dtype=np.int64)
+        ends = np.full(n_merged, NEVER, dtype=np.int64)
+        np.minimum.at(starts, group_of, all_starts)
+        np.maximum.at(ends, group_of, all_ends)
+        new_atoms = np.empty((n_merged, all_atoms.shape[1]), dtype=np.int64)
+        new_atoms[group_of] = all_atoms
+        self.sessions, self.atoms, self.starts, self.ends = state, new_atoms, starts, ends
+
+    def _emit(self, watermark: int) -> pa.Table | None:
+        done = self.ends <= watermark
+        if not done.any():
+            return None
+        rows = np.flatnonzero(done)
+        closed = self.sessions.regroup(rows, np.arange(len(rows)).reshape(-1, 1), 1)
+        result = self._output(self.starts[rows], self.ends[rows], self.atoms[rows], closed)
+        keep = np.flatnonzero(~done)
+        self.sessions = self.sessions.regroup(keep, np.arange(len(keep)).reshape(-1, 1), 1)
+        self.atoms, self.starts, self.ends = self.atoms[keep], self.starts[keep], self.ends[keep]
+        return result
+
+    def _state_bytes(self) -> int:
+        return self.sessions.nbytes + int(self.atoms.nbytes + self.starts.nbytes)
+
+
+def make_operator(
+    spec: WindowSpec,
+    fields: dict[str, FieldSpec],
+    key_types: dict[str, pa.DataType],
+    time_type: pa.DataType,
+) -> WindowOperator:
+    kind = SessionWindows if spec.type == "session" else PaneWindows
+    return kind(spec, fields, key_types, time_type)

@@ -1,0 +1,137 @@
+"""Keyed, mergeable group state: a hash index, scalar aggregate state and sketch entries.
+
+Pane rows, window groups and sessions are all a :class:`GroupState`; moving
+from one to the other is a :meth:`GroupState.regroup`, which merges rows
+pairwise (scalar state and sketch entries alike).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gpu_engine.windows.aggregations import AggregationPlan, BatchValues
+from kernels.aggregate import QUANTILE, AggState, merge_into, update_events
+from kernels.hashindex import HashIndex
+from kernels.sketches import quantiles_from_entries
+
+
+class SketchEntries:
+    """Entries ``(row, aggregation, bucket-or-hash) -> count`` of every sketch of a state."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self.index = HashIndex(3, capacity)
+        self.counts = np.zeros(max(capacity, 16), dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def nbytes(self) -> int:
+        return self.index.nbytes + int(self.counts.nbytes)
+
+    def add(self, keys: np.ndarray, counts: np.ndarray | None = None) -> None:
+        if len(keys) == 0:
+            return
+        ids = self.index.insert(keys)
+        n = len(self.index)
+        if n > len(self.counts):
+            grown = np.zeros(max(n, 2 * len(self.counts)), dtype=np.int64)
+            grown[: len(self.counts)] = self.counts
+            self.counts = grown
+        self.counts[:n] += np.bincount(ids, weights=counts, minlength=n).astype(np.int64)
+
+
+class GroupState:
+    """Aggregates of groups identified by int64 key tuples of a fixed width."""
+
+    def __init__(self, plan: AggregationPlan, width: int, capacity: int = 1024) -> None:
+        self.plan = plan
+        self.index = HashIndex(width, capacity)
+        self.agg = plan.new_state(capacity)
+        self.sketches = SketchEntries()
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def keys(self) -> np.ndarray:
+        return self.index.keys
+
+    @property
+    def nbytes(self) -> int:
+        return self.index.nbytes + self.agg.nbytes + self.sketches.nbytes
+
+    def add_events(self, group_keys: np.ndarray, values: BatchValues) -> None:
+        """Aggregate one batch of events, event ``i`` into the group ``group_keys[i]``."""
+        ids = self.index.insert(group_keys)
+        self.agg.reserve(len(self.index))
+        plan = self.plan
+        update_events(
+            ids, plan.ops, plan.col_of, values.mask_of, plan.is_int,
+            values.fcols, values.icols, values.masks,
+            self.agg.rows, self.agg.ist, self.agg.isum, self.agg.f0, self.agg.f1,
+        )  # fmt: skip
+        for a, event_index, sketch_keys in values.sketch_inputs:
+            entry = np.empty((len(event_index), 3), dtype=np.int64)
+            entry[:, 0] = ids[event_index]
+            entry[:, 1] = a
+            entry[:, 2] = sketch_keys
+            self.sketches.add(entry)
+
+    def regroup(self, src_rows: np.ndarray, dst_keys: np.ndarray, width: int) -> GroupState:
+        """A new state whose group ``dst_keys[j]`` merges row ``src_rows[j]`` of this one."""
+        out = GroupState(self.plan, width, capacity=max(16, len(src_rows)))
+        out.merge_from(self, src_rows, dst_keys)
+        return out
+
+    def merge_from(self, src: GroupState, src_rows: np.ndarray, dst_keys: np.ndarray) -> None:
+        """Merge rows ``src_rows`` of ``src`` into this state's groups ``dst_keys``."""
+        src_rows = np.asarray(src_rows, dtype=np.int64)
+        dst_ids = self.index.insert(dst_keys)
+        self.agg.reserve(len(self.index))
+        merge_into(src.agg, self.agg, src_rows, dst_ids)
+        if len(src.sketches):
+            self._merge_sketches(src.sketches, src_rows, dst_ids)
+
+    def _merge_sketches(self, src: SketchEntries, src_rows: np.ndarray, dst_ids: np.ndarray) -> None:
+        entry_keys = src.index.keys
+        counts = src.counts[: len(src)]
+        order = np.argsort(src_rows, kind="stable")
+        sorted_src = src_rows[order]
+        lo = np.searchsorted(sorted_src, entry_keys[:, 0], side="left")
+        hi = np.searchsorted(sorted_src, entry_keys[:, 0], side="right")
+        reps = hi - lo
+        total = int(reps.sum())
+        if total == 0:
+            return
+        entry_of = np.repeat(np.arange(len(entry_keys)), reps)
+        starts = np.repeat(np.cumsum(reps) - reps, reps)
+        pos = np.arange(total) - starts + np.repeat(lo, reps)
+        new_keys = np.empty((total, 3), dtype=np.int64)
+        new_keys[:, 0] = dst_ids[order[pos]]
+        new_keys[:, 1:] = entry_keys[entry_of, 1:]
+        self.sketches.add(new_keys, counts[entry_of].astype(np.float64))
+
+    def sketch_results(self, n: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Final quantile / distinct-count values of rows ``0..n-1`` per sketch aggregation."""
+        results: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        keys = self.sketches.index.keys
+        counts = self.sketches.counts[: len(self.sketches)]
+        for a in self.plan.sketch_aggs:
+            mine = keys[:, 1] == a
+            rows, buckets, cnt = keys[mine, 0], keys[mine, 2], counts[mine]
+            if self.plan.ops[a] == QUANTILE:
+                order = np.lexsort((buckets, rows))
+                values = np.empty(n, dtype=np.float64)
+                valid = np.empty(n, dtype=np.bool_)
+                spec_q = self.plan.specs[a].q
+                assert spec_q is not None
+                quantiles_from_entries(
+                    rows[order], buckets[order], cnt[order], spec_q, n, values, valid
+                )
+            else:
+                distinct = np.bincount(rows, minlength=n)[:n]
+                values = distinct.astype(np.float64)
+                valid = np.ones(n, dtype=np.bool_)  # COUNT(DISTINCT) of nothing is 0
+            results[a] = (values, valid)
+        return results

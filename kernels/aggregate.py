@@ -1,0 +1,221 @@
+"""Mergeable aggregate state: scatter events into rows, merge rows, finalise values.
+
+A state table holds, for each row (a pane x key, a window x key, a session),
+``rows`` (events counted) and four per-aggregation columns whose meaning
+depends on the operation code:
+
+========  ==========  ===========  ============  ==========
+op        ``ist``     ``isum``     ``f0``        ``f1``
+========  ==========  ===========  ============  ==========
+COUNT     matches     -            -             -
+SUM/MEAN  non-nulls   int sum      float sum     -
+MIN       non-nulls   -            minimum       -
+MAX       non-nulls   -            maximum       -
+STD/VAR   non-nulls   -            mean          M2 (Welford/Chan)
+QUANTILE  non-nulls   -            -             -   (buckets in a sketch table)
+DISTINCT  non-nulls   -            -             -   (hashes in a sketch table)
+========  ==========  ===========  ============  ==========
+
+Every update is associative and commutative, so partial states from panes,
+batches and workers merge into the same answer.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+COUNT, SUM, MEAN, MIN, MAX, STD, VAR, QUANTILE, DISTINCT = range(9)
+OP_CODES = {
+    "count": COUNT,
+    "sum": SUM,
+    "mean": MEAN,
+    "min": MIN,
+    "max": MAX,
+    "std": STD,
+    "var": VAR,
+    "quantile": QUANTILE,
+    "count_distinct": DISTINCT,
+}
+
+
+class AggState:
+    """Columnar, growable aggregate state for ``n_aggs`` aggregations."""
+
+    __slots__ = ("f0", "f1", "isum", "ist", "n_aggs", "ops", "rows")
+
+    def __init__(self, ops: np.ndarray, capacity: int = 1024) -> None:
+        self.ops = np.asarray(ops, dtype=np.int64)
+        self.n_aggs = len(self.ops)
+        capacity = max(capacity, 16)
+        self.rows = np.zeros(capacity, dtype=np.int64)
+        self.ist = np.zeros((capacity, self.n_aggs), dtype=np.int64)
+        self.isum = np.zeros((capacity, self.n_aggs), dtype=np.int64)
+        self.f0 = np.zeros((capacity, self.n_aggs), dtype=np.float64)
+        self.f1 = np.zeros((capacity, self.n_aggs), dtype=np.float64)
+        init_rows(self.ops, self.f0, 0, capacity)
+
+    @property
+    def capacity(self) -> int:
+        return int(self.rows.shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        return int(sum(a.nbytes for a in (self.rows, self.ist, self.isum, self.f0, self.f1)))
+
+    def reserve(self, n_rows: int) -> None:
+        """Make room for row ids below ``n_rows`` (new rows start empty)."""
+        old = self.capacity
+        if n_rows <= old:
+            return
+        new = max(n_rows, 2 * old)
+        for name in ("rows", "ist", "isum", "f0", "f1"):
+            array = getattr(self, name)
+            grown = np.zeros((new, *array.shape[1:]), dtype=array.dtype)
+            grown[:old] = array
+            setattr(self, name, grown)
+        init_rows(self.ops, self.f0, old, new)
+
+    def take(self, rows: np.ndarray) -> AggState:
+        """A new state holding only ``rows`` (in that order)."""
+        out = AggState(self.ops, capacity=max(16, len(rows)))
+        n = len(rows)
+        out.rows[:n] = self.rows[rows]
+        out.ist[:n] = self.ist[rows]
+        out.isum[:n] = self.isum[rows]
+        out.f0[:n] = self.f0[rows]
+        out.f1[:n] = self.f1[rows]
+        return out
+
+
+@njit(nogil=True, cache=True)
+def init_rows(ops, f0, start, stop):  # pragma: no cover - compiled
+    """Identity elements: +inf for MIN, -inf for MAX, 0 elsewhere."""
+    for r in range(start, stop):
+        for a in range(ops.shape[0]):
+            if ops[a] == MIN:
+                f0[r, a] = np.inf
+            elif ops[a] == MAX:
+                f0[r, a] = -np.inf
+
+
+@njit(nogil=True, cache=True)
+def update_events(
+    ids, ops, col_of, mask_of, is_int, fcols, icols, masks, rows, ist, isum, f0, f1
+):  # pragma: no cover - compiled
+    """Scatter event ``i`` into row ``ids[i]`` for every aggregation.
+
+    ``fcols[c]``/``icols[c]`` hold value column ``c`` as float64 / int64;
+    ``masks[m]`` is 1 where an event takes part (not null and ``where`` holds);
+    aggregation ``a`` reads column ``col_of[a]`` under mask ``mask_of[a]``.
+    """
+    n_aggs = ops.shape[0]
+    for i in range(ids.shape[0]):
+        r = ids[i]
+        if r < 0:
+            continue
+        rows[r] += 1
+        for a in range(n_aggs):
+            m = mask_of[a]
+            if m >= 0 and masks[m, i] == 0:
+                continue
+            op = ops[a]
+            ist[r, a] += 1
+            if op == COUNT or op == QUANTILE or op == DISTINCT:
+                continue
+            c = col_of[a]
+            x = fcols[c, i]
+            if op == SUM or op == MEAN:
+                if is_int[a]:
+                    isum[r, a] += icols[c, i]
+                else:
+                    f0[r, a] += x
+            elif op == MIN:
+                if x < f0[r, a]:
+                    f0[r, a] = x
+            elif op == MAX:
+                if x > f0[r, a]:
+                    f0[r, a] = x
+            else:  # STD / VAR: Welford
+                k = ist[r, a]
+                delta = x - f0[r, a]
+                f0[r, a] += delta / k
+                f1[r, a] += delta * (x - f0[r, a])
+
+
+@njit(nogil=True, cache=True)
+def merge_rows(
+    src_idx, dst_idx, ops, s_rows, s_ist, s_isum, s_f0, s_f1, d_rows, d_ist, d_isum, d_f0, d_f1
+):  # pragma: no cover - compiled
+    """Merge source row ``src_idx[j]`` into destination row ``dst_idx[j]`` for every ``j``."""
+    n_aggs = ops.shape[0]
+    for j in range(src_idx.shape[0]):
+        s = src_idx[j]
+        d = dst_idx[j]
+        d_rows[d] += s_rows[s]
+        for a in range(n_aggs):
+            ns = s_ist[s, a]
+            if ns == 0:
+                continue
+            op = ops[a]
+            nd = d_ist[d, a]
+            d_ist[d, a] = nd + ns
+            if op == SUM or op == MEAN:
+                d_isum[d, a] += s_isum[s, a]
+                d_f0[d, a] += s_f0[s, a]
+            elif op == MIN:
+                if s_f0[s, a] < d_f0[d, a]:
+                    d_f0[d, a] = s_f0[s, a]
+            elif op == MAX:
+                if s_f0[s, a] > d_f0[d, a]:
+                    d_f0[d, a] = s_f0[s, a]
+            elif op == STD or op == VAR:  # Chan et al. parallel combination
+                if nd == 0:
+                    d_f0[d, a] = s_f0[s, a]
+                    d_f1[d, a] = s_f1[s, a]
+                else:
+                    total = nd + ns
+                    delta = s_f0[s, a] - d_f0[d, a]
+                    d_f0[d, a] += delta * ns / total
+                    d_f1[d, a] += s_f1[s, a] + delta * delta * nd * ns / total
+
+
+@njit(nogil=True, cache=True)
+def finalize_column(op, is_int, n, ist, isum, f0, f1, a, out, valid):  # pragma: no cover
+    """Value of aggregation ``a`` for rows ``0..n-1`` into ``out`` (float64), ``valid`` mask."""
+    for r in range(n):
+        k = ist[r, a]
+        valid[r] = True
+        if op == COUNT:
+            out[r] = k
+        elif k == 0:
+            valid[r] = False
+            out[r] = math.nan
+        elif op == SUM:
+            out[r] = isum[r, a] if is_int else f0[r, a]
+        elif op == MEAN:
+            out[r] = (isum[r, a] if is_int else f0[r, a]) / k
+        elif op == MIN or op == MAX:
+            out[r] = f0[r, a]
+        elif op == STD or op == VAR:
+            if k < 2:
+                valid[r] = False
+                out[r] = math.nan
+            else:
+                var = max(f1[r, a], 0.0) / (k - 1)
+                out[r] = math.sqrt(var) if op == STD else var
+        else:
+            out[r] = k
+
+
+def merge_into(src: AggState, dst: AggState, src_idx: np.ndarray, dst_idx: np.ndarray) -> None:
+    """Merge rows of ``src`` into ``dst`` pairwise (``dst`` must be reserved already)."""
+    merge_rows(
+        np.ascontiguousarray(src_idx, dtype=np.int64),
+        np.ascontiguousarray(dst_idx, dtype=np.int64),
+        src.ops,
+        src.rows, src.ist, src.isum, src.f0, src.f1,
+        dst.rows, dst.ist, dst.isum, dst.f0, dst.f1,
+    )  # fmt: skip

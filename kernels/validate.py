@@ -1,0 +1,71 @@
+"""Row validation kernels: one pass per column, writing the first failure of each row.
+
+Reason codes are shared with :mod:`gpu_engine.validation`, which turns them into
+readable messages for the (few) rows that fail.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+OK = 0
+NULL = 1
+NAN = 2
+INFINITE = 3
+BELOW_MIN = 4
+ABOVE_MAX = 5
+NOT_ALLOWED = 6
+UNPARSEABLE = 7
+OUT_OF_RANGE = 8
+MISSING_COLUMN = 9
+
+
+@njit(nogil=True, cache=True)
+def check_numeric(
+    values, is_null, cast_failed, field, nullable, allow_nan, check_range, lo, hi,
+    allowed, reason, failed_field,
+):  # pragma: no cover - compiled  # fmt: skip
+    """Check one numeric column; rows that already failed keep their first reason.
+
+    ``is_null``/``cast_failed`` may be empty (no nulls / nothing failed to cast).
+    ``allowed`` is empty when any value is allowed. Returns the failures found.
+    """
+    has_null = is_null.shape[0] > 0
+    has_cast = cast_failed.shape[0] > 0
+    n_allowed = allowed.shape[0]
+    found = 0
+    for i in range(values.shape[0]):
+        if reason[i] != OK:
+            continue
+        code = OK
+        if has_cast and cast_failed[i]:
+            code = UNPARSEABLE
+        elif has_null and is_null[i]:
+            if not nullable:
+                code = NULL
+        else:
+            x = values[i]
+            if x != x:
+                if not allow_nan:
+                    code = NAN
+            elif x - x != 0:
+                if not allow_nan:
+                    code = INFINITE
+            if code == OK and check_range:
+                if x < lo:
+                    code = BELOW_MIN
+                elif x > hi:
+                    code = ABOVE_MAX
+                elif n_allowed > 0:
+                    hit = False
+                    for j in range(n_allowed):
+                        if x == allowed[j]:
+                            hit = True
+                            break
+                    if not hit:
+                        code = NOT_ALLOWED
+        if code != OK:
+            reason[i] = code
+            failed_field[i] = field
+            found += 1
+    return found
