@@ -42,6 +42,7 @@ class GeneratorSpec:
     disorder_ms: int = 2_000
     bad_fraction: float = 0.0
     profile: Literal["flat", "ramp", "diurnal"] = "diurnal"
+    kind: Literal["short-video", "nexmark-bids"] = "short-video"
 
 
 class _Zipf:
@@ -104,6 +105,8 @@ def _chunk(
     delay = rng.random(n) * spec.disorder_ms
     event_time = np.maximum(arrival - delay, spec.start_ms).astype(np.int64)
     content = zipf.sample(rng.random(n))
+    if spec.kind == "nexmark-bids":
+        return _bids(rng, spec, event_time, content)
     event_type = rng.choice(5, size=n, p=EVENT_TYPE_PROBS).astype(np.int8)
     watch = rng.exponential(15_000.0, n)
     watch[event_type == 3] *= 0.1
@@ -128,6 +131,24 @@ def _chunk(
     }
     arrays["region"] = pa.array(region, pa.string(), mask=masks.get("region"))
     return pa.table(arrays)
+
+
+def _bids(
+    rng: np.random.Generator, spec: GeneratorSpec, event_time: np.ndarray, auction: np.ndarray
+) -> pa.Table:
+    """Nexmark-style bids: hot auctions (Zipf), bidders, prices in cents, a timestamp column."""
+    n = len(event_time)
+    price = np.round(rng.lognormal(np.log(5_000), 1.0, n)).astype(np.int64)
+    if spec.bad_fraction > 0:
+        price[rng.random(n) < spec.bad_fraction] = -1
+    return pa.table(
+        {
+            "auction": pa.array(auction % 10_000),
+            "bidder": pa.array(rng.integers(0, 50_000, n, dtype=np.int64)),
+            "price": pa.array(price),
+            "date_time": pa.array(event_time).cast(pa.timestamp("ms")),
+        }
+    )
 
 
 def _corrupt(
@@ -163,7 +184,7 @@ def _corrupt(
     del region  # regions are nulled through the mask
 
 
-def write_events(spec: GeneratorSpec, path: str | Path) -> int:
+def write_events(spec: GeneratorSpec, path: str | Path) -> int:  # noqa: C901
     """Write the events to ``path`` (.parquet, .csv or .jsonl); return the row count."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -177,11 +198,11 @@ def write_events(spec: GeneratorSpec, path: str | Path) -> int:
             writer.write_table(table)
             total += table.num_rows
         if writer is None:
-            pq.write_table(next(generate(GeneratorSpec(events=1))).slice(0, 0), path)
+            pq.write_table(_schema(spec).empty_table(), path)
         else:
             writer.close()
     elif suffix == ".csv":
-        with pacsv.CSVWriter(path, _schema()) as writer:
+        with pacsv.CSVWriter(path, _schema(spec)) as writer:
             for table in generate(spec):
                 writer.write_table(table)
                 total += table.num_rows
@@ -196,5 +217,5 @@ def write_events(spec: GeneratorSpec, path: str | Path) -> int:
     return total
 
 
-def _schema() -> pa.Schema:
-    return next(generate(GeneratorSpec(events=1))).schema
+def _schema(spec: GeneratorSpec) -> pa.Schema:
+    return next(generate(GeneratorSpec(events=1, kind=spec.kind))).schema

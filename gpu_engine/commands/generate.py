@@ -24,6 +24,8 @@ def add_generator_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", default="10m", help="event-time span of the stream")
     parser.add_argument("--content", type=_count, default=100_000, help="distinct content ids")
     parser.add_argument("--profile", choices=["flat", "ramp", "diurnal"], default="diurnal")
+    parser.add_argument("--kind", choices=["short-video", "nexmark-bids"], default="short-video",
+                        help="which stream to generate")  # fmt: skip
 
 
 def spec_from_args(args: argparse.Namespace) -> GeneratorSpec:
@@ -35,6 +37,7 @@ def spec_from_args(args: argparse.Namespace) -> GeneratorSpec:
         duration_ms=parse_duration_ms(args.duration),
         n_content=args.content,
         profile=args.profile,
+        kind=args.kind,
     )
 
 

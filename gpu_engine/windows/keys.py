@@ -42,7 +42,10 @@ class _StringCodes:
         return codes
 
     def decode(self, codes: np.ndarray) -> pa.Array:
-        return pa.array(np.asarray(self.values, dtype=object)[codes], type=pa.string())
+        # The trailing "" stands for null keys (code 0 with the is-null atom set)
+        # when no string has been seen yet.
+        values = np.asarray([*self.values, ""], dtype=object)
+        return pa.array(values[codes], type=pa.string())
 
 
 class KeyEncoder:

@@ -236,6 +236,7 @@ class SessionWindows(WindowOperator):
         first = np.r_[0, np.flatnonzero(np.diff(ids)) + 1]
         last = np.r_[first[1:] - 1, n - 1]
         fresh = GroupState(self.plan, 1, capacity=max(16, n_new))
+        fresh.index.insert(np.arange(n_new).reshape(-1, 1))  # row i is batch session i
         event_ids = np.empty(n, dtype=np.int64)
         event_ids[order] = ids
         fresh.add_events(event_ids.reshape(-1, 1), self.plan.prepare(table))

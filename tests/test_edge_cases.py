@@ -1,0 +1,133 @@
+"""Edge cases of the stream: one event, nothing, all bad, all late, idle input, accounting."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import make_config, random_events, run_engine, window_frame
+
+from gpu_engine.engine import Engine
+from gpu_engine.errors import EngineError
+from gpu_engine.io.sinks import MemorySink
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+SLIDING = {"type": "sliding", "size": 3000, "slide": 1000, "keys": ["k"]}
+
+
+def test_one_event_lands_in_each_of_its_windows() -> None:
+    frame = pd.DataFrame({"t": [1_002_500], "k": [7], "s": ["a"], "e": [1], "x": [2.0], "u": [1]})
+    sink, summary = run_engine(make_config(SLIDING), frame)
+    out = window_frame(sink)
+    assert out["window_start"].tolist() == [1_000_000, 1_001_000, 1_002_000]
+    assert out["n"].tolist() == [1, 1, 1]
+    assert out["x_std"].isna().all()  # sample std of one value is null
+    assert out["x_mean"].tolist() == [2.0, 2.0, 2.0]
+    assert summary["windows_emitted"] == 3
+
+
+def test_empty_input_emits_nothing() -> None:
+    frame = random_events(np.random.default_rng(0), 0)
+    sink, summary = run_engine(make_config(SLIDING), frame)
+    assert window_frame(sink).empty
+    assert summary["events"]["in"] == 0 and summary["accounted"]
+
+
+def test_all_rows_bad() -> None:
+    frame = random_events(np.random.default_rng(1), 50)
+    frame["e"] = np.int8(9)
+    sink, summary = run_engine(make_config(SLIDING), frame)
+    assert summary["events"]["quarantined"] == 50
+    assert summary["events"]["valid"] == 0
+    assert window_frame(sink).empty
+
+
+def test_all_late_after_windows_closed() -> None:
+    config = make_config(SLIDING)
+    sink = MemorySink()
+    engine = Engine(config, sinks=[sink])
+    engine.push(random_events(np.random.default_rng(2), 100, span_ms=1000).assign(t=2_000_000))
+    engine.flush()
+    before = engine.counts.valid
+    old = random_events(np.random.default_rng(3), 40, span_ms=1000)  # all < 1_002_000
+    engine.push(old)
+    summary = engine.close()
+    assert summary["events"]["late"] == 40
+    assert summary["events"]["valid"] == before
+    late = sink.result("late/w")
+    assert late is not None and late.num_rows == 40
+
+
+def test_accounting_with_bad_and_late_rows(rng) -> None:
+    frame = random_events(rng, 5000, span_ms=60_000, disorder_ms=6000)
+    frame.loc[rng.random(len(frame)) < 0.03, "e"] = 11
+    config = make_config({**SLIDING, "allowed_lateness": 1000}, batching={"max_rows": 250})
+    sink, summary = run_engine(config, frame, chunk=250)
+    events = summary["events"]
+    assert events["late"] > 0 and events["quarantined"] > 0
+    assert events["in"] == events["valid"] + events["quarantined"] + events["late"] + events[
+        "dead_lettered"
+    ]
+    assert sink.result("quarantine").num_rows == events["quarantined"]
+    assert sink.result("late/w").num_rows == events["late"]
+    windowed = window_frame(sink)
+    # A valid event is in 1 to size/slide windows (fewer when some had closed already).
+    assert events["valid"] <= windowed["n"].sum() <= events["valid"] * 3
+
+
+def test_idle_input_closes_windows_by_processing_time() -> None:
+    clock = FakeClock()
+    config = make_config({**SLIDING, "idle_timeout": 1000, "allowed_lateness": 2000})
+    sink = MemorySink()
+    engine = Engine(config, sinks=[sink], clock=clock)
+    engine.push(pd.DataFrame({"t": [1_000_100], "k": [1], "s": ["a"], "e": [0], "x": [1.0],
+                              "u": [1]}))  # fmt: skip
+    engine.flush()
+    assert sink.result("windows/w") is None
+    clock.now += 0.5
+    engine.poll()
+    assert sink.result("windows/w") is None  # not idle long enough
+    clock.now += 4.6  # watermark = 1_000_100 - 2000 + 5100 ms > last window end 1_003_000
+    engine.poll()
+    out = sink.result("windows/w")
+    assert out is not None and out.num_rows == 3
+    engine.close()
+    assert sink.result("windows/w").num_rows == 3  # emitted exactly once
+
+
+def test_max_delay_cuts_a_batch() -> None:
+    clock = FakeClock()
+    config = make_config(SLIDING, batching={"max_rows": 1000, "max_delay": "50ms"})
+    engine = Engine(config, sinks=[MemorySink()], clock=clock)
+    engine.push(random_events(np.random.default_rng(4), 10))
+    assert engine.batcher.buffered_rows == 10
+    clock.now += 0.049
+    engine.poll()
+    assert engine.batcher.buffered_rows == 10
+    clock.now += 0.002
+    engine.poll()
+    assert engine.batcher.buffered_rows == 0
+    assert engine.counts.valid == 10
+
+
+def test_max_rows_cuts_exact_batches() -> None:
+    config = make_config(SLIDING, batching={"max_rows": 64})
+    engine = Engine(config, sinks=[MemorySink()])
+    engine.push(random_events(np.random.default_rng(5), 200))
+    assert engine.batcher.buffered_rows == 200 - 3 * 64
+    assert engine.close()["batches"] == 4
+
+
+def test_closed_engine_refuses_input() -> None:
+    engine = Engine(make_config(SLIDING), sinks=[MemorySink()])
+    engine.close()
+    with pytest.raises(EngineError, match="closed"):
+        engine.push(random_events(np.random.default_rng(6), 1))
