@@ -92,8 +92,8 @@ class Engine:
         schema = config.event_schema
         self.validator = Validator(schema, config.validation)
         self.batcher = MicroBatcher(config.batching.max_rows, config.batching.max_delay)
-        time_type = pa.timestamp("ms") if schema.fields[schema.time].type == "timestamp" else (
-            pa.int64()
+        time_type = (
+            pa.timestamp("ms") if schema.fields[schema.time].type == "timestamp" else (pa.int64())
         )
         key_types = {name: ARROW_TYPES[spec.type] for name, spec in schema.fields.items()}
         self.operators: list[WindowOperator] = [

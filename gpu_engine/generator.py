@@ -126,9 +126,7 @@ def _chunk(
     masks = {"latency_ms": latency_null}
     if spec.bad_fraction > 0:
         _corrupt(rng, spec.bad_fraction, columns, masks, region)
-    arrays = {
-        name: pa.array(values, mask=masks.get(name)) for name, values in columns.items()
-    }
+    arrays = {name: pa.array(values, mask=masks.get(name)) for name, values in columns.items()}
     arrays["region"] = pa.array(region, pa.string(), mask=masks.get("region"))
     return pa.table(arrays)
 
@@ -184,7 +182,7 @@ def _corrupt(
     del region  # regions are nulled through the mask
 
 
-def write_events(spec: GeneratorSpec, path: str | Path) -> int:  # noqa: C901
+def write_events(spec: GeneratorSpec, path: str | Path) -> int:
     """Write the events to ``path`` (.parquet, .csv or .jsonl); return the row count."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -129,8 +129,10 @@ class Validator:
                 return _Cast(pc.cast(array, pa.timestamp("ms")).cast(pa.int64()), None)
             if kind == "bool":
                 return _Cast(pc.cast(array, pa.bool_()), None)
-            if pa.types.is_integer(array.type) or pa.types.is_floating(array.type) or (
-                pa.types.is_boolean(array.type)
+            if (
+                pa.types.is_integer(array.type)
+                or pa.types.is_floating(array.type)
+                or (pa.types.is_boolean(array.type))
             ):
                 return self._cast_number(array, spec)
             if pa.types.is_null(array.type):
@@ -139,7 +141,9 @@ class Validator:
             raise SchemaError(
                 f"{source}: column {name!r} of type {array.type} cannot be read as {kind}: {exc}"
             ) from exc
-        raise SchemaError(f"{source}: column {name!r} of type {array.type} cannot be read as {kind}")
+        raise SchemaError(
+            f"{source}: column {name!r} of type {array.type} cannot be read as {kind}"
+        )
 
     @staticmethod
     def _cast_number(array: pa.Array, spec: FieldSpec) -> _Cast:
@@ -165,7 +169,9 @@ class Validator:
         parsed = pd.to_numeric(text, errors="coerce")
         values = np.asarray(parsed, dtype=np.float64)
         is_null = array.is_null().to_numpy(zero_copy_only=False)
-        failed = np.isnan(values) & ~is_null & ~text.str.strip().str.lower().isin(["nan"]).to_numpy()
+        failed = (
+            np.isnan(values) & ~is_null & ~text.str.strip().str.lower().isin(["nan"]).to_numpy()
+        )
         numeric = pa.array(values, mask=failed | is_null)
         if spec.type in FLOAT_TYPES:
             return _Cast(numeric.cast(ARROW_TYPES[spec.type]), failed)
@@ -184,7 +190,7 @@ class Validator:
         parsed = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
         is_null = array.is_null().to_numpy(zero_copy_only=False)
         failed = parsed.isna().to_numpy() & ~is_null
-        ms = parsed.astype("int64", copy=False).to_numpy() // 1_000_000
+        ms = parsed.dt.tz_convert(None).to_numpy(dtype="datetime64[ms]").view(np.int64)
         ms = np.where(failed | is_null, 0, ms)
         return _Cast(pa.array(ms, mask=failed | is_null).cast(pa.timestamp("ms")), failed)
 
@@ -244,9 +250,7 @@ class Validator:
         first_row: int,
     ) -> pa.Table:
         rows = table.take(pa.array(bad))
-        messages = [
-            self._message(table, int(reason[i]), int(failed_field[i]), int(i)) for i in bad
-        ]
+        messages = [self._message(table, int(reason[i]), int(failed_field[i]), int(i)) for i in bad]
         names = [self.field_names[int(f)] for f in failed_field[bad]]
         extra = {
             "_reason_code": pa.array(reason[bad], pa.int8()),

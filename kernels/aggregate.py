@@ -44,7 +44,7 @@ OP_CODES = {
 class AggState:
     """Columnar, growable aggregate state for ``n_aggs`` aggregations."""
 
-    __slots__ = ("f0", "f1", "isum", "ist", "n_aggs", "ops", "rows")
+    __slots__ = ("f0", "f1", "ist", "isum", "n_aggs", "ops", "rows")
 
     def __init__(self, ops: np.ndarray, capacity: int = 1024) -> None:
         self.ops = np.asarray(ops, dtype=np.int64)

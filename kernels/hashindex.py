@@ -16,7 +16,7 @@ _EMPTY = -1
 
 
 @njit(inline="always")
-def _mix(h: uint64) -> uint64:  # pragma: no cover - compiled
+def mix64(h):  # pragma: no cover - compiled
     # splitmix64 finaliser: cheap and good avalanche for sequential integer keys.
     h = (h ^ (h >> uint64(30))) * uint64(0xBF58476D1CE4E5B9)
     h = (h ^ (h >> uint64(27))) * uint64(0x94D049BB133111EB)
@@ -24,10 +24,10 @@ def _mix(h: uint64) -> uint64:  # pragma: no cover - compiled
 
 
 @njit(inline="always")
-def hash_row(keys: np.ndarray, i: int) -> uint64:  # pragma: no cover - compiled
+def hash_row(keys, i):  # pragma: no cover - compiled
     h = uint64(0x9E3779B97F4A7C15)
     for j in range(keys.shape[1]):
-        h = _mix(h ^ uint64(keys[i, j]))
+        h = mix64(h ^ uint64(keys[i, j]))
     return h
 
 

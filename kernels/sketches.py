@@ -21,6 +21,8 @@ import math
 import numpy as np
 from numba import njit, uint64
 
+from kernels.hashindex import mix64
+
 ALPHA = 0.005  # below the 1% promise, leaving room for float rounding in log()
 GAMMA = (1.0 + ALPHA) / (1.0 - ALPHA)
 LOG_GAMMA = math.log(GAMMA)
@@ -52,18 +54,11 @@ def bucket_keys(values, out):  # pragma: no cover - compiled
         out[i] = bucket_key(values[i])
 
 
-@njit(inline="always")
-def _mix(h: uint64) -> uint64:  # pragma: no cover - compiled
-    h = (h ^ (h >> uint64(30))) * uint64(0xBF58476D1CE4E5B9)
-    h = (h ^ (h >> uint64(27))) * uint64(0x94D049BB133111EB)
-    return h ^ (h >> uint64(31))
-
-
 @njit(nogil=True, cache=True)
 def hash_int64(values, out):  # pragma: no cover - compiled
     """64-bit hashes of int64 values (a bijection, so distinct values never collide)."""
     for i in range(values.shape[0]):
-        out[i] = np.int64(_mix(uint64(values[i]) + uint64(0x9E3779B97F4A7C15)))
+        out[i] = np.int64(mix64(uint64(values[i]) + uint64(0x9E3779B97F4A7C15)))
 
 
 @njit(nogil=True, cache=True)

@@ -83,7 +83,11 @@ def run_engine(
     engine = Engine(config, sinks=[sink], **kwargs)
     n = frame.num_rows if isinstance(frame, pa.Table) else len(frame)
     for start in range(0, n, chunk):
-        part = frame.slice(start, chunk) if isinstance(frame, pa.Table) else frame.iloc[start : start + chunk]
+        part = (
+            frame.slice(start, chunk)
+            if isinstance(frame, pa.Table)
+            else frame.iloc[start : start + chunk]
+        )
         engine.push(part)
     summary = engine.close()
     return sink, summary
@@ -159,7 +163,7 @@ def duckdb_windows(
                    FROM events)
         SELECT kk * {slide} AS window_start, kk * {slide} + {size} AS window_end, {key_sel}
                {sql_aggregations(aggs)}
-        FROM x GROUP BY kk, {key_sel.rstrip(', ')}""".rstrip(", ")
+        FROM x GROUP BY kk, {key_sel.rstrip(", ")}""".rstrip(", ")
         if not keys:
             sql = sql.replace("GROUP BY kk, ", "GROUP BY kk")
     result = con.execute(sql).df()

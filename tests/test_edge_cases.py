@@ -73,9 +73,10 @@ def test_accounting_with_bad_and_late_rows(rng) -> None:
     sink, summary = run_engine(config, frame, chunk=250)
     events = summary["events"]
     assert events["late"] > 0 and events["quarantined"] > 0
-    assert events["in"] == events["valid"] + events["quarantined"] + events["late"] + events[
-        "dead_lettered"
-    ]
+    assert (
+        events["in"]
+        == events["valid"] + events["quarantined"] + events["late"] + events["dead_lettered"]
+    )
     assert sink.result("quarantine").num_rows == events["quarantined"]
     assert sink.result("late/w").num_rows == events["late"]
     windowed = window_frame(sink)

@@ -36,8 +36,9 @@ def _exact_lower_quantiles(frame: pd.DataFrame, window: dict, q: float) -> pd.Da
     )
 
 
-@pytest.mark.parametrize("window", [{"type": "tumbling", "size": 2000},
-                                    {"type": "sliding", "size": 3000, "slide": 1000}])
+@pytest.mark.parametrize(
+    "window", [{"type": "tumbling", "size": 2000}, {"type": "sliding", "size": 3000, "slide": 1000}]
+)
 def test_quantile_relative_error_within_one_percent(window, rng) -> None:
     frame = random_events(rng, 4000, n_keys=4, span_ms=12_000, disorder_ms=300)
     # Heavy tails, negatives and exact zeros, all in one stream.
@@ -106,7 +107,9 @@ def test_top_k_ties_broken_by_key_ascending(k, rng) -> None:
     full = duckdb_windows(frame, window, [{"name": "likes", "op": "count", "where": {"e": 1}}])
     expected = (
         full.sort_values(["window_start", "likes", "k"], ascending=[True, False, True])
-        .groupby("window_start").head(k).reset_index(drop=True)
+        .groupby("window_start")
+        .head(k)
+        .reset_index(drop=True)
     )
     pd.testing.assert_frame_equal(actual, expected[["window_start", "k", "likes"]],
                                   check_dtype=False)  # fmt: skip

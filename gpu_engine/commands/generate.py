@@ -17,7 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_generator_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--events", type=_count, default=1_000_000, help="number of events (1M, 100k)")
+    parser.add_argument(
+        "--events", type=_count, default=1_000_000, help="number of events (1M, 100k)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bad-fraction", type=float, default=0.0, help="share of invalid rows")
     parser.add_argument("--disorder", default="2s", help="maximum out-of-order delay")
@@ -50,7 +52,9 @@ def _count(text: str) -> int:
             return int(float(text[:-1]) * scale[text[-1]])
         return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a count (e.g. 1000, 100k, 10M)") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a count (e.g. 1000, 100k, 10M)"
+        ) from None
 
 
 def _generate(args: argparse.Namespace) -> int:

@@ -181,9 +181,7 @@ class WindowSpec(_Strict):
                 if self.slide is None or self.slide <= 0:
                     raise ValueError("a sliding window needs a positive slide")
                 if self.size % self.slide:
-                    raise ValueError(
-                        f"slide {self.slide}ms does not divide size {self.size}ms"
-                    )
+                    raise ValueError(f"slide {self.slide}ms does not divide size {self.size}ms")
         if len(set(self.keys)) != len(self.keys):
             raise ValueError("keys repeat a column")
         names = [a.name for a in self.aggregations]

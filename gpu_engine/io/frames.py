@@ -38,9 +38,9 @@ def to_arrow(frame: Any) -> pa.Table:
 def _column(values: Any) -> pa.Array:
     if isinstance(values, pa.Array | pa.ChunkedArray):
         return values
-    array = np.asarray(values)
-    if array.dtype == object:
-        return pa.array(array.tolist())
     if isinstance(values, np.ma.MaskedArray):
         return pa.array(values.data, mask=np.ma.getmaskarray(values))
+    array = np.asarray(values)
+    if array.dtype == object:
+        return pa.array(array, from_pandas=True)  # None and NaN are nulls, as in pandas
     return pa.array(array)

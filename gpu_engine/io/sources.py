@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,7 +56,8 @@ def _parquet(file: Path, batch_rows: int, columns: list[str]) -> Iterator[pa.Tab
 def _csv(file: Path, batch_rows: int, columns: list[str]) -> Iterator[pa.Table]:
     # Every column is read as text and parsed by the validator, so one bad cell
     # quarantines its row instead of failing the whole file.
-    header = file.open().readline().strip().split(",")
+    with file.open(newline="") as handle:
+        header = next(csv.reader(handle), [])
     convert = pacsv.ConvertOptions(
         column_types={name: pa.string() for name in header},
         strings_can_be_null=True,
@@ -82,7 +84,8 @@ def _json(file: Path, batch_rows: int, columns: list[str]) -> Iterator[pa.Table]
     except pa.ArrowInvalid:
         # Mixed types in a column (a string among numbers): read the values as
         # they are and let the validator quarantine the rows that do not parse.
-        records = [json.loads(line) for line in file.open() if line.strip()]
+        with file.open() as handle:
+            records = [json.loads(line) for line in handle if line.strip()]
         names = [c for c in columns if any(c in r for r in records)]
         table = pa.table(
             {n: pa.array([_text(r.get(n)) for r in records], pa.string()) for n in names}

@@ -130,10 +130,8 @@ class AggregationPlan:
 
     def output_types(self) -> list[pa.DataType]:
         types = []
-        for spec, op, is_int in zip(self.specs, self.ops, self.is_int, strict=True):
-            if op in (COUNT, DISTINCT) or (op == SUM and is_int):
-                types.append(pa.int64())
-            elif op in (MIN, MAX) and is_int:
+        for op, is_int in zip(self.ops, self.is_int, strict=True):
+            if op in (COUNT, DISTINCT) or (op == SUM and is_int) or (op in (MIN, MAX) and is_int):
                 types.append(pa.int64())
             else:
                 types.append(pa.float64())

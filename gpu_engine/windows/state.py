@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from gpu_engine.windows.aggregations import AggregationPlan, BatchValues
-from kernels.aggregate import QUANTILE, AggState, merge_into, update_events
+from kernels.aggregate import QUANTILE, merge_into, update_events
 from kernels.hashindex import HashIndex
 from kernels.sketches import quantiles_from_entries
 
@@ -93,7 +93,9 @@ class GroupState:
         if len(src.sketches):
             self._merge_sketches(src.sketches, src_rows, dst_ids)
 
-    def _merge_sketches(self, src: SketchEntries, src_rows: np.ndarray, dst_ids: np.ndarray) -> None:
+    def _merge_sketches(
+        self, src: SketchEntries, src_rows: np.ndarray, dst_ids: np.ndarray
+    ) -> None:
         entry_keys = src.index.keys
         counts = src.counts[: len(src)]
         order = np.argsort(src_rows, kind="stable")

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Sets up the environment and runs every check CI runs: lint, types, the CPU test
+# suite, the CUDA kernels under the Numba simulator (own process), PTX compilation.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh dev
+. .venv/bin/activate
+export PYTHONHASHSEED=0
+echo "== ruff" && ruff check .
+echo "== mypy" && mypy
+echo "== CPU test suite"
+python -m pytest -q -p no:cacheprovider --ignore=tests/cuda
+if [ -d tests/cuda ]; then
+  echo "== CUDA kernels under the Numba simulator"
+  NUMBA_ENABLE_CUDASIM=1 python -m pytest -q -p no:cacheprovider tests/cuda -m "cudasim" || [ $? -eq 5 ]
+  echo "== CUDA kernels compiled to PTX (sm_90)"
+  python -m pytest -q -p no:cacheprovider tests/cuda -m "not cudasim and not gpu" || [ $? -eq 5 ]
+fi
