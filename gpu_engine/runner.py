@@ -6,13 +6,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
 from gpu_engine.config.models import EngineConfig
 from gpu_engine.engine import BatchListener, Engine
 from gpu_engine.generator import GeneratorSpec, generate
 from gpu_engine.io.sinks import ParquetSink, Sink
 from gpu_engine.io.sources import SourceBatch, read_batches
+from gpu_engine.monitoring import EngineMonitoring
 
 ProgressHook = Callable[[int], None]
 
@@ -40,19 +39,20 @@ def run_pipeline(
     progress: ProgressHook | None = None,
     listeners: list[BatchListener] | None = None,
     extra_sinks: list[Sink] | None = None,
+    monitoring: EngineMonitoring | None = None,
 ) -> dict[str, Any]:
     """Push every batch through a new engine writing to ``out_dir``; return the summary."""
     sinks: list[Sink] = [ParquetSink(out_dir), *(extra_sinks or [])]
-    engine = Engine(
-        config, sinks=sinks, listeners=listeners or [], metrics_dir=Path(out_dir) / "metrics"
-    )
+    listeners = list(listeners or [])
+    if monitoring is not None:
+        sinks.append(monitoring)
+        listeners.append(monitoring.on_batch)
+    engine = Engine(config, sinks=sinks, listeners=listeners, metrics_dir=Path(out_dir) / "metrics")
+    if monitoring is not None:
+        monitoring.attach(engine)
     for table, source, first_row in batches:
         engine.push(table, source=source, first_row=first_row)
         engine.poll()
         if progress is not None:
             progress(table.num_rows)
     return engine.close()
-
-
-def table_rows(table: pa.Table | None) -> int:
-    return 0 if table is None else table.num_rows

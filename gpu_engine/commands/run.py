@@ -5,17 +5,23 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from contextlib import nullcontext
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from gpu_engine.commands.generate import add_generator_options, spec_from_args
 from gpu_engine.config import load_config
 from gpu_engine.errors import EngineError
+from gpu_engine.monitor import load_monitor_config
+from gpu_engine.monitor.live import render
+from gpu_engine.monitoring import EngineMonitoring
 from gpu_engine.runner import run_pipeline, source_batches
 
 DEMO_EVENTS = 500_000
@@ -35,7 +41,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(events=DEMO_EVENTS, bad_fraction=0.001)
     parser.add_argument("--out", help="output folder (default: a new folder here)")
     parser.add_argument("--backend", choices=["auto", "cpu", "cuda"], help="override the config")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    parser.add_argument("--metrics-addr", default="127.0.0.1", help="address for --metrics-port")
+    parser.add_argument("--monitor-config", help="YAML rules for the monitor (default: built-in)")
+    parser.add_argument("--no-progress", action="store_true", help="no live view / progress bar")
     parser.set_defaults(func=_run)
 
 
@@ -45,35 +54,64 @@ def default_config_path() -> Path:
 
 def _run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
+    monitoring = None
     try:
         config = load_config(args.config or default_config_path())
         if args.backend:
             config = config.model_copy(update={"backend": args.backend})
         out = Path(args.out or f"tiktoktoe-out-{time.strftime('%Y%m%d-%H%M%S')}")
         spec = None if args.input else spec_from_args(args)
+        if spec is not None:  # live data: event times end now, so end-to-end latency is real
+            spec = replace(spec, start_ms=int(time.time() * 1000) - spec.duration_ms)
         batches = source_batches(config, args.input, spec)
-        total = spec.events if spec is not None else None
         label = args.input or f"synthetic ({spec.events:,} events)" if spec else args.input
         console.print(f"[bold]TikTokToe[/] {label} -> {out}")
-        with Progress(
+        monitor_config = load_monitor_config(args.monitor_config) if args.monitor_config else None
+        monitoring = EngineMonitoring(out, monitor_config, args.metrics_port, args.metrics_addr)
+        if monitoring.server is not None:
+            console.print(f"metrics at {monitoring.server.url}")
+        monitoring.start()
+        progress = Progress(
             TextColumn("[progress.description]{task.description}"),
             BarColumn(),
             TextColumn("{task.completed:,} events"),
             TimeElapsedColumn(),
-            console=console,
-            disable=args.no_progress,
-            transient=True,
-        ) as progress:
-            task = progress.add_task("processing", total=total)
+        )
+        task = progress.add_task("processing", total=spec.events if spec else None)
+        view = Group(progress, _MonitorView(monitoring))
+        with (
+            Live(view, console=console, refresh_per_second=4, transient=False)
+            if not (args.no_progress)
+            else nullcontext()
+        ):
             summary = run_pipeline(
-                config, batches, out, progress=lambda n: progress.advance(task, n)
+                config,
+                batches,
+                out,
+                progress=lambda n: progress.advance(task, n),
+                monitoring=monitoring,
             )
     except (EngineError, ValueError, OSError) as exc:
         console.print(f"[red]gpu-engine run: {exc}[/]")
         return 2
+    finally:
+        if monitoring is not None:
+            monitoring.stop()
     Console().print(summary_table(summary))
-    print(f"results in {out}/ (summary.json, windows/, quarantine/, late/)")
+    fired = sorted({a.name for a in monitoring.monitor.alerts.values() if a.fired_at is not None})
+    print(f"alerts fired: {', '.join(fired) if fired else 'none'} (see {out}/alerts.jsonl)")
+    print(f"results in {out}/ (summary.json, windows/, quarantine/, late/, metrics/)")
     return 0 if summary["accounted"] else 1
+
+
+class _MonitorView:
+    """The monitor's live tables, redrawn on every refresh."""
+
+    def __init__(self, monitoring: EngineMonitoring) -> None:
+        self.monitoring = monitoring
+
+    def __rich__(self) -> Group:
+        return render(self.monitoring.monitor, max_alerts=5)
 
 
 def summary_table(summary: dict[str, Any]) -> Table:

@@ -1,0 +1,128 @@
+"""``gpu-engine alerts``: acknowledge, list, and check rule files.
+
+``ack`` appends to ``OUT/alerts_acks.jsonl``, which a running monitor polls
+every tick, so the acknowledgement reaches the engine without any socket and
+is recorded even if no engine is running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from gpu_engine.errors import ConfigError
+
+from .monitor import ACKS_FILE, ALERTS_FILE
+from .rules import load_monitor_config
+
+DEFAULT_OUT = "out"
+
+
+def register(subparsers: Any) -> None:
+    alerts = subparsers.add_parser("alerts", help="list and acknowledge monitor alerts")
+    sub = alerts.add_subparsers(dest="alerts_command", metavar="ACTION")
+    ack = sub.add_parser("ack", help="acknowledge an alert (stops its escalation)")
+    ack.add_argument("alert_id", metavar="ID")
+    ack.add_argument(
+        "--out", default=DEFAULT_OUT, help=f"engine output directory (default {DEFAULT_OUT})"
+    )
+    ack.add_argument("--by", default=None, help="who acknowledges (default: the user name)")
+    ack.set_defaults(func=cmd_ack)
+    lst = sub.add_parser("list", help="current alert states of the latest run")
+    lst.add_argument("--out", default=DEFAULT_OUT)
+    lst.add_argument("--all", action="store_true", help="include inactive and resolved alerts")
+    lst.add_argument("--json", action="store_true", help="one JSON object per alert")
+    lst.set_defaults(func=cmd_list)
+    check = sub.add_parser("check-rules", help="validate a monitor rules YAML file")
+    check.add_argument("path")
+    check.set_defaults(func=cmd_check)
+    alerts.set_defaults(func=lambda _ns: (alerts.print_help(), 2)[1])
+
+
+def read_states(out: Path) -> dict[str, dict[str, Any]]:
+    """Latest record per alert from the last run recorded in ``OUT/alerts.jsonl``."""
+    states: dict[str, dict[str, Any]] = {}
+    path = out / ALERTS_FILE
+    if not path.exists():
+        return states
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue  # a torn last line while the engine writes
+        if rec.get("event") == "monitor_started":
+            states.clear()
+        elif "alert_id" in rec:
+            states[rec["alert_id"]] = rec
+    return states
+
+
+def cmd_ack(ns: argparse.Namespace) -> int:
+    out = Path(ns.out)
+    states = read_states(out)
+    known = states.get(ns.alert_id)
+    if known is None:
+        print(
+            f"warning: no alert {ns.alert_id!r} in {out / ALERTS_FILE}; recording the ack anyway",
+            file=sys.stderr,
+        )
+    elif known.get("state") not in ("pending", "firing"):
+        print(
+            f"warning: alert {ns.alert_id} is {known.get('state')}; recording the ack anyway",
+            file=sys.stderr,
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    rec = {"alert_id": ns.alert_id, "time_s": time.time(), "by": ns.by or _user()}
+    with (out / ACKS_FILE).open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(rec, sort_keys=True) + "\n")
+    print(f"acknowledged {ns.alert_id} (recorded in {out / ACKS_FILE})")
+    return 0
+
+
+def cmd_list(ns: argparse.Namespace) -> int:
+    states = read_states(Path(ns.out))
+    rows = [r for r in states.values() if ns.all or r.get("state") in ("pending", "firing")]
+    rows.sort(
+        key=lambda r: (
+            r.get("severity") != "critical",
+            r.get("severity") != "warning",
+            r["alert_id"],
+        )
+    )
+    if ns.json:
+        for r in rows:
+            print(json.dumps(r, sort_keys=True))
+        return 0
+    if not rows:
+        print("no active alerts" if not ns.all else "no alerts")
+        return 0
+    for r in rows:
+        flags = ("acked " if r.get("acknowledged") else "") + (
+            "inhibited " if r.get("inhibited") else ""
+        )
+        summary = (r.get("annotations") or {}).get("summary", "")
+        state, severity = r.get("state", ""), r.get("severity", "")
+        print(f"{r['alert_id']:<40} {state:<9} {severity:<8} {flags}{summary}")
+    return 0
+
+
+def cmd_check(ns: argparse.Namespace) -> int:
+    try:
+        cfg = load_monitor_config(ns.path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"{ns.path}: {len(cfg.rules)} rule(s), {len(cfg.channels)} channel(s) OK")
+    return 0
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "cli"

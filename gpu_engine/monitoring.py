@@ -1,0 +1,98 @@
+"""Connecting a running engine to the monitor: batch metrics, window outputs, actions.
+
+The engine knows nothing of Prometheus or rules; it reports each batch to
+listeners and each output to sinks. :class:`EngineMonitoring` is both a
+listener and a sink, and registers the automated responses the runtime can
+carry out.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from gpu_engine.engine import BatchReport, Engine
+from gpu_engine.monitor import EngineMetrics, Monitor, MonitorConfig, serve_metrics
+from gpu_engine.monitor.exposition import MetricsServer
+
+
+class EngineMonitoring:
+    """Metrics, rules and the optional Prometheus endpoint of one run."""
+
+    def __init__(
+        self,
+        out_dir: str | Path,
+        config: MonitorConfig | None = None,
+        metrics_port: int | None = None,
+        metrics_addr: str = "127.0.0.1",
+    ) -> None:
+        self.metrics = EngineMetrics()
+        self.monitor = Monitor(config or MonitorConfig.default(), out_dir, metrics=self.metrics)
+        self.server: MetricsServer | None = None
+        if metrics_port is not None:
+            self.server = serve_metrics(self.metrics.registry, metrics_port, metrics_addr)
+        rules_text = self.monitor.config.model_dump_json()
+        self._watched = lambda window: f"window:{window}." in rules_text
+        self.engine: Engine | None = None
+
+    def attach(self, engine: Engine) -> None:
+        """Register the actions this engine can carry out when a rule asks for them."""
+        self.engine = engine
+        self.monitor.actions.register("shrink_batch_delay", self._shrink_batch_delay)
+
+    def _shrink_batch_delay(self, alert: Any = None, factor: float = 0.5) -> dict[str, float]:
+        assert self.engine is not None
+        batcher = self.engine.batcher
+        before = batcher.max_delay_s
+        batcher.max_delay_s = max(0.001, before * factor)
+        return {"max_delay_s_before": before, "max_delay_s_after": batcher.max_delay_s}
+
+    # -- engine listener ----------------------------------------------------------------
+    def on_batch(self, report: BatchReport) -> None:
+        lag = None
+        if report.max_event_time_ms is not None:
+            lag = time.time() - report.max_event_time_ms / 1000.0
+        self.metrics.record_batch(
+            rows_in=report.rows,
+            valid=report.valid,
+            quarantined=report.quarantined,
+            late=report.late,
+            dead_lettered=report.dead_lettered,
+            seconds=sum(report.stage_seconds.values()),
+            stage_seconds=report.stage_seconds,
+            event_time_lag_s=lag,
+        )
+        if self.engine is not None:
+            self.metrics.set_queue_depth(self.engine.batcher.buffered_rows)
+
+    # -- sink ---------------------------------------------------------------------------
+    def windows(self, name: str, table: pa.Table) -> None:
+        self.metrics.add_windows_emitted(name, table.num_rows)
+        if self._watched(name):
+            self.monitor.observe_window(name, table)
+
+    def quarantine(self, table: pa.Table) -> None:
+        pass
+
+    def late(self, name: str, table: pa.Table) -> None:
+        pass
+
+    def dead_letter(self, table: pa.Table) -> None:
+        pass
+
+    def close(self, summary: dict[str, Any]) -> None:
+        pass
+
+    # -- life cycle ---------------------------------------------------------------------
+    def start(self) -> EngineMonitoring:
+        self.monitor.start()
+        return self
+
+    def stop(self) -> None:
+        self.monitor.tick()
+        self.monitor.stop()
+        if self.server is not None:
+            self.server.stop()

@@ -1,0 +1,62 @@
+"""The engine wired to the monitor: a real Prometheus scrape over HTTP, actions, alert log."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+from conftest import make_config, random_events
+from prometheus_client.parser import text_string_to_metric_families
+
+from gpu_engine.monitoring import EngineMonitoring
+from gpu_engine.runner import run_pipeline
+
+WINDOW = {"type": "tumbling", "size": 1000, "keys": ["k"]}
+
+
+def _scrape(url: str) -> dict[tuple[str, tuple], float]:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    values = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            values[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return values
+
+
+def test_engine_metrics_are_scraped_over_http(tmp_path, rng) -> None:
+    frame = random_events(rng, 3000, span_ms=20_000)
+    frame.loc[:99, "e"] = 9  # 100 bad rows
+    config = make_config(WINDOW, batching={"max_rows": 500})
+    monitoring = EngineMonitoring(tmp_path, metrics_port=0)
+    try:
+        assert monitoring.server is not None
+        batches = iter([(frame, "test", 0)])
+        summary = run_pipeline(config, batches, tmp_path, monitoring=monitoring)  # type: ignore[arg-type]
+        values = _scrape(monitoring.server.url)
+    finally:
+        monitoring.stop()
+    assert values[("tiktoktoe_events_in_total", ())] == 3000
+    assert values[("tiktoktoe_events_total", (("outcome", "quarantined"),))] == 100
+    assert values[("tiktoktoe_events_total", (("outcome", "valid"),))] == summary["events"]["valid"]
+    assert values[("tiktoktoe_batch_seconds_count", ())] == summary["batches"] == 6
+    emitted = values[("tiktoktoe_windows_emitted_total", (("window", "w"),))]
+    assert emitted == summary["windows_emitted"] > 0
+    assert values[("tiktoktoe_process_cpu_seconds_total", ())] > 0
+
+
+def test_actions_reach_the_running_engine(tmp_path, rng) -> None:
+    config = make_config(WINDOW, batching={"max_delay": "40ms"})
+    monitoring = EngineMonitoring(tmp_path)
+    try:
+        run_pipeline(config, iter([(random_events(rng, 10), "t", 0)]), tmp_path,
+                     monitoring=monitoring)  # type: ignore[arg-type]  # fmt: skip
+        outcome = monitoring.monitor.actions.execute("shrink_batch_delay", None)
+    finally:
+        monitoring.stop()
+    assert monitoring.engine is not None
+    assert abs(monitoring.engine.batcher.max_delay_s - 0.02) < 1e-12
+    assert outcome.status == "ok"
+    assert (tmp_path / "actions.jsonl").exists()
+    log = [json.loads(line) for line in (tmp_path / "alerts.jsonl").read_text().splitlines()]
+    assert log[0]["event"] == "monitor_started"
