@@ -98,7 +98,7 @@ def _run(args: argparse.Namespace) -> int:
         if monitoring is not None:
             monitoring.stop()
     Console().print(summary_table(summary))
-    fired = sorted({a.name for a in monitoring.monitor.alerts.values() if a.fired_at is not None})
+    fired = sorted({a.rule for a in monitoring.monitor.alerts.values() if a.fired_at is not None})
     print(f"alerts fired: {', '.join(fired) if fired else 'none'} (see {out}/alerts.jsonl)")
     print(f"results in {out}/ (summary.json, windows/, quarantine/, late/, metrics/)")
     return 0 if summary["accounted"] else 1
