@@ -1,0 +1,267 @@
+"""Sliding-window benchmark: the engine beside Polars, DuckDB and pandas on the same events.
+
+    python -m benchmarks.windows --events 10M      # 1M, 100k (CI smoke) ...
+
+Events come from the project's generator (10 minutes of event time, 100k
+Zipf(1.1) content ids, up to 2 s of disorder), cached as Parquet by size and
+seed. Workload: sliding 5 s / 1 s windows per ``content_id`` with count,
+sum(watch_ms), mean(watch_ms), max(latency_ms) and count where event_type = 1.
+Each contender runs in its own process (so peak memory is its own), on the
+same in-memory columns, median of ``--repeat`` runs after a warm-up. Every
+result must equal the engine's (floats within 1e-9 relative) before anything
+is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from gpu_engine.commands.generate import _count
+from gpu_engine.generator import GeneratorSpec, write_events
+
+CACHE = Path(__file__).resolve().parent / ".cache"
+SIZE_MS, SLIDE_MS = 5_000, 1_000
+COLUMNS = ["event_time", "content_id", "event_type", "watch_ms", "latency_ms"]
+OUTPUT = ["window_start", "content_id", "views", "watch_sum", "watch_mean", "latency_max", "likes"]
+
+
+def dataset(events: int, seed: int) -> Path:
+    path = CACHE / f"events-{events}-{seed}.parquet"
+    if not path.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"partial-{path.name}")
+        write_events(GeneratorSpec(events=events, seed=seed), partial)
+        partial.rename(path)
+    return path
+
+
+# -- contenders: each takes the Arrow table and returns a pandas frame of OUTPUT -----------
+def run_engine(table: pa.Table) -> pd.DataFrame:
+    from gpu_engine.config import parse_config
+    from gpu_engine.engine import Engine
+    from gpu_engine.io.sinks import MemorySink
+
+    config = parse_config(
+        {
+            "schema": {
+                "time": "event_time",
+                "fields": {
+                    "event_time": {"type": "int64", "required": True},
+                    "content_id": {"type": "int64", "required": True, "min": 0},
+                    "event_type": {"type": "int8", "allowed": [0, 1, 2, 3, 4]},
+                    "watch_ms": {"type": "float32", "min": 0, "max": 3_600_000},
+                    "latency_ms": {"type": "float32", "min": 0, "nullable": True},
+                },
+            },
+            "validation": {"mode": "strict"},
+            "windows": [
+                {
+                    "name": "w",
+                    "type": "sliding",
+                    "size": SIZE_MS,
+                    "slide": SLIDE_MS,
+                    "keys": ["content_id"],
+                    "allowed_lateness": "2s",
+                    "aggregations": [
+                        {"name": "views", "op": "count"},
+                        {"name": "watch_sum", "op": "sum", "column": "watch_ms"},
+                        {"name": "watch_mean", "op": "mean", "column": "watch_ms"},
+                        {"name": "latency_max", "op": "max", "column": "latency_ms"},
+                        {"name": "likes", "op": "count", "where": {"event_type": 1}},
+                    ],
+                }
+            ],
+            "backend": "cpu",
+        }
+    )
+    sink = MemorySink()
+    engine = Engine(config, sinks=[sink])
+    engine.push(table)
+    summary = engine.close()
+    assert summary["events"]["late"] == 0 and summary["events"]["quarantined"] == 0
+    result = sink.result("windows/w")
+    assert result is not None
+    return result.select(OUTPUT).to_pandas()
+
+
+def run_polars(table: pa.Table) -> pd.DataFrame:
+    import polars as pl
+
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    out = (
+        frame.sort("event_time")
+        .group_by_dynamic(
+            "event_time",
+            every=f"{SLIDE_MS}i",
+            period=f"{SIZE_MS}i",
+            offset=f"-{SIZE_MS - SLIDE_MS}i",
+            group_by="content_id",
+            closed="left",
+            label="left",
+        )
+        .agg(
+            pl.len().alias("views"),
+            pl.col("watch_ms").cast(pl.Float64).sum().alias("watch_sum"),
+            pl.col("watch_ms").cast(pl.Float64).mean().alias("watch_mean"),
+            pl.col("latency_ms").cast(pl.Float64).max().alias("latency_max"),
+            (pl.col("event_type") == 1).sum().alias("likes"),
+        )
+        .rename({"event_time": "window_start"})
+    )
+    return out.select(OUTPUT).to_pandas()
+
+
+def run_duckdb(table: pa.Table) -> pd.DataFrame:
+    import duckdb
+
+    con = duckdb.connect()
+    con.register("events", table)
+    return con.execute(
+        f"""
+        WITH x AS (
+          SELECT *, unnest(range((event_time - {SIZE_MS}) // {SLIDE_MS} + 1,
+                                 event_time // {SLIDE_MS} + 1)) AS k
+          FROM events)
+        SELECT k * {SLIDE_MS} AS window_start, content_id, count(*) AS views,
+               sum(watch_ms::DOUBLE) AS watch_sum, avg(watch_ms::DOUBLE) AS watch_mean,
+               max(latency_ms::DOUBLE) AS latency_max,
+               count(*) FILTER (WHERE event_type = 1) AS likes
+        FROM x GROUP BY k, content_id"""
+    ).df()
+
+
+def run_pandas(table: pa.Table) -> pd.DataFrame:
+    # Panes of one slide, then each window = the 5 panes before it (no event copied 5 times).
+    frame = table.to_pandas()
+    frame["pane"] = frame["event_time"] // SLIDE_MS
+    frame["like"] = frame["event_type"] == 1
+    frame["watch"] = frame["watch_ms"].astype("float64")
+    frame["latency"] = frame["latency_ms"].astype("float64")
+    panes = frame.groupby(["pane", "content_id"], sort=False).agg(
+        views=("event_time", "size"),
+        watch_sum=("watch", "sum"),
+        watch_n=("watch", "count"),
+        latency_max=("latency", "max"),
+        likes=("like", "sum"),
+    )
+    panes = panes.reset_index()
+    shifted = []
+    for offset in range(SIZE_MS // SLIDE_MS):
+        part = panes.copy()
+        part["window"] = part["pane"] - offset
+        shifted.append(part)
+    windows = (
+        pd.concat(shifted)
+        .groupby(["window", "content_id"], sort=False)
+        .agg(
+            views=("views", "sum"),
+            watch_sum=("watch_sum", "sum"),
+            watch_n=("watch_n", "sum"),
+            latency_max=("latency_max", "max"),
+            likes=("likes", "sum"),
+        )
+        .reset_index()
+    )
+    windows["window_start"] = windows["window"] * SLIDE_MS
+    windows["watch_mean"] = windows["watch_sum"] / windows["watch_n"]
+    return windows[OUTPUT]
+
+
+CONTENDERS: dict[str, Callable[[pa.Table], pd.DataFrame]] = {
+    "engine": run_engine,
+    "polars": run_polars,
+    "duckdb": run_duckdb,
+    "pandas": run_pandas,
+}
+
+
+def _child(name: str, path: str, repeat: int, out: str, queue: Any) -> None:
+    started = time.perf_counter()
+    table = pq.read_table(path, columns=COLUMNS)
+    read_s = time.perf_counter() - started
+    fn = CONTENDERS[name]
+    result = fn(table)  # warm-up (JIT compile, caches)
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        result = fn(table)
+        times.append(time.perf_counter() - started)
+    result.to_parquet(out)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    queue.put({"times": times, "read_s": read_s, "peak_bytes": peak})
+
+
+def measure(name: str, path: Path, repeat: int) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    out = CACHE / f"result-{name}.parquet"
+    proc = ctx.Process(target=_child, args=(name, str(path), repeat, str(out), queue))
+    proc.start()
+    info = queue.get()
+    proc.join()
+    if proc.exitcode != 0:
+        raise RuntimeError(f"{name} failed with exit code {proc.exitcode}")
+    info["result"] = pd.read_parquet(out)
+    return dict(info)
+
+
+def check_equal(name: str, got: pd.DataFrame, want: pd.DataFrame) -> None:
+    keys = ["window_start", "content_id"]
+    got = got.sort_values(keys).reset_index(drop=True)
+    want = want.sort_values(keys).reset_index(drop=True)
+    if len(got) != len(want):
+        raise AssertionError(f"{name}: {len(got)} rows, the engine {len(want)}")
+    for column in OUTPUT:
+        a = got[column].to_numpy(dtype=np.float64, na_value=np.nan)
+        b = want[column].to_numpy(dtype=np.float64, na_value=np.nan)
+        if not np.array_equal(np.isnan(a), np.isnan(b)):
+            raise AssertionError(f"{name}: nulls differ in {column}")
+        ok = ~np.isnan(a)
+        np.testing.assert_allclose(a[ok], b[ok], rtol=1e-9, err_msg=f"{name}: {column}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=_count, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--only", nargs="*", default=list(CONTENDERS), choices=list(CONTENDERS))
+    args = parser.parse_args(argv)
+    path = dataset(args.events, args.seed)
+    results = {name: measure(name, path, args.repeat) for name in args.only}
+    reference = results.get("engine")
+    if reference is not None:
+        for name, info in results.items():
+            if name != "engine":
+                check_equal(name, info["result"], reference["result"])
+    print(f"{args.events:,} events, sliding 5s/1s per content_id, median of {args.repeat} runs")
+    print(f"{'contender':<10}{'seconds':>10}{'events/s':>16}{'vs engine':>11}{'peak MB':>10}")
+    engine_s = statistics.median(reference["times"]) if reference else None
+    for name, info in results.items():
+        seconds = statistics.median(info["times"])
+        ratio = f"{seconds / engine_s:.2f}x" if engine_s else "-"
+        print(
+            f"{name:<10}{seconds:>10.3f}{args.events / seconds:>16,.0f}{ratio:>11}"
+            f"{info['peak_bytes'] / 2**20:>10,.0f}"
+        )
+    read = statistics.median(info["read_s"] for info in results.values())
+    print(f"(Parquet read, not included above: {read:.3f} s; rows out: "
+          f"{len(next(iter(results.values()))['result']):,}; all results equal)")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
