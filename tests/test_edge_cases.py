@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_config, random_events, run_engine, window_frame
+from engine_testing import make_config, random_events, run_engine, window_frame
 
 from gpu_engine.engine import Engine
 from gpu_engine.errors import EngineError

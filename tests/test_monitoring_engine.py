@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import urllib.request
 
-from conftest import make_config, random_events
+from engine_testing import make_config, random_events
 from prometheus_client.parser import text_string_to_metric_families
 
 from gpu_engine.monitoring import EngineMonitoring

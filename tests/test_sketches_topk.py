@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import duckdb_windows, make_config, random_events, run_engine, window_frame
+from engine_testing import duckdb_windows, make_config, random_events, run_engine, window_frame
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

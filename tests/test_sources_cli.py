@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import ALL_AGGS, assert_frames_match, duckdb_windows, make_config, random_events
+from engine_testing import ALL_AGGS, assert_frames_match, duckdb_windows, make_config, random_events
 
 from gpu_engine.cli import main
 from gpu_engine.engine import Engine

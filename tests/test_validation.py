@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from conftest import make_config, run_engine
+from engine_testing import make_config, run_engine
 
 from gpu_engine.config import parse_config
 from gpu_engine.errors import SchemaError

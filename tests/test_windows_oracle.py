@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import (
+from engine_testing import (
     ALL_AGGS,
     assert_frames_match,
     duckdb_windows,

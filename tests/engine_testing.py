@@ -1,0 +1,193 @@
+"""Shared test helpers: config builders, random event frames and a DuckDB oracle.
+
+Imported by name (``from engine_testing import ...``); a module called
+``conftest`` would clash with the conftest files of the sub-suites.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from gpu_engine.config import parse_config
+from gpu_engine.config.models import EngineConfig
+from gpu_engine.engine import Engine
+from gpu_engine.io.sinks import MemorySink
+
+BASE_FIELDS: dict[str, Any] = {
+    "t": {"type": "int64", "required": True},
+    "k": {"type": "int64", "required": True},
+    "s": {"type": "string", "nullable": True},
+    "e": {"type": "int8", "allowed": [0, 1, 2, 3, 4]},
+    "x": {"type": "float64", "nullable": True},
+    "u": {"type": "int64", "nullable": True},
+}
+
+ALL_AGGS: list[dict[str, Any]] = [
+    {"name": "n", "op": "count"},
+    {"name": "likes", "op": "count", "where": {"e": 1}},
+    {"name": "x_sum", "op": "sum", "column": "x"},
+    {"name": "x_mean", "op": "mean", "column": "x"},
+    {"name": "x_std", "op": "std", "column": "x"},
+    {"name": "x_var", "op": "var", "column": "x", "where": {"e": [0, 2]}},
+    {"name": "x_min", "op": "min", "column": "x"},
+    {"name": "x_max", "op": "max", "column": "x"},
+    {"name": "u_sum", "op": "sum", "column": "u"},
+    {"name": "u_distinct", "op": "count_distinct", "column": "u"},
+]
+
+
+def make_config(window: dict[str, Any], **top: Any) -> EngineConfig:
+    data: dict[str, Any] = {
+        "schema": {"time": "t", "fields": BASE_FIELDS},
+        "windows": [{"name": "w", "aggregations": ALL_AGGS, **window}],
+        "backend": "cpu",
+    }
+    data.update(top)
+    return parse_config(data)
+
+
+def random_events(
+    rng: np.random.Generator,
+    n: int,
+    n_keys: int = 5,
+    span_ms: int = 20_000,
+    disorder_ms: int = 0,
+    null_share: float = 0.1,
+) -> pd.DataFrame:
+    """Events in arrival order: times increase, minus up to ``disorder_ms`` of delay."""
+    arrival = np.sort(rng.integers(0, span_ms, n)) + 1_000_000
+    t = arrival - (rng.integers(0, disorder_ms + 1, n) if disorder_ms else 0)
+    x = rng.normal(100.0, 30.0, n)
+    u = rng.integers(0, 40, n)
+    frame = pd.DataFrame(
+        {
+            "t": t.astype(np.int64),
+            "k": rng.integers(0, n_keys, n).astype(np.int64),
+            "s": rng.choice(["a", "b", "c"], n).astype(object),
+            "e": rng.integers(0, 5, n).astype(np.int8),
+            "x": pd.array(np.where(rng.random(n) < null_share, np.nan, x), dtype="Float64"),
+            "u": pd.array(np.where(rng.random(n) < null_share, np.nan, u), dtype="Int64"),
+        }
+    )
+    frame.loc[rng.random(n) < null_share, "s"] = None
+    return frame
+
+
+def run_engine(
+    config: EngineConfig, frame: pd.DataFrame | pa.Table, chunk: int = 997, clock: Any = None
+) -> tuple[MemorySink, dict[str, Any]]:
+    sink = MemorySink()
+    kwargs = {"clock": clock} if clock is not None else {}
+    engine = Engine(config, sinks=[sink], **kwargs)
+    n = frame.num_rows if isinstance(frame, pa.Table) else len(frame)
+    for start in range(0, n, chunk):
+        part = (
+            frame.slice(start, chunk)
+            if isinstance(frame, pa.Table)
+            else frame.iloc[start : start + chunk]
+        )
+        engine.push(part)
+    summary = engine.close()
+    return sink, summary
+
+
+def window_frame(sink: MemorySink, name: str = "w") -> pd.DataFrame:
+    table = sink.result(f"windows/{name}")
+    if table is None:
+        return pd.DataFrame()
+    return table.to_pandas()
+
+
+_SQL_AGG = {
+    "count": "count(*)",
+    "sum": "sum({c})",
+    "mean": "avg({c})",
+    "std": "stddev_samp({c})",
+    "var": "var_samp({c})",
+    "min": "min({c})",
+    "max": "max({c})",
+    "count_distinct": "count(DISTINCT {c})",
+}
+
+
+def _sql_value(v: Any) -> str:
+    return f"'{v}'" if isinstance(v, str) else str(v)
+
+
+def sql_aggregations(aggs: list[dict[str, Any]]) -> str:
+    parts = []
+    for agg in aggs:
+        if agg["op"] == "quantile":
+            continue
+        expr = _SQL_AGG[agg["op"]].format(c=agg.get("column"))
+        if agg.get("where"):
+            conds = []
+            for col, val in agg["where"].items():
+                vals = val if isinstance(val, list) else [val]
+                conds.append(f"{col} IN ({', '.join(_sql_value(v) for v in vals)})")
+            expr += f" FILTER (WHERE {' AND '.join(conds)})"
+            if agg["op"] == "count_distinct" or agg["op"] == "count":
+                pass
+        parts.append(f"{expr} AS {agg['name']}")
+    return ", ".join(parts)
+
+
+def duckdb_windows(
+    frame: pd.DataFrame, window: dict[str, Any], aggs: list[dict[str, Any]]
+) -> pd.DataFrame:
+    """The expected output of a tumbling/sliding/session window, computed by DuckDB."""
+    keys = window.get("keys", [])
+    key_list = ", ".join(keys)
+    key_sel = f"{key_list}, " if keys else ""
+    con = duckdb.connect()
+    con.register("events", pa.Table.from_pandas(frame, preserve_index=False))
+    if window["type"] == "session":
+        gap = window["gap"]
+        part = f"PARTITION BY {key_list}" if keys else ""
+        sql = f"""
+        WITH o AS (SELECT *, CASE WHEN t - lag(t) OVER (w) <= {gap} THEN 0 ELSE 1 END AS brk
+                   FROM events WINDOW w AS ({part} ORDER BY t)),
+             s AS (SELECT *, sum(brk) OVER ({part} ORDER BY t ROWS UNBOUNDED PRECEDING) AS sid
+                   FROM o)
+        SELECT min(t) AS window_start, max(t) + {gap} AS window_end, {key_sel}
+               {sql_aggregations(aggs)}
+        FROM s GROUP BY {key_sel} sid"""
+    else:
+        size = window["size"]
+        slide = window.get("slide", size)
+        sql = f"""
+        WITH x AS (SELECT *, unnest(range(CAST(floor((t - {size}) / {slide}) AS BIGINT) + 1,
+                                          CAST(floor(t / {slide}) AS BIGINT) + 1)) AS kk
+                   FROM events)
+        SELECT kk * {slide} AS window_start, kk * {slide} + {size} AS window_end, {key_sel}
+               {sql_aggregations(aggs)}
+        FROM x GROUP BY kk, {key_sel.rstrip(", ")}""".rstrip(", ")
+        if not keys:
+            sql = sql.replace("GROUP BY kk, ", "GROUP BY kk")
+    result = con.execute(sql).df()
+    return result.sort_values(["window_start", *keys], na_position="last").reset_index(drop=True)
+
+
+def assert_frames_match(actual: pd.DataFrame, expected: pd.DataFrame, columns: list[str]) -> None:
+    """Equal row sets; floats within 1e-9 relative (nulls equal nulls)."""
+    assert len(actual) == len(expected), f"{len(actual)} rows, expected {len(expected)}"
+    order = [c for c in ("window_start", "k", "s", "u", "window_end") if c in columns]
+    actual = actual.sort_values(order, na_position="last").reset_index(drop=True)
+    expected = expected.sort_values(order, na_position="last").reset_index(drop=True)
+    for col in columns:
+        a = pd.array(actual[col]).astype("Float64") if col not in ("s",) else actual[col]
+        e = pd.array(expected[col]).astype("Float64") if col not in ("s",) else expected[col]
+        if col == "s":
+            assert list(pd.Series(a).fillna("<null>")) == list(pd.Series(e).fillna("<null>")), col
+            continue
+        a_null = pd.isna(a)
+        e_null = pd.isna(e)
+        assert (np.asarray(a_null) == np.asarray(e_null)).all(), f"null pattern differs in {col}"
+        av = np.asarray(a[~a_null], dtype=np.float64)
+        ev = np.asarray(e[~e_null], dtype=np.float64)
+        np.testing.assert_allclose(av, ev, rtol=1e-9, atol=1e-9, err_msg=col)
