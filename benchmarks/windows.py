@@ -47,8 +47,8 @@ def dataset(events: int, seed: int) -> Path:
     return path
 
 
-# -- contenders: each takes the Arrow table and returns a pandas frame of OUTPUT -----------
-def run_engine(table: pa.Table) -> pd.DataFrame:
+# -- contenders: each takes the Arrow table and returns its materialised native result ------
+def run_engine(table: pa.Table) -> pa.Table:
     from gpu_engine.config import parse_config
     from gpu_engine.engine import Engine
     from gpu_engine.io.sinks import MemorySink
@@ -93,10 +93,10 @@ def run_engine(table: pa.Table) -> pd.DataFrame:
     assert summary["events"]["late"] == 0 and summary["events"]["quarantined"] == 0
     result = sink.result("windows/w")
     assert result is not None
-    return result.select(OUTPUT).to_pandas()
+    return result
 
 
-def run_polars(table: pa.Table) -> pd.DataFrame:
+def run_polars(table: pa.Table) -> Any:
     import polars as pl
 
     frame = pl.from_arrow(table)
@@ -121,10 +121,10 @@ def run_polars(table: pa.Table) -> pd.DataFrame:
         )
         .rename({"event_time": "window_start"})
     )
-    return out.select(OUTPUT).to_pandas()
+    return out
 
 
-def run_duckdb(table: pa.Table) -> pd.DataFrame:
+def run_duckdb(table: pa.Table) -> pa.Table:
     import duckdb
 
     con = duckdb.connect()
@@ -140,7 +140,7 @@ def run_duckdb(table: pa.Table) -> pd.DataFrame:
                max(latency_ms::DOUBLE) AS latency_max,
                count(*) FILTER (WHERE event_type = 1) AS likes
         FROM x GROUP BY k, content_id"""
-    ).df()
+    ).to_arrow_table()
 
 
 def run_pandas(table: pa.Table) -> pd.DataFrame:
@@ -180,7 +180,16 @@ def run_pandas(table: pa.Table) -> pd.DataFrame:
     return windows[OUTPUT]
 
 
-CONTENDERS: dict[str, Callable[[pa.Table], pd.DataFrame]] = {
+def to_pandas(result: Any) -> pd.DataFrame:
+    """The comparable frame of any contender's result (outside the timed region)."""
+    if isinstance(result, pd.DataFrame):
+        return result[OUTPUT]
+    if hasattr(result, "read_all"):  # a RecordBatchReader
+        result = result.read_all()
+    return result.select(OUTPUT).to_pandas()
+
+
+CONTENDERS: dict[str, Callable[[pa.Table], Any]] = {
     "engine": run_engine,
     "polars": run_polars,
     "duckdb": run_duckdb,
@@ -199,7 +208,7 @@ def _child(name: str, path: str, repeat: int, out: str, queue: Any) -> None:
         started = time.perf_counter()
         result = fn(table)
         times.append(time.perf_counter() - started)
-    result.to_parquet(out)
+    to_pandas(result).to_parquet(out)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     queue.put({"times": times, "read_s": read_s, "peak_bytes": peak})
 

@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name != name:  # a real missing dependency, not an absent subcommand
+            # An absent subcommand package is skipped; a missing dependency is not.
+            if exc.name is None or not name.startswith(exc.name):
                 raise
             continue
         module.register(subparsers)

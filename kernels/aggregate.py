@@ -219,3 +219,81 @@ def merge_into(src: AggState, dst: AggState, src_idx: np.ndarray, dst_idx: np.nd
         src.rows, src.ist, src.isum, src.f0, src.f1,
         dst.rows, dst.ist, dst.isum, dst.f0, dst.f1,
     )  # fmt: skip
+
+
+@njit(nogil=True, cache=True)
+def combine_finalize(
+    src_idx, dst, position, ops, is_int, ist, isum, f0, f1, out_f, out_i, valid
+):  # pragma: no cover - compiled
+    """Final values of groups made of source rows, without building a group state.
+
+    Pairs ``(src_idx[j], dst[j])`` come grouped by ``dst`` (non-decreasing);
+    group ``g`` is written at column position ``position[g]`` of ``out_f``
+    (float results), ``out_i`` (integer sums and counts) and ``valid``, each
+    shaped ``(n_aggs, n_groups)`` so that every output column is contiguous.
+    """
+    n_aggs = ops.shape[0]
+    n_pairs = src_idx.shape[0]
+    j = 0
+    while j < n_pairs:
+        g = dst[j]
+        e = j
+        while e < n_pairs and dst[e] == g:
+            e += 1
+        pos = position[g]
+        for a in range(n_aggs):
+            op = ops[a]
+            n = 0
+            isum_acc = 0
+            acc = 0.0
+            m2 = 0.0
+            if op == MIN:
+                acc = np.inf
+            elif op == MAX:
+                acc = -np.inf
+            for p in range(j, e):
+                s = src_idx[p]
+                ns = ist[s, a]
+                if ns == 0:
+                    continue
+                if op == SUM or op == MEAN:
+                    isum_acc += isum[s, a]
+                    acc += f0[s, a]
+                elif op == MIN:
+                    if f0[s, a] < acc:
+                        acc = f0[s, a]
+                elif op == MAX:
+                    if f0[s, a] > acc:
+                        acc = f0[s, a]
+                elif op == STD or op == VAR:
+                    if n == 0:
+                        acc = f0[s, a]
+                        m2 = f1[s, a]
+                    else:
+                        total = n + ns
+                        delta = f0[s, a] - acc
+                        acc += delta * ns / total
+                        m2 += f1[s, a] + delta * delta * n * ns / total
+                n += ns
+            ok = True
+            value = 0.0
+            if op == COUNT or op == QUANTILE or op == DISTINCT:
+                out_i[a, pos] = n
+                value = n
+            elif n == 0:
+                ok = False
+            elif op == SUM:
+                out_i[a, pos] = isum_acc
+                value = isum_acc if is_int[a] else acc
+            elif op == MEAN:
+                value = (isum_acc if is_int[a] else acc) / n
+            elif op == MIN or op == MAX:
+                value = acc
+            elif n < 2:
+                ok = False
+            else:
+                var = max(m2, 0.0) / (n - 1)
+                value = math.sqrt(var) if op == STD else var
+            out_f[a, pos] = value if ok else math.nan
+            valid[a, pos] = ok
+        j = e

@@ -160,6 +160,30 @@ class AggregationPlan:
             out.append(array)
         return out
 
+    def columns_from(
+        self,
+        out_f: np.ndarray,
+        out_i: np.ndarray,
+        valid: np.ndarray,
+        sketch_values: dict[int, tuple[np.ndarray, np.ndarray]],
+    ) -> list[pa.Array]:
+        """Output arrays from :func:`kernels.aggregate.combine_finalize` results."""
+        out: list[pa.Array] = []
+        for a, (op, is_int, typ) in enumerate(
+            zip(self.ops, self.is_int, self.output_types(), strict=True)
+        ):
+            if a in sketch_values:
+                values, ok = sketch_values[a]
+            elif op == COUNT or (op == SUM and is_int):
+                values, ok = out_i[a], valid[a]
+            else:
+                values, ok = out_f[a], valid[a]
+            if pa.types.is_integer(typ) and values.dtype != np.int64:
+                values = np.where(ok, values, 0).astype(np.int64)
+            mask = None if ok.all() else ~ok
+            out.append(pa.array(values, type=typ, mask=mask))
+        return out
+
 
 def _hash_strings(array: pa.Array) -> np.ndarray:
     """Stable 64-bit hashes of strings (the same in every process, so sketches merge)."""

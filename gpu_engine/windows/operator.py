@@ -18,7 +18,10 @@ from gpu_engine.config.models import FieldSpec, WindowSpec
 from gpu_engine.windows.aggregations import AggregationPlan
 from gpu_engine.windows.keys import KeyEncoder
 from gpu_engine.windows.state import GroupState
+from kernels.aggregate import combine_finalize
+from kernels.hashindex import group_ids
 from kernels.sessions import merge_intervals
+from kernels.windows import order_by_window, window_pairs
 
 NEVER = -(2**62)  # "no window emitted yet"
 FOREVER = 2**62  # the watermark at the end of a bounded input
@@ -111,9 +114,13 @@ class WindowOperator(ABC):
 
     # -- output -------------------------------------------------------------------------
     def _output(
-        self, starts: np.ndarray, ends: np.ndarray, atoms: np.ndarray, groups: GroupState
+        self,
+        starts: np.ndarray,
+        ends: np.ndarray,
+        atoms: np.ndarray,
+        values: list[pa.Array],
+        sort: bool = True,
     ) -> pa.Table:
-        n = len(starts)
         columns: dict[str, pa.Array] = {
             "window_start": pa.array(starts, pa.int64()).cast(self.time_type),
             "window_end": pa.array(ends, pa.int64()).cast(self.time_type),
@@ -122,10 +129,11 @@ class WindowOperator(ABC):
             self.spec.keys, self.encoder.decode(atoms, self.key_types), strict=True
         ):
             columns[name] = array
-        values = self.plan.finalize(groups.agg, n, groups.sketch_results(n))
         for spec, array in zip(self.spec.aggregations, values, strict=True):
             columns[spec.name] = array
         table = pa.table(columns)
+        if not sort:
+            return table
         order = [("window_start", "ascending"), *[(k, "ascending") for k in self.spec.keys]]
         return table.sort_by(order)
 
@@ -158,6 +166,7 @@ class PaneWindows(WindowOperator):
         self.slide = self.spec.effective_slide
         self.pane = self.spec.pane_ms
         self.panes = GroupState(self.plan, 1 + self.encoder.width)
+        self._first_live_pane = NEVER
 
     def _last_window_end(self, times: np.ndarray) -> np.ndarray:
         return np.floor_divide(times, self.slide) * self.slide + self.size
@@ -175,32 +184,81 @@ class PaneWindows(WindowOperator):
         if len(self.panes) == 0:
             return None
         keys = self.panes.keys
-        pane_start = keys[:, 0] * self.pane
-        # Windows k = [k*slide, k*slide + size) that contain the pane and end in
-        # (emitted_until, watermark]: the ones that become final now.
-        lo = np.floor_divide(pane_start - self.size, self.slide) + 1
-        hi = np.floor_divide(pane_start, self.slide)
-        lo = np.maximum(lo, np.floor_divide(self.emitted_until - self.size, self.slide) + 1)
-        hi = np.minimum(hi, np.floor_divide(watermark - self.size, self.slide))
-        reps = np.maximum(hi - lo + 1, 0)
-        total = int(reps.sum())
+        live = np.flatnonzero(keys[:, 0] >= self._first_live_pane)
+        if len(live) == 0:
+            return None
+        panes = keys[:, 0]
+        pane_start = panes[live] * self.pane
+        # Windows k = [k*slide, k*slide + size) that end in (emitted_until, watermark]
+        # become final now; only those that contain a live pane can be non-empty.
+        k_min = max(
+            (self.emitted_until - self.size) // self.slide + 1,
+            (int(pane_start.min()) - self.size) // self.slide + 1,
+        )
+        k_max = min((watermark - self.size) // self.slide, int(pane_start.max()) // self.slide)
         result = None
-        if total:
-            rows = np.repeat(np.arange(len(keys)), reps)
-            k = np.repeat(lo, reps) + (np.arange(total) - np.repeat(np.cumsum(reps) - reps, reps))
-            dst = np.empty((total, keys.shape[1]), dtype=np.int64)
-            dst[:, 0] = k
-            dst[:, 1:] = keys[rows, 1:]
-            windows = self.panes.regroup(rows, dst, keys.shape[1])
-            wkeys = windows.keys
-            starts = wkeys[:, 0] * self.slide
-            result = self._output(starts, starts + self.size, wkeys[:, 1:], windows)
-        # Panes whose last window is now final are no longer needed.
-        alive = np.flatnonzero(np.floor_divide(pane_start, self.slide) * self.slide + self.size
-                               > watermark)  # fmt: skip
-        if len(alive) < len(keys):
+        if k_max >= k_min:
+            kid, _ = (
+                group_ids(keys[live, 1:])
+                if keys.shape[1] > 1
+                else (np.zeros(len(live), dtype=np.int64), None)
+            )
+            rel = panes[live] - panes[live].min()
+            order = live[np.argsort(kid * (int(rel.max()) + 1) + rel, kind="stable")]
+            kid_of_row = np.zeros(len(keys), dtype=np.int64)
+            kid_of_row[live] = kid
+            bound = len(live) * (self.size // self.slide)  # windows per pane
+            src = np.empty(bound, dtype=np.int64)
+            dst = np.empty(bound, dtype=np.int64)
+            dst_k = np.empty(bound, dtype=np.int64)
+            dst_row = np.empty(bound, dtype=np.int64)
+            n_pairs, n_groups = window_pairs(
+                order, kid_of_row, panes, self.pane, self.slide, self.size, k_min, k_max,
+                src, dst, dst_k, dst_row,
+            )  # fmt: skip
+            if n_groups:
+                position = np.empty(n_groups, dtype=np.int64)
+                order_by_window(dst_k, n_groups, k_min, k_max, position)
+                values = self._combine(src[:n_pairs], dst[:n_pairs], position, n_groups)
+                k = np.empty(n_groups, dtype=np.int64)
+                k[position] = dst_k[:n_groups]
+                atoms = np.empty((n_groups, keys.shape[1] - 1), dtype=np.int64)
+                atoms[position] = keys[dst_row[:n_groups], 1:]
+                starts = k * self.slide
+                result = self._output(starts, starts + self.size, atoms, values, sort=False)
+        # Panes whose last window is now final are dead; drop them once they are
+        # the majority (amortised compaction).
+        self._first_live_pane = self._next_live_pane(watermark)
+        dead = int((panes < self._first_live_pane).sum())
+        if dead > len(keys) - dead:
+            alive = np.flatnonzero(panes >= self._first_live_pane)
             self.panes = self.panes.regroup(alive, keys[alive], keys.shape[1])
         return result
+
+    def _combine(
+        self, src: np.ndarray, dst: np.ndarray, position: np.ndarray, n_groups: int
+    ) -> list[pa.Array]:
+        """Aggregation columns of the window groups made of pane rows (pairs src -> dst)."""
+        plan, state = self.plan, self.panes.agg
+        n_aggs = len(plan.ops)
+        out_f = np.empty((n_aggs, n_groups), dtype=np.float64)
+        out_i = np.empty((n_aggs, n_groups), dtype=np.int64)
+        valid = np.empty((n_aggs, n_groups), dtype=np.bool_)
+        combine_finalize(src, dst, position, plan.ops, plan.is_int, state.ist, state.isum,
+                         state.f0, state.f1, out_f, out_i, valid)  # fmt: skip
+        sketches: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        if plan.sketch_aggs:
+            groups = GroupState(plan, 1, capacity=16)
+            groups.merge_sketches(self.panes.sketches, src, position[dst])
+            sketches = groups.sketch_results(n_groups)
+        return plan.columns_from(out_f, out_i, valid, sketches)
+
+    def _next_live_pane(self, watermark: int) -> int:
+        """First pane some window not yet final may still need."""
+        # The earliest window not final is k = (watermark - size) // slide + 1;
+        # its first pane is k * slide / pane.
+        k = (watermark - self.size) // self.slide + 1
+        return max(self._first_live_pane, k * self.slide // self.pane)
 
     def _state_bytes(self) -> int:
         return self.panes.nbytes
@@ -272,7 +330,9 @@ class SessionWindows(WindowOperator):
             return None
         rows = np.flatnonzero(done)
         closed = self.sessions.regroup(rows, np.arange(len(rows)).reshape(-1, 1), 1)
-        result = self._output(self.starts[rows], self.ends[rows], self.atoms[rows], closed)
+        n = len(rows)
+        values = self.plan.finalize(closed.agg, n, closed.sketch_results(n))
+        result = self._output(self.starts[rows], self.ends[rows], self.atoms[rows], values)
         keep = np.flatnonzero(~done)
         self.sessions = self.sessions.regroup(keep, np.arange(len(keep)).reshape(-1, 1), 1)
         self.atoms, self.starts, self.ends = self.atoms[keep], self.starts[keep], self.ends[keep]

@@ -91,11 +91,9 @@ class GroupState:
         self.agg.reserve(len(self.index))
         merge_into(src.agg, self.agg, src_rows, dst_ids)
         if len(src.sketches):
-            self._merge_sketches(src.sketches, src_rows, dst_ids)
+            self.merge_sketches(src.sketches, src_rows, dst_ids)
 
-    def _merge_sketches(
-        self, src: SketchEntries, src_rows: np.ndarray, dst_ids: np.ndarray
-    ) -> None:
+    def merge_sketches(self, src: SketchEntries, src_rows: np.ndarray, dst_ids: np.ndarray) -> None:
         entry_keys = src.index.keys
         counts = src.counts[: len(src)]
         order = np.argsort(src_rows, kind="stable")
