@@ -234,47 +234,51 @@ def combine_finalize(
     """
     n_aggs = ops.shape[0]
     n_pairs = src_idx.shape[0]
+    cnt = np.zeros(n_aggs, dtype=np.int64)
+    iacc = np.zeros(n_aggs, dtype=np.int64)
+    acc = np.zeros(n_aggs, dtype=np.float64)
+    m2 = np.zeros(n_aggs, dtype=np.float64)
     j = 0
     while j < n_pairs:
         g = dst[j]
+        for a in range(n_aggs):
+            cnt[a] = 0
+            iacc[a] = 0
+            m2[a] = 0.0
+            acc[a] = np.inf if ops[a] == MIN else (-np.inf if ops[a] == MAX else 0.0)
         e = j
         while e < n_pairs and dst[e] == g:
+            s = src_idx[e]
+            for a in range(n_aggs):
+                ns = ist[s, a]
+                if ns == 0:
+                    continue
+                op = ops[a]
+                if op == SUM or op == MEAN:
+                    iacc[a] += isum[s, a]
+                    acc[a] += f0[s, a]
+                elif op == MIN:
+                    if f0[s, a] < acc[a]:
+                        acc[a] = f0[s, a]
+                elif op == MAX:
+                    if f0[s, a] > acc[a]:
+                        acc[a] = f0[s, a]
+                elif op == STD or op == VAR:
+                    n = cnt[a]
+                    if n == 0:
+                        acc[a] = f0[s, a]
+                        m2[a] = f1[s, a]
+                    else:
+                        total = n + ns
+                        delta = f0[s, a] - acc[a]
+                        acc[a] += delta * ns / total
+                        m2[a] += f1[s, a] + delta * delta * n * ns / total
+                cnt[a] += ns
             e += 1
         pos = position[g]
         for a in range(n_aggs):
             op = ops[a]
-            n = 0
-            isum_acc = 0
-            acc = 0.0
-            m2 = 0.0
-            if op == MIN:
-                acc = np.inf
-            elif op == MAX:
-                acc = -np.inf
-            for p in range(j, e):
-                s = src_idx[p]
-                ns = ist[s, a]
-                if ns == 0:
-                    continue
-                if op == SUM or op == MEAN:
-                    isum_acc += isum[s, a]
-                    acc += f0[s, a]
-                elif op == MIN:
-                    if f0[s, a] < acc:
-                        acc = f0[s, a]
-                elif op == MAX:
-                    if f0[s, a] > acc:
-                        acc = f0[s, a]
-                elif op == STD or op == VAR:
-                    if n == 0:
-                        acc = f0[s, a]
-                        m2 = f1[s, a]
-                    else:
-                        total = n + ns
-                        delta = f0[s, a] - acc
-                        acc += delta * ns / total
-                        m2 += f1[s, a] + delta * delta * n * ns / total
-                n += ns
+            n = cnt[a]
             ok = True
             value = 0.0
             if op == COUNT or op == QUANTILE or op == DISTINCT:
@@ -283,16 +287,16 @@ def combine_finalize(
             elif n == 0:
                 ok = False
             elif op == SUM:
-                out_i[a, pos] = isum_acc
-                value = isum_acc if is_int[a] else acc
+                out_i[a, pos] = iacc[a]
+                value = iacc[a] if is_int[a] else acc[a]
             elif op == MEAN:
-                value = (isum_acc if is_int[a] else acc) / n
+                value = (iacc[a] if is_int[a] else acc[a]) / n
             elif op == MIN or op == MAX:
-                value = acc
+                value = acc[a]
             elif n < 2:
                 ok = False
             else:
-                var = max(m2, 0.0) / (n - 1)
+                var = max(m2[a], 0.0) / (n - 1)
                 value = math.sqrt(var) if op == STD else var
             out_f[a, pos] = value if ok else math.nan
             valid[a, pos] = ok

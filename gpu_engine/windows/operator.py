@@ -18,9 +18,9 @@ from gpu_engine.config.models import FieldSpec, WindowSpec
 from gpu_engine.windows.aggregations import AggregationPlan
 from gpu_engine.windows.keys import KeyEncoder
 from gpu_engine.windows.state import GroupState
-from kernels.aggregate import combine_finalize
 from kernels.hashindex import group_ids
 from kernels.sessions import merge_intervals
+from kernels.specialize import combine_finalize_for
 from kernels.windows import order_by_window, window_pairs
 
 NEVER = -(2**62)  # "no window emitted yet"
@@ -244,8 +244,8 @@ class PaneWindows(WindowOperator):
         out_f = np.empty((n_aggs, n_groups), dtype=np.float64)
         out_i = np.empty((n_aggs, n_groups), dtype=np.int64)
         valid = np.empty((n_aggs, n_groups), dtype=np.bool_)
-        combine_finalize(src, dst, position, plan.ops, plan.is_int, state.ist, state.isum,
-                         state.f0, state.f1, out_f, out_i, valid)  # fmt: skip
+        kernel = combine_finalize_for(tuple(plan.ops.tolist()), tuple(plan.is_int.tolist()))
+        kernel(src, dst, position, state.ist, state.isum, state.f0, state.f1, out_f, out_i, valid)
         sketches: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         if plan.sketch_aggs:
             groups = GroupState(plan, 1, capacity=16)
