@@ -135,4 +135,5 @@ def _load(name: str, source: str) -> ModuleType:
 def combine_finalize_for(ops: tuple[int, ...], is_int: tuple[bool, ...]) -> Callable[..., None]:
     """``combine_finalize`` with the operations written out (same contract as the generic)."""
     source = _HEADER.format(ops=ops, is_int=is_int) + _combine_source(ops, is_int)
-    return _load("combine", source).combine_finalize  # type: ignore[no-any-return]
+    kernel: Callable[..., None] = _load("combine", source).combine_finalize
+    return kernel

@@ -1,0 +1,355 @@
+"""GPU kernels against the CPU kernels on synthetic short-video events, and their throughput.
+
+    python -m benchmarks.gpu_kernels [--events 10000000]
+
+Generates events on the host (``gpu_engine.generator``, numpy/pyarrow only),
+then runs validation (5 numeric columns, per-row reason codes) and pane
+aggregation (hash insert of (pane, content_id); count, count where, sum, mean,
+std, min, max of watch_ms; quantile bucket keys of watch_ms and distinct hashes
+of user_id counted as sketch entries) with :mod:`kernels.cuda`, and the same with
+the CPU kernels. Checks that every group's state and final value agree (counts,
+minima, maxima exactly; floats to 1e-6 relative) and that reason codes and sketch
+entries are identical, then prints events/s with data on the device (CUDA
+events, after a warm-up), end to end from host memory (H2D copy included, from
+pageable and from pinned buffers), the pinned host-to-device bandwidth, and the
+CPU kernels' speed. The last line is ``GPU_KERNELS PASS`` or ``GPU_KERNELS FAIL``.
+
+Runs without cuDF or CuPy (Numba device arrays only); under the simulator
+(``NUMBA_ENABLE_CUDASIM=1``) it runs as a smoke test with a few thousand events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from gpu_engine.generator import GeneratorSpec, generate
+from kernels import validate as cpu_validate
+from kernels.aggregate import COUNT, DISTINCT, MAX, MEAN, MIN, QUANTILE, STD, SUM, AggState
+from kernels.aggregate import finalize_column as cpu_finalize
+from kernels.aggregate import update_events as cpu_update
+from kernels.cuda._core import SIMULATOR, cuda
+from kernels.hashindex import HashIndex
+from kernels.sketches import bucket_keys as cpu_bucket_keys
+from kernels.sketches import hash_int64 as cpu_hash_int64
+
+PANE_MS = 10_000
+MIN_TIME, MAX_TIME = 946_684_800_000, 4_102_444_800_000  # 2000 .. 2100
+OPS = np.array([COUNT, COUNT, SUM, MEAN, STD, MIN, MAX, QUANTILE, DISTINCT], dtype=np.int64)
+NAMES = ["count", "likes", "watch_sum", "watch_mean", "watch_std", "watch_min", "watch_max",
+         "watch_p99", "users"]  # fmt: skip
+COL_OF = np.array([-1, -1, 0, 0, 0, 0, 0, 0, -1], dtype=np.int64)
+MASK_OF = np.array([-1, 0, -1, -1, -1, -1, -1, -1, -1], dtype=np.int64)
+IS_INT = np.zeros(len(OPS), dtype=np.bool_)
+Q_AGG, D_AGG = 7, 8
+# (column, nullable, allow_nan, check_range, lo, hi, allowed)
+RULES: list[tuple[str, bool, bool, bool, float, float, list[float]]] = [
+    ("event_time", False, False, True, MIN_TIME, MAX_TIME, []),
+    ("content_id", False, False, True, 0.0, np.inf, []),
+    ("event_type", False, False, True, -np.inf, np.inf, [0.0, 1.0, 2.0, 3.0, 4.0]),
+    ("watch_ms", False, False, True, 0.0, 3_600_000.0, []),
+    ("latency_ms", True, False, True, 0.0, 60_000.0, []),
+]
+COLUMNS = ["event_time", "content_id", "user_id", "event_type", "watch_ms", "latency_ms"]
+
+
+# -- host data -------------------------------------------------------------------------------
+def load_events(n: int) -> dict[str, np.ndarray]:
+    """Columns as numpy arrays (nulls filled with 0) plus ``*_null`` uint8 masks."""
+    table = pa.concat_tables(list(generate(GeneratorSpec(events=n, bad_fraction=0.01))))
+    out: dict[str, np.ndarray] = {}
+    for name in COLUMNS:
+        column = table.column(name).combine_chunks()
+        out[name] = np.ascontiguousarray(column.fill_null(0).to_numpy(zero_copy_only=False))
+        nulls = column.is_null().to_numpy(zero_copy_only=False)
+        out[f"{name}_null"] = nulls.astype(np.uint8) if nulls.any() else np.empty(0, np.uint8)
+    return out
+
+
+def host_bytes(events: dict[str, np.ndarray]) -> int:
+    return int(sum(a.nbytes for a in events.values()))
+
+
+# -- CPU reference ---------------------------------------------------------------------------
+@dataclass
+class Result:
+    reason: np.ndarray
+    field: np.ndarray
+    keys: np.ndarray  # (groups, 2) pane, content_id
+    state: AggState
+    entries: np.ndarray  # (entries, 3) row, agg, bucket-or-hash
+    counts: np.ndarray
+
+
+def cpu_run(ev: dict[str, np.ndarray]) -> Result:
+    n = len(ev["event_time"])
+    reason = np.zeros(n, np.int8)
+    field = np.full(n, -1, np.int16)
+    empty = np.empty(0, np.uint8)
+    for f, (name, nullable, allow_nan, check_range, lo, hi, allowed) in enumerate(RULES):
+        cpu_validate.check_numeric(
+            ev[name], ev[f"{name}_null"], empty, f, nullable, allow_nan, check_range, lo, hi,
+            np.asarray(allowed, np.float64), reason, field,
+        )  # fmt: skip
+    ok = reason == 0
+    keys = np.c_[ev["event_time"] // PANE_MS, ev["content_id"]].astype(np.int64)
+    index = HashIndex(2, capacity=1 << 16)
+    ids = np.full(n, -1, np.int64)
+    ids[ok] = index.insert(keys[ok])
+    state = AggState(OPS, capacity=len(index))
+    fcols = ev["watch_ms"].astype(np.float64).reshape(1, n)
+    masks = (ev["event_type"] == 1).astype(np.uint8).reshape(1, n)
+    cpu_update(ids, OPS, COL_OF, MASK_OF, IS_INT, fcols, np.zeros((0, 0), np.int64), masks,
+               state.rows, state.ist, state.isum, state.f0, state.f1)  # fmt: skip
+    qk = np.empty(n, np.int64)
+    cpu_bucket_keys(fcols[0], qk)
+    hk = np.empty(n, np.int64)
+    cpu_hash_int64(ev["user_id"].astype(np.int64), hk)
+    entries = np.concatenate([np.c_[ids[ok], np.full(ok.sum(), Q_AGG), qk[ok]],
+                              np.c_[ids[ok], np.full(ok.sum(), D_AGG), hk[ok]]])  # fmt: skip
+    sketch = HashIndex(3, capacity=1 << 16)
+    entry_ids = sketch.insert(entries)
+    counts = np.bincount(entry_ids, minlength=len(sketch)).astype(np.int64)
+    return Result(reason, field, index.keys.copy(), state, sketch.keys.copy(), counts)
+
+
+# -- GPU -------------------------------------------------------------------------------------
+@cuda.jit
+def _prepare(times, content, etype, pane_ms, keys, like):  # pragma: no cover - compiled
+    """Pane keys (pane, content_id) and the ``event_type == like`` mask of every event."""
+    for i in range(cuda.grid(1), times.shape[0], cuda.gridsize(1)):
+        keys[i, 0] = times[i] // pane_ms
+        keys[i, 1] = content[i]
+        like[0, i] = 1 if etype[i] == 1 else 0
+
+
+class GpuPipeline:
+    """Validation + pane aggregation + sketch entries on device-resident columns."""
+
+    def __init__(self, events: int, groups: int) -> None:
+        from kernels.cuda import aggregate, hashindex
+
+        # Sized for the batch up front, as a streaming engine's warm state would be, so
+        # the timed run measures the kernels and not table growth.
+        self.index = hashindex.DeviceHashIndex(2, capacity=events)
+        self.state = aggregate.DeviceAggState(OPS, capacity=groups)
+        self.sketch = hashindex.DeviceHashIndex(3, capacity=2 * events)
+        self.counts: Any = None
+
+    def run(self, dev: dict[str, Any]) -> tuple[Any, Any]:
+        from kernels.cuda import aggregate, sketches, validate
+        from kernels.cuda._core import empty, full, launch
+
+        n = dev["event_time"].shape[0]
+        reason = full(n, 0, np.int8)
+        field = full(n, -1, np.int16)
+        no_cast = dev["_empty_u8"]
+        for f, (name, nullable, allow_nan, check_range, lo, hi, allowed) in enumerate(RULES):
+            validate.check_numeric(
+                dev[name], dev[f"{name}_null"], no_cast, f, nullable, allow_nan, check_range,
+                lo, hi, dev[f"_allowed_{f}"] if allowed else dev["_empty_f8"], reason, field,
+            )  # fmt: skip
+        keys = empty((n, 2), np.int64)
+        like = empty((1, n), np.uint8)
+        blocks, threads = launch(n)
+        _prepare[blocks, threads](
+            dev["event_time"], dev["content_id"], dev["event_type"], PANE_MS, keys, like
+        )
+        ids = self.index.insert(keys, skip=reason)
+        self.state.reserve(len(self.index))
+        watch = dev["watch_ms"].reshape(1, n)
+        aggregate.update_events(ids, dev["_ops"], dev["_col_of"], dev["_mask_of"],
+                                dev["_is_int"], watch, dev["_no_icols"], like, self.state,
+                                n_rows=len(self.index))  # fmt: skip
+        q = sketches.sketch_entries(ids, Q_AGG, sketches.bucket_keys(dev["watch_ms"]))
+        d = sketches.sketch_entries(ids, D_AGG, sketches.hash_int64(dev["user_id"]))
+        q_ids = self.sketch.insert(q, skip=reason)
+        d_ids = self.sketch.insert(d, skip=reason)
+        self.counts = full(self.sketch._keys.shape[0], 0, np.int64)
+        sketches.add_counts(q_ids, self.counts)
+        sketches.add_counts(d_ids, self.counts)
+        return reason, field
+
+    def result(self, reason: Any, field: Any) -> Result:
+        from kernels.cuda._core import to_host
+
+        n = len(self.index)
+        return Result(to_host(reason), to_host(field), to_host(self.index.keys),
+                      self.state.to_host(n), to_host(self.sketch.keys),
+                      to_host(self.counts)[: len(self.sketch)])  # fmt: skip
+
+
+def to_device(ev: dict[str, np.ndarray]) -> dict[str, Any]:
+    from kernels.cuda._core import as_device
+
+    dev = {name: as_device(array) for name, array in ev.items()}
+    _add_constants(dev)
+    return dev
+
+
+def _add_constants(dev: dict[str, Any]) -> None:
+    from kernels.cuda._core import as_device
+
+    dev["_empty_u8"] = as_device(np.empty(0, np.uint8))
+    dev["_empty_f8"] = as_device(np.empty(0, np.float64))
+    for f, rule in enumerate(RULES):
+        if rule[6]:
+            dev[f"_allowed_{f}"] = as_device(np.asarray(rule[6], np.float64))
+    dev["_ops"], dev["_col_of"] = as_device(OPS), as_device(COL_OF)
+    dev["_mask_of"], dev["_is_int"] = as_device(MASK_OF), as_device(IS_INT)
+    dev["_no_icols"] = as_device(np.zeros((0, 0), np.int64))
+
+
+# -- comparison ------------------------------------------------------------------------------
+def compare(cpu: Result, gpu: Result) -> list[str]:
+    """Differences between the two results (empty when they agree)."""
+    problems: list[str] = []
+    if not np.array_equal(cpu.reason, gpu.reason) or not np.array_equal(cpu.field, gpu.field):
+        bad = int(np.sum((cpu.reason != gpu.reason) | (cpu.field != gpu.field)))
+        problems.append(f"validation: {bad} rows differ")
+    n = len(cpu.keys)
+    if len(gpu.keys) != n:
+        return [*problems, f"groups: cpu {n}, gpu {len(gpu.keys)}"]
+    index = HashIndex.from_keys(cpu.keys)  # ids 0..n-1 in cpu order (keys are distinct)
+    rows = index.find(gpu.keys)
+    if np.any(rows < 0) or len(np.unique(rows)) != n:
+        return [*problems, "groups: gpu keys differ from cpu keys"]
+    c, g = cpu.state, gpu.state
+    for name in ("rows", "ist"):
+        if not np.array_equal(getattr(c, name)[rows], getattr(g, name)[:n]):
+            problems.append(f"state {name} differs")
+    for a, op in enumerate(OPS):
+        want = np.empty(n, np.float64)
+        want_ok = np.empty(n, np.bool_)
+        got = np.empty(n, np.float64)
+        got_ok = np.empty(n, np.bool_)
+        cpu_finalize(op, False, n, c.ist[rows], c.isum[rows], c.f0[rows], c.f1[rows], a, want,
+                     want_ok)  # fmt: skip
+        cpu_finalize(op, False, n, g.ist, g.isum, g.f0, g.f1, a, got, got_ok)
+        exact = op in (COUNT, MIN, MAX, QUANTILE, DISTINCT)
+        close = np.isclose(got, want, rtol=0.0 if exact else 1e-6, atol=0.0, equal_nan=True)
+        if not np.array_equal(want_ok, got_ok) or not close.all():
+            problems.append(f"{NAMES[a]}: {int((~close).sum())} groups differ")
+    # sketch entries: translate gpu rows to cpu rows, then compare as sorted multisets
+    ge = gpu.entries.copy()
+    ge[:, 0] = rows[ge[:, 0]]
+    order_c = np.lexsort(cpu.entries.T[::-1])
+    order_g = np.lexsort(ge.T[::-1])
+    if len(ge) != len(cpu.entries) or not (
+        np.array_equal(cpu.entries[order_c], ge[order_g])
+        and np.array_equal(cpu.counts[order_c], gpu.counts[order_g])
+    ):
+        problems.append(f"sketch entries differ (cpu {len(cpu.entries)}, gpu {len(ge)})")
+    return problems
+
+
+# -- timing ----------------------------------------------------------------------------------
+def _timed(fn: Any) -> tuple[float, Any]:
+    """(seconds, result) of ``fn()`` between CUDA events, synchronised."""
+    start, end = cuda.event(), cuda.event()
+    cuda.synchronize()
+    t0 = time.perf_counter()
+    start.record()
+    result = fn()
+    end.record()
+    end.synchronize()
+    wall = time.perf_counter() - t0
+    elapsed = start.elapsed_time(end) / 1e3
+    return (elapsed if elapsed > 0 else wall), result
+
+
+def h2d_bandwidth(nbytes: int, repeats: int = 5) -> float:
+    """Best pinned host-to-device copy rate in bytes/s."""
+    host = cuda.pinned_array(nbytes, dtype=np.uint8)
+    host[:] = 1
+    dev = cuda.device_array(nbytes, dtype=np.uint8)
+    best = float("inf")
+    for _ in range(repeats):
+        seconds, _ = _timed(lambda: dev.copy_to_device(host))
+        best = min(best, seconds)
+    return nbytes / best
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.gpu_kernels")
+    ap.add_argument("--events", type=int, default=3_000 if SIMULATOR else 10_000_000)
+    ap.add_argument("--bw-bytes", type=int, default=1 << 20 if SIMULATOR else 1 << 30)
+    args = ap.parse_args(argv)
+    n = args.events
+    device = "simulator" if SIMULATOR else cuda.get_current_device().name
+    print(f"device: {device!s}; events: {n:,}", flush=True)
+
+    t0 = time.perf_counter()
+    ev = load_events(n)
+    nbytes = host_bytes(ev)
+    print(f"generated {n:,} events ({nbytes / n:.1f} B/event) in "
+          f"{time.perf_counter() - t0:.1f}s", flush=True)  # fmt: skip
+
+    t0 = time.perf_counter()
+    cpu = cpu_run(ev)  # also compiles the CPU kernels (cached)
+    t_cpu_first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    cpu = cpu_run(ev)
+    t_cpu = time.perf_counter() - t0
+    print(f"cpu kernels: {t_cpu:.3f}s ({n / t_cpu:,.0f} events/s; first run "
+          f"{t_cpu_first:.1f}s), {len(cpu.keys):,} pane groups", flush=True)  # fmt: skip
+
+    groups = max(1024, 2 * len(cpu.keys))
+    warm = {k: v[: min(n, 100_000)] if len(v) == n else v for k, v in ev.items()}
+    GpuPipeline(events=1024, groups=1024).run(to_device(warm))  # compiles; tables grow
+    cuda.synchronize()
+
+    dev = to_device(ev)
+    pipe = GpuPipeline(n, groups)
+    t_dev, (reason, field) = _timed(lambda p=pipe: p.run(dev))
+    gpu = pipe.result(reason, field)
+    problems = compare(cpu, gpu)
+    del pipe, gpu
+
+    pageable = GpuPipeline(n, groups)
+    t_e2e, _ = _timed(lambda p=pageable: p.run(to_device(ev)))
+    del pageable
+    pinned: dict[str, Any] = {}
+    for name, array in ev.items():
+        buf = cuda.pinned_array(array.shape, dtype=array.dtype)
+        buf[...] = array
+        pinned[name] = buf
+    pinned_pipe = GpuPipeline(n, groups)
+    t_e2e_pinned, _ = _timed(lambda: pinned_pipe.run(to_device(pinned)))
+    bw = h2d_bandwidth(args.bw_bytes)
+
+    rate_dev = n / t_dev
+    rate_e2e = n / t_e2e
+    rate_e2e_pinned = n / t_e2e_pinned
+    print(f"gpu, data on device:      {t_dev * 1e3:9.2f} ms  {rate_dev:>16,.0f} events/s")
+    print(f"gpu, from pageable host:  {t_e2e * 1e3:9.2f} ms  {rate_e2e:>16,.0f} events/s  "
+          f"({rate_e2e * nbytes / n / bw:.0%} of H2D bandwidth)")  # fmt: skip
+    print(f"gpu, from pinned host:    {t_e2e_pinned * 1e3:9.2f} ms  {rate_e2e_pinned:>16,.0f} "
+          f"events/s  ({rate_e2e_pinned * nbytes / n / bw:.0%} of H2D bandwidth)")  # fmt: skip
+    print(f"h2d bandwidth (pinned, {args.bw_bytes / 1e9:.2f} GB): {bw / 1e9:.2f} GB/s")
+    print(f"cpu kernels:              {t_cpu * 1e3:9.2f} ms  {n / t_cpu:>16,.0f} events/s")
+    print(f"speed-up over cpu (on device): {rate_dev / (n / t_cpu):.1f}x")
+    goals = [
+        ("validation + pane aggregation >= 3e9 events/s on device", rate_dev >= 3e9),
+        ("end to end >= 60% of H2D bandwidth (pinned host)",
+         rate_e2e_pinned * nbytes / n >= 0.6 * bw),
+        (">= 20x the cpu kernels", rate_dev >= 20 * n / t_cpu),
+    ]  # fmt: skip
+    for text, met in goals:
+        print(f"goal {'MET   ' if met else 'MISSED'} {text}")
+    for problem in problems:
+        print(f"MISMATCH {problem}")
+    print(f"checked {n:,} events, {len(cpu.keys):,} groups x {len(OPS)} aggregations, "
+          f"{len(cpu.entries):,} sketch entries")  # fmt: skip
+    print("GPU_KERNELS " + ("FAIL" if problems else "PASS"), flush=True)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

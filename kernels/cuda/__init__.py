@@ -1,0 +1,30 @@
+"""CUDA kernels (Numba ``@cuda.jit``), the device twins of the CPU kernels in :mod:`kernels`.
+
+Only the CUDA backend imports this package (it imports ``numba.cuda``); the CPU
+path never does. Each module takes device arrays (Numba device arrays or
+anything with ``__cuda_array_interface__``, e.g. CuPy) and writes device
+arrays; host numpy arrays are accepted and copied, for tests.
+
+Modules: :mod:`.validate` (per-row reason codes), :mod:`.hashindex` (key tuples
+to dense ids), :mod:`.aggregate` (pane aggregation, window combination,
+finalisation), :mod:`.sketches` (quantile buckets, distinct hashes, entry
+counts), :mod:`.sessions` (session merging). Kernels are compiled once per
+(kernel, dtype) on first use; :func:`all_signatures` lists every shipped one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from kernels.cuda._core import SIMULATOR, kernel, signatures
+
+
+def all_signatures() -> Iterator[tuple[str, str, Callable[..., None], Any]]:
+    """(name, dtype, python function, signature) of every kernel of every module."""
+    from kernels.cuda import aggregate, hashindex, sessions, sketches, validate  # noqa: F401
+
+    return signatures()
+
+
+__all__ = ["SIMULATOR", "all_signatures", "kernel"]

@@ -1,0 +1,150 @@
+"""Kernel registry, per-dtype compile cache and launch configuration.
+
+Every kernel of :mod:`kernels.cuda` is registered here with the dtypes it is
+shipped for and a function giving its Numba signature for a dtype. A kernel is
+compiled once per (name, dtype), eagerly for exactly that signature, on first
+use (the same idea as CuPy's ``_filters_core`` builders). :func:`signatures`
+lists every shipped (kernel, dtype) pair, which is what the PTX test compiles
+for compute capability 9.0, so nothing the engine can launch escapes it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numba import cuda as _numba_cuda
+from numba import njit, types
+from numba.np.numpy_support import from_dtype
+
+# ``numba.cuda`` as an untyped module: its stubs type intrinsics such as ``cuda.grid``
+# by their typing-time signature, which mypy then applies to kernel source.
+cuda: Any = _numba_cuda
+
+SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+THREADS = 256
+MAX_BLOCKS = 16_384  # grid-stride loops cover the rest
+SIM_THREADS = 32  # the simulator runs one Python thread per CUDA thread
+SIM_BLOCKS = 2
+
+
+def device_function(pyfunc: Callable[..., Any]) -> Any:
+    """A helper callable from kernels, taking arrays.
+
+    On a device (and for PTX) it is an ``@njit(inline="always")`` function, which
+    numba-cuda compiles into the calling kernel without needing a device at
+    compile time (``cuda.jit(device=True)`` asks the current device for its
+    compute capability). Under the simulator, where kernels see proxy arrays
+    that CPU-compiled functions cannot unbox, the same source runs as a simulated
+    device function.
+    """
+    if SIMULATOR:
+        return cuda.jit(device=True)(pyfunc)
+    return njit(inline="always")(pyfunc)
+
+
+def launch(n: int, threads: int | None = None) -> tuple[int, int]:
+    """(blocks, threads) for a grid-stride loop over ``n`` items."""
+    if SIMULATOR:
+        return SIM_BLOCKS, SIM_THREADS
+    tpb = threads or THREADS
+    return max(1, min(MAX_BLOCKS, math.ceil(max(n, 1) / tpb))), tpb
+
+
+def arr(dtype: Any, ndim: int = 1) -> types.Array:
+    """C-contiguous Numba array type of ``dtype`` with ``ndim`` dimensions."""
+    return types.Array(from_dtype(np.dtype(dtype)), ndim, "C")
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    name: str
+    pyfunc: Callable[..., None]
+    dtypes: tuple[str, ...]
+    signature: Callable[[np.dtype], Any]
+
+
+_REGISTRY: dict[str, KernelSpec] = {}
+_COMPILED: dict[tuple[str, str], Any] = {}
+_LOCK = threading.Lock()
+
+
+def register(
+    name: str, dtypes: tuple[str, ...], signature: Callable[[np.dtype], Any]
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Register ``pyfunc`` as kernel ``name`` shipped for ``dtypes`` (a decorator)."""
+
+    def wrap(pyfunc: Callable[..., None]) -> Callable[..., None]:
+        if name in _REGISTRY:
+            raise ValueError(f"kernel {name!r} registered twice")
+        _REGISTRY[name] = KernelSpec(name, pyfunc, tuple(np.dtype(d).name for d in dtypes),
+                                     signature)  # fmt: skip
+        return pyfunc
+
+    return wrap
+
+
+def kernel(name: str, dtype: Any = "int64") -> Any:
+    """The compiled kernel ``name`` for ``dtype`` (compiled on first use, then cached)."""
+    key = (name, np.dtype(dtype).name)
+    found = _COMPILED.get(key)
+    if found is not None:
+        return found
+    spec = _REGISTRY[name]
+    if key[1] not in spec.dtypes:
+        raise TypeError(f"kernel {name!r} is not built for dtype {key[1]} (has {spec.dtypes})")
+    with _LOCK:
+        found = _COMPILED.get(key)
+        if found is None:
+            found = cuda.jit(spec.signature(np.dtype(key[1])))(spec.pyfunc)
+            _COMPILED[key] = found
+    return found
+
+
+def signatures() -> Iterator[tuple[str, str, Callable[..., None], Any]]:
+    """Every shipped (name, dtype, python function, signature), for the PTX check."""
+    for spec in _REGISTRY.values():
+        for dtype in spec.dtypes:
+            yield spec.name, dtype, spec.pyfunc, spec.signature(np.dtype(dtype))
+
+
+@register("fill", ("int64", "int32", "int16", "int8", "uint8", "float64", "float32"),
+          lambda dt: types.void(arr(dt), from_dtype(dt)))  # fmt: skip
+def _fill(out, value):  # pragma: no cover - compiled
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        out[i] = value
+
+
+def as_device(array: Any, dtype: Any | None = None) -> Any:
+    """A device array for ``array`` (host arrays are copied, device arrays passed through)."""
+    if hasattr(array, "__cuda_array_interface__"):
+        return array
+    host = np.ascontiguousarray(array, dtype=dtype)
+    return cuda.to_device(host)
+
+
+def empty(shape: Any, dtype: Any) -> Any:
+    return cuda.device_array(shape, dtype=np.dtype(dtype))
+
+
+def full(shape: Any, value: Any, dtype: Any) -> Any:
+    """A device array of ``shape`` filled with ``value`` on the device."""
+    out = cuda.device_array(shape, dtype=np.dtype(dtype))
+    flat = out.reshape(-1) if out.ndim != 1 else out
+    if flat.shape[0]:
+        blocks, threads = launch(flat.shape[0])
+        kernel("fill", dtype)[blocks, threads](flat, np.dtype(dtype).type(value))
+    return out
+
+
+def to_host(array: Any) -> np.ndarray:
+    if hasattr(array, "copy_to_host"):
+        return array.copy_to_host()
+    if hasattr(array, "get"):  # CuPy
+        return array.get()
+    return np.asarray(array)

@@ -1,0 +1,276 @@
+"""A device hash index from fixed-width int64 key tuples to dense ids.
+
+The CUDA twin of :class:`kernels.hashindex.HashIndex`: open addressing with
+linear probing over a power-of-two ``slots`` array, load factor at most 1/2,
+the same splitmix64 row hash (the scalar ``mix64`` step is the CPU helper
+itself). Ids are dense (``0..len-1``) but, being handed out by an atomic
+counter, not in first-seen order: compare groupings, not ids.
+
+Insertion is lock-free and never spins: pass 1 claims empty slots with
+``atomic.cas(slot, EMPTY, -(i + 2))`` (a claim names the claiming row ``i`` of
+the batch, whose key any other thread can read at once); pass 2 gives each
+claiming row a new id and writes its key; pass 3 points every row at its
+claimer's id.
+
+API (device arrays; host arrays are copied):
+
+``DeviceHashIndex(width, capacity)``
+    ``.insert(keys, skip=None) -> ids``: ``keys`` (n, width) int64; returns int64 ids
+    (a device array), adding unseen keys; rows with ``skip[i] != 0`` (an int8 array,
+    e.g. validation reason codes) get id ``-1`` and add nothing.
+    ``.find(keys) -> ids``: ids, ``-1`` where absent.
+    ``.keys`` (device, (len, width)), ``len(index)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numba import int64, njit, types, uint64
+
+from kernels.cuda._core import (
+    arr,
+    as_device,
+    cuda,
+    device_function,
+    empty,
+    full,
+    kernel,
+    launch,
+    register,
+    to_host,
+)
+from kernels.hashindex import mix64
+
+EMPTY = -1
+_SEED = 0x9E3779B97F4A7C15
+
+
+@njit(inline="always")
+def hash_step(h, v):  # pragma: no cover - compiled
+    """One step of the CPU ``hash_row``, ``mix64(h ^ uint64(v))``, on int64 bit patterns.
+
+    Hashes travel as int64 so that no value above 2**63 ever crosses from a
+    compiled helper into simulated (Python) code.
+    """
+    return int64(mix64(uint64(h) ^ uint64(v)))
+
+
+@njit(inline="always")
+def hash_seed():  # pragma: no cover - compiled
+    return int64(uint64(_SEED))
+
+
+@njit(inline="always")
+def slot_of(h, n_slots):  # pragma: no cover - compiled
+    return int64(uint64(h) & uint64(n_slots - 1))
+
+
+@device_function
+def _hash_row(keys, i):  # pragma: no cover - compiled
+    h = hash_seed()
+    for j in range(keys.shape[1]):
+        h = hash_step(h, keys[i, j])
+    return h
+
+
+@device_function
+def _same(a, i, b, j):  # pragma: no cover - compiled
+    for c in range(a.shape[1]):
+        if a[i, c] != b[j, c]:
+            return False
+    return True
+
+
+def _claim_sig(dt: np.dtype) -> Any:
+    i2 = arr("int64", 2)
+    return types.void(arr("int64"), i2, i2, arr("int8"), arr("int64"), arr("int64"))
+
+
+@register("hash.claim", ("int64",), _claim_sig)
+def _claim(slots, stored, batch, skip, claim, out):  # pragma: no cover - compiled
+    """Pass 1: ``out[i]`` = an existing id, or ``-(j + 2)`` naming the row ``j`` that claimed it."""
+    n_slots = slots.shape[0]
+    has_skip = skip.shape[0] > 0
+    for i in range(cuda.grid(1), batch.shape[0], cuda.gridsize(1)):
+        claim[i] = -1
+        if has_skip and skip[i] != 0:
+            out[i] = EMPTY
+            continue
+        pos = slot_of(_hash_row(batch, i), n_slots)
+        while True:
+            s = slots[pos]
+            if s == EMPTY:
+                s = cuda.atomic.cas(slots, pos, EMPTY, -(i + 2))
+                if s == EMPTY:
+                    out[i] = -(i + 2)
+                    claim[i] = pos
+                    break
+            if s >= 0:
+                if _same(stored, s, batch, i):
+                    out[i] = s
+                    break
+            elif _same(batch, -(s + 2), batch, i):
+                out[i] = s
+                break
+            pos = pos + 1
+            if pos == n_slots:
+                pos = 0
+
+
+def _assign_sig(dt: np.dtype) -> Any:
+    i2 = arr("int64", 2)
+    return types.void(arr("int64"), i2, i2, arr("int64"), arr("int64"), arr("int64"))
+
+
+@register("hash.assign", ("int64",), _assign_sig)
+def _assign(slots, stored, batch, counter, claim, out):  # pragma: no cover - compiled
+    """Pass 2: claiming rows get a new id, store their key and publish the id in the slot."""
+    for i in range(cuda.grid(1), batch.shape[0], cuda.gridsize(1)):
+        pos = claim[i]
+        if pos < 0:
+            continue
+        sid = cuda.atomic.add(counter, 0, 1)
+        for c in range(batch.shape[1]):
+            stored[sid, c] = batch[i, c]
+        slots[pos] = sid
+        out[i] = sid
+
+
+def _resolve_sig(dt: np.dtype) -> Any:
+    return types.void(arr("int64"))
+
+
+@register("hash.resolve", ("int64",), _resolve_sig)
+def _resolve(out):  # pragma: no cover - compiled
+    """Pass 3: rows that found a claim take the claimer's id (claimers are resolved already)."""
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        s = out[i]
+        if s <= -2:
+            out[i] = out[-(s + 2)]
+
+
+def _lookup_sig(dt: np.dtype) -> Any:
+    i2 = arr("int64", 2)
+    return types.void(arr("int64"), i2, i2, arr("int64"))
+
+
+@register("hash.lookup", ("int64",), _lookup_sig)
+def _lookup(slots, stored, batch, out):  # pragma: no cover - compiled
+    n_slots = slots.shape[0]
+    for i in range(cuda.grid(1), batch.shape[0], cuda.gridsize(1)):
+        pos = slot_of(_hash_row(batch, i), n_slots)
+        out[i] = EMPTY
+        while True:
+            s = slots[pos]
+            if s == EMPTY:
+                break
+            if _same(stored, s, batch, i):
+                out[i] = s
+                break
+            pos = pos + 1
+            if pos == n_slots:
+                pos = 0
+
+
+def _reinsert_sig(dt: np.dtype) -> Any:
+    return types.void(arr("int64"), arr("int64", 2), types.int64)
+
+
+@register("hash.reinsert", ("int64",), _reinsert_sig)
+def _reinsert(slots, stored, n):  # pragma: no cover - compiled
+    """Rebuild ``slots`` (all EMPTY) from the ``n`` stored keys after growth."""
+    n_slots = slots.shape[0]
+    for sid in range(cuda.grid(1), n, cuda.gridsize(1)):
+        pos = slot_of(_hash_row(stored, sid), n_slots)
+        while cuda.atomic.cas(slots, pos, EMPTY, sid) != EMPTY:
+            pos = pos + 1
+            if pos == n_slots:
+                pos = 0
+
+
+def _pow2_at_least(n: int) -> int:
+    return 1 << max(4, int(n - 1).bit_length())
+
+
+_NO_SKIP = np.empty(0, dtype=np.int8)
+
+
+class DeviceHashIndex:
+    """Maps int64 key tuples of a fixed ``width`` (>= 1) to dense ids on the device."""
+
+    def __init__(self, width: int, capacity: int = 1024) -> None:
+        if width < 1:
+            raise ValueError("DeviceHashIndex needs width >= 1 (pass a zero column for width 0)")
+        self.width = width
+        self._n = 0
+        capacity = max(capacity, 16)
+        self._keys = empty((capacity, width), np.int64)
+        self._slots = full(_pow2_at_least(2 * capacity), EMPTY, np.int64)
+        self._counter = as_device(np.zeros(1, dtype=np.int64))
+        self._no_skip = as_device(_NO_SKIP)
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def keys(self) -> Any:
+        """Stored key tuples, row ``i`` being the key of id ``i`` (a device view)."""
+        return self._keys[: self._n]
+
+    @property
+    def nbytes(self) -> int:
+        return int(self._keys.nbytes + self._slots.nbytes)
+
+    def _reserve(self, extra: int) -> None:
+        need = self._n + extra
+        if need > self._keys.shape[0]:
+            grown = empty((max(need, 2 * self._keys.shape[0]), self.width), np.int64)
+            if self._n:
+                grown[: self._n].copy_to_device(self._keys[: self._n])
+            self._keys = grown
+        if 2 * need > self._slots.shape[0]:
+            self._slots = full(_pow2_at_least(4 * need), EMPTY, np.int64)
+            if self._n:
+                blocks, threads = launch(self._n)
+                kernel("hash.reinsert")[blocks, threads](self._slots, self._keys, self._n)
+
+    def _batch(self, keys: Any) -> Any:
+        keys = as_device(keys, np.int64)
+        if keys.ndim == 1:
+            keys = keys.reshape(keys.shape[0], 1)
+        if keys.shape[1] != self.width:
+            raise ValueError(f"keys have width {keys.shape[1]}, index has {self.width}")
+        return keys
+
+    def insert(self, keys: Any, skip: Any = None) -> Any:
+        """Device int64 ids of ``keys``, adding the ones not seen yet (see module docstring)."""
+        batch = self._batch(keys)
+        n = batch.shape[0]
+        self._reserve(n)
+        out = empty(n, np.int64)
+        if n == 0:
+            return out
+        claim = empty(n, np.int64)
+        skip = self._no_skip if skip is None else as_device(skip, np.int8)
+        blocks, threads = launch(n)
+        kernel("hash.claim")[blocks, threads](self._slots, self._keys, batch, skip, claim, out)
+        kernel("hash.assign")[blocks, threads](
+            self._slots, self._keys, batch, self._counter, claim, out
+        )
+        kernel("hash.resolve")[blocks, threads](out)
+        self._n = int(to_host(self._counter)[0])
+        return out
+
+    def find(self, keys: Any) -> Any:
+        """Device int64 ids of ``keys``, ``-1`` where a key is absent."""
+        batch = self._batch(keys)
+        out = empty(batch.shape[0], np.int64)
+        if batch.shape[0]:
+            blocks, threads = launch(batch.shape[0])
+            kernel("hash.lookup")[blocks, threads](self._slots, self._keys, batch, out)
+        return out
+
+
+__all__ = ["EMPTY", "DeviceHashIndex", "hash_seed", "hash_step"]

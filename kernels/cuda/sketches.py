@@ -1,0 +1,124 @@
+"""Sketch inputs on the device: quantile bucket keys and distinct-count hashes.
+
+The scalar logic is the CPU's own: ``bucket_key`` (:mod:`kernels.sketches`) and
+``mix64`` (:mod:`kernels.hashindex`) are ``@njit(inline="always")`` helpers that
+numba-cuda compiles into these kernels, so a value lands in the same bucket
+and hashes to the same 64-bit value on either backend.
+
+API (device arrays; host arrays are copied):
+
+``bucket_keys(values) -> keys``: int64 bucket keys of float64/float32/int64 values.
+``hash_int64(values) -> hashes``: int64 hashes of int64 values (floats: pass
+``(values + 0.0).view(int64)`` so that -0.0 and 0.0 hash alike, as on the CPU).
+``sketch_entries(ids, agg, keys, index=None) -> entries``: the ``(n, 3)`` int64
+entry keys ``(ids[index[k]], agg, keys[k])`` that a sketch index counts.
+``add_counts(ids, counts)``: ``counts[ids[i]] += 1`` for ``ids[i] >= 0`` (atomic).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numba import float64, int64, njit, types, uint64
+
+from kernels.cuda._core import arr, as_device, cuda, empty, kernel, launch, register
+from kernels.hashindex import mix64
+from kernels.sketches import bucket_key
+
+_GOLDEN = 0x9E3779B97F4A7C15
+
+
+@njit(inline="always")
+def hash_value(v):  # pragma: no cover - compiled
+    """The CPU ``hash_int64`` of one value."""
+    return int64(mix64(uint64(v) + uint64(_GOLDEN)))
+
+
+def _unary_sig(dt: np.dtype) -> Any:
+    return types.void(arr(dt), arr("int64"))
+
+
+@register("sketch.bucket_keys", ("float64", "float32", "int64"), _unary_sig)
+def _bucket_keys(values, out):  # pragma: no cover - compiled
+    for i in range(cuda.grid(1), values.shape[0], cuda.gridsize(1)):
+        out[i] = bucket_key(float64(values[i]))
+
+
+@register("sketch.hash_int64", ("int64",), _unary_sig)
+def _hash_int64(values, out):  # pragma: no cover - compiled
+    for i in range(cuda.grid(1), values.shape[0], cuda.gridsize(1)):
+        out[i] = hash_value(values[i])
+
+
+def _entries_sig(dt: np.dtype) -> Any:
+    return types.void(arr("int64"), types.int64, arr("int64"), arr("int64"), arr("int64", 2))
+
+
+@register("sketch.entries", ("int64",), _entries_sig)
+def _entries(ids, agg, keys, index, out):  # pragma: no cover - compiled
+    has_index = index.shape[0] > 0
+    for k in range(cuda.grid(1), keys.shape[0], cuda.gridsize(1)):
+        out[k, 0] = ids[index[k]] if has_index else ids[k]
+        out[k, 1] = agg
+        out[k, 2] = keys[k]
+
+
+def _counts_sig(dt: np.dtype) -> Any:
+    return types.void(arr("int64"), arr("int64"))
+
+
+@register("sketch.add_counts", ("int64",), _counts_sig)
+def _add_counts(ids, counts):  # pragma: no cover - compiled
+    for i in range(cuda.grid(1), ids.shape[0], cuda.gridsize(1)):
+        r = ids[i]
+        if r >= 0:
+            cuda.atomic.add(counts, r, 1)
+
+
+def bucket_keys(values: Any) -> Any:
+    """Int64 DDSketch bucket keys of ``values`` (device array)."""
+    values = as_device(values)
+    out = empty(values.shape[0], np.int64)
+    if values.shape[0]:
+        blocks, threads = launch(values.shape[0])
+        kernel("sketch.bucket_keys", values.dtype)[blocks, threads](values, out)
+    return out
+
+
+def hash_int64(values: Any) -> Any:
+    """Int64 hashes of int64 ``values`` (device array)."""
+    values = as_device(values, np.int64)
+    out = empty(values.shape[0], np.int64)
+    if values.shape[0]:
+        blocks, threads = launch(values.shape[0])
+        kernel("sketch.hash_int64")[blocks, threads](values, out)
+    return out
+
+
+_NO_INDEX = np.empty(0, dtype=np.int64)
+
+
+def sketch_entries(ids: Any, agg: int, keys: Any, index: Any = None) -> Any:
+    """``(n, 3)`` entry keys ``(row, agg, bucket-or-hash)`` (device array)."""
+    keys = as_device(keys, np.int64)
+    n = keys.shape[0]
+    out = empty((n, 3), np.int64)
+    if n:
+        blocks, threads = launch(n)
+        kernel("sketch.entries")[blocks, threads](
+            as_device(ids, np.int64), int(agg), keys,
+            as_device(_NO_INDEX if index is None else index, np.int64), out,
+        )  # fmt: skip
+    return out
+
+
+def add_counts(ids: Any, counts: Any) -> None:
+    """``counts[ids[i]] += 1`` for every ``ids[i] >= 0`` (atomic; ``counts`` int64 on device)."""
+    ids = as_device(ids, np.int64)
+    if ids.shape[0]:
+        blocks, threads = launch(ids.shape[0])
+        kernel("sketch.add_counts")[blocks, threads](ids, counts)
+
+
+__all__ = ["add_counts", "bucket_keys", "hash_int64", "hash_value", "sketch_entries"]

@@ -1,0 +1,149 @@
+"""Row validation on the device: the CUDA twin of :mod:`kernels.validate`.
+
+One thread per row (grid-stride), the same reason codes and the same rule
+order as the CPU kernel, so a row fails with the same first reason on either
+backend.
+
+API (device arrays in, device arrays updated in place; host arrays are copied):
+
+``check_numeric(values, is_null, cast_failed, field, nullable, allow_nan, check_range,
+lo, hi, allowed, reason, failed_field) -> int``
+    ``values``: 1-D int8/int16/int32/int64/float32/float64 (nulls filled with 0);
+    ``is_null``/``cast_failed``: uint8 or bool, length n, or empty (none);
+    ``allowed``: float64, empty when any value is allowed;
+    ``reason``: int8 (0 = OK), ``failed_field``: int16, both length n, updated for
+    rows whose ``reason`` is still 0. Returns the number of rows that failed here.
+
+``mark_rows(bad, code, field, reason, failed_field) -> int``
+    Rules evaluated elsewhere (string/bool columns: null and allowed-set checks
+    done by cuDF): rows with ``bad[i] != 0`` and ``reason[i] == 0`` get ``code``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from numba import types
+
+from kernels.cuda._core import arr, as_device, cuda, kernel, launch, register, to_host
+from kernels.validate import (
+    ABOVE_MAX,
+    BELOW_MIN,
+    INFINITE,
+    NAN,
+    NOT_ALLOWED,
+    NULL,
+    OK,
+    UNPARSEABLE,
+)
+
+VALUE_DTYPES = ("float64", "float32", "int64", "int32", "int16", "int8")
+
+
+def _check_sig(dt: np.dtype) -> Any:
+    b, f8, i8 = types.boolean, types.float64, types.int64
+    return types.void(
+        arr(dt), arr("uint8"), arr("uint8"), i8, b, b, b, f8, f8, arr("float64"),
+        arr("int8"), arr("int16"), arr("int64"),
+    )  # fmt: skip
+
+
+@register("validate.check_numeric", VALUE_DTYPES, _check_sig)
+def _check_numeric(
+    values, is_null, cast_failed, field, nullable, allow_nan, check_range, lo, hi,
+    allowed, reason, failed_field, found,
+):  # pragma: no cover - compiled  # fmt: skip
+    has_null = is_null.shape[0] > 0
+    has_cast = cast_failed.shape[0] > 0
+    n_allowed = allowed.shape[0]
+    for i in range(cuda.grid(1), values.shape[0], cuda.gridsize(1)):
+        if reason[i] != OK:
+            continue
+        code = OK
+        if has_cast and cast_failed[i] != 0:
+            code = UNPARSEABLE
+        elif has_null and is_null[i] != 0:
+            if not nullable:
+                code = NULL
+        else:
+            x = values[i]
+            # math.isnan / math.isinf are the CPU's ``x != x`` / ``x - x != 0`` (they
+            # also accept integers, and keep the simulator free of inf - inf warnings).
+            if math.isnan(x):
+                if not allow_nan:
+                    code = NAN
+            elif math.isinf(x):
+                if not allow_nan:
+                    code = INFINITE
+            if code == OK and check_range:
+                if x < lo:
+                    code = BELOW_MIN
+                elif x > hi:
+                    code = ABOVE_MAX
+                elif n_allowed > 0:
+                    hit = False
+                    for j in range(n_allowed):
+                        if x == allowed[j]:
+                            hit = True
+                            break
+                    if not hit:
+                        code = NOT_ALLOWED
+        if code != OK:
+            reason[i] = code
+            failed_field[i] = field
+            cuda.atomic.add(found, 0, 1)
+
+
+def _mark_sig(dt: np.dtype) -> Any:
+    return types.void(arr("uint8"), types.int8, types.int16, arr("int8"), arr("int16"),
+                      arr("int64"))  # fmt: skip
+
+
+@register("validate.mark_rows", ("uint8",), _mark_sig)
+def _mark_rows(bad, code, field, reason, failed_field, found):  # pragma: no cover - compiled
+    for i in range(cuda.grid(1), bad.shape[0], cuda.gridsize(1)):
+        if bad[i] != 0 and reason[i] == OK:
+            reason[i] = code
+            failed_field[i] = field
+            cuda.atomic.add(found, 0, 1)
+
+
+def _flags(array: Any) -> Any:
+    """uint8 view of a bool/uint8 flag array (empty stays empty)."""
+    if hasattr(array, "__cuda_array_interface__"):
+        dtype = np.dtype(array.dtype)
+        return array.view(np.uint8) if dtype == np.bool_ else array
+    return as_device(np.asarray(array).view(np.uint8) if np.asarray(array).dtype == np.bool_
+                     else np.asarray(array, dtype=np.uint8))  # fmt: skip
+
+
+def check_numeric(
+    values: Any, is_null: Any, cast_failed: Any, field: int, nullable: bool, allow_nan: bool,
+    check_range: bool, lo: float, hi: float, allowed: Any, reason: Any, failed_field: Any,
+) -> int:  # fmt: skip
+    """Check one numeric column on the device (see the module docstring)."""
+    values = as_device(values)
+    found = as_device(np.zeros(1, dtype=np.int64))
+    blocks, threads = launch(values.shape[0])
+    kernel("validate.check_numeric", values.dtype)[blocks, threads](
+        values, _flags(is_null), _flags(cast_failed), np.int64(field), bool(nullable),
+        bool(allow_nan), bool(check_range), float(lo), float(hi),
+        as_device(allowed, np.float64), reason, failed_field, found,
+    )  # fmt: skip
+    return int(to_host(found)[0])
+
+
+def mark_rows(bad: Any, code: int, field: int, reason: Any, failed_field: Any) -> int:
+    """Give ``code`` to rows flagged in ``bad`` that have no reason yet; returns their count."""
+    bad = _flags(bad)
+    found = as_device(np.zeros(1, dtype=np.int64))
+    blocks, threads = launch(bad.shape[0])
+    kernel("validate.mark_rows", "uint8")[blocks, threads](
+        bad, np.int8(code), np.int16(field), reason, failed_field, found
+    )
+    return int(to_host(found)[0])
+
+
+__all__ = ["VALUE_DTYPES", "check_numeric", "mark_rows"]
