@@ -48,7 +48,7 @@ def dataset(events: int, seed: int) -> Path:
 
 
 # -- contenders: each takes the Arrow table and returns its materialised native result ------
-def run_engine(table: pa.Table) -> pa.Table:
+def run_engine(table: pa.Table, workers: int | None = None) -> pa.Table:
     from gpu_engine.config import parse_config
     from gpu_engine.engine import Engine
     from gpu_engine.io.sinks import MemorySink
@@ -84,6 +84,7 @@ def run_engine(table: pa.Table) -> pa.Table:
                 }
             ],
             "backend": "cpu",
+            "workers": workers,
         }
     )
     sink = MemorySink()
@@ -191,6 +192,7 @@ def to_pandas(result: Any) -> pd.DataFrame:
 
 CONTENDERS: dict[str, Callable[[pa.Table], Any]] = {
     "engine": run_engine,
+    "engine-1w": lambda table: run_engine(table, workers=1),
     "polars": run_polars,
     "duckdb": run_duckdb,
     "pandas": run_pandas,
@@ -247,7 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=_count, default=1_000_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--only", nargs="*", default=list(CONTENDERS), choices=list(CONTENDERS))
+    parser.add_argument(
+        "--only", nargs="*", default=list(CONTENDERS), choices=list(CONTENDERS),
+        help="contenders (engine = one worker per core, engine-1w = a single worker)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     path = dataset(args.events, args.seed)
     results = {name: measure(name, path, args.repeat) for name in args.only}

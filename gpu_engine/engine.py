@@ -13,9 +13,11 @@ quarantined, late (for every window) or dead-lettered.
 
 from __future__ import annotations
 
+import os
 import time
 import traceback
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,12 +28,13 @@ import pyarrow.parquet as pq
 
 from gpu_engine.backend import select_backend
 from gpu_engine.batching import Batch, MicroBatcher
-from gpu_engine.config.models import EngineConfig
+from gpu_engine.config.models import EngineConfig, WindowSpec
 from gpu_engine.errors import EngineError
 from gpu_engine.io.frames import to_arrow
 from gpu_engine.io.sinks import MemorySink, Sink
 from gpu_engine.validation import ARROW_TYPES, ValidatedBatch, Validator
 from gpu_engine.windows.operator import WindowOperator, make_operator
+from gpu_engine.windows.sharded import ShardedWindows
 
 BatchListener = Callable[["BatchReport"], None]
 
@@ -96,9 +99,19 @@ class Engine:
             pa.timestamp("ms") if schema.fields[schema.time].type == "timestamp" else (pa.int64())
         )
         key_types = {name: ARROW_TYPES[spec.type] for name, spec in schema.fields.items()}
-        self.operators: list[WindowOperator] = [
-            make_operator(spec, schema.fields, key_types, time_type) for spec in config.windows
-        ]
+        self.workers = config.workers or os.cpu_count() or 1
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="tiktoktoe-worker")
+
+        def build(spec: WindowSpec) -> WindowOperator | ShardedWindows:
+            if self.workers == 1 or not spec.keys:
+                return make_operator(spec, schema.fields, key_types, time_type)
+            shards = [
+                make_operator(spec, schema.fields, key_types, time_type)
+                for _ in range(self.workers)
+            ]
+            return ShardedWindows(shards, self._pool)
+
+        self.operators = [build(spec) for spec in config.windows]
         self.counts = Counts()
         self._pushed: dict[str, int] = {}
         self._timings = _Timings()
@@ -146,6 +159,7 @@ class Engine:
             if table is not None:
                 self._write_windows(operator, table)
         self._closed = True
+        self._pool.shutdown(wait=True)
         self.summary_data = self.summary()
         self._write_batch_metrics()
         for sink in self.sinks:
@@ -206,7 +220,7 @@ class Engine:
             if table is not None:
                 self._write_windows(operator, table)
 
-    def _write_windows(self, operator: WindowOperator, table: pa.Table) -> None:
+    def _write_windows(self, operator: WindowOperator | ShardedWindows, table: pa.Table) -> None:
         for sink in self.sinks:
             sink.windows(operator.spec.name, table)
 
@@ -295,6 +309,7 @@ class Engine:
                 "p99": float(np.percentile(latencies, 99)) if len(latencies) else None,
             },
             "backend": self.backend.name,
+            "workers": self.workers,
             "quarantine_written": self.config.validation.on_error == "quarantine",
         }
 

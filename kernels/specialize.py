@@ -13,6 +13,7 @@ import hashlib
 import importlib.util
 import os
 import sys
+import threading
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -111,13 +112,21 @@ def combine_finalize(src_idx, dst, position, ist, isum, f0, f1, out_f, out_i, va
 """
 
 
+_LOCK = threading.Lock()  # worker threads may ask for the same kernel at once
+
+
 def _load(name: str, source: str) -> ModuleType:
+    with _LOCK:
+        return _load_locked(name, source)
+
+
+def _load_locked(name: str, source: str) -> ModuleType:
     digest = hashlib.sha1(source.encode()).hexdigest()[:16]
     folder = cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}_{digest}.py"
     if not path.exists():
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
         partial.write_text(source)
         partial.replace(path)  # atomic: concurrent processes never see half a file
     module_name = f"_tiktoktoe_generated_{name}_{digest}"

@@ -132,3 +132,29 @@ def test_closed_engine_refuses_input() -> None:
     engine.close()
     with pytest.raises(EngineError, match="closed"):
         engine.push(random_events(np.random.default_rng(6), 1))
+
+
+@pytest.mark.parametrize(
+    "window",
+    [
+        {**SLIDING, "top_k": {"by": "n", "k": 2}},
+        {"type": "session", "gap": 400, "keys": ["s", "k"]},
+        {"type": "tumbling", "size": 2000, "keys": []},
+    ],
+)
+def test_workers_agree_with_one_worker(window, rng) -> None:
+    """Key-partitioned shards give the same rows and the same late events as one worker."""
+    frame = random_events(rng, 4000, n_keys=9, span_ms=40_000, disorder_ms=6000)
+    results = []
+    for workers in (1, 3):
+        config = make_config(
+            {**window, "allowed_lateness": 1000}, workers=workers, batching={"max_rows": 300}
+        )
+        sink, summary = run_engine(config, frame, chunk=300)
+        out = window_frame(sink)
+        keys = ["window_start", *window["keys"]]
+        results.append((out.sort_values(keys).reset_index(drop=True), summary["events"]))
+        assert summary["workers"] == workers
+    (one, events_one), (three, events_three) = results
+    assert events_one == events_three and events_one["late"] > 0
+    pd.testing.assert_frame_equal(one, three)

@@ -217,7 +217,8 @@ class EngineConfig(_Strict):
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     windows: list[WindowSpec] = Field(min_length=1)
     backend: Literal["auto", "cpu", "cuda"] = "auto"
-    workers: int | None = Field(default=None, ge=1)
+    workers: int | None = Field(default=None, ge=1, le=256)
+    """Parallel workers (key-partitioned shards); default: one per CPU core."""
 
     @field_validator("windows")
     @classmethod

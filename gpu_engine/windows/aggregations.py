@@ -120,7 +120,7 @@ class AggregationPlan:
             return out
         ftype = self.fields[column].type
         if ftype == "string":
-            return _hash_strings(array)
+            return string_hashes(array)
         if ftype in ("float32", "float64"):
             values = array.to_numpy(zero_copy_only=False).astype(np.float64) + 0.0  # -0.0 -> 0.0
             hash_int64(values.view(np.int64), out)
@@ -185,7 +185,7 @@ class AggregationPlan:
         return out
 
 
-def _hash_strings(array: pa.Array) -> np.ndarray:
+def string_hashes(array: pa.Array) -> np.ndarray:
     """Stable 64-bit hashes of strings (the same in every process, so sketches merge)."""
     encoded = pc.dictionary_encode(array)
     dictionary = np.asarray(encoded.dictionary.to_pylist(), dtype=object)

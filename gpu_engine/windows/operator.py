@@ -86,7 +86,7 @@ class WindowOperator(ABC):
         self.emitted_until = self.watermark
         if table is None or table.num_rows == 0:
             return None
-        table = self._top_k(table)
+        table = self.apply_top_k(table)
         self.windows_emitted += table.num_rows
         return table
 
@@ -137,7 +137,8 @@ class WindowOperator(ABC):
         order = [("window_start", "ascending"), *[(k, "ascending") for k in self.spec.keys]]
         return table.sort_by(order)
 
-    def _top_k(self, table: pa.Table) -> pa.Table:
+    def apply_top_k(self, table: pa.Table) -> pa.Table:
+        """Only the ``k`` best groups of each window (all rows without ``top_k``)."""
         top = self.spec.top_k
         if top is None:
             return table
