@@ -199,6 +199,9 @@ class PaneWindows(WindowOperator):
         k_max = min((watermark - self.size) // self.slide, int(pane_start.max()) // self.slide)
         result = None
         if k_max >= k_min:
+            # Only panes inside the windows being closed take part.
+            last_pane = (k_max * self.slide + self.size - 1) // self.pane
+            live = live[panes[live] <= last_pane]
             kid, _ = (
                 group_ids(keys[live, 1:])
                 if keys.shape[1] > 1
