@@ -130,7 +130,7 @@ def run_duckdb(table: pa.Table) -> pa.Table:
 
     con = duckdb.connect()
     con.register("events", table)
-    return con.execute(
+    return con.sql(
         f"""
         WITH x AS (
           SELECT *, unnest(range((event_time - {SIZE_MS}) // {SLIDE_MS} + 1,

@@ -119,6 +119,7 @@ class Engine:
         self._busy_s = 0.0
         self._closed = False
         self.summary_data: dict[str, Any] | None = None
+        self.summary_extra: dict[str, Any] = {}  # added to the summary by embedders
 
     # -- input --------------------------------------------------------------------------
     def push(self, frame: Any, source: str = "push", first_row: int | None = None) -> None:
@@ -311,6 +312,7 @@ class Engine:
             "backend": self.backend.name,
             "workers": self.workers,
             "quarantine_written": self.config.validation.on_error == "quarantine",
+            **self.summary_extra,
         }
 
     def _write_batch_metrics(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,12 @@ def run_pipeline(
     """Push every batch through a new engine writing to ``out_dir``; return the summary."""
     sinks: list[Sink] = [ParquetSink(out_dir), *(extra_sinks or [])]
     listeners = list(listeners or [])
+    startup: dict[str, Any] = {}
+
+    def first_batch(_report: object) -> None:
+        startup.setdefault("first_batch_after_process_start_s", process_age_s())
+
+    listeners.append(first_batch)
     if monitoring is not None:
         sinks.append(monitoring)
         listeners.append(monitoring.on_batch)
@@ -55,4 +62,15 @@ def run_pipeline(
         engine.poll()
         if progress is not None:
             progress(table.num_rows)
+    engine.summary_extra = startup
     return engine.close()
+
+
+def process_age_s() -> float | None:
+    """Seconds since this process started (Linux), to measure start-up cost."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return uptime - start_ticks / os.sysconf("SC_CLK_TCK")

@@ -89,3 +89,72 @@ def quantiles_from_entries(group, bucket, count, q, n_groups, out, valid):  # pr
                 valid[g] = True
                 break
         i = j
+
+
+@njit(nogil=True, cache=True)
+def combine_sketches(
+    src, dst, position, starts, ends, keys, counts, is_quantile, q, out, valid, cursor
+):  # pragma: no cover - compiled
+    """Quantile or distinct count of groups made of rows, by merging sorted sketch runs.
+
+    Pairs ``(src[j], dst[j])`` come grouped by ``dst``; the entries of row ``r``
+    are ``keys[starts[r]:ends[r]]`` (sorted bucket keys or hashes) with
+    ``counts``. Writes group ``g`` at ``position[g]``. ``cursor`` is scratch
+    space of at least the largest group's size. No hashing: a k-way merge.
+    """
+    n_pairs = src.shape[0]
+    j = 0
+    while j < n_pairs:
+        g = dst[j]
+        e = j
+        total = 0
+        while e < n_pairs and dst[e] == g:
+            r = src[e]
+            cursor[e - j] = starts[r]
+            for i in range(starts[r], ends[r]):
+                total += counts[i]
+            e += 1
+        width = e - j
+        p = position[g]
+        if is_quantile:
+            valid[p] = total > 0
+            out[p] = math.nan
+            if total > 0:
+                rank = math.floor(q * (total - 1))
+                cum = 0
+                while True:
+                    best = -1
+                    for s in range(width):
+                        c = cursor[s]
+                        if c < ends[src[j + s]] and (best < 0 or keys[c] < keys[cursor[best]]):
+                            best = s
+                    if best < 0:
+                        break
+                    key = keys[cursor[best]]
+                    for s in range(width):  # the same bucket in every run counts together
+                        c = cursor[s]
+                        if c < ends[src[j + s]] and keys[c] == key:
+                            cum += counts[c]
+                            cursor[s] = c + 1
+                    if cum > rank:
+                        out[p] = bucket_value(key)
+                        break
+        else:
+            distinct = 0
+            while True:
+                best = -1
+                for s in range(width):
+                    c = cursor[s]
+                    if c < ends[src[j + s]] and (best < 0 or keys[c] < keys[cursor[best]]):
+                        best = s
+                if best < 0:
+                    break
+                key = keys[cursor[best]]
+                distinct += 1
+                for s in range(width):
+                    c = cursor[s]
+                    if c < ends[src[j + s]] and keys[c] == key:
+                        cursor[s] = c + 1
+            out[p] = distinct
+            valid[p] = True
+        j = e

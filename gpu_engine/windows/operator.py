@@ -250,11 +250,7 @@ class PaneWindows(WindowOperator):
         valid = np.empty((n_aggs, n_groups), dtype=np.bool_)
         kernel = combine_finalize_for(tuple(plan.ops.tolist()), tuple(plan.is_int.tolist()))
         kernel(src, dst, position, state.ist, state.isum, state.f0, state.f1, out_f, out_i, valid)
-        sketches: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        if plan.sketch_aggs:
-            groups = GroupState(plan, 1, capacity=16)
-            groups.merge_sketches(self.panes.sketches, src, position[dst])
-            sketches = groups.sketch_results(n_groups)
+        sketches = self.panes.sketches.combine(plan, src, dst, position, n_groups)
         return plan.columns_from(out_f, out_i, valid, sketches)
 
     def _next_live_pane(self, watermark: int) -> int:

@@ -12,7 +12,7 @@ import numpy as np
 from gpu_engine.windows.aggregations import AggregationPlan, BatchValues
 from kernels.aggregate import QUANTILE, merge_into, update_events
 from kernels.hashindex import HashIndex
-from kernels.sketches import quantiles_from_entries
+from kernels.sketches import combine_sketches, quantiles_from_entries
 
 
 class SketchEntries:
@@ -39,6 +39,37 @@ class SketchEntries:
             grown[: len(self.counts)] = self.counts
             self.counts = grown
         self.counts[:n] += np.bincount(ids, weights=counts, minlength=n).astype(np.int64)
+
+    def combine(
+        self,
+        plan: AggregationPlan,
+        src: np.ndarray,
+        dst: np.ndarray,
+        position: np.ndarray,
+        n_groups: int,
+    ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Sketch results of groups made of rows (pairs ``src -> dst`` grouped by ``dst``)."""
+        results: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        if not plan.sketch_aggs or n_groups == 0:
+            return results
+        keys = self.index.keys
+        counts = self.counts[: len(self)]
+        n_rows = int(src.max()) + 1
+        cursor = np.empty(int(np.bincount(dst).max()), dtype=np.int64)
+        for a in plan.sketch_aggs:
+            mine = np.flatnonzero(keys[:, 1] == a)
+            order = mine[np.lexsort((keys[mine, 2], keys[mine, 0]))]
+            rows = keys[order, 0]
+            starts = np.searchsorted(rows, np.arange(n_rows), side="left")
+            ends = np.searchsorted(rows, np.arange(n_rows), side="right")
+            values = np.empty(n_groups, dtype=np.float64)
+            valid = np.empty(n_groups, dtype=np.bool_)
+            is_quantile = bool(plan.ops[a] == QUANTILE)
+            q = float(plan.specs[a].q) if is_quantile else 0.0  # type: ignore[arg-type]
+            combine_sketches(src, dst, position, starts, ends, np.ascontiguousarray(keys[order, 2]),
+                             counts[order], is_quantile, q, values, valid, cursor)  # fmt: skip
+            results[a] = (values, valid)
+        return results
 
 
 class GroupState:
