@@ -18,7 +18,7 @@ from gpu_engine.config.models import FieldSpec, WindowSpec
 from gpu_engine.windows.aggregations import AggregationPlan
 from gpu_engine.windows.keys import KeyEncoder
 from gpu_engine.windows.state import GroupState
-from kernels.hashindex import group_ids
+from kernels.hashindex import HashIndex, group_ids
 from kernels.sessions import merge_intervals
 from kernels.specialize import combine_finalize_for
 from kernels.windows import order_by_window, window_pairs
@@ -274,23 +274,27 @@ class SessionWindows(WindowOperator):
         self._empty()
 
     def _empty(self) -> None:
-        self.sessions = GroupState(self.plan, 1)
-        self.atoms = np.empty((0, self.encoder.width), dtype=np.int64)
+        self.sessions = GroupState(self.plan, 1)  # row i is session i
+        self.key_ids = HashIndex(self.encoder.width)  # key atoms -> key id
+        self.kid = np.empty(0, dtype=np.int64)
         self.starts = np.empty(0, dtype=np.int64)
         self.ends = np.empty(0, dtype=np.int64)
+        self.dead = np.empty(0, dtype=np.bool_)  # merged away or emitted
 
     def _late_mask(self, times: np.ndarray) -> np.ndarray:
         return times + self.gap <= self.emitted_until
 
     def _add(self, table: pa.Table, times: np.ndarray) -> None:
-        atoms = self.encoder.encode(table)
+        kid = self.key_ids.insert(self.encoder.encode(table))
         n = len(times)
         # Events of the batch, cut into sessions of their own ...
-        order = np.lexsort((times, *atoms.T[::-1])) if atoms.shape[1] else np.argsort(times)
-        sorted_atoms = np.ascontiguousarray(atoms[order])
+        order = np.lexsort((times, kid))
+        sorted_kid = np.ascontiguousarray(kid[order])
         sorted_times = times[order]
         ids = np.empty(n, dtype=np.int64)
-        n_new = merge_intervals(sorted_atoms, sorted_times, sorted_times + self.gap, ids)
+        n_new = merge_intervals(
+            sorted_kid.reshape(-1, 1), sorted_times, sorted_times + self.gap, ids
+        )
         first = np.r_[0, np.flatnonzero(np.diff(ids)) + 1]
         last = np.r_[first[1:] - 1, n - 1]
         fresh = GroupState(self.plan, 1, capacity=max(16, n_new))
@@ -298,48 +302,69 @@ class SessionWindows(WindowOperator):
         event_ids = np.empty(n, dtype=np.int64)
         event_ids[order] = ids
         fresh.add_events(event_ids.reshape(-1, 1), self.plan.prepare(table))
-        # ... then merged with the open sessions they touch.
-        all_atoms = np.concatenate([self.atoms, sorted_atoms[first]])
-        all_starts = np.concatenate([self.starts, sorted_times[first]])
-        all_ends = np.concatenate([self.ends, sorted_times[last] + self.gap])
-        order = (np.lexsort((all_starts, *all_atoms.T[::-1])) if all_atoms.shape[1]
-                 else np.argsort(all_starts, kind="stable"))  # fmt: skip
+        # ... then merged with the open sessions of the same keys (only those).
+        touched = np.zeros(len(self.key_ids), dtype=np.bool_)
+        touched[sorted_kid[first]] = True
+        open_rows = np.flatnonzero(~self.dead & touched[self.kid])
+        cand_kid = np.concatenate([self.kid[open_rows], sorted_kid[first]])
+        cand_start = np.concatenate([self.starts[open_rows], sorted_times[first]])
+        cand_end = np.concatenate([self.ends[open_rows], sorted_times[last] + self.gap])
+        order = np.lexsort((cand_start, cand_kid))
         merged = np.empty(len(order), dtype=np.int64)
         n_merged = merge_intervals(
-            np.ascontiguousarray(all_atoms[order]), all_starts[order], all_ends[order], merged
+            np.ascontiguousarray(cand_kid[order]).reshape(-1, 1),
+            cand_start[order],
+            cand_end[order],
+            merged,
         )
         group_of = np.empty(len(order), dtype=np.int64)
         group_of[order] = merged
-        state = GroupState(self.plan, 1, capacity=max(16, n_merged))
-        n_open = len(self.starts)
-        # Insert groups in id order so that row i of the new state is session i.
-        state.index.insert(np.arange(n_merged).reshape(-1, 1))
-        state.merge_from(self.sessions, np.arange(n_open), group_of[:n_open].reshape(-1, 1))
-        state.merge_from(fresh, np.arange(n_new), group_of[n_open:].reshape(-1, 1))
+        # The merged sessions become new rows; the open ones they absorbed die.
+        base = len(self.sessions)
+        new_ids = (base + group_of).reshape(-1, 1)
+        self.sessions.index.insert(np.arange(base, base + n_merged).reshape(-1, 1))
+        n_open = len(open_rows)
+        self.sessions.merge_from(self.sessions, open_rows, new_ids[:n_open])
+        self.sessions.merge_from(fresh, np.arange(n_new), new_ids[n_open:])
         starts = np.full(n_merged, FOREVER, dtype=np.int64)
         ends = np.full(n_merged, NEVER, dtype=np.int64)
-        np.minimum.at(starts, group_of, all_starts)
-        np.maximum.at(ends, group_of, all_ends)
-        new_atoms = np.empty((n_merged, all_atoms.shape[1]), dtype=np.int64)
-        new_atoms[group_of] = all_atoms
-        self.sessions, self.atoms, self.starts, self.ends = state, new_atoms, starts, ends
+        np.minimum.at(starts, group_of, cand_start)
+        np.maximum.at(ends, group_of, cand_end)
+        kids = np.empty(n_merged, dtype=np.int64)
+        kids[group_of] = cand_kid
+        self.dead[open_rows] = True
+        self.kid = np.concatenate([self.kid, kids])
+        self.starts = np.concatenate([self.starts, starts])
+        self.ends = np.concatenate([self.ends, ends])
+        self.dead = np.concatenate([self.dead, np.zeros(n_merged, dtype=np.bool_)])
 
     def _emit(self, watermark: int) -> pa.Table | None:
-        done = self.ends <= watermark
-        if not done.any():
-            return None
-        rows = np.flatnonzero(done)
-        closed = self.sessions.regroup(rows, np.arange(len(rows)).reshape(-1, 1), 1)
-        n = len(rows)
-        values = self.plan.finalize(closed.agg, n, closed.sketch_results(n))
-        result = self._output(self.starts[rows], self.ends[rows], self.atoms[rows], values)
-        keep = np.flatnonzero(~done)
-        self.sessions = self.sessions.regroup(keep, np.arange(len(keep)).reshape(-1, 1), 1)
-        self.atoms, self.starts, self.ends = self.atoms[keep], self.starts[keep], self.ends[keep]
+        done = ~self.dead & (self.ends <= watermark)
+        result = None
+        if done.any():
+            rows = np.flatnonzero(done)
+            closed = self.sessions.regroup(rows, np.arange(len(rows)).reshape(-1, 1), 1)
+            n = len(rows)
+            values = self.plan.finalize(closed.agg, n, closed.sketch_results(n))
+            atoms = self.key_ids.keys[self.kid[rows]]
+            result = self._output(self.starts[rows], self.ends[rows], atoms, values)
+            self.dead[rows] = True
+        if 2 * int(self.dead.sum()) > len(self.dead):
+            self._compact()
         return result
 
+    def _compact(self) -> None:
+        """Drop dead sessions and keys without an open session (amortised)."""
+        keep = np.flatnonzero(~self.dead)
+        self.sessions = self.sessions.regroup(keep, np.arange(len(keep)).reshape(-1, 1), 1)
+        atoms = self.key_ids.keys[self.kid[keep]]
+        self.key_ids = HashIndex(self.encoder.width, capacity=max(16, len(keep)))
+        self.kid = self.key_ids.insert(atoms) if len(keep) else np.empty(0, dtype=np.int64)
+        self.starts, self.ends = self.starts[keep], self.ends[keep]
+        self.dead = np.zeros(len(keep), dtype=np.bool_)
+
     def _state_bytes(self) -> int:
-        return self.sessions.nbytes + int(self.atoms.nbytes + self.starts.nbytes)
+        return self.sessions.nbytes + self.key_ids.nbytes + int(self.starts.nbytes * 4)
 
 
 def make_operator(

@@ -56,8 +56,11 @@ class SketchEntries:
         counts = self.counts[: len(self)]
         n_rows = int(src.max()) + 1
         cursor = np.empty(int(np.bincount(dst).max()), dtype=np.int64)
+        involved = np.zeros(max(n_rows, int(keys[:, 0].max()) + 1), dtype=np.bool_)
+        involved[src] = True
+        of_involved_rows = involved[keys[:, 0]]
         for a in plan.sketch_aggs:
-            mine = np.flatnonzero(keys[:, 1] == a)
+            mine = np.flatnonzero(of_involved_rows & (keys[:, 1] == a))
             order = mine[np.lexsort((keys[mine, 2], keys[mine, 0]))]
             rows = keys[order, 0]
             starts = np.searchsorted(rows, np.arange(n_rows), side="left")
