@@ -56,7 +56,8 @@ class SketchEntries:
         counts = self.counts[: len(self)]
         n_rows = int(src.max()) + 1
         cursor = np.empty(int(np.bincount(dst).max()), dtype=np.int64)
-        involved = np.zeros(max(n_rows, int(keys[:, 0].max()) + 1), dtype=np.bool_)
+        biggest_row = int(keys[:, 0].max()) + 1 if len(keys) else 0
+        involved = np.zeros(max(n_rows, biggest_row), dtype=np.bool_)
         involved[src] = True
         of_involved_rows = involved[keys[:, 0]]
         for a in plan.sketch_aggs:
