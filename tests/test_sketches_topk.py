@@ -114,3 +114,18 @@ def test_top_k_ties_broken_by_key_ascending(k, rng) -> None:
     pd.testing.assert_frame_equal(actual, expected[["window_start", "k", "likes"]],
                                   check_dtype=False)  # fmt: skip
     assert (actual.groupby("window_start").size() <= k).all()
+
+
+def test_sketches_of_all_null_columns(rng) -> None:
+    frame = random_events(rng, 200, span_ms=4000, null_share=1.0)
+    aggs = [*QUANTILE_AGGS[:2], {"name": "d", "op": "count_distinct", "column": "u"}]
+    spec = {"type": "sliding", "size": 2000, "slide": 1000, "keys": ["k"]}
+    data = {
+        "schema": {"time": "t", "fields": make_config(spec).event_schema.model_dump()["fields"]},
+        "windows": [{"name": "w", "aggregations": aggs, **spec}],
+    }
+    sink, _ = run_engine(parse_config(data), frame, chunk=50)
+    out = window_frame(sink)
+    assert len(out) > 0
+    assert out["q0"].isna().all() and out["q25"].isna().all()
+    assert (out["d"] == 0).all()
