@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -165,6 +164,8 @@ class Validator:
         return _Cast(pa.array(safe_values, mask=failed | is_null), failed)
 
     def _parse_numbers(self, array: pa.Array, spec: FieldSpec) -> _Cast:
+        import pandas as pd  # only text input needs it; keeps start-up fast
+
         text = pd.Series(array.to_pandas(), dtype=object)
         parsed = pd.to_numeric(text, errors="coerce")
         values = np.asarray(parsed, dtype=np.float64)
@@ -186,6 +187,8 @@ class Validator:
             return _Cast(pc.cast(array, pa.timestamp("ms", tz=array.type.tz), safe=False), None)
         if pa.types.is_integer(array.type):
             return _Cast(pc.cast(array, pa.int64()).cast(pa.timestamp("ms")), None)
+        import pandas as pd  # only text input needs it; keeps start-up fast
+
         text = pd.Series(array.to_pandas(), dtype=object)
         parsed = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
         is_null = array.is_null().to_numpy(zero_copy_only=False)

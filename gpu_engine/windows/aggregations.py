@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -189,5 +188,7 @@ def string_hashes(array: pa.Array) -> np.ndarray:
     """Stable 64-bit hashes of strings (the same in every process, so sketches merge)."""
     encoded = pc.dictionary_encode(array)
     dictionary = np.asarray(encoded.dictionary.to_pylist(), dtype=object)
-    hashes = pd.util.hash_array(dictionary).view(np.int64)
+    from pandas.util import hash_array  # stable SipHash; imported only for string columns
+
+    hashes = hash_array(dictionary).view(np.int64)
     return hashes[encoded.indices.to_numpy(zero_copy_only=False)]
