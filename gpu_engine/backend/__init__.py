@@ -40,12 +40,17 @@ def cuda_unavailable_reason() -> str | None:
     return None
 
 
+CUDA_ENGINE_WIRED = False  # the CUDA kernels exist (kernels/cuda); the engine does not use them yet
+
+
 def select_backend(name: str) -> Backend:
     """The backend for ``name``; ``auto`` falls back to the CPU when CUDA is unusable."""
     if name == "cpu":
         return CPU
     if name not in ("auto", "cuda"):
         raise BackendUnavailableError(f"unknown backend {name!r}; use auto, cpu or cuda")
+    if name == "auto" and not CUDA_ENGINE_WIRED:
+        return CPU  # nothing to probe for (importing numba.cuda costs ~0.7 s of start-up)
     reason = cuda_unavailable_reason()
     if reason is None:
         reason = "the CUDA window kernels are not part of this build yet"
