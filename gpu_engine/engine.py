@@ -104,9 +104,9 @@ class Engine:
 
         def build(spec: WindowSpec) -> WindowOperator | ShardedWindows:
             if self.workers == 1 or not spec.keys:
-                return make_operator(spec, schema.fields, key_types, time_type)
+                return make_operator(spec, schema.fields, key_types, time_type, self.backend)
             shards = [
-                make_operator(spec, schema.fields, key_types, time_type)
+                make_operator(spec, schema.fields, key_types, time_type, self.backend)
                 for _ in range(self.workers)
             ]
             return ShardedWindows(shards, self._pool)

@@ -6,20 +6,36 @@ nothing else in the engine branches on the device.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from gpu_engine.errors import BackendUnavailableError
+
+if TYPE_CHECKING:
+    from gpu_engine.windows.aggregations import AggregationPlan
 
 
 @dataclass(frozen=True)
 class Backend:
-    """A compute device and what it can do."""
+    """A compute device and the state it keeps windows in."""
 
     name: str
     description: str
 
+    def new_group_state(self, plan: AggregationPlan, width: int) -> Any:
+        """Empty keyed pane state on this device (``GroupState`` or its device twin)."""
+        if self.name == "cuda":
+            from gpu_engine.backend.device_state import DeviceGroupState
+
+            return DeviceGroupState(plan, width)
+        from gpu_engine.windows.state import GroupState
+
+        return GroupState(plan, width)
+
 
 CPU = Backend("cpu", "CPU (Numba kernels, Arrow/pandas frames)")
+CUDA = Backend("cuda", "CUDA device (Numba CUDA kernels); pane state in device memory")
 
 
 def cuda_unavailable_reason() -> str | None:
@@ -34,13 +50,15 @@ def cuda_unavailable_reason() -> str | None:
     except Exception as exc:  # the driver itself failed to load
         return f"the CUDA driver failed to initialise ({exc})"
     try:
-        import cupy  # noqa: F401
-    except ImportError:
-        return "CuPy is not installed (pip install 'tiktoktoe[cuda]')"
+        import kernels.cuda  # noqa: F401  (numba-cuda with NVVM, from the cuda extra)
+    except ImportError as exc:
+        return f"the CUDA kernels cannot be loaded ({exc}); pip install 'tiktoktoe[cuda]'"
     return None
 
 
-CUDA_ENGINE_WIRED = False  # the CUDA kernels exist (kernels/cuda); the engine does not use them yet
+def simulated() -> bool:
+    """True when Numba's CUDA simulator stands in for a device (tests only)."""
+    return os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 
 
 def select_backend(name: str) -> Backend:
@@ -49,11 +67,18 @@ def select_backend(name: str) -> Backend:
         return CPU
     if name not in ("auto", "cuda"):
         raise BackendUnavailableError(f"unknown backend {name!r}; use auto, cpu or cuda")
-    if name == "auto" and not CUDA_ENGINE_WIRED:
-        return CPU  # nothing to probe for (importing numba.cuda costs ~0.7 s of start-up)
+    if name == "auto" and (simulated() or not _driver_present()):
+        return CPU  # no device to use (checked without importing numba.cuda: ~0.7 s)
     reason = cuda_unavailable_reason()
     if reason is None:
-        reason = "the CUDA window kernels are not part of this build yet"
+        return CUDA
     if name == "cuda":
         raise BackendUnavailableError(f"backend 'cuda' cannot run here: {reason}")
     return CPU
+
+
+def _driver_present() -> bool:
+    """Whether the CUDA driver library exists (cheap; the full check comes after)."""
+    import ctypes.util
+
+    return ctypes.util.find_library("cuda") is not None or os.path.exists("/dev/nvidiactl")

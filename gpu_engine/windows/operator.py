@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 import pyarrow as pa
 
+from gpu_engine.backend import CPU, Backend
 from gpu_engine.config.models import FieldSpec, WindowSpec
 from gpu_engine.windows.aggregations import AggregationPlan
 from gpu_engine.windows.keys import KeyEncoder
@@ -36,8 +37,10 @@ class WindowOperator(ABC):
         fields: dict[str, FieldSpec],
         key_types: dict[str, pa.DataType],
         time_type: pa.DataType,
+        backend: Backend = CPU,
     ) -> None:
         self.spec = spec
+        self.backend = backend
         self.plan = AggregationPlan(spec.aggregations, fields)
         self.encoder = KeyEncoder(spec.keys, fields)
         self.key_types = key_types
@@ -166,7 +169,7 @@ class PaneWindows(WindowOperator):
         self.size = self.spec.size
         self.slide = self.spec.effective_slide
         self.pane = self.spec.pane_ms
-        self.panes = GroupState(self.plan, 1 + self.encoder.width)
+        self.panes = self.backend.new_group_state(self.plan, 1 + self.encoder.width)
         self._first_live_pane = NEVER
 
     def _last_window_end(self, times: np.ndarray) -> np.ndarray:
@@ -184,7 +187,8 @@ class PaneWindows(WindowOperator):
     def _emit(self, watermark: int) -> pa.Table | None:
         if len(self.panes) == 0:
             return None
-        keys = self.panes.keys
+        host = self.panes.host_view()  # the state itself on the CPU; a copy from a device
+        keys = host.keys
         live = np.flatnonzero(keys[:, 0] >= self._first_live_pane)
         if len(live) == 0:
             return None
@@ -223,7 +227,7 @@ class PaneWindows(WindowOperator):
             if n_groups:
                 position = np.empty(n_groups, dtype=np.int64)
                 order_by_window(dst_k, n_groups, k_min, k_max, position)
-                values = self._combine(src[:n_pairs], dst[:n_pairs], position, n_groups)
+                values = self._combine(host, src[:n_pairs], dst[:n_pairs], position, n_groups)
                 k = np.empty(n_groups, dtype=np.int64)
                 k[position] = dst_k[:n_groups]
                 atoms = np.empty((n_groups, keys.shape[1] - 1), dtype=np.int64)
@@ -236,21 +240,26 @@ class PaneWindows(WindowOperator):
         dead = int((panes < self._first_live_pane).sum())
         if dead > len(keys) - dead:
             alive = np.flatnonzero(panes >= self._first_live_pane)
-            self.panes = self.panes.regroup(alive, keys[alive], keys.shape[1])
+            self.panes = self.panes.replaced_by(host.regroup(alive, keys[alive], keys.shape[1]))
         return result
 
     def _combine(
-        self, src: np.ndarray, dst: np.ndarray, position: np.ndarray, n_groups: int
+        self,
+        host: GroupState,
+        src: np.ndarray,
+        dst: np.ndarray,
+        position: np.ndarray,
+        n_groups: int,
     ) -> list[pa.Array]:
         """Aggregation columns of the window groups made of pane rows (pairs src -> dst)."""
-        plan, state = self.plan, self.panes.agg
+        plan, state = self.plan, host.agg
         n_aggs = len(plan.ops)
         out_f = np.empty((n_aggs, n_groups), dtype=np.float64)
         out_i = np.empty((n_aggs, n_groups), dtype=np.int64)
         valid = np.empty((n_aggs, n_groups), dtype=np.bool_)
         kernel = combine_finalize_for(tuple(plan.ops.tolist()), tuple(plan.is_int.tolist()))
         kernel(src, dst, position, state.ist, state.isum, state.f0, state.f1, out_f, out_i, valid)
-        sketches = self.panes.sketches.combine(plan, src, dst, position, n_groups)
+        sketches = host.sketches.combine(plan, src, dst, position, n_groups)
         return plan.columns_from(out_f, out_i, valid, sketches)
 
     def _next_live_pane(self, watermark: int) -> int:
@@ -372,6 +381,7 @@ def make_operator(
     fields: dict[str, FieldSpec],
     key_types: dict[str, pa.DataType],
     time_type: pa.DataType,
+    backend: Backend = CPU,
 ) -> WindowOperator:
     kind = SessionWindows if spec.type == "session" else PaneWindows
-    return kind(spec, fields, key_types, time_type)
+    return kind(spec, fields, key_types, time_type, backend)

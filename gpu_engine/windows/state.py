@@ -75,6 +75,15 @@ class SketchEntries:
             results[a] = (values, valid)
         return results
 
+    def add_events(self, ids: np.ndarray, values: BatchValues) -> None:
+        """Entries of one batch's sketch values, event ``i`` belonging to row ``ids[i]``."""
+        for a, event_index, sketch_keys in values.sketch_inputs:
+            entry = np.empty((len(event_index), 3), dtype=np.int64)
+            entry[:, 0] = ids[event_index]
+            entry[:, 1] = a
+            entry[:, 2] = sketch_keys
+            self.add(entry)
+
 
 class GroupState:
     """Aggregates of groups identified by int64 key tuples of a fixed width."""
@@ -106,12 +115,15 @@ class GroupState:
             values.fcols, values.icols, values.masks,
             self.agg.rows, self.agg.ist, self.agg.isum, self.agg.f0, self.agg.f1,
         )  # fmt: skip
-        for a, event_index, sketch_keys in values.sketch_inputs:
-            entry = np.empty((len(event_index), 3), dtype=np.int64)
-            entry[:, 0] = ids[event_index]
-            entry[:, 1] = a
-            entry[:, 2] = sketch_keys
-            self.sketches.add(entry)
+        self.sketches.add_events(ids, values)
+
+    def host_view(self) -> GroupState:
+        """This state as host arrays (it already is)."""
+        return self
+
+    def replaced_by(self, host: GroupState) -> GroupState:
+        """A state of this kind holding ``host``'s groups (used after compaction)."""
+        return host
 
     def regroup(self, src_rows: np.ndarray, dst_keys: np.ndarray, width: int) -> GroupState:
         """A new state whose group ``dst_keys[j]`` merges row ``src_rows[j]`` of this one."""

@@ -1,0 +1,75 @@
+"""Pane state on a CUDA device: the :class:`GroupState` of the ``cuda`` backend.
+
+Events are hashed into pane rows and aggregated by the CUDA kernels of
+:mod:`kernels.cuda`; the rows stay on the device between batches. Emission
+reads a host view (one copy of the live rows per emission) and reuses the CPU
+emission kernels; sketch entries are kept on the host. Imported only by the
+backend, only when CUDA is selected.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gpu_engine.windows.aggregations import AggregationPlan, BatchValues
+from gpu_engine.windows.state import GroupState, SketchEntries
+from kernels.cuda._core import to_host
+from kernels.cuda.aggregate import DeviceAggState
+from kernels.cuda.aggregate import update_events as device_update_events
+from kernels.cuda.hashindex import DeviceHashIndex
+
+
+class DeviceGroupState:
+    """Keyed aggregate state whose index and scalar state live in device memory."""
+
+    def __init__(self, plan: AggregationPlan, width: int, capacity: int = 1024) -> None:
+        self.plan = plan
+        self.width = width
+        self.index = DeviceHashIndex(width, capacity)
+        self.agg = DeviceAggState(plan.ops, capacity)
+        self.sketches = SketchEntries()
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def nbytes(self) -> int:
+        agg = self.agg
+        device = sum(int(getattr(agg, n).nbytes) for n in ("rows", "ist", "isum", "f0", "f1"))
+        return self.index.nbytes + device + self.sketches.nbytes
+
+    @property
+    def keys(self) -> np.ndarray:
+        return to_host(self.index.keys)
+
+    def add_events(self, group_keys: np.ndarray, values: BatchValues) -> None:
+        """Aggregate one batch on the device, event ``i`` into group ``group_keys[i]``."""
+        plan = self.plan
+        ids = self.index.insert(np.ascontiguousarray(group_keys, dtype=np.int64))
+        n_rows = len(self.index)
+        self.agg.reserve(n_rows)
+        device_update_events(
+            ids, plan.ops, plan.col_of, values.mask_of, plan.is_int,
+            values.fcols, values.icols, values.masks, self.agg, n_rows=n_rows,
+        )  # fmt: skip
+        if values.sketch_inputs:
+            self.sketches.add_events(to_host(ids), values)
+
+    def host_view(self) -> GroupState:
+        """The live rows copied to host arrays, for emission on the CPU kernels."""
+        n = len(self.index)
+        host = GroupState(self.plan, self.width, capacity=max(16, n))
+        if n:
+            host.index.insert(self.keys)  # unique keys in id order: host id == device id
+        host.agg = self.agg.to_host(n)
+        host.sketches = self.sketches
+        return host
+
+    def replaced_by(self, host: GroupState) -> DeviceGroupState:
+        """A device state holding ``host``'s groups (after a compaction on the host)."""
+        out = DeviceGroupState(self.plan, self.width, capacity=max(16, len(host)))
+        if len(host):
+            out.index.insert(host.keys)
+            out.agg = DeviceAggState.from_host(host.agg, len(host))
+        out.sketches = host.sketches
+        return out

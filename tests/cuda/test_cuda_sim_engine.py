@@ -1,0 +1,69 @@
+"""The whole engine on ``backend: cuda`` (pane state on the device) equals the CPU backend.
+
+Runs under the Numba CUDA simulator in CI (tiny inputs) and on a real device
+in ``benchmarks/gpu_check.sh``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from cuda_target import CUDA_WARNINGS, require_cuda_target
+
+require_cuda_target()
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the core suite's helpers
+
+from engine_testing import ALL_AGGS, make_config, random_events, run_engine, window_frame  # noqa: E402
+
+pytestmark = [pytest.mark.cudasim, *CUDA_WARNINGS]
+
+QUANTILE = {"name": "x_p90", "op": "quantile", "column": "x", "q": 0.9}
+
+
+@pytest.mark.parametrize(
+    "window",
+    [
+        {"type": "tumbling", "size": 1000, "keys": ["k"]},
+        {"type": "sliding", "size": 2000, "slide": 500, "keys": ["k", "s"]},
+        {"type": "tumbling", "size": 3000, "keys": [], "top_k": None},
+    ],
+)
+def test_cuda_backend_matches_cpu(window) -> None:
+    frame = random_events(np.random.default_rng(7), 160, n_keys=4, span_ms=6000, disorder_ms=400)
+    results = {}
+    for backend in ("cpu", "cuda"):
+        config = make_config(
+            {**window, "allowed_lateness": 400},
+            backend=backend,
+            workers=1,
+            batching={"max_rows": 40},
+        )
+        config = config.model_copy(
+            update={
+                "windows": [
+                    config.windows[0].model_copy(
+                        update={"aggregations": [*config.windows[0].aggregations,
+                                                 config.windows[0].aggregations[0].model_validate(QUANTILE)]}
+                    )
+                ]
+            }
+        )  # fmt: skip
+        sink, summary = run_engine(config, frame, chunk=40)
+        assert summary["backend"] == backend
+        keys = ["window_start", *window["keys"]]
+        results[backend] = window_frame(sink).sort_values(keys).reset_index(drop=True)
+    cpu, gpu = results["cpu"], results["cuda"]
+    assert len(cpu) > 0
+    names = [a["name"] for a in ALL_AGGS] + ["x_p90"]
+    pd.testing.assert_frame_equal(cpu.drop(columns=names), gpu.drop(columns=names))
+    for name in names:
+        np.testing.assert_allclose(
+            cpu[name].to_numpy(dtype=float, na_value=np.nan),
+            gpu[name].to_numpy(dtype=float, na_value=np.nan),
+            rtol=1e-9,
+            err_msg=name,
+        )
