@@ -79,3 +79,28 @@ def order_by_window(dst_k, n_groups, k_min, k_max, new_id):  # pragma: no cover 
         slot = dst_k[g] - k_min
         new_id[g] = counts[slot]
         counts[slot] += 1
+
+
+@njit(nogil=True, cache=True)
+def order_by_key_pane(rows, kid, n_keys, pane, pane_min, n_panes, out):  # pragma: no cover
+    """``rows`` ordered by (``kid``, ``pane``): two stable counting-sort passes, O(n)."""
+    n = rows.shape[0]
+    tmp = np.empty(n, dtype=np.int64)
+    counts = np.zeros(n_panes + 1, dtype=np.int64)
+    for i in range(n):
+        counts[pane[rows[i]] - pane_min + 1] += 1
+    for p in range(n_panes):
+        counts[p + 1] += counts[p]
+    for i in range(n):
+        slot = pane[rows[i]] - pane_min
+        tmp[counts[slot]] = rows[i]
+        counts[slot] += 1
+    counts = np.zeros(n_keys + 1, dtype=np.int64)
+    for i in range(n):
+        counts[kid[tmp[i]] + 1] += 1
+    for k in range(n_keys):
+        counts[k + 1] += counts[k]
+    for i in range(n):
+        k = kid[tmp[i]]
+        out[counts[k]] = tmp[i]
+        counts[k] += 1

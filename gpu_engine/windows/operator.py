@@ -22,7 +22,7 @@ from gpu_engine.windows.state import GroupState
 from kernels.hashindex import HashIndex, group_ids
 from kernels.sessions import merge_intervals
 from kernels.specialize import combine_finalize_for
-from kernels.windows import order_by_window, window_pairs
+from kernels.windows import order_by_key_pane, order_by_window, window_pairs
 
 NEVER = -(2**62)  # "no window emitted yet"
 FOREVER = 2**62  # the watermark at the end of a bounded input
@@ -206,15 +206,17 @@ class PaneWindows(WindowOperator):
             # Only panes inside the windows being closed take part.
             last_pane = (k_max * self.slide + self.size - 1) // self.pane
             live = live[panes[live] <= last_pane]
-            kid, _ = (
-                group_ids(keys[live, 1:])
+            kid = (
+                group_ids(keys[live, 1:])[0]
                 if keys.shape[1] > 1
-                else (np.zeros(len(live), dtype=np.int64), None)
+                else np.zeros(len(live), dtype=np.int64)
             )
-            rel = panes[live] - panes[live].min()
-            order = live[np.argsort(kid * (int(rel.max()) + 1) + rel, kind="stable")]
             kid_of_row = np.zeros(len(keys), dtype=np.int64)
             kid_of_row[live] = kid
+            pane_min = int(panes[live].min())
+            order = np.empty(len(live), dtype=np.int64)
+            order_by_key_pane(live, kid_of_row, int(kid.max()) + 1, panes, pane_min,
+                              int(panes[live].max()) - pane_min + 1, order)  # fmt: skip
             bound = len(live) * (self.size // self.slide)  # windows per pane
             src = np.empty(bound, dtype=np.int64)
             dst = np.empty(bound, dtype=np.int64)

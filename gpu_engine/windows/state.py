@@ -127,7 +127,8 @@ class GroupState:
 
     def regroup(self, src_rows: np.ndarray, dst_keys: np.ndarray, width: int) -> GroupState:
         """A new state whose group ``dst_keys[j]`` merges row ``src_rows[j]`` of this one."""
-        out = GroupState(self.plan, width, capacity=max(16, len(src_rows)))
+        # Room to grow: a compacted pane state takes new rows with the next batch.
+        out = GroupState(self.plan, width, capacity=max(16, 2 * len(src_rows)))
         out.merge_from(self, src_rows, dst_keys)
         return out
 
