@@ -12,6 +12,7 @@ echo "== CPU test suite"
 python -m pytest -q -p no:cacheprovider --ignore=tests/cuda
 echo "== benchmark harness smoke test (not a timing gate)"
 python -m benchmarks.windows --events 100k --repeat 1
+python -m benchmarks.optimizer --instances 20
 if [ -d tests/cuda ]; then
   echo "== CUDA kernels under the Numba simulator"
   NUMBA_ENABLE_CUDASIM=1 python -m pytest -q -p no:cacheprovider tests/cuda -m "cudasim" || [ $? -eq 5 ]

@@ -1,0 +1,192 @@
+"""``gpu-engine optimize``: recommend workers, batch sizes and batch delays, as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from gpu_engine.optimizer.problem import (
+    ProblemError,
+    Weights,
+    format_validation_error,
+    load_problem,
+)
+
+if TYPE_CHECKING:  # torch (via the solver) is imported only when the command runs
+    import torch
+
+    from gpu_engine.optimizer.solver import Allocation
+
+EXIT_FEASIBLE, EXIT_INFEASIBLE, EXIT_BAD_INPUT = 0, 1, 2
+
+EPILOG = """\
+exit status: 0 a feasible allocation was found; 1 the problem is infeasible (the
+JSON says which constraint binds and why; "stages" then holds the allocation closest
+to feasible); 2 bad input (the error names the field, e.g. stages[1].workers).
+"""
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``optimize`` subcommand to the ``gpu-engine`` parser."""
+    p = subparsers.add_parser(
+        "optimize",
+        help="recommend workers, batch size and batch delay per stage",
+        description=(
+            "Choose workers, batch size and batch delay per stage so that mean latency "
+            "meets the SLA at the lowest cost and the highest reliability, either for a "
+            "problem file or for the pipeline measured in a metrics directory."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--problem", metavar="FILE.yaml", help="problem file (stages, λ, limits)")
+    src.add_argument("--metrics", metavar="DIR", help="metrics directory with batches.parquet")
+    p.add_argument("--budget", type=float, help="with --metrics: upper bound on total price")
+    p.add_argument("--sla", help="with --metrics: upper bound on mean latency, e.g. 50ms")
+    p.add_argument("--price", type=float, default=0.05, help="with --metrics: price per worker")
+    p.add_argument("--failure-prob", type=float, default=0.01, help="per-worker failure prob.")
+    p.add_argument(
+        "--weights",
+        default="0.4,0.3,0.3",
+        help="with --metrics: latency,cost,reliability objective weights",
+    )
+    p.add_argument("--max-workers", type=int, default=64)
+    p.add_argument("--max-batch", type=int, default=65536)
+    p.add_argument("--recent", type=int, default=5000, help="batches per stage to fit on")
+    p.add_argument("--iterations", type=int, default=1000)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.set_defaults(func=run)
+
+
+def _error(msg: str) -> int:
+    print(f"gpu-engine optimize: error: {msg}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _device(name: str) -> torch.device:
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ProblemError("--device cuda: no CUDA device is available")
+    return torch.device(name)
+
+
+def _alloc_json(alloc: Allocation) -> dict[str, Any]:
+    return alloc.model_dump()
+
+
+def _clean(obj: Any) -> Any:
+    """Strict JSON: an infinite latency (unstable queue) becomes null."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def _print(obj: Any) -> None:
+    print(json.dumps(_clean(obj), indent=2, allow_nan=False))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Solve and print JSON; see ``EPILOG`` for the exit status."""
+    from gpu_engine.optimizer.fit import (
+        MetricsError,
+        fit_metrics,
+        problem_from_metrics,
+        read_metrics,
+    )
+    from gpu_engine.optimizer.model import predict
+    from gpu_engine.optimizer.solver import solve
+
+    try:
+        device = _device(args.device)
+        if args.problem:
+            problem = load_problem(args.problem)
+            alloc = solve([problem], iterations=args.iterations, device=device)[0]
+            _print(_alloc_json(alloc))
+            return EXIT_FEASIBLE if alloc.feasible else EXIT_INFEASIBLE
+        if args.budget is None or args.sla is None:
+            return _error("--metrics needs --budget and --sla")
+        try:
+            parts = [float(x) for x in args.weights.split(",")]
+            if len(parts) != 3:
+                raise ValueError
+            weights = Weights(latency=parts[0], cost=parts[1], reliability=parts[2])
+        except (ValueError, ValidationError):
+            return _error(f"--weights {args.weights!r}: give three non-negative numbers a,b,c")
+        fit = fit_metrics(read_metrics(args.metrics), recent=args.recent)
+        try:
+            problem = problem_from_metrics(
+                fit,
+                budget=args.budget,
+                sla=args.sla,
+                price=args.price,
+                failure_prob=args.failure_prob,
+                weights=weights,
+                max_workers=args.max_workers,
+                max_batch=args.max_batch,
+            )
+        except ValidationError as exc:
+            return _error(format_validation_error(exc))
+        alloc = solve([problem], iterations=args.iterations, device=device)[0]
+        cur_w = [s.workers for s in fit.stages]
+        cur_b = [s.batch for s in fit.stages]
+        cur = predict(problem, cur_w, cur_b)
+        out = {
+            "recommended": _alloc_json(alloc),
+            "current": {
+                "stages": [
+                    {
+                        "name": s.name,
+                        "workers": s.workers,
+                        "batch": s.batch,
+                        "max_delay_ms": s.batch / fit.arrival_rate * 1000.0,
+                        "load": cur.stage_load[i],
+                    }
+                    for i, s in enumerate(fit.stages)
+                ],
+                "stable": cur.stable,
+                "latency_s": cur.latency_s,
+                "latency_p99_s": cur.latency_p99_s,
+                "cost": cur.cost,
+                "reliability": cur.reliability,
+                "objective": cur.objective,
+                "meets_sla": cur.stable and cur.latency_s <= problem.sla_s,
+                "within_budget": cur.cost <= problem.budget,
+            },
+            "fit": {
+                "arrival_rate": fit.arrival_rate,
+                "stages": [
+                    {"name": s.name, "a": s.fit.a, "c": s.fit.c, "rmse_s": s.fit.rmse}
+                    for s in fit.stages
+                ],
+            },
+        }
+        _print(out)
+        return EXIT_FEASIBLE if alloc.feasible else EXIT_INFEASIBLE
+    except (ProblemError, MetricsError) as exc:
+        return _error(str(exc))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``optimize`` on its own (``python -m gpu_engine.optimizer.cli --problem F``)."""
+    parser = argparse.ArgumentParser(prog="gpu-engine")
+    sub = parser.add_subparsers(dest="command")
+    register(sub)
+    args = parser.parse_args(["optimize", *(argv if argv is not None else sys.argv[1:])])
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""Fit the model's inputs from measured batches: service times ``s(b) = a + c·b`` and λ.
+
+The fits are non-negative least squares (a negative fixed cost or per-event
+cost is physically meaningless and would let the solver "save" time by batching).
+With two unknowns NNLS is solved exactly by checking the four active sets.
+``OnlineServiceFit`` keeps exponentially forgotten sufficient statistics so the
+fit follows the pipeline as metrics arrive without storing them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike
+
+from gpu_engine.optimizer.problem import Problem, Stage, Weights
+
+PIPELINE_ORDER = ("ingest", "validate", "aggregate", "emit")
+METRIC_COLUMNS = {"time_s": "f", "stage": "O", "rows": "i", "seconds": "f", "workers": "i"}
+
+
+class MetricsError(ValueError):
+    """Metrics that cannot be fitted (missing file or column, too few batches)."""
+
+
+@dataclass(frozen=True)
+class ServiceFit:
+    """Fitted service time per batch: ``a + c·b`` seconds; rmse in seconds."""
+
+    a: float
+    c: float
+    rmse: float
+    n: float  # number of batches (effective, when forgetting)
+
+
+def _nnls_from_stats(
+    n: float, sb: float, sbb: float, ss: float, sbs: float, sss: float
+) -> ServiceFit:
+    """Exact 2-variable NNLS from (weighted) sums: n=Σ1, sb=Σb, sbb=Σb², ss=Σs, sbs=Σbs, sss=Σs²."""
+    if n <= 0:
+        raise MetricsError("no batches to fit")
+
+    def sse(a: float, c: float) -> float:
+        return sss - 2 * a * ss - 2 * c * sbs + a * a * n + 2 * a * c * sb + c * c * sbb
+
+    cands = [(0.0, 0.0)]
+    det = n * sbb - sb * sb
+    if det > 1e-12 * max(n * sbb, 1e-300):
+        a = (sbb * ss - sb * sbs) / det
+        c = (n * sbs - sb * ss) / det
+        if a >= 0 and c >= 0:
+            cands.append((a, c))
+    if sbb > 0:
+        cands.append((0.0, max(0.0, sbs / sbb)))
+    cands.append((max(0.0, ss / n), 0.0))
+    a, c = min(cands, key=lambda ac: sse(*ac))
+    return ServiceFit(a=a, c=c, rmse=math.sqrt(max(sse(a, c), 0.0) / n), n=n)
+
+
+def fit_service_time(rows: ArrayLike, seconds: ArrayLike) -> ServiceFit:
+    """Non-negative least-squares fit of ``seconds ≈ a + c·rows`` over batches."""
+    b = np.asarray(rows, dtype=np.float64)
+    s = np.asarray(seconds, dtype=np.float64)
+    if b.shape != s.shape or b.ndim != 1:
+        raise MetricsError("rows and seconds must be 1-D arrays of the same length")
+    return _nnls_from_stats(
+        float(b.size), float(b.sum()), float(b @ b), float(s.sum()), float(b @ s), float(s @ s)
+    )
+
+
+class OnlineServiceFit:
+    """Refit ``s(b) = a + c·b`` as batches arrive, forgetting old batches geometrically.
+
+    ``half_life`` is in batches: a batch that many batches old weighs half as much,
+    so the fit tracks a pipeline whose costs drift (new code, new hardware).
+    """
+
+    def __init__(self, half_life: float = 1000.0) -> None:
+        if half_life <= 0:
+            raise ValueError("half_life must be positive")
+        self._decay = 0.5 ** (1.0 / half_life)
+        self._stats = np.zeros(6)
+
+    def update(self, rows: ArrayLike, seconds: ArrayLike) -> None:
+        """Add batches in arrival order."""
+        b = np.atleast_1d(np.asarray(rows, dtype=np.float64))
+        s = np.atleast_1d(np.asarray(seconds, dtype=np.float64))
+        if b.shape != s.shape:
+            raise ValueError("rows and seconds must have the same length")
+        m = b.size
+        wts = self._decay ** np.arange(m - 1, -1, -1, dtype=np.float64)
+        new = np.array([wts.sum(), wts @ b, wts @ (b * b), wts @ s, wts @ (b * s), wts @ (s * s)])
+        self._stats = self._stats * self._decay**m + new
+
+    def fit(self) -> ServiceFit:
+        return _nnls_from_stats(*(float(x) for x in self._stats))
+
+
+def arrival_rate(time_s: ArrayLike, rows: ArrayLike) -> float:
+    """Events per second entering the pipeline, from the first stage's batches.
+
+    The rows finished at the first timestamp arrived before the observed span, so
+    they are left out: ``(Σ rows − first rows) / (last − first time)``, which is
+    unbiased for a steady stream (plain ``Σ rows / span`` overstates λ by 1/n).
+    """
+    t = np.asarray(time_s, dtype=np.float64)
+    r = np.asarray(rows, dtype=np.float64)
+    if t.size < 2:
+        raise MetricsError("need at least two batches of the first stage to measure λ")
+    order = np.argsort(t, kind="stable")
+    t, r = t[order], r[order]
+    span = t[-1] - t[0]
+    if span <= 0:
+        raise MetricsError("all first-stage batches have the same time_s; cannot measure λ")
+    return float((r.sum() - r[0]) / span)
+
+
+@dataclass(frozen=True)
+class StageMetrics:
+    name: str
+    fit: ServiceFit
+    workers: int  # as last measured
+    batch: int  # median rows per batch
+
+
+@dataclass(frozen=True)
+class MetricsFit:
+    arrival_rate: float
+    stages: list[StageMetrics]
+
+
+def read_metrics(path: str | Path) -> pd.DataFrame:
+    """Read ``batches.parquet`` (``path`` is the file or its directory) and check its schema."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "batches.parquet"
+    if not p.exists():
+        raise MetricsError(f"no metrics file at {p}")
+    try:
+        df = pd.read_parquet(p)
+    except Exception as exc:  # pyarrow raises several types for a corrupt file
+        raise MetricsError(f"cannot read {p}: {exc}") from None
+    missing = [c for c in METRIC_COLUMNS if c not in df.columns]
+    if missing:
+        raise MetricsError(f"{p}: missing column(s) {missing}; expected {list(METRIC_COLUMNS)}")
+    for col, kind in METRIC_COLUMNS.items():
+        if kind != "O" and df[col].dtype.kind not in ("i", "u", "f"):
+            raise MetricsError(f"{p}: column {col!r} must be numeric, not {df[col].dtype}")
+    if df.empty:
+        raise MetricsError(f"{p}: no batches")
+    if (df["rows"] <= 0).any() or (df["seconds"] < 0).any() or (df["workers"] < 1).any():
+        raise MetricsError(f"{p}: rows and workers must be positive and seconds non-negative")
+    return df
+
+
+def _stage_order(names: Sequence[str]) -> list[str]:
+    known = [n for n in PIPELINE_ORDER if n in names]
+    return known + [n for n in names if n not in PIPELINE_ORDER]
+
+
+def fit_metrics(df: pd.DataFrame, recent: int | None = 5000) -> MetricsFit:
+    """Per-stage service fits over the ``recent`` latest batches, λ from the first stage."""
+    df = df.sort_values("time_s", kind="stable")
+    names = _stage_order(list(dict.fromkeys(df["stage"].astype(str))))
+    stages = []
+    for name in names:
+        part = df[df["stage"].astype(str) == name]
+        if recent is not None:
+            part = part.tail(recent)
+        fit = fit_service_time(part["rows"].to_numpy(), part["seconds"].to_numpy())
+        stages.append(
+            StageMetrics(
+                name=name,
+                fit=fit,
+                workers=int(part["workers"].iloc[-1]),
+                batch=max(1, round(float(part["rows"].median()))),
+            )
+        )
+    first = df[df["stage"].astype(str) == names[0]]
+    lam = arrival_rate(first["time_s"].to_numpy(), first["rows"].to_numpy())
+    return MetricsFit(arrival_rate=lam, stages=stages)
+
+
+def problem_from_metrics(
+    fit: MetricsFit,
+    budget: float,
+    sla: str | int,
+    price: float = 0.05,
+    failure_prob: float = 0.01,
+    weights: Weights | None = None,
+    max_workers: int = 64,
+    max_batch: int = 65536,
+) -> Problem:
+    """The allocation problem the measured pipeline poses."""
+    stages = []
+    for st in fit.stages:
+        a, c = st.fit.a, st.fit.c
+        if a + c <= 0:
+            raise MetricsError(f"stage {st.name}: measured service time is zero")
+        stages.append(
+            Stage(
+                name=st.name,
+                a=a,
+                c=c,
+                price=price,
+                workers=(1, max(max_workers, st.workers)),
+                batch=(1, max(max_batch, st.batch)),
+            )
+        )
+    return Problem(
+        arrival_rate=fit.arrival_rate,
+        weights=weights or Weights(),
+        budget=budget,
+        sla=sla,  # type: ignore[arg-type]  # parsed by DurationMs
+        failure_prob=failure_prob,
+        stages=stages,
+    )

@@ -1,0 +1,198 @@
+"""Metric fits against scipy NNLS and known synthetic models; key balancing goals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.optimize import nnls
+
+from gpu_engine.cli import main as gpu_engine_main
+from gpu_engine.optimizer.balance import KeyBalancer, jain_index
+from gpu_engine.optimizer.fit import OnlineServiceFit, arrival_rate, fit_service_time
+from gpu_engine.optimizer.model import predict
+from gpu_engine.optimizer.problem import Problem, Stage
+
+# ------------------------------------------------------------------------------ fits
+
+
+def test_nnls_matches_scipy_including_clipped_cases() -> None:
+    rng = np.random.default_rng(0)
+    for trial in range(30):
+        b = rng.integers(1, 5000, 50).astype(float)
+        a_true = rng.uniform(-2e-3, 2e-3)  # negative truths force the a = 0 or c = 0 faces
+        c_true = rng.uniform(-1e-6, 1e-6) if trial % 3 else rng.uniform(0, 1e-6)
+        s = a_true + c_true * b + rng.normal(0, 1e-4, b.size)
+        fit = fit_service_time(b, s)
+        ref, _ = nnls(np.c_[np.ones_like(b), b], s)
+        assert fit.a == pytest.approx(ref[0], abs=1e-10)
+        assert fit.c == pytest.approx(ref[1], abs=1e-13)
+
+
+def test_online_fit_follows_a_change_in_the_pipeline() -> None:
+    rng = np.random.default_rng(1)
+    of = OnlineServiceFit(half_life=200)
+    for a, c in ((1e-3, 2e-7), (4e-4, 8e-7)):
+        b = rng.integers(10, 4000, 3000).astype(float)
+        of.update(b, a + c * b + rng.normal(0, 2e-5, b.size))
+    fit = of.fit()
+    assert fit.a == pytest.approx(4e-4, rel=0.02) and fit.c == pytest.approx(8e-7, rel=0.02)
+
+
+def test_arrival_rate_is_unbiased_on_a_poisson_stream() -> None:
+    rng = np.random.default_rng(2)
+    lam, size = 50_000.0, 500
+    n = 400
+    gaps = rng.exponential(size / lam, n)  # a batch of `size` closes every size/λ on average
+    est = arrival_rate(np.cumsum(gaps), np.full(n, size))
+    assert est == pytest.approx(lam, rel=0.1)
+
+
+TRUTH = {"validate": (2e-4, 1e-7, 4), "aggregate": (5e-4, 3e-7, 6), "emit": (1e-4, 5e-8, 2)}
+
+
+def _write_metrics(out: Path, lam: float = 200_000.0, n: int = 600, seed: int = 3) -> None:
+    """batches.parquet from a known model: s = a + c·rows (+ small noise), steady λ."""
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(200, 3000, n)
+    t = 1.7e9 + np.cumsum(rows / lam)
+    frames = []
+    for name, (a, c, w) in TRUTH.items():
+        frames.append(
+            pd.DataFrame(
+                {
+                    "time_s": t + rng.uniform(0, 1e-3, n),
+                    "stage": name,
+                    "rows": rows.astype(np.int64),
+                    "seconds": a + c * rows + rng.normal(0, 5e-6, n),
+                    "workers": np.full(n, w, dtype=np.int64),
+                }
+            )
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    pd.concat(frames).sample(frac=1.0, random_state=0).to_parquet(out / "batches.parquet")
+
+
+def test_optimize_from_metrics_recovers_the_model_and_reports_both_allocations(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write_metrics(tmp_path / "metrics")
+    rc = gpu_engine_main(
+        ["optimize", "--metrics", str(tmp_path / "metrics"), "--budget", "2.0", "--sla", "50ms",
+         "--iterations", "300"]
+    )  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    fitted = {s["name"]: s for s in out["fit"]["stages"]}
+    assert [s["name"] for s in out["fit"]["stages"]] == ["validate", "aggregate", "emit"]
+    for name, (a, c, _) in TRUTH.items():
+        assert fitted[name]["a"] == pytest.approx(a, rel=0.05)
+        assert fitted[name]["c"] == pytest.approx(c, rel=0.02)
+    assert out["fit"]["arrival_rate"] == pytest.approx(200_000, rel=0.01)
+    assert [s["workers"] for s in out["current"]["stages"]] == [4, 6, 2]
+    # the current prediction is the model's for the measured allocation and fitted model
+    prob = Problem(
+        arrival_rate=out["fit"]["arrival_rate"], budget=2.0, sla="50ms",  # type: ignore[arg-type]
+        stages=[Stage(name=s["name"], a=s["a"], c=s["c"]) for s in out["fit"]["stages"]],
+    )  # fmt: skip
+    cur = predict(prob, [4, 6, 2], [s["batch"] for s in out["current"]["stages"]])
+    assert out["current"]["latency_s"] == pytest.approx(cur.latency_s, rel=1e-9)
+    assert out["current"]["cost"] == pytest.approx(0.6)
+    rec = out["recommended"]
+    assert rec["feasible"] and rec["latency_s"] <= 0.05 and rec["cost"] <= 2.0
+    assert rec["objective"] <= out["current"]["objective"] + 1e-12
+
+
+def test_metrics_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = tmp_path / "m"
+    d.mkdir()
+    pd.DataFrame({"time_s": [1.0], "stage": ["validate"], "rows": [1]}).to_parquet(
+        d / "batches.parquet"
+    )
+    assert gpu_engine_main(["optimize", "--metrics", str(d), "--budget", "1", "--sla", "5ms"]) == 2
+    assert "seconds" in capsys.readouterr().err
+    assert gpu_engine_main(["optimize", "--metrics", str(d)]) == 2
+
+
+# ------------------------------------------------------------------------- balancing
+
+N_KEYS = 100_000
+
+
+@pytest.fixture(scope="module")
+def zipf() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    keys = rng.permutation(np.unique(rng.integers(0, 10**12, 2 * N_KEYS))[:N_KEYS])
+    p = np.arange(1, N_KEYS + 1, dtype=float) ** -1.1
+    return keys, p / p.sum()
+
+
+def _stream(keys: np.ndarray, p: np.ndarray, n: int, seed: int) -> np.ndarray:
+    return keys[np.random.default_rng(seed).choice(keys.size, n, p=p)]
+
+
+def _measured(kb: KeyBalancer, events: np.ndarray) -> np.ndarray:
+    counts = np.bincount(kb.assign(events), minlength=max(kb.workers) + 1)
+    return counts[kb.workers].astype(float)
+
+
+def test_jain_index_extremes() -> None:
+    assert jain_index([3, 3, 3, 3]) == pytest.approx(1.0)
+    assert jain_index([1, 0, 0, 0]) == pytest.approx(0.25)
+
+
+def test_zipf_goals_and_minimal_moves_on_worker_changes(zipf) -> None:
+    keys, p = zipf
+    kb = KeyBalancer(8)
+    train = _stream(keys, p, 1_000_000, seed=1)
+    uk, cnt = np.unique(train, return_counts=True)
+    test = _stream(keys, p, 1_000_000, seed=2)  # judged on fresh events, not the training ones
+    assert jain_index(_measured(kb, test)) < 0.95  # plain hashing fails the goal here
+    kb.observe((uk, cnt.astype(float)))
+    assert kb.needs_rebalance()
+    before = kb.placement(keys)
+    kb.rebalance()
+    loads = _measured(kb, test)
+    assert jain_index(loads) >= 0.95 and loads.max() / loads.mean() <= 1.25
+    assert (kb.placement(keys) != before).mean() < 0.01  # a handful of hot keys moved
+    for change in ("add", "remove"):
+        n = len(kb.workers)
+        before = kb.placement(keys)
+        if change == "add":
+            kb.add_worker()
+        else:
+            kb.remove_worker(kb.workers[3])
+        moved = (kb.placement(keys) != before).mean()
+        assert moved <= 1.5 / n, change
+        loads = _measured(kb, test)
+        assert jain_index(loads) >= 0.95 and loads.max() / loads.mean() <= 1.25, change
+
+
+def test_rebalance_triggers_when_load_drifts(zipf) -> None:
+    keys, p = zipf
+    kb = KeyBalancer(8)
+    kb.observe((keys, p * 1e6))
+    kb.rebalance()
+    assert kb.maybe_rebalance() == 0  # balanced: nothing to do
+    drift = p.copy()
+    drift[5000:5040] = p[0] / 4  # 40 formerly cold keys turn hot
+    kb.observe((keys, drift * 1e6))
+    assert kb.fairness() < 0.95 or kb.needs_rebalance()
+    before = kb.placement(keys)
+    assert kb.maybe_rebalance() > 0
+    assert kb.fairness() >= 0.95
+    assert (kb.placement(keys) != before).sum() <= 200
+
+
+def test_split_keys_rotate_and_string_keys_work() -> None:
+    kb = KeyBalancer(4)
+    kb.observe({"hot": 1000.0, **{f"k{i}": 1.0 for i in range(200)}})
+    kb.rebalance()
+    (reps,) = kb.split_keys().values()
+    assert len(reps) >= 2
+    got = kb.assign(["hot"] * 40)
+    assert set(got.tolist()) == set(reps)
+    assert np.bincount(got).max() - np.bincount(got)[np.bincount(got) > 0].min() <= 1
