@@ -132,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.optimizer", description=__doc__)
     ap.add_argument("--instances", type=int, default=1000)
     ap.add_argument("--starts", type=int, default=20, help="SLSQP random starts per instance")
-    ap.add_argument("--torch-starts", type=int, default=8)
+    ap.add_argument("--torch-starts", type=int, default=16)
     ap.add_argument("--iterations", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--json", type=Path, help="write the figures here as JSON")

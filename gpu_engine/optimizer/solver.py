@@ -164,7 +164,7 @@ def _al_adam(
 def solve_relaxed(
     batch: ProblemBatch,
     iterations: int = 1000,
-    starts: int = 8,
+    starts: int = 16,
     variant: Variant = "erlang",
     seed: int = 0,
     lr: float = 0.02,
@@ -642,7 +642,7 @@ def integer_solution(
 def solve(
     problems: Sequence[Problem],
     iterations: int = 1000,
-    starts: int = 8,
+    starts: int = 16,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float64,
     seed: int = 0,
