@@ -315,21 +315,26 @@ class Engine:
             **self.summary_extra,
         }
 
-    def _write_batch_metrics(self) -> None:
-        if self.metrics_dir is None or not self._timings.rows:
-            return
-        self.metrics_dir.mkdir(parents=True, exist_ok=True)
-        wall, stage, rows, seconds = zip(*self._timings.rows, strict=True)
-        table = pa.table(
+    def batch_metrics(self) -> pa.Table:
+        """Per batch and stage: time_s, stage, rows, seconds, workers (the optimizer's input)."""
+        wall, stage, rows, seconds = (
+            zip(*self._timings.rows, strict=True) if self._timings.rows else ((), (), (), ())
+        )
+        return pa.table(
             {
                 "time_s": pa.array(wall, pa.float64()),
                 "stage": pa.array(stage, pa.string()),
                 "rows": pa.array(rows, pa.int64()),
                 "seconds": pa.array(seconds, pa.float64()),
-                "workers": pa.array([1] * len(wall), pa.int64()),
+                "workers": pa.array([self.workers] * len(wall), pa.int64()),
             }
         )
-        pq.write_table(table, self.metrics_dir / "batches.parquet")
+
+    def _write_batch_metrics(self) -> None:
+        if self.metrics_dir is None or not self._timings.rows:
+            return
+        self.metrics_dir.mkdir(parents=True, exist_ok=True)
+        pq.write_table(self.batch_metrics(), self.metrics_dir / "batches.parquet")
 
     def _check_open(self) -> None:
         if self._closed:

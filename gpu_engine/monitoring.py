@@ -42,6 +42,36 @@ class EngineMonitoring:
         """Register the actions this engine can carry out when a rule asks for them."""
         self.engine = engine
         self.monitor.actions.register("shrink_batch_delay", self._shrink_batch_delay)
+        self.monitor.actions.register("run_optimizer", self._run_optimizer)
+
+    def _run_optimizer(
+        self, alert: Any = None, budget: float = 2.0, sla: str = "50ms", price: float = 0.05
+    ) -> dict[str, Any]:
+        """Fit the queueing model to this run's batches, solve it, apply what can change live.
+
+        The micro-batch size and delay change at once (they are the ingest stage's
+        batch and ``max_delay``); worker counts are reported for the next start,
+        since the key-partitioned state is fixed for the life of a run.
+        """
+        from gpu_engine.optimizer.fit import fit_metrics, problem_from_metrics
+        from gpu_engine.optimizer.solver import recommend
+
+        assert self.engine is not None
+        fit = fit_metrics(self.engine.batch_metrics().to_pandas())
+        allocation = recommend(problem_from_metrics(fit, budget, sla, price=price))
+        ingest = allocation.stages[0]
+        batcher = self.engine.batcher
+        if allocation.feasible:
+            batcher.max_rows = int(ingest.batch)
+            batcher.max_delay_s = max(0.001, float(ingest.max_delay_ms) / 1000.0)
+        return {
+            "feasible": allocation.feasible,
+            "binding": allocation.binding,
+            "applied": {"max_rows": batcher.max_rows, "max_delay_s": batcher.max_delay_s},
+            "workers_next_start": {s.name: s.workers for s in allocation.stages},
+            "predicted_latency_s": allocation.latency_s,
+            "cost": allocation.cost,
+        }
 
     def _shrink_batch_delay(self, alert: Any = None, factor: float = 0.5) -> dict[str, float]:
         assert self.engine is not None

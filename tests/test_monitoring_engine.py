@@ -60,3 +60,32 @@ def test_actions_reach_the_running_engine(tmp_path, rng) -> None:
     assert (tmp_path / "actions.jsonl").exists()
     log = [json.loads(line) for line in (tmp_path / "alerts.jsonl").read_text().splitlines()]
     assert log[0]["event"] == "monitor_started"
+
+
+def test_run_optimizer_action_applies_batch_size_and_delay(tmp_path, rng) -> None:
+    """The optimiser, fitted to this run's batches, retunes the live micro-batcher."""
+    frame = random_events(rng, 6000, span_ms=30_000)
+    sizes = [100, 400, 1500]  # several batch sizes, so s(b) = a + c*b is identifiable
+    batches = []
+    start = 0
+    for i in range(12):
+        n = sizes[i % 3]
+        batches.append((frame.iloc[start : start + n], "t", start))
+        start += n
+    config = make_config(WINDOW, batching={"max_rows": 100})
+    monitoring = EngineMonitoring(tmp_path)
+    try:
+        engine_batches = iter(batches)
+        run_pipeline(config, engine_batches, tmp_path, monitoring=monitoring)  # type: ignore[arg-type]
+        outcome = monitoring.monitor.actions.execute(
+            "run_optimizer", None, {"budget": 100.0, "sla": "10s"}
+        )
+    finally:
+        monitoring.stop()
+    assert outcome.status == "ok", outcome.error
+    assert monitoring.engine is not None
+    batcher = monitoring.engine.batcher
+    result = outcome.result or ""
+    assert "'feasible': True" in result
+    assert f"'max_rows': {batcher.max_rows}" in result
+    assert batcher.max_rows != 100 or batcher.max_delay_s != 0.05  # something was retuned
