@@ -91,6 +91,29 @@ def quantiles_from_entries(group, bucket, count, q, n_groups, out, valid):  # pr
         i = j
 
 
+@njit(inline="always")
+def _smallest_run(src, j, width, cursor, ends, keys):  # pragma: no cover - compiled
+    """Which of the runs ``0..width-1`` has the smallest current key (-1: all done)."""
+    best = -1
+    for s in range(width):
+        c = cursor[s]
+        if c < ends[src[j + s]] and (best < 0 or keys[c] < keys[cursor[best]]):
+            best = s
+    return best
+
+
+@njit(inline="always")
+def _take_key(key, src, j, width, cursor, ends, keys, counts):  # pragma: no cover - compiled
+    """Step every run past ``key``; the total count of ``key`` across runs."""
+    total = 0
+    for s in range(width):
+        c = cursor[s]
+        if c < ends[src[j + s]] and keys[c] == key:
+            total += counts[c]
+            cursor[s] = c + 1
+    return total
+
+
 @njit(nogil=True, cache=True)
 def combine_sketches(
     src, dst, position, starts, ends, keys, counts, is_quantile, q, out, valid, cursor
@@ -116,45 +139,23 @@ def combine_sketches(
             e += 1
         width = e - j
         p = position[g]
+        rank = math.floor(q * (total - 1)) if is_quantile and total > 0 else 0
+        cum = 0
+        distinct = 0
+        out[p] = math.nan
+        while True:
+            best = _smallest_run(src, j, width, cursor, ends, keys)
+            if best < 0:
+                break
+            key = keys[cursor[best]]
+            cum += _take_key(key, src, j, width, cursor, ends, keys, counts)
+            distinct += 1
+            if is_quantile and cum > rank:
+                out[p] = bucket_value(key)
+                break
         if is_quantile:
             valid[p] = total > 0
-            out[p] = math.nan
-            if total > 0:
-                rank = math.floor(q * (total - 1))
-                cum = 0
-                while True:
-                    best = -1
-                    for s in range(width):
-                        c = cursor[s]
-                        if c < ends[src[j + s]] and (best < 0 or keys[c] < keys[cursor[best]]):
-                            best = s
-                    if best < 0:
-                        break
-                    key = keys[cursor[best]]
-                    for s in range(width):  # the same bucket in every run counts together
-                        c = cursor[s]
-                        if c < ends[src[j + s]] and keys[c] == key:
-                            cum += counts[c]
-                            cursor[s] = c + 1
-                    if cum > rank:
-                        out[p] = bucket_value(key)
-                        break
         else:
-            distinct = 0
-            while True:
-                best = -1
-                for s in range(width):
-                    c = cursor[s]
-                    if c < ends[src[j + s]] and (best < 0 or keys[c] < keys[cursor[best]]):
-                        best = s
-                if best < 0:
-                    break
-                key = keys[cursor[best]]
-                distinct += 1
-                for s in range(width):
-                    c = cursor[s]
-                    if c < ends[src[j + s]] and keys[c] == key:
-                        cursor[s] = c + 1
             out[p] = distinct
             valid[p] = True
         j = e
