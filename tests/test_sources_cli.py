@@ -148,3 +148,27 @@ def test_callback_sink_sees_every_window(rng) -> None:
     engine.push(frame)
     summary = engine.close()
     assert sum(seen) == summary["windows_emitted"] > 0
+
+
+def test_jsonl_with_mixed_types_quarantines_only_bad_rows(tmp_path) -> None:
+    """A string among numbers in a JSON column is one bad row, not an unreadable file."""
+    lines = [
+        '{"t": 1000000, "k": 1, "s": "a", "e": 1, "x": 1.5, "u": 3}',
+        '{"t": 1000001, "k": "oops", "s": "b", "e": 2, "x": 2.5, "u": 4}',
+        '{"t": 1000002, "k": 2, "s": null, "e": 0, "x": null, "u": null}',
+    ]
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    config = make_config(WINDOW)
+    sink = MemorySink()
+    with Engine(config, sinks=[sink]) as engine:
+        for table, source, first_row in read_batches(path, 100, list(config.event_schema.fields)):
+            engine.push(table, source=source, first_row=first_row)
+    quarantine = sink.result("quarantine")
+    assert quarantine is not None
+    assert quarantine.column("_reason").to_pylist() == [
+        "k='oops' is not an integer that fits int64"
+    ]
+    assert quarantine.column("_row").to_pylist() == [1]
+    assert quarantine.column("_source").to_pylist() == [str(path)]
+    assert sink.summary is not None and sink.summary["events"]["valid"] == 2
