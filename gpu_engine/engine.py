@@ -87,7 +87,7 @@ class Engine:
         metrics_dir: str | Path | None = None,
     ) -> None:
         self.config = config
-        self.backend = select_backend(config.backend)
+        self.backend = select_backend(config.backend, config.device_memory_limit)
         self.sinks: list[Sink] = list(sinks) if sinks is not None else [MemorySink()]
         self.clock = clock
         self.listeners = list(listeners)

@@ -21,3 +21,7 @@ class BackendUnavailableError(EngineError, RuntimeError):
 
 class InputError(EngineError, ValueError):
     """An input file or object cannot be read; the message names the file."""
+
+
+class DeviceMemoryError(EngineError, MemoryError):
+    """Window state would exceed the configured device memory limit."""

@@ -163,3 +163,10 @@ def test_durations(text, ms) -> None:
 def test_bad_durations(bad) -> None:
     with pytest.raises(ValueError):
         parse_duration_ms(bad)
+
+
+def test_device_memory_limit_accepts_sizes() -> None:
+    base = yaml.safe_load(ISSUE_SHAPE)
+    assert parse_config({**base, "device_memory_limit": "8GiB"}).device_memory_limit == 8 * 2**30
+    with pytest.raises(ConfigError, match="device_memory_limit"):
+        parse_config({**base, "device_memory_limit": "lots"})

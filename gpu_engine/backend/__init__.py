@@ -7,7 +7,7 @@ nothing else in the engine branches on the device.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from gpu_engine.errors import BackendUnavailableError
@@ -22,13 +22,14 @@ class Backend:
 
     name: str
     description: str
+    memory_limit: int | None = None  # bytes of window state allowed on the device
 
-    def new_group_state(self, plan: AggregationPlan, width: int) -> Any:
+    def new_group_state(self, plan: AggregationPlan, width: int, owner: str = "") -> Any:
         """Empty keyed pane state on this device (``GroupState`` or its device twin)."""
         if self.name == "cuda":
             from gpu_engine.backend.device_state import DeviceGroupState
 
-            return DeviceGroupState(plan, width)
+            return DeviceGroupState(plan, width, limit=self.memory_limit, owner=owner)
         from gpu_engine.windows.state import GroupState
 
         return GroupState(plan, width)
@@ -61,7 +62,7 @@ def simulated() -> bool:
     return os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 
 
-def select_backend(name: str) -> Backend:
+def select_backend(name: str, memory_limit: int | None = None) -> Backend:
     """The backend for ``name``; ``auto`` falls back to the CPU when CUDA is unusable."""
     if name == "cpu":
         return CPU
@@ -71,7 +72,7 @@ def select_backend(name: str) -> Backend:
         return CPU  # no device to use (checked without importing numba.cuda: ~0.7 s)
     reason = cuda_unavailable_reason()
     if reason is None:
-        return CUDA
+        return replace(CUDA, memory_limit=memory_limit)
     if name == "cuda":
         raise BackendUnavailableError(f"backend 'cuda' cannot run here: {reason}")
     return CPU

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from gpu_engine.errors import DeviceMemoryError
 from gpu_engine.windows.aggregations import AggregationPlan, BatchValues
 from gpu_engine.windows.state import GroupState, SketchEntries
 from kernels.cuda._core import to_host
@@ -22,9 +23,18 @@ from kernels.cuda.hashindex import DeviceHashIndex
 class DeviceGroupState:
     """Keyed aggregate state whose index and scalar state live in device memory."""
 
-    def __init__(self, plan: AggregationPlan, width: int, capacity: int = 1024) -> None:
+    def __init__(
+        self,
+        plan: AggregationPlan,
+        width: int,
+        capacity: int = 1024,
+        limit: int | None = None,
+        owner: str = "",
+    ) -> None:
         self.plan = plan
         self.width = width
+        self.limit = limit
+        self.owner = owner
         self.index = DeviceHashIndex(width, capacity)
         self.agg = DeviceAggState(plan.ops, capacity)
         self.sketches = SketchEntries()
@@ -45,6 +55,7 @@ class DeviceGroupState:
     def add_events(self, group_keys: np.ndarray, values: BatchValues) -> None:
         """Aggregate one batch on the device, event ``i`` into group ``group_keys[i]``."""
         plan = self.plan
+        self._check_room(len(self.index) + len(group_keys))
         ids = self.index.insert(np.ascontiguousarray(group_keys, dtype=np.int64))
         n_rows = len(self.index)
         self.agg.reserve(n_rows)
@@ -54,6 +65,20 @@ class DeviceGroupState:
         )  # fmt: skip
         if values.sketch_inputs:
             self.sketches.add_events(to_host(ids), values)
+
+    def _check_room(self, rows: int) -> None:
+        """Refuse, with a clear error, to grow past the configured device memory limit."""
+        if self.limit is None:
+            return
+        per_row = 8 * (1 + 4 * len(self.plan.ops)) + 8 * (self.width + 2)  # state + index
+        need = max(self.nbytes, rows * per_row)
+        if need > self.limit:
+            raise DeviceMemoryError(
+                f"window {self.owner!r}: its pane state needs about {need / 2**20:,.1f} MiB of "
+                f"device memory for {rows:,} rows, above device_memory_limit "
+                f"({self.limit / 2**20:,.1f} MiB); raise the limit, or use fewer keys, a "
+                "shorter window or less allowed_lateness"
+            )
 
     def host_view(self) -> GroupState:
         """The live rows copied to host arrays, for emission on the CPU kernels."""
@@ -67,7 +92,9 @@ class DeviceGroupState:
 
     def replaced_by(self, host: GroupState) -> DeviceGroupState:
         """A device state holding ``host``'s groups (after a compaction on the host)."""
-        out = DeviceGroupState(self.plan, self.width, capacity=max(16, len(host)))
+        out = DeviceGroupState(
+            self.plan, self.width, max(16, len(host)), limit=self.limit, owner=self.owner
+        )
         if len(host):
             out.index.insert(host.keys)
             out.agg = DeviceAggState.from_host(host.agg, len(host))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, field_validator, model_validator
 
 from gpu_engine.units import DurationMs
 
@@ -219,6 +219,8 @@ class EngineConfig(_Strict):
     backend: Literal["auto", "cpu", "cuda"] = "auto"
     workers: int | None = Field(default=None, ge=1, le=256)
     """Parallel workers (key-partitioned shards); default: one per CPU core."""
+    device_memory_limit: ByteSize | None = None
+    """Cap on window state in device memory (e.g. ``8GiB``); exceeding it is a clear error."""
 
     @field_validator("windows")
     @classmethod

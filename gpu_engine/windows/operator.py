@@ -169,7 +169,9 @@ class PaneWindows(WindowOperator):
         self.size = self.spec.size
         self.slide = self.spec.effective_slide
         self.pane = self.spec.pane_ms
-        self.panes = self.backend.new_group_state(self.plan, 1 + self.encoder.width)
+        self.panes = self.backend.new_group_state(
+            self.plan, 1 + self.encoder.width, owner=self.spec.name
+        )
         self._first_live_pane = NEVER
 
     def _last_window_end(self, times: np.ndarray) -> np.ndarray:

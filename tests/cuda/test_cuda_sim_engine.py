@@ -67,3 +67,14 @@ def test_cuda_backend_matches_cpu(window) -> None:
             rtol=1e-9,
             err_msg=name,
         )
+
+
+def test_device_memory_limit_is_a_clear_error() -> None:
+    from gpu_engine.errors import DeviceMemoryError
+
+    frame = random_events(np.random.default_rng(8), 300, n_keys=200, span_ms=3000)
+    window = {"type": "tumbling", "size": 1000, "keys": ["k"]}
+    config = make_config(window, backend="cuda", workers=1, device_memory_limit="4KiB")
+    assert config.device_memory_limit == 4096
+    with pytest.raises(DeviceMemoryError, match=r"window 'w': its pane state needs about .* MiB"):
+        run_engine(config, frame, chunk=300)
