@@ -182,32 +182,30 @@ def merge_rows(
                     d_f1[d, a] += s_f1[s, a] + delta * delta * nd * ns / total
 
 
+@njit(inline="always")
+def final_value(op, is_int, k, isum, f0, f1):  # pragma: no cover - compiled
+    """(value, valid) of one aggregation from its state columns; shared with the CUDA kernels."""
+    if op == COUNT or op == QUANTILE or op == DISTINCT:
+        return float(k), True
+    if k == 0:
+        return math.nan, False
+    if op == SUM:
+        return (float(isum) if is_int else f0), True
+    if op == MEAN:
+        return (float(isum) if is_int else f0) / k, True
+    if op == MIN or op == MAX:
+        return f0, True
+    if k < 2:  # STD / VAR: sample statistics need two values
+        return math.nan, False
+    var = max(f1, 0.0) / (k - 1)
+    return (math.sqrt(var) if op == STD else var), True
+
+
 @njit(nogil=True, cache=True)
 def finalize_column(op, is_int, n, ist, isum, f0, f1, a, out, valid):  # pragma: no cover
     """Value of aggregation ``a`` for rows ``0..n-1`` into ``out`` (float64), ``valid`` mask."""
     for r in range(n):
-        k = ist[r, a]
-        valid[r] = True
-        if op == COUNT:
-            out[r] = k
-        elif k == 0:
-            valid[r] = False
-            out[r] = math.nan
-        elif op == SUM:
-            out[r] = isum[r, a] if is_int else f0[r, a]
-        elif op == MEAN:
-            out[r] = (isum[r, a] if is_int else f0[r, a]) / k
-        elif op == MIN or op == MAX:
-            out[r] = f0[r, a]
-        elif op == STD or op == VAR:
-            if k < 2:
-                valid[r] = False
-                out[r] = math.nan
-            else:
-                var = max(f1[r, a], 0.0) / (k - 1)
-                out[r] = math.sqrt(var) if op == STD else var
-        else:
-            out[r] = k
+        out[r], valid[r] = final_value(op, is_int, ist[r, a], isum[r, a], f0[r, a], f1[r, a])
 
 
 def merge_into(src: AggState, dst: AggState, src_idx: np.ndarray, dst_idx: np.ndarray) -> None:

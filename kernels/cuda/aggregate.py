@@ -49,6 +49,7 @@ from kernels.aggregate import (
     SUM,
     VAR,
     AggState,
+    final_value,
 )
 from kernels.cuda._core import arr, as_device, cuda, empty, full, kernel, launch, register, to_host
 
@@ -226,28 +227,7 @@ def _finalize_sig(dt: np.dtype) -> Any:
 @register("agg.finalize", ("int64",), _finalize_sig)
 def _finalize(op, is_int, n, ist, isum, f0, f1, a, out, valid):  # pragma: no cover - compiled
     for r in range(cuda.grid(1), n, cuda.gridsize(1)):
-        k = ist[r, a]
-        valid[r] = True
-        if op == COUNT:
-            out[r] = k
-        elif k == 0:
-            valid[r] = False
-            out[r] = math.nan
-        elif op == SUM:
-            out[r] = isum[r, a] if is_int else f0[r, a]
-        elif op == MEAN:
-            out[r] = (isum[r, a] if is_int else f0[r, a]) / k
-        elif op == MIN or op == MAX:
-            out[r] = f0[r, a]
-        elif op == STD or op == VAR:
-            if k < 2:
-                valid[r] = False
-                out[r] = math.nan
-            else:
-                var = max(f1[r, a], 0.0) / (k - 1)
-                out[r] = math.sqrt(var) if op == STD else var
-        else:
-            out[r] = k
+        out[r], valid[r] = final_value(op, is_int, ist[r, a], isum[r, a], f0[r, a], f1[r, a])
 
 
 def _init_sig(dt: np.dtype) -> Any:

@@ -28,16 +28,7 @@ import numpy as np
 from numba import types
 
 from kernels.cuda._core import arr, as_device, cuda, kernel, launch, register, to_host
-from kernels.validate import (
-    ABOVE_MAX,
-    BELOW_MIN,
-    INFINITE,
-    NAN,
-    NOT_ALLOWED,
-    NULL,
-    OK,
-    UNPARSEABLE,
-)
+from kernels.validate import NOT_ALLOWED, NULL, OK, UNPARSEABLE, value_code
 
 VALUE_DTYPES = ("float64", "float32", "int64", "int32", "int16", "int8")
 
@@ -69,20 +60,9 @@ def _check_numeric(
                 code = NULL
         else:
             x = values[i]
-            # math.isnan / math.isinf are the CPU's ``x != x`` / ``x - x != 0`` (they
-            # also accept integers, and keep the simulator free of inf - inf warnings).
-            if math.isnan(x):
-                if not allow_nan:
-                    code = NAN
-            elif math.isinf(x):
-                if not allow_nan:
-                    code = INFINITE
-            if code == OK and check_range:
-                if x < lo:
-                    code = BELOW_MIN
-                elif x > hi:
-                    code = ABOVE_MAX
-                elif n_allowed > 0:
+            code = value_code(x, allow_nan, check_range, lo, hi)  # the CPU's own rule
+            if code == OK and check_range and not math.isnan(x):
+                if n_allowed > 0:
                     hit = False
                     for j in range(n_allowed):
                         if x == allowed[j]:
