@@ -33,7 +33,7 @@ from gpu_engine.errors import EngineError
 from gpu_engine.io.frames import to_arrow
 from gpu_engine.io.sinks import MemorySink, Sink
 from gpu_engine.validation import ARROW_TYPES, ValidatedBatch, Validator
-from gpu_engine.windows.operator import WindowOperator, make_operator
+from gpu_engine.windows.operator import NEVER, WindowOperator, make_operator
 from gpu_engine.windows.sharded import ShardedWindows
 
 BatchListener = Callable[["BatchReport"], None]
@@ -67,6 +67,8 @@ class BatchReport:
     latency_s: float
     max_event_time_ms: int | None
     finished_at: float
+    worker_rows: dict[str, int]  # rows each worker (key shard) aggregated, first keyed window
+    watermark_ms: int | None  # the lowest watermark over the windows
 
 
 @dataclass
@@ -268,9 +270,21 @@ class Engine:
                 latency_s=latency,
                 max_event_time_ms=int(times.max()) if len(times) else None,
                 finished_at=finished,
+                worker_rows=self._worker_rows(rows),
+                watermark_ms=self._lowest_watermark(),
             )
             for listener in self.listeners:
                 listener(report)
+
+    def _worker_rows(self, rows: int) -> dict[str, int]:
+        for operator in self.operators:
+            if isinstance(operator, ShardedWindows):
+                return {str(i): n for i, n in enumerate(operator.last_shard_rows)}
+        return {"0": rows}
+
+    def _lowest_watermark(self) -> int | None:
+        marks = [op.watermark for op in self.operators if op.watermark > NEVER]
+        return min(marks) if marks else None
 
     # -- reporting ----------------------------------------------------------------------
     @property

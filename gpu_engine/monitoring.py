@@ -94,7 +94,10 @@ class EngineMonitoring:
             seconds=sum(report.stage_seconds.values()),
             stage_seconds=report.stage_seconds,
             event_time_lag_s=lag,
+            worker_rows=report.worker_rows,
         )
+        if report.watermark_ms is not None:
+            self.metrics.set_watermark_lag(time.time() - report.watermark_ms / 1000.0)
         if self.engine is not None:
             self.metrics.set_queue_depth(self.engine.batcher.buffered_rows)
 

@@ -27,7 +27,7 @@ def _scrape(url: str) -> dict[tuple[str, tuple], float]:
 def test_engine_metrics_are_scraped_over_http(tmp_path, rng) -> None:
     frame = random_events(rng, 3000, span_ms=20_000)
     frame.loc[:99, "e"] = 9  # 100 bad rows
-    config = make_config(WINDOW, batching={"max_rows": 500})
+    config = make_config(WINDOW, batching={"max_rows": 500}, workers=2)
     monitoring = EngineMonitoring(tmp_path, metrics_port=0)
     try:
         assert monitoring.server is not None
@@ -43,6 +43,10 @@ def test_engine_metrics_are_scraped_over_http(tmp_path, rng) -> None:
     emitted = values[("tiktoktoe_windows_emitted_total", (("window", "w"),))]
     assert emitted == summary["windows_emitted"] > 0
     assert values[("tiktoktoe_process_cpu_seconds_total", ())] > 0
+    per_worker = [values[("tiktoktoe_worker_events_total", (("worker", w),))] for w in "01"]
+    assert sum(per_worker) == summary["events"]["valid"] and min(per_worker) > 0
+    # event times are from 1970 in this test, so the watermark lags wall time by ~56 years
+    assert values[("tiktoktoe_watermark_lag_seconds", ())] > 1e9
 
 
 def test_actions_reach_the_running_engine(tmp_path, rng) -> None:

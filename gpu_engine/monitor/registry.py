@@ -127,6 +127,7 @@ class EngineMetrics:
         stage_seconds: Mapping[str, float] | None = None,
         event_time_lag_s: float | None = None,
         worker: str = "0",
+        worker_rows: Mapping[str, int] | None = None,
     ) -> None:
         """Record one processed batch; O(stages) counter increments, no allocation per event."""
         self._events_in.inc(rows_in)
@@ -152,13 +153,15 @@ class EngineMetrics:
                             stage, self._stage.labels(stage=stage)
                         )
                 child.inc(secs)  # type: ignore[attr-defined]
-        wchild = self._worker_children.get(worker)
-        if wchild is None:
-            with self._child_lock:
-                wchild = self._worker_children.setdefault(
-                    worker, self._worker_events.labels(worker=worker)
-                )
-        wchild.inc(rows_in)  # type: ignore[attr-defined]
+        # Per-worker throughput: the rows each worker (shard) took, or all to ``worker``.
+        for name, rows in (worker_rows or {worker: rows_in}).items():
+            wchild = self._worker_children.get(name)
+            if wchild is None:
+                with self._child_lock:
+                    wchild = self._worker_children.setdefault(
+                        name, self._worker_events.labels(worker=name)
+                    )
+            wchild.inc(rows)  # type: ignore[attr-defined]
 
     def set_queue_depth(self, n: int | float) -> None:
         self._queue.set(n)

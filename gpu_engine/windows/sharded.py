@@ -42,6 +42,7 @@ class ShardedWindows:
         self.pool = pool
         self.spec = shards[0].spec
         self.windows_emitted = 0
+        self.last_shard_rows: list[int] = [0] * len(shards)  # rows each shard took last batch
 
     @property
     def watermark(self) -> int:
@@ -58,6 +59,7 @@ class ShardedWindows:
     def process(self, table: pa.Table, times: np.ndarray, now: float) -> np.ndarray:
         shard = shard_of(table, self.spec.keys, len(self.shards))
         parts = [np.flatnonzero(shard == s) for s in range(len(self.shards))]
+        self.last_shard_rows = [len(index) for index in parts]
         futures = [
             self.pool.submit(op.process, table.take(pa.array(index)), times[index], now)
             for op, index in zip(self.shards, parts, strict=True)
