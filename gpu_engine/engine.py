@@ -241,6 +241,22 @@ class Engine:
         )
         for sink in self.sinks:
             sink.dead_letter(table)
+        now = self.clock()
+        report = BatchReport(
+            rows=rows,
+            valid=0,
+            quarantined=0,
+            late=0,
+            dead_lettered=rows,
+            stage_seconds={},
+            latency_s=now - batch.arrived_at,
+            max_event_time_ms=None,
+            finished_at=now,
+            worker_rows={},
+            watermark_ms=self._lowest_watermark(),
+        )
+        for listener in self.listeners:
+            listener(report)
 
     def _record(
         self,

@@ -96,6 +96,8 @@ class EngineMonitoring:
             event_time_lag_s=lag,
             worker_rows=report.worker_rows,
         )
+        if report.dead_lettered:
+            self.metrics.record_error("engine", "dead_letter")
         if report.watermark_ms is not None:
             self.metrics.set_watermark_lag(time.time() - report.watermark_ms / 1000.0)
         if self.engine is not None:

@@ -154,7 +154,7 @@ class EngineMetrics:
                         )
                 child.inc(secs)  # type: ignore[attr-defined]
         # Per-worker throughput: the rows each worker (shard) took, or all to ``worker``.
-        for name, rows in (worker_rows or {worker: rows_in}).items():
+        for name, rows in (worker_rows if worker_rows is not None else {worker: rows_in}).items():
             wchild = self._worker_children.get(name)
             if wchild is None:
                 with self._child_lock:
