@@ -111,7 +111,7 @@ class Engine:
                 make_operator(spec, schema.fields, key_types, time_type, self.backend)
                 for _ in range(self.workers)
             ]
-            return ShardedWindows(shards, self._pool)
+            return ShardedWindows(shards, self._pool, config.key_balancing == "adaptive")
 
         self.operators = [build(spec) for spec in config.windows]
         self.counts = Counts()
@@ -327,6 +327,7 @@ class Engine:
                     "emitted": op.windows_emitted,
                     "late_events": op.late_events,
                     "state_bytes": op.state_bytes,
+                    "keys_moved": getattr(op, "keys_moved", 0),
                 }
                 for op in self.operators
             },

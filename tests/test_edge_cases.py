@@ -158,3 +158,45 @@ def test_workers_agree_with_one_worker(window, rng) -> None:
     (one, events_one), (three, events_three) = results
     assert events_one == events_three and events_one["late"] > 0
     pd.testing.assert_frame_equal(one, three)
+
+
+def test_adaptive_key_balancing_moves_keys_with_their_state() -> None:
+    """Skewed keys that a fixed hash piles onto one shard get moved, state and all,
+    and the results stay equal to one worker's."""
+    from gpu_engine.windows.sharded import key_hashes
+
+    rng = np.random.default_rng(11)
+    # hot keys that all hash to shard 0 of 2, plus a cold tail
+    candidates = np.arange(1, 5000)
+    import pyarrow as pa
+
+    shard = key_hashes(pa.table({"k": candidates}), ["k"]) % np.uint64(2)
+    hot = candidates[shard == 0][:6]
+    n = 6000
+    keys = np.where(rng.random(n) < 0.8, rng.choice(hot, n), rng.integers(5000, 9000, n))
+    frame = random_events(rng, n, span_ms=60_000, disorder_ms=500)
+    frame["k"] = keys
+    window = {"type": "sliding", "size": 3000, "slide": 1000, "keys": ["k"],
+              "allowed_lateness": 500}  # fmt: skip
+    results, loads = [], []
+    for workers, balancing in ((1, "hash"), (2, "hash"), (2, "adaptive")):
+        config = make_config(window, workers=workers, key_balancing=balancing,
+                             batching={"max_rows": 500})  # fmt: skip
+        sink = MemorySink()
+        engine = Engine(config, sinks=[sink])
+        rows_per_shard = np.zeros(workers)
+        for start in range(0, n, 500):
+            engine.push(frame.iloc[start : start + 500])
+            if workers > 1:
+                rows_per_shard += engine.operators[0].last_shard_rows
+        summary = engine.close()
+        out = window_frame(sink).sort_values(["window_start", "k"]).reset_index(drop=True)
+        results.append((out, summary))
+        loads.append(rows_per_shard)
+    (one, _), (hashed, _), (adaptive, summary) = results
+    assert summary["windows"]["w"]["keys_moved"] > 0
+    pd.testing.assert_frame_equal(one, hashed)
+    pd.testing.assert_frame_equal(one, adaptive)
+    # the fixed hash leaves one shard with most of the load; adaptive placement evens it out
+    assert loads[1].max() / loads[1].mean() > 1.6
+    assert loads[2].max() / loads[2].mean() < 1.25

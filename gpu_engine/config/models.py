@@ -219,6 +219,9 @@ class EngineConfig(_Strict):
     backend: Literal["auto", "cpu", "cuda"] = "auto"
     workers: int | None = Field(default=None, ge=1, le=256)
     """Parallel workers (key-partitioned shards); default: one per CPU core."""
+    key_balancing: Literal["hash", "adaptive"] = "hash"
+    """How keys are placed on workers: a fixed hash, or adaptive to measured per-key load
+    (consistent hashing with bounded loads; moved keys take their live pane state along)."""
     device_memory_limit: ByteSize | None = None
     """Cap on window state in device memory (e.g. ``8GiB``); exceeding it is a clear error."""
 

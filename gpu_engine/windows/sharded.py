@@ -9,18 +9,20 @@ close the same windows at the same time and agree on which events are late.
 
 from __future__ import annotations
 
+import math
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
 
+from gpu_engine.optimizer.balance import KeyBalancer
 from gpu_engine.windows.aggregations import string_hashes
-from gpu_engine.windows.operator import WindowOperator
+from gpu_engine.windows.operator import PaneWindows, WindowOperator
 from kernels.sketches import hash_int64
 
 
-def shard_of(table: pa.Table, keys: list[str], n_shards: int) -> np.ndarray:
-    """Shard of every row: a hash of its key values modulo ``n_shards``."""
+def key_hashes(table: pa.Table, keys: list[str]) -> np.ndarray:
+    """A 64-bit hash of every row's key values (nulls hash like 0 / "")."""
     combined = np.zeros(table.num_rows, dtype=np.uint64)
     for name in keys:
         array = table.column(name).combine_chunks()
@@ -31,17 +33,46 @@ def shard_of(table: pa.Table, keys: list[str], n_shards: int) -> np.ndarray:
             hashes = np.empty(len(values), dtype=np.int64)
             hash_int64(values, hashes)
         combined = combined * np.uint64(31) + hashes.view(np.uint64)
-    return (combined % np.uint64(n_shards)).astype(np.int64)
+    return combined
+
+
+def atom_hashes(atoms: np.ndarray, nullable: list[bool]) -> np.ndarray:
+    """The same hash as :func:`key_hashes`, from a window's integer key atoms."""
+    combined = np.zeros(len(atoms), dtype=np.uint64)
+    col = 0
+    for is_nullable in nullable:
+        hashes = np.empty(len(atoms), dtype=np.int64)
+        hash_int64(np.ascontiguousarray(atoms[:, col]), hashes)
+        combined = combined * np.uint64(31) + hashes.view(np.uint64)
+        col += 2 if is_nullable else 1
+    return combined
+
+
+def shard_of(table: pa.Table, keys: list[str], n_shards: int) -> np.ndarray:
+    """Shard of every row: a hash of its key values modulo ``n_shards``."""
+    return (key_hashes(table, keys) % np.uint64(n_shards)).astype(np.int64)
 
 
 class ShardedWindows:
     """The operator interface over ``len(shards)`` key-partitioned operators."""
 
-    def __init__(self, shards: list[WindowOperator], pool: ThreadPoolExecutor) -> None:
+    def __init__(
+        self, shards: list[WindowOperator], pool: ThreadPoolExecutor, adaptive: bool = False
+    ) -> None:
         self.shards = shards
         self.pool = pool
         self.spec = shards[0].spec
         self.windows_emitted = 0
+        self.keys_moved = 0
+        # Adaptive placement needs portable key atoms (integers, not per-shard string
+        # codes) and pane state it can move between shards on the host.
+        self.balancer: KeyBalancer | None = None
+        portable = all(isinstance(op, PaneWindows) for op in shards) and not any(
+            t == "string" for t in shards[0].encoder.types.values()
+        )
+        if adaptive and portable and shards[0].backend.name == "cpu":
+            # hot keys are never split: each key's state must live in exactly one shard
+            self.balancer = KeyBalancer(len(shards), hot_fraction=math.inf)
         self.last_shard_rows: list[int] = [0] * len(shards)  # rows each shard took last batch
 
     @property
@@ -57,7 +88,13 @@ class ShardedWindows:
         return sum(s.state_bytes for s in self.shards)
 
     def process(self, table: pa.Table, times: np.ndarray, now: float) -> np.ndarray:
-        shard = shard_of(table, self.spec.keys, len(self.shards))
+        hashes = key_hashes(table, self.spec.keys)
+        if self.balancer is None:
+            shard = (hashes % np.uint64(len(self.shards))).astype(np.int64)
+        else:
+            shard = self.balancer.placement(hashes.view(np.int64))
+            unique, counts = np.unique(hashes, return_counts=True)
+            self.balancer.observe((unique.view(np.int64), counts.astype(np.float64)))
         parts = [np.flatnonzero(shard == s) for s in range(len(self.shards))]
         self.last_shard_rows = [len(index) for index in parts]
         futures = [
@@ -86,7 +123,32 @@ class ShardedWindows:
                 op.last_input_at = now
 
     def emit_ready(self) -> pa.Table | None:
-        return self._gather([self.pool.submit(op.emit_ready) for op in self.shards])
+        table = self._gather([self.pool.submit(op.emit_ready) for op in self.shards])
+        if self.balancer is not None and self.balancer.maybe_rebalance():
+            self._migrate()
+        return table
+
+    def _migrate(self) -> None:
+        """Move the live pane rows of keys whose placement changed to their new shard."""
+        assert self.balancer is not None
+        nullable = [self.shards[0].encoder.nullable[k] for k in self.spec.keys]
+        for s, op in enumerate(self.shards):
+            assert isinstance(op, PaneWindows)
+            keys = op.panes.keys
+            if len(keys) == 0:
+                continue
+            target = self.balancer.placement(atom_hashes(keys[:, 1:], nullable).view(np.int64))
+            leaving = target != s
+            if not leaving.any():
+                continue
+            for d in np.unique(target[leaving]):
+                rows = np.flatnonzero(target == d)
+                dest = self.shards[int(d)]
+                assert isinstance(dest, PaneWindows)
+                dest.panes.merge_from(op.panes, rows, keys[rows])
+            self.keys_moved += len(np.unique(keys[leaving, 1:], axis=0))
+            stay = np.flatnonzero(~leaving)
+            op.panes = op.panes.regroup(stay, keys[stay], keys.shape[1])
 
     def close(self) -> pa.Table | None:
         return self._gather([self.pool.submit(op.close) for op in self.shards])
