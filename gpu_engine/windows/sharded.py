@@ -48,11 +48,6 @@ def atom_hashes(atoms: np.ndarray, nullable: list[bool]) -> np.ndarray:
     return combined
 
 
-def shard_of(table: pa.Table, keys: list[str], n_shards: int) -> np.ndarray:
-    """Shard of every row: a hash of its key values modulo ``n_shards``."""
-    return (key_hashes(table, keys) % np.uint64(n_shards)).astype(np.int64)
-
-
 class ShardedWindows:
     """The operator interface over ``len(shards)`` key-partitioned operators."""
 
