@@ -24,6 +24,11 @@ class Backend:
     description: str
     memory_limit: int | None = None  # bytes of window state allowed on the device
 
+    @property
+    def host_state(self) -> bool:
+        """Whether window state lives in host memory (so shards can move it between them)."""
+        return self.name == "cpu"
+
     def new_group_state(self, plan: AggregationPlan, width: int, owner: str = "") -> Any:
         """Empty keyed pane state on this device (``GroupState`` or its device twin)."""
         if self.name == "cuda":

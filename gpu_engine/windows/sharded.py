@@ -65,7 +65,7 @@ class ShardedWindows:
         portable = all(isinstance(op, PaneWindows) for op in shards) and not any(
             t == "string" for t in shards[0].encoder.types.values()
         )
-        if adaptive and portable and shards[0].backend.name == "cpu":
+        if adaptive and portable and shards[0].backend.host_state:
             # hot keys are never split: each key's state must live in exactly one shard
             self.balancer = KeyBalancer(len(shards), hot_fraction=math.inf)
         self.last_shard_rows: list[int] = [0] * len(shards)  # rows each shard took last batch
