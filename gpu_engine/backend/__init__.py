@@ -29,15 +29,15 @@ class Backend:
         """Whether window state lives in host memory (so shards can move it between them)."""
         return self.name == "cpu"
 
-    def new_group_state(self, plan: AggregationPlan, width: int, owner: str = "") -> Any:
-        """Empty keyed pane state on this device (``GroupState`` or its device twin)."""
+    def new_pane_state(self, plan: AggregationPlan, width: int, owner: str = "") -> Any:
+        """Empty keyed pane state on this device (``PaneState`` or its device twin)."""
         if self.name == "cuda":
-            from gpu_engine.backend.device_state import DeviceGroupState
+            from gpu_engine.backend.device_state import DevicePaneState
 
-            return DeviceGroupState(plan, width, limit=self.memory_limit, owner=owner)
-        from gpu_engine.windows.state import GroupState
+            return DevicePaneState(plan, width, limit=self.memory_limit, owner=owner)
+        from gpu_engine.windows.panes import PaneState
 
-        return GroupState(plan, width)
+        return PaneState(plan, width)
 
 
 CPU = Backend("cpu", "CPU (Numba kernels, Arrow/pandas frames)")

@@ -1,4 +1,4 @@
-"""Pane state on a CUDA device: the :class:`GroupState` of the ``cuda`` backend.
+"""Pane state on a CUDA device: the :class:`PaneState` of the ``cuda`` backend.
 
 Events are hashed into pane rows and aggregated by the CUDA kernels of
 :mod:`kernels.cuda`; the rows stay on the device between batches. Emission
@@ -13,14 +13,15 @@ import numpy as np
 
 from gpu_engine.errors import DeviceMemoryError
 from gpu_engine.windows.aggregations import AggregationPlan, BatchValues
-from gpu_engine.windows.state import GroupState, SketchEntries
+from gpu_engine.windows.panes import PaneGeometry, PaneState, WindowGroups
+from gpu_engine.windows.state import SketchEntries
 from kernels.cuda._core import to_host
 from kernels.cuda.aggregate import DeviceAggState
 from kernels.cuda.aggregate import update_events as device_update_events
 from kernels.cuda.hashindex import DeviceHashIndex
 
 
-class DeviceGroupState:
+class DevicePaneState:
     """Keyed aggregate state whose index and scalar state live in device memory."""
 
     def __init__(
@@ -80,19 +81,33 @@ class DeviceGroupState:
                 "shorter window or less allowed_lateness"
             )
 
-    def host_view(self) -> GroupState:
+    # -- the pane-state interface (see gpu_engine.windows.panes) ----------------------------
+    def pane_bounds(self, first_live: int) -> tuple[int, int] | None:
+        return self._host_view().pane_bounds(first_live) if len(self) else None
+
+    def window_groups(
+        self, geometry: PaneGeometry, k_min: int, k_max: int, first_live: int
+    ) -> WindowGroups | None:
+        return self._host_view().window_groups(geometry, k_min, k_max, first_live)
+
+    def drop_panes_before(self, first_live: int) -> DevicePaneState:
+        host = self._host_view()
+        compacted = host.drop_panes_before(first_live)
+        return self if compacted is host else self._replaced_by(compacted)
+
+    def _host_view(self) -> PaneState:
         """The live rows copied to host arrays, for emission on the CPU kernels."""
         n = len(self.index)
-        host = GroupState(self.plan, self.width, capacity=max(16, n))
+        host = PaneState(self.plan, self.width, capacity=max(16, n))
         if n:
             host.index.insert(self.keys)  # unique keys in id order: host id == device id
         host.agg = self.agg.to_host(n)
         host.sketches = self.sketches
         return host
 
-    def replaced_by(self, host: GroupState) -> DeviceGroupState:
+    def _replaced_by(self, host: PaneState) -> DevicePaneState:
         """A device state holding ``host``'s groups (after a compaction on the host)."""
-        out = DeviceGroupState(
+        out = DevicePaneState(
             self.plan, self.width, max(16, len(host)), limit=self.limit, owner=self.owner
         )
         if len(host):

@@ -18,11 +18,10 @@ from gpu_engine.backend import CPU, Backend
 from gpu_engine.config.models import FieldSpec, WindowSpec
 from gpu_engine.windows.aggregations import AggregationPlan
 from gpu_engine.windows.keys import KeyEncoder
+from gpu_engine.windows.panes import PaneGeometry
 from gpu_engine.windows.state import GroupState
-from kernels.hashindex import HashIndex, group_ids
+from kernels.hashindex import HashIndex
 from kernels.sessions import merge_intervals
-from kernels.specialize import combine_finalize_for
-from kernels.windows import order_by_key_pane, order_by_window, window_pairs
 
 NEVER = -(2**62)  # "no window emitted yet"
 FOREVER = 2**62  # the watermark at the end of a bounded input
@@ -169,7 +168,8 @@ class PaneWindows(WindowOperator):
         self.size = self.spec.size
         self.slide = self.spec.effective_slide
         self.pane = self.spec.pane_ms
-        self.panes = self.backend.new_group_state(
+        self.geometry = PaneGeometry(self.pane, self.slide, self.size)
+        self.panes = self.backend.new_pane_state(
             self.plan, 1 + self.encoder.width, owner=self.spec.name
         )
         self._first_live_pane = NEVER
@@ -187,84 +187,31 @@ class PaneWindows(WindowOperator):
         self.panes.add_events(keys, self.plan.prepare(table))
 
     def _emit(self, watermark: int) -> pa.Table | None:
-        if len(self.panes) == 0:
-            return None
-        host = self.panes.host_view()  # the state itself on the CPU; a copy from a device
-        keys = host.keys
-        live = np.flatnonzero(keys[:, 0] >= self._first_live_pane)
-        if len(live) == 0:
-            return None
-        panes = keys[:, 0]
-        pane_start = panes[live] * self.pane
-        # Windows k = [k*slide, k*slide + size) that end in (emitted_until, watermark]
-        # become final now; only those that contain a live pane can be non-empty.
-        k_min = max(
-            (self.emitted_until - self.size) // self.slide + 1,
-            (int(pane_start.min()) - self.size) // self.slide + 1,
-        )
-        k_max = min((watermark - self.size) // self.slide, int(pane_start.max()) // self.slide)
+        bounds = self.panes.pane_bounds(self._first_live_pane)
         result = None
-        if k_max >= k_min:
-            # Only panes inside the windows being closed take part.
-            last_pane = (k_max * self.slide + self.size - 1) // self.pane
-            live = live[panes[live] <= last_pane]
-            kid = (
-                group_ids(keys[live, 1:])[0]
-                if keys.shape[1] > 1
-                else np.zeros(len(live), dtype=np.int64)
+        if bounds is not None:
+            # Windows k = [k*slide, k*slide + size) that end in (emitted_until, watermark]
+            # become final now; only those that contain a live pane can be non-empty.
+            first_start, last_start = bounds[0] * self.pane, bounds[1] * self.pane
+            k_min = max(
+                (self.emitted_until - self.size) // self.slide + 1,
+                (first_start - self.size) // self.slide + 1,
             )
-            kid_of_row = np.zeros(len(keys), dtype=np.int64)
-            kid_of_row[live] = kid
-            pane_min = int(panes[live].min())
-            order = np.empty(len(live), dtype=np.int64)
-            order_by_key_pane(live, kid_of_row, int(kid.max()) + 1, panes, pane_min,
-                              int(panes[live].max()) - pane_min + 1, order)  # fmt: skip
-            bound = len(live) * (self.size // self.slide)  # windows per pane
-            src = np.empty(bound, dtype=np.int64)
-            dst = np.empty(bound, dtype=np.int64)
-            dst_k = np.empty(bound, dtype=np.int64)
-            dst_row = np.empty(bound, dtype=np.int64)
-            n_pairs, n_groups = window_pairs(
-                order, kid_of_row, panes, self.pane, self.slide, self.size, k_min, k_max,
-                src, dst, dst_k, dst_row,
-            )  # fmt: skip
-            if n_groups:
-                position = np.empty(n_groups, dtype=np.int64)
-                order_by_window(dst_k, n_groups, k_min, k_max, position)
-                values = self._combine(host, src[:n_pairs], dst[:n_pairs], position, n_groups)
-                k = np.empty(n_groups, dtype=np.int64)
-                k[position] = dst_k[:n_groups]
-                atoms = np.empty((n_groups, keys.shape[1] - 1), dtype=np.int64)
-                atoms[position] = keys[dst_row[:n_groups], 1:]
-                starts = k * self.slide
-                result = self._output(starts, starts + self.size, atoms, values, sort=False)
-        # Panes whose last window is now final are dead; drop them once they are
-        # the majority (amortised compaction).
+            k_max = min((watermark - self.size) // self.slide, last_start // self.slide)
+            if k_max >= k_min:
+                groups = self.panes.window_groups(
+                    self.geometry, k_min, k_max, self._first_live_pane
+                )
+                if groups is not None:
+                    starts = groups.k * self.slide
+                    result = self._output(
+                        starts, starts + self.size, groups.atoms, groups.values, sort=False
+                    )
+        # Panes whose last window is now final are dead.
         self._first_live_pane = self._next_live_pane(watermark)
-        dead = int((panes < self._first_live_pane).sum())
-        if dead > len(keys) - dead:
-            alive = np.flatnonzero(panes >= self._first_live_pane)
-            self.panes = self.panes.replaced_by(host.regroup(alive, keys[alive], keys.shape[1]))
+        if len(self.panes):
+            self.panes = self.panes.drop_panes_before(self._first_live_pane)
         return result
-
-    def _combine(
-        self,
-        host: GroupState,
-        src: np.ndarray,
-        dst: np.ndarray,
-        position: np.ndarray,
-        n_groups: int,
-    ) -> list[pa.Array]:
-        """Aggregation columns of the window groups made of pane rows (pairs src -> dst)."""
-        plan, state = self.plan, host.agg
-        n_aggs = len(plan.ops)
-        out_f = np.empty((n_aggs, n_groups), dtype=np.float64)
-        out_i = np.empty((n_aggs, n_groups), dtype=np.int64)
-        valid = np.empty((n_aggs, n_groups), dtype=np.bool_)
-        kernel = combine_finalize_for(tuple(plan.ops.tolist()), tuple(plan.is_int.tolist()))
-        kernel(src, dst, position, state.ist, state.isum, state.f0, state.f1, out_f, out_i, valid)
-        sketches = host.sketches.combine(plan, src, dst, position, n_groups)
-        return plan.columns_from(out_f, out_i, valid, sketches)
 
     def _next_live_pane(self, watermark: int) -> int:
         """First pane some window not yet final may still need."""

@@ -117,14 +117,6 @@ class GroupState:
         )  # fmt: skip
         self.sketches.add_events(ids, values)
 
-    def host_view(self) -> GroupState:
-        """This state as host arrays (it already is)."""
-        return self
-
-    def replaced_by(self, host: GroupState) -> GroupState:
-        """A state of this kind holding ``host``'s groups (used after compaction)."""
-        return host
-
     def regroup(self, src_rows: np.ndarray, dst_keys: np.ndarray, width: int) -> GroupState:
         """A new state whose group ``dst_keys[j]`` merges row ``src_rows[j]`` of this one."""
         # Room to grow: a compacted pane state takes new rows with the next batch.
