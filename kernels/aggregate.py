@@ -78,6 +78,11 @@ class AggState:
             setattr(self, name, grown)
         init_rows(self.ops, self.f0, old, new)
 
+    def keep_rows(self, keep: np.ndarray, n_old: int) -> None:
+        """Keep only rows ``keep`` (ascending), moved to the front in place; the rest reset."""
+        compact_rows(np.ascontiguousarray(keep, dtype=np.int64), n_old, self.ops,
+                     self.rows, self.ist, self.isum, self.f0, self.f1)  # fmt: skip
+
     def take(self, rows: np.ndarray) -> AggState:
         """A new state holding only ``rows`` (in that order)."""
         out = AggState(self.ops, capacity=max(16, len(rows)))
@@ -99,6 +104,29 @@ def init_rows(ops, f0, start, stop):  # pragma: no cover - compiled
                 f0[r, a] = np.inf
             elif ops[a] == MAX:
                 f0[r, a] = -np.inf
+
+
+@njit(nogil=True, cache=True)
+def compact_rows(keep, n_old, ops, rows, ist, isum, f0, f1):  # pragma: no cover - compiled
+    """Move rows ``keep`` (ascending) to ``0..len(keep)-1``; reset rows up to ``n_old``."""
+    n_aggs = ops.shape[0]
+    for j in range(keep.shape[0]):
+        r = keep[j]
+        if r != j:
+            rows[j] = rows[r]
+            for a in range(n_aggs):
+                ist[j, a] = ist[r, a]
+                isum[j, a] = isum[r, a]
+                f0[j, a] = f0[r, a]
+                f1[j, a] = f1[r, a]
+    for r in range(keep.shape[0], n_old):
+        rows[r] = 0
+        for a in range(n_aggs):
+            ist[r, a] = 0
+            isum[r, a] = 0
+            f0[r, a] = 0.0
+            f1[r, a] = 0.0
+    init_rows(ops, f0, keep.shape[0], n_old)
 
 
 @njit(nogil=True, cache=True)
@@ -221,32 +249,29 @@ def merge_into(src: AggState, dst: AggState, src_idx: np.ndarray, dst_idx: np.nd
 
 @njit(nogil=True, cache=True)
 def combine_finalize(
-    src_idx, dst, position, ops, is_int, ist, isum, f0, f1, out_f, out_i, valid
+    lo, hi, position, ops, is_int, ist, isum, f0, f1, out_f, out_i, valid
 ):  # pragma: no cover - compiled
-    """Final values of groups made of source rows, without building a group state.
+    """Final values of groups made of runs of rows, without building a group state.
 
-    Pairs ``(src_idx[j], dst[j])`` come grouped by ``dst`` (non-decreasing);
-    group ``g`` is written at column position ``position[g]`` of ``out_f``
-    (float results), ``out_i`` (integer sums and counts) and ``valid``, each
-    shaped ``(n_aggs, n_groups)`` so that every output column is contiguous.
+    Group ``g`` is made of rows ``lo[g]:hi[g]`` (state rows gathered so that
+    each group's rows are contiguous; groups may share rows) and written at
+    column ``position[g]`` of ``out_f`` (float results), ``out_i`` (integer sums and
+    counts) and ``valid``, each shaped ``(n_aggs, n_groups)`` so that every
+    output column is contiguous. The generic reference of the kernels generated
+    by :mod:`kernels.specialize`.
     """
     n_aggs = ops.shape[0]
-    n_pairs = src_idx.shape[0]
     cnt = np.zeros(n_aggs, dtype=np.int64)
     iacc = np.zeros(n_aggs, dtype=np.int64)
     acc = np.zeros(n_aggs, dtype=np.float64)
     m2 = np.zeros(n_aggs, dtype=np.float64)
-    j = 0
-    while j < n_pairs:
-        g = dst[j]
+    for g in range(lo.shape[0]):
         for a in range(n_aggs):
             cnt[a] = 0
             iacc[a] = 0
             m2[a] = 0.0
             acc[a] = np.inf if ops[a] == MIN else (-np.inf if ops[a] == MAX else 0.0)
-        e = j
-        while e < n_pairs and dst[e] == g:
-            s = src_idx[e]
+        for s in range(lo[g], hi[g]):
             for a in range(n_aggs):
                 ns = ist[s, a]
                 if ns == 0:
@@ -272,20 +297,19 @@ def combine_finalize(
                         acc[a] += delta * ns / total
                         m2[a] += f1[s, a] + delta * delta * n * ns / total
                 cnt[a] += ns
-            e += 1
-        pos = position[g]
+        p = position[g]
         for a in range(n_aggs):
             op = ops[a]
             n = cnt[a]
             ok = True
             value = 0.0
             if op == COUNT or op == QUANTILE or op == DISTINCT:
-                out_i[a, pos] = n
+                out_i[a, p] = n
                 value = n
             elif n == 0:
                 ok = False
             elif op == SUM:
-                out_i[a, pos] = iacc[a]
+                out_i[a, p] = iacc[a]
                 value = iacc[a] if is_int[a] else acc[a]
             elif op == MEAN:
                 value = (iacc[a] if is_int[a] else acc[a]) / n
@@ -296,6 +320,5 @@ def combine_finalize(
             else:
                 var = max(m2[a], 0.0) / (n - 1)
                 value = math.sqrt(var) if op == STD else var
-            out_f[a, pos] = value if ok else math.nan
-            valid[a, pos] = ok
-        j = e
+            out_f[a, p] = value if ok else math.nan
+            valid[a, p] = ok

@@ -139,6 +139,17 @@ class HashIndex:
         self._n = int(_lookup_or_insert(self._slots, self._keys, self._n, batch, out))
         return out
 
+    def keep_rows(self, keep: np.ndarray, keys: np.ndarray | None = None) -> None:
+        """Keep only ids ``keep`` (ascending), renumbered ``0..len(keep)-1``, in place.
+
+        ``keys``, when given, are the new key tuples of the kept ids.
+        """
+        n = len(keep)
+        self._keys[:n] = self._keys[keep] if keys is None else keys
+        self._n = n
+        self._slots.fill(_EMPTY)
+        _reinsert(self._slots, self._keys, n)
+
     def find(self, keys: np.ndarray) -> np.ndarray:
         """Ids of ``keys``, ``-1`` where a key is absent."""
         batch = self._as_batch(keys)

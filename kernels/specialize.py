@@ -95,20 +95,13 @@ def _combine_source(ops: tuple[int, ...], is_int: tuple[bool, ...]) -> str:
 
     return f"""
 @njit(nogil=True, cache=True)
-def combine_finalize(src_idx, dst, position, ist, isum, f0, f1, out_f, out_i, valid):
-    n_pairs = src_idx.shape[0]
-    j = 0
-    while j < n_pairs:
-        g = dst[j]
+def combine_finalize(lo, hi, position, ist, isum, f0, f1, out_f, out_i, valid):
+    for g in range(lo.shape[0]):
 {block(init, 2)}
-        e = j
-        while e < n_pairs and dst[e] == g:
-            s = src_idx[e]
+        for s in range(lo[g], hi[g]):
 {block(step, 3)}
-            e += 1
         p = position[g]
 {block(final, 2)}
-        j = e
 """
 
 

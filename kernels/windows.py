@@ -1,8 +1,9 @@
 """Window emission kernels: which pane rows make up which (window, key) groups.
 
-Pane rows are visited sorted by (key, pane); each key's windows are then a
-sliding range over its panes, so groups get dense ids without any hashing,
-and a counting sort orders them by window.
+Pane rows are visited sorted by (key, pane); each key's windows are then
+sliding ranges over its panes, so groups need no hashing and a combine kernel
+reads each group's rows as one contiguous run; a counting sort orders the
+groups by window.
 """
 
 from __future__ import annotations
@@ -17,18 +18,17 @@ def _floor_div(a, b):  # pragma: no cover - compiled
 
 
 @njit(nogil=True, cache=True)
-def window_pairs(
-    order, kid, pane, pane_ms, slide, size, k_min, k_max, src, dst, dst_k, dst_row
+def window_ranges(
+    order, kid, pane, pane_ms, slide, size, k_min, k_max, g_k, g_lo, g_hi
 ):  # pragma: no cover - compiled
-    """Pairs (pane row -> window group) for windows ``k_min..k_max``.
+    """The (window, key) groups of windows ``k_min..k_max`` as ranges of ``order``.
 
-    ``order`` lists the rows to visit sorted by (``kid``, ``pane``). Window
-    ``k`` covers ``[k*slide, k*slide + size)``. Writes ``src[j]`` (row) and
-    ``dst[j]`` (group) for every pair, and per group its window ``dst_k`` and
-    a row ``dst_row`` carrying its key; returns (pairs, groups).
+    ``order`` lists the rows to visit sorted by (``kid``, ``pane``), so the rows
+    of one key inside one window are the contiguous run ``order[g_lo[g]:g_hi[g]]``.
+    Window ``k`` covers ``[k*slide, k*slide + size)``. Writes each group's window
+    ``g_k``; returns the number of groups.
     """
     n = order.shape[0]
-    n_pairs = 0
     n_groups = 0
     i = 0
     while i < n:
@@ -41,6 +41,7 @@ def window_pairs(
         k = max(k_min, _floor_div(start - size, slide) + 1)
         last_start = pane[order[j - 1]] * pane_ms
         k_last = min(k_max, _floor_div(last_start, slide))
+        end = first
         while k <= k_last:
             w_start = k * slide
             w_end = w_start + size
@@ -52,18 +53,16 @@ def window_pairs(
             if p_start >= w_end:  # no pane of this key in window k: jump ahead
                 k = max(k + 1, _floor_div(p_start - size, slide) + 1)
                 continue
-            e = first
-            while e < j and pane[order[e]] * pane_ms < w_end:
-                src[n_pairs] = order[e]
-                dst[n_pairs] = n_groups
-                n_pairs += 1
-                e += 1
-            dst_k[n_groups] = k
-            dst_row[n_groups] = order[first]
+            end = max(end, first)
+            while end < j and pane[order[end]] * pane_ms < w_end:
+                end += 1
+            g_k[n_groups] = k
+            g_lo[n_groups] = first
+            g_hi[n_groups] = end
             n_groups += 1
             k += 1
         i = j
-    return n_pairs, n_groups
+    return n_groups
 
 
 @njit(nogil=True, cache=True)
@@ -104,3 +103,12 @@ def order_by_key_pane(rows, kid, n_keys, pane, pane_min, n_panes, out):  # pragm
         k = kid[tmp[i]]
         out[counts[k]] = tmp[i]
         counts[k] += 1
+
+
+@njit(nogil=True, cache=True)
+def gather_rows(source, rows, out):  # pragma: no cover - compiled
+    """``out[i] = source[rows[i]]`` for a 2-d state column (numpy's fancy indexing is slower)."""
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        for c in range(source.shape[1]):
+            out[i, c] = source[r, c]

@@ -16,7 +16,9 @@ from kernels.aggregate import (
     MIN,
     OP_CODES,
     QUANTILE,
+    STD,
     SUM,
+    VAR,
     AggState,
     finalize_column,
 )
@@ -59,6 +61,15 @@ class AggregationPlan:
         self.col_of = np.array(col_of, dtype=np.int64)
         self.needs_int = bool(np.any(self.is_int & np.isin(self.ops, [SUM, OP_CODES["mean"]])))
         self.sketch_aggs = [a for a, op in enumerate(self.ops) if op in (QUANTILE, DISTINCT)]
+        # State columns the generated combine kernels read (see kernels.specialize).
+        sums = np.isin(self.ops, [SUM, OP_CODES["mean"]])
+        self.combine_reads = {"ist"}
+        if np.any(sums & self.is_int):
+            self.combine_reads.add("isum")
+        if np.any((sums & ~self.is_int) | np.isin(self.ops, [MIN, MAX, STD, VAR])):
+            self.combine_reads.add("f0")
+        if np.any(np.isin(self.ops, [STD, VAR])):
+            self.combine_reads.add("f1")
 
     def new_state(self, capacity: int = 1024) -> AggState:
         return AggState(self.ops, capacity)

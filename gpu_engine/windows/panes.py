@@ -16,7 +16,14 @@ import pyarrow as pa
 from gpu_engine.windows.state import GroupState
 from kernels.hashindex import group_ids
 from kernels.specialize import combine_finalize_for
-from kernels.windows import order_by_key_pane, order_by_window, window_pairs
+from kernels.windows import (
+    gather_rows,
+    order_by_key_pane,
+    order_by_window,
+    window_ranges,
+)
+
+_UNUSED = np.zeros((1, 1))  # a state column the generated combine kernel does not read
 
 
 @dataclass(frozen=True)
@@ -76,49 +83,77 @@ class PaneState(GroupState):
         order_by_key_pane(live, kid_of_row, int(kid.max()) + 1, panes, pane_min,
                           int(panes[live].max()) - pane_min + 1, order)  # fmt: skip
         bound = len(live) * -(-geometry.size // geometry.slide)  # windows per pane
-        src = np.empty(bound, dtype=np.int64)
-        dst = np.empty(bound, dtype=np.int64)
-        dst_k = np.empty(bound, dtype=np.int64)
-        dst_row = np.empty(bound, dtype=np.int64)
-        n_pairs, n_groups = window_pairs(
+        g_k = np.empty(bound, dtype=np.int64)
+        g_lo = np.empty(bound, dtype=np.int64)
+        g_hi = np.empty(bound, dtype=np.int64)
+        n_groups = window_ranges(
             order, kid_of_row, panes, geometry.pane, geometry.slide, geometry.size, k_min, k_max,
-            src, dst, dst_k, dst_row,
+            g_k, g_lo, g_hi,
         )  # fmt: skip
         if n_groups == 0:
             return None
+        g_k, g_lo, g_hi = g_k[:n_groups], g_lo[:n_groups], g_hi[:n_groups]
         position = np.empty(n_groups, dtype=np.int64)
-        order_by_window(dst_k, n_groups, k_min, k_max, position)
-        values = self._combine(src[:n_pairs], dst[:n_pairs], position, n_groups)
-        k = np.empty(n_groups, dtype=np.int64)
-        k[position] = dst_k[:n_groups]
-        atoms = np.empty((n_groups, keys.shape[1] - 1), dtype=np.int64)
-        atoms[position] = keys[dst_row[:n_groups], 1:]
-        return WindowGroups(k, atoms, values)
+        order_by_window(g_k, n_groups, k_min, k_max, position)
+        by_window = np.empty(n_groups, dtype=np.int64)
+        by_window[position] = np.arange(n_groups)
+        values = self._combine(order, g_lo, g_hi, position)
+        atoms = keys[order[g_lo[by_window]], 1:]
+        return WindowGroups(g_k[by_window], atoms, values)
 
     def _combine(
-        self, src: np.ndarray, dst: np.ndarray, position: np.ndarray, n_groups: int
+        self,
+        order: np.ndarray,
+        lo: np.ndarray,
+        hi: np.ndarray,
+        position: np.ndarray,
     ) -> list[pa.Array]:
-        """Aggregation columns of the groups made of rows (pairs ``src -> dst``)."""
+        """Aggregation columns of the groups made of rows ``order[lo[g]:hi[g]]``.
+
+        The rows are first gathered in ``order`` (each row once, though it takes
+        part in several windows), so the combine kernel reads them sequentially;
+        the groups, combined in key order, are written in window order (group
+        ``g`` at ``position[g]``).
+        """
         plan, state = self.plan, self.agg
-        n_aggs = len(plan.ops)
+        n_aggs, n_groups = len(plan.ops), len(lo)
+        ist, isum, f0, f1 = (
+            _gathered(getattr(state, name), order) if name in plan.combine_reads else _UNUSED
+            for name in ("ist", "isum", "f0", "f1")
+        )
         out_f = np.empty((n_aggs, n_groups), dtype=np.float64)
         out_i = np.empty((n_aggs, n_groups), dtype=np.int64)
         valid = np.empty((n_aggs, n_groups), dtype=np.bool_)
         kernel = combine_finalize_for(tuple(plan.ops.tolist()), tuple(plan.is_int.tolist()))
-        kernel(src, dst, position, state.ist, state.isum, state.f0, state.f1, out_f, out_i, valid)
-        sketches = self.sketches.combine(plan, src, dst, position, n_groups)
+        kernel(lo, hi, position, ist, isum, f0, f1, out_f, out_i, valid)
+        sketches = {}
+        if plan.sketch_aggs:
+            # Sketches merge pairs (pane row -> group), grouped by group.
+            lengths = hi - lo
+            dst = np.repeat(np.arange(n_groups), lengths)
+            src = order[np.arange(len(dst)) - np.repeat(np.cumsum(lengths) - lengths - lo, lengths)]
+            sketches = self.sketches.combine(plan, src, dst, position, n_groups)
         return plan.columns_from(out_f, out_i, valid, sketches)
 
     def drop_panes_before(self, first_live: int) -> PaneState:
-        """This state without the rows of dead panes, once they are the majority (amortised)."""
+        """This state without the rows of dead panes, once they are the majority (amortised).
+
+        Compaction is in place: the arrays keep their capacity, so a steady stream
+        stops allocating once the state has reached its working size.
+        """
         panes = self.keys[:, 0]
-        dead = int((panes < first_live).sum())
-        if dead <= len(panes) - dead:
-            return self
         alive = np.flatnonzero(panes >= first_live)
-        return self.regroup(alive, self.keys[alive], self.keys.shape[1])
+        if 2 * len(alive) < len(panes):
+            self.keep_rows(alive)
+        return self
 
     def regroup(self, src_rows: np.ndarray, dst_keys: np.ndarray, width: int) -> PaneState:
         out = PaneState(self.plan, width, capacity=max(16, 2 * len(src_rows)))
         out.merge_from(self, src_rows, dst_keys)
         return out
+
+
+def _gathered(column: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    out = np.empty((len(rows), column.shape[1]), dtype=column.dtype)
+    gather_rows(column, rows, out)
+    return out

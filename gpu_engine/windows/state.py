@@ -40,6 +40,20 @@ class SketchEntries:
             self.counts = grown
         self.counts[:n] += np.bincount(ids, weights=counts, minlength=n).astype(np.int64)
 
+    def keep_rows(self, keep: np.ndarray, n_rows: int) -> None:
+        """Keep the entries of rows ``keep`` (ascending), renumbered like the rows, in place."""
+        if len(self) == 0:
+            return
+        new_id = np.full(n_rows, -1, dtype=np.int64)
+        new_id[keep] = np.arange(len(keep))
+        entries = np.flatnonzero(new_id[self.index.keys[:, 0]] >= 0)
+        keys = self.index.keys[entries]
+        keys[:, 0] = new_id[keys[:, 0]]
+        counts = self.counts[entries]
+        self.index.keep_rows(entries, keys)
+        self.counts[: len(entries)] = counts
+        self.counts[len(entries) :] = 0
+
     def combine(
         self,
         plan: AggregationPlan,
@@ -116,6 +130,13 @@ class GroupState:
             self.agg.rows, self.agg.ist, self.agg.isum, self.agg.f0, self.agg.f1,
         )  # fmt: skip
         self.sketches.add_events(ids, values)
+
+    def keep_rows(self, keep: np.ndarray) -> None:
+        """Keep only rows ``keep`` (ascending), renumbered ``0..len(keep)-1``, in place."""
+        n_old = len(self)
+        self.sketches.keep_rows(keep, n_old)
+        self.index.keep_rows(keep)
+        self.agg.keep_rows(keep, n_old)
 
     def regroup(self, src_rows: np.ndarray, dst_keys: np.ndarray, width: int) -> GroupState:
         """A new state whose group ``dst_keys[j]`` merges row ``src_rows[j]`` of this one."""
