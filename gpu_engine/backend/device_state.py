@@ -1,22 +1,34 @@
 """Pane state on a CUDA device: the :class:`PaneState` of the ``cuda`` backend.
 
 Events are hashed into pane rows and aggregated by the CUDA kernels of
-:mod:`kernels.cuda`; the rows stay on the device between batches. Emission
-reads a host view (one copy of the live rows per emission) and reuses the CPU
-emission kernels; sketch entries are kept on the host. Imported only by the
-backend, only when CUDA is selected.
+:mod:`kernels.cuda`; the rows stay on the device between batches, and so does
+window emission (:mod:`kernels.cuda.windows`): every live pane row is expanded
+into the windows that contain it, the ``(k, key atoms)`` groups are hashed into
+a fresh device index, the rows merged into a fresh device aggregate state
+(atomics; STD/VAR by two-pass moments), finalised, and ordered by window with a
+counting sort; only the final columns come back to the host. Compaction of dead
+panes is a stream compaction on the device. Batches are uploaded in chunks
+through pinned buffers on a copy stream (:mod:`gpu_engine.backend.transfer`).
+
+Sketch aggregations (quantile, count_distinct) keep their entries on the host
+(:class:`SketchEntries`); emission combines them from host copies of the
+(pane row -> group) pairs. Imported only by the backend, only when CUDA is selected.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+from gpu_engine.backend.transfer import DEFAULT_CHUNK_ROWS, Column, PinnedUploader
 from gpu_engine.errors import DeviceMemoryError
-from gpu_engine.windows.aggregations import AggregationPlan, BatchValues
-from gpu_engine.windows.panes import PaneGeometry, PaneState, WindowGroups
+from gpu_engine.windows.aggregations import AggregationPlan, BatchValues, PreparedBatch
+from gpu_engine.windows.panes import PaneGeometry, WindowGroups, pane_keys
 from gpu_engine.windows.state import SketchEntries
-from kernels.cuda._core import to_host
-from kernels.cuda.aggregate import DeviceAggState
+from kernels.cuda import windows as device_windows
+from kernels.cuda._core import as_device, is_device_array, to_host
+from kernels.cuda.aggregate import DeviceAggState, merge_rows
 from kernels.cuda.aggregate import update_events as device_update_events
 from kernels.cuda.hashindex import DeviceHashIndex
 
@@ -31,6 +43,8 @@ class DevicePaneState:
         capacity: int = 1024,
         limit: int | None = None,
         owner: str = "",
+        uploader: PinnedUploader | None = None,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
     ) -> None:
         self.plan = plan
         self.width = width
@@ -39,6 +53,10 @@ class DevicePaneState:
         self.index = DeviceHashIndex(width, capacity)
         self.agg = DeviceAggState(plan.ops, capacity)
         self.sketches = SketchEntries()
+        self.uploader = uploader if uploader is not None else PinnedUploader(chunk_rows)
+        # The plan's arrays, on the device once (each batch passes its own mask_of).
+        self._col_of = as_device(np.ascontiguousarray(plan.col_of, dtype=np.int64))
+        self._is_int = as_device(np.ascontiguousarray(plan.is_int, dtype=np.bool_))
 
     def __len__(self) -> int:
         return len(self.index)
@@ -53,19 +71,42 @@ class DevicePaneState:
     def keys(self) -> np.ndarray:
         return to_host(self.index.keys)
 
-    def add_events(self, group_keys: np.ndarray, values: BatchValues) -> None:
-        """Aggregate one batch on the device, event ``i`` into group ``group_keys[i]``."""
-        plan = self.plan
-        self._check_room(len(self.index) + len(group_keys))
-        ids = self.index.insert(np.ascontiguousarray(group_keys, dtype=np.int64))
-        n_rows = len(self.index)
-        self.agg.reserve(n_rows)
-        device_update_events(
-            ids, plan.ops, plan.col_of, values.mask_of, plan.is_int,
-            values.fcols, values.icols, values.masks, self.agg, n_rows=n_rows,
-        )  # fmt: skip
+    def add_batch(self, batch: PreparedBatch, events: np.ndarray, pane_ms: int) -> None:
+        """Aggregate events ``events`` (row numbers) of a prepared batch into their panes."""
+        values = batch.values if len(events) == len(batch) else batch.values.subset(events)
+        self.add_events(pane_keys(batch, events, pane_ms), values)
+
+    def add_events(self, group_keys: Any, values: BatchValues) -> None:
+        """Aggregate one batch on the device, event ``i`` into group ``group_keys[i]``.
+
+        Host columns are uploaded chunk by chunk through pinned buffers (the copy
+        of a chunk overlaps the kernels of the one before); device columns pass
+        through without a copy.
+        """
+        n = len(group_keys)
+        self._check_room(len(self.index) + n)
+        if not is_device_array(group_keys):
+            group_keys = np.ascontiguousarray(group_keys, dtype=np.int64)
+        columns = [
+            Column(group_keys, 0),
+            Column(values.fcols, 1),
+            Column(values.icols, 1),
+            Column(values.masks, 1),
+        ]
+        mask_of = as_device(np.ascontiguousarray(values.mask_of, dtype=np.int64))
+        host_ids: list[np.ndarray] = []
+        for _, _, (keys, fcols, icols, masks) in self.uploader.chunks(columns, n):
+            ids = self.index.insert(keys)
+            n_rows = len(self.index)
+            self.agg.reserve(n_rows)
+            device_update_events(
+                ids, self.agg.ops, self._col_of, mask_of, self._is_int,
+                fcols, icols, masks, self.agg, n_rows=n_rows,
+            )  # fmt: skip
+            if values.sketch_inputs:
+                host_ids.append(to_host(ids))
         if values.sketch_inputs:
-            self.sketches.add_events(to_host(ids), values)
+            self.sketches.add_events(np.concatenate(host_ids), values)
 
     def _check_room(self, rows: int) -> None:
         """Refuse, with a clear error, to grow past the configured device memory limit."""
@@ -83,35 +124,86 @@ class DevicePaneState:
 
     # -- the pane-state interface (see gpu_engine.windows.panes) ----------------------------
     def pane_bounds(self, first_live: int) -> tuple[int, int] | None:
-        return self._host_view().pane_bounds(first_live) if len(self) else None
+        """(first, last) pane of the rows at or after ``first_live`` (a device reduction)."""
+        if len(self) == 0:
+            return None
+        first, last, _ = device_windows.pane_stats(self.index.keys, first_live)
+        return (first, last) if first <= last else None
 
     def window_groups(
         self, geometry: PaneGeometry, k_min: int, k_max: int, first_live: int
     ) -> WindowGroups | None:
-        return self._host_view().window_groups(geometry, k_min, k_max, first_live)
+        """Groups of windows ``k_min..k_max`` from the rows of panes ``>= first_live``."""
+        if len(self) == 0 or k_max < k_min:
+            return None
+        plan = self.plan
+        src, group_keys = device_windows.window_pairs(
+            self.index.keys, first_live, geometry.last_pane(k_max),
+            geometry.pane, geometry.slide, geometry.size, k_min, k_max,
+        )  # fmt: skip
+        n_pairs = int(src.shape[0])
+        if n_pairs == 0:
+            return None
+        groups = DeviceHashIndex(self.width, capacity=n_pairs)
+        dst = groups.insert(group_keys)
+        n_groups = len(groups)
+        agg = DeviceAggState(self.agg.ops, n_groups)
+        merge_rows(src, dst, self.agg, agg, n_rows=n_groups)
+        position = device_windows.counting_order(groups.keys, 0, k_min, k_max - k_min + 1)
+        out_f, out_i, valid = device_windows.finalize_groups(agg, self._is_int, position, n_groups)
+        ordered = to_host(device_windows.scatter_rows(groups.keys, position))
+        sketches: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        if plan.sketch_aggs:
+            sketches = self._combine_sketches(src, dst, position, n_groups)
+        values = plan.columns_from(to_host(out_f), to_host(out_i), to_host(valid), sketches)
+        return WindowGroups(
+            np.ascontiguousarray(ordered[:, 0]), np.ascontiguousarray(ordered[:, 1:]), values
+        )
+
+    def _combine_sketches(
+        self, src: Any, dst: Any, position: Any, n_groups: int
+    ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Sketch results of the groups (host), from the pairs sorted by group on the device."""
+        by_group = device_windows.counting_order(dst, 0, 0, n_groups)
+        src_h = to_host(device_windows.scatter_rows(src, by_group))
+        dst_h = to_host(device_windows.scatter_rows(dst, by_group))
+        return self.sketches.combine(self.plan, src_h, dst_h, to_host(position), n_groups)
 
     def drop_panes_before(self, first_live: int) -> DevicePaneState:
-        host = self._host_view()
-        compacted = host.drop_panes_before(first_live)
-        return self if compacted is host else self._replaced_by(compacted)
-
-    def _host_view(self) -> PaneState:
-        """The live rows copied to host arrays, for emission on the CPU kernels."""
-        n = len(self.index)
-        host = PaneState(self.plan, self.width, capacity=max(16, n))
-        if n:
-            host.index.insert(self.keys)  # unique keys in id order: host id == device id
-        host.agg = self.agg.to_host(n)
-        host.sketches = self.sketches
-        return host
-
-    def _replaced_by(self, host: PaneState) -> DevicePaneState:
-        """A device state holding ``host``'s groups (after a compaction on the host)."""
+        """This state without the rows of dead panes, once they are the majority (amortised)."""
+        n = len(self)
+        if n == 0:
+            return self
+        _, _, dead = device_windows.pane_stats(self.index.keys, first_live)
+        if dead <= n - dead:
+            return self
+        live_keys, old_ids = device_windows.compact_live(self.index.keys, first_live)
+        n_live = int(live_keys.shape[0])
         out = DevicePaneState(
-            self.plan, self.width, max(16, len(host)), limit=self.limit, owner=self.owner
-        )
-        if len(host):
-            out.index.insert(host.keys)
-            out.agg = DeviceAggState.from_host(host.agg, len(host))
-        out.sketches = host.sketches
+            self.plan, self.width, max(16, 2 * n_live), limit=self.limit, owner=self.owner,
+            uploader=self.uploader,
+        )  # fmt: skip
+        if n_live:
+            new_ids = out.index.insert(live_keys)
+            out.agg.reserve(n_live)
+            device_windows.move_rows(old_ids, new_ids, self.agg, out.agg)
+            if len(self.sketches):
+                out.sketches = _remap_sketches(self.sketches, to_host(old_ids), to_host(new_ids), n)
         return out
+
+
+def _remap_sketches(
+    entries: SketchEntries, old_ids: np.ndarray, new_ids: np.ndarray, n_old: int
+) -> SketchEntries:
+    """The entries of rows ``old_ids`` with their rows renamed ``new_ids`` (others dropped)."""
+    new_of_old = np.full(n_old, -1, dtype=np.int64)
+    new_of_old[old_ids] = new_ids
+    keys = entries.index.keys
+    rows = new_of_old[keys[:, 0]]
+    kept = np.flatnonzero(rows >= 0)
+    out = SketchEntries(capacity=max(16, 2 * len(kept)))
+    if len(kept):
+        moved = keys[kept].copy()
+        moved[:, 0] = rows[kept]
+        out.add(moved, entries.counts[kept].astype(np.float64))
+    return out

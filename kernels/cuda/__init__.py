@@ -8,7 +8,9 @@ arrays; host numpy arrays are accepted and copied, for tests.
 Modules: :mod:`.validate` (per-row reason codes), :mod:`.hashindex` (key tuples
 to dense ids), :mod:`.aggregate` (pane aggregation, window combination,
 finalisation), :mod:`.sketches` (quantile buckets, distinct hashes, entry
-counts), :mod:`.sessions` (session merging). Kernels are compiled once per
+counts), :mod:`.sessions` (session merging), :mod:`.scan` (prefix sums) and
+:mod:`.windows` (window emission from pane rows, compaction).
+Kernels are compiled once per
 (kernel, dtype) on first use; :func:`all_signatures` lists every shipped one.
 """
 
@@ -22,7 +24,15 @@ from kernels.cuda._core import SIMULATOR, kernel, signatures
 
 def all_signatures() -> Iterator[tuple[str, str, Callable[..., None], Any]]:
     """(name, dtype, python function, signature) of every kernel of every module."""
-    from kernels.cuda import aggregate, hashindex, sessions, sketches, validate  # noqa: F401
+    from kernels.cuda import (  # noqa: F401
+        aggregate,
+        hashindex,
+        scan,
+        sessions,
+        sketches,
+        validate,
+        windows,
+    )
 
     return signatures()
 

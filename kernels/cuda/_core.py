@@ -120,9 +120,17 @@ def _fill(out, value):  # pragma: no cover - compiled
         out[i] = value
 
 
+def is_device_array(array: Any) -> bool:
+    """Whether ``array`` already lives on the device (``__cuda_array_interface__``: Numba,
+    CuPy, cuDF buffers; the simulator's fake device arrays count too)."""
+    if hasattr(array, "__cuda_array_interface__"):
+        return True
+    return SIMULATOR and bool(cuda.devicearray.is_cuda_ndarray(array))
+
+
 def as_device(array: Any, dtype: Any | None = None) -> Any:
     """A device array for ``array`` (host arrays are copied, device arrays passed through)."""
-    if hasattr(array, "__cuda_array_interface__"):
+    if is_device_array(array):
         return array
     host = np.ascontiguousarray(array, dtype=dtype)
     return cuda.to_device(host)

@@ -1,0 +1,114 @@
+"""Chunked, double-buffered pinned uploads (:mod:`gpu_engine.backend.transfer`).
+
+Under the simulator copies are synchronous, so this checks what the chunks
+contain, that the staging buffers are reused (and grown), and that device
+columns pass through without a copy; the overlap itself needs a device.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from cuda_target import CUDA_WARNINGS, require_cuda_target
+
+require_cuda_target()
+
+from gpu_engine.backend.transfer import Column, PinnedUploader  # noqa: E402
+from kernels.cuda._core import as_device, cuda, to_host  # noqa: E402
+
+pytestmark = [pytest.mark.cudasim, *CUDA_WARNINGS]
+
+
+def _columns(rng: np.random.Generator, n: int) -> list[Column]:
+    return [
+        Column(rng.integers(0, 100, (n, 3)), 0),  # keys: rows on axis 0
+        Column(rng.normal(size=(2, n)), 1),  # value columns: rows on axis 1
+        Column(np.zeros((0, 0), np.int64), 1),  # no integer columns
+        Column((rng.random((1, n)) < 0.5).astype(np.uint8), 1),
+        Column(np.ones((0, n), np.uint8), 1),  # no mask rows
+    ]
+
+
+def _pointer(array: object) -> int:
+    if hasattr(array, "__cuda_array_interface__"):
+        return int(array.__cuda_array_interface__["data"][0])
+    return id(array)  # the simulator's fake device arrays have no interface
+
+
+@pytest.mark.parametrize("n", [1, 29, 30, 31, 95])
+def test_chunks_reassemble_the_batch(n: int) -> None:
+    rng = np.random.default_rng(n)
+    uploader = PinnedUploader(chunk_rows=30)
+    for _ in range(2):  # the second batch reuses the staging buffers
+        columns = _columns(rng, n)
+        parts: list[list[np.ndarray]] = [[] for _ in columns]
+        bounds = []
+        for lo, hi, device in uploader.chunks(columns, n):
+            bounds.append((lo, hi))
+            assert len(device) == len(columns)
+            for c, array in enumerate(device):
+                parts[c].append(to_host(array))
+        assert bounds == [(lo, min(lo + 30, n)) for lo in range(0, n, 30)]
+        for c, column in enumerate(columns):
+            host = np.asarray(column.array)
+            if host.size == 0:
+                assert all(p.size == 0 and p.dtype == host.dtype for p in parts[c])
+                continue
+            joined = np.concatenate(parts[c], axis=column.axis)
+            assert joined.dtype == host.dtype
+            np.testing.assert_array_equal(joined, host)
+    depth = min(2, -(-n // 30))
+    assert all(len(slot.host) == 5 for slot in uploader.slots[:depth])
+    assert uploader.copies == 2 * 3 * -(-n // 30)  # three non-empty host columns per chunk
+
+
+def test_buffers_grow_and_are_reused() -> None:
+    rng = np.random.default_rng(1)
+    uploader = PinnedUploader(chunk_rows=16)
+    for _ in uploader.chunks(_columns(rng, 8), 8):
+        pass
+    small = uploader.pinned_bytes
+    first = [id(b) for b in uploader.slots[0].host]
+    for _ in uploader.chunks(_columns(rng, 8), 8):
+        pass
+    assert [id(b) for b in uploader.slots[0].host] == first  # reused
+    for _ in uploader.chunks(_columns(rng, 40), 40):
+        pass
+    assert uploader.pinned_bytes > small  # grown to a full chunk of 16 rows
+
+
+def test_device_columns_pass_through_without_copy() -> None:
+    rng = np.random.default_rng(2)
+    keys = as_device(rng.integers(0, 9, (50, 2)))
+    values = cuda.to_device(rng.normal(size=(2, 50)))
+    host_mask = np.ones((1, 50), np.uint8)
+    uploader = PinnedUploader(chunk_rows=8)
+    seen = list(uploader.chunks([Column(keys, 0), Column(values, 1), Column(host_mask, 1)], 50))
+    assert len(seen) == 1  # a device column makes the batch one chunk
+    lo, hi, (k, v, m) = seen[0]
+    assert (lo, hi) == (0, 50)
+    assert k is keys and v is values
+    assert _pointer(k) == _pointer(keys) and _pointer(v) == _pointer(values)
+    assert uploader.copies == 1  # only the host mask was copied
+    np.testing.assert_array_equal(to_host(m), host_mask)
+
+
+def test_device_pane_state_takes_device_columns() -> None:
+    """``DevicePaneState.add_events`` with device-resident keys and values (no upload)."""
+    from window_cases import assert_same_groups, new_states, random_batch
+
+    from gpu_engine.windows.aggregations import BatchValues
+    from gpu_engine.windows.panes import PaneGeometry
+
+    rng = np.random.default_rng(4)
+    cpu, gpu = new_states(chunk_rows=8)
+    keys, values = random_batch(rng, 40, (0, 6))
+    cpu.add_events(keys, values)
+    on_device = BatchValues(
+        as_device(values.fcols), as_device(values.icols), as_device(values.masks),
+        values.mask_of, values.sketch_inputs,
+    )  # fmt: skip
+    gpu.add_events(as_device(keys), on_device)
+    assert gpu.uploader.copies == 0
+    geometry = PaneGeometry(100, 100, 200)
+    assert_same_groups(cpu.window_groups(geometry, -2, 6, 0), gpu.window_groups(geometry, -2, 6, 0))
