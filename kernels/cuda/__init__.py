@@ -8,9 +8,9 @@ arrays; host numpy arrays are accepted and copied, for tests.
 Modules: :mod:`.validate` (per-row reason codes), :mod:`.hashindex` (key tuples
 to dense ids), :mod:`.aggregate` (pane aggregation, window combination,
 finalisation), :mod:`.sketches` (quantile buckets, distinct hashes, entry
-counts), :mod:`.sessions` (session merging), :mod:`.scan` (prefix sums) and
-:mod:`.windows` (window emission from pane rows, compaction).
-Kernels are compiled once per
+counts), :mod:`.sessions` (session merging), :mod:`.scan` (prefix sums),
+:mod:`.windows` (window emission from pane rows, compaction), :mod:`.topk`
+(the best groups of each window). Kernels are compiled once per
 (kernel, dtype) on first use; :func:`all_signatures` lists every shipped one.
 """
 
@@ -30,6 +30,7 @@ def all_signatures() -> Iterator[tuple[str, str, Callable[..., None], Any]]:
         scan,
         sessions,
         sketches,
+        topk,
         validate,
         windows,
     )

@@ -1,0 +1,75 @@
+"""The device top-k (:func:`kernels.cuda.topk.top_k_rows`) against ``WindowOperator.apply_top_k``.
+
+Random groups ordered by window, with many ties in ``by`` and in the keys, nulls
+and NaN, in both directions and for several ``k``: the device must keep exactly
+the rows the CPU keeps, in the same order.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from cuda_target import CUDA_WARNINGS, require_cuda_target
+
+require_cuda_target()
+
+from gpu_engine.windows.operator import WindowOperator  # noqa: E402
+from kernels.cuda.topk import top_k_rows  # noqa: E402
+
+pytestmark = [pytest.mark.cudasim, *CUDA_WARNINGS]
+
+
+def _cpu_top_k(table: pa.Table, keys: list[str], k: int, descending: bool) -> pa.Table:
+    top = SimpleNamespace(by="v", k=k, descending=descending)
+    fake = SimpleNamespace(spec=SimpleNamespace(top_k=top, keys=keys))
+    return WindowOperator.apply_top_k(fake, table)  # type: ignore[arg-type]
+
+
+def _groups(rng: np.random.Generator, n: int, integer: bool) -> pa.Table:
+    windows = np.sort(rng.integers(0, 5, n)) * 1000
+    if integer:
+        v = pa.array(rng.integers(0, 4, n), pa.int64(), mask=rng.random(n) < 0.2)
+    else:
+        x = rng.integers(0, 4, n).astype(np.float64) / 2
+        x[rng.random(n) < 0.1] = np.nan
+        v = pa.array(x, pa.float64(), mask=rng.random(n) < 0.2)
+    return pa.table(
+        {
+            "window_start": pa.array(windows, pa.int64()),
+            "a": pa.array(rng.integers(0, 3, n), pa.int64()),
+            "b": pa.array(rng.integers(-2, 2, n), pa.int64()),
+            "v": v,
+        }
+    )
+
+
+@pytest.mark.parametrize("descending", [True, False])
+@pytest.mark.parametrize("integer", [True, False])
+def test_top_k_matches_apply_top_k(descending: bool, integer: bool) -> None:
+    rng = np.random.default_rng(17 + 2 * descending + integer)
+    table = _groups(rng, 70, integer)
+    v = table.column("v")
+    by = v.cast(pa.float64()).fill_null(0.0).to_numpy()
+    valid = v.is_valid().to_numpy()
+    atoms = np.c_[table.column("a").to_numpy(), table.column("b").to_numpy()]
+    window = table.column("window_start").to_numpy()
+    numbered = table.append_column("row", pa.array(np.arange(len(table)), pa.int64()))
+    for k in (1, 2, 5, 100):
+        kept = top_k_rows(window, by, valid, atoms, k, descending)
+        expected = _cpu_top_k(numbered, ["a", "b"], k, descending).column("row").to_numpy()
+        np.testing.assert_array_equal(kept, expected, err_msg=f"k={k}")
+
+
+def test_top_k_edge_cases() -> None:
+    empty = np.empty(0, dtype=np.int64)
+    assert len(top_k_rows(empty, empty.astype(float), empty.astype(bool), empty, 3)) == 0
+    window = np.array([7, 7, 7])
+    by = np.array([1.0, 3.0, 2.0])
+    valid = np.array([True, True, True])
+    np.testing.assert_array_equal(top_k_rows(window, by, valid, np.zeros(3, np.int64), 2), [1, 2])
+    np.testing.assert_array_equal(
+        top_k_rows(window, by, valid, np.zeros((3, 0), np.int64), 5, descending=False), [0, 2, 1]
+    )
