@@ -129,6 +129,40 @@ def compact_rows(keep, n_old, ops, rows, ist, isum, f0, f1):  # pragma: no cover
     init_rows(ops, f0, keep.shape[0], n_old)
 
 
+@njit(inline="always")
+def update_row(
+    r, i, ops, col_of, mask_of, is_int, fcols, icols, masks, rows, ist, isum, f0, f1
+):  # pragma: no cover - compiled
+    """Add event ``i`` to row ``r`` for every aggregation (see :func:`update_events`)."""
+    rows[r] += 1
+    for a in range(ops.shape[0]):
+        m = mask_of[a]
+        if m >= 0 and masks[m, i] == 0:
+            continue
+        op = ops[a]
+        ist[r, a] += 1
+        if op == COUNT or op == QUANTILE or op == DISTINCT:
+            continue
+        c = col_of[a]
+        x = fcols[c, i]
+        if op == SUM or op == MEAN:
+            if is_int[a]:
+                isum[r, a] += icols[c, i]
+            else:
+                f0[r, a] += x
+        elif op == MIN:
+            if x < f0[r, a]:
+                f0[r, a] = x
+        elif op == MAX:
+            if x > f0[r, a]:
+                f0[r, a] = x
+        else:  # STD / VAR: Welford
+            k = ist[r, a]
+            delta = x - f0[r, a]
+            f0[r, a] += delta / k
+            f1[r, a] += delta * (x - f0[r, a])
+
+
 @njit(nogil=True, cache=True)
 def update_events(
     ids, ops, col_of, mask_of, is_int, fcols, icols, masks, rows, ist, isum, f0, f1
@@ -139,38 +173,11 @@ def update_events(
     ``masks[m]`` is 1 where an event takes part (not null and ``where`` holds);
     aggregation ``a`` reads column ``col_of[a]`` under mask ``mask_of[a]``.
     """
-    n_aggs = ops.shape[0]
     for i in range(ids.shape[0]):
         r = ids[i]
-        if r < 0:
-            continue
-        rows[r] += 1
-        for a in range(n_aggs):
-            m = mask_of[a]
-            if m >= 0 and masks[m, i] == 0:
-                continue
-            op = ops[a]
-            ist[r, a] += 1
-            if op == COUNT or op == QUANTILE or op == DISTINCT:
-                continue
-            c = col_of[a]
-            x = fcols[c, i]
-            if op == SUM or op == MEAN:
-                if is_int[a]:
-                    isum[r, a] += icols[c, i]
-                else:
-                    f0[r, a] += x
-            elif op == MIN:
-                if x < f0[r, a]:
-                    f0[r, a] = x
-            elif op == MAX:
-                if x > f0[r, a]:
-                    f0[r, a] = x
-            else:  # STD / VAR: Welford
-                k = ist[r, a]
-                delta = x - f0[r, a]
-                f0[r, a] += delta / k
-                f1[r, a] += delta * (x - f0[r, a])
+        if r >= 0:
+            update_row(r, i, ops, col_of, mask_of, is_int, fcols, icols, masks,
+                       rows, ist, isum, f0, f1)  # fmt: skip
 
 
 @njit(nogil=True, cache=True)

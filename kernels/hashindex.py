@@ -39,24 +39,42 @@ def _same(a: np.ndarray, i: int, b: np.ndarray, j: int) -> bool:  # pragma: no c
     return True
 
 
+@njit(inline="always")
+def find_or_add(slots, stored, n, first, rest, i):  # pragma: no cover - compiled
+    """(id, new count) of the key ``(first, *rest[i])``, added as id ``n`` when absent.
+
+    The hash equals :func:`hash_row` of the stored tuple, so kernels that build
+    keys on the fly (a pane number and a row of key atoms) share the index.
+    """
+    mask = uint64(slots.shape[0] - 1)
+    h = mix64(uint64(0x9E3779B97F4A7C15) ^ uint64(first))
+    for c in range(rest.shape[1]):
+        h = mix64(h ^ uint64(rest[i, c]))
+    pos = h & mask
+    while True:
+        sid = slots[pos]
+        if sid == _EMPTY:
+            stored[n, 0] = first
+            for c in range(rest.shape[1]):
+                stored[n, c + 1] = rest[i, c]
+            slots[pos] = n
+            return n, n + 1
+        if stored[sid, 0] == first:
+            same = True
+            for c in range(rest.shape[1]):
+                if stored[sid, c + 1] != rest[i, c]:
+                    same = False
+                    break
+            if same:
+                return sid, n
+        pos = (pos + uint64(1)) & mask
+
+
 @njit(nogil=True, cache=True)
 def _lookup_or_insert(slots, stored, n, batch, out):  # pragma: no cover - compiled
-    mask = uint64(slots.shape[0] - 1)
+    rest = batch[:, 1:]
     for i in range(batch.shape[0]):
-        pos = hash_row(batch, i) & mask
-        while True:
-            sid = slots[pos]
-            if sid == _EMPTY:
-                for c in range(batch.shape[1]):
-                    stored[n, c] = batch[i, c]
-                slots[pos] = n
-                out[i] = n
-                n += 1
-                break
-            if _same(stored, sid, batch, i):
-                out[i] = sid
-                break
-            pos = (pos + uint64(1)) & mask
+        out[i], n = find_or_add(slots, stored, n, batch[i, 0], rest, i)
     return n
 
 
@@ -110,6 +128,18 @@ class HashIndex:
     @property
     def nbytes(self) -> int:
         return int(self._keys.nbytes + self._slots.nbytes)
+
+    def reserve(self, extra: int) -> None:
+        """Room for ``extra`` more keys, so a kernel may add them without allocating."""
+        self._reserve(extra)
+
+    def raw(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """(slots, stored keys, count) for kernels that insert with :func:`find_or_add`."""
+        return self._slots, self._keys, self._n
+
+    def set_count(self, n: int) -> None:
+        """The count after a kernel added keys through :meth:`raw` (after :meth:`reserve`)."""
+        self._n = n
 
     def _reserve(self, extra: int) -> None:
         need = self._n + extra

@@ -163,14 +163,12 @@ def test_workers_agree_with_one_worker(window, rng) -> None:
 def test_adaptive_key_balancing_moves_keys_with_their_state() -> None:
     """Skewed keys that a fixed hash piles onto one shard get moved, state and all,
     and the results stay equal to one worker's."""
-    from gpu_engine.windows.sharded import key_hashes
+    from gpu_engine.windows.sharded import atom_hashes
 
     rng = np.random.default_rng(11)
     # hot keys that all hash to shard 0 of 2, plus a cold tail
     candidates = np.arange(1, 5000)
-    import pyarrow as pa
-
-    shard = key_hashes(pa.table({"k": candidates}), ["k"]) % np.uint64(2)
+    shard = atom_hashes(candidates.reshape(-1, 1), [False]) % np.uint64(2)
     hot = candidates[shard == 0][:6]
     n = 6000
     keys = np.where(rng.random(n) < 0.8, rng.choice(hot, n), rng.integers(5000, 9000, n))

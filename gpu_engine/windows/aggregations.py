@@ -37,6 +37,40 @@ class BatchValues:
     mask_of: np.ndarray  # (n_aggs,) int64, -1 = every event takes part
     sketch_inputs: list[tuple[int, np.ndarray, np.ndarray]]  # (agg, event index, bucket/hash)
 
+    def subset(self, rows: np.ndarray) -> BatchValues:
+        """The values of events ``rows`` only, renumbered ``0..len(rows)-1``."""
+        n = self.fcols.shape[1]
+        new_index = np.full(n, -1, dtype=np.int64)
+        new_index[rows] = np.arange(len(rows))
+        sketches = []
+        for a, event_index, keys in self.sketch_inputs:
+            renumbered = new_index[event_index]
+            take = renumbered >= 0
+            sketches.append((a, renumbered[take], keys[take]))
+        return BatchValues(
+            self.fcols[:, rows],
+            self.icols[:, rows] if self.icols.size else self.icols,
+            self.masks[:, rows],
+            self.mask_of,
+            sketches,
+        )
+
+
+@dataclass
+class PreparedBatch:
+    """A validated batch as the kernels read it: times, key atoms and aggregation inputs.
+
+    Built once per batch and window, then shared by every worker, each taking
+    its events by row number.
+    """
+
+    times: np.ndarray  # (n,) int64 event time in ms
+    atoms: np.ndarray  # (n, width) int64 key atoms
+    values: BatchValues
+
+    def __len__(self) -> int:
+        return len(self.times)
+
 
 class AggregationPlan:
     """The aggregations of one window, compiled to op codes and column indexes."""

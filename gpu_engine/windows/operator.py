@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from gpu_engine.backend import CPU, Backend
 from gpu_engine.config.models import FieldSpec, WindowSpec
-from gpu_engine.windows.aggregations import AggregationPlan
+from gpu_engine.windows.aggregations import AggregationPlan, PreparedBatch
 from gpu_engine.windows.keys import KeyEncoder
 from gpu_engine.windows.panes import PaneGeometry
 from gpu_engine.windows.state import GroupState
@@ -54,19 +54,30 @@ class WindowOperator(ABC):
     # -- the batch path ---------------------------------------------------------------
     def process(self, table: pa.Table, times: np.ndarray, now: float) -> np.ndarray:
         """Aggregate a batch; return its late-event mask (late events are not aggregated)."""
+        return self.process_prepared(self.prepare(table, times), None, now)
+
+    def prepare(self, table: pa.Table, times: np.ndarray) -> PreparedBatch:
+        """The batch as the kernels read it (once per batch, shared by all workers)."""
+        return PreparedBatch(times, self.encoder.encode(table), self.plan.prepare(table))
+
+    def process_prepared(
+        self, batch: PreparedBatch, events: np.ndarray | None, now: float
+    ) -> np.ndarray:
+        """Aggregate events ``events`` of ``batch`` (row numbers; None: all); their late mask."""
         self.last_input_at = now
+        times = batch.times if events is None else batch.times[events]
         late = self._late_mask(times)
-        self.late_events += int(late.sum())
+        n_late = int(late.sum())
+        self.late_events += n_late
         if len(times):
             self.max_event_time = max(self.max_event_time, int(times.max()))
             self.watermark = max(self.watermark, self.max_event_time - self.spec.allowed_lateness)
-        keep = ~late
-        if keep.any():
-            if keep.all():
-                self._add(table, times)
-            else:
-                index = np.flatnonzero(keep)
-                self._add(table.take(pa.array(index)), times[index])
+        if n_late < len(times):
+            if events is None:
+                events = np.flatnonzero(~late) if n_late else np.arange(len(times))
+            elif n_late:
+                events = events[~late]
+            self._add(batch, events)
         return late
 
     def poll(self, now: float) -> None:
@@ -106,7 +117,7 @@ class WindowOperator(ABC):
     def _late_mask(self, times: np.ndarray) -> np.ndarray: ...
 
     @abstractmethod
-    def _add(self, table: pa.Table, times: np.ndarray) -> None: ...
+    def _add(self, batch: PreparedBatch, events: np.ndarray) -> None: ...
 
     @abstractmethod
     def _emit(self, watermark: int) -> pa.Table | None: ...
@@ -180,11 +191,8 @@ class PaneWindows(WindowOperator):
     def _late_mask(self, times: np.ndarray) -> np.ndarray:
         return self._last_window_end(times) <= self.emitted_until
 
-    def _add(self, table: pa.Table, times: np.ndarray) -> None:
-        keys = np.empty((len(times), 1 + self.encoder.width), dtype=np.int64)
-        keys[:, 0] = np.floor_divide(times, self.pane)
-        keys[:, 1:] = self.encoder.encode(table)
-        self.panes.add_events(keys, self.plan.prepare(table))
+    def _add(self, batch: PreparedBatch, events: np.ndarray) -> None:
+        self.panes.add_batch(batch, events, self.pane)
 
     def _emit(self, watermark: int) -> pa.Table | None:
         bounds = self.panes.pane_bounds(self._first_live_pane)
@@ -244,8 +252,10 @@ class SessionWindows(WindowOperator):
     def _late_mask(self, times: np.ndarray) -> np.ndarray:
         return times + self.gap <= self.emitted_until
 
-    def _add(self, table: pa.Table, times: np.ndarray) -> None:
-        kid = self.key_ids.insert(self.encoder.encode(table))
+    def _add(self, batch: PreparedBatch, events: np.ndarray) -> None:
+        values = batch.values if len(events) == len(batch) else batch.values.subset(events)
+        times = batch.times[events]
+        kid = self.key_ids.insert(batch.atoms[events])
         n = len(times)
         # Events of the batch, cut into sessions of their own ...
         order = np.lexsort((times, kid))
@@ -261,7 +271,7 @@ class SessionWindows(WindowOperator):
         fresh.index.insert(np.arange(n_new).reshape(-1, 1))  # row i is batch session i
         event_ids = np.empty(n, dtype=np.int64)
         event_ids[order] = ids
-        fresh.add_events(event_ids.reshape(-1, 1), self.plan.prepare(table))
+        fresh.add_events(event_ids.reshape(-1, 1), values)
         # ... then merged with the open sessions of the same keys (only those).
         touched = np.zeros(len(self.key_ids), dtype=np.bool_)
         touched[sorted_kid[first]] = True

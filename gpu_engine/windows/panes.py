@@ -13,8 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from gpu_engine.windows.aggregations import PreparedBatch
 from gpu_engine.windows.state import GroupState
 from kernels.hashindex import group_ids
+from kernels.panes import ingest_panes
 from kernels.specialize import combine_finalize_for
 from kernels.windows import (
     gather_rows,
@@ -50,6 +52,28 @@ class WindowGroups:
 
 class PaneState(GroupState):
     """Pane rows on the CPU: windows are combined from them with the generated kernels."""
+
+    def add_batch(self, batch: PreparedBatch, events: np.ndarray, pane_ms: int) -> None:
+        """Aggregate events ``events`` (row numbers of ``batch``) into their pane rows."""
+        if len(events) == 0:
+            return
+        self.index.reserve(len(events))
+        self.agg.reserve(len(self.index) + len(events))
+        slots, stored, n = self.index.raw()
+        ids = np.empty(len(batch), dtype=np.int64)
+        plan, values, agg = self.plan, batch.values, self.agg
+        n = ingest_panes(
+            events, batch.times, pane_ms, batch.atoms, slots, stored, n, ids,
+            plan.ops, plan.col_of, values.mask_of, plan.is_int, values.fcols, values.icols,
+            values.masks, agg.rows, agg.ist, agg.isum, agg.f0, agg.f1,
+        )  # fmt: skip
+        self.index.set_count(n)
+        if values.sketch_inputs:
+            mine = None
+            if len(events) < len(batch):
+                mine = np.zeros(len(batch), dtype=np.bool_)
+                mine[events] = True
+            self.sketches.add_events(ids, values, mine)
 
     def pane_bounds(self, first_live: int) -> tuple[int, int] | None:
         """(first, last) pane of the rows at or after ``first_live``; None when there are none."""
@@ -151,6 +175,14 @@ class PaneState(GroupState):
         out = PaneState(self.plan, width, capacity=max(16, 2 * len(src_rows)))
         out.merge_from(self, src_rows, dst_keys)
         return out
+
+
+def pane_keys(batch: PreparedBatch, events: np.ndarray, pane_ms: int) -> np.ndarray:
+    """The ``(pane, key atoms...)`` rows of events ``events``, for states that take keys."""
+    keys = np.empty((len(events), 1 + batch.atoms.shape[1]), dtype=np.int64)
+    keys[:, 0] = np.floor_divide(batch.times[events], pane_ms)
+    keys[:, 1:] = batch.atoms[events]
+    return keys
 
 
 def _gathered(column: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -16,28 +16,17 @@ import numpy as np
 import pyarrow as pa
 
 from gpu_engine.optimizer.balance import KeyBalancer
-from gpu_engine.windows.aggregations import string_hashes
 from gpu_engine.windows.operator import PaneWindows, WindowOperator
+from kernels.partition import split_by_shard
 from kernels.sketches import hash_int64
 
 
-def key_hashes(table: pa.Table, keys: list[str]) -> np.ndarray:
-    """A 64-bit hash of every row's key values (nulls hash like 0 / "")."""
-    combined = np.zeros(table.num_rows, dtype=np.uint64)
-    for name in keys:
-        array = table.column(name).combine_chunks()
-        if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
-            hashes = string_hashes(array.fill_null(""))
-        else:
-            values = array.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
-            hashes = np.empty(len(values), dtype=np.int64)
-            hash_int64(values, hashes)
-        combined = combined * np.uint64(31) + hashes.view(np.uint64)
-    return combined
-
-
 def atom_hashes(atoms: np.ndarray, nullable: list[bool]) -> np.ndarray:
-    """The same hash as :func:`key_hashes`, from a window's integer key atoms."""
+    """A 64-bit hash of each row's key from its atoms (a null key hashes like 0).
+
+    Decides a key's worker; the is-null atoms are left out, so a key's hash does
+    not depend on whether its column is nullable.
+    """
     combined = np.zeros(len(atoms), dtype=np.uint64)
     col = 0
     for is_nullable in nullable:
@@ -54,21 +43,24 @@ class ShardedWindows:
     def __init__(
         self, shards: list[WindowOperator], pool: ThreadPoolExecutor, adaptive: bool = False
     ) -> None:
+        for op in shards[1:]:
+            # One encoder: a batch is encoded once, and string codes mean the same in every shard.
+            op.encoder = shards[0].encoder
         self.shards = shards
         self.pool = pool
         self.spec = shards[0].spec
         self.windows_emitted = 0
         self.keys_moved = 0
-        # Adaptive placement needs portable key atoms (integers, not per-shard string
-        # codes) and pane state it can move between shards on the host.
+        # Adaptive placement needs pane state it can move between shards on the host
+        # (string keys are portable: all shards share one encoder).
         self.balancer: KeyBalancer | None = None
-        portable = all(isinstance(op, PaneWindows) for op in shards) and not any(
-            t == "string" for t in shards[0].encoder.types.values()
-        )
+        portable = all(isinstance(op, PaneWindows) for op in shards)
         if adaptive and portable and shards[0].backend.host_state:
             # hot keys are never split: each key's state must live in exactly one shard
             self.balancer = KeyBalancer(len(shards), hot_fraction=math.inf)
         self.last_shard_rows: list[int] = [0] * len(shards)  # rows each shard took last batch
+        encoder = shards[0].encoder
+        self._nullable = [encoder.nullable[k] for k in self.spec.keys]
 
     @property
     def watermark(self) -> int:
@@ -83,22 +75,23 @@ class ShardedWindows:
         return sum(s.state_bytes for s in self.shards)
 
     def process(self, table: pa.Table, times: np.ndarray, now: float) -> np.ndarray:
-        hashes = key_hashes(table, self.spec.keys)
+        batch = self.shards[0].prepare(table, times)
+        hashes = atom_hashes(batch.atoms, self._nullable)
         if self.balancer is None:
             shard = (hashes % np.uint64(len(self.shards))).astype(np.int64)
         else:
             shard = self.balancer.placement(hashes.view(np.int64))
             unique, counts = np.unique(hashes, return_counts=True)
             self.balancer.observe((unique.view(np.int64), counts.astype(np.float64)))
-        parts = [np.flatnonzero(shard == s) for s in range(len(self.shards))]
-        self.last_shard_rows = [len(index) for index in parts]
+        parts = split_by_shard(shard, len(self.shards))
+        self.last_shard_rows = [len(events) for events in parts]
         futures = [
-            self.pool.submit(op.process, table.take(pa.array(index)), times[index], now)
-            for op, index in zip(self.shards, parts, strict=True)
+            self.pool.submit(op.process_prepared, batch, events, now)
+            for op, events in zip(self.shards, parts, strict=True)
         ]
         late = np.zeros(len(times), dtype=bool)
-        for index, future in zip(parts, futures, strict=True):
-            late[index] = future.result()
+        for events, future in zip(parts, futures, strict=True):
+            late[events] = future.result()
         self._sync(now)
         return late
 
@@ -126,13 +119,14 @@ class ShardedWindows:
     def _migrate(self) -> None:
         """Move the live pane rows of keys whose placement changed to their new shard."""
         assert self.balancer is not None
-        nullable = [self.shards[0].encoder.nullable[k] for k in self.spec.keys]
         for s, op in enumerate(self.shards):
             assert isinstance(op, PaneWindows)
             keys = op.panes.keys
             if len(keys) == 0:
                 continue
-            target = self.balancer.placement(atom_hashes(keys[:, 1:], nullable).view(np.int64))
+            target = self.balancer.placement(
+                atom_hashes(keys[:, 1:], self._nullable).view(np.int64)
+            )
             leaving = target != s
             if not leaving.any():
                 continue

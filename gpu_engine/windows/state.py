@@ -89,9 +89,17 @@ class SketchEntries:
             results[a] = (values, valid)
         return results
 
-    def add_events(self, ids: np.ndarray, values: BatchValues) -> None:
-        """Entries of one batch's sketch values, event ``i`` belonging to row ``ids[i]``."""
+    def add_events(
+        self, ids: np.ndarray, values: BatchValues, mine: np.ndarray | None = None
+    ) -> None:
+        """Entries of one batch's sketch values, event ``i`` belonging to row ``ids[i]``.
+
+        ``mine`` (a mask over the batch) limits them to the events of this state.
+        """
         for a, event_index, sketch_keys in values.sketch_inputs:
+            if mine is not None:
+                take = mine[event_index]
+                event_index, sketch_keys = event_index[take], sketch_keys[take]
             entry = np.empty((len(event_index), 3), dtype=np.int64)
             entry[:, 0] = ids[event_index]
             entry[:, 1] = a
