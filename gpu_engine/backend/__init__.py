@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING, Any
 from gpu_engine.errors import BackendUnavailableError
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from gpu_engine.config.models import TopKSpec
     from gpu_engine.windows.aggregations import AggregationPlan
 
 
@@ -38,6 +41,15 @@ class Backend:
         from gpu_engine.windows.panes import PaneState
 
         return PaneState(plan, width)
+
+
+    def top_k(self, table: pa.Table, top: TopKSpec, keys: list[str]) -> pa.Table:
+        """The ``top.k`` best groups of each window of ``table``."""
+        from gpu_engine.backend import topk
+
+        if self.name == "cuda":
+            return topk.top_k_device(table, top, keys)
+        return topk.top_k_host(table, top, keys)
 
 
 CPU = Backend("cpu", "CPU (Numba kernels, Arrow/pandas frames)")

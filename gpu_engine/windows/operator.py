@@ -155,19 +155,7 @@ class WindowOperator(ABC):
         top = self.spec.top_k
         if top is None:
             return table
-        direction = "descending" if top.descending else "ascending"
-        table = table.sort_by(
-            [
-                ("window_start", "ascending", "at_end"),
-                (top.by, direction, "at_end"),
-                *[(k, "ascending", "at_end") for k in self.spec.keys],
-            ]
-        )
-        starts = table.column("window_start").cast(pa.int64()).to_numpy()
-        first = np.r_[0, np.flatnonzero(np.diff(starts)) + 1]
-        group_start = np.repeat(first, np.diff(np.r_[first, len(starts)]))
-        rank = np.arange(len(starts)) - group_start
-        return table.filter(pa.array(rank < top.k))
+        return self.backend.top_k(table, top, self.spec.keys)
 
 
 class PaneWindows(WindowOperator):

@@ -69,6 +69,23 @@ def test_cuda_backend_matches_cpu(window) -> None:
         )
 
 
+def test_cuda_top_k_matches_cpu() -> None:
+    """Top-k ranked on the device, through the whole engine (one worker: the simulator
+    cannot launch kernels from worker threads)."""
+    frame = random_events(np.random.default_rng(9), 200, n_keys=6, span_ms=5000, disorder_ms=200)
+    window = {"type": "sliding", "size": 2000, "slide": 1000, "keys": ["k", "s"],
+              "allowed_lateness": 200, "top_k": {"by": "likes", "k": 2}}  # fmt: skip
+    results = []
+    for backend in ("cpu", "cuda"):
+        config = make_config(window, backend=backend, workers=1, batching={"max_rows": 50})
+        sink, _ = run_engine(config, frame, chunk=50)
+        out = window_frame(sink)
+        results.append(out.sort_values(["window_start", "likes", "k", "s"]).reset_index(drop=True))
+    assert len(results[0]) > 0
+    pd.testing.assert_frame_equal(results[0][["window_start", "k", "s", "likes"]],
+                                  results[1][["window_start", "k", "s", "likes"]])  # fmt: skip
+
+
 def test_device_memory_limit_is_a_clear_error() -> None:
     from gpu_engine.errors import DeviceMemoryError
 

@@ -7,8 +7,6 @@ the rows the CPU keeps, in the same order.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -16,16 +14,15 @@ from cuda_target import CUDA_WARNINGS, require_cuda_target
 
 require_cuda_target()
 
-from gpu_engine.windows.operator import WindowOperator  # noqa: E402
+from gpu_engine.backend.topk import top_k_host  # noqa: E402
+from gpu_engine.config.models import TopKSpec  # noqa: E402
 from kernels.cuda.topk import top_k_rows  # noqa: E402
 
 pytestmark = [pytest.mark.cudasim, *CUDA_WARNINGS]
 
 
 def _cpu_top_k(table: pa.Table, keys: list[str], k: int, descending: bool) -> pa.Table:
-    top = SimpleNamespace(by="v", k=k, descending=descending)
-    fake = SimpleNamespace(spec=SimpleNamespace(top_k=top, keys=keys))
-    return WindowOperator.apply_top_k(fake, table)  # type: ignore[arg-type]
+    return top_k_host(table, TopKSpec(by="v", k=k, descending=descending), keys)
 
 
 def _groups(rng: np.random.Generator, n: int, integer: bool) -> pa.Table:
@@ -73,3 +70,18 @@ def test_top_k_edge_cases() -> None:
     np.testing.assert_array_equal(
         top_k_rows(window, by, valid, np.zeros((3, 0), np.int64), 5, descending=False), [0, 2, 1]
     )
+
+
+def test_backend_top_k_on_unordered_windows() -> None:
+    """Workers' outputs arrive concatenated, windows out of order: ranked like the host."""
+    from gpu_engine.backend.topk import top_k_device
+
+    rng = np.random.default_rng(5)
+    table = _groups(rng, 60, integer=True)
+    shuffled = table.take(pa.array(rng.permutation(table.num_rows)))
+    top = TopKSpec(by="v", k=2, descending=True)
+    got = top_k_device(shuffled, top, ["a", "b"])
+    want = top_k_host(shuffled, top, ["a", "b"])
+    assert got.num_rows == want.num_rows > 0
+    for name in ("window_start", "v", "a", "b"):
+        assert got.column(name).to_pylist() == want.column(name).to_pylist(), name

@@ -1,0 +1,64 @@
+"""The ``k`` best groups of each window, on the host or on the device.
+
+Order within a window: ``by`` best first, NaN and nulls last in both
+directions, ties broken by the key columns ascending (nulls last).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from gpu_engine.config.models import TopKSpec
+
+
+def top_k_host(table: pa.Table, top: TopKSpec, keys: list[str]) -> pa.Table:
+    """Arrow sort by (window, by, keys), then the first ``k`` rows of each window."""
+    direction = "descending" if top.descending else "ascending"
+    table = table.sort_by(
+        [
+            ("window_start", "ascending", "at_end"),
+            (top.by, direction, "at_end"),
+            *[(k, "ascending", "at_end") for k in keys],
+        ]
+    )
+    starts = table.column("window_start").cast(pa.int64()).to_numpy()
+    first = np.r_[0, np.flatnonzero(np.diff(starts)) + 1]
+    group_start = np.repeat(first, np.diff(np.r_[first, len(starts)]))
+    rank = np.arange(len(starts)) - group_start
+    return table.filter(pa.array(rank < top.k))
+
+
+def top_k_device(table: pa.Table, top: TopKSpec, keys: list[str]) -> pa.Table:
+    """The same selection ranked by the CUDA top-k kernel (:mod:`kernels.cuda.topk`)."""
+    from kernels.cuda.topk import top_k_rows
+
+    starts = table.column("window_start").cast(pa.int64()).to_numpy()
+    if len(starts) > 1 and np.any(np.diff(starts) < 0):  # workers' outputs, concatenated
+        table = table.take(pa.array(np.argsort(starts, kind="stable")))
+        starts = table.column("window_start").cast(pa.int64()).to_numpy()
+    by = table.column(top.by).combine_chunks()
+    # Dense ranks order like the key columns (strings too, nulls last), unlike string codes.
+    ranks = [_dense_rank(table.column(k)) for k in keys]
+    atoms = np.column_stack(ranks) if ranks else np.zeros((len(table), 0), dtype=np.int64)
+    keep = top_k_rows(
+        starts,
+        by.cast(pa.float64()).fill_null(0.0).to_numpy(zero_copy_only=False),
+        by.is_valid().to_numpy(zero_copy_only=False),
+        atoms,
+        top.k,
+        top.descending,
+    )
+    return table.take(pa.array(keep))
+
+
+def _dense_rank(column: pa.ChunkedArray) -> np.ndarray:
+    """0, 1, ... by ascending value, equal values equal, nulls after every value."""
+    encoded = pc.dictionary_encode(column.combine_chunks())
+    order = pc.array_sort_indices(encoded.dictionary).to_numpy()
+    rank_of_code = np.empty(len(order) + 1, dtype=np.int64)
+    rank_of_code[order] = np.arange(len(order))
+    rank_of_code[len(order)] = len(order)  # null
+    codes = encoded.indices.fill_null(len(order)).to_numpy(zero_copy_only=False)
+    return rank_of_code[codes.astype(np.int64)]
