@@ -46,6 +46,7 @@ class WindowOperator(ABC):
         self.time_type = time_type
         self.max_event_time = NEVER
         self.watermark = NEVER
+        self.batch_watermark = NEVER
         self.emitted_until = NEVER
         self.last_input_at: float | None = None
         self.windows_emitted = 0
@@ -65,6 +66,7 @@ class WindowOperator(ABC):
     ) -> np.ndarray:
         """Aggregate events ``events`` of ``batch`` (row numbers; None: all); their late mask."""
         self.last_input_at = now
+        self.batch_watermark = self.watermark  # what was final when this batch arrived
         times = batch.times if events is None else batch.times[events]
         late = self._late_mask(times)
         n_late = int(late.sum())
@@ -114,7 +116,12 @@ class WindowOperator(ABC):
 
     # -- per kind -----------------------------------------------------------------------
     @abstractmethod
-    def _late_mask(self, times: np.ndarray) -> np.ndarray: ...
+    def _late_mask(self, times: np.ndarray) -> np.ndarray:
+        """Events all of whose windows end at or before the watermark (as of the batch start).
+
+        Judged by the watermark, not by what was emitted, so results do not depend
+        on how often windows are emitted.
+        """
 
     @abstractmethod
     def _add(self, batch: PreparedBatch, events: np.ndarray) -> None: ...
@@ -177,7 +184,7 @@ class PaneWindows(WindowOperator):
         return np.floor_divide(times, self.slide) * self.slide + self.size
 
     def _late_mask(self, times: np.ndarray) -> np.ndarray:
-        return self._last_window_end(times) <= self.emitted_until
+        return self._last_window_end(times) <= self.watermark
 
     def _add(self, batch: PreparedBatch, events: np.ndarray) -> None:
         self.panes.add_batch(batch, events, self.pane)
@@ -238,7 +245,7 @@ class SessionWindows(WindowOperator):
         self.dead = np.empty(0, dtype=np.bool_)  # merged away or emitted
 
     def _late_mask(self, times: np.ndarray) -> np.ndarray:
-        return times + self.gap <= self.emitted_until
+        return times + self.gap <= self.watermark
 
     def _add(self, batch: PreparedBatch, events: np.ndarray) -> None:
         values = batch.values if len(events) == len(batch) else batch.values.subset(events)
@@ -263,7 +270,9 @@ class SessionWindows(WindowOperator):
         # ... then merged with the open sessions of the same keys (only those).
         touched = np.zeros(len(self.key_ids), dtype=np.bool_)
         touched[sorted_kid[first]] = True
-        open_rows = np.flatnonzero(~self.dead & touched[self.kid])
+        # Sessions that ended by the watermark are final even if not emitted yet.
+        still_open = self.ends > self.batch_watermark
+        open_rows = np.flatnonzero(~self.dead & touched[self.kid] & still_open)
         cand_kid = np.concatenate([self.kid[open_rows], sorted_kid[first]])
         cand_start = np.concatenate([self.starts[open_rows], sorted_times[first]])
         cand_end = np.concatenate([self.ends[open_rows], sorted_times[last] + self.gap])
