@@ -47,10 +47,13 @@ def read_batches(path: str | Path, batch_rows: int, columns: list[str]) -> Itera
 
 
 def _parquet(file: Path, batch_rows: int, columns: list[str]) -> Iterator[pa.Table]:
-    handle = pq.ParquetFile(file)
-    present = [c for c in columns if c in handle.schema_arrow.names]
-    for batch in handle.iter_batches(batch_size=batch_rows, columns=present):
-        yield pa.Table.from_batches([batch])
+    # pre_buffer=False: with pre-buffering, the reader caches the raw column
+    # chunks of every row group it has read until it is closed, so memory grows
+    # with the file (about the whole compressed file by the end).
+    with pq.ParquetFile(file, pre_buffer=False) as handle:
+        present = [c for c in columns if c in handle.schema_arrow.names]
+        for batch in handle.iter_batches(batch_size=batch_rows, columns=present):
+            yield pa.Table.from_batches([batch])
 
 
 def _csv(file: Path, batch_rows: int, columns: list[str]) -> Iterator[pa.Table]:
