@@ -114,10 +114,10 @@ class AggregationPlan:
         icols = np.empty((len(self.value_columns), n) if self.needs_int else (0, 0), np.int64)
         valid: dict[str, np.ndarray | None] = {}
         for c, name in enumerate(self.value_columns):
-            array = table.column(name)
-            fcols[c] = array.fill_null(0).to_numpy().astype(np.float64, copy=False)
+            values = numbers(table.column(name))
+            fcols[c] = values
             if self.needs_int:
-                icols[c] = array.fill_null(0).to_numpy().astype(np.int64, copy=False)
+                icols[c] = values
         mask_rows: list[np.ndarray] = []
         mask_keys: dict[tuple[str | None, str], int] = {}
         mask_of = np.full(len(self.specs), -1, dtype=np.int64)
@@ -152,7 +152,7 @@ class AggregationPlan:
             wanted = pa.array(value if isinstance(value, list) else [value])
             column_values = table.column(name)
             wanted = wanted.cast(column_values.type)
-            hit = pc.is_in(column_values, value_set=wanted).fill_null(False).to_numpy()
+            hit = numbers(pc.is_in(column_values, value_set=wanted), fill=False)
             mask = hit if mask is None else (mask & hit)
         return mask
 
@@ -227,6 +227,13 @@ class AggregationPlan:
             mask = None if ok.all() else ~ok
             out.append(pa.array(values, type=typ, mask=mask))
         return out
+
+
+def numbers(column: pa.Array | pa.ChunkedArray, fill: object = 0) -> np.ndarray:
+    """A column as numpy with nulls as ``fill`` (no Arrow pass when it has no nulls)."""
+    if column.null_count:
+        column = column.fill_null(fill)
+    return column.to_numpy(zero_copy_only=False)
 
 
 def string_hashes(array: pa.Array) -> np.ndarray:

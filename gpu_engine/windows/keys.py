@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from gpu_engine.config.models import FieldSpec
+from gpu_engine.windows.aggregations import numbers
 
 
 class _StringCodes:
@@ -66,7 +67,7 @@ class KeyEncoder:
             if self.types[key] == "string":
                 values = self._strings[key].encode(array)
             else:
-                values = array.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+                values = numbers(array)
             atoms[:, col] = values
             col += 1
             if self.nullable[key]:
