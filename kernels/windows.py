@@ -19,42 +19,43 @@ def _floor_div(a, b):  # pragma: no cover - compiled
 
 @njit(nogil=True, cache=True)
 def window_ranges(
-    order, kid, pane, pane_ms, slide, size, k_min, k_max, g_k, g_lo, g_hi
+    kid, pane, pane_ms, slide, size, k_min, k_max, g_k, g_lo, g_hi
 ):  # pragma: no cover - compiled
-    """The (window, key) groups of windows ``k_min..k_max`` as ranges of ``order``.
+    """The (window, key) groups of windows ``k_min..k_max`` as runs of sorted rows.
 
-    ``order`` lists the rows to visit sorted by (``kid``, ``pane``), so the rows
-    of one key inside one window are the contiguous run ``order[g_lo[g]:g_hi[g]]``.
-    Window ``k`` covers ``[k*slide, k*slide + size)``. Writes each group's window
-    ``g_k``; returns the number of groups.
+    ``kid`` and ``pane`` describe rows sorted by (key, pane) (see
+    :func:`order_by_key_pane`), so the rows of one key inside one window are the
+    contiguous run ``g_lo[g]:g_hi[g]``. Window ``k`` covers
+    ``[k*slide, k*slide + size)``. Writes each group's window ``g_k``; returns
+    the number of groups.
     """
-    n = order.shape[0]
+    n = kid.shape[0]
     n_groups = 0
     i = 0
     while i < n:
-        key = kid[order[i]]
+        key = kid[i]
         j = i
-        while j < n and kid[order[j]] == key:
+        while j < n and kid[j] == key:
             j += 1
         first = i  # first row of the run whose pane may still be in a window
-        start = pane[order[i]] * pane_ms
+        start = pane[i] * pane_ms
         k = max(k_min, _floor_div(start - size, slide) + 1)
-        last_start = pane[order[j - 1]] * pane_ms
+        last_start = pane[j - 1] * pane_ms
         k_last = min(k_max, _floor_div(last_start, slide))
         end = first
         while k <= k_last:
             w_start = k * slide
             w_end = w_start + size
-            while first < j and pane[order[first]] * pane_ms < w_start:
+            while first < j and pane[first] * pane_ms < w_start:
                 first += 1
             if first == j:
                 break
-            p_start = pane[order[first]] * pane_ms
+            p_start = pane[first] * pane_ms
             if p_start >= w_end:  # no pane of this key in window k: jump ahead
                 k = max(k + 1, _floor_div(p_start - size, slide) + 1)
                 continue
             end = max(end, first)
-            while end < j and pane[order[end]] * pane_ms < w_end:
+            while end < j and pane[end] * pane_ms < w_end:
                 end += 1
             g_k[n_groups] = k
             g_lo[n_groups] = first
@@ -81,8 +82,13 @@ def order_by_window(dst_k, n_groups, k_min, k_max, new_id):  # pragma: no cover 
 
 
 @njit(nogil=True, cache=True)
-def order_by_key_pane(rows, kid, n_keys, pane, pane_min, n_panes, out):  # pragma: no cover
-    """``rows`` ordered by (``kid``, ``pane``): two stable counting-sort passes, O(n)."""
+def order_by_key_pane(
+    rows, kid, n_keys, pane, pane_min, n_panes, out, out_kid, out_pane
+):  # pragma: no cover - compiled
+    """``rows`` ordered by (``kid``, ``pane``): two stable counting-sort passes, O(n).
+
+    Also writes the key and pane of each sorted row, for sequential reads later.
+    """
     n = rows.shape[0]
     tmp = np.empty(n, dtype=np.int64)
     counts = np.zeros(n_panes + 1, dtype=np.int64)
@@ -101,7 +107,10 @@ def order_by_key_pane(rows, kid, n_keys, pane, pane_min, n_panes, out):  # pragm
         counts[k + 1] += counts[k]
     for i in range(n):
         k = kid[tmp[i]]
-        out[counts[k]] = tmp[i]
+        slot = counts[k]
+        out[slot] = tmp[i]
+        out_kid[slot] = k
+        out_pane[slot] = pane[tmp[i]]
         counts[k] += 1
 
 

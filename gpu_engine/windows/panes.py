@@ -104,14 +104,17 @@ class PaneState(GroupState):
         kid_of_row[live] = kid
         pane_min = int(panes[live].min())
         order = np.empty(len(live), dtype=np.int64)
+        sorted_kid = np.empty(len(live), dtype=np.int64)
+        sorted_pane = np.empty(len(live), dtype=np.int64)
         order_by_key_pane(live, kid_of_row, int(kid.max()) + 1, panes, pane_min,
-                          int(panes[live].max()) - pane_min + 1, order)  # fmt: skip
+                          int(panes[live].max()) - pane_min + 1, order, sorted_kid,
+                          sorted_pane)  # fmt: skip
         bound = len(live) * -(-geometry.size // geometry.slide)  # windows per pane
         g_k = np.empty(bound, dtype=np.int64)
         g_lo = np.empty(bound, dtype=np.int64)
         g_hi = np.empty(bound, dtype=np.int64)
         n_groups = window_ranges(
-            order, kid_of_row, panes, geometry.pane, geometry.slide, geometry.size, k_min, k_max,
+            sorted_kid, sorted_pane, geometry.pane, geometry.slide, geometry.size, k_min, k_max,
             g_k, g_lo, g_hi,
         )  # fmt: skip
         if n_groups == 0:
