@@ -39,3 +39,44 @@ def test_parquet_is_read_in_bounded_memory(tmp_path: Path) -> None:
     assert seen == 24 * rows
     # A cache of the raw column chunks would grow to the whole file (~25 MB here).
     assert peak < 4 * row_group_bytes, (peak, row_group_bytes, size)
+
+
+def test_session_rows_stay_at_the_open_sessions() -> None:
+    """Sessions that go on are extended in place: no new row per batch, no hash index of rows."""
+    from engine_testing import make_config
+
+    from gpu_engine.engine import Engine
+    from gpu_engine.io.sinks import MemorySink
+    from gpu_engine.windows.operator import SessionWindows
+
+    keys = 2_000
+    config = make_config(
+        {"type": "session", "gap": 30_000, "keys": ["k"]},
+        workers=1,
+        batching={"max_rows": keys, "max_delay": "1h"},
+    )
+    sink = MemorySink()
+    engine = Engine(config, sinks=[sink])
+    operator = engine.operators[0]
+    assert isinstance(operator, SessionWindows)
+    rng = np.random.default_rng(3)
+    for second in range(40):  # one event per key and second: every session stays open
+        k = rng.permutation(keys).astype(np.int64)
+        engine.push(
+            {
+                "t": np.full(keys, 1_000 * second, dtype=np.int64),
+                "k": k,
+                "e": np.zeros(keys, dtype=np.int8),
+                "x": np.ones(keys),
+                "u": (k + second) % 7,
+            }
+        )
+        assert len(operator.sessions) == keys
+    # Per open session: aggregate state, distinct-count entries (7 values), key
+    # index and bounds; not a row per batch nor a hash table of row numbers.
+    assert operator.state_bytes < keys * 2_000
+    summary = engine.close()
+    out = sink.result("windows/w")
+    assert out is not None and out.num_rows == keys and summary["accounted"]
+    assert out.column("n").to_pylist() == [40] * keys
+    assert out.column("u_distinct").to_pylist() == [7] * keys

@@ -232,7 +232,14 @@ class PaneWindows(WindowOperator):
 
 
 class SessionWindows(WindowOperator):
-    """Per-key sessions closed by ``gap`` without events; out-of-order events merge them."""
+    """Per-key sessions closed by ``gap`` without events; out-of-order events merge them.
+
+    Session ``i`` is row ``i`` of the state and of the arrays ``kid`` (its key),
+    ``starts``, ``ends`` and ``dead`` (merged away or emitted), all with room to
+    grow. A batch extends the open sessions it touches in place; only new
+    sessions take new rows, and rows of dead sessions are reclaimed in place
+    once they are the majority.
+    """
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -241,12 +248,28 @@ class SessionWindows(WindowOperator):
         self._empty()
 
     def _empty(self) -> None:
-        self.sessions = GroupState(self.plan, 1)  # row i is session i
+        self.sessions = GroupState(self.plan, 1, capacity=16, rows_as_keys=True)
         self.key_ids = HashIndex(self.encoder.width)  # key atoms -> key id
-        self.kid = np.empty(0, dtype=np.int64)
-        self.starts = np.empty(0, dtype=np.int64)
-        self.ends = np.empty(0, dtype=np.int64)
-        self.dead = np.empty(0, dtype=np.bool_)  # merged away or emitted
+        self._kid = np.empty(16, dtype=np.int64)
+        self._starts = np.empty(16, dtype=np.int64)
+        self._ends = np.empty(16, dtype=np.int64)
+        self._dead = np.empty(16, dtype=np.bool_)
+
+    @property
+    def kid(self) -> np.ndarray:
+        return self._kid[: len(self.sessions)]
+
+    @property
+    def starts(self) -> np.ndarray:
+        return self._starts[: len(self.sessions)]
+
+    @property
+    def ends(self) -> np.ndarray:
+        return self._ends[: len(self.sessions)]
+
+    @property
+    def dead(self) -> np.ndarray:
+        return self._dead[: len(self.sessions)]
 
     def _late_mask(self, times: np.ndarray) -> np.ndarray:
         return times + self.gap <= self.watermark
@@ -266,17 +289,15 @@ class SessionWindows(WindowOperator):
         )
         first = np.r_[0, np.flatnonzero(np.diff(ids)) + 1]
         last = np.r_[first[1:] - 1, n - 1]
-        fresh = GroupState(self.plan, 1, capacity=max(16, n_new))
-        fresh.index.insert(np.arange(n_new).reshape(-1, 1))  # row i is batch session i
+        fresh = GroupState(self.plan, 1, capacity=max(16, n_new), rows_as_keys=True)
+        fresh.index.insert(np.arange(n_new))  # row i is batch session i
         event_ids = np.empty(n, dtype=np.int64)
         event_ids[order] = ids
         fresh.add_events(event_ids.reshape(-1, 1), values)
         # ... then merged with the open sessions of the same keys (only those).
         touched = np.zeros(len(self.key_ids), dtype=np.bool_)
         touched[sorted_kid[first]] = True
-        # Sessions that ended by the watermark are final even if not emitted yet.
-        still_open = self.ends > self.batch_watermark
-        open_rows = np.flatnonzero(~self.dead & touched[self.kid] & still_open)
+        open_rows = np.flatnonzero(~self.dead & touched[self.kid])
         cand_kid = np.concatenate([self.kid[open_rows], sorted_kid[first]])
         cand_start = np.concatenate([self.starts[open_rows], sorted_times[first]])
         cand_end = np.concatenate([self.ends[open_rows], sorted_times[last] + self.gap])
@@ -290,31 +311,49 @@ class SessionWindows(WindowOperator):
         )
         group_of = np.empty(len(order), dtype=np.int64)
         group_of[order] = merged
-        # The merged sessions become new rows; the open ones they absorbed die.
-        base = len(self.sessions)
-        new_ids = (base + group_of).reshape(-1, 1)
-        self.sessions.index.insert(np.arange(base, base + n_merged).reshape(-1, 1))
+        # A merged session lives on in the first open row it contains (merging
+        # into it in the same order as into an empty row: the same results);
+        # one without an open row takes a new row. Other open rows it absorbed die.
         n_open = len(open_rows)
-        self.sessions.merge_from(self.sessions, open_rows, new_ids[:n_open])
-        self.sessions.merge_from(fresh, np.arange(n_new), new_ids[n_open:])
+        row_of = np.full(n_merged, FOREVER, dtype=np.int64)
+        np.minimum.at(row_of, group_of[:n_open], open_rows)
+        created = np.flatnonzero(row_of == FOREVER)
+        base = len(self.sessions)
+        row_of[created] = np.arange(base, base + len(created))
+        self._reserve(base + len(created))
+        self.sessions.index.insert(row_of[created])
+        dst = row_of[group_of]
+        absorbed = np.flatnonzero(dst[:n_open] != open_rows)
+        self.sessions.merge_from(self.sessions, open_rows[absorbed], dst[absorbed])
+        self.sessions.merge_from(fresh, np.arange(n_new), dst[n_open:])
         starts = np.full(n_merged, FOREVER, dtype=np.int64)
         ends = np.full(n_merged, NEVER, dtype=np.int64)
         np.minimum.at(starts, group_of, cand_start)
         np.maximum.at(ends, group_of, cand_end)
-        kids = np.empty(n_merged, dtype=np.int64)
-        kids[group_of] = cand_kid
-        self.dead[open_rows] = True
-        self.kid = np.concatenate([self.kid, kids])
-        self.starts = np.concatenate([self.starts, starts])
-        self.ends = np.concatenate([self.ends, ends])
-        self.dead = np.concatenate([self.dead, np.zeros(n_merged, dtype=np.bool_)])
+        self._starts[row_of] = starts
+        self._ends[row_of] = ends
+        self._kid[row_of[group_of]] = cand_kid
+        self._dead[row_of[created]] = False
+        self._dead[open_rows[absorbed]] = True
+
+    def _reserve(self, n_rows: int) -> None:
+        """Room for rows ``0..n_rows-1`` in the per-session arrays (grown by half)."""
+        if n_rows <= len(self._kid):
+            return
+        size = max(n_rows, len(self._kid) + len(self._kid) // 2)
+        n = len(self.sessions)
+        for name in ("_kid", "_starts", "_ends", "_dead"):
+            old = getattr(self, name)
+            grown = np.empty(size, dtype=old.dtype)
+            grown[:n] = old[:n]
+            setattr(self, name, grown)
 
     def _emit(self, watermark: int) -> pa.Table | None:
         done = ~self.dead & (self.ends <= watermark)
         result = None
         if done.any():
             rows = np.flatnonzero(done)
-            closed = self.sessions.regroup(rows, np.arange(len(rows)).reshape(-1, 1), 1)
+            closed = self.sessions.take(rows)
             n = len(rows)
             values = self.plan.finalize(closed.agg, n, closed.sketch_results(n))
             atoms = self.key_ids.keys[self.kid[rows]]
@@ -325,17 +364,20 @@ class SessionWindows(WindowOperator):
         return result
 
     def _compact(self) -> None:
-        """Drop dead sessions and keys without an open session (amortised)."""
+        """Drop dead sessions and keys without an open session (amortised, rows in place)."""
         keep = np.flatnonzero(~self.dead)
-        self.sessions = self.sessions.regroup(keep, np.arange(len(keep)).reshape(-1, 1), 1)
         atoms = self.key_ids.keys[self.kid[keep]]
-        self.key_ids = HashIndex(self.encoder.width, capacity=max(16, len(keep)))
-        self.kid = self.key_ids.insert(atoms) if len(keep) else np.empty(0, dtype=np.int64)
-        self.starts, self.ends = self.starts[keep], self.ends[keep]
-        self.dead = np.zeros(len(keep), dtype=np.bool_)
+        n = len(keep)
+        for name in ("_kid", "_starts", "_ends", "_dead"):
+            array = getattr(self, name)
+            array[:n] = array[keep]
+        self.sessions.keep_rows(keep)
+        self.key_ids = HashIndex(self.encoder.width, capacity=max(16, n))
+        self._kid[:n] = self.key_ids.insert(atoms) if n else np.empty(0, dtype=np.int64)
 
     def _state_bytes(self) -> int:
-        return self.sessions.nbytes + self.key_ids.nbytes + int(self.starts.nbytes * 4)
+        arrays = (self._kid, self._starts, self._ends, self._dead)
+        return self.sessions.nbytes + self.key_ids.nbytes + sum(int(a.nbytes) for a in arrays)
 
 
 def make_operator(

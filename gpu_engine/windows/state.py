@@ -107,12 +107,59 @@ class SketchEntries:
             self.add(entry)
 
 
-class GroupState:
-    """Aggregates of groups identified by int64 key tuples of a fixed width."""
+class RowIndex(HashIndex):
+    """The index of a state whose group keys are its own row numbers (sessions).
 
-    def __init__(self, plan: AggregationPlan, width: int, capacity: int = 1024) -> None:
+    Key ``(i,)`` is id ``i``: no hash table and no copy of the keys are kept
+    (a hash index costs 24 to 72 bytes a row). Keys are inserted densely:
+    inserting ``i`` makes ids ``0..i`` exist.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(1, capacity=16)
+
+    @property
+    def keys(self) -> np.ndarray:
+        return np.arange(self._n, dtype=np.int64).reshape(-1, 1)
+
+    @property
+    def nbytes(self) -> int:
+        return 0
+
+    def reserve(self, extra: int) -> None:
+        pass
+
+    def raw(self) -> tuple[np.ndarray, np.ndarray, int]:
+        raise TypeError("a RowIndex has no hash table")
+
+    def insert(self, keys: np.ndarray) -> np.ndarray:
+        ids = np.ascontiguousarray(keys, dtype=np.int64).reshape(-1)
+        if len(ids):
+            if int(ids.min()) < 0 or int(ids.max()) > self._n + len(ids):
+                raise ValueError("row keys must be dense row numbers")
+            self._n = max(self._n, int(ids.max()) + 1)
+        return ids
+
+    def keep_rows(self, keep: np.ndarray, keys: np.ndarray | None = None) -> None:
+        self._n = len(keep)
+
+    def find(self, keys: np.ndarray) -> np.ndarray:
+        ids = np.ascontiguousarray(keys, dtype=np.int64).reshape(-1)
+        return np.where((ids >= 0) & (ids < self._n), ids, -1)
+
+
+class GroupState:
+    """Aggregates of groups identified by int64 key tuples of a fixed width.
+
+    ``rows_as_keys``: the groups are identified by their row numbers (width 1,
+    keys ``0..n-1``), as sessions are; no hash index is kept for them.
+    """
+
+    def __init__(
+        self, plan: AggregationPlan, width: int, capacity: int = 1024, rows_as_keys: bool = False
+    ) -> None:
         self.plan = plan
-        self.index = HashIndex(width, capacity)
+        self.index = RowIndex() if rows_as_keys else HashIndex(width, capacity)
         self.agg = plan.new_state(capacity)
         self.sketches = SketchEntries()
 
@@ -151,6 +198,16 @@ class GroupState:
         # Room to grow: a compacted pane state takes new rows with the next batch.
         out = GroupState(self.plan, width, capacity=max(16, 2 * len(src_rows)))
         out.merge_from(self, src_rows, dst_keys)
+        return out
+
+    def take(self, rows: np.ndarray) -> GroupState:
+        """A new state of rows ``rows`` only, as rows ``0..len(rows)-1`` (no room to grow)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = GroupState(self.plan, 1, capacity=len(rows), rows_as_keys=True)
+        out.index.insert(np.arange(len(rows)))
+        out.agg = self.agg.take(rows)
+        if len(self.sketches):
+            out.merge_sketches(self.sketches, rows, np.arange(len(rows)))
         return out
 
     def merge_from(self, src: GroupState, src_rows: np.ndarray, dst_keys: np.ndarray) -> None:
