@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -64,6 +66,37 @@ def run_pipeline(
             progress(table.num_rows)
     engine.summary_extra = startup
     return engine.close()
+
+
+# glibc's mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+HEAP_MMAP_THRESHOLD = 4 * 1024 * 1024
+
+
+def return_freed_memory_promptly(threshold: int = HEAP_MMAP_THRESHOLD) -> bool:
+    """Have glibc give large freed blocks back to the system at once (this process).
+
+    glibc serves large allocations with mmap, but raises that threshold (up to
+    32 MB) each time such a block is freed; afterwards state arrays of a few to
+    30 MB come from the heap, whose freed pages stay in the process: at 10M
+    events that kept ~120 MB of freed memory resident (peak RSS 915 MB against
+    794 MB). A fixed threshold keeps blocks from ``threshold`` up on mmap
+    (freed at once) and stops the adjustment. Per-batch temporaries (65,536
+    rows: 0.5 to 1.5 MB) stay below it, on the heap: a 1 MB threshold cut
+    the peak to 770 MB but mapped and faulted those in every batch (system
+    time 2.6 s -> 6.3 s). Returns False where this is not glibc.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    ok = mallopt(_M_MMAP_THRESHOLD, threshold) == 1
+    return bool(ok and mallopt(_M_TRIM_THRESHOLD, 2 * threshold) == 1)
 
 
 def process_age_s() -> float | None:

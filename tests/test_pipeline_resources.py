@@ -80,3 +80,27 @@ def test_session_rows_stay_at_the_open_sessions() -> None:
     assert out is not None and out.num_rows == keys and summary["accounted"]
     assert out.column("n").to_pylist() == [40] * keys
     assert out.column("u_distinct").to_pylist() == [7] * keys
+
+
+def test_run_start_up_skips_pandas_and_scipy_linalg() -> None:
+    """The run command's start-up imports neither, and both still work when asked for."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+from gpu_engine.commands.startup import lighten_startup
+lighten_startup()
+import numpy as np, pyarrow as pa
+from kernels.aggregate import AggState
+AggState(np.array([0]), 16)  # Numba's first kernel (its registries loaded)
+pa.array(np.arange(3)).fill_null(0)  # pyarrow's first numpy conversion
+assert "pandas" not in sys.modules and "scipy.linalg" not in sys.modules, "imported"
+import pandas as pd
+assert type(pa.table({"a": [1, 2]}).to_pandas()) is pd.DataFrame
+assert pa.array(pd.Series([1, 2], dtype="category")).type.value_type == pa.int64()
+import scipy.linalg
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "ok", done.stderr

@@ -17,12 +17,13 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from gpu_engine.commands.generate import add_generator_options, spec_from_args
+from gpu_engine.commands.startup import lighten_startup
 from gpu_engine.config import load_config
 from gpu_engine.errors import EngineError
 from gpu_engine.monitor import load_monitor_config
 from gpu_engine.monitor.live import render
 from gpu_engine.monitoring import EngineMonitoring
-from gpu_engine.runner import run_pipeline, source_batches
+from gpu_engine.runner import return_freed_memory_promptly, run_pipeline, source_batches
 
 DEMO_EVENTS = 500_000
 
@@ -53,6 +54,8 @@ def default_config_path() -> Path:
 
 
 def _run(args: argparse.Namespace) -> int:
+    lighten_startup()
+    return_freed_memory_promptly()
     console = Console(stderr=True)
     monitoring = None
     try:
