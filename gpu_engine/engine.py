@@ -72,17 +72,6 @@ class BatchReport:
 
 
 @dataclass
-class _Prepared:
-    """A batch validated and made ready for the window operators (possibly ahead of time)."""
-
-    validated: ValidatedBatch | None  # None when validation failed unexpectedly
-    error: Exception | None  # that failure: the batch is dead-lettered
-    inputs: list[Any]  # what each operator's ``prepare`` returned
-    validate_s: float
-    prepare_s: float
-
-
-@dataclass
 class _Timings:
     rows: list[tuple[float, str, int, float]] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
@@ -114,8 +103,6 @@ class Engine:
         key_types = {name: ARROW_TYPES[spec.type] for name, spec in schema.fields.items()}
         self.workers = config.workers or os.cpu_count() or 1
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="tiktoktoe-worker")
-        # With several workers, batch n+1 is validated while the workers aggregate batch n.
-        self._ahead = ThreadPoolExecutor(1, thread_name_prefix="tiktoktoe-validate")
 
         def build(spec: WindowSpec) -> WindowOperator | ShardedWindows:
             if self.workers == 1 or not spec.keys:
@@ -145,13 +132,15 @@ class Engine:
             first_row = self._pushed.get(source, 0)
         self._pushed[source] = first_row + table.num_rows
         self.counts.received += table.num_rows
-        self._process_all(self.batcher.add(table, source, first_row, self.clock()))
+        for batch in self.batcher.add(table, source, first_row, self.clock()):
+            self._process(batch)
 
     def poll(self, now: float | None = None) -> None:
         """Apply the time-based rules: cut a batch after ``max_delay``, advance idle watermarks."""
         self._check_open()
         now = self.clock() if now is None else now
-        self._process_all(self.batcher.due(now))
+        for batch in self.batcher.due(now):
+            self._process(batch)
         for operator in self.operators:
             operator.poll(now)
         self._emit_ready()
@@ -159,7 +148,8 @@ class Engine:
     def flush(self) -> None:
         """Process everything buffered (the windows stay open)."""
         self._check_open()
-        self._process_all(self.batcher.drain())
+        for batch in self.batcher.drain():
+            self._process(batch)
 
     def close(self) -> dict[str, Any]:
         """End of input: process the rest, emit every open window, close sinks, return summary."""
@@ -173,7 +163,6 @@ class Engine:
                 self._write_windows(operator, table)
         self._closed = True
         self._pool.shutdown(wait=True)
-        self._ahead.shutdown(wait=True)
         self.summary_data = self.summary()
         self._write_batch_metrics()
         for sink in self.sinks:
@@ -188,46 +177,22 @@ class Engine:
             self.close()
 
     # -- the batch path -----------------------------------------------------------------
-    def _process_all(self, batches: list[Batch]) -> None:
-        """Process batches in order; with several workers, validate one batch ahead."""
-        if self.workers == 1 or len(batches) < 2:
-            for batch in batches:
-                self._process(batch, self._prepare(batch))
-            return
-        ahead = self._ahead.submit(self._prepare, batches[0])
-        for i, batch in enumerate(batches):
-            ready = ahead.result()
-            if i + 1 < len(batches):
-                ahead = self._ahead.submit(self._prepare, batches[i + 1])
-            self._process(batch, ready)
-
-    def _prepare(self, batch: Batch) -> _Prepared:
-        """Validation and the operators' input preparation: nothing here reads window state."""
-        start = time.perf_counter()
+    def _process(self, batch: Batch) -> None:
+        start = self.clock()
+        stage: dict[str, float] = {}
+        rows = batch.table.num_rows
         try:
             validated = self.validator.validate(batch.table, batch.source, batch.first_row)
         except EngineError:
             raise
         except Exception as exc:  # a bug or unreadable data: never lose the rows
-            return _Prepared(None, exc, [], 0.0, 0.0)
-        validated_at = time.perf_counter()
-        inputs = [op.prepare(validated.valid, validated.times) for op in self.operators]
-        done = time.perf_counter()
-        return _Prepared(validated, None, inputs, validated_at - start, done - validated_at)
-
-    def _process(self, batch: Batch, ready: _Prepared) -> None:
-        stage: dict[str, float] = {}
-        rows = batch.table.num_rows
-        validated = ready.validated
-        if validated is None:
-            assert ready.error is not None
-            self._dead_letter(batch, ready.error)
+            self._dead_letter(batch, exc)
             return
-        stage["validate"] = ready.validate_s
         t1 = self.clock()
-        late_everywhere = self._aggregate(validated, ready.inputs, t1)
+        stage["validate"] = t1 - start
+        late_everywhere = self._aggregate(validated, t1)
         t2 = self.clock()
-        stage["aggregate"] = ready.prepare_s + (t2 - t1)
+        stage["aggregate"] = t2 - t1
         self._emit_ready()
         finished = self.clock()
         stage["emit"] = finished - t2
@@ -241,10 +206,10 @@ class Engine:
                 sink.quarantine(validated.quarantine)
         self._record(batch, rows, valid, validated, n_late, stage, finished)
 
-    def _aggregate(self, validated: ValidatedBatch, inputs: list[Any], now: float) -> np.ndarray:
+    def _aggregate(self, validated: ValidatedBatch, now: float) -> np.ndarray:
         late_everywhere = np.ones(validated.valid.num_rows, dtype=bool)
-        for operator, prepared in zip(self.operators, inputs, strict=True):
-            late = operator.process_batch(prepared, now)
+        for operator in self.operators:
+            late = operator.process(validated.valid, validated.times, now)
             late_everywhere &= late
             if late.any():
                 late_rows = validated.valid.filter(pa.array(late))

@@ -55,11 +55,7 @@ class WindowOperator(ABC):
     # -- the batch path ---------------------------------------------------------------
     def process(self, table: pa.Table, times: np.ndarray, now: float) -> np.ndarray:
         """Aggregate a batch; return its late-event mask (late events are not aggregated)."""
-        return self.process_batch(self.prepare(table, times), now)
-
-    def process_batch(self, batch: PreparedBatch, now: float) -> np.ndarray:
-        """Aggregate a batch made by :meth:`prepare`; return its late-event mask."""
-        return self.process_prepared(batch, None, now)
+        return self.process_prepared(self.prepare(table, times), None, now)
 
     def prepare(self, table: pa.Table, times: np.ndarray) -> PreparedBatch:
         """The batch as the kernels read it (once per batch, shared by all workers)."""

@@ -16,7 +16,6 @@ import numpy as np
 import pyarrow as pa
 
 from gpu_engine.optimizer.balance import KeyBalancer
-from gpu_engine.windows.aggregations import PreparedBatch
 from gpu_engine.windows.operator import PaneWindows, WindowOperator
 from kernels.partition import split_by_shard
 from kernels.sketches import hash_int64
@@ -76,17 +75,8 @@ class ShardedWindows:
         return sum(s.state_bytes for s in self.shards)
 
     def process(self, table: pa.Table, times: np.ndarray, now: float) -> np.ndarray:
-        return self.process_batch(self.prepare(table, times), now)
-
-    def prepare(self, table: pa.Table, times: np.ndarray) -> tuple[PreparedBatch, np.ndarray]:
-        """The batch as the shards read it, and its key hashes (may run ahead of its turn)."""
         batch = self.shards[0].prepare(table, times)
-        return batch, atom_hashes(batch.atoms, self._nullable)
-
-    def process_batch(self, prepared: tuple[PreparedBatch, np.ndarray], now: float) -> np.ndarray:
-        """Split the batch between the shards (placement decided now, not when prepared)."""
-        batch, hashes = prepared
-        times = batch.times
+        hashes = atom_hashes(batch.atoms, self._nullable)
         if self.balancer is None:
             shard = (hashes % np.uint64(len(self.shards))).astype(np.int64)
         else:
