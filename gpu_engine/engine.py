@@ -95,7 +95,7 @@ class Engine:
         self.listeners = list(listeners)
         self.metrics_dir = Path(metrics_dir) if metrics_dir is not None else None
         schema = config.event_schema
-        self.validator = Validator(schema, config.validation)
+        self.validator = Validator(schema, config.validation, self.backend)
         self.batcher = MicroBatcher(config.batching.max_rows, config.batching.max_delay)
         time_type = (
             pa.timestamp("ms") if schema.fields[schema.time].type == "timestamp" else (pa.int64())

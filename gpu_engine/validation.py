@@ -1,7 +1,8 @@
 """Validating a batch against the schema: casting, rule checks, quarantine rows with reasons.
 
-Casting is vectorised with pyarrow/numpy; the rule checks run in the
-:mod:`kernels.validate` kernel, one pass per column. Only the rows that fail
+Casting is vectorised with pyarrow/numpy; the numeric rule checks run on the
+backend's device (:meth:`gpu_engine.backend.Backend.check_numeric`: the
+:mod:`kernels.validate` kernel or its CUDA twin), one pass per column. Only the rows that fail
 get a readable message, so the cost of messages scales with bad rows only.
 """
 
@@ -13,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from gpu_engine.backend import CPU, Backend
 from gpu_engine.config.models import (
     DEFAULT_MAX_EVENT_TIME_MS,
     DEFAULT_MIN_EVENT_TIME_MS,
@@ -67,9 +69,12 @@ class _Cast:
 class Validator:
     """Casts batches to the schema and checks every rule of every field."""
 
-    def __init__(self, schema: SchemaConfig, config: ValidationConfig) -> None:
+    def __init__(
+        self, schema: SchemaConfig, config: ValidationConfig, backend: Backend = CPU
+    ) -> None:
         self.schema = schema
         self.config = config
+        self.backend = backend
         self.field_names = list(schema.fields)
 
     def validate(self, table: pa.Table, source: str, first_row: int) -> ValidatedBatch:
@@ -228,7 +233,7 @@ class Validator:
         lo, hi = self._bounds(name, spec)
         values = array.cast(pa.int64()) if spec.type == "timestamp" else array
         allowed = np.asarray(spec.allowed, dtype=np.float64) if spec.allowed else _EMPTY_F8
-        codes.check_numeric(
+        self.backend.check_numeric(
             values.fill_null(0).to_numpy(zero_copy_only=False), is_null, failed, index,
             spec.nullable, spec.allow_nan or mode == "off", check_range or name == self.schema.time,
             lo, hi, allowed, reason, failed_field,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from gpu_engine.errors import BackendUnavailableError
 
 if TYPE_CHECKING:
+    import numpy as np
     import pyarrow as pa
 
     from gpu_engine.config.models import TopKSpec
@@ -42,6 +43,30 @@ class Backend:
 
         return PaneState(plan, width)
 
+    def check_numeric(
+        self, values: np.ndarray, is_null: np.ndarray, cast_failed: np.ndarray, field: int,
+        nullable: bool, allow_nan: bool, check_range: bool, lo: float, hi: float,
+        allowed: np.ndarray, reason: np.ndarray, failed_field: np.ndarray,
+    ) -> int:  # fmt: skip
+        """Check one numeric column on this device, as :func:`kernels.validate.check_numeric`.
+
+        ``reason`` (int8) and ``failed_field`` (int16) are host arrays, updated in place
+        for rows that had no reason yet; returns the number of rows that failed here.
+        """
+        if self.name == "cuda":
+            from gpu_engine.backend.validate import check_numeric_device
+
+            return check_numeric_device(
+                values, is_null, cast_failed, field, nullable, allow_nan, check_range,
+                lo, hi, allowed, reason, failed_field,
+            )  # fmt: skip
+        from kernels.validate import check_numeric
+
+        found = check_numeric(
+            values, is_null, cast_failed, field, nullable, allow_nan, check_range,
+            lo, hi, allowed, reason, failed_field,
+        )  # fmt: skip
+        return int(found)
 
     def top_k(self, table: pa.Table, top: TopKSpec, keys: list[str]) -> pa.Table:
         """The ``top.k`` best groups of each window of ``table``."""
