@@ -198,3 +198,33 @@ def test_adaptive_key_balancing_moves_keys_with_their_state() -> None:
     # the fixed hash leaves one shard with most of the load; adaptive placement evens it out
     assert loads[1].max() / loads[1].mean() > 1.6
     assert loads[2].max() / loads[2].mean() < 1.25
+
+
+def test_adaptive_key_balancing_with_string_keys() -> None:
+    """Shards share one key encoder, so string keys move between shards like integers."""
+    from gpu_engine.windows.sharded import atom_hashes
+
+    rng = np.random.default_rng(12)
+    n = 4000
+    frame = random_events(rng, n, span_ms=40_000, disorder_ms=300)
+    # The first rows name "k0".."k49" in order, so they get string codes 0..49; the hot
+    # keys are those whose codes a fixed hash puts on shard 0 of 2.
+    codes = np.arange(50)
+    on_zero = codes[atom_hashes(codes.reshape(-1, 1), [False]) % np.uint64(2) == 0]
+    hot = np.array([f"k{c}" for c in on_zero[:4]], dtype=object)
+    cold = np.char.add("c", rng.integers(0, 3000, n).astype(str)).astype(object)
+    keys = np.where(rng.random(n) < 0.8, rng.choice(hot, n), cold)
+    keys[:50] = [f"k{c}" for c in codes]
+    frame["s"] = keys
+    window = {"type": "sliding", "size": 3000, "slide": 1000, "keys": ["s"],
+              "allowed_lateness": 300}  # fmt: skip
+    results = []
+    for workers, balancing in ((1, "hash"), (2, "adaptive")):
+        config = make_config(window, workers=workers, key_balancing=balancing,
+                             batching={"max_rows": 400})  # fmt: skip
+        sink, summary = run_engine(config, frame, chunk=400)
+        out = window_frame(sink).sort_values(["window_start", "s"], na_position="last")
+        results.append((out.reset_index(drop=True), summary))
+    (one, _), (adaptive, summary) = results
+    assert summary["windows"]["w"]["keys_moved"] > 0
+    pd.testing.assert_frame_equal(one, adaptive)
