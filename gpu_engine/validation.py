@@ -1,9 +1,12 @@
 """Validating a batch against the schema: casting, rule checks, quarantine rows with reasons.
 
-Casting is vectorised with pyarrow/numpy; the numeric rule checks run on the
-backend's device (:meth:`gpu_engine.backend.Backend.check_numeric`: the
-:mod:`kernels.validate` kernel or its CUDA twin), one pass per column. Only the rows that fail
-get a readable message, so the cost of messages scales with bad rows only.
+Casting is vectorised with pyarrow/numpy. Every rule writes each row's first failure
+through the batch's reason codes from :meth:`gpu_engine.backend.Backend.reason_codes`
+(kept on the backend's device for the whole batch, read back once): numeric columns with
+the :mod:`kernels.validate` kernel or its CUDA twin, one pass per column; string/bool null
+and allowed-set masks (computed with Arrow on the host) and missing columns with
+``mark_rows``. Only the rows that fail get a readable message, so the cost of messages
+scales with bad rows only.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from gpu_engine.backend import CPU, Backend
+from gpu_engine.backend.validate import ReasonCodes
 from gpu_engine.config.models import (
     DEFAULT_MAX_EVENT_TIME_MS,
     DEFAULT_MIN_EVENT_TIME_MS,
@@ -80,8 +84,7 @@ class Validator:
     def validate(self, table: pa.Table, source: str, first_row: int) -> ValidatedBatch:
         """Validate ``table`` whose first row is row ``first_row`` of ``source``."""
         n = table.num_rows
-        reason = np.zeros(n, dtype=np.int8)
-        failed_field = np.full(n, -1, dtype=np.int16)
+        reason_codes = self.backend.reason_codes(n)
         columns: dict[str, pa.Array] = {}
         for index, (name, spec) in enumerate(self.schema.fields.items()):
             if name not in table.column_names:
@@ -91,13 +94,13 @@ class Validator:
                 message = f"column {name!r} is missing from the input"
                 if self.config.on_error == "fail":
                     raise SchemaError(f"{source}: {message}")
-                reason[reason == 0] = codes.MISSING_COLUMN
-                failed_field[failed_field < 0] = index
+                reason_codes.mark_rows(np.ones(n, dtype=np.uint8), codes.MISSING_COLUMN, index)
                 columns[name] = pa.nulls(n, ARROW_TYPES[spec.type])
                 continue
             cast = self._cast(table.column(name), spec, name, source)
             columns[name] = cast.array
-            self._check(name, spec, cast, index, reason, failed_field)
+            self._check(name, spec, cast, index, reason_codes)
+        reason, failed_field = reason_codes.to_host()
         bad = reason != 0
         valid_table = pa.table(columns)
         quarantine = None
@@ -209,8 +212,7 @@ class Validator:
         spec: FieldSpec,
         cast: _Cast,
         index: int,
-        reason: np.ndarray,
-        failed_field: np.ndarray,
+        reason_codes: ReasonCodes,
     ) -> None:
         mode = self.config.mode
         array = cast.array
@@ -226,17 +228,16 @@ class Validator:
             else:
                 bad_allowed = np.zeros(len(array), bool)
             for code, bad in ((codes.NULL, bad_null), (codes.NOT_ALLOWED, bad_allowed)):
-                fresh = bad & (reason == 0)
-                reason[fresh] = code
-                failed_field[fresh] = index
+                if bad.any():  # a clean mask needs no pass (nor, on a device, an upload)
+                    reason_codes.mark_rows(bad, code, index)
             return
         lo, hi = self._bounds(name, spec)
         values = array.cast(pa.int64()) if spec.type == "timestamp" else array
         allowed = np.asarray(spec.allowed, dtype=np.float64) if spec.allowed else _EMPTY_F8
-        self.backend.check_numeric(
+        reason_codes.check_numeric(
             values.fill_null(0).to_numpy(zero_copy_only=False), is_null, failed, index,
             spec.nullable, spec.allow_nan or mode == "off", check_range or name == self.schema.time,
-            lo, hi, allowed, reason, failed_field,
+            lo, hi, allowed,
         )  # fmt: skip
 
     def _bounds(self, name: str, spec: FieldSpec) -> tuple[float, float]:

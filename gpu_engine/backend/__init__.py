@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
 
+    from gpu_engine.backend.validate import ReasonCodes
     from gpu_engine.config.models import TopKSpec
     from gpu_engine.windows.aggregations import AggregationPlan
 
@@ -43,6 +44,18 @@ class Backend:
 
         return PaneState(plan, width)
 
+    def reason_codes(self, n: int) -> ReasonCodes:
+        """Reason codes of a batch of ``n`` rows, all OK, kept on this device.
+
+        The Validator writes every rule's failures through it and reads them once with
+        ``to_host()``; on CUDA they are allocated on the device and downloaded once.
+        """
+        from gpu_engine.backend.validate import DeviceReasonCodes, HostReasonCodes
+
+        if self.name == "cuda":
+            return DeviceReasonCodes.empty(n)
+        return HostReasonCodes.empty(n)
+
     def check_numeric(
         self, values: np.ndarray, is_null: np.ndarray, cast_failed: np.ndarray, field: int,
         nullable: bool, allow_nan: bool, check_range: bool, lo: float, hi: float,
@@ -53,20 +66,30 @@ class Backend:
         ``reason`` (int8) and ``failed_field`` (int16) are host arrays, updated in place
         for rows that had no reason yet; returns the number of rows that failed here.
         """
-        if self.name == "cuda":
-            from gpu_engine.backend.validate import check_numeric_device
+        from gpu_engine.backend.validate import HostReasonCodes, check_numeric_device
 
+        if self.name == "cuda":
             return check_numeric_device(
                 values, is_null, cast_failed, field, nullable, allow_nan, check_range,
                 lo, hi, allowed, reason, failed_field,
             )  # fmt: skip
-        from kernels.validate import check_numeric
+        return HostReasonCodes(reason, failed_field).check_numeric(
+            values, is_null, cast_failed, field, nullable, allow_nan, check_range, lo, hi, allowed
+        )
 
-        found = check_numeric(
-            values, is_null, cast_failed, field, nullable, allow_nan, check_range,
-            lo, hi, allowed, reason, failed_field,
-        )  # fmt: skip
-        return int(found)
+    def mark_rows(
+        self, bad: np.ndarray, code: int, field: int, reason: np.ndarray, failed_field: np.ndarray
+    ) -> int:
+        """Give ``code``/``field`` to rows flagged in ``bad`` whose ``reason`` is still 0.
+
+        Rules evaluated elsewhere (string/bool nulls and allowed sets, missing columns);
+        host arrays updated in place, first failure wins; returns the rows marked here.
+        """
+        from gpu_engine.backend.validate import mark_rows_device, mark_rows_host
+
+        if self.name == "cuda":
+            return mark_rows_device(bad, code, field, reason, failed_field)
+        return mark_rows_host(bad, code, field, reason, failed_field)
 
     def top_k(self, table: pa.Table, top: TopKSpec, keys: list[str]) -> pa.Table:
         """The ``top.k`` best groups of each window of ``table``."""
