@@ -76,3 +76,40 @@ def test_specialised_combine_equals_generic(seed) -> None:
             np.testing.assert_array_equal(gi[a], si[a])
         else:
             np.testing.assert_allclose(gf[a][gv[a]], sf[a][sv[a]], rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+@pytest.mark.parametrize("bad", [None, "nan", "inf", "low", "high"])
+@pytest.mark.parametrize(
+    ("check_range", "allow_nan"), [(True, False), (False, False), (True, True)]
+)
+def test_check_numeric_clean_fast_path_and_bad_values(dtype, bad, check_range, allow_nan) -> None:
+    """A clean column writes nothing; one bad value anywhere is still found (or allowed)."""
+    from kernels import validate as v
+
+    rng = np.random.default_rng(3)
+    values = (rng.random(5000) * 100 + 10).astype(dtype)
+    where = int(rng.integers(0, 5000))
+    floating = np.issubdtype(dtype, np.floating)
+    if bad in ("nan", "inf") and not floating:
+        pytest.skip("integers hold no NaN or inf")
+    if bad is not None:
+        values[where] = {"nan": np.nan, "inf": np.inf, "low": 1, "high": 500}[bad]
+    reason = np.zeros(5000, np.int8)
+    field = np.full(5000, -1, np.int16)
+    empty = np.empty(0, np.uint8)
+    found = v.check_numeric(values, empty, empty, 2, False, allow_nan, check_range, 5.0, 200.0,
+                            np.empty(0), reason, field)  # fmt: skip
+    expected = {
+        None: v.OK,
+        "nan": v.OK if allow_nan else v.NAN,
+        "inf": v.OK if allow_nan else v.INFINITE,
+        "low": v.BELOW_MIN if check_range else v.OK,
+        "high": v.ABOVE_MAX if check_range else v.OK,
+    }[bad]
+    if bad == "inf" and allow_nan and check_range:
+        expected = v.ABOVE_MAX  # infinity is allowed, its range is still checked
+    assert found == (expected != v.OK)
+    assert reason[where] == expected
+    assert np.count_nonzero(reason) == found
+    assert (field[reason != 0] == 2).all()
