@@ -39,18 +39,25 @@ def value_code(x, allow_nan, check_range, lo, hi):  # pragma: no cover - compile
 
 
 @njit(inline="always")
-def _all_plain(values, check_range, lo, hi):  # pragma: no cover - compiled
-    """True when every value is finite and (if ranges are checked) within [lo, hi].
+def _all_plain(values, is_null, has_null, check_range, lo, hi):  # pragma: no cover - compiled
+    """True when every present value is finite and (if ranges are checked) in [lo, hi].
 
-    Such a column fails no rule; anything else (NaN, inf, out of range) takes the
-    row-by-row pass, which knows what each rule allows.
+    Such a column (its nulls allowed by the caller) fails no rule; anything else
+    (NaN, inf, out of range) takes the row-by-row pass, which knows what each
+    rule allows.
     """
     if not check_range:
         lo, hi = -math.inf, math.inf
     suspects = 0
-    for i in range(values.shape[0]):
-        x = values[i]
-        suspects += not ((x >= lo) & (x <= hi) & (x > -math.inf) & (x < math.inf))
+    if has_null:
+        for i in range(values.shape[0]):
+            x = values[i]
+            plain = (x >= lo) & (x <= hi) & (x > -math.inf) & (x < math.inf)
+            suspects += not (plain | (is_null[i] != 0))
+    else:
+        for i in range(values.shape[0]):
+            x = values[i]
+            suspects += not ((x >= lo) & (x <= hi) & (x > -math.inf) & (x < math.inf))
     return suspects == 0
 
 
@@ -67,8 +74,9 @@ def check_numeric(
     has_null = is_null.shape[0] > 0
     has_cast = cast_failed.shape[0] > 0
     n_allowed = allowed.shape[0]
-    if not has_null and not has_cast and n_allowed == 0 and _all_plain(values, check_range, lo, hi):
-        return 0  # the common clean column: one branch-free (vectorised) pass, no writes
+    if not has_cast and n_allowed == 0 and (nullable or not has_null):
+        if _all_plain(values, is_null, has_null, check_range, lo, hi):
+            return 0  # the common clean column: one branch-free (vectorised) pass, no writes
     found = 0
     for i in range(values.shape[0]):
         if reason[i] != OK:

@@ -113,3 +113,28 @@ def test_check_numeric_clean_fast_path_and_bad_values(dtype, bad, check_range, a
     assert reason[where] == expected
     assert np.count_nonzero(reason) == found
     assert (field[reason != 0] == 2).all()
+
+
+@pytest.mark.parametrize("nullable", [True, False])
+@pytest.mark.parametrize("bad", [None, "low"])
+def test_check_numeric_with_nulls(nullable, bad) -> None:
+    """Nulls (stored as 0, below min) pass when the field is nullable, fail when it is not."""
+    from kernels import validate as v
+
+    rng = np.random.default_rng(4)
+    values = rng.random(3000) * 100 + 10
+    is_null = rng.random(3000) < 0.1
+    values[is_null] = 0.0
+    where = int(np.flatnonzero(~is_null)[7])
+    if bad:
+        values[where] = 1.0
+    reason = np.zeros(3000, np.int8)
+    field = np.full(3000, -1, np.int16)
+    v.check_numeric(values, is_null, np.empty(0, np.uint8), 0, nullable, False, True, 5.0, 200.0,
+                    np.empty(0), reason, field)  # fmt: skip
+    expected = np.zeros(3000, np.int8)
+    if not nullable:
+        expected[is_null] = v.NULL
+    if bad:
+        expected[where] = v.BELOW_MIN
+    np.testing.assert_array_equal(reason, expected)
