@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import njit
 
 OK = 0
@@ -39,26 +40,43 @@ def value_code(x, allow_nan, check_range, lo, hi):  # pragma: no cover - compile
 
 
 @njit(inline="always")
-def _all_plain(values, is_null, has_null, check_range, lo, hi):  # pragma: no cover - compiled
-    """True when every present value is finite and (if ranges are checked) in [lo, hi].
+def _all_plain(values, is_null, has_null, lo, hi, whole):  # pragma: no cover - compiled
+    """True when every present value is finite, in [lo, hi] and (if ``whole``) an integer.
 
     Such a column (its nulls allowed by the caller) fails no rule; anything else
     (NaN, inf, out of range) takes the row-by-row pass, which knows what each
     rule allows.
     """
-    if not check_range:
-        lo, hi = -math.inf, math.inf
     suspects = 0
     if has_null:
         for i in range(values.shape[0]):
             x = values[i]
             plain = (x >= lo) & (x <= hi) & (x > -math.inf) & (x < math.inf)
+            plain &= (not whole) | (x == math.floor(x))
             suspects += not (plain | (is_null[i] != 0))
     else:
         for i in range(values.shape[0]):
             x = values[i]
-            suspects += not ((x >= lo) & (x <= hi) & (x > -math.inf) & (x < math.inf))
+            plain = (x >= lo) & (x <= hi) & (x > -math.inf) & (x < math.inf)
+            plain &= (not whole) | (x == math.floor(x))
+            suspects += not plain
     return suspects == 0
+
+
+@njit(inline="always")
+def _dense_integers(allowed):  # pragma: no cover - compiled
+    """(True, min, max) when ``allowed`` is every integer from min to max (an enum)."""
+    if allowed.shape[0] == 0:
+        return False, 0.0, 0.0
+    low, high = allowed.min(), allowed.max()
+    if high - low + 1 != allowed.shape[0]:
+        return False, 0.0, 0.0
+    seen = np.zeros(allowed.shape[0], dtype=np.bool_)
+    for a in allowed:
+        if a != math.floor(a) or seen[int(a - low)]:
+            return False, 0.0, 0.0
+        seen[int(a - low)] = True
+    return True, low, high
 
 
 @njit(nogil=True, cache=True)
@@ -74,9 +92,17 @@ def check_numeric(
     has_null = is_null.shape[0] > 0
     has_cast = cast_failed.shape[0] > 0
     n_allowed = allowed.shape[0]
-    if not has_cast and n_allowed == 0 and (nullable or not has_null):
-        if _all_plain(values, is_null, has_null, check_range, lo, hi):
-            return 0  # the common clean column: one branch-free (vectorised) pass, no writes
+    if not has_cast and (nullable or not has_null):
+        # The common clean column: one branch-free (vectorised) pass, no writes.
+        enum, low, high = _dense_integers(allowed)
+        if not check_range:
+            if _all_plain(values, is_null, has_null, -math.inf, math.inf, False):
+                return 0
+        elif n_allowed == 0:
+            if _all_plain(values, is_null, has_null, lo, hi, False):
+                return 0
+        elif enum and _all_plain(values, is_null, has_null, max(lo, low), min(hi, high), True):
+            return 0
     found = 0
     for i in range(values.shape[0]):
         if reason[i] != OK:

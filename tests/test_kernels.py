@@ -138,3 +138,25 @@ def test_check_numeric_with_nulls(nullable, bad) -> None:
     if bad:
         expected[where] = v.BELOW_MIN
     np.testing.assert_array_equal(reason, expected)
+
+
+@pytest.mark.parametrize("allowed", [[0, 1, 2, 3, 4], [4, 2, 0, 1, 3], [1, 5], [2, 2, 3]])
+@pytest.mark.parametrize("bad", [None, 7.0, 2.5, -1.0])
+def test_check_numeric_allowed_sets(allowed, bad) -> None:
+    """Enum-like allowed sets take the vectorised pass; any set still rejects outsiders."""
+    from kernels import validate as v
+
+    rng = np.random.default_rng(5)
+    values = rng.choice(np.unique(allowed), 2000).astype(np.float64)
+    where = 1234
+    if bad is not None:
+        values[where] = bad
+    reason = np.zeros(2000, np.int8)
+    field = np.full(2000, -1, np.int16)
+    empty = np.empty(0, np.uint8)
+    v.check_numeric(values, empty, empty, 1, False, False, True, -10.0, 10.0,
+                    np.asarray(allowed, dtype=np.float64), reason, field)  # fmt: skip
+    expected = np.zeros(2000, np.int8)
+    if bad is not None and bad not in allowed:
+        expected[where] = v.NOT_ALLOWED
+    np.testing.assert_array_equal(reason, expected)
