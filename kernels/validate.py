@@ -39,6 +39,31 @@ def value_code(x, allow_nan, check_range, lo, hi):  # pragma: no cover - compile
     return OK
 
 
+def row_reason(
+    i, values, is_null, cast_failed, nullable, allow_nan, check_range, lo, hi, allowed
+):  # pragma: no cover - compiled
+    """Reason code of row ``i`` of a numeric column, the rules in order.
+
+    Plain Python, compiled into both the CPU kernel below and the CUDA kernel
+    (``kernels.cuda.validate``), so the two cannot drift apart.
+    """
+    if cast_failed.shape[0] > 0 and cast_failed[i] != 0:
+        return UNPARSEABLE
+    if is_null.shape[0] > 0 and is_null[i] != 0:
+        return OK if nullable else NULL
+    x = values[i]
+    code = value_code(x, allow_nan, check_range, lo, hi)
+    if code == OK and check_range and not math.isnan(x) and allowed.shape[0] > 0:
+        for j in range(allowed.shape[0]):
+            if x == allowed[j]:
+                return OK
+        return NOT_ALLOWED
+    return code
+
+
+_row_reason = njit(inline="always")(row_reason)
+
+
 @njit(inline="always")
 def _all_plain(values, is_null, has_null, lo, hi, whole):  # pragma: no cover - compiled
     """True when every present value is finite, in [lo, hi] and (if ``whole``) an integer.
@@ -107,24 +132,8 @@ def check_numeric(
     for i in range(values.shape[0]):
         if reason[i] != OK:
             continue
-        code = OK
-        if has_cast and cast_failed[i]:
-            code = UNPARSEABLE
-        elif has_null and is_null[i]:
-            if not nullable:
-                code = NULL
-        else:
-            x = values[i]
-            code = value_code(x, allow_nan, check_range, lo, hi)
-            if code == OK and check_range and not math.isnan(x):
-                if n_allowed > 0:
-                    hit = False
-                    for j in range(n_allowed):
-                        if x == allowed[j]:
-                            hit = True
-                            break
-                    if not hit:
-                        code = NOT_ALLOWED
+        code = _row_reason(i, values, is_null, cast_failed, nullable, allow_nan, check_range,
+                           lo, hi, allowed)  # fmt: skip
         if code != OK:
             reason[i] = code
             failed_field[i] = field

@@ -21,14 +21,24 @@ lo, hi, allowed, reason, failed_field) -> int``
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 from numba import types
 
-from kernels.cuda._core import arr, as_device, cuda, kernel, launch, register, to_host
-from kernels.validate import NOT_ALLOWED, NULL, OK, UNPARSEABLE, value_code
+from kernels.cuda._core import (
+    arr,
+    as_device,
+    cuda,
+    device_function,
+    kernel,
+    launch,
+    register,
+    to_host,
+)
+from kernels.validate import OK, row_reason
+
+_row_reason = device_function(row_reason)
 
 VALUE_DTYPES = ("float64", "float32", "int64", "int32", "int16", "int8")
 
@@ -46,30 +56,11 @@ def _check_numeric(
     values, is_null, cast_failed, field, nullable, allow_nan, check_range, lo, hi,
     allowed, reason, failed_field, found,
 ):  # pragma: no cover - compiled  # fmt: skip
-    has_null = is_null.shape[0] > 0
-    has_cast = cast_failed.shape[0] > 0
-    n_allowed = allowed.shape[0]
     for i in range(cuda.grid(1), values.shape[0], cuda.gridsize(1)):
         if reason[i] != OK:
             continue
-        code = OK
-        if has_cast and cast_failed[i] != 0:
-            code = UNPARSEABLE
-        elif has_null and is_null[i] != 0:
-            if not nullable:
-                code = NULL
-        else:
-            x = values[i]
-            code = value_code(x, allow_nan, check_range, lo, hi)  # the CPU's own rule
-            if code == OK and check_range and not math.isnan(x):
-                if n_allowed > 0:
-                    hit = False
-                    for j in range(n_allowed):
-                        if x == allowed[j]:
-                            hit = True
-                            break
-                    if not hit:
-                        code = NOT_ALLOWED
+        code = _row_reason(i, values, is_null, cast_failed, nullable, allow_nan, check_range,
+                           lo, hi, allowed)  # the CPU's own rules  # fmt: skip
         if code != OK:
             reason[i] = code
             failed_field[i] = field
