@@ -48,12 +48,11 @@ def dataset(events: int, seed: int) -> Path:
 
 
 # -- contenders: each takes the Arrow table and returns its materialised native result ------
-def run_engine(table: pa.Table, workers: int | None = None) -> pa.Table:
+def engine_config(workers: int | None = None) -> Any:
+    """The engine's configuration of the shared workload."""
     from gpu_engine.config import parse_config
-    from gpu_engine.engine import Engine
-    from gpu_engine.io.sinks import MemorySink
 
-    config = parse_config(
+    return parse_config(
         {
             "schema": {
                 "time": "event_time",
@@ -87,6 +86,13 @@ def run_engine(table: pa.Table, workers: int | None = None) -> pa.Table:
             "workers": workers,
         }
     )
+
+
+def run_engine(table: pa.Table, workers: int | None = None) -> pa.Table:
+    from gpu_engine.engine import Engine
+    from gpu_engine.io.sinks import MemorySink
+
+    config = engine_config(workers)
     sink = MemorySink()
     engine = Engine(config, sinks=[sink])
     engine.push(table)

@@ -1,0 +1,127 @@
+"""Where the engine's time goes on the shared sliding-window workload (benchmarks.windows).
+
+    python -m benchmarks.stages --events 10M engine --workers 1   # best of --repeat runs
+    python -m benchmarks.stages --events 10M validate             # validation of all batches
+    python -m benchmarks.stages ingest                            # pane-ingest micro-benchmark
+
+``engine`` also compares commits: run this file with ``PYTHONPATH`` pointing at
+another checkout (``PYTHONPATH=../old python benchmarks/stages.py engine``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from benchmarks.windows import COLUMNS, dataset, engine_config, run_engine
+from gpu_engine.commands.generate import _count
+
+BATCH_ROWS = 65_536
+
+
+def best_of(repeat: int, fn) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """(wall, process CPU) seconds of the fastest of ``repeat`` calls."""
+    best = (float("inf"), float("inf"))
+    for _ in range(repeat):
+        wall, cpu = time.perf_counter(), time.process_time()
+        fn()
+        best = min(best, (time.perf_counter() - wall, time.process_time() - cpu))
+    return best
+
+
+def engine(events: int, workers: int, repeat: int) -> None:
+    table = pq.read_table(dataset(events, 0), columns=COLUMNS)
+    run_engine(table.slice(0, min(events, 1_000_000)), workers=workers)  # JIT, caches
+    wall, cpu = best_of(repeat, lambda: run_engine(table, workers=workers))
+    print(f"engine, {workers} worker(s), {events:,} events: wall {wall:.3f} s, CPU {cpu:.3f} s")
+
+
+def validate(events: int, repeat: int) -> None:
+    from gpu_engine.validation import Validator
+
+    table = pq.read_table(dataset(events, 0), columns=COLUMNS)
+    config = engine_config(1)
+    validator = Validator(config.event_schema, config.validation)
+    batches = [table.slice(i, BATCH_ROWS) for i in range(0, table.num_rows, BATCH_ROWS)]
+    validator.validate(batches[0], "bench", 0)
+    wall, _ = best_of(repeat, lambda: [validator.validate(b, "bench", 0) for b in batches])
+    print(f"validation of {events:,} events in {len(batches)} batches: {wall:.3f} s")
+
+
+def ingest(batches: int = 60, rows: int = BATCH_ROWS) -> None:
+    """ns per event of the index lookups and of the updates, state at its working size."""
+    from numba import njit
+
+    from kernels.aggregate import AggState, update_row
+    from kernels.hashindex import HashIndex, find_or_add
+
+    @njit(nogil=True)
+    def lookups(times, atoms, slots, stored, n, ids):  # type: ignore[no-untyped-def]
+        for i in range(times.shape[0]):
+            ids[i], n = find_or_add(slots, stored, n, times[i] // 1000, atoms, i)
+        return n
+
+    @njit(nogil=True)
+    def updates(ids, ops, col_of, mask_of, is_int, fcols, icols, masks, state):  # type: ignore[no-untyped-def]
+        rows, ist, isum, f0, f1 = state
+        for i in range(ids.shape[0]):
+            update_row(ids[i], i, ops, col_of, mask_of, is_int, fcols, icols, masks,
+                       rows, ist, isum, f0, f1)  # fmt: skip
+
+    rng = np.random.default_rng(0)
+    total = batches * rows
+    keys = (rng.zipf(1.1, total) % 100_000).astype(np.int64)
+    times = (np.arange(total) * (600_000 / total)).astype(np.int64) - rng.integers(0, 2000, total)
+    ops = np.array([0, 1, 2, 4, 0])  # count, sum, mean, max, filtered count
+    col_of, mask_of = np.array([-1, 0, 0, 1, -1]), np.array([-1, -1, -1, 0, 1])
+    is_int = np.zeros(5, np.bool_)
+    index, state = HashIndex(2, 1024), AggState(ops, 1024)
+    spent = [0.0, 0.0]
+    for b in range(batches):
+        part = slice(b * rows, (b + 1) * rows)
+        t, atoms = np.ascontiguousarray(times[part]), keys[part].reshape(-1, 1).copy()
+        fcols, masks = rng.random((2, rows)), np.ones((2, rows), np.uint8)
+        index.reserve(rows)
+        state.reserve(len(index) + rows)
+        ids = np.empty(rows, np.int64)
+        slots, stored, n = index.raw()
+        t0 = time.perf_counter()
+        index.set_count(lookups(t, atoms, slots, stored, n, ids))
+        t1 = time.perf_counter()
+        columns = (state.rows, state.ist, state.isum, state.f0, state.f1)
+        updates(ids, ops, col_of, mask_of, is_int, fcols, np.empty((0, 0), np.int64), masks,
+                columns)  # fmt: skip
+        t2 = time.perf_counter()
+        if b >= 3:  # past the first growth of the state
+            spent[0] += t1 - t0
+            spent[1] += t2 - t1
+        alive = np.flatnonzero(index.keys[:, 0] >= t.max() // 1000 - 8)  # ~8 live panes
+        if 2 * len(alive) < len(index):
+            state.keep_rows(alive, len(index))
+            index.keep_rows(alive)
+    measured = (batches - 3) * rows
+    print(f"pane ingest: lookup {spent[0] / measured * 1e9:.1f} ns/event, "
+          f"update {spent[1] / measured * 1e9:.1f} ns/event")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("what", choices=["engine", "validate", "ingest"])
+    parser.add_argument("--events", type=_count, default=10_000_000)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    if args.what == "engine":
+        engine(args.events, args.workers, args.repeat)
+    elif args.what == "validate":
+        validate(args.events, args.repeat)
+    else:
+        ingest()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
