@@ -8,6 +8,7 @@
 #      (sketches, top-k, sessions, corrupt rows) with one and two CUDA workers;
 #   3. the GPU test suite (every simulator test, run on the device, and the gpu-marked ones);
 #   4. the optimizer's device check, if present (informational).
+# Arguments pick steps (kernels engine tests optimizer); none runs them all.
 # Prints "GPU_CHECK PASS" or "GPU_CHECK FAIL" last; exit status 0 only on PASS.
 # Budget: under 9 minutes in the worst case, each step capped by its own timeout.
 #
@@ -28,6 +29,8 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 unset NUMBA_ENABLE_CUDASIM
 PY="${PYTHON:-python3}"
 status=0
+STEPS="${*:-kernels engine tests optimizer}"
+want() { [[ " $STEPS " == *" $1 "* ]]; }
 if [ -n "${OUT:-}" ]; then exec > >(tee "$OUT/gpu_check.log") 2>&1; fi
 
 echo "== environment ($(date -u +%FT%TZ))"
@@ -48,20 +51,26 @@ if cuda.is_available():
     print("device:", d.name, "cc", d.compute_capability)
 PY
 
+if want kernels; then
 echo "== GPU kernels vs CPU kernels, ${EVENTS:-10000000} events"
 timeout 140 "$PY" -m benchmarks.gpu_kernels --events "${EVENTS:-10000000}" || status=1
+fi
 
+if want engine; then
 echo "== engine: backend cuda vs backend cpu"
 timeout 200 "$PY" -m benchmarks.gpu_engine --events "${EVENTS:-10000000}" \
     --full-events "${FULL_EVENTS:-1000000}" || status=1
+fi
 
+if want tests; then
 echo "== GPU tests (pytest -m 'gpu or cudasim' tests/cuda, on the device)"
 # Device window emission, top-k, validation and the pinned uploads (copy stream, events),
 # whose overlap only a device exercises; about 70 kernels compile on first use.
 timeout 170 "$PY" -m pytest tests/cuda -m "gpu or cudasim" -q -p no:cacheprovider -W default \
     -o addopts="--strict-markers -ra" || status=1
+fi
 
-if "$PY" -c "import gpu_engine.optimizer.device_check" 2>/dev/null; then
+if want optimizer; then
     echo "== optimizer device check (informational)"
     timeout 20 "$PY" -m gpu_engine.optimizer.device_check || echo "(device_check failed; not counted)"
 fi

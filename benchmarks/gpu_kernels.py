@@ -317,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     del pageable
     pinned: dict[str, Any] = {}
     for name, array in ev.items():
+        if array.size == 0:  # a pinned allocation of 0 bytes is a null pointer on a device
+            pinned[name] = array
+            continue
         buf = cuda.pinned_array(array.shape, dtype=array.dtype)
         buf[...] = array
         pinned[name] = buf
