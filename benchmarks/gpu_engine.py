@@ -117,9 +117,11 @@ def best(config: EngineConfig, table: pa.Table, repeat: int) -> tuple:
 
 
 def report(label: str, n: int, result: tuple, cpu_s: float | None = None) -> None:
-    seconds = result[0]
+    seconds, summary = result[0], result[2]
     ratio = f", {cpu_s / seconds:5.2f}x the CPU engine" if cpu_s else ""
     print(f"  {label:<26}{seconds:8.3f} s {n / seconds / 1e6:9.2f}M events/s{ratio}", flush=True)
+    stages = ", ".join(f"{name} {s:.3f}" for name, s in summary["stage_s"].items())
+    print(f"  {'':<26}(seconds by stage: {stages}; closing {seconds - summary['busy_s']:.3f})")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -77,6 +77,20 @@ class _Timings:
     latencies: list[float] = field(default_factory=list)
 
 
+ROWS_PER_WORKER = 16_384
+
+
+def default_workers(batch_rows: int, cores: int | None = None) -> int:
+    """One worker per ``ROWS_PER_WORKER`` rows of a batch, at most one per core.
+
+    Each shard costs some GIL-held Python per batch, so shards of a few thousand
+    rows lose more to that than they gain: on a 16-core machine 16 workers took
+    3.4x as long as 4 on 64k-row batches (benchmarks/RESULTS.md, 2026-11-27).
+    """
+    cores = cores or os.cpu_count() or 1
+    return max(1, min(cores, batch_rows // ROWS_PER_WORKER))
+
+
 class Engine:
     """Validated, keyed event-time windows over a stream of pushed batches."""
 
@@ -101,7 +115,7 @@ class Engine:
             pa.timestamp("ms") if schema.fields[schema.time].type == "timestamp" else (pa.int64())
         )
         key_types = {name: ARROW_TYPES[spec.type] for name, spec in schema.fields.items()}
-        self.workers = config.workers or os.cpu_count() or 1
+        self.workers = config.workers or default_workers(config.batching.max_rows)
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="tiktoktoe-worker")
 
         def build(spec: WindowSpec) -> WindowOperator | ShardedWindows:
@@ -119,6 +133,7 @@ class Engine:
         self._timings = _Timings()
         self._started = clock()
         self._busy_s = 0.0
+        self._stage_s: dict[str, float] = {}  # seconds per stage, all batches
         self._closed = False
         self.summary_data: dict[str, Any] | None = None
         self.summary_extra: dict[str, Any] = {}  # added to the summary by embedders
@@ -274,6 +289,7 @@ class Engine:
         wall = time.time()
         for name, seconds in stage.items():
             self._timings.rows.append((wall, name, rows, seconds))
+            self._stage_s[name] = self._stage_s.get(name, 0.0) + seconds
         if self.listeners:
             times = validated.times
             report = BatchReport(
@@ -334,6 +350,7 @@ class Engine:
             "batches": len(latencies),
             "elapsed_s": elapsed,
             "busy_s": self._busy_s,
+            "stage_s": dict(self._stage_s),
             "throughput_events_per_s": c.received / elapsed,
             "processing_events_per_s": c.received / self._busy_s if self._busy_s else 0.0,
             "latency_ms": {

@@ -228,3 +228,24 @@ def test_adaptive_key_balancing_with_string_keys() -> None:
     (one, _), (adaptive, summary) = results
     assert summary["windows"]["w"]["keys_moved"] > 0
     pd.testing.assert_frame_equal(one, adaptive)
+
+
+def test_default_workers_keep_shards_large() -> None:
+    from gpu_engine.engine import ROWS_PER_WORKER, default_workers
+
+    assert default_workers(65_536, cores=16) == 65_536 // ROWS_PER_WORKER == 4
+    assert default_workers(65_536, cores=2) == 2
+    assert default_workers(1_000, cores=16) == 1
+    assert default_workers(1 << 20, cores=16) == 16
+    config = make_config(SLIDING, batching={"max_rows": 2 * ROWS_PER_WORKER})
+    engine = Engine(config)
+    assert engine.workers == default_workers(2 * ROWS_PER_WORKER)
+    engine.close()
+
+
+def test_summary_splits_busy_time_by_stage(rng) -> None:
+    frame = random_events(rng, 2000, span_ms=20_000)
+    _, summary = run_engine(make_config(SLIDING, batching={"max_rows": 500}), frame, chunk=500)
+    assert set(summary["stage_s"]) == {"validate", "aggregate", "emit"}
+    assert all(seconds > 0 for seconds in summary["stage_s"].values())
+    assert sum(summary["stage_s"].values()) == pytest.approx(summary["busy_s"])

@@ -218,7 +218,8 @@ class EngineConfig(_Strict):
     windows: list[WindowSpec] = Field(min_length=1)
     backend: Literal["auto", "cpu", "cuda"] = "auto"
     workers: int | None = Field(default=None, ge=1, le=256)
-    """Parallel workers (key-partitioned shards); default: one per CPU core."""
+    """Parallel workers (key-partitioned shards); default: ``default_workers`` (one per
+    16,384 rows of a batch, at most one per CPU core)."""
     key_balancing: Literal["hash", "adaptive"] = "hash"
     """How keys are placed on workers: a fixed hash, or adaptive to measured per-key load
     (consistent hashing with bounded loads; moved keys take their live pane state along)."""
