@@ -59,7 +59,7 @@ fi
 if want engine; then
 echo "== engine: backend cuda vs backend cpu"
 timeout 200 "$PY" -m benchmarks.gpu_engine --events "${EVENTS:-10000000}" \
-    --full-events "${FULL_EVENTS:-1000000}" || status=1
+    --full-events "${FULL_EVENTS:-1000000}" --profile 30 || status=1
 fi
 
 if want tests; then
@@ -72,7 +72,8 @@ fi
 
 if want optimizer; then
     echo "== optimizer device check (informational)"
-    timeout 20 "$PY" -m gpu_engine.optimizer.device_check || echo "(device_check failed; not counted)"
+    timeout 60 "$PY" -m gpu_engine.optimizer.device_check --instances 64 \
+        || echo "(device_check failed; not counted)"
 fi
 
 if [ "$status" -eq 0 ]; then echo "GPU_CHECK PASS"; else echo "GPU_CHECK FAIL"; fi

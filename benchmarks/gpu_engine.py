@@ -116,6 +116,17 @@ def best(config: EngineConfig, table: pa.Table, repeat: int) -> tuple:
     return min(runs, key=lambda r: r[0])
 
 
+def profile(config: EngineConfig, table: pa.Table, top: int) -> None:
+    """Where the host time of a CUDA run goes (cProfile, by own time)."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.runcall(run, config, table)
+    print(f"  profile of one CUDA run, {top} costliest functions by own time:")
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(top)
+
+
 def report(label: str, n: int, result: tuple, cpu_s: float | None = None) -> None:
     seconds, summary = result[0], result[2]
     ratio = f", {cpu_s / seconds:5.2f}x the CPU engine" if cpu_s else ""
@@ -130,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full-events", type=_count, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--duration-ms", type=int, default=600_000, help="event-time span")
+    parser.add_argument(
+        "--profile", type=int, default=0, metavar="N",
+        help="profile one more CUDA run of the sliding workload; print its N costliest functions",
+    )  # fmt: skip
     parser.add_argument(
         "--cpu-workers", type=int, nargs="+", default=sorted({os.cpu_count() or 1, 4}),
         help="CPU engine worker counts to try; the fastest is the reference",
@@ -151,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     gpu = best(configured(base, "cuda", 1), table, args.repeat)
     report("cuda, 1 worker", args.events, gpu, cpu[0])
     problems += check("sliding cuda-1w", gpu, cpu)
+    if args.profile:
+        profile(configured(base, "cuda", 1), table, args.profile)
     del table, cpu, gpu
 
     full = events(args.full_events, args.duration_ms, bad_fraction=0.01)
