@@ -12,12 +12,16 @@
 # Prints "GPU_CHECK PASS" or "GPU_CHECK FAIL" last; exit status 0 only on PASS.
 # Budget: under 9 minutes in the worst case, each step capped by its own timeout.
 #
-# Python packages the machine lacks (pydantic and its needs) travel as wheels in .whl/,
-# installed here when present. Make them once, on the development machine:
+# Python packages the machine lacks travel as wheels in .whl/, installed here when present:
+# pydantic and its needs, and numpy < 2.5 (the image's numpy 2.5.2 breaks numba-cuda 0.30.4:
+# no kernel compiles). Make them once, on the development machine (.whl/ is git-ignored via
+# .git/info/exclude):
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
-#     --implementation cp --platform manylinux_2_17_x86_64 -d .whl \
-#     pydantic pydantic_core annotated-types typing-inspection typing-extensions
+#     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+#     -d .whl numpy==2.4.6 pydantic==2.14.4 pydantic_core==2.50.5 annotated-types \
+#     typing-inspection typing-extensions
 # and pass carry=[".whl"] to the device run. Output is also written to $OUT/gpu_check.log.
+# Seen on 2026-11-27 (H100): the whole script takes about 5 minutes.
 set -u
 cd "$(dirname "$0")/.."
 if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
