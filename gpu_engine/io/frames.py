@@ -1,14 +1,17 @@
-"""Accepting any frame at the edge: pandas, Arrow, dicts of arrays, cuDF, Arrow streams."""
+"""Frames at the edge: any frame in (pandas, Arrow, dicts of arrays, cuDF, Arrow streams),
+results out as Arrow, pandas or cuDF."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 
-from gpu_engine.errors import InputError
+from gpu_engine.errors import ConfigError, InputError
+
+ResultFrame = Literal["arrow", "pandas", "cudf", "auto"]
 
 
 def to_arrow(frame: Any) -> pa.Table:
@@ -44,3 +47,26 @@ def _column(values: Any) -> pa.Array:
     if array.dtype == object:
         return pa.array(array, from_pandas=True)  # None and NaN are nulls, as in pandas
     return pa.array(array)
+
+
+def from_arrow(table: pa.Table, frame: ResultFrame) -> Any:
+    """``table`` as the result frame asked for; ``auto`` is cuDF when installed, else Arrow.
+
+    cuDF frames are built on the device from the Arrow columns (one host-to-device copy).
+    """
+    if frame == "arrow":
+        return table
+    if frame == "pandas":
+        return table.to_pandas()
+    if frame not in ("cudf", "auto"):
+        raise ConfigError(f"unknown result frame {frame!r}; use arrow, pandas, cudf or auto")
+    try:
+        import cudf
+    except ImportError as exc:
+        if frame == "auto":
+            return table
+        raise ConfigError(
+            f"results as cuDF frames need cuDF, which cannot be imported here ({exc}); "
+            "pip install 'tiktoktoe[cuda]', or ask for arrow, pandas or auto"
+        ) from exc
+    return cudf.DataFrame.from_arrow(table)

@@ -11,6 +11,8 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from gpu_engine.io.frames import ResultFrame, from_arrow
+
 
 class Sink(Protocol):
     """Receives every output of the engine; the engine calls these in order."""
@@ -102,37 +104,48 @@ class MemorySink:
     def close(self, summary: dict[str, Any]) -> None:
         self.summary = summary
 
-    def result(self, kind: str) -> pa.Table | None:
-        """``windows/<name>``, ``late/<name>``, ``quarantine`` or ``dead_letter``; None if empty."""
+    def result(self, kind: str, frame: ResultFrame = "arrow") -> Any:
+        """``windows/<name>``, ``late/<name>``, ``quarantine`` or ``dead_letter``; None if empty.
+
+        ``frame``: an Arrow table (default), a pandas or cuDF frame, or ``auto`` (cuDF
+        when installed, else Arrow).
+        """
         tables = self.tables.get(kind)
         if not tables:
             return None
-        return pa.concat_tables(tables, promote_options="permissive")
+        return from_arrow(pa.concat_tables(tables, promote_options="permissive"), frame)
 
 
 class CallbackSink:
-    """Calls ``on_windows(name, table)`` for every emitted set of windows (for embedding)."""
+    """Calls ``on_windows(name, frame)`` for every emitted set of windows (for embedding).
+
+    ``frame`` picks what the callbacks receive: Arrow tables (default), pandas frames,
+    cuDF frames, or ``auto`` (cuDF when installed, else Arrow).
+    """
 
     def __init__(
         self,
-        on_windows: Callable[[str, pa.Table], None],
-        on_quarantine: Callable[[pa.Table], None] | None = None,
-        on_late: Callable[[str, pa.Table], None] | None = None,
+        on_windows: Callable[[str, Any], None],
+        on_quarantine: Callable[[Any], None] | None = None,
+        on_late: Callable[[str, Any], None] | None = None,
+        frame: ResultFrame = "arrow",
     ) -> None:
         self.on_windows = on_windows
         self.on_quarantine = on_quarantine
         self.on_late = on_late
+        self.frame = frame
+        from_arrow(pa.table({}), frame)  # an unknown or unavailable frame fails here, early
 
     def windows(self, name: str, table: pa.Table) -> None:
-        self.on_windows(name, table)
+        self.on_windows(name, from_arrow(table, self.frame))
 
     def quarantine(self, table: pa.Table) -> None:
         if self.on_quarantine:
-            self.on_quarantine(table)
+            self.on_quarantine(from_arrow(table, self.frame))
 
     def late(self, name: str, table: pa.Table) -> None:
         if self.on_late:
-            self.on_late(name, table)
+            self.on_late(name, from_arrow(table, self.frame))
 
     def dead_letter(self, table: pa.Table) -> None:
         pass

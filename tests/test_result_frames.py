@@ -1,0 +1,83 @@
+"""Results as Arrow, pandas or cuDF frames (``MemorySink.result`` and ``CallbackSink``)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from engine_testing import make_config, random_events
+
+from gpu_engine.engine import Engine
+from gpu_engine.errors import ConfigError
+from gpu_engine.io.sinks import CallbackSink, MemorySink
+
+WINDOW = {"type": "tumbling", "size": 2000, "keys": ["k"], "allowed_lateness": 500}
+HAS_CUDF = importlib.util.find_spec("cudf") is not None
+
+
+def _run(*sinks) -> None:  # type: ignore[no-untyped-def]
+    frame = random_events(np.random.default_rng(3), 400, span_ms=10_000, disorder_ms=1500)
+    frame.loc[::50, "e"] = 9  # some rows for the quarantine
+    engine = Engine(make_config(WINDOW, batching={"max_rows": 100}), sinks=list(sinks))
+    for start in range(0, len(frame), 100):
+        engine.push(frame.iloc[start : start + 100])
+    engine.close()
+
+
+def test_memory_sink_gives_pandas_frames_equal_to_its_arrow_tables() -> None:
+    sink = MemorySink()
+    _run(sink)
+    for kind in ("windows/w", "quarantine", "late/w"):
+        table = sink.result(kind)
+        assert isinstance(table, pa.Table) and table.num_rows > 0, kind
+        frame = sink.result(kind, frame="pandas")
+        assert isinstance(frame, pd.DataFrame)
+        pd.testing.assert_frame_equal(frame, table.to_pandas())
+
+
+def test_callback_sink_delivers_the_frame_asked_for() -> None:
+    seen: dict[str, list] = {"windows": [], "quarantine": [], "late": []}
+    sink = CallbackSink(
+        lambda name, f: seen["windows"].append(f),
+        on_quarantine=seen["quarantine"].append,
+        on_late=lambda name, f: seen["late"].append(f),
+        frame="pandas",
+    )
+    memory = MemorySink()
+    _run(sink, memory)
+    for kind, frames in seen.items():
+        assert frames and all(isinstance(f, pd.DataFrame) for f in frames), kind
+    got = pd.concat(seen["windows"], ignore_index=True)
+    pd.testing.assert_frame_equal(got, memory.result("windows/w", frame="pandas"))
+
+
+@pytest.mark.skipif(HAS_CUDF, reason="cuDF is installed here")
+def test_cudf_frames_without_cudf() -> None:
+    with pytest.raises(ConfigError, match=r"results as cuDF frames need cuDF"):
+        CallbackSink(lambda name, f: None, frame="cudf")
+    sink = MemorySink()
+    _run(sink)
+    with pytest.raises(ConfigError, match=r"need cuDF"):
+        sink.result("windows/w", frame="cudf")
+    assert isinstance(sink.result("windows/w", frame="auto"), pa.Table)  # falls back to Arrow
+
+
+def test_unknown_frame_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match=r"unknown result frame 'polars'"):
+        CallbackSink(lambda name, f: None, frame="polars")  # type: ignore[arg-type]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDF, reason="needs cuDF (and so a GPU)")
+def test_cudf_frames_equal_arrow() -> None:  # pragma: no cover - needs cuDF
+    import cudf
+
+    sink = MemorySink()
+    _run(sink)
+    for frame in ("cudf", "auto"):
+        got = sink.result("windows/w", frame=frame)
+        assert isinstance(got, cudf.DataFrame)
+        pd.testing.assert_frame_equal(got.to_pandas(), sink.result("windows/w", frame="pandas"))
