@@ -216,7 +216,12 @@ class Validator:
     ) -> None:
         mode = self.config.mode
         array = cast.array
-        is_null = array.is_null().to_numpy(zero_copy_only=False) if array.null_count else _EMPTY_U8
+        # uint8 (a view of the bool mask), as _EMPTY_U8: one kernel specialisation, not two.
+        is_null = (
+            array.is_null().to_numpy(zero_copy_only=False).view(np.uint8)
+            if array.null_count
+            else _EMPTY_U8
+        )
         failed = cast.failed if cast.failed is not None else _EMPTY_U8
         check_range = mode == "strict"
         if spec.type == "string" or spec.type == "bool":
@@ -244,9 +249,9 @@ class Validator:
         lo = -np.inf if spec.min is None else float(spec.min)
         hi = np.inf if spec.max is None else float(spec.max)
         if name == self.schema.time:
-            lo = DEFAULT_MIN_EVENT_TIME_MS if spec.min is None else lo
-            hi = DEFAULT_MAX_EVENT_TIME_MS if spec.max is None else hi
-        return lo, hi
+            lo = float(DEFAULT_MIN_EVENT_TIME_MS) if spec.min is None else lo
+            hi = float(DEFAULT_MAX_EVENT_TIME_MS) if spec.max is None else hi
+        return lo, hi  # floats always: int bounds would compile the kernel once more
 
     # -- messages -----------------------------------------------------------------------
     def _quarantine(

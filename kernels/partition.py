@@ -13,7 +13,9 @@ def _counting_split(shard, n_shards, out, starts):  # pragma: no cover - compile
         counts[shard[i] + 1] += 1
     for s in range(n_shards):
         counts[s + 1] += counts[s]
-    starts[:] = counts
+    # Not ``starts[:] = counts``: its shape check compiles numba's str formatting (4 s).
+    for s in range(n_shards + 1):
+        starts[s] = counts[s]
     for i in range(shard.shape[0]):
         s = shard[i]
         out[counts[s]] = i

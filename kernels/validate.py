@@ -118,16 +118,18 @@ def check_numeric(
     has_cast = cast_failed.shape[0] > 0
     n_allowed = allowed.shape[0]
     if not has_cast and (nullable or not has_null):
-        # The common clean column: one branch-free (vectorised) pass, no writes.
-        enum, low, high = _dense_integers(allowed)
-        if not check_range:
-            if _all_plain(values, is_null, has_null, -math.inf, math.inf, False):
+        # The common clean column: one branch-free (vectorised) pass, no writes. Two call
+        # sites (each inlined copy costs about a second of compiling per dtype): any value
+        # in bounds, or (enum-like allowed sets) whole values in bounds.
+        if not check_range or n_allowed == 0:
+            plain_lo = lo if check_range else -math.inf
+            plain_hi = hi if check_range else math.inf
+            if _all_plain(values, is_null, has_null, plain_lo, plain_hi, False):
                 return 0
-        elif n_allowed == 0:
-            if _all_plain(values, is_null, has_null, lo, hi, False):
+        else:
+            enum, low, high = _dense_integers(allowed)
+            if enum and _all_plain(values, is_null, has_null, max(lo, low), min(hi, high), True):
                 return 0
-        elif enum and _all_plain(values, is_null, has_null, max(lo, low), min(hi, high), True):
-            return 0
     found = 0
     for i in range(values.shape[0]):
         if reason[i] != OK:
