@@ -34,19 +34,34 @@ def to_arrow(frame: Any) -> pa.Table:
         return pa.table(frame)
     raise InputError(
         f"cannot read a {type(frame).__name__}: push a pandas or cuDF DataFrame, a pyarrow "
-        "Table or RecordBatch, or a dict of numpy arrays"
+        "Table or RecordBatch, or a dict of numpy or device (CuPy, Numba, torch) arrays"
     )
 
 
 def _column(values: Any) -> pa.Array:
     if isinstance(values, pa.Array | pa.ChunkedArray):
         return values
+    if type(values).__module__.startswith("cudf"):  # a cuDF Series: nulls kept
+        return values.to_arrow()
+    if _on_device(values):
+        # CuPy, Numba or torch CUDA arrays: copied to the host once, here. (Batches still
+        # pass through Arrow: device columns do not yet stay on the device.)
+        from kernels.cuda._core import to_host
+
+        values = to_host(values)
     if isinstance(values, np.ma.MaskedArray):
         return pa.array(values.data, mask=np.ma.getmaskarray(values))
     array = np.asarray(values)
     if array.dtype == object:
         return pa.array(array, from_pandas=True)  # None and NaN are nulls, as in pandas
     return pa.array(array)
+
+
+def _on_device(values: Any) -> bool:
+    """A device array: ``__cuda_array_interface__``, or a simulator stand-in (tests)."""
+    return hasattr(values, "__cuda_array_interface__") or type(values).__module__.startswith(
+        "numba.cuda.simulator"
+    )
 
 
 def from_arrow(table: pa.Table, frame: ResultFrame) -> Any:

@@ -151,8 +151,12 @@ def full(shape: Any, value: Any, dtype: Any) -> Any:
 
 
 def to_host(array: Any) -> np.ndarray:
+    """A host copy of a device array (Numba, CuPy, or anything with
+    ``__cuda_array_interface__``, such as a torch CUDA tensor); host arrays as they are."""
     if hasattr(array, "copy_to_host"):
         return array.copy_to_host()
     if hasattr(array, "get"):  # CuPy
         return array.get()
+    if hasattr(array, "__cuda_array_interface__"):
+        return cuda.as_cuda_array(array).copy_to_host()
     return np.asarray(array)
