@@ -24,11 +24,10 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from benchmarks.windows import COLUMNS, engine_config
+from benchmarks.windows import COLUMNS, engine_config, frame_differences
 from gpu_engine.commands.generate import _count
 from gpu_engine.config import load_config
 from gpu_engine.config.models import EngineConfig
@@ -67,33 +66,6 @@ def configured(config: EngineConfig, backend: str, workers: int) -> EngineConfig
     return config.model_copy(update={"backend": backend, "workers": workers, "windows": windows})
 
 
-def compare(name: str, got: pd.DataFrame, want: pd.DataFrame) -> list[str]:
-    """Differences between two outputs of one window (empty when equal)."""
-    if list(got.columns) != list(want.columns):
-        return [f"{name}: columns {list(got.columns)} != {list(want.columns)}"]
-    if len(got) != len(want):
-        return [f"{name}: {len(got)} rows, CPU {len(want)}"]
-    floats = [c for c in want.columns if pd.api.types.is_float_dtype(want[c])]
-    exact = [c for c in want.columns if c not in floats]
-    got = got.sort_values(exact + floats).reset_index(drop=True)
-    want = want.sort_values(exact + floats).reset_index(drop=True)
-    problems = []
-    for column in exact:
-        if not got[column].equals(want[column]):
-            problems.append(f"{name}: {column} differs")
-    for column in floats:
-        a = got[column].to_numpy(dtype=np.float64, na_value=np.nan)
-        b = want[column].to_numpy(dtype=np.float64, na_value=np.nan)
-        if not np.array_equal(np.isnan(a), np.isnan(b)):
-            problems.append(f"{name}: nulls differ in {column}")
-            continue
-        ok = ~np.isnan(a)
-        if not np.allclose(a[ok], b[ok], rtol=1e-6, atol=0.0):
-            worst = np.max(np.abs(a[ok] - b[ok]) / np.maximum(np.abs(b[ok]), 1e-300))
-            problems.append(f"{name}: {column} differs (worst relative {worst:.2e})")
-    return problems
-
-
 def check(label: str, got: tuple, want: tuple) -> list[str]:
     _, outputs, summary = got
     _, reference, ref_summary = want
@@ -102,7 +74,7 @@ def check(label: str, got: tuple, want: tuple) -> list[str]:
         problems.append(f"{label}: outputs {sorted(outputs)} != {sorted(reference)}")
     for kind in reference:
         if kind in outputs:
-            problems += compare(f"{label} {kind}", outputs[kind], reference[kind])
+            problems += frame_differences(f"{label} {kind}", outputs[kind], reference[kind], 1e-6)
     for count in ("quarantined", "late"):
         if summary["events"][count] != ref_summary["events"][count]:
             problems.append(f"{label}: {count} {summary['events'][count]} "

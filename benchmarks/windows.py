@@ -235,19 +235,40 @@ def measure(name: str, path: Path, repeat: int) -> dict[str, Any]:
     return dict(info)
 
 
-def check_equal(name: str, got: pd.DataFrame, want: pd.DataFrame) -> None:
-    keys = ["window_start", "content_id"]
-    got = got.sort_values(keys).reset_index(drop=True)
-    want = want.sort_values(keys).reset_index(drop=True)
+def frame_differences(name: str, got: pd.DataFrame, want: pd.DataFrame, rtol: float) -> list[str]:
+    """Differences between two results (empty when equal): the same rows in any order,
+    float columns within ``rtol`` relative and nulls in the same places, others exactly
+    (by value, whatever the integer type)."""
+    if list(got.columns) != list(want.columns):
+        return [f"{name}: columns {list(got.columns)} != {list(want.columns)}"]
     if len(got) != len(want):
-        raise AssertionError(f"{name}: {len(got)} rows, the engine {len(want)}")
-    for column in OUTPUT:
+        return [f"{name}: {len(got)} rows, the reference {len(want)}"]
+    columns = list(want.columns)
+    floats = [c for c in columns if pd.api.types.is_float_dtype(want[c])]
+    exact = [c for c in columns if c not in floats]
+    got = got.sort_values(exact + floats).reset_index(drop=True)
+    want = want.sort_values(exact + floats).reset_index(drop=True)
+    problems = []
+    for column in exact:
+        if not got[column].astype(object).equals(want[column].astype(object)):
+            problems.append(f"{name}: {column} differs")
+    for column in floats:
         a = got[column].to_numpy(dtype=np.float64, na_value=np.nan)
         b = want[column].to_numpy(dtype=np.float64, na_value=np.nan)
         if not np.array_equal(np.isnan(a), np.isnan(b)):
-            raise AssertionError(f"{name}: nulls differ in {column}")
+            problems.append(f"{name}: nulls differ in {column}")
+            continue
         ok = ~np.isnan(a)
-        np.testing.assert_allclose(a[ok], b[ok], rtol=1e-9, err_msg=f"{name}: {column}")
+        if not np.allclose(a[ok], b[ok], rtol=rtol, atol=0.0):
+            worst = np.max(np.abs(a[ok] - b[ok]) / np.maximum(np.abs(b[ok]), 1e-300))
+            problems.append(f"{name}: {column} differs (worst relative {worst:.2e})")
+    return problems
+
+
+def check_equal(name: str, got: pd.DataFrame, want: pd.DataFrame) -> None:
+    problems = frame_differences(name, got[OUTPUT], want[OUTPUT], rtol=1e-9)
+    if problems:
+        raise AssertionError("; ".join(problems))
 
 
 def main(argv: list[str] | None = None) -> int:

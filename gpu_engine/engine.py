@@ -76,6 +76,13 @@ class _Timings:
     rows: list[tuple[float, str, int, float]] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
 
+    def seconds_by_stage(self) -> dict[str, float]:
+        """Seconds per stage over all batches (from ``rows``)."""
+        totals: dict[str, float] = {}
+        for _, stage, _, seconds in self.rows:
+            totals[stage] = totals.get(stage, 0.0) + seconds
+        return totals
+
 
 ROWS_PER_WORKER = 16_384
 
@@ -133,7 +140,6 @@ class Engine:
         self._timings = _Timings()
         self._started = clock()
         self._busy_s = 0.0
-        self._stage_s: dict[str, float] = {}  # seconds per stage, all batches
         self._closed = False
         self.summary_data: dict[str, Any] | None = None
         self.summary_extra: dict[str, Any] = {}  # added to the summary by embedders
@@ -289,7 +295,6 @@ class Engine:
         wall = time.time()
         for name, seconds in stage.items():
             self._timings.rows.append((wall, name, rows, seconds))
-            self._stage_s[name] = self._stage_s.get(name, 0.0) + seconds
         if self.listeners:
             times = validated.times
             report = BatchReport(
@@ -350,7 +355,7 @@ class Engine:
             "batches": len(latencies),
             "elapsed_s": elapsed,
             "busy_s": self._busy_s,
-            "stage_s": dict(self._stage_s),
+            "stage_s": self._timings.seconds_by_stage(),
             "throughput_events_per_s": c.received / elapsed,
             "processing_events_per_s": c.received / self._busy_s if self._busy_s else 0.0,
             "latency_ms": {

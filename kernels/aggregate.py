@@ -106,6 +106,25 @@ def init_rows(ops, f0, start, stop):  # pragma: no cover - compiled
                 f0[r, a] = -np.inf
 
 
+def copy_row(
+    s, d, s_rows, s_ist, s_isum, s_f0, s_f1, d_rows, d_ist, d_isum, d_f0, d_f1
+):  # pragma: no cover - compiled
+    """Copy state row ``s`` into row ``d`` (of the same or another state).
+
+    Plain Python, compiled into the CPU compaction below and the CUDA row move
+    (``kernels.cuda.windows``), so the state layout is copied in one place.
+    """
+    d_rows[d] = s_rows[s]
+    for a in range(s_ist.shape[1]):
+        d_ist[d, a] = s_ist[s, a]
+        d_isum[d, a] = s_isum[s, a]
+        d_f0[d, a] = s_f0[s, a]
+        d_f1[d, a] = s_f1[s, a]
+
+
+_copy_row = njit(inline="always")(copy_row)
+
+
 @njit(nogil=True, cache=True)
 def compact_rows(keep, n_old, ops, rows, ist, isum, f0, f1):  # pragma: no cover - compiled
     """Move rows ``keep`` (ascending) to ``0..len(keep)-1``; reset rows up to ``n_old``."""
@@ -113,12 +132,7 @@ def compact_rows(keep, n_old, ops, rows, ist, isum, f0, f1):  # pragma: no cover
     for j in range(keep.shape[0]):
         r = keep[j]
         if r != j:
-            rows[j] = rows[r]
-            for a in range(n_aggs):
-                ist[j, a] = ist[r, a]
-                isum[j, a] = isum[r, a]
-                f0[j, a] = f0[r, a]
-                f1[j, a] = f1[r, a]
+            _copy_row(r, j, rows, ist, isum, f0, f1, rows, ist, isum, f0, f1)
     for r in range(keep.shape[0], n_old):
         rows[r] = 0
         for a in range(n_aggs):

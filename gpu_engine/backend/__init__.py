@@ -122,6 +122,19 @@ def cuda_unavailable_reason() -> str | None:
     return None
 
 
+def host_copy(values: Any) -> Any:
+    """``values`` in host memory: a device array (``__cuda_array_interface__``: CuPy, Numba,
+    torch CUDA tensors; the simulator's stand-ins) copied once, anything else as it is."""
+    on_device = hasattr(values, "__cuda_array_interface__") or (
+        simulated() and type(values).__module__.startswith("numba.cuda.simulator")
+    )
+    if not on_device:
+        return values
+    from kernels.cuda._core import to_host
+
+    return to_host(values)
+
+
 def simulated() -> bool:
     """True when Numba's CUDA simulator stands in for a device (tests only)."""
     return os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
+from gpu_engine.backend import host_copy
 from gpu_engine.errors import ConfigError, InputError
 
 ResultFrame = Literal["arrow", "pandas", "cudf", "auto"]
@@ -43,25 +44,15 @@ def _column(values: Any) -> pa.Array:
         return values
     if type(values).__module__.startswith("cudf"):  # a cuDF Series: nulls kept
         return values.to_arrow()
-    if _on_device(values):
-        # CuPy, Numba or torch CUDA arrays: copied to the host once, here. (Batches still
-        # pass through Arrow: device columns do not yet stay on the device.)
-        from kernels.cuda._core import to_host
-
-        values = to_host(values)
+    # CuPy, Numba or torch CUDA arrays are copied to the host once, here. (Batches still
+    # pass through Arrow: device columns do not yet stay on the device.)
+    values = host_copy(values)
     if isinstance(values, np.ma.MaskedArray):
         return pa.array(values.data, mask=np.ma.getmaskarray(values))
     array = np.asarray(values)
     if array.dtype == object:
         return pa.array(array, from_pandas=True)  # None and NaN are nulls, as in pandas
     return pa.array(array)
-
-
-def _on_device(values: Any) -> bool:
-    """A device array: ``__cuda_array_interface__``, or a simulator stand-in (tests)."""
-    return hasattr(values, "__cuda_array_interface__") or type(values).__module__.startswith(
-        "numba.cuda.simulator"
-    )
 
 
 def from_arrow(table: pa.Table, frame: ResultFrame) -> Any:

@@ -40,11 +40,12 @@ from typing import Any
 import numpy as np
 from numba import njit, types
 
-from kernels.aggregate import SUM, final_value
+from kernels.aggregate import SUM, copy_row, final_value
 from kernels.cuda._core import (
     arr,
     as_device,
     cuda,
+    device_function,
     empty,
     full,
     kernel,
@@ -54,6 +55,8 @@ from kernels.cuda._core import (
 )
 from kernels.cuda.aggregate import DeviceAggState
 from kernels.cuda.scan import exclusive_scan
+
+_copy_row = device_function(copy_row)
 
 _I1, _I2, _F2, _B1, _B2 = (
     arr("int64"),
@@ -197,16 +200,9 @@ def _move_sig(dt: np.dtype) -> Any:
 def _move_rows(
     src_idx, dst_idx, s_rows, s_ist, s_isum, s_f0, s_f1, d_rows, d_ist, d_isum, d_f0, d_f1
 ):  # pragma: no cover - compiled
-    n_aggs = s_ist.shape[1]
     for j in range(cuda.grid(1), src_idx.shape[0], cuda.gridsize(1)):
-        s = src_idx[j]
-        d = dst_idx[j]
-        d_rows[d] = s_rows[s]
-        for a in range(n_aggs):
-            d_ist[d, a] = s_ist[s, a]
-            d_isum[d, a] = s_isum[s, a]
-            d_f0[d, a] = s_f0[s, a]
-            d_f1[d, a] = s_f1[s, a]
+        _copy_row(src_idx[j], dst_idx[j], s_rows, s_ist, s_isum, s_f0, s_f1,
+                  d_rows, d_ist, d_isum, d_f0, d_f1)  # fmt: skip
 
 
 # -- host-callable steps ----------------------------------------------------------------
