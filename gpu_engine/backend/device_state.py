@@ -10,9 +10,9 @@ counting sort; only the final columns come back to the host. Compaction of dead
 panes is a stream compaction on the device. Batches are uploaded in chunks
 through pinned buffers on a copy stream (:mod:`gpu_engine.backend.transfer`).
 
-Sketch aggregations (quantile, count_distinct) keep their entries on the host
-(:class:`SketchEntries`); emission combines them from host copies of the
-(pane row -> group) pairs. Imported only by the backend, only when CUDA is selected.
+Sketch aggregations (quantile, count_distinct) keep their entries on the device
+too (:class:`DeviceSketchEntries`), combined from the same (pane row -> group)
+pairs. Imported only by the backend, only when CUDA is selected.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from gpu_engine.backend.device_sketches import DeviceSketchEntries
 from gpu_engine.backend.transfer import DEFAULT_CHUNK_ROWS, Column, PinnedUploader
 from gpu_engine.errors import DeviceMemoryError
 from gpu_engine.windows.aggregations import AggregationPlan, BatchValues, PreparedBatch
 from gpu_engine.windows.panes import PaneGeometry, WindowGroups, pane_keys
-from gpu_engine.windows.state import SketchEntries
 from kernels.cuda import windows as device_windows
-from kernels.cuda._core import as_device, is_device_array, to_host
+from kernels.cuda._core import as_device, empty, is_device_array, to_host
 from kernels.cuda.aggregate import DeviceAggState, merge_rows
 from kernels.cuda.aggregate import update_events as device_update_events
 from kernels.cuda.hashindex import DeviceHashIndex
@@ -52,7 +52,7 @@ class DevicePaneState:
         self.owner = owner
         self.index = DeviceHashIndex(width, capacity)
         self.agg = DeviceAggState(plan.ops, capacity)
-        self.sketches = SketchEntries()
+        self.sketches = DeviceSketchEntries()
         self.uploader = uploader if uploader is not None else PinnedUploader(chunk_rows)
         # The plan's arrays, on the device once (each batch passes its own mask_of).
         self._col_of = as_device(np.ascontiguousarray(plan.col_of, dtype=np.int64))
@@ -94,8 +94,8 @@ class DevicePaneState:
             Column(values.masks, 1),
         ]
         mask_of = as_device(np.ascontiguousarray(values.mask_of, dtype=np.int64))
-        host_ids: list[np.ndarray] = []
-        for _, _, (keys, fcols, icols, masks) in self.uploader.chunks(columns, n):
+        sketch_ids = empty(n, np.int64) if values.sketch_inputs else None
+        for lo, hi, (keys, fcols, icols, masks) in self.uploader.chunks(columns, n):
             ids = self.index.insert(keys)
             n_rows = len(self.index)
             self.agg.reserve(n_rows)
@@ -103,10 +103,10 @@ class DevicePaneState:
                 ids, self.agg.ops, self._col_of, mask_of, self._is_int,
                 fcols, icols, masks, self.agg, n_rows=n_rows,
             )  # fmt: skip
-            if values.sketch_inputs:
-                host_ids.append(to_host(ids))
-        if values.sketch_inputs:
-            self.sketches.add_events(np.concatenate(host_ids), values)
+            if sketch_ids is not None:
+                sketch_ids[lo:hi].copy_to_device(ids)
+        if sketch_ids is not None:
+            self.sketches.add_events(sketch_ids, values)
 
     def _check_room(self, rows: int) -> None:
         """Refuse, with a clear error, to grow past the configured device memory limit."""
@@ -154,20 +154,11 @@ class DevicePaneState:
         ordered = to_host(device_windows.scatter_rows(groups.keys, position))
         sketches: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         if plan.sketch_aggs:
-            sketches = self._combine_sketches(src, dst, position, n_groups)
+            sketches = self.sketches.combine(plan, src, dst, position, n_groups, len(self))
         values = plan.columns_from(to_host(out_f), to_host(out_i), to_host(valid), sketches)
         return WindowGroups(
             np.ascontiguousarray(ordered[:, 0]), np.ascontiguousarray(ordered[:, 1:]), values
         )
-
-    def _combine_sketches(
-        self, src: Any, dst: Any, position: Any, n_groups: int
-    ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-        """Sketch results of the groups (host), from the pairs sorted by group on the device."""
-        by_group = device_windows.counting_order(dst, 0, 0, n_groups)
-        src_h = to_host(device_windows.scatter_rows(src, by_group))
-        dst_h = to_host(device_windows.scatter_rows(dst, by_group))
-        return self.sketches.combine(self.plan, src_h, dst_h, to_host(position), n_groups)
 
     def drop_panes_before(self, first_live: int) -> DevicePaneState:
         """This state without the rows of dead panes, once they are the majority (amortised)."""
@@ -188,22 +179,5 @@ class DevicePaneState:
             out.agg.reserve(n_live)
             device_windows.move_rows(old_ids, new_ids, self.agg, out.agg)
             if len(self.sketches):
-                out.sketches = _remap_sketches(self.sketches, to_host(old_ids), to_host(new_ids), n)
+                out.sketches = self.sketches.renumbered(old_ids, new_ids, n)
         return out
-
-
-def _remap_sketches(
-    entries: SketchEntries, old_ids: np.ndarray, new_ids: np.ndarray, n_old: int
-) -> SketchEntries:
-    """The entries of rows ``old_ids`` with their rows renamed ``new_ids`` (others dropped)."""
-    new_of_old = np.full(n_old, -1, dtype=np.int64)
-    new_of_old[old_ids] = new_ids
-    keys = entries.index.keys
-    rows = new_of_old[keys[:, 0]]
-    kept = np.flatnonzero(rows >= 0)
-    out = SketchEntries(capacity=max(16, 2 * len(kept)))
-    if len(kept):
-        moved = keys[kept].copy()
-        moved[:, 0] = rows[kept]
-        out.add(moved, entries.counts[kept].astype(np.float64))
-    return out

@@ -8,7 +8,8 @@ arrays; host numpy arrays are accepted and copied, for tests.
 Modules: :mod:`.validate` (per-row reason codes), :mod:`.hashindex` (key tuples
 to dense ids), :mod:`.aggregate` (pane aggregation, window combination,
 finalisation), :mod:`.sketches` (quantile buckets, distinct hashes, entry
-counts), :mod:`.sessions` (session merging), :mod:`.scan` (prefix sums),
+counts), :mod:`.sketch_state` (sketch entries of pane rows combined into
+windows), :mod:`.sessions` (session merging), :mod:`.scan` (prefix sums),
 :mod:`.windows` (window emission from pane rows, compaction), :mod:`.topk`
 (the best groups of each window). Kernels are compiled once per
 (kernel, dtype) on first use; :func:`all_signatures` lists every shipped one.
@@ -29,6 +30,7 @@ def all_signatures() -> Iterator[tuple[str, str, Callable[..., None], Any]]:
         hashindex,
         scan,
         sessions,
+        sketch_state,
         sketches,
         topk,
         validate,

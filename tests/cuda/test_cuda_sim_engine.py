@@ -21,7 +21,13 @@ from engine_testing import ALL_AGGS, make_config, random_events, run_engine, win
 
 pytestmark = [pytest.mark.cudasim, *CUDA_WARNINGS]
 
-QUANTILE = {"name": "x_p90", "op": "quantile", "column": "x", "q": 0.9}
+# Sketches beyond ALL_AGGS' u_distinct: several per window, on float and string columns.
+SKETCHES = [
+    {"name": "x_p90", "op": "quantile", "column": "x", "q": 0.9},
+    {"name": "x_p10", "op": "quantile", "column": "x", "q": 0.1},
+    {"name": "x_distinct", "op": "count_distinct", "column": "x"},
+    {"name": "s_distinct", "op": "count_distinct", "column": "s"},
+]
 
 
 @pytest.mark.parametrize(
@@ -42,12 +48,13 @@ def test_cuda_backend_matches_cpu(window) -> None:
             workers=1,
             batching={"max_rows": 40},
         )
+        spec = config.windows[0].aggregations[0]
         config = config.model_copy(
             update={
                 "windows": [
                     config.windows[0].model_copy(
                         update={"aggregations": [*config.windows[0].aggregations,
-                                                 config.windows[0].aggregations[0].model_validate(QUANTILE)]}
+                                                 *map(spec.model_validate, SKETCHES)]}
                     )
                 ]
             }
@@ -58,7 +65,7 @@ def test_cuda_backend_matches_cpu(window) -> None:
         results[backend] = window_frame(sink).sort_values(keys).reset_index(drop=True)
     cpu, gpu = results["cpu"], results["cuda"]
     assert len(cpu) > 0
-    names = [a["name"] for a in ALL_AGGS] + ["x_p90"]
+    names = [a["name"] for a in [*ALL_AGGS, *SKETCHES]]
     pd.testing.assert_frame_equal(cpu.drop(columns=names), gpu.drop(columns=names))
     for name in names:
         np.testing.assert_allclose(

@@ -37,7 +37,8 @@ SIGNATURES = _signatures()
 
 def test_every_module_ships_kernels() -> None:
     names = {name.split(".")[0] for name, *_ in SIGNATURES}
-    assert names >= {"validate", "hash", "agg", "sketch", "session", "scan", "win", "topk"}
+    assert names >= {"validate", "hash", "agg", "sketch", "session", "scan", "win", "topk",
+                     "sketch_state"}
 
 
 @pytest.mark.parametrize(
