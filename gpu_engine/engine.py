@@ -146,14 +146,31 @@ class Engine:
 
     # -- input --------------------------------------------------------------------------
     def push(self, frame: Any, source: str = "push", first_row: int | None = None) -> None:
-        """Add rows; full batches are processed before this returns."""
+        """Add rows; full batches are processed before this returns.
+
+        Device columns on the CUDA backend (a cuDF DataFrame, a dict of CuPy, Numba or
+        torch CUDA arrays) stay on the device: they are not buffered with other pushes
+        (that would be a copy), but cut into batches of at most ``max_rows`` at once,
+        after the rows buffered before them.
+        """
         self._check_open()
-        table = to_arrow(frame)
+        device = self.backend.device_frame(frame)
+        table = to_arrow(frame) if device is None else None
+        rows = device.num_rows if device is not None else table.num_rows  # type: ignore[union-attr]
         if first_row is None:
             first_row = self._pushed.get(source, 0)
-        self._pushed[source] = first_row + table.num_rows
-        self.counts.received += table.num_rows
-        for batch in self.batcher.add(table, source, first_row, self.clock()):
+        self._pushed[source] = first_row + rows
+        self.counts.received += rows
+        now = self.clock()
+        if device is None:
+            batches = self.batcher.add(table, source, first_row, now)
+        else:
+            batches = self.batcher.drain()
+            step = self.config.batching.max_rows
+            for lo in range(0, rows, step):
+                part = device.slice(lo, min(lo + step, rows))
+                batches.append(Batch(part, source, first_row + lo, now))
+        for batch in batches:
             self._process(batch)
 
     def poll(self, now: float | None = None) -> None:

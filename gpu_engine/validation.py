@@ -12,6 +12,7 @@ scales with bad rows only.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -65,7 +66,7 @@ class ValidatedBatch:
 
 
 @dataclass
-class _Cast:
+class Cast:
     array: pa.Array  # target type, null where the input was null or failed to cast
     failed: np.ndarray | None  # True where a non-null input could not be cast
 
@@ -83,6 +84,8 @@ class Validator:
 
     def validate(self, table: pa.Table, source: str, first_row: int) -> ValidatedBatch:
         """Validate ``table`` whose first row is row ``first_row`` of ``source``."""
+        if not isinstance(table, pa.Table):  # a batch on the device validates itself
+            return table.validated_by(self, source, first_row)
         n = table.num_rows
         reason_codes = self.backend.reason_codes(n)
         columns: dict[str, pa.Array] = {}
@@ -97,9 +100,9 @@ class Validator:
                 reason_codes.mark_rows(np.ones(n, dtype=np.uint8), codes.MISSING_COLUMN, index)
                 columns[name] = pa.nulls(n, ARROW_TYPES[spec.type])
                 continue
-            cast = self._cast(table.column(name), spec, name, source)
+            cast = self.cast(table.column(name), spec, name, source)
             columns[name] = cast.array
-            self._check(name, spec, cast, index, reason_codes)
+            self.check(name, spec, cast, index, reason_codes)
         reason, failed_field = reason_codes.to_host()
         bad = reason != 0
         valid_table = pa.table(columns)
@@ -109,33 +112,39 @@ class Validator:
                 first = int(np.flatnonzero(bad)[0])
                 raise SchemaError(
                     f"{source}, row {first_row + first}: "
-                    + self._message(table, int(reason[first]), int(failed_field[first]), first)
+                    + self.message(table, int(reason[first]), int(failed_field[first]), first)
                 )
             bad_index = np.flatnonzero(bad)
-            quarantine = self._quarantine(table, bad_index, reason, failed_field, source, first_row)
+            bad_rows = table.take(pa.array(bad_index))
+            quarantine = self.quarantine(
+                bad_rows, bad_index, reason, failed_field, source, first_row
+            )
             valid_table = valid_table.filter(pa.array(~bad))
         time_array = valid_table.column(self.schema.time)
         times = time_array.cast(pa.int64()).to_numpy()
         return ValidatedBatch(valid_table, times, quarantine, n)
 
     # -- casting ------------------------------------------------------------------------
-    def _cast(self, column: pa.ChunkedArray, spec: FieldSpec, name: str, source: str) -> _Cast:
+    def cast(
+        self, column: pa.ChunkedArray | pa.Array, spec: FieldSpec, name: str, source: str
+    ) -> Cast:
+        """``column`` in the field's type, with the rows that failed to cast."""
         array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
         target = ARROW_TYPES[spec.type]
         if array.type == target:
-            return _Cast(array, None)
+            return Cast(array, None)
         kind = spec.type
         try:
             if kind == "string":
-                return _Cast(pc.cast(array, pa.string()), None)
+                return Cast(pc.cast(array, pa.string()), None)
             if kind == "timestamp":
                 return self._cast_timestamp(array)
             if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
                 return self._parse_numbers(array, spec)
             if pa.types.is_timestamp(array.type) and kind == "int64":
-                return _Cast(pc.cast(array, pa.timestamp("ms")).cast(pa.int64()), None)
+                return Cast(pc.cast(array, pa.timestamp("ms")).cast(pa.int64()), None)
             if kind == "bool":
-                return _Cast(pc.cast(array, pa.bool_()), None)
+                return Cast(pc.cast(array, pa.bool_()), None)
             if (
                 pa.types.is_integer(array.type)
                 or pa.types.is_floating(array.type)
@@ -143,7 +152,7 @@ class Validator:
             ):
                 return self._cast_number(array, spec)
             if pa.types.is_null(array.type):
-                return _Cast(pa.nulls(len(array), target), None)
+                return Cast(pa.nulls(len(array), target), None)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
             raise SchemaError(
                 f"{source}: column {name!r} of type {array.type} cannot be read as {kind}: {exc}"
@@ -153,10 +162,10 @@ class Validator:
         )
 
     @staticmethod
-    def _cast_number(array: pa.Array, spec: FieldSpec) -> _Cast:
+    def _cast_number(array: pa.Array, spec: FieldSpec) -> Cast:
         target = ARROW_TYPES[spec.type]
         if spec.type in FLOAT_TYPES:
-            return _Cast(pc.cast(array, target), None)
+            return Cast(pc.cast(array, target), None)
         values = array.to_numpy(zero_copy_only=False)
         is_null = array.is_null().to_numpy(zero_copy_only=False)
         info = np.iinfo(target.to_pandas_dtype())
@@ -167,11 +176,11 @@ class Validator:
                 fits &= np.isfinite(as_float) & (np.floor(as_float) == as_float)
         failed = ~fits & ~is_null
         if not failed.any():
-            return _Cast(pc.cast(array, target, safe=False), None)
+            return Cast(pc.cast(array, target, safe=False), None)
         safe_values = np.where(failed | is_null, 0, values).astype(target.to_pandas_dtype())
-        return _Cast(pa.array(safe_values, mask=failed | is_null), failed)
+        return Cast(pa.array(safe_values, mask=failed | is_null), failed)
 
-    def _parse_numbers(self, array: pa.Array, spec: FieldSpec) -> _Cast:
+    def _parse_numbers(self, array: pa.Array, spec: FieldSpec) -> Cast:
         import pandas as pd  # only text input needs it; keeps start-up fast
 
         text = pd.Series(array.to_pandas(), dtype=object)
@@ -183,18 +192,18 @@ class Validator:
         )
         numeric = pa.array(values, mask=failed | is_null)
         if spec.type in FLOAT_TYPES:
-            return _Cast(numeric.cast(ARROW_TYPES[spec.type]), failed)
+            return Cast(numeric.cast(ARROW_TYPES[spec.type]), failed)
         cast = self._cast_number(numeric, spec)
         if cast.failed is not None:
             failed = failed | cast.failed
-        return _Cast(cast.array, failed)
+        return Cast(cast.array, failed)
 
     @staticmethod
-    def _cast_timestamp(array: pa.Array) -> _Cast:
+    def _cast_timestamp(array: pa.Array) -> Cast:
         if pa.types.is_timestamp(array.type):
-            return _Cast(pc.cast(array, pa.timestamp("ms", tz=array.type.tz), safe=False), None)
+            return Cast(pc.cast(array, pa.timestamp("ms", tz=array.type.tz), safe=False), None)
         if pa.types.is_integer(array.type):
-            return _Cast(pc.cast(array, pa.int64()).cast(pa.timestamp("ms")), None)
+            return Cast(pc.cast(array, pa.int64()).cast(pa.timestamp("ms")), None)
         import pandas as pd  # only text input needs it; keeps start-up fast
 
         text = pd.Series(array.to_pandas(), dtype=object)
@@ -203,17 +212,18 @@ class Validator:
         failed = parsed.isna().to_numpy() & ~is_null
         ms = parsed.dt.tz_convert(None).to_numpy(dtype="datetime64[ms]").view(np.int64)
         ms = np.where(failed | is_null, 0, ms)
-        return _Cast(pa.array(ms, mask=failed | is_null).cast(pa.timestamp("ms")), failed)
+        return Cast(pa.array(ms, mask=failed | is_null).cast(pa.timestamp("ms")), failed)
 
     # -- rules --------------------------------------------------------------------------
-    def _check(
+    def check(
         self,
         name: str,
         spec: FieldSpec,
-        cast: _Cast,
+        cast: Cast,
         index: int,
         reason_codes: ReasonCodes,
     ) -> None:
+        """Every rule of field ``name`` (``index``) on its cast column."""
         mode = self.config.mode
         array = cast.array
         # uint8 (a view of the bool mask), as _EMPTY_U8: one kernel specialisation, not two.
@@ -236,13 +246,22 @@ class Validator:
                 if bad.any():  # a clean mask needs no pass (nor, on a device, an upload)
                     reason_codes.mark_rows(bad, code, index)
             return
-        lo, hi = self._bounds(name, spec)
         values = array.cast(pa.int64()) if spec.type == "timestamp" else array
+        values = values.fill_null(0).to_numpy(zero_copy_only=False)
+        self.check_numeric(name, spec, values, is_null, failed, index, reason_codes)
+
+    def check_numeric(
+        self, name: str, spec: FieldSpec, values: Any, is_null: Any, failed: Any, index: int,
+        reason_codes: ReasonCodes,
+    ) -> None:  # fmt: skip
+        """The rules of numeric field ``name`` (``index``) on its values (nulls 0), null
+        flags and cast failures (empty: none), host or device arrays like ``reason_codes``."""
+        mode = self.config.mode
+        lo, hi = self._bounds(name, spec)
         allowed = np.asarray(spec.allowed, dtype=np.float64) if spec.allowed else _EMPTY_F8
         reason_codes.check_numeric(
-            values.fill_null(0).to_numpy(zero_copy_only=False), is_null, failed, index,
-            spec.nullable, spec.allow_nan or mode == "off", check_range or name == self.schema.time,
-            lo, hi, allowed,
+            values, is_null, failed, index, spec.nullable, spec.allow_nan or mode == "off",
+            mode == "strict" or name == self.schema.time, lo, hi, allowed,
         )  # fmt: skip
 
     def _bounds(self, name: str, spec: FieldSpec) -> tuple[float, float]:
@@ -254,17 +273,19 @@ class Validator:
         return lo, hi  # floats always: int bounds would compile the kernel once more
 
     # -- messages -----------------------------------------------------------------------
-    def _quarantine(
+    def quarantine(
         self,
-        table: pa.Table,
+        rows: pa.Table,
         bad: np.ndarray,
         reason: np.ndarray,
         failed_field: np.ndarray,
         source: str,
         first_row: int,
     ) -> pa.Table:
-        rows = table.take(pa.array(bad))
-        messages = [self._message(table, int(reason[i]), int(failed_field[i]), int(i)) for i in bad]
+        """The quarantine table of the failing rows ``rows`` (batch rows ``bad``, as input)."""
+        messages = [
+            self.message(rows, int(reason[i]), int(failed_field[i]), j) for j, i in enumerate(bad)
+        ]
         names = [self.field_names[int(f)] for f in failed_field[bad]]
         extra = {
             "_reason_code": pa.array(reason[bad], pa.int8()),
@@ -277,7 +298,7 @@ class Validator:
             rows = rows.append_column(name, array)
         return rows
 
-    def _message(self, table: pa.Table, code: int, field_index: int, row: int) -> str:
+    def message(self, table: pa.Table, code: int, field_index: int, row: int) -> str:
         name = self.field_names[field_index]
         spec = self.schema.fields[name]
         if code == codes.MISSING_COLUMN:

@@ -91,6 +91,15 @@ class Backend:
             return mark_rows_device(bad, code, field, reason, failed_field)
         return mark_rows_host(bad, code, field, reason, failed_field)
 
+    def device_frame(self, frame: Any) -> Any:
+        """``frame`` as a batch that stays on this device (a ``DeviceFrame``), or None for
+        host frames and on the CPU backend (which reads device arrays through the host)."""
+        if self.name != "cuda":
+            return None
+        from gpu_engine.backend.device_batch import device_frame
+
+        return device_frame(frame)
+
     def top_k(self, table: pa.Table, top: TopKSpec, keys: list[str]) -> pa.Table:
         """The ``top.k`` best groups of each window of ``table``."""
         from gpu_engine.backend import topk

@@ -25,7 +25,7 @@ from gpu_engine.backend.device_sketches import DeviceSketchEntries
 from gpu_engine.backend.transfer import DEFAULT_CHUNK_ROWS, Column, PinnedUploader
 from gpu_engine.errors import DeviceMemoryError
 from gpu_engine.windows.aggregations import AggregationPlan, BatchValues, PreparedBatch
-from gpu_engine.windows.panes import PaneGeometry, WindowGroups, pane_keys
+from gpu_engine.windows.panes import PaneGeometry, WindowGroups
 from kernels.cuda import windows as device_windows
 from kernels.cuda._core import as_device, empty, is_device_array, to_host
 from kernels.cuda.aggregate import DeviceAggState, merge_rows
@@ -74,7 +74,7 @@ class DevicePaneState:
     def add_batch(self, batch: PreparedBatch, events: np.ndarray, pane_ms: int) -> None:
         """Aggregate events ``events`` (row numbers) of a prepared batch into their panes."""
         values = batch.values if len(events) == len(batch) else batch.values.subset(events)
-        self.add_events(pane_keys(batch, events, pane_ms), values)
+        self.add_events(batch.pane_keys(events, pane_ms), values)
 
     def add_events(self, group_keys: Any, values: BatchValues) -> None:
         """Aggregate one batch on the device, event ``i`` into group ``group_keys[i]``.

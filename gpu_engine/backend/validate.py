@@ -118,11 +118,13 @@ class DeviceReasonCodes:
         allowed: np.ndarray,
     ) -> int:  # fmt: skip
         from kernels.cuda import validate as gpu_validate
+        from kernels.cuda._core import is_device_array
 
-        values = np.asarray(values)
-        widen = _WIDEN.get(values.dtype)
-        if widen is not None:
-            values = values.astype(widen)
+        if not is_device_array(values):  # device columns come widened (kernels.cuda.ingest)
+            values = np.asarray(values)
+            widen = _WIDEN.get(values.dtype)
+            if widen is not None:
+                values = values.astype(widen)
         if values.shape[0] == 0:
             return 0
         found = gpu_validate.check_numeric(
@@ -135,7 +137,7 @@ class DeviceReasonCodes:
     def mark_rows(self, bad: np.ndarray, code: int, field: int) -> int:
         from kernels.cuda import validate as gpu_validate
 
-        if np.asarray(bad).shape[0] == 0:
+        if bad.shape[0] == 0:
             return 0
         found = gpu_validate.mark_rows(bad, code, field, self.reason, self.failed_field)
         self.clean = self.clean and found == 0

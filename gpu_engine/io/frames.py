@@ -23,7 +23,7 @@ def to_arrow(frame: Any) -> pa.Table:
         return pa.Table.from_batches([frame])
     if isinstance(frame, Mapping):
         try:
-            return pa.table({str(k): _column(v) for k, v in frame.items()})
+            return pa.table({str(k): column_to_arrow(v) for k, v in frame.items()})
         except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as exc:
             raise InputError(f"cannot read dict of columns: {exc}") from exc
     module = type(frame).__module__
@@ -39,13 +39,14 @@ def to_arrow(frame: Any) -> pa.Table:
     )
 
 
-def _column(values: Any) -> pa.Array:
+def column_to_arrow(values: Any) -> pa.Array:
+    """One pushed column as Arrow (device arrays copied to the host)."""
     if isinstance(values, pa.Array | pa.ChunkedArray):
         return values
     if type(values).__module__.startswith("cudf"):  # a cuDF Series: nulls kept
         return values.to_arrow()
-    # CuPy, Numba or torch CUDA arrays are copied to the host once, here. (Batches still
-    # pass through Arrow: device columns do not yet stay on the device.)
+    # CuPy, Numba or torch CUDA arrays are copied to the host once, here, on the CPU
+    # backend; on the CUDA backend the engine keeps them on the device (device_batch).
     values = host_copy(values)
     if isinstance(values, np.ma.MaskedArray):
         return pa.array(values.data, mask=np.ma.getmaskarray(values))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -71,6 +72,21 @@ class PreparedBatch:
     def __len__(self) -> int:
         return len(self.times)
 
+    def pane_keys(self, events: np.ndarray, pane_ms: int) -> Any:
+        """The ``(pane, key atoms...)`` rows of events ``events``, for states that take keys."""
+        keys = np.empty((len(events), 1 + self.atoms.shape[1]), dtype=np.int64)
+        keys[:, 0] = np.floor_divide(self.times[events], pane_ms)
+        keys[:, 1:] = self.atoms[events]
+        return keys
+
+    def host_atoms(self) -> np.ndarray:
+        """The key atoms in host memory (they already are; a device batch copies them)."""
+        return self.atoms
+
+    def on_host(self) -> PreparedBatch:
+        """This batch with every array in host memory (for operators that run on the host)."""
+        return self
+
 
 class AggregationPlan:
     """The aggregations of one window, compiled to op codes and column indexes."""
@@ -109,22 +125,21 @@ class AggregationPlan:
         return AggState(self.ops, capacity)
 
     def prepare(self, table: pa.Table) -> BatchValues:
-        n = table.num_rows
-        fcols = np.empty((len(self.value_columns), n), dtype=np.float64)
-        icols = np.empty((len(self.value_columns), n) if self.needs_int else (0, 0), np.int64)
-        valid: dict[str, np.ndarray | None] = {}
-        for c, name in enumerate(self.value_columns):
-            values = numbers(table.column(name))
-            fcols[c] = values
-            if self.needs_int:
-                icols[c] = values
-        mask_rows: list[np.ndarray] = []
+        return self.prepare_from(ArrowColumns(table, self.fields))
+
+    def prepare_from(self, source: ColumnSource) -> BatchValues:
+        """Kernel inputs from the columns of one batch, on the host or on a device."""
+        fcols, icols = source.value_rows(self.value_columns, self.needs_int)
+        mask_rows: list[Any] = []
         mask_keys: dict[tuple[str | None, str], int] = {}
         mask_of = np.full(len(self.specs), -1, dtype=np.int64)
         sketch_inputs = []
         for a, spec in enumerate(self.specs):
             column = spec.column if self.ops[a] != COUNT else None
-            mask = self._participation(table, column, spec, valid)
+            mask = source.valid_mask(column) if column is not None else None
+            for name, value in (spec.where or {}).items():
+                hit = source.isin(name, value if isinstance(value, list) else [value])
+                mask = hit if mask is None else source.both(mask, hit)
             if mask is not None:
                 key = (column, repr(sorted((spec.where or {}).items())))
                 if key not in mask_keys:
@@ -133,44 +148,10 @@ class AggregationPlan:
                 mask_of[a] = mask_keys[key]
             if a in self.sketch_aggs:
                 assert spec.column is not None
-                index = np.flatnonzero(mask) if mask is not None else np.arange(n)
-                sketch_inputs.append((a, index, self._sketch_keys(table, a, spec.column, index)))
-        masks = np.array(mask_rows, dtype=np.uint8) if mask_rows else np.ones((0, n), np.uint8)
-        return BatchValues(fcols, icols, masks.reshape(len(mask_rows), n), mask_of, sketch_inputs)
-
-    @staticmethod
-    def _participation(
-        table: pa.Table, column: str | None, spec: AggregationSpec, cache: dict
-    ) -> np.ndarray | None:
-        mask: np.ndarray | None = None
-        if column is not None:
-            if column not in cache:
-                array = table.column(column)
-                cache[column] = array.is_valid().to_numpy() if array.null_count else None
-            mask = cache[column]
-        for name, value in (spec.where or {}).items():
-            wanted = pa.array(value if isinstance(value, list) else [value])
-            column_values = table.column(name)
-            wanted = wanted.cast(column_values.type)
-            hit = numbers(pc.is_in(column_values, value_set=wanted), fill=False)
-            mask = hit if mask is None else (mask & hit)
-        return mask
-
-    def _sketch_keys(self, table: pa.Table, a: int, column: str, index: np.ndarray) -> np.ndarray:
-        array = table.column(column).combine_chunks().take(pa.array(index))
-        out = np.empty(len(index), dtype=np.int64)
-        if self.ops[a] == QUANTILE:
-            bucket_keys(array.to_numpy(zero_copy_only=False).astype(np.float64), out)
-            return out
-        ftype = self.fields[column].type
-        if ftype == "string":
-            return string_hashes(array)
-        if ftype in ("float32", "float64"):
-            values = array.to_numpy(zero_copy_only=False).astype(np.float64) + 0.0  # -0.0 -> 0.0
-            hash_int64(values.view(np.int64), out)
-        else:
-            hash_int64(array.to_numpy(zero_copy_only=False).astype(np.int64), out)
-        return out
+                index = source.rows_of(mask)
+                keys = source.sketch_keys(spec.column, index, bool(self.ops[a] == QUANTILE))
+                sketch_inputs.append((a, index, keys))
+        return BatchValues(fcols, icols, source.stack_masks(mask_rows), mask_of, sketch_inputs)
 
     def output_types(self) -> list[pa.DataType]:
         types = []
@@ -227,6 +208,99 @@ class AggregationPlan:
             mask = None if ok.all() else ~ok
             out.append(pa.array(values, type=typ, mask=mask))
         return out
+
+
+class ColumnSource(Protocol):
+    """The columns of a batch as :meth:`AggregationPlan.prepare_from` reads them
+    (:class:`ArrowColumns` on the host; the CUDA backend has a device twin)."""
+
+    num_rows: int
+
+    def value_rows(self, names: list[str], needs_int: bool) -> tuple[Any, Any]:
+        """``(fcols, icols)``: float64 and int64 ``(len(names), n)`` (nulls 0; icols
+        ``(0, 0)`` unless ``needs_int``)."""
+        ...
+
+    def valid_mask(self, name: str) -> Any:
+        """uint8/bool mask of the non-null rows of ``name``; None when it has no nulls."""
+        ...
+
+    def isin(self, name: str, wanted: list[Any]) -> Any:
+        """Mask of the rows whose ``name`` is one of ``wanted`` (nulls: False)."""
+        ...
+
+    def both(self, a: Any, b: Any) -> Any: ...
+
+    def rows_of(self, mask: Any) -> Any:
+        """Row numbers of the set rows of ``mask`` (None: all rows)."""
+        ...
+
+    def sketch_keys(self, name: str, index: Any, is_quantile: bool) -> Any:
+        """Bucket keys (quantile) or value hashes (distinct) of rows ``index`` of ``name``."""
+        ...
+
+    def stack_masks(self, masks: list[Any]) -> Any:
+        """The masks as one ``(len(masks), n)`` uint8 array."""
+        ...
+
+
+class ArrowColumns:
+    """A host Arrow table as a :class:`ColumnSource`."""
+
+    def __init__(self, table: pa.Table, fields: dict[str, FieldSpec]) -> None:
+        self.table = table
+        self.fields = fields
+        self.num_rows = table.num_rows
+        self._valid: dict[str, np.ndarray | None] = {}
+
+    def value_rows(self, names: list[str], needs_int: bool) -> tuple[np.ndarray, np.ndarray]:
+        n = self.num_rows
+        fcols = np.empty((len(names), n), dtype=np.float64)
+        icols = np.empty((len(names), n) if needs_int else (0, 0), np.int64)
+        for c, name in enumerate(names):
+            values = numbers(self.table.column(name))
+            fcols[c] = values
+            if needs_int:
+                icols[c] = values
+        return fcols, icols
+
+    def valid_mask(self, name: str) -> np.ndarray | None:
+        if name not in self._valid:
+            array = self.table.column(name)
+            self._valid[name] = array.is_valid().to_numpy() if array.null_count else None
+        return self._valid[name]
+
+    def isin(self, name: str, wanted: list[Any]) -> np.ndarray:
+        column_values = self.table.column(name)
+        value_set = pa.array(wanted).cast(column_values.type)
+        return numbers(pc.is_in(column_values, value_set=value_set), fill=False)
+
+    def both(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return a & b
+
+    def rows_of(self, mask: np.ndarray | None) -> np.ndarray:
+        return np.flatnonzero(mask) if mask is not None else np.arange(self.num_rows)
+
+    def sketch_keys(self, name: str, index: np.ndarray, is_quantile: bool) -> np.ndarray:
+        array = self.table.column(name).combine_chunks().take(pa.array(index))
+        out = np.empty(len(index), dtype=np.int64)
+        if is_quantile:
+            bucket_keys(array.to_numpy(zero_copy_only=False).astype(np.float64), out)
+            return out
+        ftype = self.fields[name].type
+        if ftype == "string":
+            return string_hashes(array)
+        if ftype in ("float32", "float64"):
+            values = array.to_numpy(zero_copy_only=False).astype(np.float64) + 0.0  # -0.0 -> 0.0
+            hash_int64(values.view(np.int64), out)
+        else:
+            hash_int64(array.to_numpy(zero_copy_only=False).astype(np.int64), out)
+        return out
+
+    def stack_masks(self, masks: list[np.ndarray]) -> np.ndarray:
+        n = self.num_rows
+        stacked = np.array(masks, dtype=np.uint8) if masks else np.ones((0, n), np.uint8)
+        return stacked.reshape(len(masks), n)
 
 
 def numbers(column: pa.Array | pa.ChunkedArray, fill: object = 0) -> np.ndarray:

@@ -63,19 +63,25 @@ class KeyEncoder:
         atoms = np.empty((table.num_rows, self.width), dtype=np.int64)
         col = 0
         for key in self.keys:
-            array = table.column(key).combine_chunks()
-            if self.types[key] == "string":
-                values = self._strings[key].encode(array)
-            else:
-                values = numbers(array)
+            values, is_null = self.column_atoms(key, table.column(key).combine_chunks())
             atoms[:, col] = values
             col += 1
-            if self.nullable[key]:
-                is_null = array.is_null().to_numpy(zero_copy_only=False)
+            if is_null is not None:
                 atoms[:, col] = is_null
-                atoms[is_null, col - 1] = 0
                 col += 1
         return atoms
+
+    def column_atoms(self, key: str, array: pa.Array) -> tuple[np.ndarray, np.ndarray | None]:
+        """The value atoms of key column ``key`` (0 where null) and, for a nullable key,
+        its is-null atoms (None otherwise)."""
+        if self.types[key] == "string":
+            values = self._strings[key].encode(array)
+        else:
+            values = np.asarray(numbers(array), dtype=np.int64)
+        if not self.nullable[key]:
+            return values, None
+        is_null = array.is_null().to_numpy(zero_copy_only=False)
+        return np.where(is_null, 0, values), is_null
 
     def decode(self, atoms: np.ndarray, arrow_types: dict[str, pa.DataType]) -> list[pa.Array]:
         """Output columns (one per key, in config order) for rows of ``atoms``."""

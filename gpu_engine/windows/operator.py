@@ -59,6 +59,8 @@ class WindowOperator(ABC):
 
     def prepare(self, table: pa.Table, times: np.ndarray) -> PreparedBatch:
         """The batch as the kernels read it (once per batch, shared by all workers)."""
+        if not isinstance(table, pa.Table):  # a batch on the device prepares itself
+            return table.prepared(self.encoder, self.plan, times)
         return PreparedBatch(times, self.encoder.encode(table), self.plan.prepare(table))
 
     def process_prepared(
@@ -272,6 +274,7 @@ class SessionWindows(WindowOperator):
         return times + self.gap <= self.watermark
 
     def _add(self, batch: PreparedBatch, events: np.ndarray) -> None:
+        batch = batch.on_host()  # sessions are merged on the host
         values = batch.values if len(events) == len(batch) else batch.values.subset(events)
         times = batch.times[events]
         kid = self.key_ids.insert(batch.atoms[events])

@@ -180,14 +180,6 @@ class PaneState(GroupState):
         return out
 
 
-def pane_keys(batch: PreparedBatch, events: np.ndarray, pane_ms: int) -> np.ndarray:
-    """The ``(pane, key atoms...)`` rows of events ``events``, for states that take keys."""
-    keys = np.empty((len(events), 1 + batch.atoms.shape[1]), dtype=np.int64)
-    keys[:, 0] = np.floor_divide(batch.times[events], pane_ms)
-    keys[:, 1:] = batch.atoms[events]
-    return keys
-
-
 def _gathered(column: np.ndarray, rows: np.ndarray) -> np.ndarray:
     out = np.empty((len(rows), column.shape[1]), dtype=column.dtype)
     gather_rows(column, rows, out)

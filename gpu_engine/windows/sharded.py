@@ -76,7 +76,7 @@ class ShardedWindows:
 
     def process(self, table: pa.Table, times: np.ndarray, now: float) -> np.ndarray:
         batch = self.shards[0].prepare(table, times)
-        hashes = atom_hashes(batch.atoms, self._nullable)
+        hashes = atom_hashes(batch.host_atoms(), self._nullable)
         if self.balancer is None:
             shard = (hashes % np.uint64(len(self.shards))).astype(np.int64)
         else:

@@ -10,7 +10,8 @@ to dense ids), :mod:`.aggregate` (pane aggregation, window combination,
 finalisation), :mod:`.sketches` (quantile buckets, distinct hashes, entry
 counts), :mod:`.sketch_state` (sketch entries of pane rows combined into
 windows), :mod:`.sessions` (session merging), :mod:`.scan` (prefix sums),
-:mod:`.windows` (window emission from pane rows, compaction), :mod:`.topk`
+:mod:`.windows` (window emission from pane rows, compaction), :mod:`.ingest`
+(batches pushed as device columns: casts, row selection, kernel inputs), :mod:`.topk`
 (the best groups of each window). Kernels are compiled once per
 (kernel, dtype) on first use; :func:`all_signatures` lists every shipped one.
 """
@@ -28,6 +29,7 @@ def all_signatures() -> Iterator[tuple[str, str, Callable[..., None], Any]]:
     from kernels.cuda import (  # noqa: F401
         aggregate,
         hashindex,
+        ingest,
         scan,
         sessions,
         sketch_state,

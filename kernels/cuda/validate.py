@@ -31,6 +31,7 @@ from kernels.cuda._core import (
     as_device,
     cuda,
     device_function,
+    is_device_array,
     kernel,
     launch,
     register,
@@ -83,7 +84,7 @@ def _mark_rows(bad, code, field, reason, failed_field, found):  # pragma: no cov
 
 def _flags(array: Any) -> Any:
     """uint8 view of a bool/uint8 flag array (empty stays empty)."""
-    if hasattr(array, "__cuda_array_interface__"):
+    if is_device_array(array):
         dtype = np.dtype(array.dtype)
         return array.view(np.uint8) if dtype == np.bool_ else array
     return as_device(np.asarray(array).view(np.uint8) if np.asarray(array).dtype == np.bool_

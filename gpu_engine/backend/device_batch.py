@@ -1,0 +1,473 @@
+"""Batches pushed as device columns stay on the device, from validation to pane state.
+
+A cuDF DataFrame, or a dict of device arrays (CuPy, Numba, torch CUDA tensors),
+pushed to an engine on the ``cuda`` backend becomes a :class:`DeviceFrame`:
+its numeric, boolean and timestamp columns are read where they are (through
+``__cuda_array_interface__``, no copy), widened once on the device to int64 or
+float64 with the CPU path's cast rules (:mod:`kernels.cuda.ingest`), validated
+by the same reason-code kernels, filtered, keyed and turned into the kernel
+inputs of :class:`~gpu_engine.backend.device_state.DevicePaneState`, which
+reads them without an upload.
+
+What still crosses to the host, and why:
+
+* the event times of the valid rows (8 bytes a row): the watermark, lateness
+  and batch reports are host bookkeeping;
+* reason codes, only when some row failed, and the failing or late rows
+  themselves (for the quarantine and late sinks, which are host tables);
+* string columns (cuDF strings are copied once; their dictionary codes live on
+  the host) and any column the device casts do not cover (e.g. text to be
+  parsed as numbers): they take the host path, column by column;
+* session windows and sharding over several CUDA workers read host copies
+  (:meth:`DevicePreparedBatch.on_host`, :meth:`DevicePreparedBatch.host_atoms`).
+
+Imported only by the backend, only when CUDA is selected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from gpu_engine.config.models import FLOAT_TYPES, INTEGER_TYPES, FieldSpec
+from gpu_engine.errors import InputError, SchemaError
+from gpu_engine.windows.aggregations import (
+    AggregationPlan,
+    BatchValues,
+    PreparedBatch,
+    numbers,
+    string_hashes,
+)
+from gpu_engine.windows.keys import KeyEncoder
+from kernels import validate as codes
+from kernels.cuda import ingest
+from kernels.cuda import sketches as device_sketches
+from kernels.cuda._core import as_device, cuda, empty, full, is_device_array, to_host
+
+_NO_FLAGS = np.empty(0, dtype=np.uint8)
+
+
+@dataclass
+class DeviceColumn:
+    """One column in device memory: values (1-D) and is-null flags (uint8; None: no nulls)."""
+
+    values: Any
+    is_null: Any = None
+
+    def __len__(self) -> int:
+        return int(self.values.shape[0])
+
+    def slice(self, lo: int, hi: int) -> DeviceColumn:
+        is_null = None if self.is_null is None else self.is_null[lo:hi]
+        return DeviceColumn(self.values[lo:hi], is_null)
+
+    def take(self, rows: Any) -> DeviceColumn:
+        is_null = None if self.is_null is None else ingest.take(self.is_null, rows)
+        return DeviceColumn(ingest.take(self.values, rows), is_null)
+
+    def to_arrow(self, arrow_type: pa.DataType | None = None) -> pa.Array:
+        """A host Arrow copy (in ``arrow_type`` when given)."""
+        mask = None if self.is_null is None else to_host(self.is_null).astype(bool)
+        array = pa.array(to_host(self.values), mask=mask)
+        return array if arrow_type is None else array.cast(arrow_type)
+
+
+Column: TypeAlias = "DeviceColumn | pa.Array"
+
+
+class DeviceFrame:
+    """The columns of one batch, on the device (host Arrow for the columns kept there).
+
+    Stands where the engine has an Arrow table for host input (``num_rows``,
+    ``filter``, ``to_pylist``), and knows how to validate and prepare itself.
+    """
+
+    def __init__(
+        self,
+        columns: dict[str, Column],
+        num_rows: int,
+        arrow_types: dict[str, pa.DataType] | None = None,
+        time: str | None = None,
+    ) -> None:
+        self.columns = columns
+        self.num_rows = num_rows
+        self.arrow_types = arrow_types or {}  # the schema types of validated columns
+        self.time = time
+
+    @property
+    def column_names(self) -> list[str]:
+        return list(self.columns)
+
+    def slice(self, lo: int, hi: int) -> DeviceFrame:
+        """Rows ``lo..hi-1`` (views, no copy)."""
+        columns = {
+            name: c.slice(lo, hi) if isinstance(c, DeviceColumn) else c.slice(lo, hi - lo)
+            for name, c in self.columns.items()
+        }
+        return DeviceFrame(columns, hi - lo, self.arrow_types, self.time)
+
+    def take(self, rows: np.ndarray) -> DeviceFrame:
+        """Rows ``rows`` (host row numbers, uploaded once; gathered on the device)."""
+        device_rows = as_device(rows, np.int64)
+        host_rows = pa.array(rows)
+        columns = {
+            name: c.take(device_rows) if isinstance(c, DeviceColumn) else c.take(host_rows)
+            for name, c in self.columns.items()
+        }
+        return DeviceFrame(columns, len(rows), self.arrow_types, self.time)
+
+    def host_rows(self, rows: np.ndarray) -> pa.Table:
+        """Rows ``rows`` as a host Arrow table (only those rows are copied)."""
+        part = self.take(np.asarray(rows, dtype=np.int64))
+        return pa.table({
+            name: c.to_arrow(self.arrow_types.get(name)) if isinstance(c, DeviceColumn) else c
+            for name, c in part.columns.items()
+        })  # fmt: skip
+
+    def filter(self, mask: pa.Array) -> pa.Table:
+        """The rows where ``mask`` is true, on the host (late rows for the sinks)."""
+        return self.host_rows(np.flatnonzero(mask.to_numpy(zero_copy_only=False)))
+
+    def to_pylist(self) -> list[dict[str, Any]]:
+        return self.host_rows(np.arange(self.num_rows)).to_pylist()
+
+    def host_column(self, name: str) -> pa.Array:
+        column = self.columns[name]
+        return column.to_arrow(self.arrow_types.get(name)) if isinstance(column, DeviceColumn) \
+            else column  # fmt: skip
+
+    def validated_by(self, validator: Any, source: str, first_row: int) -> Any:
+        """:meth:`gpu_engine.validation.Validator.validate` of this frame, on the device."""
+        return validate(validator, self, source, first_row)
+
+    def prepared(
+        self, encoder: KeyEncoder, plan: AggregationPlan, times: np.ndarray
+    ) -> DevicePreparedBatch:
+        """The kernel inputs of a window, on the device (this frame is validated)."""
+        assert self.time is not None, "only validated frames are prepared"
+        n = self.num_rows
+        atoms = empty((n, encoder.width), np.int64)
+        col = 0
+        for key in encoder.keys:
+            column = self.columns[key]
+            nullable = encoder.nullable[key]
+            if isinstance(column, DeviceColumn) and np.dtype(column.values.dtype) == np.int64:
+                values, is_null = column.values, column.is_null
+            else:  # strings (host dictionary codes) and float keys, as on the host
+                host_values, host_null = encoder.column_atoms(key, self.host_column(key))
+                values = as_device(host_values, np.int64)
+                is_null = None if host_null is None else as_device(host_null.view(np.uint8))
+            ingest.put_atom(values, is_null if nullable else None, atoms, col, nullable)
+            col += 2 if nullable else 1
+        source = DeviceColumns(self, plan.fields)
+        v = plan.prepare_from(source)
+        values_on_device = DeviceBatchValues(v.fcols, v.icols, v.masks, v.mask_of,
+                                             v.sketch_inputs)  # fmt: skip
+        time_column = self.columns[self.time]
+        device_times = (
+            time_column.values if isinstance(time_column, DeviceColumn) else as_device(times)
+        )
+        return DevicePreparedBatch(times, atoms, values_on_device, device_times)
+
+
+@dataclass
+class DeviceBatchValues(BatchValues):
+    """:class:`BatchValues` whose arrays live on the device."""
+
+    def subset(self, rows: np.ndarray) -> DeviceBatchValues:
+        device_rows = as_device(rows, np.int64)
+        new_index = ingest.renumber(device_rows, int(self.fcols.shape[1]))  # (k, n), k >= 0
+        sketches = []
+        for a, event_index, keys in self.sketch_inputs:
+            renumbered = ingest.take(new_index, event_index)
+            keep = ingest.select(ingest.nonneg(renumbered))
+            sketches.append((a, ingest.take(renumbered, keep), ingest.take(keys, keep)))
+        icols = ingest.take(self.icols, device_rows) if self.icols.size else self.icols
+        return DeviceBatchValues(
+            ingest.take(self.fcols, device_rows), icols, ingest.take(self.masks, device_rows),
+            self.mask_of, sketches,
+        )  # fmt: skip
+
+    def on_host(self) -> BatchValues:
+        sketches = [(a, to_host(i), to_host(k)) for a, i, k in self.sketch_inputs]
+        return BatchValues(to_host(self.fcols), to_host(self.icols), to_host(self.masks),
+                           self.mask_of, sketches)  # fmt: skip
+
+
+@dataclass
+class DevicePreparedBatch(PreparedBatch):
+    """A prepared batch on the device; ``times`` (host) also has a device copy."""
+
+    device_times: Any = None
+
+    def pane_keys(self, events: np.ndarray, pane_ms: int) -> Any:
+        rows = None if len(events) == len(self) else as_device(events, np.int64)
+        return ingest.pane_keys(self.device_times, self.atoms, rows, pane_ms)
+
+    def host_atoms(self) -> np.ndarray:
+        return to_host(self.atoms)
+
+    def on_host(self) -> PreparedBatch:
+        assert isinstance(self.values, DeviceBatchValues)
+        return PreparedBatch(self.times, self.host_atoms(), self.values.on_host())
+
+
+class DeviceColumns:
+    """A validated :class:`DeviceFrame` as the :class:`ColumnSource` of the aggregation plan."""
+
+    def __init__(self, frame: DeviceFrame, fields: dict[str, FieldSpec]) -> None:
+        self.frame = frame
+        self.fields = fields
+        self.num_rows = frame.num_rows
+        self._valid: dict[str, Any] = {}
+
+    def _device(self, name: str) -> DeviceColumn:
+        column = self.frame.columns[name]
+        if isinstance(column, DeviceColumn):
+            return column
+        # A host column (cast on the host); strings are never value columns.
+        values = np.asarray(numbers(column))
+        wide = np.float64 if values.dtype.kind == "f" else np.int64
+        is_null = None
+        if column.null_count:
+            is_null = as_device(column.is_null().to_numpy(zero_copy_only=False).view(np.uint8))
+        return DeviceColumn(as_device(values, wide), is_null)
+
+    def value_rows(self, names: list[str], needs_int: bool) -> tuple[Any, Any]:
+        n = self.num_rows
+        fcols = empty((len(names), n), np.float64)
+        # Integer sums read icols only for integer columns; float columns' rows stay 0.
+        icols = full((len(names), n) if needs_int else (0, 0), 0, np.int64)
+        for c, name in enumerate(names):
+            values = self._device(name).values
+            is_int = np.dtype(values.dtype) == np.int64
+            fcols[c].copy_to_device(ingest.to_float64(values) if is_int else values)
+            if needs_int and is_int:
+                icols[c].copy_to_device(values)
+        return fcols, icols
+
+    def valid_mask(self, name: str) -> Any:
+        if name not in self._valid:
+            column = self.frame.columns[name]
+            if isinstance(column, DeviceColumn):
+                is_null = column.is_null
+                valid = None if is_null is None else ingest.not_flags(is_null)
+            else:
+                host = column.is_valid().to_numpy(zero_copy_only=False)
+                valid = as_device(host.view(np.uint8)) if column.null_count else None
+            self._valid[name] = valid
+        return self._valid[name]
+
+    def isin(self, name: str, wanted: list[Any]) -> Any:
+        column = self.frame.columns[name]
+        arrow_type = self.frame.arrow_types[name]
+        if not isinstance(column, DeviceColumn):
+            hit = numbers(pc.is_in(column, value_set=pa.array(wanted).cast(arrow_type)), False)
+            return as_device(np.asarray(hit, dtype=np.uint8))
+        wanted_values = pa.array(wanted).cast(arrow_type)  # the host path's cast (and errors)
+        wanted_np = np.asarray(
+            wanted_values.cast(
+                pa.float64() if np.dtype(column.values.dtype).kind == "f" else pa.int64()
+            ).to_numpy(zero_copy_only=False)
+        )
+        hit = ingest.isin(column.values, wanted_np.astype(column.values.dtype))
+        return hit if column.is_null is None else ingest.both(hit, column.is_null, negate_b=True)
+
+    def both(self, a: Any, b: Any) -> Any:
+        return ingest.both(a, b)
+
+    def rows_of(self, mask: Any) -> Any:
+        return ingest.select(full(self.num_rows, 1, np.uint8) if mask is None else mask)
+
+    def sketch_keys(self, name: str, index: Any, is_quantile: bool) -> Any:
+        column = self.frame.columns[name]
+        if not isinstance(column, DeviceColumn):  # strings: stable host hashes, uploaded
+            return as_device(string_hashes(column.take(pa.array(to_host(index)))))
+        values = ingest.take(column.values, index)
+        if is_quantile:
+            is_float = np.dtype(values.dtype).kind == "f"
+            return device_sketches.bucket_keys(values if is_float else ingest.to_float64(values))
+        if np.dtype(values.dtype).kind == "f":
+            return device_sketches.hash_int64(ingest.canonical(values).view(np.int64))
+        return device_sketches.hash_int64(values)
+
+    def stack_masks(self, masks: list[Any]) -> Any:
+        out = empty((len(masks), self.num_rows), np.uint8)
+        for m, mask in enumerate(masks):
+            out[m].copy_to_device(mask)
+        return out
+
+
+# -- validation --------------------------------------------------------------------------
+def _widen(spec: FieldSpec, column: DeviceColumn) -> tuple[Any, Any] | None:
+    """The column in its device kernel type (int64 or float64) and the rows that failed
+    to cast, with the host path's rules; None where the device casts do not apply."""
+    dtype = np.dtype(column.values.dtype)
+    values = column.values
+    if dtype.kind == "M":
+        if dtype != np.dtype("datetime64[ms]") or spec.type not in ("timestamp", "int64"):
+            return None
+        values = values.view(np.int64)
+        dtype = np.dtype(np.int64)
+    if dtype.kind not in "biuf":
+        return None
+    if spec.type in FLOAT_TYPES:
+        return ingest.to_float64(values, column.is_null, round32=spec.type == "float32"), None
+    if spec.type == "bool":
+        return ingest.to_int64(values, column.is_null, as_bool=True)[0], None
+    if spec.type == "timestamp":
+        return (ingest.to_int64(values, column.is_null)[0], None) if dtype.kind in "iu" else None
+    if spec.type in INTEGER_TYPES:
+        info = np.iinfo(np.dtype(spec.type))
+        return ingest.to_int64(values, column.is_null, float(info.min), float(info.max))
+    return None
+
+
+def _missing(spec: FieldSpec, n: int) -> Column:
+    """A column of nulls for a field absent from the input."""
+    if spec.type == "string":
+        return pa.nulls(n, pa.string())
+    dtype = np.float64 if spec.type in FLOAT_TYPES else np.int64
+    return DeviceColumn(full(n, 0, dtype), full(n, 1, np.uint8))
+
+
+def validate(validator: Any, frame: DeviceFrame, source: str, first_row: int) -> Any:
+    """The device twin of ``Validator.validate``: same rules, reasons and messages."""
+    from gpu_engine.validation import ARROW_TYPES, Cast, ValidatedBatch
+
+    schema, config = validator.schema, validator.config
+    n = frame.num_rows
+    reason_codes = validator.backend.reason_codes(n)
+    columns: dict[str, Column] = {}
+    for index, (name, spec) in enumerate(schema.fields.items()):
+        column = frame.columns.get(name)
+        if column is None:
+            columns[name] = _missing(spec, n)
+            if spec.nullable:
+                continue
+            message = f"column {name!r} is missing from the input"
+            if config.on_error == "fail":
+                raise SchemaError(f"{source}: {message}")
+            reason_codes.mark_rows(np.ones(n, dtype=np.uint8), codes.MISSING_COLUMN, index)
+            continue
+        widened = _widen(spec, column) if isinstance(column, DeviceColumn) else None
+        if widened is None:  # the host path, for this column only
+            host = column.to_arrow() if isinstance(column, DeviceColumn) else column
+            cast: Cast = validator.cast(host, spec, name, source)
+            validator.check(name, spec, cast, index, reason_codes)
+            columns[name] = cast.array
+            continue
+        values, failed = widened
+        assert isinstance(column, DeviceColumn)
+        is_null = column.is_null
+        columns[name] = DeviceColumn(values, is_null)
+        if spec.type == "bool":
+            if is_null is not None and not spec.nullable:
+                reason_codes.mark_rows(is_null, codes.NULL, index)
+            if config.mode == "strict" and spec.allowed is not None:
+                bad = ingest.not_flags(ingest.isin(values, np.asarray(spec.allowed, np.int64)))
+                if is_null is not None:
+                    bad = ingest.both(bad, is_null, negate_b=True)
+                reason_codes.mark_rows(bad, codes.NOT_ALLOWED, index)
+            continue
+        validator.check_numeric(
+            name, spec, values, _NO_FLAGS if is_null is None else is_null,
+            _NO_FLAGS if failed is None else failed, index, reason_codes,
+        )  # fmt: skip
+    reason, failed_field = reason_codes.to_host()
+    types = {name: ARROW_TYPES[spec.type] for name, spec in schema.fields.items()}
+    valid = DeviceFrame(columns, n, types, schema.time)
+    quarantine = None
+    bad = reason != 0
+    if bad.any():
+        bad_index = np.flatnonzero(bad)
+        if config.on_error == "fail":
+            first = int(bad_index[0])
+            row = frame.host_rows(bad_index[:1])
+            raise SchemaError(
+                f"{source}, row {first_row + first}: "
+                + validator.message(row, int(reason[first]), int(failed_field[first]), 0)
+            )
+        rows = frame.host_rows(bad_index)
+        quarantine = validator.quarantine(rows, bad_index, reason, failed_field, source, first_row)
+        valid = valid.take(np.flatnonzero(~bad))
+    time_column = valid.columns[schema.time]
+    if isinstance(time_column, DeviceColumn):
+        times = to_host(time_column.values)
+    else:
+        times = time_column.cast(pa.int64()).to_numpy()
+    return ValidatedBatch(valid, times, quarantine, n)
+
+
+# -- the edge ----------------------------------------------------------------------------
+def device_frame(frame: Any) -> DeviceFrame | None:
+    """``frame`` as a :class:`DeviceFrame` when its columns are on a device, else None.
+
+    Takes a cuDF DataFrame, or a mapping whose values include device arrays
+    (other values are host columns). Device arrays are viewed, not copied.
+    """
+    if type(frame).__module__.startswith("cudf") and hasattr(frame, "columns"):
+        columns = {str(name): _cudf_column(frame[name]) for name in frame.columns}
+    elif isinstance(frame, Mapping) and any(
+        isinstance(v, DeviceColumn) or is_device_array(v) or _is_cudf(v) for v in frame.values()
+    ):
+        columns = {str(name): _column(str(name), v) for name, v in frame.items()}
+    else:
+        return None
+    lengths = {len(c) for c in columns.values()}
+    if len(lengths) > 1:
+        sizes = ", ".join(f"{name}: {len(c)}" for name, c in columns.items())
+        raise InputError(f"columns of a pushed frame must have one length ({sizes})")
+    return DeviceFrame(columns, lengths.pop() if lengths else 0)
+
+
+def _is_cudf(values: Any) -> bool:
+    return type(values).__module__.startswith("cudf")
+
+
+def _column(name: str, values: Any) -> Column:
+    if isinstance(values, DeviceColumn):  # values with null flags, as the caller built them
+        return DeviceColumn(_view(values.values), _view(values.is_null))
+    if _is_cudf(values):
+        return _cudf_column(values)
+    if is_device_array(values):
+        values = _view(values)
+        if values.ndim != 1:
+            raise InputError(f"column {name!r} must be 1-D, not of shape {values.shape}")
+        return DeviceColumn(values)
+    from gpu_engine.io.frames import column_to_arrow
+
+    return column_to_arrow(values)
+
+
+def _view(values: Any) -> Any:
+    """A Numba view of a device array (CuPy, torch...): no copy, its owner kept alive."""
+    if values is not None and hasattr(values, "__cuda_array_interface__"):
+        return cuda.as_cuda_array(values)
+    return values
+
+
+def _cudf_column(series: Any) -> Column:
+    """A cuDF Series: numeric and datetime columns viewed on the device, others copied."""
+    kind = series.dtype.kind
+    if kind == "M":
+        series = series.astype("datetime64[ms]").astype("int64")
+        kind = "i"
+    if kind not in "biuf":
+        return series.to_arrow()
+    if not series.null_count:
+        return DeviceColumn(cuda.as_cuda_array(series.to_cupy(copy=False)))
+    is_null = series.isna().to_cupy().view("uint8")
+    values = series.to_cupy(na_value=False if kind == "b" else 0)  # a filled copy
+    return DeviceColumn(cuda.as_cuda_array(values), cuda.as_cuda_array(is_null))
+
+
+__all__ = [
+    "DeviceBatchValues", "DeviceColumn", "DeviceColumns", "DeviceFrame", "DevicePreparedBatch",
+    "device_frame", "validate",
+]  # fmt: skip

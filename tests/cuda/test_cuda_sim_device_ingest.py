@@ -1,0 +1,253 @@
+"""Columns pushed on the device stay there (backend ``cuda``) and give the CPU's results.
+
+The CPU engine reads the same values as a host Arrow table. Covered: casts on the
+device (int32 and float keys widened, float values cast to int16 with failures),
+nulls (as ``DeviceColumn`` flags), NaN and range failures, an allowed set, a
+host string column in the same push, ``where`` filters, sketches, late events,
+the quarantine (same rows, reasons and messages), tumbling, sliding and session
+windows, one and two workers; and that the pane state was fed without an upload.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from cuda_target import CUDA_WARNINGS, real_device, require_cuda_target
+
+require_cuda_target()
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the core suite's helpers
+
+from engine_testing import window_frame  # noqa: E402
+from numba import cuda  # noqa: E402
+
+from gpu_engine.backend.device_batch import DeviceColumn  # noqa: E402
+from gpu_engine.config import parse_config  # noqa: E402
+from gpu_engine.engine import Engine  # noqa: E402
+from gpu_engine.errors import SchemaError  # noqa: E402
+from gpu_engine.io.sinks import MemorySink  # noqa: E402
+
+pytestmark = [pytest.mark.cudasim, *CUDA_WARNINGS]
+
+FIELDS = {
+    "t": {"type": "int64", "required": True},
+    "k": {"type": "int64", "required": True},
+    "s": {"type": "string", "nullable": True},
+    "e": {"type": "int8", "allowed": [0, 1, 2, 3]},
+    "x": {"type": "float64", "nullable": True, "max": 180.0},
+    "u": {"type": "int64", "nullable": True},
+    "c": {"type": "int16"},
+    "ok": {"type": "bool"},
+}
+AGGS = [
+    {"name": "n", "op": "count"},
+    {"name": "likes", "op": "count", "where": {"e": 1}},
+    {"name": "oks", "op": "count", "where": {"ok": True}},
+    {"name": "x_sum", "op": "sum", "column": "x"},
+    {"name": "x_mean", "op": "mean", "column": "x", "where": {"e": [0, 2]}},
+    {"name": "x_std", "op": "std", "column": "x"},
+    {"name": "x_min", "op": "min", "column": "x"},
+    {"name": "x_max", "op": "max", "column": "x"},
+    {"name": "x_p50", "op": "quantile", "column": "x", "q": 0.5},
+    {"name": "u_sum", "op": "sum", "column": "u"},
+    {"name": "u_distinct", "op": "count_distinct", "column": "u"},
+    {"name": "s_distinct", "op": "count_distinct", "column": "s"},
+    {"name": "c_sum", "op": "sum", "column": "c"},
+]
+
+
+def _columns(n: int, seed: int = 3) -> dict[str, Any]:
+    """Host columns (values, null flags) with every kind of bad row sprinkled in."""
+    rng = np.random.default_rng(seed)
+    arrival = np.sort(rng.integers(0, 6000, n)) + 1_000_000
+    x = rng.normal(100.0, 30.0, n)
+    x[rng.random(n) < 0.04] = np.nan  # NaN: quarantined
+    x[rng.random(n) < 0.03] = 500.0  # above max: quarantined
+    c = rng.integers(-50, 50, n).astype(np.float64)
+    c[rng.random(n) < 0.03] = 2.5  # not a whole number: fails the cast to int16
+    c[rng.random(n) < 0.02] = 1e6  # out of int16's range
+    s = rng.choice(np.array(["a", "b", "c"], dtype=object), n)
+    s[rng.random(n) < 0.1] = None
+    return {
+        "t": (arrival - rng.integers(0, 700, n) - 3000 * (rng.random(n) < 0.05)).astype(np.int64),
+        "k": rng.integers(0, 4, n).astype(np.int32),
+        "s": s,
+        "e": rng.integers(0, 5, n).astype(np.int64),  # 4 is not allowed
+        "x": (x, rng.random(n) < 0.1),
+        "u": (rng.integers(0, 30, n).astype(np.int64), rng.random(n) < 0.1),
+        "c": c,
+        "ok": rng.random(n) < 0.5,
+    }
+
+
+def _host(columns: dict[str, Any]) -> pa.Table:
+    return pa.table({
+        name: pa.array(v[0], mask=v[1]) if isinstance(v, tuple) else pa.array(v, from_pandas=True)
+        for name, v in columns.items()
+    })  # fmt: skip
+
+
+def _device(columns: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, v in columns.items():
+        if isinstance(v, tuple):
+            out[name] = DeviceColumn(cuda.to_device(v[0]), cuda.to_device(v[1].view(np.uint8)))
+        elif v.dtype == object:
+            out[name] = v  # strings stay a host column in the same push
+        else:
+            out[name] = cuda.to_device(v)
+    return out
+
+
+def _config(window: dict[str, Any], backend: str, workers: int, on_error: str = "quarantine"):
+    return parse_config({
+        "schema": {"time": "t", "fields": FIELDS},
+        "windows": [{"name": "w", "aggregations": AGGS, "allowed_lateness": 300, **window}],
+        "validation": {"on_error": on_error},
+        "backend": backend,
+        "workers": workers,
+        "batching": {"max_rows": 64},
+    })  # fmt: skip
+
+
+def _run(config, parts: list[Any]) -> tuple[MemorySink, dict[str, Any], Engine]:
+    sink = MemorySink()
+    engine = Engine(config, sinks=[sink])
+    for part in parts:
+        engine.push(part)
+    return sink, engine.close(), engine
+
+
+def _parts(columns: dict[str, Any], size: int, convert) -> list[Any]:
+    n = len(columns["t"])
+    parts = []
+    for lo in range(0, n, size):
+        part = {
+            k: (v[0][lo : lo + size], v[1][lo : lo + size]) if isinstance(v, tuple)
+            else v[lo : lo + size]
+            for k, v in columns.items()
+        }  # fmt: skip
+        parts.append(convert(part))
+    return parts
+
+
+def _sorted(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    if frame.empty:
+        return frame
+    return frame.sort_values(keys).reset_index(drop=True)
+
+
+@pytest.mark.parametrize(
+    ("window", "workers"),
+    [
+        ({"type": "tumbling", "size": 1000, "keys": ["k"]}, 1),
+        ({"type": "sliding", "size": 2000, "slide": 500, "keys": ["k", "s"]}, 1),
+        # Two workers launch kernels from two threads, which the simulator cannot run.
+        pytest.param(
+            {"type": "sliding", "size": 2000, "slide": 500, "keys": ["k", "s"]},
+            2,
+            marks=[pytest.mark.gpu, pytest.mark.skipif(not real_device(), reason="needs a GPU")],
+        ),
+        ({"type": "session", "gap": 300, "keys": ["k"]}, 1),
+    ],
+)
+def test_device_push_matches_cpu(window: dict[str, Any], workers: int) -> None:
+    # Pushes of max_rows rows: the same batches either way (device pushes are not
+    # buffered together, and batch boundaries move the watermark, hence lateness).
+    columns = _columns(240)
+    want_sink, want, _ = _run(_config(window, "cpu", 1), _parts(columns, 64, _host))
+    got_sink, got, engine = _run(_config(window, "cuda", workers), _parts(columns, 64, _device))
+    assert got["backend"] == "cuda"
+    assert got["events"] == want["events"] and got["accounted"]
+    assert want["events"]["quarantined"] > 10 and want["events"]["late"] > 0
+    keys = ["window_start", *window["keys"]]
+    expected = _sorted(window_frame(want_sink), keys)
+    assert len(expected) > 0
+    pd.testing.assert_frame_equal(_sorted(window_frame(got_sink), keys), expected,
+                                  check_exact=False, rtol=1e-9)  # fmt: skip
+    quarantine = ["_row", "_reason_code", "_field", "_reason"]
+    pd.testing.assert_frame_equal(
+        got_sink.result("quarantine").select(quarantine).to_pandas(),
+        want_sink.result("quarantine").select(quarantine).to_pandas(),
+    )
+    late = got_sink.result("late/w").to_pandas()
+    pd.testing.assert_frame_equal(late, want_sink.result("late/w").to_pandas())
+    if window["type"] != "session":  # pane state took the device columns as they were
+        for op in getattr(engine.operators[0], "shards", [engine.operators[0]]):
+            assert op.panes.uploader.copies == 0
+
+
+def test_quarantine_keeps_the_pushed_values() -> None:
+    columns = _columns(120, seed=5)
+    sink, _, _ = _run(_config({"type": "tumbling", "size": 1000, "keys": ["k"]}, "cuda", 1),
+                            [_device(columns)])  # fmt: skip
+    table = sink.result("quarantine")
+    rows = table.column("_row").to_numpy()
+    np.testing.assert_array_equal(table.column("c").to_numpy(), columns["c"][rows])
+    assert table.schema.field("c").type == pa.float64()  # as pushed, not as cast
+    reasons = set(table.column("_reason").to_pylist())
+    assert any("is not an integer that fits int16" in r for r in reasons)
+    assert any("x is NaN" in r for r in reasons)
+
+
+def test_fail_mode_raises_the_cpu_error() -> None:
+    columns = _columns(50, seed=6)
+    window = {"type": "tumbling", "size": 1000, "keys": ["k"]}
+    with pytest.raises(SchemaError) as want:
+        _run(_config(window, "cpu", 1, "fail"), [_host(columns)])
+    assert "push, row " in str(want.value)
+    with pytest.raises(SchemaError) as got:
+        _run(_config(window, "cuda", 1, "fail"), [_device(columns)])
+    assert str(got.value) == str(want.value)
+
+
+def test_ragged_columns_are_refused() -> None:
+    config = _config({"type": "tumbling", "size": 1000, "keys": ["k"]}, "cuda", 1)
+    engine = Engine(config, sinks=[MemorySink()])
+    with pytest.raises(Exception, match="one length"):
+        engine.push({"t": cuda.to_device(np.arange(3)), "k": cuda.to_device(np.arange(2))})
+
+
+GPU_ONLY = [pytest.mark.gpu, pytest.mark.skipif(not real_device(), reason="needs a GPU")]
+
+
+@pytest.mark.parametrize("library", ["cupy", "torch", "cudf"])
+@pytest.mark.parametrize("_", [pytest.param(None, marks=GPU_ONLY)])
+def test_device_libraries_push_like_numpy(library: str, _: None) -> None:
+    """CuPy arrays, torch CUDA tensors and cuDF frames take the device path (real GPU)."""
+    module = pytest.importorskip(library)
+    columns = _columns(192, seed=8)
+    host = _host(columns)
+    if library == "cudf":
+        pushed: Any = module.DataFrame.from_arrow(host)
+    else:
+        pushed = _device(columns)
+        for name, value in list(pushed.items()):
+            if isinstance(value, DeviceColumn):
+                value = value.values
+                array = columns[name][0]  # nulls: covered by the Numba and cuDF cases
+            elif name == "s":
+                continue
+            else:
+                array = columns[name]
+            pushed[name] = module.asarray(array) if library == "cupy" else module.as_tensor(
+                array, device="cuda")  # fmt: skip
+        host = (
+            host.drop_columns(["x", "u"])
+            .append_column("x", pa.array(columns["x"][0]))
+            .append_column("u", pa.array(columns["u"][0]))
+        )
+    window = {"type": "tumbling", "size": 1000, "keys": ["k"]}
+    want_sink, want, _ = _run(_config(window, "cpu", 1), [host])
+    got_sink, got, engine = _run(_config(window, "cuda", 1), [pushed])
+    assert got["events"] == want["events"]
+    keys = ["window_start", "k"]
+    pd.testing.assert_frame_equal(_sorted(window_frame(got_sink), keys),
+                                  _sorted(window_frame(want_sink), keys),
+                                  check_exact=False, rtol=1e-9)  # fmt: skip
+    assert engine.operators[0].panes.uploader.copies == 0
