@@ -6,9 +6,10 @@ Two workloads, both generated in memory by ``gpu_engine.generator``:
 
 1. the shared sliding-window workload of :mod:`benchmarks.windows` on ``--events``
    events: the fastest CPU engine (one worker per core, or 4) against the CUDA engine (one
-   worker), best of ``--repeat`` runs after a warm-up, pushed once as host columns and
-   once as device columns (uploaded before the clock starts: the zero-copy path of a
-   host whose events are already on the GPU);
+   worker), best of ``--repeat`` runs after a warm-up: host frames prepared on the
+   device (the default) and on the host (``cuda_host_frames: host``, the earlier path),
+   and device columns (uploaded before the clock starts: the zero-copy path of a host
+   whose events are already on the GPU);
 2. the full short-video configuration (every aggregation kind, both sketches,
    top-k, sessions; 1% corrupt rows) on ``--full-events`` events: the CPU engine
    against the CUDA engine with one and with two workers.
@@ -165,6 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     gpu = best(configured(base, "cuda", 1), table, args.repeat)
     report("cuda, 1 worker", args.events, gpu, cpu[0])
     problems += check("sliding cuda-1w", gpu, cpu)
+    host_prepared = configured(base, "cuda", 1).model_copy(update={"cuda_host_frames": "host"})
+    gpu_host = best(host_prepared, table, args.repeat)
+    report("cuda, host-prepared", args.events, gpu_host, cpu[0])
+    problems += check("sliding cuda-1w host-prepared", gpu_host, cpu)
+    del gpu_host
     device = on_device(table)
     gpu_device = best(configured(base, "cuda", 1), device, args.repeat)
     report("cuda, device columns", args.events, gpu_device, cpu[0])

@@ -135,6 +135,8 @@ class Engine:
             return ShardedWindows(shards, self._pool, config.key_balancing == "adaptive")
 
         self.operators = [build(spec) for spec in config.windows]
+        # Host batches to the device (None: they stay host tables; see cuda_host_frames).
+        self._stage = self.backend.frame_stager(schema.fields, config.cuda_host_frames)
         self.counts = Counts()
         self._pushed: dict[str, int] = {}
         self._timings = _Timings()
@@ -170,15 +172,13 @@ class Engine:
             for lo in range(0, rows, step):
                 part = device.slice(lo, min(lo + step, rows))
                 batches.append(Batch(part, source, first_row + lo, now))
-        for batch in batches:
-            self._process(batch)
+        self._process_all(batches)
 
     def poll(self, now: float | None = None) -> None:
         """Apply the time-based rules: cut a batch after ``max_delay``, advance idle watermarks."""
         self._check_open()
         now = self.clock() if now is None else now
-        for batch in self.batcher.due(now):
-            self._process(batch)
+        self._process_all(self.batcher.due(now))
         for operator in self.operators:
             operator.poll(now)
         self._emit_ready()
@@ -186,8 +186,7 @@ class Engine:
     def flush(self) -> None:
         """Process everything buffered (the windows stay open)."""
         self._check_open()
-        for batch in self.batcher.drain():
-            self._process(batch)
+        self._process_all(self.batcher.drain())
 
     def close(self) -> dict[str, Any]:
         """End of input: process the rest, emit every open window, close sinks, return summary."""
@@ -215,12 +214,39 @@ class Engine:
             self.close()
 
     # -- the batch path -----------------------------------------------------------------
-    def _process(self, batch: Batch) -> None:
+    def _process_all(self, batches: list[Batch]) -> None:
+        """Process ``batches`` in order; where host batches go to a device, batch n + 1 is
+        staged (its copy queued) before batch n is processed, so the two overlap."""
+        if self._stage is None:
+            for batch in batches:
+                self._process(batch, batch.table, {})
+            return
+        staged = self._staged(batches[0]) if batches else None
+        for i, batch in enumerate(batches):
+            current = staged
+            staged = self._staged(batches[i + 1]) if i + 1 < len(batches) else None
+            assert current is not None
+            self._process(batch, *current)
+
+    def _staged(self, batch: Batch) -> tuple[Any, dict[str, float]]:
+        """The batch's frame on the device (or the error that stopped it) and its seconds."""
+        if not isinstance(batch.table, pa.Table):  # pushed on the device already
+            return batch.table, {}
+        assert self._stage is not None
         start = self.clock()
-        stage: dict[str, float] = {}
+        try:
+            frame = self._stage(batch.table)
+        except Exception as exc:  # never lose the rows: the batch is dead-lettered
+            frame = exc
+        return frame, {"ingest": self.clock() - start}
+
+    def _process(self, batch: Batch, frame: Any, stage: dict[str, float]) -> None:
+        start = self.clock()
         rows = batch.table.num_rows
         try:
-            validated = self.validator.validate(batch.table, batch.source, batch.first_row)
+            if isinstance(frame, Exception):
+                raise frame
+            validated = self.validator.validate(frame, batch.source, batch.first_row)
         except EngineError:
             raise
         except Exception as exc:  # a bug or unreadable data: never lose the rows

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from gpu_engine.backend.validate import ReasonCodes
-    from gpu_engine.config.models import TopKSpec
+    from gpu_engine.config.models import FieldSpec, TopKSpec
     from gpu_engine.windows.aggregations import AggregationPlan
 
 
@@ -99,6 +99,15 @@ class Backend:
         from gpu_engine.backend.device_batch import device_frame
 
         return device_frame(frame)
+
+    def frame_stager(self, fields: dict[str, FieldSpec], mode: str) -> Any:
+        """A callable putting a host batch (Arrow table) on this device as a ``DeviceFrame``,
+        or None where host batches stay host tables (the CPU; ``mode`` "host")."""
+        if self.name != "cuda" or mode != "device":
+            return None
+        from gpu_engine.backend.device_batch import HostFrameStager
+
+        return HostFrameStager(fields)
 
     def top_k(self, table: pa.Table, top: TopKSpec, keys: list[str]) -> pa.Table:
         """The ``top.k`` best groups of each window of ``table``."""

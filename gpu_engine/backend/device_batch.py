@@ -93,11 +93,13 @@ class DeviceFrame:
         num_rows: int,
         arrow_types: dict[str, pa.DataType] | None = None,
         time: str | None = None,
+        host: pa.Table | None = None,
     ) -> None:
         self.columns = columns
         self.num_rows = num_rows
         self.arrow_types = arrow_types or {}  # the schema types of validated columns
         self.time = time
+        self.host = host  # the host table this frame was uploaded from, if any
 
     @property
     def column_names(self) -> list[str]:
@@ -123,6 +125,8 @@ class DeviceFrame:
 
     def host_rows(self, rows: np.ndarray) -> pa.Table:
         """Rows ``rows`` as a host Arrow table (only those rows are copied)."""
+        if self.host is not None:  # as they came, types and all
+            return self.host.take(pa.array(rows, pa.int64()))
         part = self.take(np.asarray(rows, dtype=np.int64))
         return pa.table({
             name: c.to_arrow(self.arrow_types.get(name)) if isinstance(c, DeviceColumn) else c
@@ -402,6 +406,61 @@ def validate(validator: Any, frame: DeviceFrame, source: str, first_row: int) ->
     else:
         times = time_column.cast(pa.int64()).to_numpy()
     return ValidatedBatch(valid, times, quarantine, n)
+
+
+# -- host frames -------------------------------------------------------------------------
+class HostFrameStager:
+    """Host batches onto the device: the numeric, boolean and timestamp columns of the
+    schema's numeric fields are uploaded once, at their own width (values and null
+    flags, through :class:`~gpu_engine.backend.transfer.PinnedStager`); everything else
+    stays a host column of the :class:`DeviceFrame`."""
+
+    def __init__(self, fields: dict[str, FieldSpec]) -> None:
+        from gpu_engine.backend.transfer import PinnedStager
+
+        self.numeric = {name for name, spec in fields.items() if spec.type != "string"}
+        self.stager = PinnedStager()
+
+    def __call__(self, table: pa.Table) -> DeviceFrame:
+        names: list[str] = []
+        arrays: list[np.ndarray] = []
+        has_nulls: list[bool] = []
+        columns: dict[str, Column] = {}
+        for name in table.column_names:
+            array = table.column(name).combine_chunks()
+            values = _fixed_width(array) if name in self.numeric else None
+            columns[name] = array
+            if values is None:
+                continue
+            names.append(name)
+            arrays.append(values)
+            has_nulls.append(bool(array.null_count))
+            if array.null_count:
+                arrays.append(array.is_null().to_numpy(zero_copy_only=False).view(np.uint8))
+        device = iter(self.stager.upload(arrays))
+        for name, nulls in zip(names, has_nulls, strict=True):
+            values_d = next(device)
+            columns[name] = DeviceColumn(values_d, next(device) if nulls else None)
+        return DeviceFrame(columns, table.num_rows, host=table)
+
+
+def _fixed_width(array: pa.Array) -> np.ndarray | None:
+    """The values of a numeric, boolean or timestamp column as numpy (zero copy where
+    Arrow allows; timestamps in epoch ms, as the host path casts them); None otherwise."""
+    kind = array.type
+    if pa.types.is_boolean(kind):
+        return np.asarray(array.fill_null(False).to_numpy(zero_copy_only=False))
+    if pa.types.is_timestamp(kind):
+        array = pc.cast(array, pa.timestamp("ms", tz=kind.tz), safe=False).cast(pa.int64())
+    elif not (pa.types.is_integer(kind) or pa.types.is_floating(kind)) or pa.types.is_float16(
+        kind
+    ):
+        return None
+    dtype = np.dtype(array.type.to_pandas_dtype())
+    data = array.buffers()[1]
+    if data is None:
+        return None
+    return np.frombuffer(data, dtype=dtype, count=len(array) + array.offset)[array.offset :]
 
 
 # -- the edge ----------------------------------------------------------------------------

@@ -164,4 +164,47 @@ class PinnedUploader:
         return slot.host[c]
 
 
-__all__ = ["DEFAULT_CHUNK_ROWS", "Column", "PinnedUploader", "copy_stream"]
+class PinnedStager:
+    """Whole batches to fresh device arrays through reused pinned buffers (``depth`` sets).
+
+    The copies run on the copy stream, so the upload of batch ``n + 1`` (staged before
+    batch ``n`` is processed) overlaps batch ``n``'s kernels; the default stream waits
+    for a batch's copies before anything it launches next. A set of pinned buffers is
+    rewritten only once the copies out of it have finished. Device arrays are fresh
+    per batch, so no kernel can still be reading one that is being refilled.
+    """
+
+    def __init__(self, depth: int = 2) -> None:
+        self.stream = copy_stream()
+        self.sets: list[dict[int, Any]] = [{} for _ in range(depth)]
+        self.copied = [_event() for _ in range(depth)]
+        self.turn = 0
+        self.copies = 0
+        self.bytes_copied = 0
+
+    def upload(self, arrays: Sequence[np.ndarray]) -> list[Any]:
+        """Device copies of ``arrays`` (1-D), queued on the copy stream."""
+        slot = self.turn
+        self.turn = (self.turn + 1) % len(self.sets)
+        self.copied[slot].synchronize()  # the last copies out of these pinned buffers are done
+        buffers = self.sets[slot]
+        out = []
+        for c, array in enumerate(arrays):
+            host = buffers.get(c)
+            if host is None or host.dtype != array.dtype or host.shape[0] < array.size:
+                host = cuda.pinned_array(max(array.size, 1), dtype=array.dtype)
+                buffers[c] = host
+            staged = host[: array.size]
+            np.copyto(staged, array)
+            device = empty(array.size, array.dtype)
+            if array.size:
+                device.copy_to_device(staged, stream=self.stream)
+                self.copies += 1
+                self.bytes_copied += int(array.nbytes)
+            out.append(device)
+        self.copied[slot].record(self.stream)
+        self.copied[slot].wait(cuda.default_stream())
+        return out
+
+
+__all__ = ["DEFAULT_CHUNK_ROWS", "Column", "PinnedStager", "PinnedUploader", "copy_stream"]

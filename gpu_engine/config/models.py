@@ -225,6 +225,11 @@ class EngineConfig(_Strict):
     (consistent hashing with bounded loads; moved keys take their live pane state along)."""
     device_memory_limit: ByteSize | None = None
     """Cap on window state in device memory (e.g. ``8GiB``); exceeding it is a clear error."""
+    cuda_host_frames: Literal["device", "host"] = "device"
+    """On the cuda backend, where host frames (pandas, Arrow, numpy) are prepared: their
+    numeric columns uploaded once through pinned buffers and cast, validated and keyed by
+    kernels (``device``), or cast, validated and prepared on the host, then uploaded
+    (``host``, the earlier path, kept to compare)."""
 
     @field_validator("windows")
     @classmethod

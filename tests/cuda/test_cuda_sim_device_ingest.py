@@ -43,6 +43,7 @@ FIELDS = {
     "u": {"type": "int64", "nullable": True},
     "c": {"type": "int16"},
     "ok": {"type": "bool"},
+    "seen": {"type": "timestamp", "nullable": True},  # only some tests push it
 }
 AGGS = [
     {"name": "n", "op": "count"},
@@ -193,6 +194,27 @@ def test_quarantine_keeps_the_pushed_values() -> None:
     reasons = set(table.column("_reason").to_pylist())
     assert any("is not an integer that fits int16" in r for r in reasons)
     assert any("x is NaN" in r for r in reasons)
+
+
+def test_host_frames_on_the_device_path_match_cpu_tables() -> None:
+    """Host frames staged on the device: windows, and quarantine and late tables (their
+    columns and types too) equal the CPU engine's."""
+    columns = _columns(192, seed=9)
+    columns["seen"] = (np.arange(192) * 1001).astype("datetime64[us]")  # cast to ms on upload
+    window = {"type": "tumbling", "size": 1000, "keys": ["k", "s"]}
+    want_sink, want, _ = _run(_config(window, "cpu", 1), _parts(columns, 64, _host))
+    got_sink, got, engine = _run(_config(window, "cuda", 1), _parts(columns, 64, _host))
+    assert engine._stage is not None and got["stage_s"]["ingest"] > 0
+    assert got["events"] == want["events"]
+    assert want["events"]["quarantined"] > 0 and want["events"]["late"] > 0
+    keys = ["window_start", "k", "s"]
+    pd.testing.assert_frame_equal(_sorted(window_frame(got_sink), keys),
+                                  _sorted(window_frame(want_sink), keys),
+                                  check_exact=False, rtol=1e-9)  # fmt: skip
+    for kind in ("quarantine", "late/w"):  # (NaN rows: compared as frames, schemas apart)
+        got_table, want_table = got_sink.result(kind), want_sink.result(kind)
+        assert got_table.schema.equals(want_table.schema), kind
+        pd.testing.assert_frame_equal(got_table.to_pandas(), want_table.to_pandas())
 
 
 def test_fail_mode_raises_the_cpu_error() -> None:

@@ -102,3 +102,36 @@ def test_device_memory_limit_is_a_clear_error() -> None:
     assert config.device_memory_limit == 4096
     with pytest.raises(DeviceMemoryError, match=r"window 'w': its pane state needs about .* MiB"):
         run_engine(config, frame, chunk=300)
+
+
+def test_host_frames_are_uploaded_once_and_prepared_on_the_device() -> None:
+    """``cuda_host_frames: device`` (the default) gives the CPU's results with one upload
+    per numeric column and null mask, and none by the pane state; ``host`` gives them too."""
+    from gpu_engine.engine import Engine
+    from gpu_engine.io.sinks import MemorySink
+
+    frame = random_events(np.random.default_rng(5), 120, n_keys=4, span_ms=4000, disorder_ms=300)
+    window = {"type": "sliding", "size": 2000, "slide": 1000, "keys": ["k", "s"],
+              "allowed_lateness": 300}  # fmt: skip
+    results = {}
+    for backend, mode in (("cpu", "device"), ("cuda", "device"), ("cuda", "host")):
+        config = make_config(window, backend=backend, workers=1, batching={"max_rows": 60},
+                             cuda_host_frames=mode)  # fmt: skip
+        sink = MemorySink()
+        engine = Engine(config, sinks=[sink])
+        engine.push(frame)
+        summary = engine.close()
+        results[backend, mode] = window_frame(sink).sort_values(["window_start", "k", "s"])
+        if (backend, mode) == ("cuda", "device"):
+            assert "ingest" in summary["stage_s"]
+            # t, k, e, x (+ nulls), u (+ nulls): 7 arrays per batch, two batches; s stays host.
+            assert engine._stage.stager.copies == 2 * 7
+            assert engine.operators[0].panes.uploader.copies == 0
+        elif backend == "cuda":
+            assert "ingest" not in summary["stage_s"]
+            assert engine.operators[0].panes.uploader.copies > 0
+    want = results["cpu", "device"].reset_index(drop=True)
+    assert len(want) > 0
+    for key in (("cuda", "device"), ("cuda", "host")):
+        pd.testing.assert_frame_equal(results[key].reset_index(drop=True), want,
+                                      check_exact=False, rtol=1e-9)  # fmt: skip
