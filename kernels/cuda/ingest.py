@@ -249,8 +249,10 @@ def take(values: Any, rows: Any) -> Any:
         if values.shape[0]:
             _run("ingest.take_columns", values.dtype, m, values, rows, out)
         return out
-    if np.dtype(values.dtype) == np.bool_:
-        return take(values.view(np.uint8), rows).view(np.bool_)
+    dtype = np.dtype(values.dtype)
+    if dtype == np.bool_ or dtype.kind in "mM":  # taken as their bits
+        bits = np.uint8 if dtype == np.bool_ else np.int64
+        return take(values.view(bits), rows).view(dtype)
     out = empty(m, values.dtype)
     _run("ingest.take", values.dtype, m, values, rows, out)
     return out

@@ -185,12 +185,14 @@ def test_device_push_matches_cpu(window: dict[str, Any], workers: int) -> None:
 
 def test_quarantine_keeps_the_pushed_values() -> None:
     columns = _columns(120, seed=5)
+    columns["seen"] = (np.arange(120) * 7).astype("datetime64[ms]")  # a Numba datetime array
     sink, _, _ = _run(_config({"type": "tumbling", "size": 1000, "keys": ["k"]}, "cuda", 1),
                             [_device(columns)])  # fmt: skip
     table = sink.result("quarantine")
     rows = table.column("_row").to_numpy()
     np.testing.assert_array_equal(table.column("c").to_numpy(), columns["c"][rows])
     assert table.schema.field("c").type == pa.float64()  # as pushed, not as cast
+    np.testing.assert_array_equal(table.column("seen").to_numpy(), columns["seen"][rows])
     reasons = set(table.column("_reason").to_pylist())
     assert any("is not an integer that fits int16" in r for r in reasons)
     assert any("x is NaN" in r for r in reasons)
