@@ -34,12 +34,17 @@ class ReasonCodes(Protocol):
         self, values: np.ndarray, is_null: np.ndarray, cast_failed: np.ndarray, field: int,
         nullable: bool, allow_nan: bool, check_range: bool, lo: float, hi: float,
         allowed: np.ndarray,
-    ) -> int:  # fmt: skip
-        """Check one numeric column (:func:`kernels.validate.check_numeric`); failures found."""
+    ) -> int | None:  # fmt: skip
+        """Check one numeric column (:func:`kernels.validate.check_numeric`); the failures
+        found, or None where they are counted on the device (see ``failures``)."""
         ...
 
-    def mark_rows(self, bad: np.ndarray, code: int, field: int) -> int:
+    def mark_rows(self, bad: np.ndarray, code: int, field: int) -> int | None:
         """Give ``code``/``field`` to rows flagged in ``bad`` that have no reason yet."""
+        ...
+
+    def failures(self) -> int:
+        """Rows given a reason so far."""
         ...
 
     def to_host(self) -> tuple[np.ndarray, np.ndarray]:
@@ -84,25 +89,35 @@ class HostReasonCodes:
     def mark_rows(self, bad: np.ndarray, code: int, field: int) -> int:
         return mark_rows_host(bad, code, field, self.reason, self.failed_field)
 
+    def failures(self) -> int:
+        return int(np.count_nonzero(self.reason))
+
     def to_host(self) -> tuple[np.ndarray, np.ndarray]:
         return self.reason, self.failed_field
 
 
 class DeviceReasonCodes:
-    """Reason codes in device arrays, updated by the kernels of :mod:`kernels.cuda.validate`."""
+    """Reason codes in device arrays, updated by the kernels of :mod:`kernels.cuda.validate`.
 
-    def __init__(self, n: int, reason: Any, failed_field: Any, clean: bool) -> None:
+    The kernels add the failures they find to a device counter instead of returning
+    them, so a batch's rules are queued back to back without a wait per column; the
+    counter is read once, by :meth:`failures` or ``to_host()``.
+    """
+
+    def __init__(self, n: int, reason: Any, failed_field: Any) -> None:
+        from kernels.cuda._core import full
+
         self.n = n
         self.reason = reason  # device int8
         self.failed_field = failed_field  # device int16
-        self.clean = clean  # known to hold no failure (nothing to download)
+        self.found = full(1, 0, np.int64)  # rows failed so far (device)
 
     @classmethod
     def empty(cls, n: int) -> DeviceReasonCodes:
         """All rows OK, allocated and filled on the device (nothing uploaded)."""
         from kernels.cuda._core import full
 
-        return cls(n, full(n, 0, np.int8), full(n, -1, np.int16), clean=True)
+        return cls(n, full(n, 0, np.int8), full(n, -1, np.int16))
 
     @classmethod
     def upload(cls, reason: np.ndarray, failed_field: np.ndarray) -> DeviceReasonCodes:
@@ -110,13 +125,13 @@ class DeviceReasonCodes:
         from kernels.cuda._core import as_device
 
         n = reason.shape[0]
-        return cls(n, as_device(reason, np.int8), as_device(failed_field, np.int16), False)
+        return cls(n, as_device(reason, np.int8), as_device(failed_field, np.int16))
 
     def check_numeric(
         self, values: np.ndarray, is_null: np.ndarray, cast_failed: np.ndarray, field: int,
         nullable: bool, allow_nan: bool, check_range: bool, lo: float, hi: float,
         allowed: np.ndarray,
-    ) -> int:  # fmt: skip
+    ) -> None:  # fmt: skip
         from kernels.cuda import validate as gpu_validate
         from kernels.cuda._core import is_device_array
 
@@ -126,25 +141,27 @@ class DeviceReasonCodes:
             if widen is not None:
                 values = values.astype(widen)
         if values.shape[0] == 0:
-            return 0
-        found = gpu_validate.check_numeric(
+            return
+        gpu_validate.check_numeric(
             values, is_null, cast_failed, int(field), nullable, allow_nan, check_range,
-            lo, hi, allowed, self.reason, self.failed_field,
+            lo, hi, allowed, self.reason, self.failed_field, found=self.found,
         )  # fmt: skip
-        self.clean = self.clean and found == 0
-        return found
 
-    def mark_rows(self, bad: np.ndarray, code: int, field: int) -> int:
+    def mark_rows(self, bad: np.ndarray, code: int, field: int) -> None:
         from kernels.cuda import validate as gpu_validate
 
         if bad.shape[0] == 0:
-            return 0
-        found = gpu_validate.mark_rows(bad, code, field, self.reason, self.failed_field)
-        self.clean = self.clean and found == 0
-        return found
+            return
+        gpu_validate.mark_rows(bad, code, field, self.reason, self.failed_field, self.found)
+
+    def failures(self) -> int:
+        """Rows given a reason so far (waits for the kernels)."""
+        from kernels.cuda._core import to_host
+
+        return int(to_host(self.found)[0])
 
     def to_host(self) -> tuple[np.ndarray, np.ndarray]:
-        if self.clean:  # nothing failed: the host arrays are known without a download
+        if self.failures() == 0:  # nothing failed: the host arrays are known without a copy
             return np.zeros(self.n, dtype=np.int8), np.full(self.n, -1, dtype=np.int16)
         from kernels.cuda._core import to_host
 
@@ -160,9 +177,10 @@ def check_numeric_device(
     if np.asarray(values).shape[0] == 0:
         return 0
     device = DeviceReasonCodes.upload(reason, failed_field)
-    found = device.check_numeric(
+    device.check_numeric(
         values, is_null, cast_failed, field, nullable, allow_nan, check_range, lo, hi, allowed
     )
+    found = device.failures()
     if found:
         reason[:], failed_field[:] = device.to_host()
     return found
@@ -175,7 +193,8 @@ def mark_rows_device(
     if np.asarray(bad).shape[0] == 0:
         return 0
     device = DeviceReasonCodes.upload(reason, failed_field)
-    found = device.mark_rows(bad, code, field)
+    device.mark_rows(bad, code, field)
+    found = device.failures()
     if found:
         reason[:], failed_field[:] = device.to_host()
     return found

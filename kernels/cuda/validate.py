@@ -12,7 +12,8 @@ lo, hi, allowed, reason, failed_field) -> int``
     ``is_null``/``cast_failed``: uint8 or bool, length n, or empty (none);
     ``allowed``: float64, empty when any value is allowed;
     ``reason``: int8 (0 = OK), ``failed_field``: int16, both length n, updated for
-    rows whose ``reason`` is still 0. Returns the number of rows that failed here.
+    rows whose ``reason`` is still 0. Returns the number of rows that failed here, or,
+    given a device counter ``found=``, adds it there without waiting and returns None.
 
 ``mark_rows(bad, code, field, reason, failed_field) -> int``
     Rules evaluated elsewhere (string/bool columns: null and allowed-set checks
@@ -94,28 +95,36 @@ def _flags(array: Any) -> Any:
 def check_numeric(
     values: Any, is_null: Any, cast_failed: Any, field: int, nullable: bool, allow_nan: bool,
     check_range: bool, lo: float, hi: float, allowed: Any, reason: Any, failed_field: Any,
-) -> int:  # fmt: skip
-    """Check one numeric column on the device (see the module docstring)."""
+    found: Any = None,
+) -> int | None:  # fmt: skip
+    """Check one numeric column on the device (see the module docstring).
+
+    ``found``: a device int64 counter to add the failures to, without waiting for the
+    kernel (returns None); without it the count is read back and returned.
+    """
     values = as_device(values)
-    found = as_device(np.zeros(1, dtype=np.int64))
+    counter = as_device(np.zeros(1, dtype=np.int64)) if found is None else found
     blocks, threads = launch(values.shape[0])
     kernel("validate.check_numeric", values.dtype)[blocks, threads](
         values, _flags(is_null), _flags(cast_failed), np.int64(field), bool(nullable),
         bool(allow_nan), bool(check_range), float(lo), float(hi),
-        as_device(allowed, np.float64), reason, failed_field, found,
+        as_device(allowed, np.float64), reason, failed_field, counter,
     )  # fmt: skip
-    return int(to_host(found)[0])
+    return None if found is not None else int(to_host(counter)[0])
 
 
-def mark_rows(bad: Any, code: int, field: int, reason: Any, failed_field: Any) -> int:
-    """Give ``code`` to rows flagged in ``bad`` that have no reason yet; returns their count."""
+def mark_rows(
+    bad: Any, code: int, field: int, reason: Any, failed_field: Any, found: Any = None
+) -> int | None:
+    """Give ``code`` to rows flagged in ``bad`` that have no reason yet; their count
+    (or, with a device counter ``found``, added to it and None, as ``check_numeric``)."""
     bad = _flags(bad)
-    found = as_device(np.zeros(1, dtype=np.int64))
+    counter = as_device(np.zeros(1, dtype=np.int64)) if found is None else found
     blocks, threads = launch(bad.shape[0])
     kernel("validate.mark_rows", "uint8")[blocks, threads](
-        bad, np.int8(code), np.int16(field), reason, failed_field, found
+        bad, np.int8(code), np.int16(field), reason, failed_field, counter
     )
-    return int(to_host(found)[0])
+    return None if found is not None else int(to_host(counter)[0])
 
 
 __all__ = ["VALUE_DTYPES", "check_numeric", "mark_rows"]

@@ -30,26 +30,30 @@ N = 97
 
 
 def _apply_rules(backend_codes: ReasonCodes, rng: np.random.Generator) -> list[int]:
-    """All rule kinds, in validator order, on random data; returns each step's count."""
-    found = []
+    """All rule kinds, in validator order, on random data; the rows failed after each step
+    (``failures()``: on the device, the one read of the kernels' counter)."""
+    total = []
     # rows that failed earlier (first failure wins from here on)
-    found.append(backend_codes.mark_rows(rng.random(N) < 0.1, codes.UNPARSEABLE, 0))
+    backend_codes.mark_rows(rng.random(N) < 0.1, codes.UNPARSEABLE, 0)
+    total.append(backend_codes.failures())
     values = rng.normal(0.0, 50.0, N)
     values[rng.random(N) < 0.05] = np.nan
     no_cast, any_value = np.empty(0, np.uint8), np.empty(0, np.float64)
     is_null = rng.random(N) < 0.1
-    found.append(
-        backend_codes.check_numeric(
-            values, is_null, no_cast, 1, False, False, True, -80.0, 80.0, any_value
-        )
+    backend_codes.check_numeric(
+        values, is_null, no_cast, 1, False, False, True, -80.0, 80.0, any_value
     )
-    found.append(backend_codes.mark_rows(rng.random(N) < 0.1, codes.NULL, 2))  # string nulls
-    found.append(  # string allowed set, as a uint8 mask
-        backend_codes.mark_rows((rng.random(N) < 0.15).astype(np.uint8), codes.NOT_ALLOWED, 2)
-    )
-    found.append(backend_codes.mark_rows(np.ones(N, np.uint8), codes.MISSING_COLUMN, 3))
-    found.append(backend_codes.mark_rows(np.ones(N, bool), codes.NULL, 4))  # all taken now
-    return found
+    total.append(backend_codes.failures())
+    backend_codes.mark_rows(rng.random(N) < 0.1, codes.NULL, 2)  # string nulls
+    total.append(backend_codes.failures())
+    # string allowed set, as a uint8 mask
+    backend_codes.mark_rows((rng.random(N) < 0.15).astype(np.uint8), codes.NOT_ALLOWED, 2)
+    total.append(backend_codes.failures())
+    backend_codes.mark_rows(np.ones(N, np.uint8), codes.MISSING_COLUMN, 3)
+    total.append(backend_codes.failures())
+    backend_codes.mark_rows(np.ones(N, bool), codes.NULL, 4)  # all taken now
+    total.append(backend_codes.failures())
+    return list(np.diff([0, *total]))
 
 
 def test_reason_codes_match_on_cpu_and_cuda() -> None:
@@ -88,12 +92,14 @@ def test_host_reason_codes_wrap_without_copies() -> None:
 def test_clean_and_empty_device_batches() -> None:
     for backend in (CPU, CUDA):
         clean = backend.reason_codes(N)
-        assert clean.mark_rows(np.zeros(N, np.uint8), codes.NULL, 0) == 0
+        clean.mark_rows(np.zeros(N, np.uint8), codes.NULL, 0)
+        assert clean.failures() == 0
         r, f = clean.to_host()
         np.testing.assert_array_equal(r, 0)
         np.testing.assert_array_equal(f, -1)
         empty = backend.reason_codes(0)
-        assert empty.mark_rows(np.zeros(0, np.uint8), codes.NULL, 0) == 0
+        empty.mark_rows(np.zeros(0, np.uint8), codes.NULL, 0)
+        assert empty.failures() == 0
         r, f = empty.to_host()
         assert r.shape == f.shape == (0,)
 
