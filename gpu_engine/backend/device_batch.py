@@ -286,7 +286,7 @@ class DeviceColumns:
         return ingest.both(a, b)
 
     def rows_of(self, mask: Any) -> Any:
-        return ingest.select(full(self.num_rows, 1, np.uint8) if mask is None else mask)
+        return ingest.iota(self.num_rows) if mask is None else ingest.select(mask)
 
     def sketch_keys(self, name: str, index: Any, is_quantile: bool) -> Any:
         column = self.frame.columns[name]
@@ -321,6 +321,10 @@ def _widen(spec: FieldSpec, column: DeviceColumn) -> tuple[Any, Any] | None:
     if dtype.kind not in "biuf":
         return None
     if spec.type in FLOAT_TYPES:
+        exact = 2.0**24 if spec.type == "float32" else 2.0**53  # integers a float holds exactly
+        wide = dtype.kind in "iu" and 2 ** (8 * dtype.itemsize) > exact
+        if wide and ingest.count_beyond(values, column.is_null, exact):
+            return None  # the host path refuses them with Arrow's message, as for host input
         return ingest.to_float64(values, column.is_null, round32=spec.type == "float32"), None
     if spec.type == "bool":
         return ingest.to_int64(values, column.is_null, as_bool=True)[0], None

@@ -13,14 +13,15 @@ API (device arrays in and out):
 ``to_int64(values, is_null, lo, hi, as_bool) -> (out, failed)`` and
 ``to_float64(values, is_null, round32) -> out``: widened columns (``failed``:
 uint8, 1 where a non-null value does not fit).
+``count_beyond(values, is_null, limit) -> int``: non-null values with ``|v| > limit``.
 ``select(flags) -> index``: the rows whose uint8 flag is 1, ascending (compaction).
 ``take(values, rows)``: rows ``rows`` of a 1-D array, or columns of a 2-D ``(k, n)`` one.
 ``pane_keys(times, atoms, rows, pane) -> keys``: ``(pane, atoms...)`` of rows ``rows``.
 ``put_atom(values, is_null, out, col, nullable)``: one key column into an atom matrix.
 ``isin(values, wanted) -> flags``; ``both(a, b) -> flags``; ``not_flags(a) -> flags``.
-``reason_ok(reason) -> flags``: 1 where a row has no failure.
 ``renumber(rows, n) -> new_index``: ``new_index[rows[j]] = j``, -1 elsewhere.
 ``canonical(values) -> out``: float64 ``values + 0.0`` (so -0.0 hashes like 0.0).
+``iota(n) -> out``: ``0..n-1``; ``nonneg(values) -> flags``: 1 where ``values >= 0``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,17 @@ from typing import Any
 import numpy as np
 from numba import types
 
-from kernels.cuda._core import arr, as_device, cuda, empty, full, kernel, launch, register
+from kernels.cuda._core import (
+    arr,
+    as_device,
+    cuda,
+    empty,
+    full,
+    kernel,
+    launch,
+    register,
+    to_host,
+)
 from kernels.cuda.scan import exclusive_scan
 
 SOURCE_DTYPES = (
@@ -81,6 +92,18 @@ def _to_float64(values, is_null, round32, out):  # pragma: no cover - compiled
             out[i] = float(np.float32(values[i]))
         else:
             out[i] = float(values[i])
+
+
+def _beyond_sig(dt: np.dtype) -> Any:
+    return types.void(arr(dt), _U1, _f8, _I1)
+
+
+@register("ingest.count_beyond", SOURCE_DTYPES, _beyond_sig)
+def _count_beyond(values, is_null, limit, found):  # pragma: no cover - compiled
+    has_nulls = is_null.shape[0] > 0
+    for i in range(cuda.grid(1), values.shape[0], cuda.gridsize(1)):
+        if not (has_nulls and is_null[i] != 0) and abs(float(values[i])) > limit:
+            cuda.atomic.add(found, 0, 1)
 
 
 @register("ingest.scatter_index", ("uint8",), lambda dt: types.void(_U1, _I1, _I1))
@@ -161,12 +184,6 @@ def _both(a, b, out, negate_b):  # pragma: no cover - compiled
         out[i] = 1 if (a[i] != 0 and second) else 0
 
 
-@register("ingest.reason_ok", ("int8",), lambda dt: types.void(arr("int8"), _U1))
-def _reason_ok(reason, out):  # pragma: no cover - compiled
-    for i in range(cuda.grid(1), reason.shape[0], cuda.gridsize(1)):
-        out[i] = 1 if reason[i] == 0 else 0
-
-
 @register("ingest.renumber", ("int64",), lambda dt: types.void(_I1, _I1))
 def _renumber(rows, new_index):  # pragma: no cover - compiled
     for j in range(cuda.grid(1), rows.shape[0], cuda.gridsize(1)):
@@ -177,6 +194,12 @@ def _renumber(rows, new_index):  # pragma: no cover - compiled
 def _canonical(values, out):  # pragma: no cover - compiled
     for i in range(cuda.grid(1), values.shape[0], cuda.gridsize(1)):
         out[i] = values[i] + 0.0
+
+
+@register("ingest.iota", ("int64",), lambda dt: types.void(_I1))
+def _iota(out):  # pragma: no cover - compiled
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        out[i] = i
 
 
 @register("ingest.nonneg", ("int64",), lambda dt: types.void(_I1, _U1))
@@ -225,6 +248,15 @@ def to_float64(values: Any, is_null: Any = None, round32: bool = False) -> Any:
     out = empty(n, np.float64)
     _run("ingest.to_float64", values.dtype, n, values, _flags_or_none(is_null), bool(round32), out)
     return out
+
+
+def count_beyond(values: Any, is_null: Any, limit: float) -> int:
+    """How many non-null ``values`` lie outside ``[-limit, limit]`` (waits for the count)."""
+    values = _numeric(values)
+    found = full(1, 0, np.int64)
+    _run("ingest.count_beyond", values.dtype, int(values.shape[0]), values,
+         _flags_or_none(is_null), float(limit), found)  # fmt: skip
+    return int(to_host(found)[0])
 
 
 def select(flags: Any) -> Any:
@@ -293,17 +325,17 @@ def not_flags(a: Any) -> Any:
     return both(full(int(a.shape[0]), 1, np.uint8), a, negate_b=True)
 
 
-def reason_ok(reason: Any) -> Any:
-    """uint8 flags of the rows whose reason code is 0."""
-    out = empty(int(reason.shape[0]), np.uint8)
-    _run("ingest.reason_ok", "int8", int(reason.shape[0]), reason, out)
-    return out
-
-
 def renumber(rows: Any, n: int) -> Any:
     """``new_index`` of length ``n``: ``new_index[rows[j]] = j``, -1 for rows not listed."""
     out = full(n, -1, np.int64)
     _run("ingest.renumber", "int64", int(rows.shape[0]), as_device(rows, np.int64), out)
+    return out
+
+
+def iota(n: int) -> Any:
+    """``0..n-1`` (int64), made on the device."""
+    out = empty(n, np.int64)
+    _run("ingest.iota", "int64", n, out)
     return out
 
 
@@ -322,6 +354,6 @@ def canonical(values: Any) -> Any:
 
 
 __all__ = [
-    "SOURCE_DTYPES", "both", "canonical", "isin", "nonneg", "not_flags", "pane_keys",
-    "put_atom", "reason_ok", "renumber", "select", "take", "to_float64", "to_int64",
+    "SOURCE_DTYPES", "both", "canonical", "count_beyond", "iota", "isin", "nonneg", "not_flags",
+    "pane_keys", "put_atom", "renumber", "select", "take", "to_float64", "to_int64",
 ]  # fmt: skip

@@ -1,0 +1,84 @@
+"""The device casts of :mod:`kernels.cuda.ingest` against the host path's casts.
+
+The oracle is ``Validator.cast`` (Arrow and numpy): the same values, the same rows
+failing the cast, for every source dtype into integer, float and bool fields,
+with nulls, NaN, infinities, fractions and values outside the target's range; and
+where Arrow refuses a column (integers a float cannot hold exactly), the device
+hands it to the host path (which then raises the same error).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from cuda_target import CUDA_WARNINGS, require_cuda_target
+
+require_cuda_target()
+
+from numba import cuda  # noqa: E402
+
+from gpu_engine.backend.device_batch import DeviceColumn, _widen  # noqa: E402
+from gpu_engine.config.models import FieldSpec, SchemaConfig, ValidationConfig  # noqa: E402
+from gpu_engine.errors import SchemaError  # noqa: E402
+from gpu_engine.validation import Validator  # noqa: E402
+from kernels.cuda import ingest  # noqa: E402
+from kernels.cuda._core import to_host  # noqa: E402
+
+pytestmark = [pytest.mark.cudasim, *CUDA_WARNINGS]
+
+N = 64
+SOURCES = ["int8", "int16", "int32", "int64", "uint8", "uint32", "uint64", "float32", "float64"]
+
+
+def _values(dtype: str, rng: np.random.Generator) -> np.ndarray:
+    if dtype.startswith(("int", "uint")):
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, info.max, N, dtype=dtype, endpoint=True)
+    values = rng.normal(0.0, 2e4, N)
+    values[::7] = np.round(values[::7])  # whole numbers that fit small integers
+    values[1::9] = [np.nan, np.inf, -np.inf, 0.5, -0.0, 3e9, 127.0, -128.0][: len(values[1::9])]
+    return values.astype(dtype)
+
+
+@pytest.mark.parametrize("source", SOURCES)
+@pytest.mark.parametrize("target", ["int8", "uint16", "int64", "bool", "float32", "float64"])
+def test_device_casts_match_the_host(source: str, target: str) -> None:
+    rng = np.random.default_rng(abs(hash((source, target))) % 2**32)
+    values = _values(source, rng)
+    is_null = rng.random(N) < 0.15
+    spec = FieldSpec.model_validate({"type": target, "nullable": True})
+    schema = SchemaConfig.model_validate({"time": "t", "fields": {"t": {"type": "int64"}}})
+    validator = Validator(schema, ValidationConfig())
+    column = DeviceColumn(cuda.to_device(values), cuda.to_device(is_null.view(np.uint8)))
+    widened = _widen(spec, column)
+    try:
+        host = validator.cast(pa.array(values, mask=is_null), spec, "v", "test")
+    except SchemaError:  # Arrow refuses (integers a float cannot hold): so must the device
+        assert widened is None
+        return
+    assert widened is not None
+    got = to_host(widened[0])
+    failed = np.zeros(N, bool) if widened[1] is None else to_host(widened[1]).astype(bool)
+    want_failed = host.failed if host.failed is not None else np.zeros(N, bool)
+    np.testing.assert_array_equal(failed, want_failed)
+    ok = ~host.array.is_null().to_numpy(zero_copy_only=False)  # nulls, failed casts: 0 here
+    want = host.array.to_numpy(zero_copy_only=False)[ok].astype(np.float64)
+    np.testing.assert_array_equal(got[ok].astype(np.float64), want)
+    np.testing.assert_array_equal(got[~ok], 0)
+
+
+def test_select_take_and_pane_keys() -> None:
+    rng = np.random.default_rng(3)
+    flags = (rng.random(N) < 0.4).astype(np.uint8)
+    rows = to_host(ingest.select(cuda.to_device(flags)))
+    np.testing.assert_array_equal(rows, np.flatnonzero(flags))
+    values = rng.normal(size=(3, N))
+    np.testing.assert_array_equal(to_host(ingest.take(cuda.to_device(values), rows)),
+                                  values[:, rows])  # fmt: skip
+    times = rng.integers(-5000, 5000, N)
+    atoms = rng.integers(0, 9, (N, 2))
+    keys = to_host(ingest.pane_keys(cuda.to_device(times), cuda.to_device(atoms), rows, 300))
+    np.testing.assert_array_equal(keys[:, 0], np.floor_divide(times[rows], 300))
+    np.testing.assert_array_equal(keys[:, 1:], atoms[rows])
+    np.testing.assert_array_equal(to_host(ingest.iota(5)), np.arange(5))
