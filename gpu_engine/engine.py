@@ -122,7 +122,11 @@ class Engine:
             pa.timestamp("ms") if schema.fields[schema.time].type == "timestamp" else (pa.int64())
         )
         key_types = {name: ARROW_TYPES[spec.type] for name, spec in schema.fields.items()}
-        self.workers = config.workers or default_workers(config.batching.max_rows)
+        # Device state: one worker by default, as the device is one (on an H100, two CUDA
+        # workers were no faster than one; benchmarks/RESULTS.md, 2026-11-27).
+        self.workers = config.workers or (
+            default_workers(config.batching.max_rows) if self.backend.host_state else 1
+        )
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="tiktoktoe-worker")
 
         def build(spec: WindowSpec) -> WindowOperator | ShardedWindows:

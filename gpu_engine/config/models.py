@@ -219,7 +219,7 @@ class EngineConfig(_Strict):
     backend: Literal["auto", "cpu", "cuda"] = "auto"
     workers: int | None = Field(default=None, ge=1, le=256)
     """Parallel workers (key-partitioned shards); default: ``default_workers`` (one per
-    16,384 rows of a batch, at most one per CPU core)."""
+    16,384 rows of a batch, at most one per CPU core) on the CPU, one on a CUDA device."""
     key_balancing: Literal["hash", "adaptive"] = "hash"
     """How keys are placed on workers: a fixed hash, or adaptive to measured per-key load
     (consistent hashing with bounded loads; moved keys take their live pane state along)."""

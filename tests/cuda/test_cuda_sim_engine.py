@@ -135,3 +135,12 @@ def test_host_frames_are_uploaded_once_and_prepared_on_the_device() -> None:
     for key in (("cuda", "device"), ("cuda", "host")):
         pd.testing.assert_frame_equal(results[key].reset_index(drop=True), want,
                                       check_exact=False, rtol=1e-9)  # fmt: skip
+
+
+def test_one_worker_by_default_on_a_device() -> None:
+    from gpu_engine.engine import Engine
+
+    window = {"type": "tumbling", "size": 1000, "keys": ["k"]}
+    batching = {"max_rows": 1 << 20}  # the CPU default would be one worker per core
+    assert Engine(make_config(window, backend="cuda", batching=batching)).workers == 1
+    assert Engine(make_config(window, backend="cuda", batching=batching, workers=3)).workers == 3
