@@ -1,8 +1,14 @@
-"""Micro-batching: cut the input into batches of ``max_rows`` rows or ``max_delay`` of waiting."""
+"""Micro-batching: cut the input into batches of ``max_rows`` rows or ``max_delay`` of waiting.
+
+Frames are Arrow tables, or device frames (``DeviceFrame`` of the CUDA backend), which
+bring their own ``slice(lo, hi)``, ``concat(parts)``, ``layout`` and ``owned()``: a
+device batch is buffered, cut and merged on the device like a host one.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 
@@ -11,7 +17,7 @@ import pyarrow as pa
 class Batch:
     """Rows of one source, ready to process."""
 
-    table: pa.Table
+    table: Any  # a pyarrow Table, or a device frame
     source: str
     first_row: int
     arrived_at: float  # processing time (s) when its first row arrived
@@ -19,7 +25,7 @@ class Batch:
 
 @dataclass
 class _Pending:
-    parts: list[pa.Table] = field(default_factory=list)
+    parts: list[Any] = field(default_factory=list)
     rows: int = 0
     source: str = ""
     first_row: int = 0
@@ -38,12 +44,14 @@ class MicroBatcher:
     def buffered_rows(self) -> int:
         return self._pending.rows
 
-    def add(self, table: pa.Table, source: str, first_row: int, now: float) -> list[Batch]:
+    def add(self, table: Any, source: str, first_row: int, now: float) -> list[Batch]:
         """Buffer ``table``; return the batches that are full."""
         ready: list[Batch] = []
         pending = self._pending
         if pending.rows and (
-            pending.source != source or pending.first_row + pending.rows != first_row
+            pending.source != source
+            or pending.first_row + pending.rows != first_row
+            or _layout(pending.parts[-1]) != _layout(table)
         ):
             ready.extend(self._cut_all())
             pending = self._pending
@@ -54,6 +62,8 @@ class MicroBatcher:
             pending.rows += table.num_rows
         while self._pending.rows >= self.max_rows:
             ready.append(self._cut(self.max_rows, now))
+        # Rows left waiting must not change if the caller reuses its (device) buffers.
+        self._pending.parts = [_owned(part) for part in self._pending.parts]
         return ready
 
     def due(self, now: float) -> list[Batch]:
@@ -73,11 +83,9 @@ class MicroBatcher:
 
     def _cut(self, rows: int, now: float) -> Batch:
         pending = self._pending
-        table = pa.concat_tables(pending.parts, promote_options="permissive")
-        if len(pending.parts) > 1:
-            table = table.combine_chunks()
-        batch = Batch(table.slice(0, rows), pending.source, pending.first_row, pending.since)
-        rest = table.slice(rows)
+        table = _concat(pending.parts)
+        batch = Batch(_slice(table, 0, rows), pending.source, pending.first_row, pending.since)
+        rest = _slice(table, rows, table.num_rows)
         self._pending = _Pending(
             parts=[rest] if rest.num_rows else [],
             rows=rest.num_rows,
@@ -86,3 +94,23 @@ class MicroBatcher:
             since=now,
         )
         return batch
+
+
+def _layout(frame: Any) -> Any:
+    """What must match for frames to share a batch (Arrow tables promote their types)."""
+    return "arrow" if isinstance(frame, pa.Table) else frame.layout
+
+
+def _concat(parts: list[Any]) -> Any:
+    if not isinstance(parts[0], pa.Table):
+        return type(parts[0]).concat(parts)
+    table = pa.concat_tables(parts, promote_options="permissive")
+    return table.combine_chunks() if len(parts) > 1 else table
+
+
+def _slice(frame: Any, lo: int, hi: int) -> Any:
+    return frame.slice(lo, hi - lo) if isinstance(frame, pa.Table) else frame.slice(lo, hi)
+
+
+def _owned(frame: Any) -> Any:
+    return frame if isinstance(frame, pa.Table) else frame.owned()

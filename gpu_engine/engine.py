@@ -155,28 +155,19 @@ class Engine:
         """Add rows; full batches are processed before this returns.
 
         Device columns on the CUDA backend (a cuDF DataFrame, a dict of CuPy, Numba or
-        torch CUDA arrays) stay on the device: they are not buffered with other pushes
-        (that would be a copy), but cut into batches of at most ``max_rows`` at once,
-        after the rows buffered before them.
+        torch CUDA arrays) stay on the device, where they are batched like host rows:
+        full batches are views of them; rows left waiting for the next push are copied
+        on the device, so the caller may reuse its buffers once this returns.
         """
         self._check_open()
         device = self.backend.device_frame(frame)
-        table = to_arrow(frame) if device is None else None
-        rows = device.num_rows if device is not None else table.num_rows  # type: ignore[union-attr]
+        table = device if device is not None else to_arrow(frame)
+        rows = table.num_rows
         if first_row is None:
             first_row = self._pushed.get(source, 0)
         self._pushed[source] = first_row + rows
         self.counts.received += rows
-        now = self.clock()
-        if device is None:
-            batches = self.batcher.add(table, source, first_row, now)
-        else:
-            batches = self.batcher.drain()
-            step = self.config.batching.max_rows
-            for lo in range(0, rows, step):
-                part = device.slice(lo, min(lo + step, rows))
-                batches.append(Batch(part, source, first_row + lo, now))
-        self._process_all(batches)
+        self._process_all(self.batcher.add(table, source, first_row, self.clock()))
 
     def poll(self, now: float | None = None) -> None:
         """Apply the time-based rules: cut a batch after ``max_delay``, advance idle watermarks."""

@@ -94,12 +94,14 @@ class DeviceFrame:
         arrow_types: dict[str, pa.DataType] | None = None,
         time: str | None = None,
         host: pa.Table | None = None,
+        owns: bool = False,
     ) -> None:
         self.columns = columns
         self.num_rows = num_rows
         self.arrow_types = arrow_types or {}  # the schema types of validated columns
         self.time = time
         self.host = host  # the host table this frame was uploaded from, if any
+        self.owns = owns  # its device memory is the engine's, not the caller's
 
     @property
     def column_names(self) -> list[str]:
@@ -111,7 +113,42 @@ class DeviceFrame:
             name: c.slice(lo, hi) if isinstance(c, DeviceColumn) else c.slice(lo, hi - lo)
             for name, c in self.columns.items()
         }
-        return DeviceFrame(columns, hi - lo, self.arrow_types, self.time)
+        host = None if self.host is None else self.host.slice(lo, hi - lo)
+        return DeviceFrame(columns, hi - lo, self.arrow_types, self.time, host, self.owns)
+
+    @property
+    def layout(self) -> tuple[tuple[str, str], ...]:
+        """Column names, places and types: frames of one layout can be concatenated."""
+        return tuple(
+            (name, f"device {np.dtype(c.values.dtype).str} {c.is_null is not None}")
+            if isinstance(c, DeviceColumn) else (name, f"host {c.type}")
+            for name, c in self.columns.items()
+        )  # fmt: skip
+
+    @classmethod
+    def concat(cls, parts: list[DeviceFrame]) -> DeviceFrame:
+        """The rows of ``parts`` (one layout) in one frame, copied on the device."""
+        if len(parts) == 1 and parts[0].owns:
+            return parts[0]
+        n = sum(p.num_rows for p in parts)
+        columns: dict[str, Column] = {}
+        for name, first in parts[0].columns.items():
+            pieces = [p.columns[name] for p in parts]
+            if not isinstance(first, DeviceColumn):
+                columns[name] = pa.concat_arrays(pieces)
+                continue
+            values = _stacked([c.values for c in pieces], n, first.values.dtype)
+            is_null = None
+            if first.is_null is not None:
+                is_null = _stacked([c.is_null for c in pieces], n, np.uint8)
+            columns[name] = DeviceColumn(values, is_null)
+        hosts = [p.host for p in parts]
+        host = None if any(h is None for h in hosts) else pa.concat_tables(hosts)
+        return cls(columns, n, parts[0].arrow_types, parts[0].time, host, owns=True)
+
+    def owned(self) -> DeviceFrame:
+        """This frame in the engine's own device memory (a copy if it is the caller's)."""
+        return self if self.owns else DeviceFrame.concat([self])
 
     def take(self, rows: np.ndarray) -> DeviceFrame:
         """Rows ``rows`` (host row numbers, uploaded once; gathered on the device)."""
@@ -334,6 +371,18 @@ def _widen(spec: FieldSpec, column: DeviceColumn) -> tuple[Any, Any] | None:
         info = np.iinfo(np.dtype(spec.type))
         return ingest.to_int64(values, column.is_null, float(info.min), float(info.max))
     return None
+
+
+def _stacked(arrays: list[Any], n: int, dtype: Any) -> Any:
+    """One device array of ``n`` items holding ``arrays`` one after another (device copies)."""
+    out = empty(n, dtype)
+    at = 0
+    for array in arrays:
+        size = int(array.shape[0])
+        if size:
+            out[at : at + size].copy_to_device(array)
+        at += size
+    return out
 
 
 def _missing(spec: FieldSpec, n: int) -> Column:

@@ -158,11 +158,11 @@ def _sorted(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     ],
 )
 def test_device_push_matches_cpu(window: dict[str, Any], workers: int) -> None:
-    # Pushes of max_rows rows: the same batches either way (device pushes are not
-    # buffered together, and batch boundaries move the watermark, hence lateness).
+    # Pushes of 90 rows into batches of 64: device pushes are buffered, cut and merged
+    # like host ones (batch boundaries move the watermark, and so lateness).
     columns = _columns(240)
-    want_sink, want, _ = _run(_config(window, "cpu", 1), _parts(columns, 64, _host))
-    got_sink, got, engine = _run(_config(window, "cuda", workers), _parts(columns, 64, _device))
+    want_sink, want, _ = _run(_config(window, "cpu", 1), _parts(columns, 90, _host))
+    got_sink, got, engine = _run(_config(window, "cuda", workers), _parts(columns, 90, _device))
     assert got["backend"] == "cuda"
     assert got["events"] == want["events"] and got["accounted"]
     assert want["events"]["quarantined"] > 10 and want["events"]["late"] > 0
@@ -217,6 +217,29 @@ def test_host_frames_on_the_device_path_match_cpu_tables() -> None:
         got_table, want_table = got_sink.result(kind), want_sink.result(kind)
         assert got_table.schema.equals(want_table.schema), kind
         pd.testing.assert_frame_equal(got_table.to_pandas(), want_table.to_pandas())
+
+
+def test_buffered_device_rows_survive_the_caller_reusing_its_buffers() -> None:
+    """Rows waiting for a full batch are the engine's copy: overwriting the pushed
+    device arrays after ``push`` returns changes nothing."""
+    columns = _columns(100, seed=11)
+    window = {"type": "tumbling", "size": 1000, "keys": ["k"]}
+    want_sink, want, _ = _run(_config(window, "cpu", 1), _parts(columns, 50, _host))
+    sink = MemorySink()
+    engine = Engine(_config(window, "cuda", 1), sinks=[sink])
+    for part in _parts(columns, 50, _device):  # 50 rows wait for the next 14 each time
+        engine.push(part)
+        for value in part.values():
+            arrays = [value.values, value.is_null] if isinstance(value, DeviceColumn) else [value]
+            for array in arrays:
+                if hasattr(array, "copy_to_device"):  # scribble over the caller's buffer
+                    array.copy_to_device(np.zeros(array.shape, array.dtype))
+    got = engine.close()
+    assert got["events"] == want["events"]
+    keys = ["window_start", "k"]
+    pd.testing.assert_frame_equal(_sorted(window_frame(sink), keys),
+                                  _sorted(window_frame(want_sink), keys),
+                                  check_exact=False, rtol=1e-9)  # fmt: skip
 
 
 def test_fail_mode_raises_the_cpu_error() -> None:
