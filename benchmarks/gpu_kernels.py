@@ -11,8 +11,9 @@ the CPU kernels. Checks that every group's state and final value agree (counts,
 minima, maxima exactly; floats to 1e-6 relative) and that reason codes and sketch
 entries are identical, then prints events/s with data on the device (CUDA
 events, after a warm-up), end to end from host memory (H2D copy included, from
-pageable and from pinned buffers), the pinned host-to-device bandwidth, and the
-CPU kernels' speed. The last line is ``GPU_KERNELS PASS`` or ``GPU_KERNELS FAIL``.
+pageable and from pinned buffers), the pinned host-to-device bandwidth, the
+CPU kernels' speed, and the time of each stage on the device (CUDA events).
+The last line is ``GPU_KERNELS PASS`` or ``GPU_KERNELS FAIL``.
 
 Runs without cuDF or CuPy (Numba device arrays only); under the simulator
 (``NUMBA_ENABLE_CUDASIM=1``) it runs as a smoke test with a few thousand events.
@@ -21,6 +22,7 @@ Runs without cuDF or CuPy (Numba device arrays only); under the simulator
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from dataclasses import dataclass
@@ -142,38 +144,58 @@ class GpuPipeline:
         self.sketch = hashindex.DeviceHashIndex(3, capacity=2 * events)
         self.counts: Any = None
 
-    def run(self, dev: dict[str, Any]) -> tuple[Any, Any]:
+    def run(
+        self, dev: dict[str, Any], marks: list[tuple[str, Any]] | None = None
+    ) -> tuple[Any, Any]:
+        """Reason codes and field of every event; ``marks`` collects a CUDA event after each
+        stage (for the breakdown of the time on the device)."""
         from kernels.cuda import aggregate, sketches, validate
         from kernels.cuda._core import empty, full, launch
 
+        def mark(stage: str) -> None:
+            if marks is not None:
+                event = cuda.event()
+                event.record()
+                marks.append((stage, event))
+
+        mark("start")
         n = dev["event_time"].shape[0]
         reason = full(n, 0, np.int8)
         field = full(n, -1, np.int16)
+        found = full(1, 0, np.int64)  # failures, read by nobody: no wait per column
         no_cast = dev["_empty_u8"]
         for f, (name, nullable, allow_nan, check_range, lo, hi, allowed) in enumerate(RULES):
             validate.check_numeric(
                 dev[name], dev[f"{name}_null"], no_cast, f, nullable, allow_nan, check_range,
                 lo, hi, dev[f"_allowed_{f}"] if allowed else dev["_empty_f8"], reason, field,
+                found=found,
             )  # fmt: skip
+        mark("validation (5 columns)")
         keys = empty((n, 2), np.int64)
         like = empty((1, n), np.uint8)
         blocks, threads = launch(n)
         _prepare[blocks, threads](
             dev["event_time"], dev["content_id"], dev["event_type"], PANE_MS, keys, like
         )
+        mark("pane keys, like mask")
         ids = self.index.insert(keys, skip=reason)
+        mark("hash insert (pane, content_id)")
         self.state.reserve(len(self.index))
         watch = dev["watch_ms"].reshape(1, n)
         aggregate.update_events(ids, dev["_ops"], dev["_col_of"], dev["_mask_of"],
                                 dev["_is_int"], watch, dev["_no_icols"], like, self.state,
                                 n_rows=len(self.index))  # fmt: skip
+        mark("scalar aggregation (7 aggs)")
         q = sketches.sketch_entries(ids, Q_AGG, sketches.bucket_keys(dev["watch_ms"]))
         d = sketches.sketch_entries(ids, D_AGG, sketches.hash_int64(dev["user_id"]))
+        mark("sketch keys and entries")
         q_ids = self.sketch.insert(q, skip=reason)
         d_ids = self.sketch.insert(d, skip=reason)
+        mark("sketch entry inserts (2 per event)")
         self.counts = full(self.sketch._keys.shape[0], 0, np.int64)
         sketches.add_counts(q_ids, self.counts)
         sketches.add_counts(d_ids, self.counts)
+        mark("sketch counts")
         return reason, field
 
     def result(self, reason: Any, field: Any) -> Result:
@@ -326,6 +348,11 @@ def main(argv: list[str] | None = None) -> int:
     pinned_pipe = GpuPipeline(n, groups)
     t_e2e_pinned, _ = _timed(lambda: pinned_pipe.run(to_device(pinned)))
     bw = h2d_bandwidth(args.bw_bytes)
+    marks: list[tuple[str, Any]] = []
+    staged = GpuPipeline(n, groups)
+    staged.run(dev, marks)
+    cuda.synchronize()
+    del staged
 
     rate_dev = n / t_dev
     rate_e2e = n / t_e2e
@@ -338,6 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"h2d bandwidth (pinned, {args.bw_bytes / 1e9:.2f} GB): {bw / 1e9:.2f} GB/s")
     print(f"cpu kernels:              {t_cpu * 1e3:9.2f} ms  {n / t_cpu:>16,.0f} events/s")
     print(f"speed-up over cpu (on device): {rate_dev / (n / t_cpu):.1f}x")
+    print("where the time on the device goes (one more run, CUDA events between stages):")
+    for (_, before), (stage, after) in itertools.pairwise(marks):
+        print(f"  {stage:<36}{before.elapsed_time(after):9.2f} ms")
     goals = [
         ("validation + pane aggregation >= 3e9 events/s on device", rate_dev >= 3e9),
         ("end to end >= 60% of H2D bandwidth (pinned host)",
