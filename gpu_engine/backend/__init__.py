@@ -44,6 +44,18 @@ class Backend:
 
         return PaneState(plan, width)
 
+    def new_session_state(
+        self, plan: AggregationPlan, width: int, gap: int, owner: str = ""
+    ) -> Any:
+        """Empty session state on this device (``SessionState`` or its device twin)."""
+        if self.name == "cuda":
+            from gpu_engine.backend.device_sessions import DeviceSessionState
+
+            return DeviceSessionState(plan, width, gap, limit=self.memory_limit, owner=owner)
+        from gpu_engine.windows.sessions import SessionState
+
+        return SessionState(plan, width, gap)
+
     def reason_codes(self, n: int) -> ReasonCodes:
         """Reason codes of a batch of ``n`` rows, all OK, kept on this device.
 

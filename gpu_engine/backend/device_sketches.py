@@ -1,4 +1,4 @@
-"""Sketch entries of a device pane state: the CUDA twin of :class:`SketchEntries`.
+"""Sketch entries of a device pane or session state: the CUDA twin of :class:`SketchEntries`.
 
 Entries ``(row, aggregation, bucket-or-hash) -> count`` stay in device memory (a
 width-3 :class:`DeviceHashIndex` and an int64 count per id, added atomically);
@@ -65,6 +65,18 @@ class DeviceSketchEntries:
         moved, skip = sketch_state.renumber(self.index.keys, old_ids, new_ids, n_old)
         out.add(moved, self.counts[: len(self)], skip)
         return out
+
+    def merge_rows(self, src: Any, dst: Any, n_rows: int) -> None:
+        """Add the entries of rows ``src[j]`` to rows ``dst[j]`` (device), in place.
+
+        The entries of ``src`` stay (those rows are dead until compaction); a row
+        is never both a source and a destination, so the counts read and the
+        counts written are different entries.
+        """
+        if len(self) == 0 or int(src.shape[0]) == 0:
+            return
+        moved, skip = sketch_state.renumber(self.index.keys, src, dst, n_rows)
+        self.add(moved, self.counts[: len(self)], skip)
 
     def combine(
         self, plan: AggregationPlan, src: Any, dst: Any, position: Any, n_groups: int, n_rows: int

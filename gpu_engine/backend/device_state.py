@@ -63,9 +63,7 @@ class DevicePaneState:
 
     @property
     def nbytes(self) -> int:
-        agg = self.agg
-        device = sum(int(getattr(agg, n).nbytes) for n in ("rows", "ist", "isum", "f0", "f1"))
-        return self.index.nbytes + device + self.sketches.nbytes
+        return self.index.nbytes + self.agg.nbytes + self.sketches.nbytes
 
     @property
     def keys(self) -> np.ndarray:
@@ -110,17 +108,9 @@ class DevicePaneState:
 
     def _check_room(self, rows: int) -> None:
         """Refuse, with a clear error, to grow past the configured device memory limit."""
-        if self.limit is None:
-            return
         per_row = 8 * (1 + 4 * len(self.plan.ops)) + 8 * (self.width + 2)  # state + index
-        need = max(self.nbytes, rows * per_row)
-        if need > self.limit:
-            raise DeviceMemoryError(
-                f"window {self.owner!r}: its pane state needs about {need / 2**20:,.1f} MiB of "
-                f"device memory for {rows:,} rows, above device_memory_limit "
-                f"({self.limit / 2**20:,.1f} MiB); raise the limit, or use fewer keys, a "
-                "shorter window or less allowed_lateness"
-            )
+        check_room(self.limit, max(self.nbytes, rows * per_row), rows, self.owner, "pane",
+                   "a shorter window")  # fmt: skip
 
     # -- the pane-state interface (see gpu_engine.windows.panes) ----------------------------
     def pane_bounds(self, first_live: int) -> tuple[int, int] | None:
@@ -181,3 +171,17 @@ class DevicePaneState:
             if len(self.sketches):
                 out.sketches = self.sketches.renumbered(old_ids, new_ids, n)
         return out
+
+
+def check_room(
+    limit: int | None, need: int, rows: int, owner: str, kind: str, shorter: str
+) -> None:
+    """Raise a :class:`DeviceMemoryError` naming window ``owner`` when ``need`` bytes of its
+    ``kind`` state pass the configured device memory limit."""
+    if limit is not None and need > limit:
+        raise DeviceMemoryError(
+            f"window {owner!r}: its {kind} state needs about {need / 2**20:,.1f} MiB of "
+            f"device memory for {rows:,} rows, above device_memory_limit "
+            f"({limit / 2**20:,.1f} MiB); raise the limit, or use fewer keys, {shorter} "
+            "or less allowed_lateness"
+        )

@@ -83,10 +83,6 @@ class PreparedBatch:
         """The key atoms in host memory (they already are; a device batch copies them)."""
         return self.atoms
 
-    def on_host(self) -> PreparedBatch:
-        """This batch with every array in host memory (for operators that run on the host)."""
-        return self
-
 
 class AggregationPlan:
     """The aggregations of one window, compiled to op codes and column indexes."""

@@ -9,7 +9,8 @@ Modules: :mod:`.validate` (per-row reason codes), :mod:`.hashindex` (key tuples
 to dense ids), :mod:`.aggregate` (pane aggregation, window combination,
 finalisation), :mod:`.sketches` (quantile buckets, distinct hashes, entry
 counts), :mod:`.sketch_state` (sketch entries of pane rows combined into
-windows), :mod:`.sessions` (session merging), :mod:`.scan` (prefix sums),
+windows), :mod:`.sessions` (session cutting, merging and emission), :mod:`.sort`
+(stable radix sort), :mod:`.scan` (prefix sums),
 :mod:`.windows` (window emission from pane rows, compaction), :mod:`.ingest`
 (batches pushed as device columns: casts, row selection, kernel inputs), :mod:`.topk`
 (the best groups of each window). Kernels are compiled once per
@@ -34,6 +35,7 @@ def all_signatures() -> Iterator[tuple[str, str, Callable[..., None], Any]]:
         sessions,
         sketch_state,
         sketches,
+        sort,
         topk,
         validate,
         windows,

@@ -283,6 +283,11 @@ class DeviceAggState:
     def capacity(self) -> int:
         return int(self.rows.shape[0])
 
+    @property
+    def nbytes(self) -> int:
+        """Device bytes of the state columns (the STD/VAR scratch not counted)."""
+        return sum(int(getattr(self, name).nbytes) for name in _COLUMNS)
+
     def reserve(self, n_rows: int) -> None:
         """Make room for row ids below ``n_rows`` (new rows start empty)."""
         old = self.capacity

@@ -23,11 +23,7 @@ import numpy as np
 from numba import int64, types
 
 from kernels.cuda._core import (
-    MAX_BLOCKS,
-    SIM_BLOCKS,
-    SIM_THREADS,
-    SIMULATOR,
-    THREADS,
+    GRID_THREADS,
     arr,
     as_device,
     cuda,
@@ -40,7 +36,6 @@ from kernels.cuda._core import (
 )
 
 CHUNK = 16  # values per thread (two cache lines of int64)
-_MAX_CHUNKS = SIM_BLOCKS * SIM_THREADS if SIMULATOR else MAX_BLOCKS * THREADS
 _I1 = arr("int64")
 
 
@@ -72,7 +67,7 @@ def exclusive_scan(values: Any) -> tuple[Any, int]:
     out = empty(n, np.int64)
     if n == 0:
         return out, 0
-    chunk = max(CHUNK, -(-n // _MAX_CHUNKS))
+    chunk = max(CHUNK, -(-n // GRID_THREADS))
     n_chunks = -(-n // chunk)
     sums = empty(n_chunks, np.int64)
     kernel("scan.chunk_sums")[launch(n_chunks)](values, chunk, sums)

@@ -1,0 +1,195 @@
+"""Session state on a CUDA device: the :class:`SessionState` of the ``cuda`` backend.
+
+Sessions are rows of device arrays (key id, start, end, dead flag), of a
+:class:`DeviceAggState` and of :class:`DeviceSketchEntries`; key atoms are
+interned into key ids by a :class:`DeviceHashIndex`. A batch is merged by the
+kernels of :mod:`kernels.cuda.sessions`, as the host state merges it: its events
+are sorted by (key id, time) with the stable radix sort of
+:mod:`kernels.cuda.sort`, cut into sessions, and merged with the open sessions of
+their keys (candidates sorted by (key id, start), merged by interval). A merged
+session lives on in its first open row; other open rows it absorbed are merged
+into that row and die; one without an open row takes a new row. The events are
+then aggregated straight into the rows of their merged sessions (no batch
+state in between: the same values, sums added in another order).
+
+Emission marks the rows the watermark closed, finalises them on the device with
+the pane windows' finalisation, combines their sketch entries, and brings back
+only their columns, bounds and key atoms. Dead rows are dropped by stream
+compaction once they are a third of the rows. Per batch the host reads back
+counts only (scan totals, key and sketch index sizes, the sort's column ranges).
+Imported only by the backend, only when CUDA is selected.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from gpu_engine.backend.device_sketches import DeviceSketchEntries
+from gpu_engine.backend.device_state import check_room
+from gpu_engine.windows.aggregations import AggregationPlan, PreparedBatch
+from gpu_engine.windows.sessions import ClosedSessions
+from kernels.cuda import sessions
+from kernels.cuda._core import as_device, empty, full, to_host
+from kernels.cuda.aggregate import DeviceAggState, merge_rows, update_events
+from kernels.cuda.hashindex import DeviceHashIndex
+from kernels.cuda.ingest import not_flags, select, take
+from kernels.cuda.sort import iota, lex_order
+from kernels.cuda.windows import finalize_groups, move_rows, scatter_rows
+
+
+class DeviceSessionState:
+    """Per-key sessions of one session window, merged and emitted on the device."""
+
+    def __init__(
+        self,
+        plan: AggregationPlan,
+        width: int,
+        gap: int,
+        capacity: int = 1024,
+        limit: int | None = None,
+        owner: str = "",
+    ) -> None:
+        self.plan = plan
+        self.width = width
+        self.gap = gap
+        self.limit = limit
+        self.owner = owner
+        self.key_ids = DeviceHashIndex(max(width, 1), capacity)  # a zero atom without keys
+        self.agg = DeviceAggState(plan.ops, capacity)
+        self.sketches = DeviceSketchEntries()
+        self._n = 0
+        self._n_dead = 0
+        self._alloc(capacity)
+        self._col_of = as_device(np.ascontiguousarray(plan.col_of, dtype=np.int64))
+        self._is_int = as_device(np.ascontiguousarray(plan.is_int, dtype=np.bool_))
+
+    def _alloc(self, capacity: int) -> None:
+        capacity = max(capacity, 16)
+        self._kid = empty(capacity, np.int64)
+        self._starts = empty(capacity, np.int64)
+        self._ends = empty(capacity, np.int64)
+        self._dead = full(capacity, 0, np.uint8)
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def nbytes(self) -> int:
+        arrays = (self._kid, self._starts, self._ends, self._dead)
+        return (self.key_ids.nbytes + self.agg.nbytes + self.sketches.nbytes
+                + sum(int(a.nbytes) for a in arrays))  # fmt: skip
+
+    def _reserve(self, n_rows: int) -> None:
+        """Room for rows ``0..n_rows-1`` in the per-session arrays (grown by half)."""
+        capacity = int(self._kid.shape[0])
+        if n_rows <= capacity:
+            return
+        old = (self._kid, self._starts, self._ends, self._dead)
+        self._alloc(max(n_rows, capacity + capacity // 2))
+        if self._n:
+            for new, array in zip((self._kid, self._starts, self._ends, self._dead), old,
+                                  strict=True):  # fmt: skip
+                new[: self._n].copy_to_device(array[: self._n])
+
+    def _check_room(self, rows: int) -> None:
+        per_row = 8 * (1 + 4 * len(self.plan.ops)) + 25 + 8 * (max(self.width, 1) + 2)
+        check_room(self.limit, max(self.nbytes, rows * per_row), rows, self.owner, "session",
+                   "a shorter gap")  # fmt: skip
+
+    def add_batch(self, batch: PreparedBatch, events: np.ndarray) -> None:
+        """Merge events ``events`` (row numbers) of a prepared batch into the sessions."""
+        n_events = len(events)
+        self._check_room(self._n + n_events)
+        values = batch.values if n_events == len(batch) else batch.values.subset(events)
+        # (time, atoms...) rows: the pane keys of 1 ms panes, on the device either way.
+        times, atoms = sessions.split_keys(as_device(batch.pane_keys(events, 1)))
+        kid = self.key_ids.insert(atoms)
+        # The batch's events, cut into sessions of their own ...
+        order = lex_order(kid, times)
+        session_of, s_kid, s_start, s_end = sessions.cut(
+            take(kid, order), take(times, order), self.gap
+        )
+        # ... then merged with the open sessions of the same keys (only those).
+        n_rows = self._n
+        rows = sessions.open_rows(self._kid[:n_rows], self._dead[:n_rows], s_kid,
+                                  len(self.key_ids))  # fmt: skip
+        c_kid, c_start, c_end = sessions.candidates(
+            rows, self._kid, self._starts, self._ends, s_kid, s_start, s_end
+        )
+        c_order = lex_order(c_kid, c_start)
+        merged, n_groups = sessions.merge_intervals(
+            take(c_kid, c_order), take(c_start, c_order), take(c_end, c_order)
+        )
+        group_of = scatter_rows(merged, c_order)
+        row_of, g_kid, g_start, g_end, n_created = sessions.place_groups(
+            group_of, n_groups, rows, c_kid, c_start, c_end, n_rows
+        )
+        self._reserve(n_rows + n_created)
+        self._n = n_rows + n_created
+        self.agg.reserve(self._n)
+        sessions.write_rows(row_of, g_kid, g_start, g_end, self._kid, self._starts, self._ends,
+                            self._dead)  # fmt: skip
+        src, dst = sessions.absorbed(group_of, rows, row_of, self._dead)
+        self._n_dead += int(src.shape[0])
+        merge_rows(src, dst, self.agg, self.agg, n_rows=self._n)
+        self.sketches.merge_rows(src, dst, self._n)
+        ids = sessions.event_rows(order, session_of, group_of, row_of, int(rows.shape[0]))
+        update_events(
+            ids, self.agg.ops, self._col_of, as_device(values.mask_of, np.int64), self._is_int,
+            values.fcols, values.icols, values.masks, self.agg, n_rows=self._n,
+        )  # fmt: skip
+        self.sketches.add_events(ids, values)
+
+    def emit(self, watermark: int) -> ClosedSessions | None:
+        """The sessions whose end the watermark passed (then dropped), or None."""
+        n_rows = self._n
+        if n_rows == 0:
+            return None
+        rows = sessions.close(self._dead[:n_rows], self._ends[:n_rows], watermark)
+        n = int(rows.shape[0])
+        self._n_dead += n
+        result = self._closed(rows, n) if n else None
+        if 3 * self._n_dead > n_rows:
+            self._compact()
+        return result
+
+    def _closed(self, rows: Any, n: int) -> ClosedSessions:
+        """Final columns, bounds and key atoms (host) of session rows ``rows`` (device)."""
+        plan = self.plan
+        position = iota(n)
+        closed = DeviceAggState(self.agg.ops_host, n)
+        move_rows(rows, position, self.agg, closed)
+        out_f, out_i, valid = finalize_groups(closed, self._is_int, position, n)
+        sketches: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        if plan.sketch_aggs:
+            sketches = self.sketches.combine(plan, rows, position, position, n, self._n)
+        values = plan.columns_from(to_host(out_f), to_host(out_i), to_host(valid), sketches)
+        atoms = to_host(sessions.take_rows(self.key_ids.keys, take(self._kid, rows)))
+        return ClosedSessions(
+            to_host(take(self._starts, rows)), to_host(take(self._ends, rows)),
+            np.ascontiguousarray(atoms[:, : self.width]), values,
+        )  # fmt: skip
+
+    def _compact(self) -> None:
+        """Drop dead sessions and keys without an open session (a stream compaction)."""
+        n_rows = self._n
+        keep = select(not_flags(self._dead[:n_rows]))
+        n = int(keep.shape[0])
+        position = iota(n)
+        atoms = sessions.take_rows(self.key_ids.keys, take(self._kid, keep))
+        starts, ends = take(self._starts, keep), take(self._ends, keep)
+        agg = DeviceAggState(self.agg.ops_host, max(16, 2 * n))
+        move_rows(keep, position, self.agg, agg)
+        self.agg = agg
+        if len(self.sketches):
+            self.sketches = self.sketches.renumbered(keep, position, n_rows)
+        self.key_ids = DeviceHashIndex(max(self.width, 1), max(16, n))
+        self._alloc(2 * n)
+        if n:
+            self._kid[:n].copy_to_device(self.key_ids.insert(atoms))
+            self._starts[:n].copy_to_device(starts)
+            self._ends[:n].copy_to_device(ends)
+        self._n = n
+        self._n_dead = 0

@@ -1,0 +1,133 @@
+"""A stable LSD radix sort of int64 columns on the device (the twin of ``np.lexsort``).
+
+Each column is sorted by its offset from its minimum (found by a device
+reduction), so only the bits its range needs are passed over: a batch of event
+times a few seconds apart takes two passes, not eight. A pass orders the
+(key, row) pairs by one 8-bit digit and keeps the order of equal digits, so
+passes over the last column first, then the one before, give a lexicographic
+order that breaks ties by position, as NumPy's stable ``lexsort`` does.
+
+A pass needs no shared memory and no atomics: the pairs are cut into chunks of
+consecutive values, one thread per chunk. Thread ``t`` counts its digits into
+column ``t`` of a ``(256, n_chunks)`` table, an exclusive scan of the table (digit
+major) gives every (digit, chunk) its first output slot, and thread ``t`` walks its
+chunk again, in order, writing each pair at its digit's next slot: stable by
+construction. Work is ``O(n)`` per pass whatever the key distribution (a hot key is
+no slower than many keys).
+
+API (device arrays; host arrays are copied):
+
+``lex_order(*columns) -> order``: int64 row numbers ordering the rows by
+    ``columns[0]``, then ``columns[1]``, ... (ties by row number).
+``iota(n) -> 0..n-1`` (int64).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numba import int64, njit, types, uint64
+
+from kernels.cuda import topk  # noqa: F401  (registers topk.iota)
+from kernels.cuda._core import (
+    GRID_THREADS,
+    arr,
+    as_device,
+    cuda,
+    empty,
+    kernel,
+    launch,
+    register,
+)
+from kernels.cuda.ingest import take
+from kernels.cuda.scan import exclusive_scan
+from kernels.cuda.windows import INT64_MIN, pane_stats
+
+DIGIT_BITS = 8
+BINS = 1 << DIGIT_BITS
+CHUNK = BINS  # values per thread at least: the count table is no larger than the input
+_I1, _i8 = arr("int64"), types.int64
+
+
+@njit(inline="always")
+def digit_of(key, lo, shift):  # pragma: no cover - compiled
+    """Digit ``shift // 8`` of ``key - lo`` (taken as unsigned: any int64 range fits).
+
+    Compiled on the CPU target too, so that under the simulator no uint64 value
+    reaches simulated (Python) code, as in :func:`kernels.cuda.hashindex.hash_step`.
+    """
+    return int64(((uint64(key) - uint64(lo)) >> uint64(shift)) & uint64(BINS - 1))
+
+
+@register("sort.digit_counts", ("int64",), lambda dt: types.void(_I1, _i8, _i8, _i8, _I1))
+def _digit_counts(keys, lo, shift, chunk, counts):  # pragma: no cover - compiled
+    """``counts[d * n_chunks + t]``: values of chunk ``t`` with digit ``d``."""
+    n = keys.shape[0]
+    n_chunks = counts.shape[0] // BINS
+    for t in range(cuda.grid(1), n_chunks, cuda.gridsize(1)):
+        for d in range(BINS):
+            counts[d * n_chunks + t] = 0
+        for i in range(t * chunk, min(n, (t + 1) * chunk)):
+            counts[digit_of(keys[i], lo, shift) * n_chunks + t] += 1
+
+
+def _scatter_sig(dt: np.dtype) -> Any:
+    return types.void(_I1, _I1, _i8, _i8, _i8, _I1, _I1, _I1)
+
+
+@register("sort.scatter", ("int64",), _scatter_sig)
+def _scatter(keys, rows, lo, shift, chunk, cursor, out_keys, out_rows):  # pragma: no cover
+    """Chunk ``t`` writes its pairs in order from ``cursor[d * n_chunks + t]`` (the scan)."""
+    n = keys.shape[0]
+    n_chunks = cursor.shape[0] // BINS
+    for t in range(cuda.grid(1), n_chunks, cuda.gridsize(1)):
+        for i in range(t * chunk, min(n, (t + 1) * chunk)):
+            slot = digit_of(keys[i], lo, shift) * n_chunks + t
+            p = cursor[slot]
+            cursor[slot] = p + 1
+            out_keys[p] = keys[i]
+            out_rows[p] = rows[i]
+
+
+def iota(n: int) -> Any:
+    """``0..n-1`` as a device int64 array."""
+    out = empty(n, np.int64)
+    if n:
+        kernel("topk.iota")[launch(n)](out)
+    return out
+
+
+def _radix_pass(keys: Any, rows: Any, lo: int, shift: int) -> tuple[Any, Any]:
+    """(keys, rows) stably ordered by the digit of ``keys - lo`` at ``shift``."""
+    n = int(keys.shape[0])
+    chunk = max(CHUNK, -(-n // GRID_THREADS))
+    n_chunks = -(-n // chunk)
+    counts = empty(BINS * n_chunks, np.int64)
+    kernel("sort.digit_counts")[launch(n_chunks)](keys, lo, shift, chunk, counts)
+    cursor, _ = exclusive_scan(counts)
+    out_keys, out_rows = empty(n, np.int64), empty(n, np.int64)
+    kernel("sort.scatter")[launch(n_chunks)](keys, rows, lo, shift, chunk, cursor, out_keys,
+                                             out_rows)  # fmt: skip
+    return out_keys, out_rows
+
+
+def lex_order(*columns: Any) -> Any:
+    """Row numbers sorting the rows by ``columns[0]``, then ``columns[1]``, ... (stable)."""
+    n = int(columns[0].shape[0])
+    order = iota(n)
+    if n < 2:
+        return order
+    for column in reversed(columns):
+        column = as_device(column, np.int64)
+        lo, hi, _ = pane_stats(column.reshape(n, 1), INT64_MIN)  # the column's (min, max)
+        bits = (hi - lo).bit_length()
+        if bits == 0:
+            continue
+        keys = take(column, order)
+        for shift in range(0, bits, DIGIT_BITS):
+            keys, order = _radix_pass(keys, order, lo, shift)
+    return order
+
+
+__all__ = ["iota", "lex_order"]
