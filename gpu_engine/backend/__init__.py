@@ -131,7 +131,7 @@ class Backend:
 
 
 CPU = Backend("cpu", "CPU (Numba kernels, Arrow/pandas frames)")
-CUDA = Backend("cuda", "CUDA device (Numba CUDA kernels); pane state in device memory")
+CUDA = Backend("cuda", "CUDA device (Numba CUDA kernels); window state in device memory")
 
 
 def cuda_unavailable_reason() -> str | None:

@@ -1,13 +1,14 @@
-"""Batches pushed as device columns stay on the device, from validation to pane state.
+"""Batches on the device, from validation to window state.
 
 A cuDF DataFrame, or a dict of device arrays (CuPy, Numba, torch CUDA tensors),
-pushed to an engine on the ``cuda`` backend becomes a :class:`DeviceFrame`:
-its numeric, boolean and timestamp columns are read where they are (through
-``__cuda_array_interface__``, no copy), widened once on the device to int64 or
-float64 with the CPU path's cast rules (:mod:`kernels.cuda.ingest`), validated
-by the same reason-code kernels, filtered, keyed and turned into the kernel
-inputs of :class:`~gpu_engine.backend.device_state.DevicePaneState`, which
-reads them without an upload.
+pushed to an engine on the ``cuda`` backend becomes a :class:`DeviceFrame`: its
+numeric, boolean and timestamp columns are read where they are (through
+``__cuda_array_interface__``, no copy). Host batches become one too
+(:class:`HostFrameStager`: those columns uploaded once). The columns are widened
+once on the device to int64 or float64 with the CPU path's cast rules
+(:mod:`kernels.cuda.ingest`), validated by the same reason-code kernels,
+filtered, keyed and turned into the kernel inputs that the device pane and
+session states read without an upload.
 
 What still crosses to the host, and why:
 
@@ -18,8 +19,8 @@ What still crosses to the host, and why:
 * string columns (cuDF strings are copied once; their dictionary codes live on
   the host) and any column the device casts do not cover (e.g. text to be
   parsed as numbers): they take the host path, column by column;
-* session windows and sharding over several CUDA workers read host copies
-  (:meth:`DevicePreparedBatch.on_host`, :meth:`DevicePreparedBatch.host_atoms`).
+* sharding over several CUDA workers reads a host copy of the key atoms
+  (:meth:`DevicePreparedBatch.host_atoms`), to place keys as on the CPU.
 
 Imported only by the backend, only when CUDA is selected.
 """
@@ -48,6 +49,7 @@ from kernels import validate as codes
 from kernels.cuda import ingest
 from kernels.cuda import sketches as device_sketches
 from kernels.cuda._core import as_device, cuda, empty, full, is_device_array, to_host
+from kernels.cuda.sort import iota
 
 _NO_FLAGS = np.empty(0, dtype=np.uint8)
 
@@ -234,11 +236,6 @@ class DeviceBatchValues(BatchValues):
             self.mask_of, sketches,
         )  # fmt: skip
 
-    def on_host(self) -> BatchValues:
-        sketches = [(a, to_host(i), to_host(k)) for a, i, k in self.sketch_inputs]
-        return BatchValues(to_host(self.fcols), to_host(self.icols), to_host(self.masks),
-                           self.mask_of, sketches)  # fmt: skip
-
 
 @dataclass
 class DevicePreparedBatch(PreparedBatch):
@@ -252,10 +249,6 @@ class DevicePreparedBatch(PreparedBatch):
 
     def host_atoms(self) -> np.ndarray:
         return to_host(self.atoms)
-
-    def on_host(self) -> PreparedBatch:
-        assert isinstance(self.values, DeviceBatchValues)
-        return PreparedBatch(self.times, self.host_atoms(), self.values.on_host())
 
 
 class DeviceColumns:
@@ -323,7 +316,7 @@ class DeviceColumns:
         return ingest.both(a, b)
 
     def rows_of(self, mask: Any) -> Any:
-        return ingest.iota(self.num_rows) if mask is None else ingest.select(mask)
+        return iota(self.num_rows) if mask is None else ingest.select(mask)
 
     def sketch_keys(self, name: str, index: Any, is_quantile: bool) -> Any:
         column = self.frame.columns[name]

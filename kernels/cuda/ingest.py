@@ -21,7 +21,7 @@ uint8, 1 where a non-null value does not fit).
 ``isin(values, wanted) -> flags``; ``both(a, b) -> flags``; ``not_flags(a) -> flags``.
 ``renumber(rows, n) -> new_index``: ``new_index[rows[j]] = j``, -1 elsewhere.
 ``canonical(values) -> out``: float64 ``values + 0.0`` (so -0.0 hashes like 0.0).
-``iota(n) -> out``: ``0..n-1``; ``nonneg(values) -> flags``: 1 where ``values >= 0``.
+``nonneg(values) -> flags``: 1 where ``values >= 0``.
 """
 
 from __future__ import annotations
@@ -196,12 +196,6 @@ def _canonical(values, out):  # pragma: no cover - compiled
         out[i] = values[i] + 0.0
 
 
-@register("ingest.iota", ("int64",), lambda dt: types.void(_I1))
-def _iota(out):  # pragma: no cover - compiled
-    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
-        out[i] = i
-
-
 @register("ingest.nonneg", ("int64",), lambda dt: types.void(_I1, _U1))
 def _nonneg(values, out):  # pragma: no cover - compiled
     for i in range(cuda.grid(1), values.shape[0], cuda.gridsize(1)):
@@ -332,13 +326,6 @@ def renumber(rows: Any, n: int) -> Any:
     return out
 
 
-def iota(n: int) -> Any:
-    """``0..n-1`` (int64), made on the device."""
-    out = empty(n, np.int64)
-    _run("ingest.iota", "int64", n, out)
-    return out
-
-
 def nonneg(values: Any) -> Any:
     """uint8 flags of the int64 values that are ``>= 0``."""
     out = empty(int(values.shape[0]), np.uint8)
@@ -354,6 +341,6 @@ def canonical(values: Any) -> Any:
 
 
 __all__ = [
-    "SOURCE_DTYPES", "both", "canonical", "count_beyond", "iota", "isin", "nonneg", "not_flags",
+    "SOURCE_DTYPES", "both", "canonical", "count_beyond", "isin", "nonneg", "not_flags",
     "pane_keys", "put_atom", "renumber", "select", "take", "to_float64", "to_int64",
 ]  # fmt: skip

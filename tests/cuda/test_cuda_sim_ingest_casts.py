@@ -81,4 +81,3 @@ def test_select_take_and_pane_keys() -> None:
     keys = to_host(ingest.pane_keys(cuda.to_device(times), cuda.to_device(atoms), rows, 300))
     np.testing.assert_array_equal(keys[:, 0], np.floor_divide(times[rows], 300))
     np.testing.assert_array_equal(keys[:, 1:], atoms[rows])
-    np.testing.assert_array_equal(to_host(ingest.iota(5)), np.arange(5))
