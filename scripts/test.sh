@@ -15,7 +15,9 @@ python -m benchmarks.windows --events 100k --repeat 1
 python -m benchmarks.optimizer --instances 20
 if [ -d tests/cuda ]; then
   echo "== CUDA kernels under the Numba simulator"
-  NUMBA_ENABLE_CUDASIM=1 python -m pytest -q -p no:cacheprovider tests/cuda -m "cudasim" || [ $? -eq 5 ]
+  # One simulator per process (it cannot run two kernels at once): -n spreads the tests.
+  NUMBA_ENABLE_CUDASIM=1 python -m pytest -q -p no:cacheprovider -n auto tests/cuda -m "cudasim" \
+    || [ $? -eq 5 ]
   echo "== CUDA kernels compiled to PTX (sm_90)"
   python -m pytest -q -p no:cacheprovider tests/cuda -m "not cudasim and not gpu" || [ $? -eq 5 ]
 fi

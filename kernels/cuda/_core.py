@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -90,8 +92,16 @@ def register(
     return wrap
 
 
+# Kernel launches by name and host reads of device arrays (each one a wait for the device):
+# the host-side cost of a batch, counted the same under the simulator as on a card
+# (``benchmarks.launches``). Every ``kernel()`` call is followed by one launch.
+LAUNCHES: Counter[str] = Counter()
+READS: Counter[str] = Counter()
+
+
 def kernel(name: str, dtype: Any = "int64") -> Any:
     """The compiled kernel ``name`` for ``dtype`` (compiled on first use, then cached)."""
+    LAUNCHES[name] += 1
     key = (name, np.dtype(dtype).name)
     found = _COMPILED.get(key)
     if found is not None:
@@ -142,18 +152,43 @@ def empty(shape: Any, dtype: Any) -> Any:
 
 
 def full(shape: Any, value: Any, dtype: Any) -> Any:
-    """A device array of ``shape`` filled with ``value`` on the device."""
-    out = cuda.device_array(shape, dtype=np.dtype(dtype))
+    """A device array of ``shape`` filled with ``value`` on the device.
+
+    Values of one repeated byte (0, -1, 0.0, ...) are written by a driver memset,
+    which costs the host a few microseconds where a Numba kernel launch costs tens.
+    """
+    global _MEMSET_WORKS
+    dtype = np.dtype(dtype)
+    out = cuda.device_array(shape, dtype=dtype)
     flat = out.reshape(-1) if out.ndim != 1 else out
-    if flat.shape[0]:
-        blocks, threads = launch(flat.shape[0])
-        kernel("fill", dtype)[blocks, threads](flat, np.dtype(dtype).type(value))
+    if not flat.shape[0]:
+        return out
+    pattern = np.array(value, dtype=dtype).tobytes()
+    if _MEMSET_WORKS and len(set(pattern)) == 1:
+        LAUNCHES["memset"] += 1
+        if SIMULATOR:  # no driver: the same bytes, written from the host
+            flat.copy_to_device(np.full(flat.shape[0], value, dtype=dtype))
+            return out
+        try:
+            from numba.cuda.cudadrv import driver
+
+            driver.device_memset(flat, pattern[0], flat.shape[0] * dtype.itemsize)
+            return out
+        except Exception:  # another numba-cuda: the fill kernel is correct, just slower
+            _MEMSET_WORKS = False
+    blocks, threads = launch(flat.shape[0])
+    kernel("fill", dtype)[blocks, threads](flat, dtype.type(value))
     return out
+
+
+_MEMSET_WORKS = True
 
 
 def to_host(array: Any) -> np.ndarray:
     """A host copy of a device array (Numba, CuPy, or anything with
     ``__cuda_array_interface__``, such as a torch CUDA tensor); host arrays as they are."""
+    if is_device_array(array):
+        READS[sys._getframe(1).f_code.co_name] += 1  # by caller: where the waits are
     if hasattr(array, "copy_to_host"):
         return array.copy_to_host()
     if hasattr(array, "get"):  # CuPy

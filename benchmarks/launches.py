@@ -1,0 +1,83 @@
+"""Kernel launches and host reads per batch of the engine on ``backend: cuda``, by path.
+
+    NUMBA_ENABLE_CUDASIM=1 python -m benchmarks.launches [--events 8192] [--batch 2048]
+
+Each launch costs Numba some microseconds of Python on the host, and each read of a
+device array (``kernels.cuda._core.to_host``) makes the host wait for the device, so
+these counts are the host-side cost of a batch that no kernel speed-up removes
+(driver memsets, a few microseconds each, are counted apart). They
+are the same under the CUDA simulator as on a card (only the grid sizes differ), so
+they can be measured, and reduced, without one. Paths: host frames prepared on the
+device (the default), host frames prepared on the host (``cuda_host_frames: host``),
+and columns pushed on the device; for the sliding workload of
+:mod:`benchmarks.windows` and for the full short-video config (sessions, sketches,
+top-k, 1% corrupt rows).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from typing import Any
+
+from benchmarks.gpu_engine import FULL_CONFIG, configured, events, on_device, run
+from benchmarks.windows import COLUMNS, engine_config
+from gpu_engine.commands.generate import _count
+from gpu_engine.config import load_config
+from gpu_engine.config.models import EngineConfig
+from kernels.cuda import _core
+
+
+def counted(config: EngineConfig, data: Any) -> tuple[int, Counter[str], Counter[str]]:
+    """(batches, launches by kernel, reads by caller) of one run."""
+    launches, reads = Counter(_core.LAUNCHES), Counter(_core.READS)
+    _, _, summary = run(config, data)
+    return (
+        summary["batches"],
+        Counter(_core.LAUNCHES) - launches,
+        Counter(_core.READS) - reads,
+    )
+
+
+def report(label: str, result: tuple[int, Counter[str], Counter[str]], top: int) -> None:
+    batches, launches, reads = result
+    per = max(batches, 1)
+    memsets = launches.pop("memset", 0)
+    print(f"  {label:<34}{sum(launches.values()) / per:8.1f} launches"
+          f"{sum(reads.values()) / per:8.1f} reads{memsets / per:8.1f} memsets per batch "
+          f"({batches} batches)")  # fmt: skip
+    kernels = ", ".join(f"{name} {n / per:.1f}" for name, n in launches.most_common(top))
+    callers = ", ".join(f"{name} {n / per:.1f}" for name, n in reads.most_common(top))
+    print(f"      most launched: {kernels}")
+    print(f"      most read by:  {callers}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=_count, default=8192)
+    parser.add_argument("--batch", type=int, default=2048, help="batching.max_rows")
+    parser.add_argument("--duration-ms", type=int, default=20_000, help="event-time span")
+    parser.add_argument("--top", type=int, default=6)
+    args = parser.parse_args(argv)
+
+    def cuda(config: EngineConfig, frames: str) -> EngineConfig:
+        batching = config.batching.model_copy(update={"max_rows": args.batch})
+        update = {"cuda_host_frames": frames, "batching": batching}
+        return configured(config, "cuda", 1).model_copy(update=update)
+
+    table = events(args.events, args.duration_ms).select(COLUMNS)
+    full = events(args.events, args.duration_ms, bad_fraction=0.01)
+    for title, base, data in (
+        ("sliding 5s/1s per content_id", engine_config(1), table),
+        ("full short-video config", load_config(FULL_CONFIG), full),
+    ):
+        print(f"{title}, {args.events:,} events in batches of {args.batch:,}:")
+        run(cuda(base, "device"), data)  # compiles (the simulator compiles nothing)
+        report("host frames, device-prepared", counted(cuda(base, "device"), data), args.top)
+        report("host frames, host-prepared", counted(cuda(base, "host"), data), args.top)
+        report("device columns", counted(cuda(base, "device"), on_device(data)), args.top)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
