@@ -11,6 +11,7 @@ scales with bad rows only.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,38 +92,53 @@ class Validator:
         columns: dict[str, pa.Array] = {}
         for index, (name, spec) in enumerate(self.schema.fields.items()):
             if name not in table.column_names:
-                if spec.nullable:
-                    columns[name] = pa.nulls(n, ARROW_TYPES[spec.type])
-                    continue
-                message = f"column {name!r} is missing from the input"
-                if self.config.on_error == "fail":
-                    raise SchemaError(f"{source}: {message}")
-                reason_codes.mark_rows(np.ones(n, dtype=np.uint8), codes.MISSING_COLUMN, index)
+                self.missing_column(name, spec, index, n, source, reason_codes)
                 columns[name] = pa.nulls(n, ARROW_TYPES[spec.type])
                 continue
             cast = self.cast(table.column(name), spec, name, source)
             columns[name] = cast.array
             self.check(name, spec, cast, index, reason_codes)
-        reason, failed_field = reason_codes.to_host()
-        bad = reason != 0
         valid_table = pa.table(columns)
-        quarantine = None
-        if bad.any():
-            if self.config.on_error == "fail":
-                first = int(np.flatnonzero(bad)[0])
-                raise SchemaError(
-                    f"{source}, row {first_row + first}: "
-                    + self.message(table, int(reason[first]), int(failed_field[first]), first)
-                )
-            bad_index = np.flatnonzero(bad)
-            bad_rows = table.take(pa.array(bad_index))
-            quarantine = self.quarantine(
-                bad_rows, bad_index, reason, failed_field, source, first_row
-            )
+        bad, quarantine = self.failures(
+            reason_codes, lambda rows: table.take(pa.array(rows)), source, first_row
+        )
+        if bad is not None:
             valid_table = valid_table.filter(pa.array(~bad))
         time_array = valid_table.column(self.schema.time)
         times = time_array.cast(pa.int64()).to_numpy()
         return ValidatedBatch(valid_table, times, quarantine, n)
+
+    def missing_column(
+        self, name: str, spec: FieldSpec, index: int, n: int, source: str,
+        reason_codes: ReasonCodes,
+    ) -> None:  # fmt: skip
+        """Field ``name`` is absent: fine if nullable, else every row fails (the batch,
+        in fail mode). The caller stands in a column of nulls."""
+        if spec.nullable:
+            return
+        if self.config.on_error == "fail":
+            raise SchemaError(f"{source}: column {name!r} is missing from the input")
+        reason_codes.mark_rows(np.ones(n, dtype=np.uint8), codes.MISSING_COLUMN, index)
+
+    def failures(
+        self, reason_codes: ReasonCodes, rows_of: Callable[[np.ndarray], pa.Table],
+        source: str, first_row: int,
+    ) -> tuple[np.ndarray | None, pa.Table | None]:  # fmt: skip
+        """``(bad row mask, quarantine table)`` of a checked batch, ``(None, None)`` when
+        every row passed; in fail mode, the first failure raised. ``rows_of(rows)`` gives
+        those input rows, as they came, on the host."""
+        reason, failed_field = reason_codes.to_host()
+        bad = reason != 0
+        if not bad.any():
+            return None, None
+        bad_index = np.flatnonzero(bad)
+        if self.config.on_error == "fail":
+            first = int(bad_index[0])
+            message = self.message(rows_of(bad_index[:1]), int(reason[first]),
+                                   int(failed_field[first]), 0)  # fmt: skip
+            raise SchemaError(f"{source}, row {first_row + first}: {message}")
+        rows = rows_of(bad_index)
+        return bad, self.quarantine(rows, bad_index, reason, failed_field, source, first_row)
 
     # -- casting ------------------------------------------------------------------------
     def cast(

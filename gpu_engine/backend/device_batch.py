@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from gpu_engine.config.models import FLOAT_TYPES, INTEGER_TYPES, FieldSpec
-from gpu_engine.errors import InputError, SchemaError
+from gpu_engine.errors import InputError
 from gpu_engine.windows.aggregations import (
     AggregationPlan,
     BatchValues,
@@ -181,8 +181,9 @@ class DeviceFrame:
 
     def host_column(self, name: str) -> pa.Array:
         column = self.columns[name]
-        return column.to_arrow(self.arrow_types.get(name)) if isinstance(column, DeviceColumn) \
-            else column  # fmt: skip
+        if isinstance(column, DeviceColumn):
+            return column.to_arrow(self.arrow_types.get(name))
+        return column
 
     def validated_by(self, validator: Any, source: str, first_row: int) -> Any:
         """:meth:`gpu_engine.validation.Validator.validate` of this frame, on the device."""
@@ -280,7 +281,10 @@ class DeviceColumns:
         for c, name in enumerate(names):
             values = self._device(name).values
             is_int = np.dtype(values.dtype) == np.int64
-            fcols[c].copy_to_device(ingest.to_float64(values) if is_int else values)
+            if is_int:
+                ingest.to_float64(values, out=fcols[c])
+            else:
+                fcols[c].copy_to_device(values)
             if needs_int and is_int:
                 icols[c].copy_to_device(values)
         return fcols, icols
@@ -304,12 +308,8 @@ class DeviceColumns:
             hit = numbers(pc.is_in(column, value_set=pa.array(wanted).cast(arrow_type)), False)
             return as_device(np.asarray(hit, dtype=np.uint8))
         wanted_values = pa.array(wanted).cast(arrow_type)  # the host path's cast (and errors)
-        wanted_np = np.asarray(
-            wanted_values.cast(
-                pa.float64() if np.dtype(column.values.dtype).kind == "f" else pa.int64()
-            ).to_numpy(zero_copy_only=False)
-        )
-        hit = ingest.isin(column.values, wanted_np.astype(column.values.dtype))
+        wanted_np = wanted_values.to_numpy(zero_copy_only=False).astype(column.values.dtype)
+        hit = ingest.isin(column.values, wanted_np)
         return hit if column.is_null is None else ingest.both(hit, column.is_null, negate_b=True)
 
     def both(self, a: Any, b: Any) -> Any:
@@ -397,13 +397,8 @@ def validate(validator: Any, frame: DeviceFrame, source: str, first_row: int) ->
     for index, (name, spec) in enumerate(schema.fields.items()):
         column = frame.columns.get(name)
         if column is None:
+            validator.missing_column(name, spec, index, n, source, reason_codes)
             columns[name] = _missing(spec, n)
-            if spec.nullable:
-                continue
-            message = f"column {name!r} is missing from the input"
-            if config.on_error == "fail":
-                raise SchemaError(f"{source}: {message}")
-            reason_codes.mark_rows(np.ones(n, dtype=np.uint8), codes.MISSING_COLUMN, index)
             continue
         widened = _widen(spec, column) if isinstance(column, DeviceColumn) else None
         if widened is None:  # the host path, for this column only
@@ -429,22 +424,10 @@ def validate(validator: Any, frame: DeviceFrame, source: str, first_row: int) ->
             name, spec, values, _NO_FLAGS if is_null is None else is_null,
             _NO_FLAGS if failed is None else failed, index, reason_codes,
         )  # fmt: skip
-    reason, failed_field = reason_codes.to_host()
     types = {name: ARROW_TYPES[spec.type] for name, spec in schema.fields.items()}
     valid = DeviceFrame(columns, n, types, schema.time)
-    quarantine = None
-    bad = reason != 0
-    if bad.any():
-        bad_index = np.flatnonzero(bad)
-        if config.on_error == "fail":
-            first = int(bad_index[0])
-            row = frame.host_rows(bad_index[:1])
-            raise SchemaError(
-                f"{source}, row {first_row + first}: "
-                + validator.message(row, int(reason[first]), int(failed_field[first]), 0)
-            )
-        rows = frame.host_rows(bad_index)
-        quarantine = validator.quarantine(rows, bad_index, reason, failed_field, source, first_row)
+    bad, quarantine = validator.failures(reason_codes, frame.host_rows, source, first_row)
+    if bad is not None:
         valid = valid.take(np.flatnonzero(~bad))
     time_column = valid.columns[schema.time]
     if isinstance(time_column, DeviceColumn):
@@ -498,9 +481,7 @@ def _fixed_width(array: pa.Array) -> np.ndarray | None:
         return np.asarray(array.fill_null(False).to_numpy(zero_copy_only=False))
     if pa.types.is_timestamp(kind):
         array = pc.cast(array, pa.timestamp("ms", tz=kind.tz), safe=False).cast(pa.int64())
-    elif not (pa.types.is_integer(kind) or pa.types.is_floating(kind)) or pa.types.is_float16(
-        kind
-    ):
+    elif not (pa.types.is_integer(kind) or pa.types.is_floating(kind)) or pa.types.is_float16(kind):
         return None
     dtype = np.dtype(array.type.to_pandas_dtype())
     data = array.buffers()[1]

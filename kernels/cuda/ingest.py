@@ -235,11 +235,12 @@ def to_int64(
     return out, failed
 
 
-def to_float64(values: Any, is_null: Any = None, round32: bool = False) -> Any:
-    """``values`` as float64 (nulls 0; ``round32``: through float32, as a float32 field)."""
+def to_float64(values: Any, is_null: Any = None, round32: bool = False, out: Any = None) -> Any:
+    """``values`` as float64 (nulls 0; ``round32``: through float32, as a float32 field),
+    written into ``out`` when given (e.g. a row of the batch's value columns)."""
     values = _numeric(values)
     n = int(values.shape[0])
-    out = empty(n, np.float64)
+    out = empty(n, np.float64) if out is None else out
     _run("ingest.to_float64", values.dtype, n, values, _flags_or_none(is_null), bool(round32), out)
     return out
 
