@@ -424,8 +424,7 @@ def validate(validator: Any, frame: DeviceFrame, source: str, first_row: int) ->
             name, spec, values, _NO_FLAGS if is_null is None else is_null,
             _NO_FLAGS if failed is None else failed, index, reason_codes,
         )  # fmt: skip
-    types = {name: ARROW_TYPES[spec.type] for name, spec in schema.fields.items()}
-    valid = DeviceFrame(columns, n, types, schema.time)
+    valid = DeviceFrame(columns, n, _output_types(schema, frame, ARROW_TYPES), schema.time)
     bad, quarantine = validator.failures(reason_codes, frame.host_rows, source, first_row)
     if bad is not None:
         valid = valid.take(np.flatnonzero(~bad))
@@ -435,6 +434,22 @@ def validate(validator: Any, frame: DeviceFrame, source: str, first_row: int) ->
     else:
         times = time_column.cast(pa.int64()).to_numpy()
     return ValidatedBatch(valid, times, quarantine, n)
+
+
+def _output_types(
+    schema: Any, frame: DeviceFrame, arrow_types: dict[str, pa.DataType]
+) -> dict[str, pa.DataType]:
+    """The Arrow type of every validated column, as the host path casts it: the schema's,
+    with a host timestamp column's time zone kept (``Validator._cast_timestamp``)."""
+    types = {name: arrow_types[spec.type] for name, spec in schema.fields.items()}
+    if frame.host is not None:
+        for name, spec in schema.fields.items():
+            if spec.type != "timestamp" or name not in frame.host.column_names:
+                continue
+            source = frame.host.schema.field(name).type
+            if pa.types.is_timestamp(source) and source.tz:
+                types[name] = pa.timestamp("ms", tz=source.tz)
+    return types
 
 
 # -- host frames -------------------------------------------------------------------------

@@ -198,11 +198,13 @@ def test_quarantine_keeps_the_pushed_values() -> None:
     assert any("x is NaN" in r for r in reasons)
 
 
-def test_host_frames_on_the_device_path_match_cpu_tables() -> None:
+@pytest.mark.parametrize("zone", [None, "Asia/Tokyo"])
+def test_host_frames_on_the_device_path_match_cpu_tables(zone: str | None) -> None:
     """Host frames staged on the device: windows, and quarantine and late tables (their
-    columns and types too) equal the CPU engine's."""
+    columns and types too, a timestamp's zone included) equal the CPU engine's."""
     columns = _columns(192, seed=9)
-    columns["seen"] = (np.arange(192) * 1001).astype("datetime64[us]")  # cast to ms on upload
+    seen = (np.arange(192) * 1001).astype("datetime64[us]")  # cast to ms on upload
+    columns["seen"] = pa.array(seen, pa.timestamp("us", tz=zone))
     window = {"type": "tumbling", "size": 1000, "keys": ["k", "s"]}
     want_sink, want, _ = _run(_config(window, "cpu", 1), _parts(columns, 64, _host))
     got_sink, got, engine = _run(_config(window, "cuda", 1), _parts(columns, 64, _host))
