@@ -31,7 +31,7 @@ from numba import int64, njit, types, uint64
 
 from kernels.cuda import topk  # noqa: F401  (registers topk.iota)
 from kernels.cuda._core import (
-    GRID_THREADS,
+    DEVICE_GRID_THREADS,
     arr,
     as_device,
     cuda,
@@ -41,7 +41,7 @@ from kernels.cuda._core import (
     register,
 )
 from kernels.cuda.ingest import take
-from kernels.cuda.scan import exclusive_scan
+from kernels.cuda.scan import exclusive_offsets
 from kernels.cuda.windows import INT64_MIN, pane_stats
 
 DIGIT_BITS = 8
@@ -101,11 +101,11 @@ def iota(n: int) -> Any:
 def _radix_pass(keys: Any, rows: Any, lo: int, shift: int) -> tuple[Any, Any]:
     """(keys, rows) stably ordered by the digit of ``keys - lo`` at ``shift``."""
     n = int(keys.shape[0])
-    chunk = max(CHUNK, -(-n // GRID_THREADS))
+    chunk = max(CHUNK, -(-n // DEVICE_GRID_THREADS))  # as on a card, also when simulated
     n_chunks = -(-n // chunk)
     counts = empty(BINS * n_chunks, np.int64)
     kernel("sort.digit_counts")[launch(n_chunks)](keys, lo, shift, chunk, counts)
-    cursor, _ = exclusive_scan(counts)
+    cursor = exclusive_offsets(counts)
     out_keys, out_rows = empty(n, np.int64), empty(n, np.int64)
     kernel("sort.scatter")[launch(n_chunks)](keys, rows, lo, shift, chunk, cursor, out_keys,
                                              out_rows)  # fmt: skip

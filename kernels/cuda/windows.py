@@ -54,7 +54,7 @@ from kernels.cuda._core import (
     to_host,
 )
 from kernels.cuda.aggregate import DeviceAggState
-from kernels.cuda.scan import exclusive_scan
+from kernels.cuda.scan import exclusive_offsets, exclusive_scan
 
 _copy_row = device_function(copy_row)
 
@@ -251,7 +251,7 @@ def counting_order(keys: Any, col: int, lo: int, span: int) -> Any:
         return position
     counts = full(span, 0, np.int64)
     kernel("win.histogram")[launch(n)](keys, int(col), int(lo), counts)
-    cursor, _ = exclusive_scan(counts)
+    cursor = exclusive_offsets(counts)
     kernel("win.place")[launch(n)](keys, int(col), int(lo), cursor, position)
     return position
 
