@@ -18,7 +18,7 @@ import numpy as np
 from gpu_engine.windows.aggregations import AggregationPlan, BatchValues
 from kernels.aggregate import QUANTILE
 from kernels.cuda import sketch_state
-from kernels.cuda._core import full, to_host
+from kernels.cuda._core import empty, full, to_host
 from kernels.cuda.hashindex import DeviceHashIndex
 from kernels.cuda.sketches import add_counts, sketch_entries
 from kernels.sketches import quantiles_from_entries
@@ -55,9 +55,18 @@ class DeviceSketchEntries:
             sketch_state.add_weights(ids, weights, self.counts)
 
     def add_events(self, ids: Any, values: BatchValues) -> None:
-        """Entries of one batch's sketch values, event ``i`` belonging to device row ``ids[i]``."""
-        for a, event_index, sketch_keys in values.sketch_inputs:
-            self.add(sketch_entries(ids, a, sketch_keys, event_index))
+        """Entries of one batch's sketch values, event ``i`` belonging to device row ``ids[i]``.
+
+        The entries of every sketch aggregation go into one insert: one hash insert (three
+        launches and a read) per batch instead of one per aggregation.
+        """
+        sizes = [int(keys.shape[0]) for _, _, keys in values.sketch_inputs]
+        entries = empty((sum(sizes), 3), np.int64)
+        at = 0
+        for (a, event_index, sketch_keys), size in zip(values.sketch_inputs, sizes, strict=True):
+            sketch_entries(ids, a, sketch_keys, event_index, out=entries[at : at + size])
+            at += size
+        self.add(entries)
 
     def renumbered(self, old_ids: Any, new_ids: Any, n_old: int) -> DeviceSketchEntries:
         """The entries of rows ``old_ids`` (device) with their rows renamed ``new_ids``."""

@@ -99,11 +99,12 @@ def hash_int64(values: Any) -> Any:
 _NO_INDEX = np.empty(0, dtype=np.int64)
 
 
-def sketch_entries(ids: Any, agg: int, keys: Any, index: Any = None) -> Any:
-    """``(n, 3)`` entry keys ``(row, agg, bucket-or-hash)`` (device array)."""
+def sketch_entries(ids: Any, agg: int, keys: Any, index: Any = None, out: Any = None) -> Any:
+    """``(n, 3)`` entry keys ``(row, agg, bucket-or-hash)`` (device array; written into
+    ``out`` when given, such as rows of one array holding several aggregations' entries)."""
     keys = as_device(keys, np.int64)
     n = keys.shape[0]
-    out = empty((n, 3), np.int64)
+    out = empty((n, 3), np.int64) if out is None else out
     if n:
         blocks, threads = launch(n)
         kernel("sketch.entries")[blocks, threads](
