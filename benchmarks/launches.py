@@ -17,8 +17,11 @@ top-k, 1% corrupt rows).
 from __future__ import annotations
 
 import argparse
+import timeit
 from collections import Counter
 from typing import Any
+
+import numpy as np
 
 from benchmarks.gpu_engine import FULL_CONFIG, configured, events, on_device, run
 from benchmarks.windows import COLUMNS, engine_config
@@ -76,7 +79,19 @@ def main(argv: list[str] | None = None) -> int:
         report("host frames, device-prepared", counted(cuda(base, "device"), data), args.top)
         report("host frames, host-prepared", counted(cuda(base, "host"), data), args.top)
         report("device columns", counted(cuda(base, "device"), on_device(data)), args.top)
+    lookup = kernel_lookup_us()
+    print(f"finding a compiled kernel (kernels.cuda._core.kernel): {lookup:.2f} us a launch")
     return 0
+
+
+def kernel_lookup_us(calls: int = 100_000) -> float:
+    """Host microseconds that ``kernel(name, dtype)`` adds to every launch (before Numba's
+    own launch cost, which only a card measures)."""
+    dtype = np.dtype(np.float64)
+    _core.kernel("fill", dtype)  # compiled once, outside the clock
+    seconds = timeit.timeit(lambda: _core.kernel("fill", dtype), number=calls)
+    _core.LAUNCHES["fill"] -= calls + 1  # lookups, not launches
+    return seconds / calls * 1e6
 
 
 if __name__ == "__main__":

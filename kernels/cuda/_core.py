@@ -10,6 +10,7 @@ for compute capability 9.0, so nothing the engine can launch escapes it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -75,6 +76,7 @@ class KernelSpec:
 
 _REGISTRY: dict[str, KernelSpec] = {}
 _COMPILED: dict[tuple[str, str], Any] = {}
+_LAUNCHABLE: dict[tuple[str, Any], Any] = {}  # _COMPILED by the dtype objects callers pass
 _LOCK = threading.Lock()
 
 
@@ -103,9 +105,14 @@ READS: Counter[str] = Counter()
 def kernel(name: str, dtype: Any = "int64") -> Any:
     """The compiled kernel ``name`` for ``dtype`` (compiled on first use, then cached)."""
     LAUNCHES[name] += 1
+    try:  # the common case, by the caller's own dtype object: no np.dtype() on every launch
+        return _LAUNCHABLE[name, dtype]
+    except (KeyError, TypeError):  # not seen yet, or an unhashable dtype description
+        pass
     key = (name, np.dtype(dtype).name)
     found = _COMPILED.get(key)
     if found is not None:
+        _remember(name, dtype, found)
         return found
     spec = _REGISTRY[name]
     if key[1] not in spec.dtypes:
@@ -115,7 +122,13 @@ def kernel(name: str, dtype: Any = "int64") -> Any:
         if found is None:
             found = cuda.jit(spec.signature(np.dtype(key[1])))(spec.pyfunc)
             _COMPILED[key] = found
+    _remember(name, dtype, found)
     return found
+
+
+def _remember(name: str, dtype: Any, found: Any) -> None:
+    with contextlib.suppress(TypeError):  # unhashable: looked up the slow way each time
+        _LAUNCHABLE[name, dtype] = found
 
 
 def signatures() -> Iterator[tuple[str, str, Callable[..., None], Any]]:
