@@ -6,11 +6,13 @@ the same splitmix64 row hash (the scalar ``mix64`` step is the CPU helper
 itself). Ids are dense (``0..len-1``) but, being handed out by an atomic
 counter, not in first-seen order: compare groupings, not ids.
 
-Insertion is lock-free and never spins: pass 1 claims empty slots with
-``atomic.cas(slot, EMPTY, -(i + 2))`` (a claim names the claiming row ``i`` of
-the batch, whose key any other thread can read at once); pass 2 gives each
-claiming row a new id and writes its key; pass 3 points every row at its
-claimer's id.
+Insertion is lock-free, never spins and takes two launches: pass 1 claims
+empty slots with ``atomic.cas(slot, EMPTY, -(i + 2))`` (a claim names the
+claiming row ``i`` of the batch, whose key any other thread can compare with at
+once), and the claimer takes a new id and stores its key; pass 2 publishes each
+claimer's id in its slot and points every other row at its claimer's id. No
+thread reads a stored key in the pass that writes it, so no fence is needed: the
+launch boundary orders them.
 
 API (device arrays; host arrays are copied):
 
@@ -85,12 +87,13 @@ def _same(a, i, b, j):  # pragma: no cover - compiled
 
 def _claim_sig(dt: np.dtype) -> Any:
     i2 = arr("int64", 2)
-    return types.void(arr("int64"), i2, i2, arr("int8"), arr("int64"), arr("int64"))
+    return types.void(arr("int64"), i2, i2, arr("int8"), arr("int64"), arr("int64"), arr("int64"))
 
 
 @register("hash.claim", ("int64",), _claim_sig)
-def _claim(slots, stored, batch, skip, claim, out):  # pragma: no cover - compiled
-    """Pass 1: ``out[i]`` = an existing id, or ``-(j + 2)`` naming the row ``j`` that claimed it."""
+def _claim(slots, stored, batch, skip, counter, claim, out):  # pragma: no cover - compiled
+    """Pass 1: ``out[i]`` = an existing id, a new id (row ``i`` claimed a slot, ``claim[i]``),
+    or ``-(j + 2)`` naming the row ``j`` that claimed the key's slot."""
     n_slots = slots.shape[0]
     has_skip = skip.shape[0] > 0
     for i in range(cuda.grid(1), batch.shape[0], cuda.gridsize(1)):
@@ -104,7 +107,10 @@ def _claim(slots, stored, batch, skip, claim, out):  # pragma: no cover - compil
             if s == EMPTY:
                 s = cuda.atomic.cas(slots, pos, EMPTY, -(i + 2))
                 if s == EMPTY:
-                    out[i] = -(i + 2)
+                    sid = cuda.atomic.add(counter, 0, 1)
+                    for c in range(batch.shape[1]):
+                        stored[sid, c] = batch[i, c]
+                    out[i] = sid
                     claim[i] = pos
                     break
             if s >= 0:
@@ -119,33 +125,19 @@ def _claim(slots, stored, batch, skip, claim, out):  # pragma: no cover - compil
                 pos = 0
 
 
-def _assign_sig(dt: np.dtype) -> Any:
-    i2 = arr("int64", 2)
-    return types.void(arr("int64"), i2, i2, arr("int64"), arr("int64"), arr("int64"))
-
-
-@register("hash.assign", ("int64",), _assign_sig)
-def _assign(slots, stored, batch, counter, claim, out):  # pragma: no cover - compiled
-    """Pass 2: claiming rows get a new id, store their key and publish the id in the slot."""
-    for i in range(cuda.grid(1), batch.shape[0], cuda.gridsize(1)):
-        pos = claim[i]
-        if pos < 0:
-            continue
-        sid = cuda.atomic.add(counter, 0, 1)
-        for c in range(batch.shape[1]):
-            stored[sid, c] = batch[i, c]
-        slots[pos] = sid
-        out[i] = sid
-
-
 def _resolve_sig(dt: np.dtype) -> Any:
-    return types.void(arr("int64"))
+    return types.void(arr("int64"), arr("int64"), arr("int64"))
 
 
 @register("hash.resolve", ("int64",), _resolve_sig)
-def _resolve(out):  # pragma: no cover - compiled
-    """Pass 3: rows that found a claim take the claimer's id (claimers are resolved already)."""
+def _resolve(slots, claim, out):  # pragma: no cover - compiled
+    """Pass 2: claimers publish their id in their slot; the rows that found a claim take
+    the claimer's id (claimers only write slots here, so every ``out[j]`` read is final)."""
     for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        pos = claim[i]
+        if pos >= 0:
+            slots[pos] = out[i]
+            continue
         s = out[i]
         if s <= -2:
             out[i] = out[-(s + 2)]
@@ -255,11 +247,10 @@ class DeviceHashIndex:
         claim = empty(n, np.int64)
         skip = self._no_skip if skip is None else as_device(skip, np.int8)
         blocks, threads = launch(n)
-        kernel("hash.claim")[blocks, threads](self._slots, self._keys, batch, skip, claim, out)
-        kernel("hash.assign")[blocks, threads](
-            self._slots, self._keys, batch, self._counter, claim, out
+        kernel("hash.claim")[blocks, threads](
+            self._slots, self._keys, batch, skip, self._counter, claim, out
         )
-        kernel("hash.resolve")[blocks, threads](out)
+        kernel("hash.resolve")[blocks, threads](self._slots, claim, out)
         self._n = int(to_host(self._counter)[0])
         return out
 
