@@ -186,15 +186,19 @@ class GpuPipeline:
                                 dev["_is_int"], watch, dev["_no_icols"], like, self.state,
                                 n_rows=len(self.index))  # fmt: skip
         mark("scalar aggregation (7 aggs)")
-        q = sketches.sketch_entries(ids, Q_AGG, sketches.bucket_keys(dev["watch_ms"]))
-        d = sketches.sketch_entries(ids, D_AGG, sketches.hash_int64(dev["user_id"]))
+        # Both sketches' entries in one insert, as the engine does (DeviceSketchEntries).
+        entries = empty((2 * n, 3), np.int64)
+        sketches.sketch_entries(ids, Q_AGG, sketches.bucket_keys(dev["watch_ms"]),
+                                out=entries[:n])  # fmt: skip
+        sketches.sketch_entries(ids, D_AGG, sketches.hash_int64(dev["user_id"]), out=entries[n:])
         mark("sketch keys and entries")
-        q_ids = self.sketch.insert(q, skip=reason)
-        d_ids = self.sketch.insert(d, skip=reason)
+        skip = empty(2 * n, np.int8)  # the failed rows, once per sketch
+        skip[:n].copy_to_device(reason)
+        skip[n:].copy_to_device(reason)
+        entry_ids = self.sketch.insert(entries, skip=skip)
         mark("sketch entry inserts (2 per event)")
         self.counts = full(self.sketch._keys.shape[0], 0, np.int64)
-        sketches.add_counts(q_ids, self.counts)
-        sketches.add_counts(d_ids, self.counts)
+        sketches.add_counts(entry_ids, self.counts)
         mark("sketch counts")
         return reason, field
 
