@@ -102,8 +102,9 @@ def _chunk_scan(values, chunk, offsets, out):  # pragma: no cover - compiled
 
 def exclusive_scan(values: Any) -> tuple[Any, int]:
     """(device exclusive prefix sums of ``values``, their total as a host int)."""
-    out, total = _scan(as_device(values, np.int64))
-    return out, int(to_host(total)[0])
+    values = as_device(values, np.int64)
+    out, total = _scan(values)
+    return out, int(to_host(total)[0]) if values.shape[0] else 0
 
 
 def exclusive_offsets(values: Any) -> Any:

@@ -58,3 +58,10 @@ def test_launches_and_reads(n: int, launches: int) -> None:
     memsets = _core.LAUNCHES["memset"] - before_memsets
     assert sum(_core.LAUNCHES.values()) - before_launches - memsets == launches
     assert sum(_core.READS.values()) == before_reads
+
+
+def test_empty_scan_waits_for_nothing() -> None:
+    before = sum(_core.READS.values())
+    offsets, total = exclusive_scan(_core.as_device(np.empty(0, np.int64)))
+    assert total == 0 and offsets.shape == (0,)
+    assert sum(_core.READS.values()) == before
