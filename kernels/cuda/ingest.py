@@ -43,7 +43,7 @@ from kernels.cuda._core import (
     register,
     to_host,
 )
-from kernels.cuda.scan import exclusive_scan
+from kernels.cuda.scan import flag_offsets
 
 SOURCE_DTYPES = (
     "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
@@ -111,12 +111,6 @@ def _scatter_index(flags, offsets, out):  # pragma: no cover - compiled
     for i in range(cuda.grid(1), flags.shape[0], cuda.gridsize(1)):
         if flags[i] != 0:
             out[offsets[i]] = i
-
-
-@register("ingest.widen_flags", ("uint8",), lambda dt: types.void(_U1, _I1))
-def _widen_flags(flags, out):  # pragma: no cover - compiled
-    for i in range(cuda.grid(1), flags.shape[0], cuda.gridsize(1)):
-        out[i] = 1 if flags[i] != 0 else 0
 
 
 TAKE_DTYPES = ("int64", "float64", "uint8")
@@ -258,9 +252,7 @@ def select(flags: Any) -> Any:
     """Ascending row numbers whose uint8 flag is set (a stream compaction)."""
     flags = as_device(flags, np.uint8)
     n = int(flags.shape[0])
-    wide = empty(n, np.int64)
-    _run("ingest.widen_flags", "uint8", n, flags, wide)
-    offsets, total = exclusive_scan(wide)
+    offsets, total = flag_offsets(flags)
     out = empty(total, np.int64)
     if total:
         _run("ingest.scatter_index", "uint8", n, flags, offsets, out)

@@ -18,6 +18,8 @@ API (device arrays; host arrays are copied):
     (a device array) and ``sum(values)`` (a host int, the only value read back).
 ``exclusive_offsets(values) -> offsets``: the same offsets without reading the
     total, which makes the host wait for the device (counting sorts know it).
+``flag_offsets(flags) -> (offsets, total)``: the same for uint8 flags, each set
+    flag counting one (stream compaction).
 """
 
 from __future__ import annotations
@@ -49,8 +51,12 @@ BLOCK_ITEMS = THREADS * CHUNK  # scanned by one block in one launch
 _I1 = arr("int64")
 
 
-@register("scan.block", ("int64",), lambda dt: types.void(_I1, _I1, _I1))
-def _block_scan(values, out, total):  # pragma: no cover - compiled
+SCAN_DTYPES = ("int64", "uint8")  # uint8: flags, each counting as one when set (cap 1)
+NO_CAP = np.iinfo(np.int64).max
+
+
+@register("scan.block", SCAN_DTYPES, lambda dt: types.void(arr(dt), _I1, _I1, types.int64))
+def _block_scan(values, out, total, cap):  # pragma: no cover - compiled
     """One block scans all of ``values`` (at most a few thousand) and writes the total."""
     n = values.shape[0]
     tid = cuda.threadIdx.x
@@ -61,7 +67,7 @@ def _block_scan(values, out, total):  # pragma: no cover - compiled
     sums = cuda.shared.array(THREADS, int64)
     acc = int64(0)
     for i in range(lo, hi):
-        acc += values[i]
+        acc += min(int64(values[i]), cap)
     sums[tid] = acc
     cuda.syncthreads()
     if tid == 0:
@@ -74,30 +80,36 @@ def _block_scan(values, out, total):  # pragma: no cover - compiled
     cuda.syncthreads()
     acc = sums[tid]
     for i in range(lo, hi):
-        v = values[i]
         out[i] = acc
-        acc += v
+        acc += min(int64(values[i]), cap)
 
 
-@register("scan.chunk_sums", ("int64",), lambda dt: types.void(_I1, types.int64, _I1))
-def _chunk_sums(values, chunk, sums):  # pragma: no cover - compiled
+def _chunk_sig(dt: np.dtype) -> Any:
+    return types.void(arr(dt), types.int64, _I1, types.int64)
+
+
+@register("scan.chunk_sums", SCAN_DTYPES, _chunk_sig)
+def _chunk_sums(values, chunk, sums, cap):  # pragma: no cover - compiled
     n = values.shape[0]
     for t in range(cuda.grid(1), sums.shape[0], cuda.gridsize(1)):
         total = int64(0)
         for i in range(t * chunk, min(n, (t + 1) * chunk)):
-            total += values[i]
+            total += min(int64(values[i]), cap)
         sums[t] = total
 
 
-@register("scan.chunk_scan", ("int64",), lambda dt: types.void(_I1, types.int64, _I1, _I1))
-def _chunk_scan(values, chunk, offsets, out):  # pragma: no cover - compiled
+def _chunk_scan_sig(dt: np.dtype) -> Any:
+    return types.void(arr(dt), types.int64, _I1, _I1, types.int64)
+
+
+@register("scan.chunk_scan", SCAN_DTYPES, _chunk_scan_sig)
+def _chunk_scan(values, chunk, offsets, out, cap):  # pragma: no cover - compiled
     n = values.shape[0]
     for t in range(cuda.grid(1), offsets.shape[0], cuda.gridsize(1)):
         acc = offsets[t]
         for i in range(t * chunk, min(n, (t + 1) * chunk)):
-            v = values[i]
             out[i] = acc
-            acc += v
+            acc += min(int64(values[i]), cap)
 
 
 def exclusive_scan(values: Any) -> tuple[Any, int]:
@@ -112,23 +124,32 @@ def exclusive_offsets(values: Any) -> Any:
     return _scan(as_device(values, np.int64))[0]
 
 
-def _scan(values: Any) -> tuple[Any, Any]:
-    """(exclusive prefix sums, a one-item device array holding the total)."""
+def flag_offsets(flags: Any) -> tuple[Any, int]:
+    """(``offsets[i]`` = how many of ``flags[:i]`` are set, how many are set): the scan of a
+    stream compaction, straight from uint8 flags (no int64 copy of them first)."""
+    flags = as_device(flags, np.uint8)
+    out, total = _scan(flags, cap=1)
+    return out, int(to_host(total)[0]) if flags.shape[0] else 0
+
+
+def _scan(values: Any, cap: int = NO_CAP) -> tuple[Any, Any]:
+    """(exclusive prefix sums of ``min(values, cap)``, a one-item device array holding
+    their total)."""
     n = int(values.shape[0])
     out = empty(n, np.int64)
     if n == 0:
         return out, full(1, 0, np.int64)
     if n <= BLOCK_ITEMS:
         total = empty(1, np.int64)
-        kernel("scan.block")[1, BLOCK_THREADS](values, out, total)
+        kernel("scan.block", values.dtype)[1, BLOCK_THREADS](values, out, total, cap)
         return out, total
     chunk = max(CHUNK, -(-n // DEVICE_GRID_THREADS))  # as on a card, also when simulated
     n_chunks = -(-n // chunk)
     sums = empty(n_chunks, np.int64)
-    kernel("scan.chunk_sums")[launch(n_chunks)](values, chunk, sums)
+    kernel("scan.chunk_sums", values.dtype)[launch(n_chunks)](values, chunk, sums, cap)
     offsets, total = _scan(sums)
-    kernel("scan.chunk_scan")[launch(n_chunks)](values, chunk, offsets, out)
+    kernel("scan.chunk_scan", values.dtype)[launch(n_chunks)](values, chunk, offsets, out, cap)
     return out, total
 
 
-__all__ = ["BLOCK_ITEMS", "CHUNK", "exclusive_offsets", "exclusive_scan"]
+__all__ = ["BLOCK_ITEMS", "CHUNK", "exclusive_offsets", "exclusive_scan", "flag_offsets"]

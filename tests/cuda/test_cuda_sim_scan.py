@@ -3,8 +3,9 @@
 Sizes around every boundary of the scan: empty, a single value, the one-block
 limit and one past it, and an array whose chunk sums need a second level. Values
 are random and signed (counts are never negative in the engine, but nothing in
-the scan relies on it). Also the host cost: the number of launches of each size,
-and that :func:`exclusive_offsets` reads nothing back.
+the scan relies on it); uint8 flags count one for every nonzero flag. Also the
+host cost: the number of launches of each size, and that
+:func:`exclusive_offsets` reads nothing back.
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ from cuda_target import CUDA_WARNINGS, require_cuda_target
 require_cuda_target()
 
 from kernels.cuda import _core  # noqa: E402
-from kernels.cuda.scan import BLOCK_ITEMS, CHUNK, exclusive_offsets, exclusive_scan  # noqa: E402
+from kernels.cuda.scan import (  # noqa: E402
+    BLOCK_ITEMS,
+    CHUNK,
+    exclusive_offsets,
+    exclusive_scan,
+    flag_offsets,
+)
 
 pytestmark = [pytest.mark.cudasim, *CUDA_WARNINGS]
 
@@ -36,6 +43,17 @@ def test_exclusive_scan_matches_cumsum(n: int) -> None:
     np.testing.assert_array_equal(offsets.copy_to_host(), _expected(values))
     assert total == int(values.sum())
     np.testing.assert_array_equal(exclusive_offsets(values).copy_to_host(), _expected(values))
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_flag_offsets_count_set_flags(n: int) -> None:
+    """Any nonzero uint8 counts one (flags are not always 0/1)."""
+    rng = np.random.default_rng(n + 1)
+    flags = rng.choice(np.array([0, 0, 1, 7, 255], dtype=np.uint8), n)
+    offsets, total = flag_offsets(flags)
+    set_ = (flags != 0).astype(np.int64)
+    np.testing.assert_array_equal(offsets.copy_to_host(), _expected(set_))
+    assert total == int(set_.sum())
 
 
 def test_large_counts_do_not_overflow_a_32_bit_sum() -> None:
