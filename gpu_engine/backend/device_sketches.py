@@ -57,7 +57,7 @@ class DeviceSketchEntries:
     def add_events(self, ids: Any, values: BatchValues) -> None:
         """Entries of one batch's sketch values, event ``i`` belonging to device row ``ids[i]``.
 
-        The entries of every sketch aggregation go into one insert: one hash insert (three
+        The entries of every sketch aggregation go into one insert: one hash insert (two
         launches and a read) per batch instead of one per aggregation.
         """
         sizes = [int(keys.shape[0]) for _, _, keys in values.sketch_inputs]
