@@ -3,6 +3,9 @@
 # no DuckDB, no network, no project install):
 #   1. the GPU kernels against the CPU kernels on 10M synthetic events, and their throughput
 #      (data on the device, end to end from pageable and pinned host memory, H2D bandwidth);
+#      then the host's cost of one kernel launch and of one device read (benchmarks.launches
+#      --costs), which with the per-batch counts of benchmarks.launches gives the host time
+#      a CUDA batch spends launching and waiting;
 #   2. the whole engine on backend cuda against backend cpu (one worker per core) on the
 #      same machine: the sliding workload on 10M events (host frames prepared on the device,
 #      then on the host, then columns already on the device) and the full short-video
@@ -11,7 +14,7 @@
 #   4. the optimizer's device check, if present (informational).
 # Arguments pick steps (kernels engine tests optimizer); none runs them all.
 # Prints "GPU_CHECK PASS" or "GPU_CHECK FAIL" last; exit status 0 only on PASS.
-# Budget: each step is capped by its own timeout (140 + 260 + 240 + 60 s). The device tool
+# Budget: each step is capped by its own timeout (140 + 60 + 260 + 240 + 60 s). The device tool
 # allows 600 s a call, so run it there as two calls: "kernels engine", then "tests optimizer".
 #
 # Python packages the machine lacks travel as wheels in .whl/, installed here when present:
@@ -60,6 +63,8 @@ PY
 if want kernels; then
 echo "== GPU kernels vs CPU kernels, ${EVENTS:-10000000} events"
 timeout 140 "$PY" -m benchmarks.gpu_kernels --events "${EVENTS:-10000000}" || status=1
+echo "== host cost of a kernel launch and of a device read"
+timeout 60 "$PY" -m benchmarks.launches --costs || status=1
 fi
 
 if want engine; then

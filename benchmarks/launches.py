@@ -1,6 +1,7 @@
 """Kernel launches and host reads per batch of the engine on ``backend: cuda``, by path.
 
     NUMBA_ENABLE_CUDASIM=1 python -m benchmarks.launches [--events 8192] [--batch 2048]
+    python -m benchmarks.launches --costs   # on a card: host us per launch and per read
 
 Each launch costs Numba some microseconds of Python on the host, and each read of a
 device array (``kernels.cuda._core.to_host``) makes the host wait for the device, so
@@ -61,7 +62,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=2048, help="batching.max_rows")
     parser.add_argument("--duration-ms", type=int, default=20_000, help="event-time span")
     parser.add_argument("--top", type=int, default=6)
+    parser.add_argument(
+        "--costs", action="store_true",
+        help="only time one launch and one read on this device (meaningful on a card)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.costs:
+        for what, us in device_costs().items():
+            print(f"{what:<58}{us:8.1f} us")
+        return 0
 
     def cuda(config: EngineConfig, frames: str) -> EngineConfig:
         batching = config.batching.model_copy(update={"max_rows": args.batch})
@@ -82,6 +91,56 @@ def main(argv: list[str] | None = None) -> int:
     lookup = kernel_lookup_us()
     print(f"finding a compiled kernel (kernels.cuda._core.kernel): {lookup:.2f} us a launch")
     return 0
+
+
+def device_costs(calls: int = 2000) -> dict[str, float]:
+    """Host microseconds of one kernel launch (tiny grids, so the host's cost is what is
+    timed), by number of arguments, and of one read of a device value: with the counts
+    above, the host's time per batch that no kernel speed-up removes. Only a card gives
+    real figures; under the simulator this is a smoke test."""
+    from kernels.cuda import aggregate, hashindex
+
+    calls = 20 if _core.SIMULATOR else calls
+    values = _core.full(256, 0.0, np.float64)
+    index = hashindex.DeviceHashIndex(2, capacity=16)
+    probe = _core.as_device(np.zeros((1, 2), np.int64))
+    found = _core.empty(1, np.int64)
+    state = aggregate.DeviceAggState(np.array([aggregate.SUM]), capacity=16)
+    ops, col_of, mask_of = (
+        _core.as_device(np.array([v], np.int64)) for v in (aggregate.SUM, 0, -1)
+    )
+    skipped = _core.as_device(np.array([-1], np.int64))  # the event is skipped: no writes
+    fcols = _core.as_device(np.zeros((1, 1), np.float64))
+    icols = _core.as_device(np.zeros((0, 0), np.int64))
+    masks = _core.as_device(np.zeros((0, 1), np.uint8))
+    is_int = _core.as_device(np.zeros(1, np.bool_))
+    one = _core.as_device(np.zeros(1, np.int64))
+
+    def fill() -> None:
+        _core.kernel("fill", np.float64)[1, 32](values, 1.5)
+
+    def lookup() -> None:
+        _core.kernel("hash.lookup")[1, 32](index._slots, index._keys, probe, found)
+
+    def update() -> None:
+        aggregate.update_events(skipped, ops, col_of, mask_of, is_int, fcols, icols, masks, state)
+
+    def read() -> None:
+        _core.to_host(one)
+
+    out: dict[str, float] = {}
+    for what, fn in (
+        ("launch, 2 arguments (fill)", fill),
+        ("launch, 4 arguments (hash.lookup)", lookup),
+        ("launch, 15 arguments (agg.update through update_events)", update),
+        ("read of one device value (to_host: a wait and a copy)", read),
+    ):
+        fn()  # compiled, outside the clock
+        _core.cuda.synchronize()
+        seconds = timeit.timeit(fn, number=calls)
+        _core.cuda.synchronize()
+        out[what] = seconds / calls * 1e6
+    return out
 
 
 def kernel_lookup_us(calls: int = 100_000) -> float:
