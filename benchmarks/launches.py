@@ -104,7 +104,6 @@ def device_costs(calls: int = 2000) -> dict[str, float]:
     values = _core.full(256, 0.0, np.float64)
     index = hashindex.DeviceHashIndex(2, capacity=16)
     probe = _core.as_device(np.zeros((1, 2), np.int64))
-    found = _core.empty(1, np.int64)
     state = aggregate.DeviceAggState(np.array([aggregate.SUM]), capacity=16)
     ops, col_of, mask_of = (
         _core.as_device(np.array([v], np.int64)) for v in (aggregate.SUM, 0, -1)
@@ -120,7 +119,7 @@ def device_costs(calls: int = 2000) -> dict[str, float]:
         _core.kernel("fill", np.float64)[1, 32](values, 1.5)
 
     def lookup() -> None:
-        _core.kernel("hash.lookup")[1, 32](index._slots, index._keys, probe, found)
+        index.find(probe)
 
     def update() -> None:
         aggregate.update_events(skipped, ops, col_of, mask_of, is_int, fcols, icols, masks, state)
@@ -131,7 +130,7 @@ def device_costs(calls: int = 2000) -> dict[str, float]:
     out: dict[str, float] = {}
     for what, fn in (
         ("launch, 2 arguments (fill)", fill),
-        ("launch, 4 arguments (hash.lookup)", lookup),
+        ("launch, 4 arguments (hash.lookup through find)", lookup),
         ("launch, 15 arguments (agg.update through update_events)", update),
         ("read of one device value (to_host: a wait and a copy)", read),
     ):

@@ -35,7 +35,6 @@ MAX_BLOCKS = 16_384  # grid-stride loops cover the rest
 SIM_THREADS = 32  # the simulator runs one Python thread per CUDA thread
 SIM_BLOCKS = 2
 DEVICE_GRID_THREADS = MAX_BLOCKS * THREADS  # most threads of one launch on a card
-GRID_THREADS = SIM_BLOCKS * SIM_THREADS if SIMULATOR else DEVICE_GRID_THREADS
 
 
 def device_function(pyfunc: Callable[..., Any]) -> Any:
