@@ -137,7 +137,7 @@ class DevicePaneState:
         groups = DeviceHashIndex(self.width, capacity=n_pairs)
         dst = groups.insert(group_keys)
         n_groups = len(groups)
-        agg = DeviceAggState(self.agg.ops, n_groups)
+        agg = DeviceAggState(self.agg.ops_host, n_groups)
         merge_rows(src, dst, self.agg, agg, n_rows=n_groups)
         position = device_windows.counting_order(groups.keys, 0, k_min, k_max - k_min + 1)
         out_f, out_i, valid = device_windows.finalize_groups(agg, self._is_int, position, n_groups)
