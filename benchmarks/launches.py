@@ -3,15 +3,15 @@
     NUMBA_ENABLE_CUDASIM=1 python -m benchmarks.launches [--events 8192] [--batch 2048]
     python -m benchmarks.launches --costs   # on a card: host us per launch and per read
 
-Each launch costs Numba some microseconds of Python on the host, and each read of a
-device array (``kernels.cuda._core.to_host``) makes the host wait for the device, so
-these counts are the host-side cost of a batch that no kernel speed-up removes
-(driver memsets, a few microseconds each, are counted apart). They
-are the same under the CUDA simulator as on a card (only the grid sizes differ), so
-they can be measured, and reduced, without one. Paths: host frames prepared on the
-device (the default), host frames prepared on the host (``cuda_host_frames: host``),
-and columns pushed on the device; for the sliding workload of
-:mod:`benchmarks.windows` and for the full short-video config (sessions, sketches,
+Each launch costs Numba some microseconds of Python on the host, each read of a device
+array (``kernels.cuda._core.to_host``) costs a copy, and the first read after new work was
+queued (a *wait*) makes the host wait for the device to finish that work, so these counts
+are the host-side cost of a batch that no kernel speed-up removes (driver memsets, a few
+microseconds each, are counted apart). They are the same under the CUDA simulator as on a
+card (only the grid sizes differ), so they can be measured, and reduced, without one.
+Paths: host frames prepared on the device (the default), host frames prepared on the host
+(``cuda_host_frames: host``), and columns pushed on the device; for the sliding workload
+of :mod:`benchmarks.windows` and for the full short-video config (sessions, sketches,
 top-k, 1% corrupt rows).
 """
 
@@ -31,29 +31,28 @@ from gpu_engine.config import load_config
 from gpu_engine.config.models import EngineConfig
 from kernels.cuda import _core
 
+Counts = tuple[int, Counter[str], Counter[str], Counter[str]]
 
-def counted(config: EngineConfig, data: Any) -> tuple[int, Counter[str], Counter[str]]:
-    """(batches, launches by kernel, reads by caller) of one run."""
-    launches, reads = Counter(_core.LAUNCHES), Counter(_core.READS)
+
+def counted(config: EngineConfig, data: Any) -> Counts:
+    """(batches, launches by kernel, reads by caller, waits by caller) of one run."""
+    before = [Counter(c) for c in (_core.LAUNCHES, _core.READS, _core.WAITS)]
     _, _, summary = run(config, data)
-    return (
-        summary["batches"],
-        Counter(_core.LAUNCHES) - launches,
-        Counter(_core.READS) - reads,
-    )
+    after = (_core.LAUNCHES, _core.READS, _core.WAITS)
+    launches, reads, waits = (Counter(now) - then for now, then in zip(after, before, strict=True))
+    return summary["batches"], launches, reads, waits
 
 
-def report(label: str, result: tuple[int, Counter[str], Counter[str]], top: int) -> None:
-    batches, launches, reads = result
+def report(label: str, result: Counts, top: int) -> None:
+    batches, launches, reads, waits = result
     per = max(batches, 1)
     memsets = launches.pop("memset", 0)
     print(f"  {label:<34}{sum(launches.values()) / per:8.1f} launches"
-          f"{sum(reads.values()) / per:8.1f} reads{memsets / per:8.1f} memsets per batch "
-          f"({batches} batches)")  # fmt: skip
-    kernels = ", ".join(f"{name} {n / per:.1f}" for name, n in launches.most_common(top))
-    callers = ", ".join(f"{name} {n / per:.1f}" for name, n in reads.most_common(top))
-    print(f"      most launched: {kernels}")
-    print(f"      most read by:  {callers}")
+          f"{sum(reads.values()) / per:8.1f} reads{sum(waits.values()) / per:8.1f} waits"
+          f"{memsets / per:8.1f} memsets per batch ({batches} batches)")  # fmt: skip
+    for what, counter in (("launched", launches), ("read by", reads), ("waited in", waits)):
+        common = ", ".join(f"{name} {n / per:.1f}" for name, n in counter.most_common(top))
+        print(f"      most {what + ':':<10} {common}")
 
 
 def main(argv: list[str] | None = None) -> int:

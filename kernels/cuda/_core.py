@@ -94,16 +94,21 @@ def register(
     return wrap
 
 
-# Kernel launches by name and host reads of device arrays (each one a wait for the device):
-# the host-side cost of a batch, counted the same under the simulator as on a card
-# (``benchmarks.launches``). Every ``kernel()`` call is followed by one launch.
+# Kernel launches by name and host reads of device arrays by caller: the host-side cost of
+# a batch, counted the same under the simulator as on a card (``benchmarks.launches``).
+# Every ``kernel()`` call is followed by one launch. A read waits for the device to finish
+# what was queued before it, so the reads that follow a launch or a memset are also
+# counted apart, as WAITS: a run of reads with nothing queued between them waits once.
 LAUNCHES: Counter[str] = Counter()
 READS: Counter[str] = Counter()
+WAITS: Counter[str] = Counter()
+_queued = [False]  # whether work was queued on the device since the last read
 
 
 def kernel(name: str, dtype: Any = "int64") -> Any:
     """The compiled kernel ``name`` for ``dtype`` (compiled on first use, then cached)."""
     LAUNCHES[name] += 1
+    _queued[0] = True
     try:  # the common case, by the caller's own dtype object: no np.dtype() on every launch
         return _LAUNCHABLE[name, dtype]
     except (KeyError, TypeError):  # not seen yet, or an unhashable dtype description
@@ -179,6 +184,7 @@ def full(shape: Any, value: Any, dtype: Any) -> Any:
     pattern = np.array(value, dtype=dtype).tobytes()
     if _MEMSET_WORKS and len(set(pattern)) == 1:
         LAUNCHES["memset"] += 1
+        _queued[0] = True
         if SIMULATOR:  # no driver: the same bytes, written from the host
             flat.copy_to_device(np.full(flat.shape[0], value, dtype=dtype))
             return out
@@ -201,7 +207,11 @@ def to_host(array: Any) -> np.ndarray:
     """A host copy of a device array (Numba, CuPy, or anything with
     ``__cuda_array_interface__``, such as a torch CUDA tensor); host arrays as they are."""
     if is_device_array(array):
-        READS[sys._getframe(1).f_code.co_name] += 1  # by caller: where the waits are
+        caller = sys._getframe(1).f_code.co_name
+        READS[caller] += 1
+        if _queued[0]:
+            WAITS[caller] += 1
+            _queued[0] = False
     if hasattr(array, "copy_to_host"):
         return array.copy_to_host()
     if hasattr(array, "get"):  # CuPy
