@@ -14,7 +14,7 @@
 #   4. the optimizer's device check, if present (informational).
 # Arguments pick steps (kernels engine tests optimizer); none runs them all.
 # Prints "GPU_CHECK PASS" or "GPU_CHECK FAIL" last; exit status 0 only on PASS.
-# Budget: each step is capped by its own timeout (140 + 60 + 260 + 240 + 60 s). The device tool
+# Budget: each step is capped by its own timeout (140 + 60 + 300 + 240 + 60 s). The device tool
 # allows 600 s a call, so run it there as two calls: "kernels engine", then "tests optimizer".
 #
 # Python packages the machine lacks travel as wheels in .whl/, installed here when present:
@@ -69,7 +69,7 @@ fi
 
 if want engine; then
 echo "== engine: backend cuda vs backend cpu"
-timeout 260 "$PY" -m benchmarks.gpu_engine --events "${EVENTS:-10000000}" \
+timeout 300 "$PY" -m benchmarks.gpu_engine --events "${EVENTS:-10000000}" \
     --full-events "${FULL_EVENTS:-1000000}" --profile 30 || status=1
 fi
 

@@ -14,6 +14,11 @@ Two workloads, both generated in memory by ``gpu_engine.generator``:
    top-k, sessions; 1% corrupt rows) on ``--full-events`` events: the CPU engine
    against the CUDA engine with one and with two workers.
 
+The CUDA engine pays a fixed host cost per batch (kernel launches and device reads, see
+:mod:`benchmarks.launches`), so both workloads run again with batches of ``--large-batch``
+rows (CPU and CUDA alike, so their outputs stay comparable: the batch boundaries decide
+which rows are late), to show how much of the gap is that per-batch cost.
+
 Every output of every run must equal the CPU engine's: the same rows, integers
 and strings exactly, floats within 1e-6 relative, the same quarantine and late
 counts. The last line is ``GPU_ENGINE PASS`` or ``GPU_ENGINE FAIL``. Under the
@@ -135,12 +140,30 @@ def report(label: str, n: int, result: tuple, cpu_s: float | None = None) -> Non
     print(f"  {'':<26}(seconds by stage: {stages}; closing {seconds - summary['busy_s']:.3f})")
 
 
+def large_batches(
+    base: EngineConfig, data: Any, rows: int, cpu_workers: int, repeat: int, label: str = "sliding"
+) -> list[str]:
+    """The CPU and the CUDA engine (one worker) again, with batches of ``rows`` rows."""
+    batching = base.batching.model_copy(update={"max_rows": rows})
+    sized = base.model_copy(update={"batching": batching})
+    cpu = best(configured(sized, "cpu", cpu_workers), data, repeat)
+    n = data.num_rows
+    report(f"cpu, batches of {rows:,}", n, cpu)
+    gpu = best(configured(sized, "cuda", 1), data, repeat)
+    report(f"cuda, batches of {rows:,}", n, gpu, cpu[0])
+    return check(f"{label} cuda-1w batches of {rows:,}", gpu, cpu)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=_count, default=10_000_000)
     parser.add_argument("--full-events", type=_count, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--duration-ms", type=int, default=600_000, help="event-time span")
+    parser.add_argument(
+        "--large-batch", type=_count, default=1_048_576, metavar="ROWS",
+        help="batching.max_rows of the second run of each workload (0: none)",
+    )  # fmt: skip
     parser.add_argument(
         "--profile", type=int, default=0, metavar="N",
         help="profile one more CUDA run of the sliding workload; print its N costliest functions",
@@ -176,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     report("cuda, device columns", args.events, gpu_device, cpu[0])
     problems += check("sliding cuda-1w device columns", gpu_device, cpu)
     del device, gpu_device
+    if args.large_batch:
+        problems += large_batches(base, table, args.large_batch, cpu_workers, args.repeat)
     if args.profile:
         profile(configured(base, "cuda", 1), table, args.profile)
     del table, cpu, gpu
@@ -191,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         gpu = best(configured(base, "cuda", workers), full, args.repeat)
         report(f"cuda, {workers} worker(s)", args.full_events, gpu, cpu[0])
         problems += check(f"full cuda-{workers}w", gpu, cpu)
+    if args.large_batch:
+        problems += large_batches(base, full, args.large_batch, cpu_workers, args.repeat, "full")
     rows = sum(len(frame) for frame in cpu[1].values())
     counts = cpu[2]["events"]
     print(f"  ({rows:,} output rows in {len(cpu[1])} windows; "
