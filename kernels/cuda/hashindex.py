@@ -3,16 +3,22 @@
 The CUDA twin of :class:`kernels.hashindex.HashIndex`: open addressing with
 linear probing over a power-of-two ``slots`` array, load factor at most 1/2,
 the same splitmix64 row hash (the scalar ``mix64`` step is the CPU helper
-itself). Ids are dense (``0..len-1``) but, being handed out by an atomic
-counter, not in first-seen order: compare groupings, not ids.
+itself). Ids are dense (``0..len-1``): a batch's new keys take the next ids in
+the order of the rows that claimed their slots, which is not first-seen order
+when a key repeats in the batch (compare groupings, not ids).
 
-Insertion is lock-free, never spins and takes two launches: pass 1 claims
-empty slots with ``atomic.cas(slot, EMPTY, -(i + 2))`` (a claim names the
-claiming row ``i`` of the batch, whose key any other thread can compare with at
-once), and the claimer takes a new id and stores its key; pass 2 publishes each
-claimer's id in its slot and points every other row at its claimer's id. No
-thread reads a stored key in the pass that writes it, so no fence is needed: the
-launch boundary orders them.
+Insertion is lock-free and never spins: pass 1 claims empty slots with
+``atomic.cas(slot, EMPTY, -(i + 2))`` (a claim names the claiming row ``i`` of
+the batch, whose key any other thread can compare with at once) and flags the
+claimers; an exclusive scan of the flags numbers them; pass 2 gives each
+claimer the id ``len + its number``, stores its key and publishes the id in its
+slot, and points every other row of a claimed key at the claimer's id (read
+from the scan, not from the claimer, so pass 2 has no ordering of its own). No
+thread reads a stored key in the pass that writes it, so no fence is needed:
+the launch boundaries order them. New ids are numbered by the scan rather than
+by an atomic counter because every thread adding to one counter serialises on
+that one address: about one add per clock for the whole device, which a
+batch of millions of new keys (sketch entries) would pay in milliseconds.
 
 API (device arrays; host arrays are copied):
 
@@ -41,8 +47,8 @@ from kernels.cuda._core import (
     kernel,
     launch,
     register,
-    to_host,
 )
+from kernels.cuda.scan import flag_offsets
 from kernels.hashindex import mix64
 
 EMPTY = -1
@@ -87,17 +93,19 @@ def _same(a, i, b, j):  # pragma: no cover - compiled
 
 def _claim_sig(dt: np.dtype) -> Any:
     i2 = arr("int64", 2)
-    return types.void(arr("int64"), i2, i2, arr("int8"), arr("int64"), arr("int64"), arr("int64"))
+    return types.void(arr("int64"), i2, i2, arr("int8"), arr("uint8"), arr("int64"), arr("int64"))
 
 
 @register("hash.claim", ("int64",), _claim_sig)
-def _claim(slots, stored, batch, skip, counter, claim, out):  # pragma: no cover - compiled
-    """Pass 1: ``out[i]`` = an existing id, a new id (row ``i`` claimed a slot, ``claim[i]``),
-    or ``-(j + 2)`` naming the row ``j`` that claimed the key's slot."""
+def _claim(slots, stored, batch, skip, claimed, claim, out):  # pragma: no cover - compiled
+    """Pass 1: ``out[i]`` = an existing id, or ``-(j + 2)`` naming the row ``j`` that claimed
+    the key's slot; a claimer (``claimed[i] = 1``, its slot in ``claim[i]``) gets its id in
+    pass 2."""
     n_slots = slots.shape[0]
     has_skip = skip.shape[0] > 0
     for i in range(cuda.grid(1), batch.shape[0], cuda.gridsize(1)):
         claim[i] = -1
+        claimed[i] = 0
         if has_skip and skip[i] != 0:
             out[i] = EMPTY
             continue
@@ -107,11 +115,9 @@ def _claim(slots, stored, batch, skip, counter, claim, out):  # pragma: no cover
             if s == EMPTY:
                 s = cuda.atomic.cas(slots, pos, EMPTY, -(i + 2))
                 if s == EMPTY:
-                    sid = cuda.atomic.add(counter, 0, 1)
-                    for c in range(batch.shape[1]):
-                        stored[sid, c] = batch[i, c]
-                    out[i] = sid
+                    claimed[i] = 1
                     claim[i] = pos
+                    out[i] = EMPTY
                     break
             if s >= 0:
                 if _same(stored, s, batch, i):
@@ -126,21 +132,26 @@ def _claim(slots, stored, batch, skip, counter, claim, out):  # pragma: no cover
 
 
 def _resolve_sig(dt: np.dtype) -> Any:
-    return types.void(arr("int64"), arr("int64"), arr("int64"))
+    i1, i2 = arr("int64"), arr("int64", 2)
+    return types.void(i1, i2, i2, i1, i1, types.int64, i1)
 
 
 @register("hash.resolve", ("int64",), _resolve_sig)
-def _resolve(slots, claim, out):  # pragma: no cover - compiled
-    """Pass 2: claimers publish their id in their slot; the rows that found a claim take
-    the claimer's id (claimers only write slots here, so every ``out[j]`` read is final)."""
+def _resolve(slots, stored, batch, claim, number, base, out):  # pragma: no cover - compiled
+    """Pass 2: claimer ``i`` takes id ``base + number[i]``, stores its key and publishes the id
+    in its slot; a row that found the claim of row ``j`` takes ``base + number[j]``."""
     for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
         pos = claim[i]
         if pos >= 0:
-            slots[pos] = out[i]
+            sid = base + number[i]
+            for c in range(batch.shape[1]):
+                stored[sid, c] = batch[i, c]
+            slots[pos] = sid
+            out[i] = sid
             continue
         s = out[i]
         if s <= -2:
-            out[i] = out[-(s + 2)]
+            out[i] = base + number[-(s + 2)]
 
 
 def _lookup_sig(dt: np.dtype) -> Any:
@@ -200,7 +211,6 @@ class DeviceHashIndex:
         capacity = max(capacity, 16)
         self._keys = empty((capacity, width), np.int64)
         self._slots = full(_pow2_at_least(2 * capacity), EMPTY, np.int64)
-        self._counter = as_device(np.zeros(1, dtype=np.int64))
         self._no_skip = as_device(_NO_SKIP)
 
     def __len__(self) -> int:
@@ -245,13 +255,17 @@ class DeviceHashIndex:
         if n == 0:
             return out
         claim = empty(n, np.int64)
+        claimed = empty(n, np.uint8)
         skip = self._no_skip if skip is None else as_device(skip, np.int8)
         blocks, threads = launch(n)
         kernel("hash.claim")[blocks, threads](
-            self._slots, self._keys, batch, skip, self._counter, claim, out
+            self._slots, self._keys, batch, skip, claimed, claim, out
         )
-        kernel("hash.resolve")[blocks, threads](self._slots, claim, out)
-        self._n = int(to_host(self._counter)[0])
+        number, added = flag_offsets(claimed)
+        kernel("hash.resolve")[blocks, threads](
+            self._slots, self._keys, batch, claim, number, self._n, out
+        )
+        self._n += added
         return out
 
     def find(self, keys: Any) -> Any:

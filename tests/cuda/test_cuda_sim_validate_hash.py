@@ -121,6 +121,29 @@ def test_hash_index_groups_like_cpu(width: int) -> None:
     np.testing.assert_array_equal(to_host(gpu.keys)[found[:-5]], probe[:-5])
 
 
+def test_new_ids_are_numbered_by_a_scan_past_one_block() -> None:
+    """A batch longer than one scan block (the multi-level scan numbers its claimers): the
+    new keys take exactly the next ids, each row gets its key's id, and nothing that was
+    there moves."""
+    from kernels.cuda.scan import BLOCK_ITEMS
+
+    rng = np.random.default_rng(11)
+    gpu = gpu_hash.DeviceHashIndex(2, capacity=16)
+    first = rng.integers(0, 50, (40, 2)).astype(np.int64)
+    first_ids = to_host(gpu.insert(first))
+    before = len(gpu)
+    keys = rng.integers(0, 60, (BLOCK_ITEMS + 300, 2)).astype(np.int64)
+    ids = to_host(gpu.insert(keys))
+    stored = to_host(gpu.keys)
+    np.testing.assert_array_equal(stored[ids], keys)
+    assert len(gpu) == len(np.unique(np.concatenate([first, keys]), axis=0))
+    old = {tuple(k): i for k, i in zip(first.tolist(), first_ids.tolist(), strict=True)}
+    new_ids = sorted({i for k, i in zip(keys.tolist(), ids.tolist(), strict=True)
+                      if tuple(k) not in old})  # fmt: skip
+    assert new_ids == list(range(before, len(gpu)))
+    np.testing.assert_array_equal(to_host(gpu.find(first)), first_ids)
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32", "int64"])
 def test_bucket_keys_match_cpu(dtype: str) -> None:
     rng = np.random.default_rng(3)

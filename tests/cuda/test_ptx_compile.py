@@ -59,3 +59,5 @@ def test_compiles_to_sm90_ptx(name: str, dtype: str, pyfunc: object, signature: 
         assert "atom.global.add.u64" in atomics
     if name == "hash.claim":
         assert "atom.global.cas.b64" in atomics
+        # new ids come from a scan, not from one counter every new key adds to
+        assert not any(a.startswith("atom.global.add") for a in atomics), atomics
