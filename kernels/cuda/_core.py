@@ -60,6 +60,18 @@ def launch(n: int, threads: int | None = None) -> tuple[int, int]:
     return max(1, min(MAX_BLOCKS, math.ceil(max(n, 1) / tpb))), tpb
 
 
+REDUCE_ITEMS = 16  # items per thread, at least, of a kernel that adds into a few counters
+
+
+def launch_reduce(n: int) -> tuple[int, int]:
+    """(blocks, threads) for a grid-stride loop over ``n`` items whose threads each sum
+    their items locally and add the sums to shared counters once: ``REDUCE_ITEMS`` or
+    more items a thread. Atomics on one address serialise on a card (about one a clock),
+    so one add per thread, not one per item, keeps a counter from becoming the kernel's
+    bottleneck when many items count (every row dead, every row invalid)."""
+    return launch(-(-n // REDUCE_ITEMS))
+
+
 def arr(dtype: Any, ndim: int = 1) -> types.Array:
     """C-contiguous Numba array type of ``dtype`` with ``ndim`` dimensions."""
     return types.Array(from_dtype(np.dtype(dtype)), ndim, "C")

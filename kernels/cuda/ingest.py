@@ -40,6 +40,7 @@ from kernels.cuda._core import (
     full,
     kernel,
     launch,
+    launch_reduce,
     register,
     to_host,
 )
@@ -101,9 +102,12 @@ def _beyond_sig(dt: np.dtype) -> Any:
 @register("ingest.count_beyond", SOURCE_DTYPES, _beyond_sig)
 def _count_beyond(values, is_null, limit, found):  # pragma: no cover - compiled
     has_nulls = is_null.shape[0] > 0
+    beyond = 0
     for i in range(cuda.grid(1), values.shape[0], cuda.gridsize(1)):
         if not (has_nulls and is_null[i] != 0) and abs(float(values[i])) > limit:
-            cuda.atomic.add(found, 0, 1)
+            beyond += 1
+    if beyond:
+        cuda.atomic.add(found, 0, beyond)
 
 
 @register("ingest.scatter_index", ("uint8",), lambda dt: types.void(_U1, _I1, _I1))
@@ -243,8 +247,11 @@ def count_beyond(values: Any, is_null: Any, limit: float) -> int:
     """How many non-null ``values`` lie outside ``[-limit, limit]`` (waits for the count)."""
     values = _numeric(values)
     found = full(1, 0, np.int64)
-    _run("ingest.count_beyond", values.dtype, int(values.shape[0]), values,
-         _flags_or_none(is_null), float(limit), found)  # fmt: skip
+    n = int(values.shape[0])
+    if n:
+        kernel("ingest.count_beyond", values.dtype)[launch_reduce(n)](
+            values, _flags_or_none(is_null), float(limit), found
+        )
     return int(to_host(found)[0])
 
 

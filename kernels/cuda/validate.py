@@ -34,7 +34,7 @@ from kernels.cuda._core import (
     device_function,
     is_device_array,
     kernel,
-    launch,
+    launch_reduce,
     register,
     to_host,
 )
@@ -58,6 +58,7 @@ def _check_numeric(
     values, is_null, cast_failed, field, nullable, allow_nan, check_range, lo, hi,
     allowed, reason, failed_field, found,
 ):  # pragma: no cover - compiled  # fmt: skip
+    failed = 0
     for i in range(cuda.grid(1), values.shape[0], cuda.gridsize(1)):
         if reason[i] != OK:
             continue
@@ -66,7 +67,9 @@ def _check_numeric(
         if code != OK:
             reason[i] = code
             failed_field[i] = field
-            cuda.atomic.add(found, 0, 1)
+            failed += 1
+    if failed:
+        cuda.atomic.add(found, 0, failed)
 
 
 def _mark_sig(dt: np.dtype) -> Any:
@@ -76,11 +79,14 @@ def _mark_sig(dt: np.dtype) -> Any:
 
 @register("validate.mark_rows", ("uint8",), _mark_sig)
 def _mark_rows(bad, code, field, reason, failed_field, found):  # pragma: no cover - compiled
+    marked = 0
     for i in range(cuda.grid(1), bad.shape[0], cuda.gridsize(1)):
         if bad[i] != 0 and reason[i] == OK:
             reason[i] = code
             failed_field[i] = field
-            cuda.atomic.add(found, 0, 1)
+            marked += 1
+    if marked:
+        cuda.atomic.add(found, 0, marked)
 
 
 def _flags(array: Any) -> Any:
@@ -104,7 +110,7 @@ def check_numeric(
     """
     values = as_device(values)
     counter = as_device(np.zeros(1, dtype=np.int64)) if found is None else found
-    blocks, threads = launch(values.shape[0])
+    blocks, threads = launch_reduce(values.shape[0])
     kernel("validate.check_numeric", values.dtype)[blocks, threads](
         values, _flags(is_null), _flags(cast_failed), np.int64(field), bool(nullable),
         bool(allow_nan), bool(check_range), float(lo), float(hi),
@@ -120,7 +126,7 @@ def mark_rows(
     (or, with a device counter ``found``, added to it and None, as ``check_numeric``)."""
     bad = _flags(bad)
     counter = as_device(np.zeros(1, dtype=np.int64)) if found is None else found
-    blocks, threads = launch(bad.shape[0])
+    blocks, threads = launch_reduce(bad.shape[0])
     kernel("validate.mark_rows", "uint8")[blocks, threads](
         bad, np.int8(code), np.int16(field), reason, failed_field, counter
     )

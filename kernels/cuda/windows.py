@@ -50,6 +50,7 @@ from kernels.cuda._core import (
     full,
     kernel,
     launch,
+    launch_reduce,
     register,
     to_host,
 )
@@ -79,16 +80,22 @@ def windows_of_pane(p, pane, slide, size, k_min, k_max):  # pragma: no cover - c
 
 @register("win.pane_stats", ("int64",), lambda dt: types.void(_I2, _i8, _i8, _I1))
 def _pane_stats(keys, n, first_live, out):  # pragma: no cover - compiled
-    """``out`` = (min live pane, max live pane, dead rows), from (INT64_MAX, INT64_MIN, 0)."""
+    """``out`` = (min live pane, max live pane, dead rows), from (INT64_MAX, INT64_MIN, 0);
+    each thread reduces its rows first, then updates ``out`` once (``launch_reduce``)."""
+    lo, hi, dead = INT64_MAX, INT64_MIN, 0
     for r in range(cuda.grid(1), n, cuda.gridsize(1)):
         p = keys[r, 0]
         if p >= first_live:
-            if p < out[0]:  # a plain read first: most rows lose, no atomic
-                cuda.atomic.min(out, 0, p)
-            if p > out[1]:
-                cuda.atomic.max(out, 1, p)
+            lo = min(lo, p)
+            hi = max(hi, p)
         else:
-            cuda.atomic.add(out, 2, 1)
+            dead += 1
+    if lo < out[0]:  # a plain read first: most threads lose, no atomic
+        cuda.atomic.min(out, 0, lo)
+    if hi > out[1]:
+        cuda.atomic.max(out, 1, hi)
+    if dead:
+        cuda.atomic.add(out, 2, dead)
 
 
 def _count_sig(dt: np.dtype) -> Any:
@@ -214,7 +221,7 @@ def pane_stats(keys: Any, first_live: int) -> tuple[int, int, int]:
     n = int(keys.shape[0])
     out = as_device(np.array([INT64_MAX, INT64_MIN, 0], dtype=np.int64))
     if n:
-        kernel("win.pane_stats")[launch(n)](keys, n, int(first_live), out)
+        kernel("win.pane_stats")[launch_reduce(n)](keys, n, int(first_live), out)
     first, last, dead = (int(v) for v in to_host(out))
     return first, last, dead
 

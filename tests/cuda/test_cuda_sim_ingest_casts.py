@@ -81,3 +81,13 @@ def test_select_take_and_pane_keys() -> None:
     keys = to_host(ingest.pane_keys(cuda.to_device(times), cuda.to_device(atoms), rows, 300))
     np.testing.assert_array_equal(keys[:, 0], np.floor_divide(times[rows], 300))
     np.testing.assert_array_equal(keys[:, 1:], atoms[rows])
+
+
+def test_count_beyond_counts_every_value_past_the_limit() -> None:
+    """More values than threads, most of them beyond: each thread's count is added once."""
+    values = np.random.default_rng(3).integers(-(2**60), 2**60, 1000)
+    is_null = (np.arange(1000) % 7 == 0).astype(np.uint8)
+    limit = 2.0**53
+    expected = int(np.sum((np.abs(values.astype(np.float64)) > limit) & (is_null == 0)))
+    assert ingest.count_beyond(cuda.to_device(values), cuda.to_device(is_null), limit) == expected
+    assert expected > 500

@@ -132,3 +132,17 @@ def test_pane_stats_and_pairs_kernels() -> None:
     placed = np.empty(5, dtype=np.int64)
     placed[to_host(position)] = [3, 1, 3, 0, 1]
     np.testing.assert_array_equal(placed, [0, 1, 1, 3, 3])
+
+
+@pytest.mark.parametrize("first_live", [-(2**62), -3, 40, 10**6])
+def test_pane_stats_match_numpy_when_threads_reduce_many_rows(first_live: int) -> None:
+    """More rows than threads: each thread folds several rows before its one update."""
+    panes = np.random.default_rng(first_live % 97).integers(-50, 100, 1000)
+    keys = np.c_[panes, np.zeros_like(panes)].astype(np.int64)
+    live = panes[panes >= first_live]
+    first, last, dead = device_windows.pane_stats(keys, first_live)
+    assert dead == len(panes) - len(live)
+    if len(live):
+        assert (first, last) == (live.min(), live.max())
+    else:
+        assert first > last
