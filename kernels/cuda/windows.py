@@ -22,7 +22,8 @@ API (device arrays; host arrays are copied):
     ``first_live..last_pane``.
 ``counting_order(keys, col, lo, span) -> position``: a counting sort of the rows
     of ``keys`` by ``keys[:, col] - lo`` (in ``0..span-1``); ``position[i]`` is
-    row ``i``'s place (rows with equal values in any order).
+    row ``i``'s place (stable over at most ``FEW_BINS`` bins, counted per chunk of
+    rows without atomics; over more, counted with atomics, equal values in any order).
 ``scatter_rows(values, position) -> out``: ``out[position[i]] = values[i]`` (1-d or 2-d).
 ``finalize_groups(state, is_int, position, n) -> (out_f, out_i, valid)``
     the final values of rows ``0..n-1`` of a device aggregate state, written at
@@ -42,6 +43,8 @@ from numba import njit, types
 
 from kernels.aggregate import SUM, copy_row, final_value
 from kernels.cuda._core import (
+    DEVICE_GRID_THREADS,
+    REDUCE_ITEMS,
     arr,
     as_device,
     cuda,
@@ -69,6 +72,10 @@ _I1, _I2, _F2, _B1, _B2 = (
 _i8 = types.int64
 INT64_MAX = np.iinfo(np.int64).max
 INT64_MIN = np.iinfo(np.int64).min
+# Counting sorts over at most this many bins (the windows of one emission, usually a few)
+# count per chunk of rows instead of with atomics: with few bins, every row's atomic would
+# land on one of a few addresses, which a card serialises (about one a clock each).
+FEW_BINS = 256
 
 
 @njit(inline="always")
@@ -150,6 +157,31 @@ def _place(keys, col, lo, cursor, position):  # pragma: no cover - compiled
     """``cursor`` starts at each bin's first slot (an exclusive scan of the histogram)."""
     for i in range(cuda.grid(1), keys.shape[0], cuda.gridsize(1)):
         position[i] = cuda.atomic.add(cursor, keys[i, col] - lo, 1)
+
+
+@register("win.chunk_counts", ("int64",), lambda dt: types.void(_I2, _i8, _i8, _i8, _I1))
+def _chunk_counts(keys, col, lo, chunk, counts):  # pragma: no cover - compiled
+    """``counts[b * n_chunks + t]``: rows of chunk ``t`` in bin ``b`` (no atomics)."""
+    n = keys.shape[0]
+    n_chunks = (n + chunk - 1) // chunk
+    span = counts.shape[0] // n_chunks
+    for t in range(cuda.grid(1), n_chunks, cuda.gridsize(1)):
+        for b in range(span):
+            counts[b * n_chunks + t] = 0
+        for i in range(t * chunk, min(n, (t + 1) * chunk)):
+            counts[(keys[i, col] - lo) * n_chunks + t] += 1
+
+
+@register("win.chunk_place", ("int64",), lambda dt: types.void(_I2, _i8, _i8, _i8, _I1, _I1))
+def _chunk_place(keys, col, lo, chunk, cursor, position):  # pragma: no cover - compiled
+    """Chunk ``t`` places its rows in order from ``cursor[b * n_chunks + t]`` (the scan)."""
+    n = keys.shape[0]
+    n_chunks = (n + chunk - 1) // chunk
+    for t in range(cuda.grid(1), n_chunks, cuda.gridsize(1)):
+        for i in range(t * chunk, min(n, (t + 1) * chunk)):
+            slot = (keys[i, col] - lo) * n_chunks + t
+            position[i] = cursor[slot]
+            cursor[slot] += 1
 
 
 @register("win.scatter", ("int64",), lambda dt: types.void(_I1, _I1, _I1))
@@ -248,13 +280,24 @@ def window_pairs(
 
 
 def counting_order(keys: Any, col: int, lo: int, span: int) -> Any:
-    """``position`` of a counting sort of the rows of ``keys`` by ``keys[:, col] - lo``."""
+    """``position`` of a counting sort of the rows of ``keys`` by ``keys[:, col] - lo``
+    (stable, rows keeping their order within a bin, when ``span <= FEW_BINS``)."""
     keys = as_device(keys, np.int64)
     if keys.ndim == 1:
         keys = keys.reshape(keys.shape[0], 1)
     n = int(keys.shape[0])
     position = empty(n, np.int64)
     if n == 0:
+        return position
+    if span <= FEW_BINS:  # one thread per chunk of rows: no atomics, stable
+        chunk = max(span, REDUCE_ITEMS, -(-n // DEVICE_GRID_THREADS))
+        n_chunks = -(-n // chunk)
+        counts = empty(span * n_chunks, np.int64)
+        kernel("win.chunk_counts")[launch(n_chunks)](keys, int(col), int(lo), chunk, counts)
+        cursor = exclusive_offsets(counts)
+        kernel("win.chunk_place")[launch(n_chunks)](
+            keys, int(col), int(lo), chunk, cursor, position
+        )
         return position
     counts = full(span, 0, np.int64)
     kernel("win.histogram")[launch(n)](keys, int(col), int(lo), counts)

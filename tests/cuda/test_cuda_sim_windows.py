@@ -146,3 +146,17 @@ def test_pane_stats_match_numpy_when_threads_reduce_many_rows(first_live: int) -
         assert (first, last) == (live.min(), live.max())
     else:
         assert first > last
+
+
+@pytest.mark.parametrize("span", [1, 3, device_windows.FEW_BINS, device_windows.FEW_BINS + 44])
+def test_counting_order_matches_a_stable_sort(span: int) -> None:
+    """Few bins: counted per chunk of rows, stable (numpy's stable argsort, inverted); more
+    bins: counted with atomics, every row in its bin's range."""
+    values = np.random.default_rng(span).integers(0, span, 1000) + 7
+    position = to_host(device_windows.counting_order(values.reshape(-1, 1), 0, 7, span))
+    assert sorted(position.tolist()) == list(range(len(values)))
+    placed = np.empty_like(values)
+    placed[position] = values
+    np.testing.assert_array_equal(placed, np.sort(values))
+    if span <= device_windows.FEW_BINS:
+        np.testing.assert_array_equal(np.argsort(position), np.argsort(values, kind="stable"))
