@@ -1,18 +1,19 @@
 """Kernel launches and host reads per batch of the engine on ``backend: cuda``, by path.
 
     NUMBA_ENABLE_CUDASIM=1 python -m benchmarks.launches [--events 8192] [--batch 2048]
-    python -m benchmarks.launches --costs   # on a card: host us per launch and per read
+    python -m benchmarks.launches --costs   # on a card: host us per launch, read, allocation
 
 Each launch costs Numba some microseconds of Python on the host, each read of a device
 array (``kernels.cuda._core.to_host``) costs a copy, and the first read after new work was
 queued (a *wait*) makes the host wait for the device to finish that work, so these counts
 are the host-side cost of a batch that no kernel speed-up removes (driver memsets, a few
-microseconds each, are counted apart). They are the same under the CUDA simulator as on a
-card (only the grid sizes differ), so they can be measured, and reduced, without one.
-Paths: host frames prepared on the device (the default), host frames prepared on the host
-(``cuda_host_frames: host``), and columns pushed on the device; for the sliding workload
-of :mod:`benchmarks.windows` and for the full short-video config (sessions, sketches,
-top-k, 1% corrupt rows).
+microseconds each, and device allocations, each a ``cuMemAlloc`` and a deferred
+``cuMemFree`` with Numba's memory manager, are counted apart). They are the same under the
+CUDA simulator as on a card (only the grid sizes differ), so they can be measured, and
+reduced, without one. Paths: host frames prepared on the device (the default), host frames
+prepared on the host (``cuda_host_frames: host``), and columns pushed on the device; for
+the sliding workload of :mod:`benchmarks.windows` and for the full short-video config
+(sessions, sketches, top-k, 1% corrupt rows).
 """
 
 from __future__ import annotations
@@ -31,26 +32,30 @@ from gpu_engine.config import load_config
 from gpu_engine.config.models import EngineConfig
 from kernels.cuda import _core
 
-Counts = tuple[int, Counter[str], Counter[str], Counter[str]]
+Counts = tuple[int, Counter[str], Counter[str], Counter[str], Counter[str]]
+COUNTERS = (_core.LAUNCHES, _core.READS, _core.WAITS, _core.ALLOCATIONS)
 
 
 def counted(config: EngineConfig, data: Any) -> Counts:
-    """(batches, launches by kernel, reads by caller, waits by caller) of one run."""
-    before = [Counter(c) for c in (_core.LAUNCHES, _core.READS, _core.WAITS)]
+    """(batches, launches by kernel, then reads, waits and allocations by caller) of a run."""
+    before = [Counter(c) for c in COUNTERS]
     _, _, summary = run(config, data)
-    after = (_core.LAUNCHES, _core.READS, _core.WAITS)
-    launches, reads, waits = (Counter(now) - then for now, then in zip(after, before, strict=True))
-    return summary["batches"], launches, reads, waits
+    launches, reads, waits, allocations = (
+        Counter(now) - then for now, then in zip(COUNTERS, before, strict=True)
+    )
+    return summary["batches"], launches, reads, waits, allocations
 
 
 def report(label: str, result: Counts, top: int) -> None:
-    batches, launches, reads, waits = result
+    batches, launches, reads, waits, allocations = result
     per = max(batches, 1)
     memsets = launches.pop("memset", 0)
     print(f"  {label:<34}{sum(launches.values()) / per:8.1f} launches"
           f"{sum(reads.values()) / per:8.1f} reads{sum(waits.values()) / per:8.1f} waits"
-          f"{memsets / per:8.1f} memsets per batch ({batches} batches)")  # fmt: skip
-    for what, counter in (("launched", launches), ("read by", reads), ("waited in", waits)):
+          f"{memsets / per:8.1f} memsets{sum(allocations.values()) / per:8.1f} allocations "
+          f"per batch ({batches} batches)")  # fmt: skip
+    for what, counter in (("launched", launches), ("read by", reads), ("waited in", waits),
+                          ("allocated", allocations)):  # fmt: skip
         common = ", ".join(f"{name} {n / per:.1f}" for name, n in counter.most_common(top))
         print(f"      most {what + ':':<10} {common}")
 
@@ -126,12 +131,16 @@ def device_costs(calls: int = 2000) -> dict[str, float]:
     def read() -> None:
         _core.to_host(one)
 
+    def allocate() -> None:
+        _core.empty(512, np.int64)  # dropped at once: its free is queued (Numba defers them)
+
     out: dict[str, float] = {}
     for what, fn in (
         ("launch, 2 arguments (fill)", fill),
         ("launch, 4 arguments (hash.lookup through find)", lookup),
         ("launch, 15 arguments (agg.update through update_events)", update),
         ("read of one device value (to_host: a wait and a copy)", read),
+        ("allocation of 4 KiB and its free (empty, then dropped)", allocate),
     ):
         fn()  # compiled, outside the clock
         _core.cuda.synchronize()

@@ -114,6 +114,9 @@ def register(
 LAUNCHES: Counter[str] = Counter()
 READS: Counter[str] = Counter()
 WAITS: Counter[str] = Counter()
+# Device allocations by caller: with Numba's own memory manager each one is a cuMemAlloc,
+# and its free a cuMemFree (deferred, in groups of ten), which waits for the device.
+ALLOCATIONS: Counter[str] = Counter()
 _queued = [False]  # whether work was queued on the device since the last read
 _SHARED_READERS = frozenset({"exclusive_scan", "flag_offsets"})  # helpers of many callers
 
@@ -175,10 +178,12 @@ def as_device(array: Any, dtype: Any | None = None) -> Any:
     if is_device_array(array):
         return array
     host = np.ascontiguousarray(array, dtype=dtype)
+    ALLOCATIONS[sys._getframe(1).f_code.co_name] += 1
     return cuda.to_device(host)
 
 
 def empty(shape: Any, dtype: Any) -> Any:
+    ALLOCATIONS[sys._getframe(1).f_code.co_name] += 1
     return cuda.device_array(shape, dtype=np.dtype(dtype))
 
 
@@ -190,6 +195,7 @@ def full(shape: Any, value: Any, dtype: Any) -> Any:
     """
     global _MEMSET_WORKS
     dtype = np.dtype(dtype)
+    ALLOCATIONS[sys._getframe(1).f_code.co_name] += 1
     out = cuda.device_array(shape, dtype=dtype)
     flat = out.reshape(-1) if out.ndim != 1 else out
     if not flat.shape[0]:
