@@ -80,17 +80,26 @@ def run(config: EngineConfig, table: Any) -> tuple[float, dict[str, pd.DataFrame
     from gpu_engine.io.sinks import MemorySink
 
     sink = MemorySink()
+    before = _device_work()
     started = time.perf_counter()
     engine = Engine(config, sinks=[sink])
     engine.push(table)
     summary = engine.close()
     seconds = time.perf_counter() - started
+    summary["device_work"] = [now - then for now, then in zip(_device_work(), before, strict=True)]
     outputs = {}
     for kind in sorted(sink.tables):
         result = sink.result(kind)
         if result is not None and kind.startswith("windows/"):
             outputs[kind] = result.to_pandas()
     return seconds, outputs, summary
+
+
+def _device_work() -> list[int]:
+    """Kernel launches, waits for the device and device allocations so far (all runs)."""
+    from kernels.cuda import _core
+
+    return [sum(c.values()) for c in (_core.LAUNCHES, _core.WAITS, _core.ALLOCATIONS)]
 
 
 def configured(config: EngineConfig, backend: str, workers: int) -> EngineConfig:
@@ -138,6 +147,11 @@ def report(label: str, n: int, result: tuple, cpu_s: float | None = None) -> Non
     print(f"  {label:<26}{seconds:8.3f} s {n / seconds / 1e6:9.2f}M events/s{ratio}", flush=True)
     stages = ", ".join(f"{name} {s:.3f}" for name, s in summary["stage_s"].items())
     print(f"  {'':<26}(seconds by stage: {stages}; closing {seconds - summary['busy_s']:.3f})")
+    launches, waits, allocations = summary["device_work"]
+    if launches:  # the CUDA engine: its host-side work per batch (see benchmarks.launches)
+        per = max(summary["batches"], 1)
+        print(f"  {'':<26}(per batch: {launches / per:.1f} kernel launches, {waits / per:.1f} "
+              f"waits, {allocations / per:.1f} device allocations)")  # fmt: skip
 
 
 def large_batches(
