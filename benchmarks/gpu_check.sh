@@ -11,11 +11,14 @@
 #      then on the host, then columns already on the device) and the full short-video
 #      config (sketches, top-k, sessions, corrupt rows) with one and two CUDA workers;
 #   3. the GPU test suite (every simulator test, run on the device, and the gpu-marked ones);
-#   4. the optimizer's device check, if present (informational).
-# Arguments pick steps (kernels engine tests optimizer); none runs them all.
+#   4. the optimizer's device check, if present (informational);
+#   5. the device memory pool (kernels/cuda/pool.py, opt-in): a smaller engine comparison
+#      and the host cost of an allocation, without and then with TIKTOKTOE_DEVICE_POOL=1.
+# Arguments pick steps (kernels engine tests optimizer pool); none runs them all.
 # Prints "GPU_CHECK PASS" or "GPU_CHECK FAIL" last; exit status 0 only on PASS.
-# Budget: each step is capped by its own timeout (140 + 60 + 300 + 240 + 60 s). The device tool
-# allows 600 s a call, so run it there as two calls: "kernels engine", then "tests optimizer".
+# Budget: each step is capped by its own timeout (140 + 60 + 300 + 240 + 60 + 2 x 150 s). The
+# device tool allows 600 s a call, so run it there as three calls: "kernels engine", then
+# "tests optimizer", then "pool".
 #
 # Python packages the machine lacks travel as wheels in .whl/, installed here when present:
 # pydantic and its needs, and numpy < 2.5 (the image's numpy 2.5.2 breaks numba-cuda 0.30.4:
@@ -38,7 +41,7 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 unset NUMBA_ENABLE_CUDASIM
 PY="${PYTHON:-python3}"
 status=0
-STEPS="${*:-kernels engine tests optimizer}"
+STEPS="${*:-kernels engine tests optimizer pool}"
 want() { [[ " $STEPS " == *" $1 "* ]]; }
 if [ -n "${OUT:-}" ]; then exec > >(tee "$OUT/gpu_check.log") 2>&1; fi
 
@@ -85,6 +88,15 @@ if want optimizer; then
     echo "== optimizer device check (informational)"
     timeout 60 "$PY" -m gpu_engine.optimizer.device_check --instances 64 \
         || echo "(device_check failed; not counted)"
+fi
+
+if want pool; then
+for pool in 0 1; do
+    echo "== device memory pool: TIKTOKTOE_DEVICE_POOL=$pool"
+    TIKTOKTOE_DEVICE_POOL=$pool timeout 120 "$PY" -m benchmarks.gpu_engine --events 2000000 \
+        --full-events 200000 --repeat 2 --large-batch 0 --cpu-workers 4 || status=1
+    TIKTOKTOE_DEVICE_POOL=$pool timeout 30 "$PY" -m benchmarks.launches --costs || status=1
+done
 fi
 
 if [ "$status" -eq 0 ]; then echo "GPU_CHECK PASS"; else echo "GPU_CHECK FAIL"; fi
