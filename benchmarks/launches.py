@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.costs:
         for what, us in device_costs().items():
             print(f"{what:<58}{us:8.1f} us")
+        if not _core.SIMULATOR:  # which allocator the figures are of (the pool is opt-in)
+            manager = type(_core.cuda.current_context().memory_manager).__name__
+            print(f"device memory manager: {manager}")
         return 0
 
     def cuda(config: EngineConfig, frames: str) -> EngineConfig:
