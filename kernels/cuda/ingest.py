@@ -27,6 +27,7 @@ uint8, 1 where a non-null value does not fit).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -214,9 +215,11 @@ def _numeric(values: Any) -> Any:
     return values.view(np.uint8) if np.dtype(values.dtype) == np.bool_ else values
 
 
-def _run(name: str, dtype: Any, n: int, *args: Any) -> None:
+def _run(name: str, dtype: Any, n: int, *args: Any, grid: Callable[[int], Any] = launch) -> None:
+    """Launch ``name`` over ``n`` items (none: no launch); ``grid=launch_reduce`` for a
+    kernel whose threads fold their items into a counter."""
     if n:
-        kernel(name, dtype)[launch(n)](*args)
+        kernel(name, dtype)[grid(n)](*args)
 
 
 def to_int64(
@@ -247,11 +250,8 @@ def count_beyond(values: Any, is_null: Any, limit: float) -> int:
     """How many non-null ``values`` lie outside ``[-limit, limit]`` (waits for the count)."""
     values = _numeric(values)
     found = full(1, 0, np.int64)
-    n = int(values.shape[0])
-    if n:
-        kernel("ingest.count_beyond", values.dtype)[launch_reduce(n)](
-            values, _flags_or_none(is_null), float(limit), found
-        )
+    _run("ingest.count_beyond", values.dtype, int(values.shape[0]), values,
+         _flags_or_none(is_null), float(limit), found, grid=launch_reduce)  # fmt: skip
     return int(to_host(found)[0])
 
 
