@@ -11,7 +11,9 @@ the CPU kernels. Checks that every group's state and final value agree (counts,
 minima, maxima exactly; floats to 1e-6 relative) and that reason codes and sketch
 entries are identical, then prints events/s with data on the device (CUDA
 events, after a warm-up), end to end from host memory (H2D copy included, from
-pageable and from pinned buffers), the pinned host-to-device bandwidth, the
+pageable and from pinned buffers, and from pinned buffers in chunks whose copies
+overlap the kernels of the chunk before, as the engine streams batches; that run's
+results are checked too), the pinned host-to-device bandwidth, the
 CPU kernels' speed, and the time of each stage on the device (CUDA events).
 The last line is ``GPU_KERNELS PASS`` or ``GPU_KERNELS FAIL``.
 
@@ -31,6 +33,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from gpu_engine.backend.transfer import Column, PinnedUploader
 from gpu_engine.generator import GeneratorSpec, generate
 from kernels import validate as cpu_validate
 from kernels.aggregate import COUNT, DISTINCT, MAX, MEAN, MIN, QUANTILE, STD, SUM, AggState
@@ -136,13 +139,14 @@ class GpuPipeline:
 
     def __init__(self, events: int, groups: int) -> None:
         from kernels.cuda import aggregate, hashindex
+        from kernels.cuda._core import full
 
         # Sized for the batch up front, as a streaming engine's warm state would be, so
         # the timed run measures the kernels and not table growth.
         self.index = hashindex.DeviceHashIndex(2, capacity=events)
         self.state = aggregate.DeviceAggState(OPS, capacity=groups)
         self.sketch = hashindex.DeviceHashIndex(3, capacity=2 * events)
-        self.counts: Any = None
+        self.counts = full(self.sketch._keys.shape[0], 0, np.int64)  # per sketch entry
 
     def run(
         self, dev: dict[str, Any], marks: list[tuple[str, Any]] | None = None
@@ -197,7 +201,10 @@ class GpuPipeline:
         skip[n:].copy_to_device(reason)
         entry_ids = self.sketch.insert(entries, skip=skip)
         mark("sketch entry inserts (2 per event)")
-        self.counts = full(self.sketch._keys.shape[0], 0, np.int64)
+        if self.sketch._keys.shape[0] > self.counts.shape[0]:  # the sketch table grew
+            grown = full(self.sketch._keys.shape[0], 0, np.int64)
+            grown[: self.counts.shape[0]].copy_to_device(self.counts)
+            self.counts = grown
         sketches.add_counts(entry_ids, self.counts)
         mark("sketch counts")
         return reason, field
@@ -217,6 +224,41 @@ def to_device(ev: dict[str, np.ndarray]) -> dict[str, Any]:
     dev = {name: as_device(array) for name, array in ev.items()}
     _add_constants(dev)
     return dev
+
+
+def run_streamed(
+    pipe: GpuPipeline, host: dict[str, np.ndarray], uploader: Any, constants: dict[str, Any]
+) -> list[tuple[Any, Any]]:
+    """(reason, field) of each chunk of ``host``'s events, run chunk by chunk through
+    ``uploader`` (a :class:`~gpu_engine.backend.transfer.PinnedUploader`): the copy of
+    chunk ``i + 1`` on its copy stream overlaps the kernels of chunk ``i``, as the engine
+    streams batches. ``constants`` holds the device arrays every chunk shares (the
+    rules', the aggregations' and the empty null masks), from :func:`chunk_constants`."""
+    from gpu_engine.backend.transfer import Column
+
+    names = [name for name, array in host.items() if array.size]
+    n = len(host["event_time"])
+    out = []
+    for _, _, views in uploader.chunks([Column(host[name]) for name in names], n):
+        out.append(pipe.run({**constants, **dict(zip(names, views, strict=True))}))
+    return out
+
+
+def chunk_constants(host: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The device arrays of :func:`run_streamed` that do not change from chunk to chunk."""
+    from kernels.cuda._core import as_device
+
+    dev = {name: as_device(array) for name, array in host.items() if not array.size}
+    _add_constants(dev)
+    return dev
+
+
+def joined(parts: list[tuple[Any, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """The reason codes and fields of :func:`run_streamed`'s chunks, as whole host arrays."""
+    from kernels.cuda._core import to_host
+
+    return (np.concatenate([to_host(reason) for reason, _ in parts]),
+            np.concatenate([to_host(field) for _, field in parts]))  # fmt: skip
 
 
 def _add_constants(dev: dict[str, Any]) -> None:
@@ -262,14 +304,16 @@ def compare(cpu: Result, gpu: Result) -> list[str]:
         close = np.isclose(got, want, rtol=0.0 if exact else 1e-6, atol=0.0, equal_nan=True)
         if not np.array_equal(want_ok, got_ok) or not close.all():
             problems.append(f"{NAMES[a]}: {int((~close).sum())} groups differ")
-    # sketch entries: translate gpu rows to cpu rows, then compare as sorted multisets
+    # sketch entries: translate gpu rows to cpu rows, then look each one up among the cpu's
+    # (distinct) entries: every one found once, with the same count
     ge = gpu.entries.copy()
     ge[:, 0] = rows[ge[:, 0]]
-    order_c = np.lexsort(cpu.entries.T[::-1])
-    order_g = np.lexsort(ge.T[::-1])
-    if len(ge) != len(cpu.entries) or not (
-        np.array_equal(cpu.entries[order_c], ge[order_g])
-        and np.array_equal(cpu.counts[order_c], gpu.counts[order_g])
+    at = HashIndex.from_keys(cpu.entries).find(ge) if len(ge) else np.empty(0, np.int64)
+    if not (
+        len(ge) == len(cpu.entries)
+        and np.all(at >= 0)
+        and np.all(np.bincount(at, minlength=len(ge)) == 1)
+        and np.array_equal(cpu.counts[at], gpu.counts)
     ):
         problems.append(f"sketch entries differ (cpu {len(cpu.entries)}, gpu {len(ge)})")
     return problems
@@ -306,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.gpu_kernels")
     ap.add_argument("--events", type=int, default=3_000 if SIMULATOR else 10_000_000)
     ap.add_argument("--bw-bytes", type=int, default=1 << 20 if SIMULATOR else 1 << 30)
+    ap.add_argument("--chunk-rows", type=int, default=1024 if SIMULATOR else 1 << 20,
+                    help="rows per chunk of the overlapped run from pinned memory")  # fmt: skip
     args = ap.parse_args(argv)
     n = args.events
     device = "simulator" if SIMULATOR else cuda.get_current_device().name
@@ -350,7 +396,19 @@ def main(argv: list[str] | None = None) -> int:
         buf[...] = array
         pinned[name] = buf
     pinned_pipe = GpuPipeline(n, groups)
-    t_e2e_pinned, _ = _timed(lambda: pinned_pipe.run(to_device(pinned)))
+    t_e2e_pinned, _ = _timed(lambda p=pinned_pipe: p.run(to_device(pinned)))
+    del pinned_pipe
+    # The same from pinned memory, in chunks whose copies overlap the kernels of the chunk
+    # before (the engine's way of streaming), with state carried from chunk to chunk.
+    uploader = PinnedUploader(chunk_rows=args.chunk_rows, pinned_source=True)
+    constants = chunk_constants(pinned)
+    names = [name for name, array in pinned.items() if array.size]
+    for _ in uploader.chunks([Column(pinned[name]) for name in names], n):
+        pass  # sizes the uploader's device buffers before the timed run
+    streamed = GpuPipeline(n, groups)
+    t_streamed, parts = _timed(lambda p=streamed: run_streamed(p, pinned, uploader, constants))
+    problems += [f"overlapped run: {p}" for p in compare(cpu, streamed.result(*joined(parts)))]
+    del streamed, parts
     bw = h2d_bandwidth(args.bw_bytes)
     marks: list[tuple[str, Any]] = []
     staged = GpuPipeline(n, groups)
@@ -361,11 +419,15 @@ def main(argv: list[str] | None = None) -> int:
     rate_dev = n / t_dev
     rate_e2e = n / t_e2e
     rate_e2e_pinned = n / t_e2e_pinned
+    rate_streamed = n / t_streamed
     print(f"gpu, data on device:      {t_dev * 1e3:9.2f} ms  {rate_dev:>16,.0f} events/s")
     print(f"gpu, from pageable host:  {t_e2e * 1e3:9.2f} ms  {rate_e2e:>16,.0f} events/s  "
           f"({rate_e2e * nbytes / n / bw:.0%} of H2D bandwidth)")  # fmt: skip
     print(f"gpu, from pinned host:    {t_e2e_pinned * 1e3:9.2f} ms  {rate_e2e_pinned:>16,.0f} "
           f"events/s  ({rate_e2e_pinned * nbytes / n / bw:.0%} of H2D bandwidth)")  # fmt: skip
+    print(f"gpu, pinned, overlapped:  {t_streamed * 1e3:9.2f} ms  {rate_streamed:>16,.0f} "
+          f"events/s  ({rate_streamed * nbytes / n / bw:.0%} of H2D bandwidth; chunks of "
+          f"{args.chunk_rows:,} rows)")  # fmt: skip
     print(f"h2d bandwidth (pinned, {args.bw_bytes / 1e9:.2f} GB): {bw / 1e9:.2f} GB/s")
     print(f"cpu kernels:              {t_cpu * 1e3:9.2f} ms  {n / t_cpu:>16,.0f} events/s")
     print(f"speed-up over cpu (on device): {rate_dev / (n / t_cpu):.1f}x")
@@ -374,8 +436,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {stage:<36}{before.elapsed_time(after):9.2f} ms")
     goals = [
         ("validation + pane aggregation >= 3e9 events/s on device", rate_dev >= 3e9),
-        ("end to end >= 60% of H2D bandwidth (pinned host)",
-         rate_e2e_pinned * nbytes / n >= 0.6 * bw),
+        ("end to end >= 60% of H2D bandwidth (pinned host, best of whole and overlapped)",
+         max(rate_e2e_pinned, rate_streamed) * nbytes / n >= 0.6 * bw),
         (">= 20x the cpu kernels", rate_dev >= 20 * n / t_cpu),
     ]  # fmt: skip
     for text, met in goals:

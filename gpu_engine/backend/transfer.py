@@ -21,6 +21,10 @@ Numba launches kernels on the legacy default stream, which otherwise waits for
 ``__cuda_array_interface__``: Numba device arrays, CuPy, cuDF buffers) are
 passed through untouched: no copy, same device pointer (they come as one chunk).
 
+Host arrays that are page-locked already (``cuda.pinned_array``) can skip the
+staging copy (``pinned_source=True``): each chunk that is contiguous in host
+memory is copied straight from them.
+
 Under the Numba CUDA simulator everything runs synchronously (streams and
 events are no-ops, pinned arrays are ordinary arrays), which checks the
 chunking and buffer bookkeeping but not the overlap.
@@ -80,10 +84,13 @@ class _Slot:
 class PinnedUploader:
     """Chunked, double-buffered uploads of batches (see the module docstring); reusable."""
 
-    def __init__(self, chunk_rows: int = DEFAULT_CHUNK_ROWS, depth: int = 2) -> None:
+    def __init__(
+        self, chunk_rows: int = DEFAULT_CHUNK_ROWS, depth: int = 2, pinned_source: bool = False
+    ) -> None:
         if chunk_rows < 1 or depth < 1:
             raise ValueError("chunk_rows and depth must be positive")
         self.chunk_rows = chunk_rows
+        self.pinned_source = pinned_source
         self.stream = copy_stream()
         self.slots = [_Slot(copied=_event(), done=_event()) for _ in range(depth)]
         self.copies = 0  # host-to-device copies made (for tests and metrics)
@@ -141,27 +148,33 @@ class PinnedUploader:
             index = [slice(None)] * array.ndim
             index[column.axis] = slice(lo, hi)
             part = array[tuple(index)]
-            host = self._buffer(slot, c, part.size, part.dtype)
-            staged = host[: part.size].reshape(part.shape)
-            np.copyto(staged, part)
-            device = slot.device[c][: part.size].reshape(part.shape)
-            device.copy_to_device(staged, stream=self.stream)
+            device = self._grown(slot, slot.device, c, part.size, part.dtype, empty)
+            device = device[: part.size].reshape(part.shape)
+            source = part
+            if not (self.pinned_source and part.flags.c_contiguous):
+                host = self._grown(slot, slot.host, c, part.size, part.dtype, cuda.pinned_array)
+                source = host[: part.size].reshape(part.shape)
+                np.copyto(source, part)
+            device.copy_to_device(source, stream=self.stream)
             self.copies += 1
             self.bytes_copied += int(part.nbytes)
             views.append(device)
         slot.copied.record(self.stream)
         slot.views = views
 
-    def _buffer(self, slot: _Slot, c: int, size: int, dtype: np.dtype) -> Any:
-        """Slot ``slot``'s pinned buffer for column ``c``, grown to ``size`` items of ``dtype``."""
-        host = slot.host[c]
-        if host is not None and host.dtype == dtype and host.shape[0] >= size:
-            return host
-        slot.done.synchronize()  # nothing in flight may still use the old buffers
-        cap = max(size, 2 * host.shape[0] if host is not None and host.dtype == dtype else 0, 1)
-        slot.host[c] = cuda.pinned_array(cap, dtype=dtype)
-        slot.device[c] = empty(cap, dtype)
-        return slot.host[c]
+    @staticmethod
+    def _grown(
+        slot: _Slot, buffers: list[Any], c: int, size: int, dtype: np.dtype, make: Any
+    ) -> Any:
+        """``buffers[c]`` (pinned or device, flat), made by ``make(items, dtype=)`` or grown
+        (doubling) to hold ``size`` items of ``dtype``."""
+        buffer = buffers[c]
+        if buffer is not None and buffer.dtype == dtype and buffer.shape[0] >= size:
+            return buffer
+        slot.done.synchronize()  # nothing in flight may still use the old buffer
+        same = buffer is not None and buffer.dtype == dtype
+        buffers[c] = make(max(size, 2 * buffer.shape[0] if same else 0, 1), dtype=dtype)
+        return buffers[c]
 
 
 class PinnedStager:

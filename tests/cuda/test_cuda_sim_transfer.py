@@ -35,10 +35,11 @@ def _pointer(array: object) -> int:
     return id(array)  # the simulator's fake device arrays have no interface
 
 
+@pytest.mark.parametrize("pinned_source", [False, True])
 @pytest.mark.parametrize("n", [1, 29, 30, 31, 95])
-def test_chunks_reassemble_the_batch(n: int) -> None:
+def test_chunks_reassemble_the_batch(n: int, pinned_source: bool) -> None:
     rng = np.random.default_rng(n)
-    uploader = PinnedUploader(chunk_rows=30)
+    uploader = PinnedUploader(chunk_rows=30, pinned_source=pinned_source)
     for _ in range(2):  # the second batch reuses the staging buffers
         columns = _columns(rng, n)
         parts: list[list[np.ndarray]] = [[] for _ in columns]
@@ -59,6 +60,12 @@ def test_chunks_reassemble_the_batch(n: int) -> None:
             np.testing.assert_array_equal(joined, host)
     depth = min(2, -(-n // 30))
     assert all(len(slot.host) == 5 for slot in uploader.slots[:depth])
+    for slot in uploader.slots[:depth]:
+        staged = [c for c, buffer in enumerate(slot.host) if buffer is not None]
+        # a pinned source is staged only where a chunk is not contiguous: the (2, n) values
+        # cut into chunks of rows
+        direct = [1] if n > 30 else []
+        assert staged == (direct if pinned_source else [0, 1, 3])
     assert uploader.copies == 2 * 3 * -(-n // 30)  # three non-empty host columns per chunk
 
 
@@ -112,3 +119,26 @@ def test_device_pane_state_takes_device_columns() -> None:
     assert gpu.uploader.copies == 0
     geometry = PaneGeometry(100, 100, 200)
     assert_same_groups(cpu.window_groups(geometry, -2, 6, 0), gpu.window_groups(geometry, -2, 6, 0))
+
+
+def test_streamed_kernel_pipeline_matches_cpu() -> None:
+    """``benchmarks.gpu_kernels``' overlapped run: chunks through a pinned-source uploader,
+    tables that grow on the way and sketch counts carried from chunk to chunk."""
+    from benchmarks.gpu_kernels import (
+        GpuPipeline,
+        chunk_constants,
+        compare,
+        cpu_run,
+        joined,
+        load_events,
+        run_streamed,
+    )
+
+    events = load_events(700)
+    cpu = cpu_run(events)
+    uploader = PinnedUploader(chunk_rows=256, pinned_source=True)
+    pipe = GpuPipeline(events=64, groups=64)
+    parts = run_streamed(pipe, events, uploader, chunk_constants(events))
+    assert len(parts) == 3
+    assert compare(cpu, pipe.result(*joined(parts))) == []
+    assert np.count_nonzero(cpu.reason) > 0
