@@ -12,11 +12,12 @@
 #      config (sketches, top-k, sessions, corrupt rows) with one and two CUDA workers;
 #   3. the GPU test suite (every simulator test, run on the device, and the gpu-marked ones);
 #   4. the optimizer's device check, if present (informational);
-#   5. the device memory pool (kernels/cuda/pool.py, opt-in): a smaller engine comparison
-#      and the host cost of an allocation, without and then with TIKTOKTOE_DEVICE_POOL=1.
+#   5. device memory (kernels/cuda/pool.py): a smaller engine comparison and the host cost
+#      of an allocation with Numba's stock deferred frees (bursts of 11), with the engine's
+#      default (bursts of 257) and with the opt-in pool (TIKTOKTOE_DEVICE_POOL=1).
 # Arguments pick steps (kernels engine tests optimizer pool); none runs them all.
 # Prints "GPU_CHECK PASS" or "GPU_CHECK FAIL" last; exit status 0 only on PASS.
-# Budget: each step is capped by its own timeout (140 + 60 + 300 + 240 + 60 + 2 x 150 s). The
+# Budget: each step is capped by its own timeout (140 + 60 + 300 + 240 + 60 + 3 x 150 s). The
 # device tool allows 600 s a call, so run it there as three calls: "kernels engine", then
 # "tests optimizer", then "pool".
 #
@@ -91,11 +92,13 @@ if want optimizer; then
 fi
 
 if want pool; then
-for pool in 0 1; do
-    echo "== device memory pool: TIKTOKTOE_DEVICE_POOL=$pool"
-    TIKTOKTOE_DEVICE_POOL=$pool timeout 120 "$PY" -m benchmarks.gpu_engine --events 2000000 \
+# Numba's stock frees (bursts of 11), the engine's default (bursts of 257), then the pool.
+for memory in "NUMBA_CUDA_MAX_PENDING_DEALLOCS_COUNT=10" "TIKTOKTOE_DEVICE_POOL=0" \
+        "TIKTOKTOE_DEVICE_POOL=1"; do
+    echo "== device memory: $memory"
+    env "$memory" timeout 120 "$PY" -m benchmarks.gpu_engine --events 2000000 \
         --full-events 200000 --repeat 2 --large-batch 0 --cpu-workers 4 || status=1
-    TIKTOKTOE_DEVICE_POOL=$pool timeout 30 "$PY" -m benchmarks.launches --costs || status=1
+    env "$memory" timeout 30 "$PY" -m benchmarks.launches --costs || status=1
 done
 fi
 

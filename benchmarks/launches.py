@@ -75,8 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         for what, us in device_costs().items():
             print(f"{what:<58}{us:8.1f} us")
         if not _core.SIMULATOR:  # which allocator the figures are of (the pool is opt-in)
+            from numba.core import config as numba_config
+
             manager = type(_core.cuda.current_context().memory_manager).__name__
-            print(f"device memory manager: {manager}")
+            print(f"device memory manager: {manager}; Numba's deferred frees made in bursts "
+                  f"of {numba_config.CUDA_DEALLOCS_COUNT + 1}")  # fmt: skip
         return 0
 
     def cuda(config: EngineConfig, frames: str) -> EngineConfig:

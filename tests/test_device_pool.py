@@ -95,3 +95,34 @@ def test_release_frees_every_cached_block() -> None:
     cache.take(10)  # moves the queued frees behind a marker
     cache.release()
     assert set(device.freed) == {p for p, _ in taken} and cache.cached_bytes == 0
+
+
+def test_numba_frees_are_deferred_in_bursts_unless_the_user_chose(monkeypatch) -> None:
+    from numba.core import config
+
+    from kernels.cuda.pool import DEFERRED_FREES, FREES_ENV_VAR, defer_frees
+
+    monkeypatch.setattr(config, "CUDA_DEALLOCS_COUNT", 10)  # Numba's own default
+    monkeypatch.delenv(FREES_ENV_VAR, raising=False)
+    assert defer_frees() == DEFERRED_FREES == config.CUDA_DEALLOCS_COUNT
+    monkeypatch.setattr(config, "CUDA_DEALLOCS_COUNT", 7)  # as Numba read it from the env
+    monkeypatch.setenv(FREES_ENV_VAR, "7")
+    assert defer_frees() == 7 == config.CUDA_DEALLOCS_COUNT
+
+
+@pytest.mark.parametrize("env, want", [(None, 256), ("7", 7)])
+def test_importing_the_cuda_kernels_defers_frees(env: str | None, want: int) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from kernels.cuda.pool import FREES_ENV_VAR
+
+    environ = {k: v for k, v in os.environ.items() if k != FREES_ENV_VAR}
+    if env is not None:
+        environ[FREES_ENV_VAR] = env
+    code = ("import kernels.cuda; from numba.cuda.cudadrv import driver; "
+            "print(driver.config.CUDA_DEALLOCS_COUNT)")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True,
+                         text=True, check=True)  # fmt: skip
+    assert int(out.stdout) == want

@@ -15,7 +15,8 @@ windows), :mod:`.sessions` (session cutting, merging and emission), :mod:`.sort`
 (batches pushed as device columns: casts, row selection, kernel inputs), :mod:`.topk`
 (the best groups of each window). Kernels are compiled once per
 (kernel, dtype) on first use; :func:`all_signatures` lists every shipped one.
-:mod:`.pool` pools device allocations when ``TIKTOKTOE_DEVICE_POOL=1`` (opt-in).
+:mod:`.pool` pools device allocations when ``TIKTOKTOE_DEVICE_POOL=1`` (opt-in); otherwise
+Numba's own frees are made in bursts of 256, not 10 (:func:`.pool.defer_frees`).
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from kernels.cuda._core import SIMULATOR, kernel, signatures
-from kernels.cuda.pool import install_if_asked
+from kernels.cuda.pool import defer_frees, install_if_asked
 
 install_if_asked()  # before any CUDA call creates Numba's context
+defer_frees()
 
 
 def all_signatures() -> Iterator[tuple[str, str, Callable[..., None], Any]]:

@@ -186,4 +186,38 @@ def install_if_asked() -> bool:
     return os.environ.get(ENV_VAR) == "1" and install()
 
 
-__all__ = ["ENV_VAR", "BlockCache", "block_size", "install", "install_if_asked"]
+FREES_ENV_VAR = "NUMBA_CUDA_MAX_PENDING_DEALLOCS_COUNT"
+DEFERRED_FREES = 256  # Numba's own default is 10
+
+
+def defer_frees(count: int = DEFERRED_FREES) -> int:
+    """Let Numba's memory manager hold up to ``count`` frees before it makes them, unless
+    ``NUMBA_CUDA_MAX_PENDING_DEALLOCS_COUNT`` is set; returns the count in force.
+
+    Why: Numba makes its deferred frees in a burst of ``cuMemFree`` calls once more than
+    ten are pending, and ``cuMemFree`` waits for the device. At the engine's hundred to
+    four hundred device arrays a batch, the host would stop to wait for the device ten to
+    forty times a batch, where 256 make it once every one to three batches. The bytes held
+    stay capped by Numba's ``NUMBA_CUDA_MAX_PENDING_DEALLOCS_RATIO`` (a fifth of device
+    memory), and an allocation that runs out of memory makes the pending frees and tries
+    again. The pool (:func:`install`) takes blocks back into its own cache, not through
+    these deferred frees. Numba reads the value at every deferred free, so this works at
+    any time.
+    """
+    from numba.core import config as numba_config  # numba-cuda's config module is this one
+
+    config: Any = numba_config  # set from the environment at import: untyped
+    if os.environ.get(FREES_ENV_VAR) is None:
+        config.CUDA_DEALLOCS_COUNT = count
+    return int(config.CUDA_DEALLOCS_COUNT)
+
+
+__all__ = [
+    "DEFERRED_FREES",
+    "ENV_VAR",
+    "BlockCache",
+    "block_size",
+    "defer_frees",
+    "install",
+    "install_if_asked",
+]
