@@ -1,25 +1,27 @@
 #!/usr/bin/env bash
 # One prepared GPU check (H100-class machine with torch, CuPy, numba-cuda and nvcc; no cuDF,
-# no DuckDB, no network, no project install):
-#   1. the GPU kernels against the CPU kernels on 10M synthetic events, and their throughput
-#      (data on the device, end to end from pageable and pinned host memory, H2D bandwidth);
-#      then the host's cost of one kernel launch and of one device read (benchmarks.launches
-#      --costs), which with the per-batch counts of benchmarks.launches gives the host time
-#      a CUDA batch spends launching and waiting;
-#   2. the whole engine on backend cuda against backend cpu (one worker per core) on the
-#      same machine: the sliding workload on 10M events (host frames prepared on the device,
-#      then on the host, then columns already on the device) and the full short-video
-#      config (sketches, top-k, sessions, corrupt rows) with one and two CUDA workers;
-#   3. the GPU test suite (every simulator test, run on the device, and the gpu-marked ones);
-#   4. the optimizer's device check, if present (informational);
-#   5. device memory (kernels/cuda/pool.py): a smaller engine comparison and the host cost
-#      of an allocation with Numba's stock deferred frees (bursts of 11), with the engine's
-#      default (bursts of 257) and with the opt-in pool (TIKTOKTOE_DEVICE_POOL=1).
-# Arguments pick steps (kernels engine tests optimizer pool); none runs them all.
-# Prints "GPU_CHECK PASS" or "GPU_CHECK FAIL" last; exit status 0 only on PASS.
-# Budget: each step is capped by its own timeout (140 + 60 + 300 + 240 + 60 + 3 x 150 s). The
-# device tool allows 600 s a call, so run it there as three calls: "kernels engine", then
-# "tests optimizer", then "pool".
+# no DuckDB, no network, no project install). By default, about 5 minutes:
+#   kernels  the GPU kernels against the CPU kernels on 10M synthetic events, and their
+#            throughput (data on the device; end to end from pageable and from pinned host
+#            memory, whole and in overlapped chunks; H2D bandwidth; time by stage), then the
+#            host's cost of a kernel launch, a device read and an allocation
+#            (benchmarks.launches --costs);
+#   tests    the GPU test suite (every simulator test, run on the device, and the gpu-marked
+#            ones);
+#   engine   the whole engine on backend cuda against backend cpu on the same machine: the
+#            sliding workload on 4M events (host frames prepared on the device, on the host,
+#            and columns already on the device) and the full short-video config (sketches,
+#            top-k, sessions, corrupt rows) on 400k, each again in batches of 1M rows, with
+#            launches, waits and allocations per batch and a profile of the host's time.
+# On request (or "all"), about 3 minutes more:
+#   memory     a smaller engine comparison and the cost of an allocation with Numba's stock
+#              deferred frees (bursts of 11), the engine's default (bursts of 257) and the
+#              opt-in pool (TIKTOKTOE_DEVICE_POOL=1, kernels/cuda/pool.py);
+#   optimizer  the optimizer's device check (informational).
+# Arguments pick steps (kernels tests engine memory optimizer, or all). Each step has its own
+# timeout and prints its seconds; "GPU_CHECK PASS" or "GPU_CHECK FAIL" comes last, and the
+# exit status is 0 only on PASS. The device tool allows 600 s a call and 15 minutes a session
+# with the machine's start included: run the default as one call, then "memory optimizer".
 #
 # Python packages the machine lacks travel as wheels in .whl/, installed here when present:
 # pydantic and its needs, and numpy < 2.5 (the image's numpy 2.5.2 breaks numba-cuda 0.30.4:
@@ -30,7 +32,6 @@
 #     -d .whl numpy==2.4.6 pydantic==2.14.4 pydantic_core==2.50.5 annotated-types \
 #     typing-inspection typing-extensions
 # and pass carry=[".whl"] to the device run. Output is also written to $OUT/gpu_check.log.
-# Seen on 2026-11-27 (H100): the whole script takes about 5 minutes.
 set -u
 cd "$(dirname "$0")/.."
 if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
@@ -42,11 +43,14 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 unset NUMBA_ENABLE_CUDASIM
 PY="${PYTHON:-python3}"
 status=0
-STEPS="${*:-kernels engine tests optimizer pool}"
+STEPS="${*:-kernels tests engine}"
+[ "$STEPS" = all ] && STEPS="kernels tests engine memory optimizer"
 want() { [[ " $STEPS " == *" $1 "* ]]; }
 if [ -n "${OUT:-}" ]; then exec > >(tee "$OUT/gpu_check.log") 2>&1; fi
+START=$SECONDS
+step() { echo "== [$((SECONDS - START)) s] $*"; }
 
-echo "== environment ($(date -u +%FT%TZ))"
+step "environment ($(date -u +%FT%TZ))"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
 "$PY" - <<'PY' || status=1
 import importlib.metadata as md
@@ -65,42 +69,44 @@ if cuda.is_available():
 PY
 
 if want kernels; then
-echo "== GPU kernels vs CPU kernels, ${EVENTS:-10000000} events"
-timeout 140 "$PY" -m benchmarks.gpu_kernels --events "${EVENTS:-10000000}" || status=1
-echo "== host cost of a kernel launch and of a device read"
-timeout 60 "$PY" -m benchmarks.launches --costs || status=1
-fi
-
-if want engine; then
-echo "== engine: backend cuda vs backend cpu"
-timeout 300 "$PY" -m benchmarks.gpu_engine --events "${EVENTS:-10000000}" \
-    --full-events "${FULL_EVENTS:-1000000}" --profile 30 || status=1
+    step "GPU kernels vs CPU kernels, ${EVENTS:-10000000} events"
+    timeout 150 "$PY" -m benchmarks.gpu_kernels --events "${EVENTS:-10000000}" || status=1
+    step "host cost of a kernel launch, a device read and an allocation"
+    timeout 40 "$PY" -m benchmarks.launches --costs || status=1
 fi
 
 if want tests; then
-echo "== GPU tests (pytest -m 'gpu or cudasim' tests/cuda, on the device)"
-# Device window emission, top-k, validation and the pinned uploads (copy stream, events),
-# whose overlap only a device exercises; about 70 kernels compile on first use.
-timeout 240 "$PY" -m pytest tests/cuda -m "gpu or cudasim" -q -p no:cacheprovider -W default \
-    -o addopts="--strict-markers -ra" || status=1
+    step "GPU tests (pytest -m 'gpu or cudasim' tests/cuda, on the device)"
+    # Device window emission, top-k, validation and the pinned uploads (copy stream, events),
+    # whose overlap only a device exercises; about 70 kernels compile on first use.
+    timeout 200 "$PY" -m pytest tests/cuda -m "gpu or cudasim" -q -p no:cacheprovider \
+        -W default -o addopts="--strict-markers -ra" || status=1
+fi
+
+if want engine; then
+    step "engine: backend cuda vs backend cpu"
+    timeout 150 "$PY" -m benchmarks.gpu_engine --events "${ENGINE_EVENTS:-4000000}" \
+        --full-events "${FULL_EVENTS:-400000}" --repeat 1 --cpu-workers 4 --profile 20 \
+        || status=1
+fi
+
+if want memory; then
+    # Numba's stock frees (bursts of 11), the engine's default (bursts of 257), then the pool.
+    for memory in "NUMBA_CUDA_MAX_PENDING_DEALLOCS_COUNT=10" "TIKTOKTOE_DEVICE_POOL=0" \
+            "TIKTOKTOE_DEVICE_POOL=1"; do
+        step "device memory: $memory"
+        env "$memory" timeout 60 "$PY" -m benchmarks.gpu_engine --events 2000000 \
+            --full-events 200000 --repeat 1 --large-batch 0 --cpu-workers 4 || status=1
+        env "$memory" timeout 20 "$PY" -m benchmarks.launches --costs || status=1
+    done
 fi
 
 if want optimizer; then
-    echo "== optimizer device check (informational)"
-    timeout 60 "$PY" -m gpu_engine.optimizer.device_check --instances 64 \
+    step "optimizer device check (informational)"
+    timeout 40 "$PY" -m gpu_engine.optimizer.device_check --instances 64 \
         || echo "(device_check failed; not counted)"
 fi
 
-if want pool; then
-# Numba's stock frees (bursts of 11), the engine's default (bursts of 257), then the pool.
-for memory in "NUMBA_CUDA_MAX_PENDING_DEALLOCS_COUNT=10" "TIKTOKTOE_DEVICE_POOL=0" \
-        "TIKTOKTOE_DEVICE_POOL=1"; do
-    echo "== device memory: $memory"
-    env "$memory" timeout 120 "$PY" -m benchmarks.gpu_engine --events 2000000 \
-        --full-events 200000 --repeat 2 --large-batch 0 --cpu-workers 4 || status=1
-    env "$memory" timeout 30 "$PY" -m benchmarks.launches --costs || status=1
-done
-fi
-
+step "done"
 if [ "$status" -eq 0 ]; then echo "GPU_CHECK PASS"; else echo "GPU_CHECK FAIL"; fi
 exit "$status"
