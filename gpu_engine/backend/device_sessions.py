@@ -31,7 +31,7 @@ from gpu_engine.backend.device_state import check_room
 from gpu_engine.windows.aggregations import AggregationPlan, PreparedBatch
 from gpu_engine.windows.sessions import ClosedSessions
 from kernels.cuda import sessions
-from kernels.cuda._core import as_device, empty, full, to_host
+from kernels.cuda._core import as_device, constant, empty, full, to_host
 from kernels.cuda.aggregate import DeviceAggState, merge_rows, update_events
 from kernels.cuda.hashindex import DeviceHashIndex
 from kernels.cuda.ingest import not_flags, select, take
@@ -62,8 +62,8 @@ class DeviceSessionState:
         self._n = 0
         self._n_dead = 0
         self._alloc(capacity)
-        self._col_of = as_device(np.ascontiguousarray(plan.col_of, dtype=np.int64))
-        self._is_int = as_device(np.ascontiguousarray(plan.is_int, dtype=np.bool_))
+        self._col_of = constant(plan.col_of, np.int64)
+        self._is_int = constant(plan.is_int, np.bool_)
 
     def _alloc(self, capacity: int) -> None:
         capacity = max(capacity, 16)
@@ -137,7 +137,7 @@ class DeviceSessionState:
         self.sketches.merge_rows(src, dst, self._n)
         ids = sessions.event_rows(order, session_of, group_of, row_of, int(rows.shape[0]))
         update_events(
-            ids, self.agg.ops, self._col_of, as_device(values.mask_of, np.int64), self._is_int,
+            ids, self.agg.ops, self._col_of, constant(values.mask_of, np.int64), self._is_int,
             values.fcols, values.icols, values.masks, self.agg, n_rows=self._n,
         )  # fmt: skip
         self.sketches.add_events(ids, values)

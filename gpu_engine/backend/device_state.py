@@ -27,7 +27,7 @@ from gpu_engine.errors import DeviceMemoryError
 from gpu_engine.windows.aggregations import AggregationPlan, BatchValues, PreparedBatch
 from gpu_engine.windows.panes import PaneGeometry, WindowGroups
 from kernels.cuda import windows as device_windows
-from kernels.cuda._core import as_device, empty, is_device_array, to_host
+from kernels.cuda._core import constant, empty, is_device_array, to_host
 from kernels.cuda.aggregate import DeviceAggState, merge_rows
 from kernels.cuda.aggregate import update_events as device_update_events
 from kernels.cuda.hashindex import DeviceHashIndex
@@ -55,8 +55,8 @@ class DevicePaneState:
         self.sketches = DeviceSketchEntries()
         self.uploader = uploader if uploader is not None else PinnedUploader(chunk_rows)
         # The plan's arrays, on the device once (each batch passes its own mask_of).
-        self._col_of = as_device(np.ascontiguousarray(plan.col_of, dtype=np.int64))
-        self._is_int = as_device(np.ascontiguousarray(plan.is_int, dtype=np.bool_))
+        self._col_of = constant(plan.col_of, np.int64)
+        self._is_int = constant(plan.is_int, np.bool_)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -91,7 +91,7 @@ class DevicePaneState:
             Column(values.icols, 1),
             Column(values.masks, 1),
         ]
-        mask_of = as_device(np.ascontiguousarray(values.mask_of, dtype=np.int64))
+        mask_of = constant(values.mask_of, np.int64)
         sketch_ids = empty(n, np.int64) if values.sketch_inputs else None
         for lo, hi, (keys, fcols, icols, masks) in self.uploader.chunks(columns, n):
             ids = self.index.insert(keys)

@@ -15,7 +15,7 @@ import math
 import os
 import sys
 import threading
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -111,6 +111,8 @@ def register(
 # Every ``kernel()`` call is followed by one launch. A read waits for the device to finish
 # what was queued before it, so the reads that follow a launch or a memset are also
 # counted apart, as WAITS: a run of reads with nothing queued between them waits once.
+# So does an upload of a host array (``as_device``) after queued work: the driver syncs the
+# stream before a copy from pageable memory starts (CUDA's "API synchronization behavior").
 LAUNCHES: Counter[str] = Counter()
 READS: Counter[str] = Counter()
 WAITS: Counter[str] = Counter()
@@ -177,9 +179,47 @@ def as_device(array: Any, dtype: Any | None = None) -> Any:
     """A device array for ``array`` (host arrays are copied, device arrays passed through)."""
     if is_device_array(array):
         return array
-    host = np.ascontiguousarray(array, dtype=dtype)
-    ALLOCATIONS[sys._getframe(1).f_code.co_name] += 1
+    return _upload(np.ascontiguousarray(array, dtype=dtype), sys._getframe(1).f_code.co_name)
+
+
+def _upload(host: np.ndarray, caller: str) -> Any:
+    ALLOCATIONS[caller] += 1
+    if _queued[0] and host.size:  # a copy from pageable memory syncs the stream first
+        WAITS[f"{caller}(upload)"] += 1
+        _queued[0] = False
     return cuda.to_device(host)
+
+
+CONSTANT_BYTES = 4096  # the largest host array :func:`constant` keeps on the device
+_CONSTANTS: OrderedDict[tuple[str, tuple[int, ...], bytes], Any] = OrderedDict()
+_CONSTANTS_LOCK = threading.Lock()
+
+
+def constant(array: Any, dtype: Any | None = None) -> Any:
+    """A device copy of the small host array ``array``, made once per content and then
+    shared: kernels must only read it.
+
+    Why: an upload from pageable memory first waits for all the queued work, and the
+    engine passes the same few small arrays (aggregation masks, allowed values, empty
+    placeholders) with every batch. Device arrays pass through; arrays above
+    ``CONSTANT_BYTES`` are copied each time, as by :func:`as_device`. The cache keeps the
+    256 most recently used contents.
+    """
+    if is_device_array(array):
+        return array
+    host = np.ascontiguousarray(array, dtype=dtype)
+    if host.nbytes > CONSTANT_BYTES:
+        return _upload(host, sys._getframe(1).f_code.co_name)
+    key = (host.dtype.str, host.shape, host.tobytes())
+    with _CONSTANTS_LOCK:
+        found = _CONSTANTS.get(key)
+        if found is not None:
+            _CONSTANTS.move_to_end(key)
+            return found
+        found = _CONSTANTS[key] = _upload(host, sys._getframe(1).f_code.co_name)
+        if len(_CONSTANTS) > 256:
+            _CONSTANTS.popitem(last=False)
+        return found
 
 
 def empty(shape: Any, dtype: Any) -> Any:

@@ -51,7 +51,18 @@ from kernels.aggregate import (
     AggState,
     final_value,
 )
-from kernels.cuda._core import arr, as_device, cuda, empty, full, kernel, launch, register, to_host
+from kernels.cuda._core import (
+    arr,
+    as_device,
+    constant,
+    cuda,
+    empty,
+    full,
+    kernel,
+    launch,
+    register,
+    to_host,
+)
 
 FLOAT_DTYPES = ("float64", "float32")
 
@@ -256,7 +267,7 @@ class DeviceAggState:
 
     def __init__(self, ops: Any, capacity: int = 1024) -> None:
         self.ops_host = np.ascontiguousarray(to_host(ops), dtype=np.int64)
-        self.ops = as_device(self.ops_host)
+        self.ops = constant(self.ops_host)  # read-only: shared, uploaded once
         self.n_aggs = len(self.ops_host)
         self.has_moments = bool(np.isin(self.ops_host, [STD, VAR]).any())
         self._alloc(max(capacity, 16))

@@ -36,6 +36,7 @@ from numba import types
 from kernels.cuda._core import (
     arr,
     as_device,
+    constant,
     cuda,
     empty,
     full,
@@ -206,7 +207,7 @@ _NONE_I8 = np.empty(0, dtype=np.int64)
 
 
 def _flags_or_none(is_null: Any) -> Any:
-    return as_device(_NONE_U8 if is_null is None else is_null, np.uint8)
+    return constant(_NONE_U8) if is_null is None else as_device(is_null, np.uint8)
 
 
 def _numeric(values: Any) -> Any:
@@ -288,7 +289,7 @@ def pane_keys(times: Any, atoms: Any, rows: Any, pane: int) -> Any:
     """``(pane, atoms...)`` int64 rows of events ``rows`` (None: every event)."""
     n = int(times.shape[0]) if rows is None else int(rows.shape[0])
     out = empty((n, 1 + atoms.shape[1]), np.int64)
-    index = as_device(_NONE_I8) if rows is None else as_device(rows, np.int64)
+    index = constant(_NONE_I8) if rows is None else as_device(rows, np.int64)
     _run("ingest.pane_keys", "int64", n, times, atoms, index, int(pane), out)
     return out
 

@@ -35,6 +35,7 @@ from numba import types
 from kernels.cuda._core import (
     arr,
     as_device,
+    constant,
     cuda,
     device_function,
     empty,
@@ -218,7 +219,7 @@ def combine(
     if n_out:
         kernel("sketch_state.expand")[launch(n_pairs)](
             src, dst, offsets, starts, ends, keys, counts,
-            as_device(slot_of, np.int64), n_slots, pair_keys, pair_counts,
+            constant(slot_of, np.int64), n_slots, pair_keys, pair_counts,
         )  # fmt: skip
     merged = DeviceHashIndex(2, capacity=n_out)
     ids = merged.insert(pair_keys)
@@ -229,8 +230,8 @@ def combine(
     result, valid = empty((n_slots, n_groups), np.int64), empty((n_slots, n_groups), np.bool_)
     if span:
         kernel("sketch_state.finish")[launch(span)](
-            starts, ends, keys, counts, as_device(is_quantile, np.bool_),
-            as_device(q, np.float64), position, result, valid,
+            starts, ends, keys, counts, constant(is_quantile, np.bool_),
+            constant(q, np.float64), position, result, valid,
         )  # fmt: skip
     return result, valid
 

@@ -30,8 +30,10 @@ from numba import types
 from kernels.cuda._core import (
     arr,
     as_device,
+    constant,
     cuda,
     device_function,
+    full,
     is_device_array,
     kernel,
     launch_reduce,
@@ -109,12 +111,12 @@ def check_numeric(
     kernel (returns None); without it the count is read back and returned.
     """
     values = as_device(values)
-    counter = as_device(np.zeros(1, dtype=np.int64)) if found is None else found
+    counter = full(1, 0, np.int64) if found is None else found
     blocks, threads = launch_reduce(values.shape[0])
     kernel("validate.check_numeric", values.dtype)[blocks, threads](
         values, _flags(is_null), _flags(cast_failed), np.int64(field), bool(nullable),
         bool(allow_nan), bool(check_range), float(lo), float(hi),
-        as_device(allowed, np.float64), reason, failed_field, counter,
+        constant(allowed, np.float64), reason, failed_field, counter,
     )  # fmt: skip
     return None if found is not None else int(to_host(counter)[0])
 
@@ -125,7 +127,7 @@ def mark_rows(
     """Give ``code`` to rows flagged in ``bad`` that have no reason yet; their count
     (or, with a device counter ``found``, added to it and None, as ``check_numeric``)."""
     bad = _flags(bad)
-    counter = as_device(np.zeros(1, dtype=np.int64)) if found is None else found
+    counter = full(1, 0, np.int64) if found is None else found
     blocks, threads = launch_reduce(bad.shape[0])
     kernel("validate.mark_rows", "uint8")[blocks, threads](
         bad, np.int8(code), np.int16(field), reason, failed_field, counter

@@ -47,6 +47,7 @@ from kernels.cuda._core import (
     REDUCE_ITEMS,
     arr,
     as_device,
+    constant,
     cuda,
     device_function,
     empty,
@@ -251,7 +252,8 @@ def pane_stats(keys: Any, first_live: int) -> tuple[int, int, int]:
     """(first live pane, last live pane, dead rows) of pane rows ``keys`` (see module doc)."""
     keys = as_device(keys, np.int64)
     n = int(keys.shape[0])
-    out = as_device(np.array([INT64_MAX, INT64_MIN, 0], dtype=np.int64))
+    out = empty(3, np.int64)  # from a device constant: a device-to-device copy, no wait
+    out.copy_to_device(constant(np.array([INT64_MAX, INT64_MIN, 0], dtype=np.int64)))
     if n:
         kernel("win.pane_stats")[launch_reduce(n)](keys, n, int(first_live), out)
     first, last, dead = (int(v) for v in to_host(out))

@@ -142,3 +142,26 @@ def test_streamed_kernel_pipeline_matches_cpu() -> None:
     assert len(parts) == 3
     assert compare(cpu, pipe.result(*joined(parts))) == []
     assert np.count_nonzero(cpu.reason) > 0
+
+
+def test_small_host_arrays_are_uploaded_once_as_constants() -> None:
+    from kernels.cuda import _core
+    from kernels.cuda._core import CONSTANT_BYTES, constant, full
+
+    first = constant(np.array([3, 1, 2]), np.int64)
+    assert constant(np.array([3, 1, 2], np.int64)) is first  # same content: no upload
+    assert constant(np.array([3, 1, 2], np.int32)) is not first  # another dtype
+    assert constant(np.array([3, 1, 4]), np.int64) is not first
+    np.testing.assert_array_equal(to_host(first), [3, 1, 2])
+    big = np.arange(CONSTANT_BYTES // 8 + 1, dtype=np.int64)
+    assert constant(big) is not constant(big)  # too big to keep: copied each time
+    device = as_device(np.ones(4))
+    assert constant(device) is device
+    # An upload after queued work waits for it (the driver syncs the stream); a constant
+    # already on the device does not.
+    before = sum(_core.WAITS.values())
+    full(8, 0, np.int64)  # queues a memset
+    constant(np.array([3, 1, 2]), np.int64)
+    assert sum(_core.WAITS.values()) == before
+    as_device(np.array([5, 6]))
+    assert sum(_core.WAITS.values()) == before + 1
