@@ -57,6 +57,7 @@ class DevicePaneState:
         # The plan's arrays, on the device once (each batch passes its own mask_of).
         self._col_of = constant(plan.col_of, np.int64)
         self._is_int = constant(plan.is_int, np.bool_)
+        self._dead_before: tuple[int, int, int] | None = None  # (first_live, rows, dead)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -113,11 +114,18 @@ class DevicePaneState:
                    "a shorter window")  # fmt: skip
 
     # -- the pane-state interface (see gpu_engine.windows.panes) ----------------------------
-    def pane_bounds(self, first_live: int) -> tuple[int, int] | None:
-        """(first, last) pane of the rows at or after ``first_live`` (a device reduction)."""
-        if len(self) == 0:
+    def pane_bounds(self, first_live: int, dropping: int | None = None) -> tuple[int, int] | None:
+        """(first, last) pane of the rows at or after ``first_live`` (a device reduction).
+
+        With ``dropping`` (the ``first_live`` of the coming :meth:`drop_panes_before`) the
+        same pass counts the rows that call would drop, so it needs no pass and no wait
+        for the device of its own.
+        """
+        n = len(self)
+        if n == 0:
             return None
-        first, last, _ = device_windows.pane_stats(self.index.keys, first_live)
+        first, last, dead = device_windows.pane_stats(self.index.keys, first_live, dropping)
+        self._dead_before = None if dropping is None else (dropping, n, dead)
         return (first, last) if first <= last else None
 
     def window_groups(
@@ -155,7 +163,10 @@ class DevicePaneState:
         n = len(self)
         if n == 0:
             return self
-        _, _, dead = device_windows.pane_stats(self.index.keys, first_live)
+        if self._dead_before is not None and self._dead_before[:2] == (first_live, n):
+            dead = self._dead_before[2]  # counted by pane_bounds; no pane row since
+        else:
+            _, _, dead = device_windows.pane_stats(self.index.keys, first_live)
         if dead <= n - dead:
             return self
         live_keys, old_ids = device_windows.compact_live(self.index.keys, first_live)

@@ -189,7 +189,8 @@ class PaneWindows(WindowOperator):
         self.panes.add_batch(batch, events, self.pane)
 
     def _emit(self, watermark: int) -> pa.Table | None:
-        bounds = self.panes.pane_bounds(self._first_live_pane)
+        next_live = self._next_live_pane(watermark)  # panes before it are dead after this
+        bounds = self.panes.pane_bounds(self._first_live_pane, dropping=next_live)
         result = None
         if bounds is not None:
             # Windows k = [k*slide, k*slide + size) that end in (emitted_until, watermark]
@@ -210,7 +211,7 @@ class PaneWindows(WindowOperator):
                         starts, starts + self.size, groups.atoms, groups.values, sort=False
                     )
         # Panes whose last window is now final are dead.
-        self._first_live_pane = self._next_live_pane(watermark)
+        self._first_live_pane = next_live
         if len(self.panes):
             self.panes = self.panes.drop_panes_before(self._first_live_pane)
         return result

@@ -75,8 +75,12 @@ class PaneState(GroupState):
                 mine[events] = True
             self.sketches.add_events(ids, values, mine)
 
-    def pane_bounds(self, first_live: int) -> tuple[int, int] | None:
-        """(first, last) pane of the rows at or after ``first_live``; None when there are none."""
+    def pane_bounds(self, first_live: int, dropping: int | None = None) -> tuple[int, int] | None:
+        """(first, last) pane of the rows at or after ``first_live``; None when there are none.
+
+        ``dropping`` announces the ``first_live`` of the coming :meth:`drop_panes_before`,
+        which the device state counts in the same pass; here the panes are on the host.
+        """
         if len(self) == 0:
             return None
         panes = self.keys[:, 0]

@@ -146,6 +146,33 @@ def test_pane_stats_match_numpy_when_threads_reduce_many_rows(first_live: int) -
         assert (first, last) == (live.min(), live.max())
     else:
         assert first > last
+    # the rows the next compaction would drop, counted in the same pass
+    for dead_before in (first_live, 0, 61):
+        got = device_windows.pane_stats(keys, first_live, dead_before)
+        assert got == (first, last, int(np.count_nonzero(panes < dead_before)))
+
+
+def test_drop_panes_before_reuses_the_count_of_pane_bounds() -> None:
+    """pane_bounds(first_live, dropping=x) counts the rows before x, so the following
+    drop_panes_before(x) launches no pass of its own, unless rows came in between."""
+    from kernels.cuda import _core
+
+    rng = np.random.default_rng(8)
+    cpu, gpu = new_states()
+    keys, values = random_batch(rng, 120, (0, 10))
+    cpu.add_events(keys, values)
+    gpu.add_events(keys, values)
+    assert gpu.pane_bounds(2, dropping=7) == cpu.pane_bounds(2, dropping=7)
+    launched = _core.LAUNCHES["win.pane_stats"]
+    compacted = gpu.drop_panes_before(7)
+    assert _core.LAUNCHES["win.pane_stats"] == launched
+    assert compacted is not gpu and len(compacted) == len(cpu.drop_panes_before(7))
+    compacted.pane_bounds(7, dropping=9)
+    more_keys, more_values = random_batch(rng, 30, (20, 25))  # new pane rows: recount
+    compacted.add_events(more_keys, more_values)
+    launched = _core.LAUNCHES["win.pane_stats"]
+    compacted.drop_panes_before(9)
+    assert _core.LAUNCHES["win.pane_stats"] == launched + 1
 
 
 @pytest.mark.parametrize("span", [1, 3, device_windows.FEW_BINS, device_windows.FEW_BINS + 44])
