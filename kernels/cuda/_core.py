@@ -191,6 +191,7 @@ def _upload(host: np.ndarray, caller: str) -> Any:
 
 
 CONSTANT_BYTES = 4096  # the largest host array :func:`constant` keeps on the device
+CONSTANT_ENTRIES = 256  # how many contents it keeps (the most recently used)
 _CONSTANTS: OrderedDict[tuple[str, tuple[int, ...], bytes], Any] = OrderedDict()
 _CONSTANTS_LOCK = threading.Lock()
 
@@ -202,8 +203,7 @@ def constant(array: Any, dtype: Any | None = None) -> Any:
     Why: an upload from pageable memory first waits for all the queued work, and the
     engine passes the same few small arrays (aggregation masks, allowed values, empty
     placeholders) with every batch. Device arrays pass through; arrays above
-    ``CONSTANT_BYTES`` are copied each time, as by :func:`as_device`. The cache keeps the
-    256 most recently used contents.
+    ``CONSTANT_BYTES`` are copied each time, as by :func:`as_device`.
     """
     if is_device_array(array):
         return array
@@ -217,7 +217,7 @@ def constant(array: Any, dtype: Any | None = None) -> Any:
             _CONSTANTS.move_to_end(key)
             return found
         found = _CONSTANTS[key] = _upload(host, sys._getframe(1).f_code.co_name)
-        if len(_CONSTANTS) > 256:
+        if len(_CONSTANTS) > CONSTANT_ENTRIES:
             _CONSTANTS.popitem(last=False)
         return found
 

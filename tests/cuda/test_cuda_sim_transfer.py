@@ -157,6 +157,9 @@ def test_small_host_arrays_are_uploaded_once_as_constants() -> None:
     assert constant(big) is not constant(big)  # too big to keep: copied each time
     device = as_device(np.ones(4))
     assert constant(device) is device
+    for i in range(_core.CONSTANT_ENTRIES):  # the least recently used content goes first
+        constant(np.array([i, -1]))
+    assert constant(np.array([3, 1, 2]), np.int64) is not first
     # An upload after queued work waits for it (the driver syncs the stream); a constant
     # already on the device does not.
     before = sum(_core.WAITS.values())
