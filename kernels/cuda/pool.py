@@ -21,7 +21,7 @@ cache is given back to the driver and the allocation is tried once more.
 Turn it on with ``TIKTOKTOE_DEVICE_POOL=1`` in the environment (read when
 :mod:`kernels.cuda` is imported, before Numba creates its CUDA context), or with
 :func:`install` before the first CUDA call. Not on by default until a card has
-measured it (``benchmarks/gpu_check.sh`` runs the engine both ways). The
+measured it (``benchmarks/gpu_check.sh memory`` runs the engine each way). The
 simulator has no memory manager, so CI tests :class:`BlockCache` with a stand-in
 driver.
 """
