@@ -111,8 +111,9 @@ def register(
 # Every ``kernel()`` call is followed by one launch. A read waits for the device to finish
 # what was queued before it, so the reads that follow a launch or a memset are also
 # counted apart, as WAITS: a run of reads with nothing queued between them waits once.
-# So does an upload of a host array (``as_device``) after queued work: the driver syncs the
-# stream before a copy from pageable memory starts (CUDA's "API synchronization behavior").
+# So does an upload of a host array above ``STAGED_BYTES`` (``as_device``) after queued
+# work: the driver syncs the stream before a copy from pageable memory starts (CUDA's "API
+# synchronization behavior"). Smaller ones go through pinned buffers and do not wait.
 LAUNCHES: Counter[str] = Counter()
 READS: Counter[str] = Counter()
 WAITS: Counter[str] = Counter()
@@ -184,10 +185,57 @@ def as_device(array: Any, dtype: Any | None = None) -> Any:
 
 def _upload(host: np.ndarray, caller: str) -> Any:
     ALLOCATIONS[caller] += 1
+    if 0 < host.nbytes <= STAGED_BYTES:
+        _queued[0] = True  # an asynchronous copy, queued behind the work before it
+        return _STAGING.upload(host)
     if _queued[0] and host.size:  # a copy from pageable memory syncs the stream first
         WAITS[f"{caller}(upload)"] += 1
         _queued[0] = False
     return cuda.to_device(host)
+
+
+STAGED_BYTES = 1 << 20  # host arrays up to this size go to the device without a stream sync
+STAGING_SLOTS = 32
+
+
+class _Staging:
+    """Pinned buffers that carry small host arrays to the device, one after another.
+
+    Why: a copy from pageable memory syncs the stream before it starts, so the host
+    would wait for all the queued kernels at every upload. A copy from pinned memory
+    on the default stream does not sync: it runs after the work queued before it,
+    so what is launched later sees the data. A buffer is refilled only once its last
+    copy has run (its event, normally long past: ``STAGING_SLOTS - 1`` uploads were
+    queued since). Buffers grow to the largest array they carried (at most
+    ``STAGED_BYTES`` each).
+    """
+
+    def __init__(self, slots: int) -> None:
+        self._buffers: list[Any] = [None] * slots
+        self._events: list[Any] = [None] * slots
+        self._turn = 0
+        self._lock = threading.Lock()
+
+    def upload(self, host: np.ndarray) -> Any:
+        with self._lock:
+            i = self._turn
+            self._turn = (i + 1) % len(self._buffers)
+            if self._events[i] is None:
+                self._events[i] = cuda.event() if SIMULATOR else cuda.event(timing=False)
+            self._events[i].synchronize()  # the last copy out of this buffer has run
+            buffer = self._buffers[i]
+            if buffer is None or buffer.nbytes < host.nbytes:
+                buffer = self._buffers[i] = cuda.pinned_array(max(host.nbytes, 4096), np.uint8)
+            staged = buffer[: host.nbytes].view(host.dtype).reshape(host.shape)
+            np.copyto(staged, host)
+            out = cuda.device_array(host.shape, dtype=host.dtype)
+            stream = cuda.default_stream()
+            out.copy_to_device(staged, stream=stream)
+            self._events[i].record(stream)
+            return out
+
+
+_STAGING = _Staging(STAGING_SLOTS)
 
 
 CONSTANT_BYTES = 4096  # the largest host array :func:`constant` keeps on the device

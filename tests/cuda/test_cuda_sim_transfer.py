@@ -160,11 +160,29 @@ def test_small_host_arrays_are_uploaded_once_as_constants() -> None:
     for i in range(_core.CONSTANT_ENTRIES):  # the least recently used content goes first
         constant(np.array([i, -1]))
     assert constant(np.array([3, 1, 2]), np.int64) is not first
-    # An upload after queued work waits for it (the driver syncs the stream); a constant
-    # already on the device does not.
+    # A big upload after queued work waits for it (the driver syncs the stream before a
+    # copy from pageable memory); a small one goes through pinned buffers and does not.
     before = sum(_core.WAITS.values())
     full(8, 0, np.int64)  # queues a memset
-    constant(np.array([3, 1, 2]), np.int64)
-    assert sum(_core.WAITS.values()) == before
     as_device(np.array([5, 6]))
+    assert sum(_core.WAITS.values()) == before
+    as_device(np.zeros(_core.STAGED_BYTES // 8 + 1))
     assert sum(_core.WAITS.values()) == before + 1
+
+
+def test_small_uploads_through_pinned_buffers_keep_their_values() -> None:
+    """More uploads than staging buffers, of growing sizes and several dtypes: each device
+    array keeps what it was given after its buffer has carried others."""
+    from kernels.cuda._core import STAGING_SLOTS
+
+    rng = np.random.default_rng(4)
+    sent = []
+    for i in range(3 * STAGING_SLOTS):
+        shape = (i + 1,) if i % 3 else (2, i + 1)
+        host = rng.normal(size=shape).astype([np.float64, np.int8, np.bool_][i % 3])
+        sent.append((host, as_device(host)))
+    for host, device in sent:
+        got = to_host(device)
+        assert got.dtype == host.dtype and got.shape == host.shape
+        np.testing.assert_array_equal(got, host)
+    assert to_host(as_device(np.empty(0, np.int16))).shape == (0,)
