@@ -118,7 +118,8 @@ LAUNCHES: Counter[str] = Counter()
 READS: Counter[str] = Counter()
 WAITS: Counter[str] = Counter()
 # Device allocations by caller: with Numba's own memory manager each one is a cuMemAlloc,
-# and its free a cuMemFree (deferred, in groups of ten), which waits for the device.
+# and its free a cuMemFree (deferred, made in bursts: ``pool.defer_frees``), which waits
+# for the device.
 ALLOCATIONS: Counter[str] = Counter()
 _queued = [False]  # whether work was queued on the device since the last read
 _SHARED_READERS = frozenset({"exclusive_scan", "flag_offsets"})  # helpers of many callers

@@ -3,7 +3,7 @@
 Why: a CUDA batch of the engine allocates about a hundred device arrays (sliding
 workload) to four hundred (full short-video config), most of them scratch that
 dies within the batch (``benchmarks.launches`` counts them). With Numba's own
-memory manager each is a ``cuMemAlloc``, and the frees, deferred in groups of ten,
+memory manager each is a ``cuMemAlloc``, and the frees, deferred and made in bursts,
 are ``cuMemFree`` calls, which wait for the device. Here a dropped array's block
 goes back to a cache by size class (powers of two) and the next request of that
 class takes it, with no driver call.
@@ -20,8 +20,8 @@ cache is given back to the driver and the allocation is tried once more.
 
 Turn it on with ``TIKTOKTOE_DEVICE_POOL=1`` in the environment (read when
 :mod:`kernels.cuda` is imported, before Numba creates its CUDA context), or with
-:func:`install` before the first CUDA call. Not on by default until a card has
-measured it (``benchmarks/gpu_check.sh memory`` runs the engine each way). The
+:func:`install` before the first CUDA call. Not on by default: on an H200 the engine
+was no faster with it (``benchmarks/gpu_check.sh memory``, RESULTS.md). The
 simulator has no memory manager, so CI tests :class:`BlockCache` with a stand-in
 driver.
 """
