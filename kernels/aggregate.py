@@ -194,6 +194,20 @@ def update_events(
                        rows, ist, isum, f0, f1)  # fmt: skip
 
 
+@njit(inline="always")
+def chan(n_a, mean_a, m2_a, n_b, mean_b, m2_b):  # pragma: no cover - compiled
+    """(mean, M2) of two parts combined (Chan et al.), part ``a`` possibly empty.
+
+    Shared by every merge of STD/VAR moments: the CPU row merge and group
+    finaliser, and the CUDA fold and merge kernels.
+    """
+    if n_a == 0:
+        return mean_b, m2_b
+    total = n_a + n_b
+    delta = mean_b - mean_a
+    return mean_a + delta * n_b / total, m2_a + (m2_b + delta * delta * n_a * n_b / total)
+
+
 @njit(nogil=True, cache=True)
 def merge_rows(
     src_idx, dst_idx, ops, s_rows, s_ist, s_isum, s_f0, s_f1, d_rows, d_ist, d_isum, d_f0, d_f1
@@ -220,15 +234,9 @@ def merge_rows(
             elif op == MAX:
                 if s_f0[s, a] > d_f0[d, a]:
                     d_f0[d, a] = s_f0[s, a]
-            elif op == STD or op == VAR:  # Chan et al. parallel combination
-                if nd == 0:
-                    d_f0[d, a] = s_f0[s, a]
-                    d_f1[d, a] = s_f1[s, a]
-                else:
-                    total = nd + ns
-                    delta = s_f0[s, a] - d_f0[d, a]
-                    d_f0[d, a] += delta * ns / total
-                    d_f1[d, a] += s_f1[s, a] + delta * delta * nd * ns / total
+            elif op == STD or op == VAR:
+                d_f0[d, a], d_f1[d, a] = chan(nd, d_f0[d, a], d_f1[d, a], ns, s_f0[s, a],
+                                              s_f1[s, a])  # fmt: skip
 
 
 @njit(inline="always")
@@ -308,15 +316,7 @@ def combine_finalize(
                     if f0[s, a] > acc[a]:
                         acc[a] = f0[s, a]
                 elif op == STD or op == VAR:
-                    n = cnt[a]
-                    if n == 0:
-                        acc[a] = f0[s, a]
-                        m2[a] = f1[s, a]
-                    else:
-                        total = n + ns
-                        delta = f0[s, a] - acc[a]
-                        acc[a] += delta * ns / total
-                        m2[a] += f1[s, a] + delta * delta * n * ns / total
+                    acc[a], m2[a] = chan(cnt[a], acc[a], m2[a], ns, f0[s, a], f1[s, a])
                 cnt[a] += ns
         p = position[g]
         for a in range(n_aggs):

@@ -62,7 +62,6 @@ class DeviceSessionState:
         self._n = 0
         self._n_dead = 0
         self._alloc(capacity)
-        self._col_of = constant(plan.col_of, np.int64)
         self._is_int = constant(plan.is_int, np.bool_)
 
     def _alloc(self, capacity: int) -> None:
@@ -94,7 +93,7 @@ class DeviceSessionState:
                 new[: self._n].copy_to_device(array[: self._n])
 
     def _check_room(self, rows: int) -> None:
-        per_row = 8 * (1 + 4 * len(self.plan.ops)) + 25 + 8 * (max(self.width, 1) + 2)
+        per_row = self.agg.bytes_per_row + 25 + 8 * (max(self.width, 1) + 2)
         check_room(self.limit, max(self.nbytes, rows * per_row), rows, self.owner, "session",
                    "a shorter gap")  # fmt: skip
 
@@ -137,7 +136,7 @@ class DeviceSessionState:
         self.sketches.merge_rows(src, dst, self._n)
         ids = sessions.event_rows(order, session_of, group_of, row_of, int(rows.shape[0]))
         update_events(
-            ids, self.agg.ops, self._col_of, constant(values.mask_of, np.int64), self._is_int,
+            ids, self.agg.ops_host, self.plan.col_of, values.mask_of, self.plan.is_int,
             values.fcols, values.icols, values.masks, self.agg, n_rows=self._n,
         )  # fmt: skip
         self.sketches.add_events(ids, values)

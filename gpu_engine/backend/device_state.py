@@ -54,8 +54,7 @@ class DevicePaneState:
         self.agg = DeviceAggState(plan.ops, capacity)
         self.sketches = DeviceSketchEntries()
         self.uploader = uploader if uploader is not None else PinnedUploader(chunk_rows)
-        # The plan's arrays, on the device once (each batch passes its own mask_of).
-        self._col_of = constant(plan.col_of, np.int64)
+        # For finalising groups, on the device once.
         self._is_int = constant(plan.is_int, np.bool_)
         self._dead_before: tuple[int, int, int] | None = None  # (first_live, rows, dead)
 
@@ -92,14 +91,13 @@ class DevicePaneState:
             Column(values.icols, 1),
             Column(values.masks, 1),
         ]
-        mask_of = constant(values.mask_of, np.int64)
         sketch_ids = empty(n, np.int64) if values.sketch_inputs else None
         for lo, hi, (keys, fcols, icols, masks) in self.uploader.chunks(columns, n):
             ids = self.index.insert(keys)
             n_rows = len(self.index)
             self.agg.reserve(n_rows)
             device_update_events(
-                ids, self.agg.ops, self._col_of, mask_of, self._is_int,
+                ids, self.agg.ops_host, self.plan.col_of, values.mask_of, self.plan.is_int,
                 fcols, icols, masks, self.agg, n_rows=n_rows,
             )  # fmt: skip
             if sketch_ids is not None:
@@ -109,7 +107,7 @@ class DevicePaneState:
 
     def _check_room(self, rows: int) -> None:
         """Refuse, with a clear error, to grow past the configured device memory limit."""
-        per_row = 8 * (1 + 4 * len(self.plan.ops)) + 8 * (self.width + 2)  # state + index
+        per_row = self.agg.bytes_per_row + 8 * (self.width + 2)  # state + index
         check_room(self.limit, max(self.nbytes, rows * per_row), rows, self.owner, "pane",
                    "a shorter window")  # fmt: skip
 

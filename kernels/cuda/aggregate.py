@@ -5,16 +5,24 @@ The state columns (``rows``, ``ist``, ``isum``, ``f0``, ``f1``; see the table in
 :class:`DeviceAggState` copies to and from an :class:`~kernels.aggregate.AggState`
 unchanged and either side can merge or finalise it.
 
-Scattering uses atomics (one thread per event or per merged pair):
-``atomic.add`` for counts and sums (float64 atomic add needs sm_60+),
-``atomic.min``/``atomic.max`` for MIN/MAX (NaN never wins, as on the CPU).
-STD/VAR cannot be updated atomically in (n, mean, M2) form, so they take two
-passes into per-row scratch moments: pass 1 adds counts and sums (the mean),
-pass 2 adds ``(x - mean)^2`` (or, when merging rows, ``M2_s + n_s (mean_s -
-mean)^2``); a per-row pass then folds the batch moments into the state with
-Chan's formula, exactly the CPU's merge, and clears the scratch.
+Adding a batch of events takes three passes, each one thread per event:
+1. every event adds itself to its row's *accumulators*, one per distinct
+   (kind, mask, column) of the plan: the row's event count, counts under
+   ``where``/null masks, float and integer sums (native atomics: float64 add
+   needs sm_60+); MIN/MAX go straight into the state (``atomic.min``/``max``
+   after a plain read, NaN never wins, as on the CPU). Aggregations that share
+   an input share its accumulator, so an event costs one atomic per distinct
+   input rather than several per aggregation;
+2. STD/VAR only: ``(x - mean)^2`` around the row's batch mean (its count and
+   sum from pass 1), since (n, mean, M2) cannot be updated atomically;
+3. the event that opened its row's count folds the row's accumulators into the
+   state (Chan's formula for STD/VAR, exactly the CPU merge) and clears them:
+   no atomics, and work in proportion to the batch, not to the state.
+Merging rows takes the per-aggregation route: atomics per merged pair, and for
+STD/VAR the same two-pass moments in per-aggregation scratch, folded per row.
 
-API (device arrays; small plan arrays may be host numpy arrays):
+API (device arrays; the plan arrays ``ops``, ``col_of``, ``mask_of``, ``is_int`` as host
+numpy arrays):
 
 ``DeviceAggState(ops, capacity)``: ``.reserve(n_rows)``, ``.to_host(n) -> AggState``,
 ``DeviceAggState.from_host(state)``.
@@ -33,22 +41,21 @@ API (device arrays; small plan arrays may be host numpy arrays):
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numba import float64, types
+from numba import float64, int64, types
 
 from kernels.aggregate import (
-    COUNT,
-    DISTINCT,
     MAX,
     MEAN,
     MIN,
-    QUANTILE,
     STD,
     SUM,
     VAR,
     AggState,
+    chan,
     final_value,
 )
 from kernels.cuda._core import (
@@ -69,73 +76,106 @@ FLOAT_DTYPES = ("float64", "float32")
 _I1, _I2, _F2, _B1 = arr("int64"), arr("int64", 2), arr("float64", 2), arr("bool")
 
 
+# -- scattering events: accumulators per (mask, column), folded into the state per row ---
+# Kinds of the steps of an update plan (see _UpdatePlan).
+ROWS, COUNT_WHERE, INT_SUM, FLOAT_SUM, LOWEST, HIGHEST, SQUARES = range(7)
+_STEP = ("kind", "mask", "column", "slot", "count_slot", "sum_slot")
+
+
 def _update_sig(dt: np.dtype) -> Any:
-    return types.void(
-        _I1, _I1, _I1, _I1, _B1, arr(dt, 2), _I2, arr("uint8", 2),
-        _I1, _I2, _I2, _F2, _F2, _I2, _F2,
-    )  # fmt: skip
+    return types.void(_I1, _I2, arr(dt, 2), _I2, arr("uint8", 2), _F2, _I2, _F2,
+                      arr("uint8"))  # fmt: skip
 
 
 @register("agg.update", FLOAT_DTYPES, _update_sig)
-def _update(
-    ids, ops, col_of, mask_of, is_int, fcols, icols, masks,
-    rows, ist, isum, f0, f1, m_n, m_sum,
-):  # pragma: no cover - compiled  # fmt: skip
-    n_aggs = ops.shape[0]
+def _update(ids, steps, fcols, icols, masks, acc, acc_i, f0, owner):  # pragma: no cover
+    """Pass 1: add each event to its row's accumulators (``acc``: float counts, float sums;
+    ``acc_i``: integer sums) and MIN/MAX straight into ``f0``. The event that opens its
+    row's count (the add that returns 0) owns the row for the fold."""
+    for i in range(cuda.grid(1), ids.shape[0], cuda.gridsize(1)):
+        r = ids[i]
+        if r < 0:
+            owner[i] = 0
+            continue
+        owner[i] = 1 if cuda.atomic.add(acc, (r, 0), 1.0) == 0.0 else 0
+        for k in range(steps.shape[0]):
+            kind = steps[k, 0]
+            if kind == ROWS or kind == SQUARES:
+                continue
+            m = steps[k, 1]
+            if m >= 0 and masks[m, i] == 0:
+                continue
+            c = steps[k, 2]
+            s = steps[k, 3]
+            if kind == COUNT_WHERE:
+                cuda.atomic.add(acc, (r, s), 1.0)
+            elif kind == INT_SUM:
+                cuda.atomic.add(acc_i, (r, s), icols[c, i])
+            else:
+                x = float64(fcols[c, i])
+                if kind == FLOAT_SUM:
+                    cuda.atomic.add(acc, (r, s), x)
+                elif kind == LOWEST:
+                    if x < f0[r, s]:  # a plain read first: most events lose, no atomic
+                        cuda.atomic.min(f0, (r, s), x)
+                elif x > f0[r, s]:  # HIGHEST
+                    cuda.atomic.max(f0, (r, s), x)
+
+
+def _squares_sig(dt: np.dtype) -> Any:
+    return types.void(_I1, _I2, arr(dt, 2), arr("uint8", 2), _F2)
+
+
+@register("agg.update_m2", FLOAT_DTYPES, _squares_sig)
+def _update_m2(ids, steps, fcols, masks, acc):  # pragma: no cover - compiled
+    """Pass 2 (STD/VAR only): squared deviations from the row's batch mean, which pass 1
+    left in its count and sum accumulators."""
     for i in range(cuda.grid(1), ids.shape[0], cuda.gridsize(1)):
         r = ids[i]
         if r < 0:
             continue
-        cuda.atomic.add(rows, r, 1)
-        for a in range(n_aggs):
-            m = mask_of[a]
+        for k in range(steps.shape[0]):
+            if steps[k, 0] != SQUARES:
+                continue
+            m = steps[k, 1]
             if m >= 0 and masks[m, i] == 0:
                 continue
-            op = ops[a]
-            if op == COUNT or op == QUANTILE or op == DISTINCT:
-                cuda.atomic.add(ist, (r, a), 1)
-                continue
-            c = col_of[a]
-            x = float64(fcols[c, i])
-            if op == STD or op == VAR:  # pass 1 of 2: count and sum into scratch
-                cuda.atomic.add(m_n, (r, a), 1)
-                cuda.atomic.add(m_sum, (r, a), x)
-                continue
-            cuda.atomic.add(ist, (r, a), 1)
-            if op == SUM or op == MEAN:
-                if is_int[a]:
-                    cuda.atomic.add(isum, (r, a), icols[c, i])
-                else:
-                    cuda.atomic.add(f0, (r, a), x)
-            elif op == MIN:
-                if x < f0[r, a]:  # a plain read first: most events lose, no atomic
-                    cuda.atomic.min(f0, (r, a), x)
-            elif op == MAX:
-                if x > f0[r, a]:
-                    cuda.atomic.max(f0, (r, a), x)
+            d = float64(fcols[steps[k, 2], i]) - acc[r, steps[k, 5]] / acc[r, steps[k, 4]]
+            cuda.atomic.add(acc, (r, steps[k, 3]), d * d)
 
 
-def _m2_sig(dt: np.dtype) -> Any:
-    return types.void(_I1, _I1, _I1, _I1, arr(dt, 2), arr("uint8", 2), _I2, _F2, _F2)
+def _fold_sig(dt: np.dtype) -> Any:
+    return types.void(_I1, arr("uint8"), _I1, _B1, _I2, _F2, _I2, _I1, _I2, _I2, _F2, _F2)
 
 
-@register("agg.update_m2", FLOAT_DTYPES, _m2_sig)
-def _update_m2(ids, ops, col_of, mask_of, fcols, masks, m_n, m_sum, m_m2):  # pragma: no cover
-    """Pass 2 of STD/VAR: squared deviations from the batch mean of the row."""
+@register("agg.fold", ("int64",), _fold_sig)
+def _fold(ids, owner, ops, is_int, fold, acc, acc_i, rows, ist, isum, f0, f1):  # pragma: no cover
+    """Pass 3: the owner of each touched row folds the row's accumulators into the state
+    (Chan's formula for STD/VAR, as the CPU merge) and clears them. One thread per row, so
+    no atomics; work in proportion to the batch, not to the state."""
     n_aggs = ops.shape[0]
     for i in range(cuda.grid(1), ids.shape[0], cuda.gridsize(1)):
-        r = ids[i]
-        if r < 0:
+        if owner[i] == 0:
             continue
+        r = ids[i]
+        rows[r] += int64(acc[r, 0])
         for a in range(n_aggs):
+            ns = int64(acc[r, fold[a, 0]])
+            if ns == 0:
+                continue
             op = ops[a]
-            if op != STD and op != VAR:
-                continue
-            m = mask_of[a]
-            if m >= 0 and masks[m, i] == 0:
-                continue
-            d = float64(fcols[col_of[a], i]) - m_sum[r, a] / m_n[r, a]
-            cuda.atomic.add(m_m2, (r, a), d * d)
+            if op == STD or op == VAR:
+                f0[r, a], f1[r, a] = chan(ist[r, a], f0[r, a], f1[r, a], ns,
+                                           acc[r, fold[a, 1]] / ns, acc[r, fold[a, 2]])  # fmt: skip
+            elif (op == SUM or op == MEAN) and is_int[a]:
+                isum[r, a] += acc_i[r, fold[a, 1]]
+            elif op == SUM or op == MEAN:
+                f0[r, a] += acc[r, fold[a, 1]]
+            ist[r, a] += ns
+        for s in range(acc.shape[1]):
+            acc[r, s] = 0.0
+        for s in range(acc_i.shape[1]):
+            acc_i[r, s] = 0
 
 
 def _combine_sig(dt: np.dtype) -> Any:
@@ -154,18 +194,9 @@ def _combine_moments(ops, n, ist, f0, f1, m_n, m_sum, m_m2):  # pragma: no cover
             ns = m_n[r, a]
             if ns == 0:
                 continue
-            mean = m_sum[r, a] / ns
-            m2 = m_m2[r, a]
-            nd = ist[r, a]
-            total = nd + ns
-            if nd == 0:
-                f0[r, a] = mean
-                f1[r, a] = m2
-            else:  # Chan et al., as in the CPU merge_rows
-                delta = mean - f0[r, a]
-                f0[r, a] += delta * ns / total
-                f1[r, a] += m2 + delta * delta * nd * ns / total
-            ist[r, a] = total
+            f0[r, a], f1[r, a] = chan(ist[r, a], f0[r, a], f1[r, a], ns, m_sum[r, a] / ns,
+                                       m_m2[r, a])  # fmt: skip
+            ist[r, a] += ns
             m_n[r, a] = 0
             m_sum[r, a] = 0.0
             m_m2[r, a] = 0.0
@@ -260,16 +291,88 @@ def _init_rows(ops, f0, start, stop):  # pragma: no cover - compiled
 
 
 _COLUMNS = ("rows", "ist", "isum", "f0", "f1")
+_SCRATCH = ("m_n", "m_sum", "m_m2", "acc", "acc_i")
+
+
+@dataclass(frozen=True)
+class _UpdatePlan:
+    """How events reach the state: one accumulator per distinct (kind, mask, column).
+
+    Why: aggregations share their inputs. ``count``, ``mean`` and ``std`` of one column
+    all count the same events and two of them sum the same values, so pass 1 adds each
+    event once per accumulator instead of once per aggregation (the full short-video
+    config: 2 atomics an event where it took 11), and the fold spreads the sums to the
+    aggregations. Accumulator 0 counts the row's events (the unmasked count).
+    """
+
+    steps: Any  # device (n_steps, 6) int64, columns _STEP
+    fold: Any  # device (n_aggs, 3) int64: count slot, sum slot, squares slot
+    width: int  # float accumulators (counts, float sums, squares)
+    int_width: int  # integer sums
+    has_squares: bool
+
+    @staticmethod
+    def build(ops: np.ndarray, col_of: np.ndarray, mask_of: np.ndarray,
+              is_int: np.ndarray) -> _UpdatePlan:  # fmt: skip
+        slots: dict[tuple[int, int, int], int] = {(ROWS, -1, -1): 0}
+        int_slots: dict[tuple[int, int, int], int] = {}
+        steps: list[tuple[int, ...]] = [(ROWS, -1, -1, 0, -1, -1)]
+
+        def slot(kind: int, mask: int, column: int, table: dict[Any, int],
+                 count: int = -1, total: int = -1) -> int:  # fmt: skip
+            key = (kind, mask, column)
+            if key not in table:
+                table[key] = len(table)
+                steps.append((kind, mask, column, table[key], count, total))
+            return table[key]
+
+        fold = np.full((len(ops), 3), -1, dtype=np.int64)
+        for a, (op, column, mask) in enumerate(zip(ops, col_of, mask_of, strict=True)):
+            m, c = int(mask), int(column)
+            count = 0 if m < 0 else slot(COUNT_WHERE, m, -1, slots)
+            fold[a, 0] = count
+            if op in (SUM, MEAN) and is_int[a]:
+                fold[a, 1] = slot(INT_SUM, m, c, int_slots)
+            elif op in (SUM, MEAN, STD, VAR):
+                fold[a, 1] = slot(FLOAT_SUM, m, c, slots)
+            if op in (STD, VAR):
+                fold[a, 2] = slot(SQUARES, m, c, slots, count, int(fold[a, 1]))
+            elif op == MIN:
+                steps.append((LOWEST, m, c, a, -1, -1))
+            elif op == MAX:
+                steps.append((HIGHEST, m, c, a, -1, -1))
+        table = np.array(steps, dtype=np.int64).reshape(-1, len(_STEP))
+        return _UpdatePlan(constant(table), constant(fold), len(slots), len(int_slots),
+                           bool((table[:, 0] == SQUARES).any()))  # fmt: skip
+
+
+_PLANS: dict[bytes, _UpdatePlan] = {}
+
+
+def update_plan(ops: Any, col_of: Any, mask_of: Any, is_int: Any) -> _UpdatePlan:
+    """The (cached) update plan of an aggregation plan given as host arrays (device arrays
+    are read back, which waits for the device: pass host arrays)."""
+    given = zip((ops, col_of, mask_of, is_int), (np.int64, np.int64, np.int64, np.bool_),
+                strict=True)  # fmt: skip
+    arrays = [np.ascontiguousarray(to_host(a), dtype=dt) for a, dt in given]
+    key = b"|".join(a.tobytes() for a in arrays)
+    found = _PLANS.get(key)
+    if found is None:
+        found = _PLANS[key] = _UpdatePlan.build(*arrays)
+    return found
 
 
 class DeviceAggState:
-    """Device copy of :class:`~kernels.aggregate.AggState` plus STD/VAR scratch moments."""
+    """Device copy of :class:`~kernels.aggregate.AggState`, plus scratch: per-row
+    accumulators of the batch being added and the STD/VAR moments of merges."""
 
     def __init__(self, ops: Any, capacity: int = 1024) -> None:
         self.ops_host = np.ascontiguousarray(to_host(ops), dtype=np.int64)
         self.ops = constant(self.ops_host)  # read-only: shared, uploaded once
         self.n_aggs = len(self.ops_host)
         self.has_moments = bool(np.isin(self.ops_host, [STD, VAR]).any())
+        self._widths = (1, 0)  # accumulator columns (float, integer); grown by the plans used
+        self.owner = empty(0, np.uint8)  # per event of the last batch; grown as needed
         self._alloc(max(capacity, 16))
 
     def _alloc(self, capacity: int) -> None:
@@ -284,6 +387,12 @@ class DeviceAggState:
         self.m_n = full(scratch, 0, np.int64)
         self.m_sum = full(scratch, 0.0, np.float64)
         self.m_m2 = full(scratch, 0.0, np.float64)
+        self._alloc_accumulators(capacity)
+
+    def _alloc_accumulators(self, capacity: int) -> None:
+        """Zeroed accumulators (they are zero between batches: the fold clears them)."""
+        self.acc = full((capacity, self._widths[0]), 0.0, np.float64)
+        self.acc_i = full((capacity if self._widths[1] else 1, self._widths[1]), 0, np.int64)
 
     def _init(self, start: int, stop: int) -> None:
         if stop > start:
@@ -296,8 +405,14 @@ class DeviceAggState:
 
     @property
     def nbytes(self) -> int:
-        """Device bytes of the state columns (the STD/VAR scratch not counted)."""
-        return sum(int(getattr(self, name).nbytes) for name in _COLUMNS)
+        """Device bytes of the state columns and their scratch."""
+        return sum(int(getattr(self, name).nbytes) for name in _COLUMNS + _SCRATCH)
+
+    @property
+    def bytes_per_row(self) -> int:
+        """Device bytes one more row takes (state columns and scratch), for memory limits."""
+        moments = 3 * self.n_aggs if self.has_moments else 0
+        return 8 * (1 + 4 * self.n_aggs + moments + sum(self._widths))
 
     def reserve(self, n_rows: int) -> None:
         """Make room for row ids below ``n_rows`` (new rows start empty)."""
@@ -308,6 +423,15 @@ class DeviceAggState:
         self._alloc(max(n_rows, 2 * old))
         for name, array in kept.items():
             getattr(self, name)[:old].copy_to_device(array)
+
+    def prepare(self, plan: _UpdatePlan, n_events: int) -> None:
+        """Accumulators wide enough for ``plan`` and owner flags for ``n_events``."""
+        widths = (max(self._widths[0], plan.width), max(self._widths[1], plan.int_width))
+        if widths != self._widths:
+            self._widths = widths
+            self._alloc_accumulators(self.capacity)
+        if self.owner.shape[0] < n_events:
+            self.owner = empty(max(n_events, 2 * self.owner.shape[0]), np.uint8)
 
     def to_host(self, n: int) -> AggState:
         """The first ``n`` rows as a CPU :class:`AggState`."""
@@ -331,26 +455,33 @@ def update_events(
 ) -> None:  # fmt: skip
     """Scatter event ``i`` into row ``ids[i]`` of ``state`` (already reserved) on the device.
 
-    ``n_rows`` (default: the capacity) bounds the ids, which limits the STD/VAR fold pass.
+    ``ops``, ``col_of``, ``mask_of`` and ``is_int`` should be host arrays (the plan is built
+    from them on the host, once per content). Three passes, all in proportion to the
+    batch: accumulate, squared deviations (STD/VAR only), fold into the state.
+    ``n_rows`` is accepted for symmetry with :func:`merge_rows`; it is not needed.
     """
+    del n_rows
     ids = as_device(ids, np.int64)
-    fcols = as_device(fcols)
-    dtype = np.dtype(fcols.dtype)
-    plan = (as_device(ops, np.int64), as_device(col_of, np.int64), as_device(mask_of, np.int64))
     n = ids.shape[0]
     if n == 0:
         return
+    plan = update_plan(ops, col_of, mask_of, is_int)
+    fcols = as_device(fcols)
+    dtype = np.dtype(fcols.dtype)
+    masks = as_device(masks, np.uint8)
+    state.prepare(plan, n)
+    owner = state.owner[:n]
     blocks, threads = launch(n)
     kernel("agg.update", dtype)[blocks, threads](
-        ids, *plan, as_device(is_int, np.bool_), fcols, as_device(icols, np.int64),
-        as_device(masks, np.uint8), state.rows, state.ist, state.isum, state.f0, state.f1,
-        state.m_n, state.m_sum,
+        ids, plan.steps, fcols, as_device(icols, np.int64), masks, state.acc, state.acc_i,
+        state.f0, owner,
     )  # fmt: skip
-    if state.has_moments:
-        kernel("agg.update_m2", dtype)[blocks, threads](
-            ids, *plan, fcols, as_device(masks, np.uint8), state.m_n, state.m_sum, state.m_m2
-        )
-        _combine(state, n_rows)
+    if plan.has_squares:
+        kernel("agg.update_m2", dtype)[blocks, threads](ids, plan.steps, fcols, masks, state.acc)
+    kernel("agg.fold")[blocks, threads](
+        ids, owner, state.ops, constant(is_int, np.bool_), plan.fold, state.acc, state.acc_i,
+        state.rows, state.ist, state.isum, state.f0, state.f1,
+    )  # fmt: skip
 
 
 def _combine(state: DeviceAggState, n_rows: int | None) -> None:
