@@ -354,7 +354,7 @@ def update_plan(ops: Any, col_of: Any, mask_of: Any, is_int: Any) -> _UpdatePlan
     are read back, which waits for the device: pass host arrays)."""
     given = zip((ops, col_of, mask_of, is_int), (np.int64, np.int64, np.int64, np.bool_),
                 strict=True)  # fmt: skip
-    arrays = [np.ascontiguousarray(to_host(a), dtype=dt) for a, dt in given]
+    arrays: list[np.ndarray] = [np.ascontiguousarray(to_host(a), dtype=dt) for a, dt in given]
     key = b"|".join(a.tobytes() for a in arrays)
     found = _PLANS.get(key)
     if found is None:
