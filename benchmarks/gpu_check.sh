@@ -13,16 +13,19 @@
 #            and columns already on the device) and the full short-video config (sketches,
 #            top-k, sessions, corrupt rows) on 400k, each again in batches of 1M rows, with
 #            launches, waits and allocations per batch and a profile of the host's time.
-# On request (or "all"), about 3 minutes more:
+# On request (or "all"), about 3 minutes each:
+#   launch     the fast launch path (TIKTOKTOE_FAST_LAUNCH=1, kernels/cuda/launcher.py) against
+#              Numba's own: the host's cost of a launch and the smaller engine comparison
+#              both ways, then the GPU test suite with it on;
 #   memory     a smaller engine comparison and the cost of an allocation with Numba's stock
 #              deferred frees (bursts of 11), the engine's default (bursts of 257) and the
 #              opt-in pool (TIKTOKTOE_DEVICE_POOL=1, kernels/cuda/pool.py);
 #   optimizer  the optimizer's device check (informational).
-# Arguments pick steps (kernels tests engine memory optimizer, or all). Each step has its own
+# Arguments pick steps (kernels tests engine launch memory optimizer, or all). Each step has its own
 # timeout and prints its seconds; "GPU_CHECK PASS" or "GPU_CHECK FAIL" comes last, and the
 # exit status is 0 only on PASS. The device tool allows 600 s a call and 15 minutes a session
 # with the machine's start included: run the default as one call (its timeouts add up to
-# 580 s), then "memory optimizer" (280 s).
+# 580 s), then "launch" (400 s), then "memory optimizer" (280 s).
 #
 # Python packages the machine lacks travel as wheels in .whl/, installed here when present:
 # pydantic and its needs, and numpy < 2.5 (the image's numpy 2.5.2 breaks numba-cuda 0.30.4:
@@ -45,7 +48,7 @@ unset NUMBA_ENABLE_CUDASIM
 PY="${PYTHON:-python3}"
 status=0
 STEPS="${*:-kernels tests engine}"
-[ "$STEPS" = all ] && STEPS="kernels tests engine memory optimizer"
+[ "$STEPS" = all ] && STEPS="kernels tests engine launch memory optimizer"
 want() { [[ " $STEPS " == *" $1 "* ]]; }
 if [ -n "${OUT:-}" ]; then exec > >(tee "$OUT/gpu_check.log") 2>&1; fi
 START=$SECONDS
@@ -89,6 +92,18 @@ if want engine; then
     timeout 150 "$PY" -m benchmarks.gpu_engine --events "${ENGINE_EVENTS:-4000000}" \
         --full-events "${FULL_EVENTS:-400000}" --repeat 1 --cpu-workers 4 --profile 20 \
         || status=1
+fi
+
+if want launch; then
+    for fast in 0 1; do
+        step "launches: TIKTOKTOE_FAST_LAUNCH=$fast"
+        TIKTOKTOE_FAST_LAUNCH=$fast timeout 20 "$PY" -m benchmarks.launches --costs || status=1
+        TIKTOKTOE_FAST_LAUNCH=$fast timeout 60 "$PY" -m benchmarks.gpu_engine --events 2000000 \
+            --full-events 200000 --repeat 1 --large-batch 0 --cpu-workers 4 || status=1
+    done
+    step "GPU tests with TIKTOKTOE_FAST_LAUNCH=1"
+    TIKTOKTOE_FAST_LAUNCH=1 timeout 240 "$PY" -m pytest tests/cuda -m "gpu or cudasim" -q \
+        -p no:cacheprovider -W default -o addopts="--strict-markers -ra" || status=1
 fi
 
 if want memory; then

@@ -32,6 +32,8 @@ cuda: Any = _numba_cuda
 SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 THREADS = 256
 MAX_BLOCKS = 16_384  # grid-stride loops cover the rest
+# Launch registered kernels through kernels.cuda.launcher (not on the simulator).
+FAST_LAUNCH = os.environ.get("TIKTOKTOE_FAST_LAUNCH") == "1" and not SIMULATOR
 SIM_THREADS = 32  # the simulator runs one Python thread per CUDA thread
 SIM_BLOCKS = 2
 DEVICE_GRID_THREADS = MAX_BLOCKS * THREADS  # most threads of one launch on a card
@@ -145,6 +147,10 @@ def kernel(name: str, dtype: Any = "int64") -> Any:
         found = _COMPILED.get(key)
         if found is None:
             found = cuda.jit(spec.signature(np.dtype(key[1])))(spec.pyfunc)
+            if FAST_LAUNCH:
+                from kernels.cuda.launcher import PreparedKernel
+
+                found = PreparedKernel(found)
             _COMPILED[key] = found
     _remember(name, dtype, found)
     return found

@@ -1,0 +1,150 @@
+"""The fast launch path passes exactly the kernel parameters Numba's own launch passes.
+
+No device is needed: Numba device arrays are built over fake device memory, and the
+parameters :mod:`kernels.cuda.launcher` packs are compared with those of Numba's
+``_Kernel._prepare_args`` for every argument of every shipped kernel signature. Then a
+prepared kernel is driven with a stand-in for ``cuda.core.launch``: packed parameters
+when every argument fits its signature, Numba's own launch otherwise. Runs in the
+PTX process (not under the simulator, whose arrays are not Numba device arrays).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+    pytest.skip("the simulator has no Numba device arrays", allow_module_level=True)
+try:
+    from numba import types
+    from numba.cuda.cudadrv.devicearray import DeviceNDArray
+    from numba.cuda.dispatcher import _Kernel
+
+    from kernels.cuda import all_signatures, launcher
+    from kernels.cuda._core import arr
+except Exception as exc:  # pragma: no cover - numba without a CUDA target
+    pytest.skip(f"numba.cuda unavailable: {exc}", allow_module_level=True)
+
+
+class _Memory:
+    """Stands for device memory: all a Numba device array asks of it is its pointer."""
+
+    def __init__(self, pointer: int) -> None:
+        self.device_ctypes_pointer = ctypes.c_void_p(pointer)
+
+
+def _device_array(shape: tuple[int, ...], dtype: Any, pointer: int = 1 << 20) -> Any:
+    dtype = np.dtype(dtype)
+    strides = np.empty(shape, dtype).strides
+    return DeviceNDArray(shape, strides, dtype, gpu_data=_Memory(pointer))
+
+
+def _sample(numba_type: Any, k: int) -> Any:
+    """A value of ``numba_type`` (arrays over fake memory, distinct sizes and pointers)."""
+    if isinstance(numba_type, types.Array):
+        shape = (3 + k, 2 + numba_type.ndim)[: numba_type.ndim]
+        return _device_array(shape, numba_type.dtype.name, pointer=(k + 1) << 20)
+    if isinstance(numba_type, types.Boolean):
+        return k % 2 == 0
+    if isinstance(numba_type, types.Integer):
+        return 7 + k
+    return 1.5 + k
+
+
+def _numba_params(numba_type: Any, value: Any) -> list[Any]:
+    out: list[Any] = []
+    _Kernel._prepare_args(SimpleNamespace(extensions=[]), numba_type, value, 0, [], out)
+    return out
+
+
+def _comparable(params: list[Any]) -> list[Any]:
+    return [(type(p).__name__, p.value) if isinstance(p, ctypes._SimpleCData) else p
+            for p in params]  # fmt: skip
+
+
+SIGNATURES = list(all_signatures())
+
+
+@pytest.mark.parametrize(
+    ("name", "dtype", "signature"),
+    [(name, dtype, sig) for name, dtype, _, sig in SIGNATURES],
+    ids=[f"{name}[{dtype}]" for name, dtype, *_ in SIGNATURES],
+)
+def test_parameters_match_numbas_own(name: str, dtype: str, signature: Any) -> None:
+    for k, numba_type in enumerate(signature.args):
+        value = _sample(numba_type, k)
+        packed: list[Any] = []
+        assert launcher.packer(numba_type)(value, packed), (name, numba_type)
+        assert _comparable(packed) == _comparable(_numba_params(numba_type, value)), numba_type
+        again: list[Any] = []  # the second launch reads the parameters kept on the array
+        launcher.packer(numba_type)(value, again)
+        assert _comparable(again) == _comparable(packed)
+
+
+def test_arrays_that_do_not_fit_the_signature_are_refused() -> None:
+    pack = launcher.packer(arr("float64", 2))
+    whole = _device_array((4, 6), np.float64)
+    assert pack(whole, [])
+    every_other = DeviceNDArray((4, 3), (48, 16), np.float64, gpu_data=_Memory(1 << 20))
+    assert not pack(every_other, [])  # not C-contiguous: Numba's path must see it
+    assert not pack(_device_array((4, 6), np.float32), [])  # another dtype
+    assert not pack(_device_array((24,), np.float64), [])  # another ndim
+    foreign = SimpleNamespace(__cuda_array_interface__={"shape": (4, 6)})  # e.g. CuPy
+    assert not pack(foreign, [])
+
+
+class _NumbaLaunch:
+    """Stands for a configured Numba kernel (``dispatcher[blocks, threads]``)."""
+
+    def __init__(self, dims: tuple[int, int]) -> None:
+        self.griddim, self.blockdim = (dims[0], 1, 1), (dims[1], 1, 1)
+        self.stream = "default stream"
+        self.calls: list[tuple[Any, ...]] = []
+
+    def __call__(self, *args: Any) -> None:
+        self.calls.append(args)
+
+
+class _Dispatcher:
+    def __init__(self, signature: Any) -> None:
+        cufunc = SimpleNamespace(kernel="cufunc")
+        library = SimpleNamespace(get_cufunc=lambda: cufunc)
+        compiled = SimpleNamespace(argument_types=list(signature.args), _codelibrary=library)
+        self.overloads = {signature: compiled}
+        self.launches: dict[Any, _NumbaLaunch] = {}
+
+    def __getitem__(self, dims: tuple[int, int]) -> _NumbaLaunch:
+        return self.launches.setdefault(dims, _NumbaLaunch(dims))
+
+
+def test_prepared_kernel_launches_packed_parameters_or_falls_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    launched: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(launcher, "launch", lambda *a: launched.append(a))
+    signature = types.void(arr("int64"), arr("float64", 2), types.int64, types.boolean)
+    dispatcher = _Dispatcher(signature)
+    prepared = launcher.PreparedKernel(dispatcher)
+    ids, values = _device_array((5,), np.int64), _device_array((2, 5), np.float64)
+
+    prepared[4, 256](ids, values, 3, True)
+    assert len(launched) == 1
+    stream, config, function, *params = launched[0]
+    assert (stream, function) == ("default stream", "cufunc")
+    assert (config.grid, config.block, config.shmem_size) == ((4, 1, 1), (256, 1, 1), 0)
+    want = [p for t, v in zip(signature.args, (ids, values, 3, True), strict=True)
+            for p in _numba_params(t, v)]  # fmt: skip
+    assert _comparable(params) == _comparable(want)
+    assert not dispatcher.launches[4, 256].calls
+    assert prepared[4, 256] is prepared[4, 256]  # one configuration per grid
+
+    as_float32 = _device_array((2, 5), np.float32)
+    prepared[4, 256](ids, as_float32, 3, True)  # Numba's path raises its usual TypeError
+    prepared[4, 256](ids, values, 3)  # a missing argument: Numba's error too
+    assert len(launched) == 1
+    assert [len(call) for call in dispatcher.launches[4, 256].calls] == [4, 3]
