@@ -371,8 +371,12 @@ class DeviceAggState:
         self.ops = constant(self.ops_host)  # read-only: shared, uploaded once
         self.n_aggs = len(self.ops_host)
         self.has_moments = bool(np.isin(self.ops_host, [STD, VAR]).any())
-        self._widths = (1, 0)  # accumulator columns (float, integer); grown by the plans used
-        self.owner = empty(0, np.uint8)  # per event of the last batch; grown as needed
+        # Accumulator columns (float, integer), made by the first update (states that only
+        # receive merges, such as window groups, never need them) and widened by its plans.
+        self._widths = (0, 0)
+        self.acc: Any = None
+        self.acc_i: Any = None
+        self.owner: Any = None  # per event of the last batch; grown as needed
         self._alloc(max(capacity, 16))
 
     def _alloc(self, capacity: int) -> None:
@@ -380,14 +384,18 @@ class DeviceAggState:
         self.rows = full(capacity, 0, np.int64)
         self.ist = full(shape2, 0, np.int64)
         self.isum = full(shape2, 0, np.int64)
-        self.f0 = empty(shape2, np.float64)
         self.f1 = full(shape2, 0.0, np.float64)
-        self._init(0, capacity)
+        if np.isin(self.ops_host, [MIN, MAX]).any():  # +inf / -inf: a kernel writes them
+            self.f0 = empty(shape2, np.float64)
+            self._init(0, capacity)
+        else:  # all zeros: a driver memset, cheaper for the host than a launch
+            self.f0 = full(shape2, 0.0, np.float64)
         scratch = shape2 if self.has_moments else (1, self.n_aggs)
         self.m_n = full(scratch, 0, np.int64)
         self.m_sum = full(scratch, 0.0, np.float64)
         self.m_m2 = full(scratch, 0.0, np.float64)
-        self._alloc_accumulators(capacity)
+        if self._widths[0]:
+            self._alloc_accumulators(capacity)
 
     def _alloc_accumulators(self, capacity: int) -> None:
         """Zeroed accumulators (they are zero between batches: the fold clears them)."""
@@ -406,13 +414,15 @@ class DeviceAggState:
     @property
     def nbytes(self) -> int:
         """Device bytes of the state columns and their scratch."""
-        return sum(int(getattr(self, name).nbytes) for name in _COLUMNS + _SCRATCH)
+        arrays = (getattr(self, name) for name in _COLUMNS + _SCRATCH)
+        return sum(int(array.nbytes) for array in arrays if array is not None)
 
     @property
     def bytes_per_row(self) -> int:
         """Device bytes one more row takes (state columns and scratch), for memory limits."""
         moments = 3 * self.n_aggs if self.has_moments else 0
-        return 8 * (1 + 4 * self.n_aggs + moments + sum(self._widths))
+        accumulators = max(self._widths[0], 1) + self._widths[1]  # before the first update too
+        return 8 * (1 + 4 * self.n_aggs + moments + accumulators)
 
     def reserve(self, n_rows: int) -> None:
         """Make room for row ids below ``n_rows`` (new rows start empty)."""
@@ -430,8 +440,9 @@ class DeviceAggState:
         if widths != self._widths:
             self._widths = widths
             self._alloc_accumulators(self.capacity)
-        if self.owner.shape[0] < n_events:
-            self.owner = empty(max(n_events, 2 * self.owner.shape[0]), np.uint8)
+        if self.owner is None or self.owner.shape[0] < n_events:
+            had = 0 if self.owner is None else self.owner.shape[0]
+            self.owner = empty(max(n_events, 2 * had), np.uint8)
 
     def to_host(self, n: int) -> AggState:
         """The first ``n`` rows as a CPU :class:`AggState`."""
@@ -451,16 +462,14 @@ class DeviceAggState:
 
 def update_events(
     ids: Any, ops: Any, col_of: Any, mask_of: Any, is_int: Any,
-    fcols: Any, icols: Any, masks: Any, state: DeviceAggState, n_rows: int | None = None,
+    fcols: Any, icols: Any, masks: Any, state: DeviceAggState,
 ) -> None:  # fmt: skip
     """Scatter event ``i`` into row ``ids[i]`` of ``state`` (already reserved) on the device.
 
     ``ops``, ``col_of``, ``mask_of`` and ``is_int`` should be host arrays (the plan is built
     from them on the host, once per content). Three passes, all in proportion to the
     batch: accumulate, squared deviations (STD/VAR only), fold into the state.
-    ``n_rows`` is accepted for symmetry with :func:`merge_rows`; it is not needed.
     """
-    del n_rows
     ids = as_device(ids, np.int64)
     n = ids.shape[0]
     if n == 0:

@@ -76,8 +76,7 @@ def _gpu_update(index: DeviceHashIndex, state: gpu.DeviceAggState, keys, fcols, 
                 skip):  # fmt: skip
     ids = index.insert(keys, skip=skip)
     state.reserve(len(index))
-    gpu.update_events(ids, OPS, COL_OF, MASK_OF, IS_INT, fcols, icols, masks, state,
-                      n_rows=len(index))  # fmt: skip
+    gpu.update_events(ids, OPS, COL_OF, MASK_OF, IS_INT, fcols, icols, masks, state)
 
 
 def _assert_same_groups(c_index, c_state: cpu.AggState, g_index, g_state) -> None:
