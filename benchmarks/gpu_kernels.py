@@ -177,7 +177,7 @@ class GpuPipeline:
         mark("pane keys, like mask")
         ids = self.index.insert(keys, skip=reason)
         mark("hash insert (pane, content_id)")
-        self.state.reserve(len(self.index))
+        self.state.reserve(self.index.upper_bound(limit=self.state.capacity))
         watch = dev["watch_ms"].reshape(1, n)
         aggregate.update_events(ids, OPS, COL_OF, MASK_OF, IS_INT, watch, dev["_no_icols"],
                                 like, self.state)  # fmt: skip

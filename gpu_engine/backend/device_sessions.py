@@ -137,7 +137,7 @@ class DeviceSessionState:
         ids = sessions.event_rows(order, session_of, group_of, row_of, int(rows.shape[0]))
         update_events(
             ids, self.agg.ops_host, self.plan.col_of, values.mask_of, self.plan.is_int,
-            values.fcols, values.icols, values.masks, self.agg, n_rows=self._n,
+            values.fcols, values.icols, values.masks, self.agg,
         )  # fmt: skip
         self.sketches.add_events(ids, values)
 

@@ -44,7 +44,7 @@ class DeviceSketchEntries:
         if n == 0:
             return
         ids = self.index.insert(keys, skip)
-        size = len(self.index)
+        size = self.index.upper_bound(limit=int(self.counts.shape[0]))
         if size > self.counts.shape[0]:
             grown = full(max(size, 2 * self.counts.shape[0]), 0, np.int64)
             grown[: self.counts.shape[0]].copy_to_device(self.counts)

@@ -82,7 +82,7 @@ class DevicePaneState:
         through without a copy.
         """
         n = len(group_keys)
-        self._check_room(len(self.index) + n)
+        self._check_room(n)
         if not is_device_array(group_keys):
             group_keys = np.ascontiguousarray(group_keys, dtype=np.int64)
         columns = [
@@ -94,20 +94,22 @@ class DevicePaneState:
         sketch_ids = empty(n, np.int64) if values.sketch_inputs else None
         for lo, hi, (keys, fcols, icols, masks) in self.uploader.chunks(columns, n):
             ids = self.index.insert(keys)
-            n_rows = len(self.index)
-            self.agg.reserve(n_rows)
+            self.agg.reserve(self.index.upper_bound(limit=self.agg.capacity))
             device_update_events(
                 ids, self.agg.ops_host, self.plan.col_of, values.mask_of, self.plan.is_int,
-                fcols, icols, masks, self.agg, n_rows=n_rows,
+                fcols, icols, masks, self.agg,
             )  # fmt: skip
             if sketch_ids is not None:
                 sketch_ids[lo:hi].copy_to_device(ids)
         if sketch_ids is not None:
             self.sketches.add_events(sketch_ids, values)
 
-    def _check_room(self, rows: int) -> None:
-        """Refuse, with a clear error, to grow past the configured device memory limit."""
+    def _check_room(self, extra: int) -> None:
+        """Refuse, with a clear error, to grow past the configured device memory limit with
+        ``extra`` more rows (the index's upper bound first: no wait unless it is too big)."""
         per_row = self.agg.bytes_per_row + 8 * (self.width + 2)  # state + index
+        limit = None if self.limit is None else self.limit // per_row
+        rows = self.index.upper_bound(limit=None if limit is None else limit - extra) + extra
         check_room(self.limit, max(self.nbytes, rows * per_row), rows, self.owner, "pane",
                    "a shorter window")  # fmt: skip
 

@@ -28,6 +28,9 @@ API (device arrays; host arrays are copied):
     e.g. validation reason codes) get id ``-1`` and add nothing.
     ``.find(keys) -> ids``: ids, ``-1`` where absent.
     ``.keys`` (device, (len, width)), ``len(index)``.
+    ``.upper_bound(limit=None)``: at least ``len(index)`` without waiting for the device.
+    The length is counted on the device (a one-thread kernel after pass 2), so an insert
+    never waits for it; ``len()`` reads it back when inserts happened since the last read.
 """
 
 from __future__ import annotations
@@ -47,8 +50,9 @@ from kernels.cuda._core import (
     kernel,
     launch,
     register,
+    to_host,
 )
-from kernels.cuda.scan import flag_offsets
+from kernels.cuda.scan import device_flag_offsets
 from kernels.hashindex import mix64
 
 EMPTY = -1
@@ -133,13 +137,15 @@ def _claim(slots, stored, batch, skip, claimed, claim, out):  # pragma: no cover
 
 def _resolve_sig(dt: np.dtype) -> Any:
     i1, i2 = arr("int64"), arr("int64", 2)
-    return types.void(i1, i2, i2, i1, i1, types.int64, i1)
+    return types.void(i1, i2, i2, i1, i1, i1, i1)
 
 
 @register("hash.resolve", ("int64",), _resolve_sig)
-def _resolve(slots, stored, batch, claim, number, base, out):  # pragma: no cover - compiled
+def _resolve(slots, stored, batch, claim, number, count, out):  # pragma: no cover - compiled
     """Pass 2: claimer ``i`` takes id ``base + number[i]``, stores its key and publishes the id
-    in its slot; a row that found the claim of row ``j`` takes ``base + number[j]``."""
+    in its slot; a row that found the claim of row ``j`` takes ``base + number[j]``. ``base``
+    is the index's length before the batch, read from the device (``count[0]``)."""
+    base = count[0]
     for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
         pos = claim[i]
         if pos >= 0:
@@ -152,6 +158,17 @@ def _resolve(slots, stored, batch, claim, number, base, out):  # pragma: no cove
         s = out[i]
         if s <= -2:
             out[i] = base + number[-(s + 2)]
+
+
+def _advance_sig(dt: np.dtype) -> Any:
+    return types.void(arr("int64"), arr("int64"))
+
+
+@register("hash.advance", ("int64",), _advance_sig)
+def _advance(count, added):  # pragma: no cover - compiled
+    """The index's length grows by the batch's new keys (one thread, after pass 2)."""
+    if cuda.grid(1) == 0:
+        count[0] += added[0]
 
 
 def _lookup_sig(dt: np.dtype) -> Any:
@@ -207,36 +224,58 @@ class DeviceHashIndex:
         if width < 1:
             raise ValueError("DeviceHashIndex needs width >= 1 (pass a zero column for width 0)")
         self.width = width
-        self._n = 0
+        # The length lives on the device, so an insert need not wait for it: the host knows
+        # it as of its last read, plus how many rows were inserted since (an upper bound).
+        self._count = full(1, 0, np.int64)
+        self._known = 0
+        self._pending = 0
         capacity = max(capacity, 16)
         self._keys = empty((capacity, width), np.int64)
         self._slots = full(_pow2_at_least(2 * capacity), EMPTY, np.int64)
         self._no_skip = as_device(_NO_SKIP)
 
     def __len__(self) -> int:
-        return self._n
+        """The number of keys (reads the device's count after inserts: a wait)."""
+        if self._pending:
+            self._known = int(to_host(self._count)[0])
+            self._pending = 0
+        return self._known
+
+    def upper_bound(self, limit: int | None = None) -> int:
+        """At least ``len(self)``, without waiting for the device; exactly ``len(self)`` (a
+        wait) when the quick bound would exceed ``limit``, such as a state's capacity."""
+        bound = self._known + self._pending
+        if limit is not None and bound > limit:
+            return len(self)
+        return bound
 
     @property
     def keys(self) -> Any:
         """Stored key tuples, row ``i`` being the key of id ``i`` (a device view)."""
-        return self._keys[: self._n]
+        return self._keys[: len(self)]
 
     @property
     def nbytes(self) -> int:
         return int(self._keys.nbytes + self._slots.nbytes)
 
     def _reserve(self, extra: int) -> None:
-        need = self._n + extra
+        """Room for ``extra`` more keys, judged by the upper bound (the exact length is read
+        only when the bound says the tables may have to grow)."""
+        need = self.upper_bound() + extra
+        if need <= self._keys.shape[0] and 2 * need <= self._slots.shape[0]:
+            return
+        n = len(self)
+        need = n + extra
         if need > self._keys.shape[0]:
             grown = empty((max(need, 2 * self._keys.shape[0]), self.width), np.int64)
-            if self._n:
-                grown[: self._n].copy_to_device(self._keys[: self._n])
+            if n:
+                grown[:n].copy_to_device(self._keys[:n])
             self._keys = grown
         if 2 * need > self._slots.shape[0]:
             self._slots = full(_pow2_at_least(4 * need), EMPTY, np.int64)
-            if self._n:
-                blocks, threads = launch(self._n)
-                kernel("hash.reinsert")[blocks, threads](self._slots, self._keys, self._n)
+            if n:
+                blocks, threads = launch(n)
+                kernel("hash.reinsert")[blocks, threads](self._slots, self._keys, n)
 
     def _batch(self, keys: Any) -> Any:
         keys = as_device(keys, np.int64)
@@ -261,11 +300,12 @@ class DeviceHashIndex:
         kernel("hash.claim")[blocks, threads](
             self._slots, self._keys, batch, skip, claimed, claim, out
         )
-        number, added = flag_offsets(claimed)
+        number, added = device_flag_offsets(claimed)
         kernel("hash.resolve")[blocks, threads](
-            self._slots, self._keys, batch, claim, number, self._n, out
+            self._slots, self._keys, batch, claim, number, self._count, out
         )
-        self._n += added
+        kernel("hash.advance")[1, 1](self._count, added)
+        self._pending += n
         return out
 
     def find(self, keys: Any) -> Any:

@@ -132,6 +132,12 @@ def flag_offsets(flags: Any) -> tuple[Any, int]:
     return out, int(to_host(total)[0]) if flags.shape[0] else 0
 
 
+def device_flag_offsets(flags: Any) -> tuple[Any, Any]:
+    """:func:`flag_offsets` with the count left on the device (a one-item int64 array), so
+    that nothing waits for the device."""
+    return _scan(as_device(flags, np.uint8), cap=1)
+
+
 def _scan(values: Any, cap: int = NO_CAP) -> tuple[Any, Any]:
     """(exclusive prefix sums of ``min(values, cap)``, a one-item device array holding
     their total)."""
@@ -152,4 +158,11 @@ def _scan(values: Any, cap: int = NO_CAP) -> tuple[Any, Any]:
     return out, total
 
 
-__all__ = ["BLOCK_ITEMS", "CHUNK", "exclusive_offsets", "exclusive_scan", "flag_offsets"]
+__all__ = [
+    "BLOCK_ITEMS",
+    "CHUNK",
+    "device_flag_offsets",
+    "exclusive_offsets",
+    "exclusive_scan",
+    "flag_offsets",
+]

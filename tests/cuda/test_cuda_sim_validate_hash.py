@@ -121,6 +121,31 @@ def test_hash_index_groups_like_cpu(width: int) -> None:
     np.testing.assert_array_equal(to_host(gpu.keys)[found[:-5]], probe[:-5])
 
 
+def test_inserts_do_not_wait_for_the_length() -> None:
+    """The length is counted on the device: batches inserted back to back (no read between
+    them) number their new keys after each other, no insert waits for the device while
+    the tables have room, and the host's upper bound covers the length until it is read."""
+    from kernels.cuda import _core
+
+    rng = np.random.default_rng(11)
+    batches = [rng.integers(0, 40 * (b + 1), (N, 2)).astype(np.int64) for b in range(3)]
+    gpu = gpu_hash.DeviceHashIndex(2, capacity=4 * N)  # room for every batch: no growth
+    waits = sum(_core.WAITS.values())
+    on_device = [gpu.insert(keys) for keys in batches]
+    assert sum(_core.WAITS.values()) == waits  # no insert waited
+    ids = [to_host(batch_ids) for batch_ids in on_device]  # read only now
+    bound = gpu.upper_bound()
+    assert bound == 3 * N
+    cpu = HashIndex(2, capacity=16)
+    for keys, got in zip(batches, ids, strict=True):
+        want = cpu.insert(keys)
+        assert len(set(zip(got.tolist(), want.tolist(), strict=True))) == len(set(want.tolist()))
+    assert len(gpu) == len(cpu) <= bound
+    assert gpu.upper_bound() == len(cpu)  # exact once read
+    np.testing.assert_array_equal(to_host(gpu.keys)[ids[2]], batches[2])
+    assert gpu.upper_bound(limit=len(cpu) - 1) == len(cpu)
+
+
 def test_new_ids_are_numbered_by_a_scan_past_one_block() -> None:
     """A batch longer than one scan block (the multi-level scan numbers its claimers): the
     new keys take exactly the next ids, each row gets its key's id, and nothing that was
