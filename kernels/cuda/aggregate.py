@@ -300,9 +300,10 @@ class _UpdatePlan:
 
     Why: aggregations share their inputs. ``count``, ``mean`` and ``std`` of one column
     all count the same events and two of them sum the same values, so pass 1 adds each
-    event once per accumulator instead of once per aggregation (the full short-video
-    config: 2 atomics an event where it took 11), and the fold spreads the sums to the
-    aggregations. Accumulator 0 counts the row's events (the unmasked count).
+    event once per accumulator instead of once per aggregation (``benchmarks.gpu_kernels``'
+    nine aggregations: about 3 atomics an event, counting STD's second pass, where they
+    took 13), and the fold spreads the sums to the aggregations. Accumulator 0 counts the
+    row's events (the unmasked count).
     """
 
     steps: Any  # device (n_steps, 6) int64, columns _STEP
