@@ -121,12 +121,13 @@ class DevicePaneState:
         same pass counts the rows that call would drop, so it needs no pass and no wait
         for the device of its own.
         """
-        n = len(self)
-        if n == 0:
+        keys, count = self.index.counted_keys()
+        if keys.shape[0] == 0:
             return None
-        first, last, dead = device_windows.pane_stats(self.index.keys, first_live, dropping)
-        self._dead_before = None if dropping is None else (dropping, n, dead)
-        return (first, last) if first <= last else None
+        stats = device_windows.pane_stats(keys, first_live, dropping, count=count)
+        self.index.learn_length(stats.rows)  # the same read: no wait for len() of its own
+        self._dead_before = None if dropping is None else (dropping, stats.rows, stats.dead)
+        return (stats.first, stats.last) if stats.first <= stats.last else None
 
     def window_groups(
         self, geometry: PaneGeometry, k_min: int, k_max: int, first_live: int
@@ -166,7 +167,7 @@ class DevicePaneState:
         if self._dead_before is not None and self._dead_before[:2] == (first_live, n):
             dead = self._dead_before[2]  # counted by pane_bounds; no pane row since
         else:
-            _, _, dead = device_windows.pane_stats(self.index.keys, first_live)
+            dead = device_windows.pane_stats(self.index.keys, first_live).dead
         if dead <= n - dead:
             return self
         live_keys, old_ids = device_windows.compact_live(self.index.keys, first_live)

@@ -29,7 +29,7 @@ API (device arrays; host arrays are copied):
     ``.find(keys) -> ids``: ids, ``-1`` where absent.
     ``.keys`` (device, (len, width)), ``len(index)``.
     ``.upper_bound(limit=None)``: at least ``len(index)`` without waiting for the device.
-    The length is counted on the device (a one-thread kernel after pass 2), so an insert
+    The length is counted on the device (pass 2 adds the scan's total), so an insert
     never waits for it; ``len()`` reads it back when inserts happened since the last read.
 """
 
@@ -96,17 +96,20 @@ def _same(a, i, b, j):  # pragma: no cover - compiled
 
 
 def _claim_sig(dt: np.dtype) -> Any:
-    i2 = arr("int64", 2)
-    return types.void(arr("int64"), i2, i2, arr("int8"), arr("uint8"), arr("int64"), arr("int64"))
+    i1, i2 = arr("int64"), arr("int64", 2)
+    return types.void(i1, i2, i2, arr("int8"), arr("uint8"), i1, i1, i1)
 
 
 @register("hash.claim", ("int64",), _claim_sig)
-def _claim(slots, stored, batch, skip, claimed, claim, out):  # pragma: no cover - compiled
+def _claim(slots, stored, batch, skip, claimed, claim, out, count):  # pragma: no cover
     """Pass 1: ``out[i]`` = an existing id, or ``-(j + 2)`` naming the row ``j`` that claimed
     the key's slot; a claimer (``claimed[i] = 1``, its slot in ``claim[i]``) gets its id in
-    pass 2."""
+    pass 2. ``count`` = (length before this batch, length): the first becomes the second
+    here, for pass 2 to number new keys from."""
     n_slots = slots.shape[0]
     has_skip = skip.shape[0] > 0
+    if cuda.grid(1) == 0:
+        count[0] = count[1]
     for i in range(cuda.grid(1), batch.shape[0], cuda.gridsize(1)):
         claim[i] = -1
         claimed[i] = 0
@@ -137,15 +140,18 @@ def _claim(slots, stored, batch, skip, claimed, claim, out):  # pragma: no cover
 
 def _resolve_sig(dt: np.dtype) -> Any:
     i1, i2 = arr("int64"), arr("int64", 2)
-    return types.void(i1, i2, i2, i1, i1, i1, i1)
+    return types.void(i1, i2, i2, i1, i1, i1, i1, i1)
 
 
 @register("hash.resolve", ("int64",), _resolve_sig)
-def _resolve(slots, stored, batch, claim, number, count, out):  # pragma: no cover - compiled
+def _resolve(slots, stored, batch, claim, number, added, count, out):  # pragma: no cover
     """Pass 2: claimer ``i`` takes id ``base + number[i]``, stores its key and publishes the id
     in its slot; a row that found the claim of row ``j`` takes ``base + number[j]``. ``base``
-    is the index's length before the batch, read from the device (``count[0]``)."""
+    is the length before the batch (``count[0]``, which only pass 1 writes); the length
+    (``count[1]``) grows by the ``added[0]`` new keys."""
     base = count[0]
+    if cuda.grid(1) == 0:
+        count[1] = base + added[0]
     for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
         pos = claim[i]
         if pos >= 0:
@@ -158,17 +164,6 @@ def _resolve(slots, stored, batch, claim, number, count, out):  # pragma: no cov
         s = out[i]
         if s <= -2:
             out[i] = base + number[-(s + 2)]
-
-
-def _advance_sig(dt: np.dtype) -> Any:
-    return types.void(arr("int64"), arr("int64"))
-
-
-@register("hash.advance", ("int64",), _advance_sig)
-def _advance(count, added):  # pragma: no cover - compiled
-    """The index's length grows by the batch's new keys (one thread, after pass 2)."""
-    if cuda.grid(1) == 0:
-        count[0] += added[0]
 
 
 def _lookup_sig(dt: np.dtype) -> Any:
@@ -226,7 +221,7 @@ class DeviceHashIndex:
         self.width = width
         # The length lives on the device, so an insert need not wait for it: the host knows
         # it as of its last read, plus how many rows were inserted since (an upper bound).
-        self._count = full(1, 0, np.int64)
+        self._count = full(2, 0, np.int64)  # (length before the last insert, length)
         self._known = 0
         self._pending = 0
         capacity = max(capacity, 16)
@@ -237,7 +232,7 @@ class DeviceHashIndex:
     def __len__(self) -> int:
         """The number of keys (reads the device's count after inserts: a wait)."""
         if self._pending:
-            self._known = int(to_host(self._count)[0])
+            self._known = int(to_host(self._count)[1])
             self._pending = 0
         return self._known
 
@@ -253,6 +248,17 @@ class DeviceHashIndex:
     def keys(self) -> Any:
         """Stored key tuples, row ``i`` being the key of id ``i`` (a device view)."""
         return self._keys[: len(self)]
+
+    def counted_keys(self) -> tuple[Any, Any]:
+        """(the stored keys up to the upper bound, the device's one-item length array), for
+        a kernel that reads the length itself and returns it with its own results (then
+        :meth:`learn_length`): no wait for the length alone."""
+        return self._keys[: self.upper_bound()], self._count[1:]
+
+    def learn_length(self, n: int) -> None:
+        """The length, read back from the device since the last insert."""
+        self._known = n
+        self._pending = 0
 
     @property
     def nbytes(self) -> int:
@@ -298,13 +304,12 @@ class DeviceHashIndex:
         skip = self._no_skip if skip is None else as_device(skip, np.int8)
         blocks, threads = launch(n)
         kernel("hash.claim")[blocks, threads](
-            self._slots, self._keys, batch, skip, claimed, claim, out
+            self._slots, self._keys, batch, skip, claimed, claim, out, self._count
         )
         number, added = device_flag_offsets(claimed)
         kernel("hash.resolve")[blocks, threads](
-            self._slots, self._keys, batch, claim, number, self._count, out
+            self._slots, self._keys, batch, claim, number, added, self._count, out
         )
-        kernel("hash.advance")[1, 1](self._count, added)
         self._pending += n
         return out
 

@@ -120,7 +120,7 @@ def lex_order(*columns: Any) -> Any:
         return order
     for column in reversed(columns):
         column = as_device(column, np.int64)
-        lo, hi, _ = pane_stats(column.reshape(n, 1), INT64_MIN)  # the column's (min, max)
+        lo, hi, _, _ = pane_stats(column.reshape(n, 1), INT64_MIN)  # the column's min, max
         bits = (hi - lo).bit_length()
         if bits == 0:
             continue

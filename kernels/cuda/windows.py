@@ -13,10 +13,10 @@ counting sort over ``k - k_min`` orders the groups by window.
 
 API (device arrays; host arrays are copied):
 
-``pane_stats(keys, first_live, dead_before=first_live) -> (first, last, dead)``
+``pane_stats(keys, first_live, dead_before=first_live, count=None) -> PaneStats``
     min and max pane of the rows with pane ``>= first_live`` (``first > last``
-    when there are none) and how many rows are below ``dead_before`` (one
-    24-byte read back).
+    when there are none), how many rows are below ``dead_before`` and how many
+    rows it looked at (all, or the first ``count[0]``; one 32-byte read back).
 ``window_pairs(keys, first_live, last_pane, pane, slide, size, k_min, k_max)
     -> (src, group_keys)``: row ``src[j]`` belongs to group ``group_keys[j]`` =
     ``(k, atoms...)``, for windows ``k_min..k_max`` and panes
@@ -37,7 +37,7 @@ API (device arrays; host arrays are copied):
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numba import njit, types
@@ -87,13 +87,16 @@ def windows_of_pane(p, pane, slide, size, k_min, k_max):  # pragma: no cover - c
     return max(k_min, (start - size) // slide + 1), min(k_max, start // slide)
 
 
-@register("win.pane_stats", ("int64",), lambda dt: types.void(_I2, _i8, _i8, _i8, _I1))
-def _pane_stats(keys, n, first_live, dead_before, out):  # pragma: no cover - compiled
-    """``out`` = (min live pane, max live pane, rows of panes before ``dead_before``), from
-    (INT64_MAX, INT64_MIN, 0); each thread reduces its rows first, then updates ``out``
-    once (``launch_reduce``)."""
+@register("win.pane_stats", ("int64",), lambda dt: types.void(_I2, _i8, _I1, _i8, _i8, _I1))
+def _pane_stats(keys, n, count, first_live, dead_before, out):  # pragma: no cover - compiled
+    """``out`` = (min live pane, max live pane, rows of panes before ``dead_before``, rows),
+    from (INT64_MAX, INT64_MIN, 0, 0), over the first ``min(n, count[0])`` rows; each
+    thread reduces its rows first, then updates ``out`` once (``launch_reduce``)."""
+    rows = min(n, count[0])
+    if cuda.grid(1) == 0:
+        out[3] = rows
     lo, hi, dead = INT64_MAX, INT64_MIN, 0
-    for r in range(cuda.grid(1), n, cuda.gridsize(1)):
+    for r in range(cuda.grid(1), rows, cuda.gridsize(1)):
         p = keys[r, 0]
         if p >= first_live:
             lo = min(lo, p)
@@ -250,19 +253,31 @@ def _move_rows(
 # -- host-callable steps ----------------------------------------------------------------
 
 
-def pane_stats(keys: Any, first_live: int, dead_before: int | None = None) -> tuple[int, int, int]:
-    """(first live pane, last live pane, dead rows) of pane rows ``keys`` (see module doc);
-    the dead rows are those of panes before ``dead_before`` (default ``first_live``), so one
-    pass can also count what the next compaction would drop."""
+class PaneStats(NamedTuple):
+    first: int  # first live pane (first > last when none is live)
+    last: int  # last live pane
+    dead: int  # rows of panes before dead_before
+    rows: int  # rows looked at
+
+
+def pane_stats(
+    keys: Any, first_live: int, dead_before: int | None = None, count: Any = None
+) -> PaneStats:
+    """(first live pane, last live pane, dead rows, rows) of pane rows ``keys`` (see module
+    doc); the dead rows are those of panes before ``dead_before`` (default ``first_live``),
+    so one pass can also count what the next compaction would drop. ``count``: a one-item
+    device array holding how many leading rows of ``keys`` to look at (a hash index's
+    length, read back with the stats instead of by a wait of its own)."""
     keys = as_device(keys, np.int64)
     n = int(keys.shape[0])
-    out = empty(3, np.int64)  # from a device constant: a device-to-device copy, no wait
-    out.copy_to_device(constant(np.array([INT64_MAX, INT64_MIN, 0], dtype=np.int64)))
+    out = empty(4, np.int64)  # from a device constant: a device-to-device copy, no wait
+    out.copy_to_device(constant(np.array([INT64_MAX, INT64_MIN, 0, 0], dtype=np.int64)))
     if n:
         dead_before = first_live if dead_before is None else dead_before
-        kernel("win.pane_stats")[launch_reduce(n)](keys, n, int(first_live), int(dead_before), out)
-    first, last, dead = (int(v) for v in to_host(out))
-    return first, last, dead
+        count = constant(np.array([n], np.int64)) if count is None else count
+        kernel("win.pane_stats")[launch_reduce(n)](keys, n, count, int(first_live),
+                                                   int(dead_before), out)  # fmt: skip
+    return PaneStats(*(int(v) for v in to_host(out)))
 
 
 def window_pairs(

@@ -21,7 +21,7 @@ from window_cases import assert_same_groups, new_states, random_batch  # noqa: E
 from gpu_engine.backend.device_state import DevicePaneState  # noqa: E402
 from gpu_engine.windows.panes import PaneGeometry, PaneState  # noqa: E402
 from kernels.cuda import windows as device_windows  # noqa: E402
-from kernels.cuda._core import to_host  # noqa: E402
+from kernels.cuda._core import as_device, to_host  # noqa: E402
 
 pytestmark = [pytest.mark.cudasim, *CUDA_WARNINGS]
 
@@ -116,9 +116,12 @@ def test_compaction_keeps_exact_state() -> None:
 
 def test_pane_stats_and_pairs_kernels() -> None:
     keys = np.array([[5, 1], [2, 0], [9, 3], [2, 2], [-4, 1]], dtype=np.int64)
-    assert device_windows.pane_stats(keys, 2) == (2, 9, 1)
-    first, last, dead = device_windows.pane_stats(keys, 10)
-    assert first > last and dead == 5
+    assert device_windows.pane_stats(keys, 2) == (2, 9, 1, 5)
+    first, last, dead, rows = device_windows.pane_stats(keys, 10)
+    assert first > last and dead == rows == 5
+    # only the first count[0] rows (a hash index's length, kept on the device)
+    counted = device_windows.pane_stats(keys, 2, count=as_device(np.array([3], np.int64)))
+    assert counted == (2, 9, 0, 3)  # rows 5, 2, 9: none below pane 2
     # panes of 50 ms, windows of 150 every 100: pane p is in (50p - 150) // 100 + 1 .. 50p // 100
     src, group_keys = device_windows.window_pairs(keys, -10, 9, 50, 100, 150, -5, 4)
     pairs = sorted(zip(to_host(src).tolist(), map(tuple, to_host(group_keys)), strict=True))
@@ -140,7 +143,7 @@ def test_pane_stats_match_numpy_when_threads_reduce_many_rows(first_live: int) -
     panes = np.random.default_rng(first_live % 97).integers(-50, 100, 1000)
     keys = np.c_[panes, np.zeros_like(panes)].astype(np.int64)
     live = panes[panes >= first_live]
-    first, last, dead = device_windows.pane_stats(keys, first_live)
+    first, last, dead, _ = device_windows.pane_stats(keys, first_live)
     assert dead == len(panes) - len(live)
     if len(live):
         assert (first, last) == (live.min(), live.max())
@@ -149,7 +152,7 @@ def test_pane_stats_match_numpy_when_threads_reduce_many_rows(first_live: int) -
     # the rows the next compaction would drop, counted in the same pass
     for dead_before in (first_live, 0, 61):
         got = device_windows.pane_stats(keys, first_live, dead_before)
-        assert got == (first, last, int(np.count_nonzero(panes < dead_before)))
+        assert got == (first, last, int(np.count_nonzero(panes < dead_before)), len(panes))
 
 
 def test_drop_panes_before_reuses_the_count_of_pane_bounds() -> None:
@@ -162,7 +165,9 @@ def test_drop_panes_before_reuses_the_count_of_pane_bounds() -> None:
     keys, values = random_batch(rng, 120, (0, 10))
     cpu.add_events(keys, values)
     gpu.add_events(keys, values)
+    waits = sum(_core.WAITS.values())
     assert gpu.pane_bounds(2, dropping=7) == cpu.pane_bounds(2, dropping=7)
+    assert sum(_core.WAITS.values()) == waits + 1  # the index's length came with the stats
     launched = _core.LAUNCHES["win.pane_stats"]
     compacted = gpu.drop_panes_before(7)
     assert _core.LAUNCHES["win.pane_stats"] == launched
