@@ -16,7 +16,8 @@
 # On request (or "all"), about 3 minutes each:
 #   launch     the fast launch path (TIKTOKTOE_FAST_LAUNCH=1, kernels/cuda/launcher.py) against
 #              Numba's own: the host's cost of a launch and the smaller engine comparison
-#              both ways, then the GPU test suite with it on;
+#              both ways, then the GPU kernels (compare with the kernels step) and the GPU
+#              test suite with it on;
 #   memory     a smaller engine comparison and the cost of an allocation with Numba's stock
 #              deferred frees (bursts of 11), the engine's default (bursts of 257) and the
 #              opt-in pool (TIKTOKTOE_DEVICE_POOL=1, kernels/cuda/pool.py);
@@ -25,7 +26,7 @@
 # timeout and prints its seconds; "GPU_CHECK PASS" or "GPU_CHECK FAIL" comes last, and the
 # exit status is 0 only on PASS. The device tool allows 600 s a call and 15 minutes a session
 # with the machine's start included: run the default as one call (its timeouts add up to
-# 580 s), then "launch" (400 s), then "memory optimizer" (280 s).
+# 580 s), then "launch" (550 s), then "memory optimizer" (280 s).
 #
 # Python packages the machine lacks travel as wheels in .whl/, installed here when present:
 # pydantic and its needs, and numpy < 2.5 (the image's numpy 2.5.2 breaks numba-cuda 0.30.4:
@@ -101,6 +102,9 @@ if want launch; then
         TIKTOKTOE_FAST_LAUNCH=$fast timeout 60 "$PY" -m benchmarks.gpu_engine --events 2000000 \
             --full-events 200000 --repeat 1 --large-batch 0 --cpu-workers 4 || status=1
     done
+    step "GPU kernels with TIKTOKTOE_FAST_LAUNCH=1, ${EVENTS:-10000000} events"
+    TIKTOKTOE_FAST_LAUNCH=1 timeout 150 "$PY" -m benchmarks.gpu_kernels \
+        --events "${EVENTS:-10000000}" || status=1
     step "GPU tests with TIKTOKTOE_FAST_LAUNCH=1"
     TIKTOKTOE_FAST_LAUNCH=1 timeout 240 "$PY" -m pytest tests/cuda -m "gpu or cudasim" -q \
         -p no:cacheprovider -W default -o addopts="--strict-markers -ra" || status=1
