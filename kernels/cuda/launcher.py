@@ -99,9 +99,13 @@ class PreparedKernel:
         self._launches: dict[Any, _Launch] = {}
         self._function: Any = None
 
+    GRIDS_KEPT = 256  # grids sized by batch length vary; keep the recent ones
+
     def __getitem__(self, dims: Any) -> _Launch:
         found = self._launches.get(dims)
         if found is None:
+            if len(self._launches) >= self.GRIDS_KEPT:
+                self._launches.clear()
             found = self._launches[dims] = _Launch(self, self.dispatcher[dims])
         return found
 

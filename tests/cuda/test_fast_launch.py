@@ -142,6 +142,9 @@ def test_prepared_kernel_launches_packed_parameters_or_falls_back(
     assert _comparable(params) == _comparable(want)
     assert not dispatcher.launches[4, 256].calls
     assert prepared[4, 256] is prepared[4, 256]  # one configuration per grid
+    for blocks in range(1, 2 * prepared.GRIDS_KEPT):  # batch-sized grids: a bounded cache
+        prepared[blocks, 256]
+    assert len(prepared._launches) <= prepared.GRIDS_KEPT
 
     as_float32 = _device_array((2, 5), np.float32)
     prepared[4, 256](ids, as_float32, 3, True)  # Numba's path raises its usual TypeError
