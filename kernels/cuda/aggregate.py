@@ -401,7 +401,10 @@ class DeviceAggState:
     def _alloc_accumulators(self, capacity: int) -> None:
         """Zeroed accumulators (they are zero between batches: the fold clears them)."""
         self.acc = full((capacity, self._widths[0]), 0.0, np.float64)
-        self.acc_i = full((capacity if self._widths[1] else 1, self._widths[1]), 0, np.int64)
+        if self._widths[1]:
+            self.acc_i = full((capacity, self._widths[1]), 0, np.int64)
+        else:  # no integer sums: a shared placeholder no kernel writes to
+            self.acc_i = constant(np.zeros((1, 0), np.int64))
 
     def _init(self, start: int, stop: int) -> None:
         if stop > start:
