@@ -359,6 +359,18 @@ def compare(cpu: Result, gpu: Result) -> list[str]:
 
 
 # -- timing ----------------------------------------------------------------------------------
+def _host_work() -> np.ndarray:
+    """Kernel launches, waits for the device and device allocations made so far."""
+    from kernels.cuda import _core
+
+    return np.array([sum(c.values()) for c in (_core.LAUNCHES, _core.WAITS, _core.ALLOCATIONS)])
+
+
+def _described(work: np.ndarray) -> str:
+    launches, waits, allocations = work.tolist()
+    return f"{launches} launches, {waits} waits, {allocations} allocations"
+
+
 def _timed(fn: Any) -> tuple[float, Any]:
     """(seconds, result) of ``fn()`` between CUDA events, synchronised."""
     start, end = cuda.event(), cuda.event()
@@ -420,7 +432,9 @@ def main(argv: list[str] | None = None) -> int:
 
     dev = to_device(ev)
     pipe = GpuPipeline(n, groups)
+    work = _host_work()
     t_dev, (reason, field) = _timed(lambda p=pipe: p.run(dev))
+    work_dev = _host_work() - work
     gpu = pipe.result(reason, field)
     problems = compare(cpu, gpu)
     del pipe, gpu
@@ -447,7 +461,9 @@ def main(argv: list[str] | None = None) -> int:
     for _ in uploader.chunks([Column(pinned[name]) for name in names], n):
         pass  # sizes the uploader's device buffers before the timed run
     streamed = GpuPipeline(n, groups)
+    work = _host_work()
     t_streamed, parts = _timed(lambda p=streamed: run_streamed(p, pinned, uploader, constants))
+    work_streamed = _host_work() - work
     problems += [f"overlapped run: {p}" for p in compare(cpu, streamed.result(*joined(parts)))]
     del streamed, parts
     bw = h2d_bandwidth(args.bw_bytes)
@@ -471,6 +487,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"gpu, pinned, overlapped:  {t_streamed * 1e3:9.2f} ms  {rate_streamed:>16,.0f} "
           f"events/s  ({rate_streamed * nbytes / n / bw:.0%} of H2D bandwidth; chunks of "
           f"{args.chunk_rows:,} rows)")  # fmt: skip
+    print(f"host work of a run: data on device {_described(work_dev)}; overlapped chunks "
+          f"{_described(work_streamed)}")  # fmt: skip
     print(f"h2d bandwidth (pinned, {args.bw_bytes / 1e9:.2f} GB): {bw / 1e9:.2f} GB/s")
     print(f"cpu kernels:              {t_cpu * 1e3:9.2f} ms  {n / t_cpu:>16,.0f} events/s")
     print(f"speed-up over cpu (on device): {rate_dev / (n / t_cpu):.1f}x")

@@ -20,6 +20,7 @@ API (device arrays; host arrays are copied):
 ``lex_order(*columns) -> order``: int64 row numbers ordering the rows by
     ``columns[0]``, then ``columns[1]``, ... (ties by row number).
 ``iota(n) -> 0..n-1`` (int64).
+``bounds(columns) -> [(min, max), ...]``: of equally long int64 columns, one read back.
 """
 
 from __future__ import annotations
@@ -34,15 +35,18 @@ from kernels.cuda._core import (
     DEVICE_GRID_THREADS,
     arr,
     as_device,
+    constant,
     cuda,
     empty,
     kernel,
     launch,
+    launch_reduce,
     register,
+    to_host,
 )
 from kernels.cuda.ingest import take
 from kernels.cuda.scan import exclusive_offsets
-from kernels.cuda.windows import INT64_MIN, pane_stats
+from kernels.cuda.windows import INT64_MAX, INT64_MIN
 
 DIGIT_BITS = 8
 BINS = 1 << DIGIT_BITS
@@ -90,6 +94,37 @@ def _scatter(keys, rows, lo, shift, chunk, cursor, out_keys, out_rows):  # pragm
             out_rows[p] = rows[i]
 
 
+@register("sort.bounds", ("int64",), lambda dt: types.void(arr("int64", 2), _I1))
+def _bounds(columns, out):  # pragma: no cover - compiled
+    """``out[2c], out[2c + 1]`` = min, max of row ``c`` of ``columns`` (``out`` starts at
+    (INT64_MAX, INT64_MIN) pairs); each thread reduces its values first (``launch_reduce``)."""
+    n = columns.shape[1]
+    for c in range(columns.shape[0]):
+        lo, hi = INT64_MAX, INT64_MIN
+        for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+            lo = min(lo, columns[c, i])
+            hi = max(hi, columns[c, i])
+        if lo < out[2 * c]:  # a plain read first: most threads lose, no atomic
+            cuda.atomic.min(out, 2 * c, lo)
+        if hi > out[2 * c + 1]:
+            cuda.atomic.max(out, 2 * c + 1, hi)
+
+
+def bounds(columns: list[Any]) -> list[tuple[int, int]]:
+    """(min, max) of each of the equally long int64 device columns, in one pass and one
+    read back (one wait for all of them, not one per column)."""
+    n = int(columns[0].shape[0])
+    stacked = empty((len(columns), n), np.int64)
+    for c, column in enumerate(columns):
+        stacked[c].copy_to_device(column)  # device to device: no wait
+    start = np.tile(np.array([INT64_MAX, INT64_MIN], np.int64), len(columns))
+    out = empty(2 * len(columns), np.int64)
+    out.copy_to_device(constant(start))
+    kernel("sort.bounds")[launch_reduce(n)](stacked, out)
+    found = to_host(out).tolist()
+    return [(found[2 * c], found[2 * c + 1]) for c in range(len(columns))]
+
+
 def iota(n: int) -> Any:
     """``0..n-1`` as a device int64 array."""
     out = empty(n, np.int64)
@@ -118,9 +153,9 @@ def lex_order(*columns: Any) -> Any:
     order = iota(n)
     if n < 2:
         return order
-    for column in reversed(columns):
-        column = as_device(column, np.int64)
-        lo, hi, _, _ = pane_stats(column.reshape(n, 1), INT64_MIN)  # the column's min, max
+    device_columns = [as_device(column, np.int64) for column in columns]
+    ranges = bounds(device_columns)
+    for column, (lo, hi) in zip(reversed(device_columns), reversed(ranges), strict=True):
         bits = (hi - lo).bit_length()
         if bits == 0:
             continue
@@ -130,4 +165,4 @@ def lex_order(*columns: Any) -> Any:
     return order
 
 
-__all__ = ["iota", "lex_order"]
+__all__ = ["bounds", "iota", "lex_order"]

@@ -27,9 +27,10 @@ from gpu_engine.backend.device_sessions import DeviceSessionState  # noqa: E402
 from gpu_engine.engine import Engine  # noqa: E402
 from gpu_engine.errors import DeviceMemoryError  # noqa: E402
 from gpu_engine.io.sinks import MemorySink  # noqa: E402
+from kernels.cuda import _core  # noqa: E402
 from kernels.cuda import sessions as device_sessions  # noqa: E402
-from kernels.cuda._core import to_host  # noqa: E402
-from kernels.cuda.sort import lex_order  # noqa: E402
+from kernels.cuda._core import as_device, to_host  # noqa: E402
+from kernels.cuda.sort import bounds, lex_order  # noqa: E402
 from kernels.sessions import merge_intervals  # noqa: E402
 
 pytestmark = [pytest.mark.cudasim, *CUDA_WARNINGS]
@@ -191,8 +192,11 @@ def test_lex_order_is_numpys_stable_lexsort(case: str) -> None:
     else:
         columns = [np.array([5], np.int64)]
     columns = [np.asarray(c, dtype=np.int64) for c in columns]
+    waits = sum(_core.WAITS.values())
     order = to_host(lex_order(*columns))
+    assert sum(_core.WAITS.values()) - waits <= 2  # the columns' bounds at once, the order
     np.testing.assert_array_equal(order, np.lexsort(columns[::-1]))
+    assert bounds([as_device(c) for c in columns]) == [(c.min(), c.max()) for c in columns]
     assert len(to_host(lex_order(np.empty(0, np.int64)))) == 0
 
 
