@@ -157,3 +157,21 @@ def test_state_round_trips_through_host() -> None:
     back = gpu.DeviceAggState.from_host(c_state, n).to_host(n)
     for name in ("rows", "ist", "isum", "f0", "f1"):
         np.testing.assert_array_equal(getattr(back, name)[:n], getattr(c_state, name)[:n])
+
+
+def test_update_plan_shares_accumulators() -> None:
+    """Aggregations with the same input share one accumulator: the test plan's 14
+    aggregations need 14 steps (a row count, 2 masked counts, 3 float sums, 2 integer
+    sums, 3 squared deviations, 3 extremes), not a set of atomics each."""
+    plan = gpu.update_plan(OPS, COL_OF, MASK_OF, IS_INT)
+    steps = to_host(plan.steps)
+    kinds = steps[:, 0].tolist()
+    assert kinds.count(gpu.ROWS) == 1
+    assert kinds.count(gpu.COUNT_WHERE) == 2  # masks 0 and 1
+    # float sums: (mask 1, col 0) for SUM, MEAN and STD; (mask 0, col 2) VAR; (-1, col 2) STD
+    assert kinds.count(gpu.FLOAT_SUM) == 3
+    assert kinds.count(gpu.INT_SUM) == 2  # SUM of col 1 unmasked, MEAN of col 1 under mask 0
+    assert kinds.count(gpu.SQUARES) == 3  # STD (1, 0), VAR (0, 2), STD (-1, 2)
+    assert kinds.count(gpu.LOWEST) == 2 and kinds.count(gpu.HIGHEST) == 1
+    assert (plan.width, plan.int_width, plan.has_squares) == (1 + 2 + 3 + 3, 2, True)
+    assert gpu.update_plan(OPS, COL_OF, MASK_OF, IS_INT) is plan  # built once per content
