@@ -367,6 +367,16 @@ class DeviceAggState:
     """Device copy of :class:`~kernels.aggregate.AggState`, plus scratch: per-row
     accumulators of the batch being added and the STD/VAR moments of merges."""
 
+    # device views made by _alloc: the state columns, then the merge scratch
+    rows: Any
+    ist: Any
+    isum: Any
+    f0: Any
+    f1: Any
+    m_n: Any
+    m_sum: Any
+    m_m2: Any
+
     def __init__(self, ops: Any, capacity: int = 1024) -> None:
         self.ops_host = np.ascontiguousarray(to_host(ops), dtype=np.int64)
         self.ops = constant(self.ops_host)  # read-only: shared, uploaded once
@@ -381,20 +391,27 @@ class DeviceAggState:
         self._alloc(max(capacity, 16))
 
     def _alloc(self, capacity: int) -> None:
-        shape2 = (capacity, self.n_aggs)
-        self.rows = full(capacity, 0, np.int64)
-        self.ist = full(shape2, 0, np.int64)
-        self.isum = full(shape2, 0, np.int64)
-        self.f1 = full(shape2, 0.0, np.float64)
+        """The state columns and the merge scratch as views of one zeroed allocation.
+
+        Why: each allocation costs the host a ``cuMemAlloc`` (and later a free that waits
+        for the device), and a window emission builds a fresh state for its groups every
+        batch: eight arrays and seven memsets become one of each.
+        """
+        k = self.n_aggs
+        scratch = capacity if self.has_moments else 1
+        layout = [("rows", capacity, 0, np.int64), ("ist", capacity, k, np.int64),
+                  ("isum", capacity, k, np.int64), ("f0", capacity, k, np.float64),
+                  ("f1", capacity, k, np.float64), ("m_n", scratch, k, np.int64),
+                  ("m_sum", scratch, k, np.float64), ("m_m2", scratch, k, np.float64)]  # fmt: skip
+        block = full(sum(rows * max(cols, 1) for _, rows, cols, _ in layout), 0, np.int64)
+        at = 0
+        for name, rows, cols, dtype in layout:  # zero bits are 0 and 0.0 alike
+            size = rows * max(cols, 1)
+            view = block[at : at + size].view(dtype)
+            setattr(self, name, view.reshape(rows, cols) if cols else view)
+            at += size
         if np.isin(self.ops_host, [MIN, MAX]).any():  # +inf / -inf: a kernel writes them
-            self.f0 = empty(shape2, np.float64)
             self._init(0, capacity)
-        else:  # all zeros: a driver memset, cheaper for the host than a launch
-            self.f0 = full(shape2, 0.0, np.float64)
-        scratch = shape2 if self.has_moments else (1, self.n_aggs)
-        self.m_n = full(scratch, 0, np.int64)
-        self.m_sum = full(scratch, 0.0, np.float64)
-        self.m_m2 = full(scratch, 0.0, np.float64)
         if self._widths[0]:
             self._alloc_accumulators(capacity)
 
