@@ -43,6 +43,7 @@ from numba import int64, njit, types, uint64
 from kernels.cuda._core import (
     arr,
     as_device,
+    constant,
     cuda,
     device_function,
     empty,
@@ -227,7 +228,7 @@ class DeviceHashIndex:
         capacity = max(capacity, 16)
         self._keys = empty((capacity, width), np.int64)
         self._slots = full(_pow2_at_least(2 * capacity), EMPTY, np.int64)
-        self._no_skip = as_device(_NO_SKIP)
+        self._no_skip = constant(_NO_SKIP)  # read only: one shared empty array
 
     def __len__(self) -> int:
         """The number of keys (reads the device's count after inserts: a wait)."""
