@@ -283,35 +283,40 @@ def empty(shape: Any, dtype: Any) -> Any:
 
 
 def full(shape: Any, value: Any, dtype: Any) -> Any:
-    """A device array of ``shape`` filled with ``value`` on the device.
+    """A device array of ``shape`` filled with ``value`` on the device (see :func:`fill`)."""
+    ALLOCATIONS[sys._getframe(1).f_code.co_name] += 1
+    out = cuda.device_array(shape, dtype=np.dtype(dtype))
+    fill(out, value)
+    return out
+
+
+def fill(out: Any, value: Any) -> None:
+    """Write ``value`` into every item of the contiguous device array ``out``.
 
     Values of one repeated byte (0, -1, 0.0, ...) are written by a driver memset,
     which costs the host a few microseconds where a Numba kernel launch costs tens.
     """
     global _MEMSET_WORKS
-    dtype = np.dtype(dtype)
-    ALLOCATIONS[sys._getframe(1).f_code.co_name] += 1
-    out = cuda.device_array(shape, dtype=dtype)
+    dtype = np.dtype(out.dtype)
     flat = out.reshape(-1) if out.ndim != 1 else out
     if not flat.shape[0]:
-        return out
+        return
     pattern = np.array(value, dtype=dtype).tobytes()
     if _MEMSET_WORKS and len(set(pattern)) == 1:
         LAUNCHES["memset"] += 1
         _queued[0] = True
         if SIMULATOR:  # no driver: the same bytes, written from the host
             flat.copy_to_device(np.full(flat.shape[0], value, dtype=dtype))
-            return out
+            return
         try:
             from numba.cuda.cudadrv import driver
 
             driver.device_memset(flat, pattern[0], flat.shape[0] * dtype.itemsize)
-            return out
+            return
         except Exception:  # another numba-cuda: the fill kernel is correct, just slower
             _MEMSET_WORKS = False
     blocks, threads = launch(flat.shape[0])
     kernel("fill", dtype)[blocks, threads](flat, dtype.type(value))
-    return out
 
 
 _MEMSET_WORKS = True

@@ -138,10 +138,11 @@ def _radix_pass(keys: Any, rows: Any, lo: int, shift: int) -> tuple[Any, Any]:
     n = int(keys.shape[0])
     chunk = max(CHUNK, -(-n // DEVICE_GRID_THREADS))  # as on a card, also when simulated
     n_chunks = -(-n // chunk)
-    counts = empty(BINS * n_chunks, np.int64)
+    block = empty(BINS * n_chunks + 2 * n, np.int64)  # one allocation for the three arrays
+    counts = block[: BINS * n_chunks]
+    out_keys, out_rows = block[BINS * n_chunks : -n], block[-n:]
     kernel("sort.digit_counts")[launch(n_chunks)](keys, lo, shift, chunk, counts)
     cursor = exclusive_offsets(counts)
-    out_keys, out_rows = empty(n, np.int64), empty(n, np.int64)
     kernel("sort.scatter")[launch(n_chunks)](keys, rows, lo, shift, chunk, cursor, out_keys,
                                              out_rows)  # fmt: skip
     return out_keys, out_rows
