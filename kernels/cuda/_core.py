@@ -124,7 +124,8 @@ WAITS: Counter[str] = Counter()
 # for the device.
 ALLOCATIONS: Counter[str] = Counter()
 _queued = [False]  # whether work was queued on the device since the last read
-_SHARED_READERS = frozenset({"exclusive_scan", "flag_offsets", "__len__"})  # helpers of many
+# Helpers that many callers use: their reads are named by their caller too.
+_SHARED_READERS = frozenset({"exclusive_scan", "flag_offsets", "__len__"})
 
 
 def kernel(name: str, dtype: Any = "int64") -> Any:
