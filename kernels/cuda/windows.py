@@ -274,7 +274,8 @@ def pane_stats(
     out.copy_to_device(constant(np.array([INT64_MAX, INT64_MIN, 0, 0], dtype=np.int64)))
     if n:
         dead_before = first_live if dead_before is None else dead_before
-        count = constant(np.array([n], np.int64)) if count is None else count
+        if count is None:  # every row: one shared constant, not one upload per length
+            count = constant(np.array([INT64_MAX], np.int64))
         kernel("win.pane_stats")[launch_reduce(n)](keys, n, count, int(first_live),
                                                    int(dead_before), out)  # fmt: skip
     return PaneStats(*(int(v) for v in to_host(out)))
