@@ -108,8 +108,9 @@ class DevicePaneState:
         """Refuse, with a clear error, to grow past the configured device memory limit with
         ``extra`` more rows (the index's upper bound first: no wait unless it is too big)."""
         per_row = self.agg.bytes_per_row + 8 * (self.width + 2)  # state + index
-        limit = None if self.limit is None else self.limit // per_row
-        rows = self.index.upper_bound(limit=None if limit is None else limit - extra) + extra
+        rows = self.index.upper_bound() + extra
+        if self.limit is not None and rows * per_row > self.limit:  # the bound may overstate
+            rows = len(self.index) + extra
         check_room(self.limit, max(self.nbytes, rows * per_row), rows, self.owner, "pane",
                    "a shorter window")  # fmt: skip
 

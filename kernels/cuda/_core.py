@@ -283,6 +283,29 @@ def empty(shape: Any, dtype: Any) -> Any:
     return cuda.device_array(shape, dtype=np.dtype(dtype))
 
 
+def empty_many(*parts: tuple[Any, Any], zeroed: bool = False) -> list[Any]:
+    """Device arrays of the given ``(shape, dtype)`` parts, as views of one allocation
+    (each part 8-byte aligned), zero-filled by one memset when ``zeroed``.
+
+    Why: each allocation costs the host a ``cuMemAlloc`` (about 20 µs, and later a free
+    that waits for the device), and many steps make several arrays that live together.
+    """
+    ALLOCATIONS[sys._getframe(1).f_code.co_name] += 1
+    shapes = [(shape,) if isinstance(shape, int) else tuple(shape) for shape, _ in parts]
+    nbytes = [math.prod(shape) * np.dtype(dtype).itemsize
+              for shape, (_, dtype) in zip(shapes, parts, strict=True)]  # fmt: skip
+    words = [-(-size // 8) for size in nbytes]
+    block = cuda.device_array(max(sum(words), 1), dtype=np.int64)
+    if zeroed:
+        fill(block, 0)
+    out, at = [], 0
+    for shape, (_, dtype), size, n_words in zip(shapes, parts, nbytes, words, strict=True):
+        view = block[at : at + n_words].view(np.uint8)[:size].view(np.dtype(dtype))
+        out.append(view.reshape(shape))
+        at += n_words
+    return out
+
+
 def full(shape: Any, value: Any, dtype: Any) -> Any:
     """A device array of ``shape`` filled with ``value`` on the device (see :func:`fill`)."""
     ALLOCATIONS[sys._getframe(1).f_code.co_name] += 1

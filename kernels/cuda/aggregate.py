@@ -64,6 +64,7 @@ from kernels.cuda._core import (
     constant,
     cuda,
     empty,
+    empty_many,
     full,
     kernel,
     launch,
@@ -403,13 +404,10 @@ class DeviceAggState:
                   ("isum", capacity, k, np.int64), ("f0", capacity, k, np.float64),
                   ("f1", capacity, k, np.float64), ("m_n", scratch, k, np.int64),
                   ("m_sum", scratch, k, np.float64), ("m_m2", scratch, k, np.float64)]  # fmt: skip
-        block = full(sum(rows * max(cols, 1) for _, rows, cols, _ in layout), 0, np.int64)
-        at = 0
-        for name, rows, cols, dtype in layout:  # zero bits are 0 and 0.0 alike
-            size = rows * max(cols, 1)
-            view = block[at : at + size].view(dtype)
-            setattr(self, name, view.reshape(rows, cols) if cols else view)
-            at += size
+        shapes = [((rows, cols) if cols else rows, dtype) for _, rows, cols, dtype in layout]
+        arrays = empty_many(*shapes, zeroed=True)  # zero bits are 0 and 0.0 alike
+        for (name, *_), array in zip(layout, arrays, strict=True):
+            setattr(self, name, array)
         if np.isin(self.ops_host, [MIN, MAX]).any():  # +inf / -inf: a kernel writes them
             self._init(0, capacity)
         if self._widths[0]:

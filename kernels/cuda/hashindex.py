@@ -47,6 +47,7 @@ from kernels.cuda._core import (
     cuda,
     device_function,
     empty,
+    empty_many,
     fill,
     full,
     kernel,
@@ -232,9 +233,9 @@ class DeviceHashIndex:
 
     def _keys_and_count(self, capacity: int) -> tuple[Any, Any]:
         """Room for ``capacity`` keys, and the (length before the last insert, length) pair,
-        in one allocation (each costs the host about 20 µs)."""
-        block = empty(capacity * self.width + 2, np.int64)
-        return block[:-2].reshape(capacity, self.width), block[-2:]
+        in one allocation."""
+        keys, count = empty_many(((capacity, self.width), np.int64), (2, np.int64))
+        return keys, count
 
     def __len__(self) -> int:
         """The number of keys (reads the device's count after inserts: a wait)."""
@@ -307,9 +308,7 @@ class DeviceHashIndex:
         out = empty(n, np.int64)
         if n == 0:
             return out
-        # The claimed slots and the claim flags: one allocation (each costs the host ~20 µs).
-        scratch = empty(n + -(-n // 8), np.int64)
-        claim, claimed = scratch[:n], scratch[n:].view(np.uint8)[:n]
+        claim, claimed = empty_many((n, np.int64), (n, np.uint8))  # slots and flags
         skip = self._no_skip if skip is None else as_device(skip, np.int8)
         blocks, threads = launch(n)
         kernel("hash.claim")[blocks, threads](

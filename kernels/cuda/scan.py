@@ -38,6 +38,7 @@ from kernels.cuda._core import (
     as_device,
     cuda,
     empty,
+    empty_many,
     full,
     kernel,
     launch,
@@ -127,9 +128,8 @@ def exclusive_offsets(values: Any) -> Any:
 def flag_offsets(flags: Any) -> tuple[Any, int]:
     """(``offsets[i]`` = how many of ``flags[:i]`` are set, how many are set): the scan of a
     stream compaction, straight from uint8 flags (no int64 copy of them first)."""
-    flags = as_device(flags, np.uint8)
-    out, total = _scan(flags, cap=1)
-    return out, int(to_host(total)[0]) if flags.shape[0] else 0
+    out, total = device_flag_offsets(flags)
+    return out, int(to_host(total)[0]) if out.shape[0] else 0
 
 
 def device_flag_offsets(flags: Any) -> tuple[Any, Any]:
@@ -144,17 +144,14 @@ def _scan(values: Any, cap: int = NO_CAP) -> tuple[Any, Any]:
     n = int(values.shape[0])
     if n == 0:
         return empty(0, np.int64), full(1, 0, np.int64)
-    # The output and its small companion (the total, or the chunk sums) share one
-    # allocation: each costs the host about 20 µs.
+    # The output and its small companion (the total, or the chunk sums): one allocation.
     if n <= BLOCK_ITEMS:
-        block = empty(n + 1, np.int64)
-        out, total = block[:n], block[n:]
+        out, total = empty_many((n, np.int64), (1, np.int64))
         kernel("scan.block", values.dtype)[1, BLOCK_THREADS](values, out, total, cap)
         return out, total
     chunk = max(CHUNK, -(-n // DEVICE_GRID_THREADS))  # as on a card, also when simulated
     n_chunks = -(-n // chunk)
-    block = empty(n + n_chunks, np.int64)
-    out, sums = block[:n], block[n:]
+    out, sums = empty_many((n, np.int64), (n_chunks, np.int64))
     kernel("scan.chunk_sums", values.dtype)[launch(n_chunks)](values, chunk, sums, cap)
     offsets, total = _scan(sums)
     kernel("scan.chunk_scan", values.dtype)[launch(n_chunks)](values, chunk, offsets, out, cap)

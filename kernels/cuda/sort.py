@@ -38,6 +38,7 @@ from kernels.cuda._core import (
     constant,
     cuda,
     empty,
+    empty_many,
     kernel,
     launch,
     launch_reduce,
@@ -138,9 +139,8 @@ def _radix_pass(keys: Any, rows: Any, lo: int, shift: int) -> tuple[Any, Any]:
     n = int(keys.shape[0])
     chunk = max(CHUNK, -(-n // DEVICE_GRID_THREADS))  # as on a card, also when simulated
     n_chunks = -(-n // chunk)
-    block = empty(BINS * n_chunks + 2 * n, np.int64)  # one allocation for the three arrays
-    counts = block[: BINS * n_chunks]
-    out_keys, out_rows = block[BINS * n_chunks : -n], block[-n:]
+    counts, out_keys, out_rows = empty_many((BINS * n_chunks, np.int64), (n, np.int64),
+                                            (n, np.int64))  # fmt: skip
     kernel("sort.digit_counts")[launch(n_chunks)](keys, lo, shift, chunk, counts)
     cursor = exclusive_offsets(counts)
     kernel("sort.scatter")[launch(n_chunks)](keys, rows, lo, shift, chunk, cursor, out_keys,
