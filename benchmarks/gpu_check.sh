@@ -14,10 +14,10 @@
 #            top-k, sessions, corrupt rows) on 400k, each again in batches of 1M rows, with
 #            launches, waits and allocations per batch and a profile of the host's time.
 # On request (or "all"), about 3 minutes each:
-#   launch     the fast launch path (TIKTOKTOE_FAST_LAUNCH=1, kernels/cuda/launcher.py) against
-#              Numba's own: the host's cost of a launch and the smaller engine comparison
-#              both ways, then the GPU kernels (compare with the kernels step) and the GPU
-#              test suite with it on;
+#   launch     Numba's own launch path (TIKTOKTOE_FAST_LAUNCH=0) against the default
+#              (kernels/cuda/launcher.py): the host's cost of a launch and the smaller
+#              engine comparison both ways, then the GPU kernels (compare with the kernels
+#              step) and the GPU test suite through Numba's path;
 #   memory     a smaller engine comparison and the cost of an allocation with Numba's stock
 #              deferred frees (bursts of 11), the engine's default (bursts of 257) and the
 #              opt-in pool (TIKTOKTOE_DEVICE_POOL=1, kernels/cuda/pool.py);
@@ -102,11 +102,11 @@ if want launch; then
         TIKTOKTOE_FAST_LAUNCH=$fast timeout 60 "$PY" -m benchmarks.gpu_engine --events 2000000 \
             --full-events 200000 --repeat 1 --large-batch 0 --cpu-workers 4 || status=1
     done
-    step "GPU kernels with TIKTOKTOE_FAST_LAUNCH=1, ${EVENTS:-10000000} events"
-    TIKTOKTOE_FAST_LAUNCH=1 timeout 150 "$PY" -m benchmarks.gpu_kernels \
+    step "GPU kernels with TIKTOKTOE_FAST_LAUNCH=0, ${EVENTS:-10000000} events"
+    TIKTOKTOE_FAST_LAUNCH=0 timeout 150 "$PY" -m benchmarks.gpu_kernels \
         --events "${EVENTS:-10000000}" || status=1
-    step "GPU tests with TIKTOKTOE_FAST_LAUNCH=1"
-    TIKTOKTOE_FAST_LAUNCH=1 timeout 240 "$PY" -m pytest tests/cuda -m "gpu or cudasim" -q \
+    step "GPU tests with TIKTOKTOE_FAST_LAUNCH=0"
+    TIKTOKTOE_FAST_LAUNCH=0 timeout 240 "$PY" -m pytest tests/cuda -m "gpu or cudasim" -q \
         -p no:cacheprovider -W default -o addopts="--strict-markers -ra" || status=1
 fi
 

@@ -32,8 +32,9 @@ cuda: Any = _numba_cuda
 SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 THREADS = 256
 MAX_BLOCKS = 16_384  # grid-stride loops cover the rest
-# Launch registered kernels through kernels.cuda.launcher (not on the simulator).
-FAST_LAUNCH = os.environ.get("TIKTOKTOE_FAST_LAUNCH") == "1" and not SIMULATOR
+# Launch registered kernels through kernels.cuda.launcher (not on the simulator, whose
+# arrays are not Numba device arrays); TIKTOKTOE_FAST_LAUNCH=0 keeps Numba's dispatcher.
+FAST_LAUNCH = os.environ.get("TIKTOKTOE_FAST_LAUNCH", "1") != "0" and not SIMULATOR
 SIM_THREADS = 32  # the simulator runs one Python thread per CUDA thread
 SIM_BLOCKS = 2
 DEVICE_GRID_THREADS = MAX_BLOCKS * THREADS  # most threads of one launch on a card

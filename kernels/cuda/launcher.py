@@ -1,22 +1,24 @@
-"""Kernel launches without Numba's per-call dispatch (opt-in: ``TIKTOKTOE_FAST_LAUNCH=1``).
+"""Kernel launches without Numba's per-call dispatch (the default; ``TIKTOKTOE_FAST_LAUNCH=0``
+keeps Numba's dispatcher).
 
 Why: a card measured Numba's launch at 20 µs with 2 arguments and 75-110 µs with 4 to
-15 (``benchmarks.launches --costs``), about 6 µs an argument, and a CUDA batch makes
-dozens of launches. Every kernel of :mod:`kernels.cuda` is compiled for exactly one
-signature, so the per-call work Numba repeats (typing the arguments to pick the
-compiled signature, wrapping each array in an argument hint, building its
-memory view, building the launch configuration) gives the same answer every time.
+15 (``benchmarks.launches --costs``), and a CUDA batch makes dozens to hundreds of
+launches. Every kernel of :mod:`kernels.cuda` is compiled for exactly one signature,
+so the per-call work Numba repeats (typing the arguments to pick the compiled
+signature, wrapping each array in an argument hint, building its memory view and
+Numba type, building the launch configuration) gives the same answer every time.
 :class:`PreparedKernel` does it once: the compiled kernel and the launch
-configuration are kept per grid, and each device array's kernel parameters are
-computed on its first launch and kept on the array (its shape, strides and
-memory never change).
+configuration are kept per grid, and each device array's kernel parameters are read
+from its attributes on its first launch and kept on the array (its shape, strides
+and memory never change). Without the driver's own call, that is about a tenth of
+Numba's host work a launch (``benchmarks.launch_cost``).
 
 The parameters are exactly those Numba's ``_Kernel._prepare_args`` passes (the
 test suite compares the two on every argument type the kernels use), handed to
-the same ``cuda.core.launch`` Numba calls. An argument that is not a Numba device
-array of the signature's type (a CuPy or cuDF buffer, a non-contiguous view, a
-wrong dtype) sends that one launch through Numba's own path, which converts it or
-raises its usual error.
+the same ``cuda.core.launch`` Numba calls. An argument that does not fit the
+signature (a CuPy or cuDF buffer, a non-contiguous or broadcast view, a wrong
+dtype, a scalar ctypes cannot convert) sends that one launch through Numba's own
+path, which converts it or raises its usual error.
 """
 
 from __future__ import annotations
@@ -25,41 +27,45 @@ import ctypes
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from cuda.core import LaunchConfig, launch
 from numba import types
 from numba.cuda._compat import CUDA_CORE_GE_1_0
 from numba.cuda.cudadrv.devicearray import DeviceNDArrayBase
-from numba.cuda.np import numpy_support
 
-_PARAMS = "_tiktoktoe_launch_params"  # where an array keeps (numba type, parameters)
+_PARAMS = "_tiktoktoe_launch_params"  # where an array keeps what array_params found
 
 Packer = Callable[[Any, list[Any]], bool]
 
 
-def array_params(array: Any) -> tuple[Any, tuple[Any, ...]]:
-    """(Numba type, kernel parameters) of a Numba device array, as ``_prepare_args``
-    passes them: meminfo, parent, size, itemsize, data pointer, shape, strides in bytes."""
-    view = array._strided_memory_view_shim  # what Numba builds (and caches) for a launch
-    layout = view._layout
-    strides = layout.strides_in_bytes or numpy_support.strides_from_shape(
-        shape=view.shape, itemsize=view.dtype.itemsize,
-        c_contiguous=layout.is_contiguous_c, f_contiguous=layout.is_contiguous_f,
-    )  # fmt: skip
-    params = (0, 0, view.size, view.dtype.itemsize, view.ptr, *view.shape, *strides)
-    return array._numba_type_, params
+def array_params(array: Any) -> tuple[Any, int, bool, tuple[Any, ...]]:
+    """(dtype, ndim, whether Numba types it C-contiguous, kernel parameters) of a Numba
+    device array. The parameters are those ``_prepare_args`` passes (meminfo, parent, size,
+    itemsize, data pointer, shape, strides in bytes), read from the array's own attributes:
+    Numba's memory view and Numba type cost about 14 µs per new array, most of a batch's
+    temporaries are new, and the type is needed only to tell whether the array fits."""
+    shape, strides, size = array.shape, array.strides, array.size
+    broadcast = 0 in strides and size != 0  # Numba types those 'A', never 'C'
+    c_layout = array.flags["C_CONTIGUOUS"] and not broadcast
+    params = (0, 0, size, array.dtype.itemsize, array.device_ctypes_pointer.value,
+              *shape, *strides)  # fmt: skip
+    return array.dtype, array.ndim, c_layout, params
 
 
 def _array_packer(expected: Any) -> Packer:
+    if expected.layout != "C":
+        raise NotImplementedError(f"no fast launch for arrays of layout {expected.layout}")
+    dtype, ndim = np.dtype(str(expected.dtype)), expected.ndim
+
     def pack(array: Any, out: list[Any]) -> bool:
-        try:
-            numba_type, params = array.__dict__[_PARAMS]
-        except (AttributeError, KeyError):
+        found = array.__dict__.get(_PARAMS) if hasattr(array, "__dict__") else None
+        if found is None:
             if not isinstance(array, DeviceNDArrayBase):
                 return False  # e.g. a CuPy array: Numba's path wraps it
-            numba_type, params = array.__dict__[_PARAMS] = array_params(array)
-        if numba_type is not expected and numba_type != expected:
+            found = array.__dict__[_PARAMS] = array_params(array)
+        if not (found[2] and found[1] == ndim and found[0] == dtype):
             return False
-        out.extend(params)
+        out.extend(found[3])
         return True
 
     return pack
@@ -67,7 +73,10 @@ def _array_packer(expected: Any) -> Packer:
 
 def _scalar_packer(convert: Callable[[Any], Any]) -> Packer:
     def pack(value: Any, out: list[Any]) -> bool:
-        out.append(convert(value))
+        try:
+            out.append(convert(value))
+        except TypeError:  # e.g. a float for an integer: Numba's path raises its own error
+            return False
         return True
 
     return pack

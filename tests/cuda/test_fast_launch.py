@@ -94,8 +94,31 @@ def test_arrays_that_do_not_fit_the_signature_are_refused() -> None:
     assert not pack(every_other, [])  # not C-contiguous: Numba's path must see it
     assert not pack(_device_array((4, 6), np.float32), [])  # another dtype
     assert not pack(_device_array((24,), np.float64), [])  # another ndim
+    fortran = DeviceNDArray((4, 6), (8, 32), np.float64, gpu_data=_Memory(1 << 20))
+    assert not pack(fortran, [])  # Numba types it 'F'
+    broadcast = DeviceNDArray((4, 6), (0, 8), np.float64, gpu_data=_Memory(1 << 20))
+    assert not pack(broadcast, [])  # Numba types it 'A'
     foreign = SimpleNamespace(__cuda_array_interface__={"shape": (4, 6)})  # e.g. CuPy
     assert not pack(foreign, [])
+
+
+@pytest.mark.parametrize("shape", [(0,), (0, 3), (5, 0), (1,), (1, 1)])
+def test_empty_and_single_item_arrays_match_numbas_own(
+    shape: tuple[int, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Edge shapes: a zero-size array has no memory (Numba gives it a null pointer, in a
+    context: a stand-in here) and may have zero strides, which Numba does not count as
+    broadcast."""
+    from numba.cuda.cudadrv import devicearray
+
+    monkeypatch.setattr(devicearray.devices, "get_context", lambda: SimpleNamespace())
+    numba_type = arr("int64", len(shape))
+    memory = None if 0 in shape else _Memory(1 << 20)
+    array = DeviceNDArray(shape, np.empty(shape, np.int64).strides, np.int64, gpu_data=memory)
+    packed: list[Any] = []
+    assert launcher.packer(numba_type)(array, packed)
+    assert array._numba_type_ == numba_type
+    assert _comparable(packed) == _comparable(_numba_params(numba_type, array))
 
 
 class _NumbaLaunch:
