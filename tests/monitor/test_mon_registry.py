@@ -87,10 +87,11 @@ def test_process_cpu_and_rss_are_measured() -> None:
     import time
 
     t0 = time.process_time()
-    while time.process_time() - t0 < 0.05:  # burn ~50 ms of CPU
+    while time.process_time() - t0 < 0.1:  # burn 100 ms of CPU
         sum(range(1000))
     snap = m.snapshot(1.0, fresh=True)
-    assert snap["process_cpu_percent"] >= 4.0  # ≥ 40 ms over a (fake) 1 s interval
+    # The kernel counts process CPU in 10 ms ticks, so 100 ms may read as 90: >= 5 % has room.
+    assert snap["process_cpu_percent"] >= 5.0  # over a (fake) 1 s interval
     assert snap["process_rss_bytes"] > 10 * 2**20
 
 
