@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from numba import types
 
 from gpu_engine.backend.transfer import Column, PinnedUploader
 from gpu_engine.generator import GeneratorSpec, generate
@@ -38,7 +39,7 @@ from kernels import validate as cpu_validate
 from kernels.aggregate import COUNT, DISTINCT, MAX, MEAN, MIN, QUANTILE, STD, SUM, AggState
 from kernels.aggregate import finalize_column as cpu_finalize
 from kernels.aggregate import update_events as cpu_update
-from kernels.cuda._core import FAST_LAUNCH, SIMULATOR, cuda
+from kernels.cuda._core import FAST_LAUNCH, SIMULATOR, arr, cuda, kernel, register
 from kernels.hashindex import HashIndex
 from kernels.sketches import bucket_keys as cpu_bucket_keys
 from kernels.sketches import hash_int64 as cpu_hash_int64
@@ -124,9 +125,15 @@ def cpu_run(ev: dict[str, np.ndarray]) -> Result:
 
 
 # -- GPU -------------------------------------------------------------------------------------
-@cuda.jit
+def _prepare_sig(dt: np.dtype) -> Any:
+    i8 = arr("int64")
+    return types.void(i8, i8, arr(dt), types.int64, arr("int64", 2), arr("uint8", 2))
+
+
+@register("bench.prepare", ("int8",), _prepare_sig)
 def _prepare(times, content, etype, pane_ms, keys, like):  # pragma: no cover - compiled
-    """Pane keys (pane, content_id) and the ``event_type == like`` mask of every event."""
+    """Pane keys (pane, content_id) and the ``event_type == like`` mask of every event
+    (registered, so it launches and compiles as the engine's kernels do)."""
     for i in range(cuda.grid(1), times.shape[0], cuda.gridsize(1)):
         keys[i, 0] = times[i] // pane_ms
         keys[i, 1] = content[i]
@@ -171,7 +178,7 @@ class GpuPipeline:
         keys = empty((n, 2), np.int64)
         like = empty((1, n), np.uint8)
         blocks, threads = launch(n)
-        _prepare[blocks, threads](
+        kernel("bench.prepare", "int8")[blocks, threads](
             dev["event_time"], dev["content_id"], dev["event_type"], PANE_MS, keys, like
         )
         mark("pane keys, like mask")

@@ -20,6 +20,7 @@ def _signatures() -> list[tuple[str, str, object, object]]:
     try:
         from numba import cuda
 
+        import benchmarks.gpu_kernels  # noqa: F401  (the benchmark's own kernel, registered)
         from kernels.cuda import all_signatures
     except Exception as exc:  # pragma: no cover - numba without a CUDA target
         pytest.skip(f"numba.cuda unavailable: {exc}", allow_module_level=True)
