@@ -1,6 +1,6 @@
-"""The host's cost of a kernel launch, Numba's path against the prepared one, without a card.
+"""The host's cost of kernel launches and device arrays, Numba's ways and ours, without a card.
 
-    python -m benchmarks.launch_cost [--repeat 300] [--fresh 200]
+    python -m benchmarks.launch_cost [--repeat 300] [--fresh 200] [--arrays]
 
 Why: a card measured Numba's launch at 20-111 µs (``benchmarks.launches --costs``), and
 the CUDA engine makes dozens of launches a batch, so the host's share of a launch
@@ -50,6 +50,53 @@ def _stub_driver() -> None:
     driver._to_core_stream = lambda stream: None
     dispatcher.launch = lambda *args: None
     launcher.launch = lambda *args: None
+
+
+def _stub_context() -> None:
+    """A stand-in CUDA context whose device allocations and frees do nothing."""
+    import contextlib
+    import itertools
+    import logging
+
+    from numba.cuda.cudadrv import devices, driver
+
+    addresses = itertools.count(1 << 32, 1 << 20)
+    driver.driver.cuMemAlloc = lambda size: driver.binding.CUdeviceptr(next(addresses))
+    driver.driver.cuMemFree = lambda pointer: None
+    driver._logger = logging.getLogger(__name__)  # set by the driver's initialisation
+    context = driver.Context(pytypes.SimpleNamespace(id=0), handle=None)
+    devices._runtime.ensure_context = contextlib.nullcontext
+    devices._runtime.get_or_create_context = lambda devnum=None: context
+    devices.get_context = lambda devnum=None: context
+
+
+def array_costs(repeat: int) -> list[str]:
+    """µs of host time of each way to make a device array (allocations dropped at once)."""
+    from numba import cuda
+
+    from kernels.cuda._core import carve, empty_many, span
+
+    block = cuda.device_array(1 << 16, np.int64)
+    parts = ((65_536, np.int64), (65_536, np.uint8), (1, np.int64))
+    ways: list[tuple[str, Callable[[], Any]]] = [
+        ("Numba: allocate 65,536 int64 (device_array), drop", lambda: cuda.device_array(65_536)),
+        ("Numba: a[:1000]", lambda: block[:1000]),
+        ("ours: span(a, 0, 1000)", lambda: span(block, 0, 1000)),
+        ("Numba: a[500:1500]", lambda: block[500:1500]),
+        ("ours: span(a, 500, 1500)", lambda: span(block, 500, 1500)),
+        ("Numba: a.view(uint8)[8:24].view(int16).reshape(2, 4)",
+         lambda: block.view(np.uint8)[8:24].view(np.int16).reshape(2, 4)),
+        ("ours: carve(a, 8, (2, 4), int16)", lambda: carve(block, 8, (2, 4), np.int16)),
+        ("Numba: three arrays, three allocations",
+         lambda: [cuda.device_array(shape, dtype) for shape, dtype in parts]),
+        ("ours: three arrays, one allocation (empty_many)", lambda: empty_many(*parts)),
+    ]  # fmt: skip
+    return [f"{_per_launch(_ignoring_args(make), [[]] * repeat):8.1f} µs  {name}"
+            for name, make in ways]  # fmt: skip
+
+
+def _ignoring_args(make: Callable[[], Any]) -> Callable[[list[Any]], None]:
+    return lambda args: make()
 
 
 def _fake_array(numba_type: Any, k: int) -> Any:
@@ -149,12 +196,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=300, help="launches with known arrays")
     parser.add_argument("--fresh", type=int, default=200, help="launches with new arrays")
+    parser.add_argument("--arrays", action="store_true", help="time device arrays instead")
     args = parser.parse_args(argv)
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         print("launch_cost times Numba's real launch path: run it without the simulator")
         return 2
-    _stub_driver()
-    for line in report(measure(args.repeat, args.fresh)):
+    if args.arrays:
+        _stub_context()
+        lines = array_costs(args.repeat)
+    else:
+        _stub_driver()
+        lines = report(measure(args.repeat, args.fresh))
+    for line in lines:
         print(line)
     return 0
 

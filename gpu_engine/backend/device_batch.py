@@ -48,7 +48,7 @@ from gpu_engine.windows.keys import KeyEncoder
 from kernels import validate as codes
 from kernels.cuda import ingest
 from kernels.cuda import sketches as device_sketches
-from kernels.cuda._core import as_device, cuda, empty, full, is_device_array, to_host
+from kernels.cuda._core import as_device, cuda, empty, full, is_device_array, span, to_host
 from kernels.cuda.sort import iota
 
 _NO_FLAGS = np.empty(0, dtype=np.uint8)
@@ -65,8 +65,8 @@ class DeviceColumn:
         return int(self.values.shape[0])
 
     def slice(self, lo: int, hi: int) -> DeviceColumn:
-        is_null = None if self.is_null is None else self.is_null[lo:hi]
-        return DeviceColumn(self.values[lo:hi], is_null)
+        is_null = None if self.is_null is None else span(self.is_null, lo, hi)
+        return DeviceColumn(span(self.values, lo, hi), is_null)
 
     def take(self, rows: Any) -> DeviceColumn:
         is_null = None if self.is_null is None else ingest.take(self.is_null, rows)
@@ -373,7 +373,7 @@ def _stacked(arrays: list[Any], n: int, dtype: Any) -> Any:
     for array in arrays:
         size = int(array.shape[0])
         if size:
-            out[at : at + size].copy_to_device(array)
+            span(out, at, at + size).copy_to_device(array)
         at += size
     return out
 

@@ -18,7 +18,7 @@ import numpy as np
 from gpu_engine.windows.aggregations import AggregationPlan, BatchValues
 from kernels.aggregate import QUANTILE
 from kernels.cuda import sketch_state
-from kernels.cuda._core import empty, full, to_host
+from kernels.cuda._core import empty, full, span, to_host
 from kernels.cuda.hashindex import DeviceHashIndex
 from kernels.cuda.sketches import add_counts, sketch_entries
 from kernels.sketches import quantiles_from_entries
@@ -64,7 +64,7 @@ class DeviceSketchEntries:
         entries = empty((sum(sizes), 3), np.int64)
         at = 0
         for (a, event_index, sketch_keys), size in zip(values.sketch_inputs, sizes, strict=True):
-            sketch_entries(ids, a, sketch_keys, event_index, out=entries[at : at + size])
+            sketch_entries(ids, a, sketch_keys, event_index, out=span(entries, at, at + size))
             at += size
         self.add(entries)
 

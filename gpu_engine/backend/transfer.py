@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from kernels.cuda._core import SIMULATOR, cuda, empty, is_device_array
+from kernels.cuda._core import SIMULATOR, carve, cuda, empty, is_device_array
 
 DEFAULT_CHUNK_ROWS = 1 << 18
 
@@ -149,7 +149,7 @@ class PinnedUploader:
             index[column.axis] = slice(lo, hi)
             part = array[tuple(index)]
             device = self._grown(slot, slot.device, c, part.size, part.dtype, empty)
-            device = device[: part.size].reshape(part.shape)
+            device = carve(device, 0, part.shape, part.dtype)
             source = part
             if not (self.pinned_source and part.flags.c_contiguous):
                 host = self._grown(slot, slot.host, c, part.size, part.dtype, cuda.pinned_array)

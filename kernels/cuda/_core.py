@@ -30,6 +30,10 @@ from numba.np.numpy_support import from_dtype
 cuda: Any = _numba_cuda
 
 SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+if SIMULATOR:  # its arrays are not Numba device arrays: views are made the generic way
+    _NumbaArray: Any = ()
+else:
+    from numba.cuda.cudadrv.devicearray import DeviceNDArray as _NumbaArray
 THREADS = 256
 MAX_BLOCKS = 16_384  # grid-stride loops cover the rest
 # Launch registered kernels through kernels.cuda.launcher (not on the simulator, whose
@@ -293,18 +297,61 @@ def empty_many(*parts: tuple[Any, Any], zeroed: bool = False) -> list[Any]:
     """
     ALLOCATIONS[sys._getframe(1).f_code.co_name] += 1
     shapes = [(shape,) if isinstance(shape, int) else tuple(shape) for shape, _ in parts]
-    nbytes = [math.prod(shape) * np.dtype(dtype).itemsize
-              for shape, (_, dtype) in zip(shapes, parts, strict=True)]  # fmt: skip
-    words = [-(-size // 8) for size in nbytes]
+    dtypes = [np.dtype(dtype) for _, dtype in parts]
+    sizes = zip(shapes, dtypes, strict=True)
+    words = [-(-math.prod(shape) * dtype.itemsize // 8) for shape, dtype in sizes]
     block = cuda.device_array(max(sum(words), 1), dtype=np.int64)
     if zeroed:
         fill(block, 0)
     out, at = [], 0
-    for shape, (_, dtype), size, n_words in zip(shapes, parts, nbytes, words, strict=True):
-        view = block[at : at + n_words].view(np.uint8)[:size].view(np.dtype(dtype))
-        out.append(view.reshape(shape))
+    for shape, dtype, n_words in zip(shapes, dtypes, words, strict=True):
+        out.append(carve(block, 8 * at, shape, dtype))
         at += n_words
     return out
+
+
+def _c_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
+    strides, step = [], itemsize
+    for extent in reversed(shape):
+        strides.append(step)
+        step *= max(extent, 1)
+    return tuple(reversed(strides))
+
+
+def _lean(array: Any) -> bool:
+    """Whether views of ``array`` can be built directly (a C-contiguous Numba array)."""
+    return isinstance(array, _NumbaArray) and bool(array.is_c_contiguous())
+
+
+def carve(block: Any, offset: int, shape: tuple[int, ...], dtype: Any) -> Any:
+    """A C-contiguous ``(shape, dtype)`` array over the memory of the contiguous device
+    array ``block`` from byte ``offset`` (the caller keeps it inside ``block``).
+
+    Why: Numba builds a slice, a dtype view or a reshape through its dummy-array
+    machinery and a new memory pointer: 10-50 µs of host time each
+    (``benchmarks.launch_cost --arrays``). Built directly it is one array over one
+    memory view (none at offset 0), as Numba's slicing would make it.
+    """
+    dtype = np.dtype(dtype)
+    size = math.prod(shape) * dtype.itemsize
+    if not _lean(block):  # the simulator's arrays, or another library's: the generic way
+        flat = block.reshape(-1).view(np.uint8)[offset : offset + size]
+        return flat.view(dtype).reshape(shape)
+    whole = offset == 0 or size == 0
+    memory = block.gpu_data if whole else block.gpu_data.view(offset, offset + size)
+    return _NumbaArray(shape, _c_strides(shape, dtype.itemsize), dtype, gpu_data=memory)
+
+
+def span(array: Any, start: int, stop: int) -> Any:
+    """``array[start:stop]`` (``0 <= start``), without Numba's slicing cost when ``array``
+    is a C-contiguous Numba array: the same memory (from ``start``), a shorter first axis."""
+    stop = max(start, min(int(stop), int(array.shape[0])))
+    if not _lean(array):
+        return array[start:stop]
+    shape = (stop - start, *array.shape[1:])
+    if start == 0:  # no memory view needed
+        return _NumbaArray(shape, array.strides, array.dtype, gpu_data=array.gpu_data)
+    return carve(array, start * int(array.strides[0]), shape, array.dtype)
 
 
 def full(shape: Any, value: Any, dtype: Any) -> Any:
@@ -323,24 +370,25 @@ def fill(out: Any, value: Any) -> None:
     """
     global _MEMSET_WORKS
     dtype = np.dtype(out.dtype)
-    flat = out.reshape(-1) if out.ndim != 1 else out
-    if not flat.shape[0]:
+    n = int(out.size)
+    if not n:
         return
     pattern = np.array(value, dtype=dtype).tobytes()
     if _MEMSET_WORKS and len(set(pattern)) == 1:
         LAUNCHES["memset"] += 1
         _queued[0] = True
         if SIMULATOR:  # no driver: the same bytes, written from the host
-            flat.copy_to_device(np.full(flat.shape[0], value, dtype=dtype))
+            out.copy_to_device(np.full(out.shape, value, dtype=dtype))
             return
         try:
             from numba.cuda.cudadrv import driver
 
-            driver.device_memset(flat, pattern[0], flat.shape[0] * dtype.itemsize)
+            driver.device_memset(out, pattern[0], n * dtype.itemsize)  # no flat view needed
             return
         except Exception:  # another numba-cuda: the fill kernel is correct, just slower
             _MEMSET_WORKS = False
-    blocks, threads = launch(flat.shape[0])
+    flat = out.reshape(-1) if out.ndim != 1 else out
+    blocks, threads = launch(n)
     kernel("fill", dtype)[blocks, threads](flat, dtype.type(value))
 
 

@@ -69,6 +69,7 @@ from kernels.cuda._core import (
     kernel,
     launch,
     register,
+    span,
     to_host,
 )
 
@@ -451,7 +452,7 @@ class DeviceAggState:
         kept = {name: getattr(self, name) for name in _COLUMNS}
         self._alloc(max(n_rows, 2 * old))
         for name, array in kept.items():
-            getattr(self, name)[:old].copy_to_device(array)
+            span(getattr(self, name), 0, old).copy_to_device(array)
 
     def prepare(self, plan: _UpdatePlan, n_events: int) -> None:
         """Accumulators wide enough for ``plan`` and owner flags for ``n_events``."""
@@ -498,7 +499,7 @@ def update_events(
     dtype = np.dtype(fcols.dtype)
     masks = as_device(masks, np.uint8)
     state.prepare(plan, n)
-    owner = state.owner[:n]
+    owner = span(state.owner, 0, n)
     blocks, threads = launch(n)
     kernel("agg.update", dtype)[blocks, threads](
         ids, plan.steps, fcols, as_device(icols, np.int64), masks, state.acc, state.acc_i,

@@ -53,6 +53,7 @@ from kernels.cuda._core import (
     kernel,
     launch,
     register,
+    span,
     to_host,
 )
 from kernels.cuda.scan import device_flag_offsets
@@ -255,13 +256,13 @@ class DeviceHashIndex:
     @property
     def keys(self) -> Any:
         """Stored key tuples, row ``i`` being the key of id ``i`` (a device view)."""
-        return self._keys[: len(self)]
+        return span(self._keys, 0, len(self))
 
     def counted_keys(self) -> tuple[Any, Any]:
         """(the stored keys up to the upper bound, the device's one-item length array), for
         a kernel that reads the length itself and returns it with its own results (then
         :meth:`learn_length`): no wait for the length alone."""
-        return self._keys[: self.upper_bound()], self._count[1:]
+        return span(self._keys, 0, self.upper_bound()), span(self._count, 1, 2)
 
     def learn_length(self, n: int) -> None:
         """The length, read back from the device since the last insert."""
@@ -283,7 +284,7 @@ class DeviceHashIndex:
         if need > self._keys.shape[0]:
             grown, count = self._keys_and_count(max(need, 2 * self._keys.shape[0]))
             if n:
-                grown[:n].copy_to_device(self._keys[:n])
+                span(grown, 0, n).copy_to_device(span(self._keys, 0, n))
             count.copy_to_device(self._count)
             self._keys, self._count = grown, count
         if 2 * need > self._slots.shape[0]:
