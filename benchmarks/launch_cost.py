@@ -16,6 +16,12 @@ Numba's dispatcher (``kernel[blocks, threads](*args)``) and through
 :class:`kernels.cuda.launcher.PreparedKernel`, each with arrays launched before (both
 paths keep what they derive from an array on it) and with new arrays, as a batch's
 fresh temporaries are. Run it in its own process: it patches Numba's driver calls.
+
+``--arrays`` times the host's side of device arrays instead, with a stand-in CUDA
+context whose allocations, frees and copies do nothing: Numba's allocation
+(``device_array``), slicing and copies, against :func:`kernels.cuda._core.span`,
+:func:`~kernels.cuda._core.carve` and :func:`~kernels.cuda._core.copy`, and against
+:func:`~kernels.cuda._core.empty_many` for several arrays at once.
 """
 
 from __future__ import annotations
@@ -53,7 +59,7 @@ def _stub_driver() -> None:
 
 
 def _stub_context() -> None:
-    """A stand-in CUDA context whose device allocations and frees do nothing."""
+    """A stand-in CUDA context whose device allocations, frees and copies do nothing."""
     import contextlib
     import itertools
     import logging
@@ -63,6 +69,8 @@ def _stub_context() -> None:
     addresses = itertools.count(1 << 32, 1 << 20)
     driver.driver.cuMemAlloc = lambda size: driver.binding.CUdeviceptr(next(addresses))
     driver.driver.cuMemFree = lambda pointer: None
+    for copy in ("cuMemcpyDtoD", "cuMemcpyDtoDAsync", "cuMemcpyHtoD", "cuMemcpyHtoDAsync"):
+        setattr(driver.driver, copy, lambda *args: None)
     driver._logger = logging.getLogger(__name__)  # set by the driver's initialisation
     context = driver.Context(pytypes.SimpleNamespace(id=0), handle=None)
     devices._runtime.ensure_context = contextlib.nullcontext
@@ -74,9 +82,10 @@ def array_costs(repeat: int) -> list[str]:
     """µs of host time of each way to make a device array (allocations dropped at once)."""
     from numba import cuda
 
-    from kernels.cuda._core import carve, empty_many, span
+    from kernels.cuda._core import carve, copy, empty_many, is_device_array, span
 
     block = cuda.device_array(1 << 16, np.int64)
+    other, host = cuda.device_array(1 << 16, np.int64), np.zeros(1 << 16, np.int64)
     parts = ((65_536, np.int64), (65_536, np.uint8), (1, np.int64))
     ways: list[tuple[str, Callable[[], Any]]] = [
         ("Numba: allocate 65,536 int64 (device_array), drop", lambda: cuda.device_array(65_536)),
@@ -87,6 +96,13 @@ def array_costs(repeat: int) -> list[str]:
         ("Numba: a.view(uint8)[8:24].view(int16).reshape(2, 4)",
          lambda: block.view(np.uint8)[8:24].view(np.int16).reshape(2, 4)),
         ("ours: carve(a, 8, (2, 4), int16)", lambda: carve(block, 8, (2, 4), np.int16)),
+        ("interface check: hasattr(a, '__cuda_array_interface__')",
+         lambda: hasattr(block, "__cuda_array_interface__")),
+        ("ours: is_device_array(a)", lambda: is_device_array(block)),
+        ("Numba: a.copy_to_device(b), device to device", lambda: block.copy_to_device(other)),
+        ("ours: copy(a, b)", lambda: copy(block, other)),
+        ("Numba: a.copy_to_device(h), from the host", lambda: block.copy_to_device(host)),
+        ("ours: copy(a, h)", lambda: copy(block, host)),
         ("Numba: three arrays, three allocations",
          lambda: [cuda.device_array(shape, dtype) for shape, dtype in parts]),
         ("ours: three arrays, one allocation (empty_many)", lambda: empty_many(*parts)),

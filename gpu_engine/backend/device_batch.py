@@ -48,7 +48,17 @@ from gpu_engine.windows.keys import KeyEncoder
 from kernels import validate as codes
 from kernels.cuda import ingest
 from kernels.cuda import sketches as device_sketches
-from kernels.cuda._core import as_device, cuda, empty, full, is_device_array, span, to_host
+from kernels.cuda._core import (
+    as_device,
+    copy,
+    cuda,
+    empty,
+    full,
+    is_device_array,
+    row,
+    span,
+    to_host,
+)
 from kernels.cuda.sort import iota
 
 _NO_FLAGS = np.empty(0, dtype=np.uint8)
@@ -282,11 +292,11 @@ class DeviceColumns:
             values = self._device(name).values
             is_int = np.dtype(values.dtype) == np.int64
             if is_int:
-                ingest.to_float64(values, out=fcols[c])
+                ingest.to_float64(values, out=row(fcols, c))
             else:
-                fcols[c].copy_to_device(values)
+                copy(row(fcols, c), values)
             if needs_int and is_int:
-                icols[c].copy_to_device(values)
+                copy(row(icols, c), values)
         return fcols, icols
 
     def valid_mask(self, name: str) -> Any:
@@ -333,7 +343,7 @@ class DeviceColumns:
     def stack_masks(self, masks: list[Any]) -> Any:
         out = empty((len(masks), self.num_rows), np.uint8)
         for m, mask in enumerate(masks):
-            out[m].copy_to_device(mask)
+            copy(row(out, m), mask)
         return out
 
 
@@ -373,7 +383,7 @@ def _stacked(arrays: list[Any], n: int, dtype: Any) -> Any:
     for array in arrays:
         size = int(array.shape[0])
         if size:
-            span(out, at, at + size).copy_to_device(array)
+            copy(span(out, at, at + size), array)
         at += size
     return out
 

@@ -31,7 +31,7 @@ from gpu_engine.backend.device_state import check_room
 from gpu_engine.windows.aggregations import AggregationPlan, PreparedBatch
 from gpu_engine.windows.sessions import ClosedSessions
 from kernels.cuda import sessions
-from kernels.cuda._core import as_device, constant, empty, full, to_host
+from kernels.cuda._core import as_device, constant, copy, empty, full, span, to_host
 from kernels.cuda.aggregate import DeviceAggState, merge_rows, update_events
 from kernels.cuda.hashindex import DeviceHashIndex
 from kernels.cuda.ingest import not_flags, select, take
@@ -90,7 +90,7 @@ class DeviceSessionState:
         if self._n:
             for new, array in zip((self._kid, self._starts, self._ends, self._dead), old,
                                   strict=True):  # fmt: skip
-                new[: self._n].copy_to_device(array[: self._n])
+                copy(span(new, 0, self._n), span(array, 0, self._n))
 
     def _check_room(self, rows: int) -> None:
         per_row = self.agg.bytes_per_row + 25 + 8 * (max(self.width, 1) + 2)
@@ -187,8 +187,8 @@ class DeviceSessionState:
         self.key_ids = DeviceHashIndex(max(self.width, 1), max(16, n))
         self._alloc(2 * n)
         if n:
-            self._kid[:n].copy_to_device(self.key_ids.insert(atoms))
-            self._starts[:n].copy_to_device(starts)
-            self._ends[:n].copy_to_device(ends)
+            copy(span(self._kid, 0, n), self.key_ids.insert(atoms))
+            copy(span(self._starts, 0, n), starts)
+            copy(span(self._ends, 0, n), ends)
         self._n = n
         self._n_dead = 0

@@ -18,7 +18,7 @@ import numpy as np
 from gpu_engine.windows.aggregations import AggregationPlan, BatchValues
 from kernels.aggregate import QUANTILE
 from kernels.cuda import sketch_state
-from kernels.cuda._core import empty, full, span, to_host
+from kernels.cuda._core import copy, empty, full, span, to_host
 from kernels.cuda.hashindex import DeviceHashIndex
 from kernels.cuda.sketches import add_counts, sketch_entries
 from kernels.sketches import quantiles_from_entries
@@ -47,7 +47,7 @@ class DeviceSketchEntries:
         size = self.index.upper_bound(limit=int(self.counts.shape[0]))
         if size > self.counts.shape[0]:
             grown = full(max(size, 2 * self.counts.shape[0]), 0, np.int64)
-            grown[: self.counts.shape[0]].copy_to_device(self.counts)
+            copy(span(grown, 0, self.counts.shape[0]), self.counts)
             self.counts = grown
         if weights is None:
             add_counts(ids, self.counts)

@@ -27,7 +27,7 @@ from gpu_engine.errors import DeviceMemoryError
 from gpu_engine.windows.aggregations import AggregationPlan, BatchValues, PreparedBatch
 from gpu_engine.windows.panes import PaneGeometry, WindowGroups
 from kernels.cuda import windows as device_windows
-from kernels.cuda._core import constant, empty, is_device_array, span, to_host
+from kernels.cuda._core import constant, copy, empty, is_device_array, span, to_host
 from kernels.cuda.aggregate import DeviceAggState, merge_rows
 from kernels.cuda.aggregate import update_events as device_update_events
 from kernels.cuda.hashindex import DeviceHashIndex
@@ -100,7 +100,7 @@ class DevicePaneState:
                 fcols, icols, masks, self.agg,
             )  # fmt: skip
             if sketch_ids is not None:
-                span(sketch_ids, lo, hi).copy_to_device(ids)
+                copy(span(sketch_ids, lo, hi), ids)
         if sketch_ids is not None:
             self.sketches.add_events(sketch_ids, values)
 

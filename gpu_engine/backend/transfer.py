@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from kernels.cuda._core import SIMULATOR, carve, cuda, empty, is_device_array
+from kernels.cuda._core import SIMULATOR, carve, copy, cuda, empty, is_device_array
 
 DEFAULT_CHUNK_ROWS = 1 << 18
 
@@ -155,7 +155,7 @@ class PinnedUploader:
                 host = self._grown(slot, slot.host, c, part.size, part.dtype, cuda.pinned_array)
                 source = host[: part.size].reshape(part.shape)
                 np.copyto(source, part)
-            device.copy_to_device(source, stream=self.stream)
+            copy(device, source, stream=self.stream)
             self.copies += 1
             self.bytes_copied += int(part.nbytes)
             views.append(device)
@@ -211,7 +211,7 @@ class PinnedStager:
             np.copyto(staged, array)
             device = empty(array.size, array.dtype)
             if array.size:
-                device.copy_to_device(staged, stream=self.stream)
+                copy(device, staged, stream=self.stream)
                 self.copies += 1
                 self.bytes_copied += int(array.nbytes)
             out.append(device)

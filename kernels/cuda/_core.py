@@ -128,6 +128,9 @@ WAITS: Counter[str] = Counter()
 # and its free a cuMemFree (deferred, made in bursts: ``pool.defer_frees``), which waits
 # for the device.
 ALLOCATIONS: Counter[str] = Counter()
+# Views made directly by carve/span/row, by caller (a few µs of host time each, where
+# Numba's own slicing costs tens: benchmarks.launches also counts those, on the simulator).
+VIEWS: Counter[str] = Counter()
 _queued = [False]  # whether work was queued on the device since the last read
 # Helpers that many callers use: their reads are named by their caller too.
 _SHARED_READERS = frozenset({"exclusive_scan", "flag_offsets", "__len__"})
@@ -184,6 +187,8 @@ def _fill(out, value):  # pragma: no cover - compiled
 def is_device_array(array: Any) -> bool:
     """Whether ``array`` already lives on the device (``__cuda_array_interface__``: Numba,
     CuPy, cuDF buffers; the simulator's fake device arrays count too)."""
+    if isinstance(array, _NumbaArray):  # first: the interface is a property built per call
+        return True
     if hasattr(array, "__cuda_array_interface__"):
         return True
     return SIMULATOR and bool(cuda.devicearray.is_cuda_ndarray(array))
@@ -204,7 +209,9 @@ def _upload(host: np.ndarray, caller: str) -> Any:
     if _queued[0] and host.size:  # a copy from pageable memory syncs the stream first
         WAITS[f"{caller}(upload)"] += 1
         _queued[0] = False
-    return cuda.to_device(host)
+    out = cuda.device_array(host.shape, dtype=host.dtype)
+    copy(out, host)  # what cuda.to_device does, without copy_to_device's host cost
+    return out
 
 
 STAGED_BYTES = 1 << 20  # host arrays up to this size go to the device without a stream sync
@@ -243,7 +250,7 @@ class _Staging:
             np.copyto(staged, host)
             out = cuda.device_array(host.shape, dtype=host.dtype)
             stream = cuda.default_stream()
-            out.copy_to_device(staged, stream=stream)
+            copy(out, staged, stream=stream)
             self._events[i].record(stream)
             return out
 
@@ -332,7 +339,11 @@ def carve(block: Any, offset: int, shape: tuple[int, ...], dtype: Any) -> Any:
     (``benchmarks.launch_cost --arrays``). Built directly it is one array over one
     memory view (none at offset 0), as Numba's slicing would make it.
     """
-    dtype = np.dtype(dtype)
+    VIEWS[sys._getframe(1).f_code.co_name] += 1
+    return _carved(block, offset, shape, np.dtype(dtype))
+
+
+def _carved(block: Any, offset: int, shape: tuple[int, ...], dtype: np.dtype) -> Any:
     size = math.prod(shape) * dtype.itemsize
     if not _lean(block):  # the simulator's arrays, or another library's: the generic way
         flat = block.reshape(-1).view(np.uint8)[offset : offset + size]
@@ -346,12 +357,57 @@ def span(array: Any, start: int, stop: int) -> Any:
     """``array[start:stop]`` (``0 <= start``), without Numba's slicing cost when ``array``
     is a C-contiguous Numba array: the same memory (from ``start``), a shorter first axis."""
     stop = max(start, min(int(stop), int(array.shape[0])))
+    VIEWS[sys._getframe(1).f_code.co_name] += 1
     if not _lean(array):
         return array[start:stop]
     shape = (stop - start, *array.shape[1:])
     if start == 0:  # no memory view needed
         return _NumbaArray(shape, array.strides, array.dtype, gpu_data=array.gpu_data)
-    return carve(array, start * int(array.strides[0]), shape, array.dtype)
+    return _carved(array, start * int(array.strides[0]), shape, np.dtype(array.dtype))
+
+
+def copy(dst: Any, src: Any, stream: Any = 0) -> None:
+    """``dst.copy_to_device(src, stream=stream)``: the items of the device or host array
+    ``src`` into the device array ``dst``, of the same shape and dtype.
+
+    Why: Numba's ``copy_to_device`` slices both arrays to their broadcast core and
+    squeezes them to compare shapes, 100-250 µs of host time a copy (``benchmarks.launch_cost
+    --arrays``), where the driver's copy itself takes the host a microsecond or two.
+    C-contiguous arrays of equal shape and dtype go straight to the same driver call
+    (asynchronous on ``stream`` when one is given, as Numba's); anything else takes
+    Numba's path, with its checks and errors.
+    """
+    if _lean(dst) and getattr(src, "shape", None) == dst.shape and src.dtype == dst.dtype:
+        nbytes = int(dst.size) * dst.dtype.itemsize
+        stream = stream or dst.stream
+        if isinstance(src, _NumbaArray) and src.is_c_contiguous():
+            if nbytes:
+                _queued[0] = True
+                _driver().device_to_device(dst, src, nbytes, stream=stream)
+            return
+        if isinstance(src, np.ndarray) and src.flags.c_contiguous:
+            if nbytes:
+                if not stream and _queued[0]:  # a synchronous copy waits for the queued work
+                    WAITS[f"{sys._getframe(1).f_code.co_name}(upload)"] += 1
+                _queued[0] = bool(stream)
+                _driver().host_to_device(dst, src, nbytes, stream=stream)
+            return
+    dst.copy_to_device(src, stream=stream)
+
+
+def _driver() -> Any:
+    from numba.cuda.cudadrv import driver
+
+    return driver
+
+
+def row(array: Any, i: int) -> Any:
+    """``array[i]``: row ``i`` of a 2-D array, as a 1-D array (cheaply, as :func:`span`)."""
+    VIEWS[sys._getframe(1).f_code.co_name] += 1
+    if not _lean(array):
+        return array[i]
+    return _carved(array, int(i) * int(array.strides[0]), tuple(array.shape[1:]),
+                   np.dtype(array.dtype))  # fmt: skip
 
 
 def full(shape: Any, value: Any, dtype: Any) -> Any:

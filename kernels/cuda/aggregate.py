@@ -62,6 +62,7 @@ from kernels.cuda._core import (
     arr,
     as_device,
     constant,
+    copy,
     cuda,
     empty,
     empty_many,
@@ -452,7 +453,7 @@ class DeviceAggState:
         kept = {name: getattr(self, name) for name in _COLUMNS}
         self._alloc(max(n_rows, 2 * old))
         for name, array in kept.items():
-            span(getattr(self, name), 0, old).copy_to_device(array)
+            copy(span(getattr(self, name), 0, old), array)
 
     def prepare(self, plan: _UpdatePlan, n_events: int) -> None:
         """Accumulators wide enough for ``plan`` and owner flags for ``n_events``."""
@@ -476,7 +477,7 @@ class DeviceAggState:
         n = state.capacity if n is None else n
         out = cls(state.ops, capacity=max(16, n))
         for name in _COLUMNS:
-            getattr(out, name)[:n].copy_to_device(np.ascontiguousarray(getattr(state, name)[:n]))
+            copy(span(getattr(out, name), 0, n), np.ascontiguousarray(getattr(state, name)[:n]))
         return out
 
 

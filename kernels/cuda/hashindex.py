@@ -44,6 +44,7 @@ from kernels.cuda._core import (
     arr,
     as_device,
     constant,
+    copy,
     cuda,
     device_function,
     empty,
@@ -284,8 +285,8 @@ class DeviceHashIndex:
         if need > self._keys.shape[0]:
             grown, count = self._keys_and_count(max(need, 2 * self._keys.shape[0]))
             if n:
-                span(grown, 0, n).copy_to_device(span(self._keys, 0, n))
-            count.copy_to_device(self._count)
+                copy(span(grown, 0, n), span(self._keys, 0, n))
+            copy(count, self._count)
             self._keys, self._count = grown, count
         if 2 * need > self._slots.shape[0]:
             self._slots = full(_pow2_at_least(4 * need), EMPTY, np.int64)

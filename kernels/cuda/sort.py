@@ -36,6 +36,7 @@ from kernels.cuda._core import (
     arr,
     as_device,
     constant,
+    copy,
     cuda,
     empty,
     empty_many,
@@ -43,6 +44,7 @@ from kernels.cuda._core import (
     launch,
     launch_reduce,
     register,
+    row,
     to_host,
 )
 from kernels.cuda.ingest import take
@@ -117,10 +119,10 @@ def bounds(columns: list[Any]) -> list[tuple[int, int]]:
     n = int(columns[0].shape[0])
     stacked = empty((len(columns), n), np.int64)
     for c, column in enumerate(columns):
-        stacked[c].copy_to_device(column)  # device to device: no wait
+        copy(row(stacked, c), column)  # device to device: no wait
     start = np.tile(np.array([INT64_MAX, INT64_MIN], np.int64), len(columns))
     out = empty(2 * len(columns), np.int64)
-    out.copy_to_device(constant(start))
+    copy(out, constant(start))
     kernel("sort.bounds")[launch_reduce(n)](stacked, out)
     found = to_host(out).tolist()
     return [(found[2 * c], found[2 * c + 1]) for c in range(len(columns))]

@@ -49,6 +49,7 @@ from kernels.cuda._core import (
     arr,
     as_device,
     constant,
+    copy,
     cuda,
     device_function,
     empty,
@@ -271,7 +272,7 @@ def pane_stats(
     keys = as_device(keys, np.int64)
     n = int(keys.shape[0])
     out = empty(4, np.int64)  # from a device constant: a device-to-device copy, no wait
-    out.copy_to_device(constant(np.array([INT64_MAX, INT64_MIN, 0, 0], dtype=np.int64)))
+    copy(out, constant(np.array([INT64_MAX, INT64_MIN, 0, 0], dtype=np.int64)))
     if n:
         dead_before = first_live if dead_before is None else dead_before
         if count is None:  # every row: one shared constant, not one upload per length

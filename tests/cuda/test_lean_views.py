@@ -1,4 +1,4 @@
-"""Views built directly (``_core.carve``, ``_core.span``) equal those Numba's slicing builds.
+"""Views built directly (``_core`` carve, span, row) equal those Numba's slicing builds.
 
 No device is needed: Numba device arrays stand over a memory pointer that was never
 allocated, and Numba's own slicing runs with its context requirement stubbed. Each
@@ -85,7 +85,57 @@ def test_span_equals_numbas_slice(shape: tuple[int, ...], start: int, stop: int)
         assert got.gpu_data.owner is block.gpu_data.owner
 
 
+@pytest.mark.parametrize(("shape", "i"), [((3, 5), 0), ((3, 5), 2), ((4, 2, 3), 1), ((2, 0), 1)])
+def test_row_equals_numbas_index(shape: tuple[int, ...], i: int) -> None:
+    array = _core.carve(_block(40), 8, shape, np.float64)
+    assert _described(_core.row(array, i)) == _described(array[i])
+
+
 def test_views_of_other_arrays_take_the_generic_way() -> None:
     block = _block(16)
     every_other = DeviceNDArray((4,), (16,), np.dtype(np.int64), gpu_data=block.gpu_data)
     assert _described(_core.span(every_other, 1, 3)) == _described(every_other[1:3])
+
+
+@pytest.fixture
+def copies(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    """The driver's copies, recorded (destination, source and bytes, stream), not made."""
+    made: list[tuple[Any, ...]] = []
+
+    def record(kind: str) -> Any:
+        def copy(dst: Any, src: Any, size: int, stream: Any = 0) -> None:
+            source = src.ctypes.data if isinstance(src, np.ndarray) else driver.device_pointer(src)
+            made.append((kind, driver.device_pointer(dst), source, size, stream))
+
+        return copy
+
+    monkeypatch.setattr(driver, "device_to_device", record("d2d"))
+    monkeypatch.setattr(driver, "host_to_device", record("h2d"))
+    return made
+
+
+@pytest.mark.parametrize("stream", [0, "a stream"])
+@pytest.mark.parametrize("shape", [(6,), (2, 3), (0,)])
+def test_copy_makes_numbas_driver_call(copies: list[tuple[Any, ...]], shape: tuple[int, ...],
+                                       stream: Any) -> None:  # fmt: skip
+    block = _block(40)
+    dst = _core.carve(block, 0, shape, np.int64)
+    for src in (_core.carve(block, 64, shape, np.int64), np.arange(int(np.prod(shape)),
+                                                                   dtype=np.int64).reshape(shape)):
+        copies.clear()
+        dst.copy_to_device(src, stream=stream)
+        want = list(copies)
+        copies.clear()
+        _core.copy(dst, src, stream=stream)
+        assert copies == want
+
+
+def test_copy_of_arrays_that_do_not_match_takes_numbas_path(copies: list[Any]) -> None:
+    block = _block(40)
+    dst = _core.carve(block, 0, (6,), np.int64)
+    with pytest.raises(ValueError):  # Numba's own error: incompatible shape
+        _core.copy(dst, np.zeros(5, np.int64))
+    _core.copy(dst, np.zeros((1, 6), np.int64))  # squeezes to the same shape: Numba copies
+    assert [kind for kind, *_ in copies] == ["h2d"]
+    with pytest.raises(TypeError):  # Numba's own error: incompatible dtype
+        _core.copy(dst, np.arange(6, dtype=np.int32))
