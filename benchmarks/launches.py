@@ -10,7 +10,10 @@ are the host-side cost of a batch that no kernel speed-up removes (driver memset
 microseconds each, and device allocations, each a ``cuMemAlloc`` and a deferred
 ``cuMemFree`` with Numba's memory manager, are counted apart). They are the same under the
 CUDA simulator as on a card (only the grid sizes differ), so they can be measured, and
-reduced, without one. Paths: host frames prepared on the device (the default), host frames
+reduced, without one. On the simulator it also counts views of device arrays: those made
+directly (``_core.carve``/``span``/``row``, a few µs each on a card) and those made by
+Numba's own slicing, dtype views and reshapes (tens of µs each: ``benchmarks.launch_cost
+--arrays``). Paths: host frames prepared on the device (the default), host frames
 prepared on the host (``cuda_host_frames: host``), and columns pushed on the device; for
 the sliding workload of :mod:`benchmarks.windows` and for the full short-video config
 (sessions, sketches, top-k, 1% corrupt rows).
@@ -32,32 +35,64 @@ from gpu_engine.config import load_config
 from gpu_engine.config.models import EngineConfig
 from kernels.cuda import _core
 
-Counts = tuple[int, Counter[str], Counter[str], Counter[str], Counter[str]]
-COUNTERS = (_core.LAUNCHES, _core.READS, _core.WAITS, _core.ALLOCATIONS)
+# Views of device arrays that Numba's own slicing, dtype views and reshapes make, by caller:
+# tens of µs of host time each (benchmarks.launch_cost --arrays). Counted on the simulator
+# only, where every device array is the simulator's, outside the kernels it runs.
+SLICES: Counter[str] = Counter()
+COUNTERS = (_core.LAUNCHES, _core.READS, _core.WAITS, _core.ALLOCATIONS, _core.VIEWS, SLICES)
+NAMES = ("launched", "read by", "waited in", "allocated", "viewed by", "sliced by")
 
 
-def counted(config: EngineConfig, data: Any) -> Counts:
-    """(batches, launches by kernel, then reads, waits and allocations by caller) of a run."""
+def count_slices() -> None:
+    """Count the host's Numba-style views of device arrays into SLICES (simulator only)."""
+    import sys
+    import threading
+
+    from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+
+    lean = {"carve", "_carved", "span", "row"}  # made directly on a card: in VIEWS
+
+    def counting(method: Any) -> Any:
+        def wrapper(array: Any, *args: Any, **kwargs: Any) -> Any:
+            caller = sys._getframe(1).f_code.co_name
+            if caller not in lean and type(threading.current_thread()).__name__ != "BlockThread":
+                index = args[0] if args else None  # an int index of a 1-D array is an item
+                if method.__name__ != "__getitem__" or isinstance(index, (slice, tuple)) or (
+                        isinstance(index, int) and array.ndim > 1):  # fmt: skip
+                    SLICES[caller] += 1
+            return method(array, *args, **kwargs)
+
+        return wrapper
+
+    for name in ("__getitem__", "view", "reshape"):
+        setattr(FakeCUDAArray, name, counting(getattr(FakeCUDAArray, name)))
+
+
+def counted(config: EngineConfig, data: Any) -> tuple[int, list[Counter[str]]]:
+    """(batches, [launches by kernel, then reads, waits, allocations, direct views and
+    Numba-style views by caller]) of a run."""
     before = [Counter(c) for c in COUNTERS]
     _, _, summary = run(config, data)
-    launches, reads, waits, allocations = (
-        Counter(now) - then for now, then in zip(COUNTERS, before, strict=True)
-    )
-    return summary["batches"], launches, reads, waits, allocations
+    return summary["batches"], [Counter(now) - then for now, then in
+                                zip(COUNTERS, before, strict=True)]  # fmt: skip
 
 
-def report(label: str, result: Counts, top: int) -> None:
-    batches, launches, reads, waits, allocations = result
+def report(label: str, result: tuple[int, list[Counter[str]]], top: int) -> None:
+    batches, counters = result
+    launches, reads, waits, allocations, views, slices = counters
     per = max(batches, 1)
     memsets = launches.pop("memset", 0)
     print(f"  {label:<34}{sum(launches.values()) / per:8.1f} launches"
           f"{sum(reads.values()) / per:8.1f} reads{sum(waits.values()) / per:8.1f} waits"
           f"{memsets / per:8.1f} memsets{sum(allocations.values()) / per:8.1f} allocations "
           f"per batch ({batches} batches)")  # fmt: skip
-    for what, counter in (("launched", launches), ("read by", reads), ("waited in", waits),
-                          ("allocated", allocations)):  # fmt: skip
+    if _core.SIMULATOR:
+        print(f"  {'':<34}{sum(views.values()) / per:8.1f} direct views "
+              f"{sum(slices.values()) / per:8.1f} Numba-style views per batch")  # fmt: skip
+    for what, counter in zip(NAMES, counters, strict=True):
         common = ", ".join(f"{name} {n / per:.1f}" for name, n in counter.most_common(top))
-        print(f"      most {what + ':':<10} {common}")
+        if common:
+            print(f"      most {what + ':':<10} {common}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         update = {"cuda_host_frames": frames, "batching": batching}
         return configured(config, "cuda", 1).model_copy(update=update)
 
+    if _core.SIMULATOR:
+        count_slices()
     table = events(args.events, args.duration_ms).select(COLUMNS)
     full = events(args.events, args.duration_ms, bad_fraction=0.01)
     for title, base, data in (
