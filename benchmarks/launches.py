@@ -35,37 +35,57 @@ from gpu_engine.config import load_config
 from gpu_engine.config.models import EngineConfig
 from kernels.cuda import _core
 
-# Views of device arrays that Numba's own slicing, dtype views and reshapes make, by caller:
-# tens of µs of host time each (benchmarks.launch_cost --arrays). Counted on the simulator
-# only, where every device array is the simulator's, outside the kernels it runs.
+# Views of device arrays that Numba's own slicing, dtype views and reshapes make, and
+# Numba's own copies into device arrays (copy_to_device), by caller: tens to hundreds of µs
+# of host time each (benchmarks.launch_cost --arrays). Counted on the simulator only, where
+# every device array is the simulator's, outside the kernels it runs.
 SLICES: Counter[str] = Counter()
-COUNTERS = (_core.LAUNCHES, _core.READS, _core.WAITS, _core.ALLOCATIONS, _core.VIEWS, SLICES)
-NAMES = ("launched", "read by", "waited in", "allocated", "viewed by", "sliced by")
+NUMBA_COPIES: Counter[str] = Counter()
+COUNTERS = (_core.LAUNCHES, _core.READS, _core.WAITS, _core.ALLOCATIONS, _core.VIEWS, SLICES,
+            _core.COPIES, NUMBA_COPIES)  # fmt: skip
+NAMES = ("launched", "read by", "waited in", "allocated", "viewed by", "sliced by",
+         "copied by", "Numba-copied by")  # fmt: skip
+LEAN = {"carve", "_carved", "span", "row", "copy"}  # direct on a card: VIEWS and COPIES
 
 
 def count_slices() -> None:
-    """Count the host's Numba-style views of device arrays into SLICES (simulator only)."""
+    """Count the host's Numba-style views and copies of device arrays (simulator only)."""
     import sys
     import threading
 
     from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
 
-    lean = {"carve", "_carved", "span", "row"}  # made directly on a card: in VIEWS
+    def host_caller() -> str | None:  # the caller of the counted method, outside kernels
+        if type(threading.current_thread()).__name__ == "BlockThread":
+            return None
+        caller = sys._getframe(2).f_code.co_name
+        return None if caller in LEAN else caller
 
     def counting(method: Any) -> Any:
         def wrapper(array: Any, *args: Any, **kwargs: Any) -> Any:
-            caller = sys._getframe(1).f_code.co_name
-            if caller not in lean and type(threading.current_thread()).__name__ != "BlockThread":
-                index = args[0] if args else None  # an int index of a 1-D array is an item
-                if method.__name__ != "__getitem__" or isinstance(index, (slice, tuple)) or (
-                        isinstance(index, int) and array.ndim > 1):  # fmt: skip
-                    SLICES[caller] += 1
+            caller = host_caller()
+            index = args[0] if args else None  # an int index of a 1-D array is an item
+            if caller == "array_core":  # copy_to_device's own slicing: counted as a copy
+                caller = None
+            if caller and (method.__name__ != "__getitem__" or isinstance(index, (slice, tuple))
+                           or (isinstance(index, int) and array.ndim > 1)):  # fmt: skip
+                SLICES[caller] += 1
+            return method(array, *args, **kwargs)
+
+        return wrapper
+
+    def counting_copies(method: Any) -> Any:
+        def wrapper(array: Any, *args: Any, **kwargs: Any) -> Any:
+            caller = host_caller()
+            if caller and caller != "fill":  # fill's simulator branch: a memset on a card
+                NUMBA_COPIES[caller] += 1
             return method(array, *args, **kwargs)
 
         return wrapper
 
     for name in ("__getitem__", "view", "reshape"):
         setattr(FakeCUDAArray, name, counting(getattr(FakeCUDAArray, name)))
+    FakeCUDAArray.copy_to_device = counting_copies(FakeCUDAArray.copy_to_device)
 
 
 def counted(config: EngineConfig, data: Any) -> tuple[int, list[Counter[str]]]:
@@ -79,7 +99,7 @@ def counted(config: EngineConfig, data: Any) -> tuple[int, list[Counter[str]]]:
 
 def report(label: str, result: tuple[int, list[Counter[str]]], top: int) -> None:
     batches, counters = result
-    launches, reads, waits, allocations, views, slices = counters
+    launches, reads, waits, allocations, views, slices, copies, numba_copies = counters
     per = max(batches, 1)
     memsets = launches.pop("memset", 0)
     print(f"  {label:<34}{sum(launches.values()) / per:8.1f} launches"
@@ -87,8 +107,10 @@ def report(label: str, result: tuple[int, list[Counter[str]]], top: int) -> None
           f"{memsets / per:8.1f} memsets{sum(allocations.values()) / per:8.1f} allocations "
           f"per batch ({batches} batches)")  # fmt: skip
     if _core.SIMULATOR:
-        print(f"  {'':<34}{sum(views.values()) / per:8.1f} direct views "
-              f"{sum(slices.values()) / per:8.1f} Numba-style views per batch")  # fmt: skip
+        print(f"  {'':<34}{sum(views.values()) / per:8.1f} direct views"
+              f"{sum(slices.values()) / per:8.1f} Numba-style views"
+              f"{sum(copies.values()) / per:8.1f} direct copies"
+              f"{sum(numba_copies.values()) / per:8.1f} Numba copies per batch")  # fmt: skip
     for what, counter in zip(NAMES, counters, strict=True):
         common = ", ".join(f"{name} {n / per:.1f}" for name, n in counter.most_common(top))
         if common:

@@ -131,6 +131,7 @@ ALLOCATIONS: Counter[str] = Counter()
 # Views made directly by carve/span/row, by caller (a few µs of host time each, where
 # Numba's own slicing costs tens: benchmarks.launches also counts those, on the simulator).
 VIEWS: Counter[str] = Counter()
+COPIES: Counter[str] = Counter()  # copies into device arrays by _core.copy, by caller
 _queued = [False]  # whether work was queued on the device since the last read
 # Helpers that many callers use: their reads are named by their caller too.
 _SHARED_READERS = frozenset({"exclusive_scan", "flag_offsets", "__len__"})
@@ -349,8 +350,23 @@ def _carved(block: Any, offset: int, shape: tuple[int, ...], dtype: np.dtype) ->
         flat = block.reshape(-1).view(np.uint8)[offset : offset + size]
         return flat.view(dtype).reshape(shape)
     whole = offset == 0 or size == 0
-    memory = block.gpu_data if whole else block.gpu_data.view(offset, offset + size)
+    memory = block.gpu_data if whole else _memory_at(block.gpu_data, offset, size)
     return _NumbaArray(shape, _c_strides(shape, dtype.itemsize), dtype, gpu_data=memory)
+
+
+def _memory_at(memory: Any, offset: int, size: int) -> Any:
+    """``memory.view(offset, offset + size)`` at about half its host cost.
+
+    Numba's view counts itself into its owner's reference count through a weak proxy
+    and a finalizer. This pointer holds its parent (``memory``, which holds that count)
+    instead, so the allocation lives at least as long as the view, and has the same
+    owner, so views Numba makes of it count themselves as usual.
+    """
+    driver = _driver()
+    at = driver.binding.CUdeviceptr(memory.device_pointer_value + offset)
+    view = driver.MemoryPointer(memory.context, at, size, owner=memory.owner)
+    view._tiktoktoe_parent = memory  # keeps the parent's memory allocated
+    return view
 
 
 def span(array: Any, start: int, stop: int) -> Any:
@@ -377,6 +393,7 @@ def copy(dst: Any, src: Any, stream: Any = 0) -> None:
     (asynchronous on ``stream`` when one is given, as Numba's); anything else takes
     Numba's path, with its checks and errors.
     """
+    COPIES[sys._getframe(1).f_code.co_name] += 1
     if _lean(dst) and getattr(src, "shape", None) == dst.shape and src.dtype == dst.dtype:
         nbytes = int(dst.size) * dst.dtype.itemsize
         stream = stream or dst.stream

@@ -139,3 +139,26 @@ def test_copy_of_arrays_that_do_not_match_takes_numbas_path(copies: list[Any]) -
     assert [kind for kind, *_ in copies] == ["h2d"]
     with pytest.raises(TypeError):  # Numba's own error: incompatible dtype
         _core.copy(dst, np.arange(6, dtype=np.int32))
+
+
+@pytest.mark.parametrize("carved", [True, False], ids=["carve", "numba"])
+def test_a_view_keeps_its_allocation_until_it_is_dropped(carved: bool) -> None:
+    """Numba frees an allocation when the last handle counted into it goes; a carved view
+    holds its parent's handle, so dropping the parent array first frees nothing."""
+    import gc
+
+    freed: list[int] = []
+    memory = driver.AutoFreePointer(None, driver.binding.CUdeviceptr(BASE), 8 * 16,
+                                    finalizer=lambda: freed.append(1))  # fmt: skip
+    block = DeviceNDArray((16,), (8,), np.dtype(np.int64), gpu_data=memory.own())
+    part = _core.carve(block, 24, (4,), np.int64) if carved else block[3:7]
+    del block
+    gc.collect()
+    assert not freed and part.device_ctypes_pointer.value == BASE + 24
+    again = _core.span(part, 1, 3)  # a view of the view: counted as Numba counts it
+    del part
+    gc.collect()
+    assert not freed and again.device_ctypes_pointer.value == BASE + 32
+    del again
+    gc.collect()
+    assert freed == [1]
