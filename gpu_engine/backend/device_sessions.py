@@ -112,7 +112,7 @@ class DeviceSessionState:
         )
         # ... then merged with the open sessions of the same keys (only those).
         n_rows = self._n
-        rows = sessions.open_rows(self._kid[:n_rows], self._dead[:n_rows], s_kid,
+        rows = sessions.open_rows(span(self._kid, 0, n_rows), span(self._dead, 0, n_rows), s_kid,
                                   len(self.key_ids))  # fmt: skip
         c_kid, c_start, c_end = sessions.candidates(
             rows, self._kid, self._starts, self._ends, s_kid, s_start, s_end
@@ -146,7 +146,7 @@ class DeviceSessionState:
         n_rows = self._n
         if n_rows == 0:
             return None
-        rows = sessions.close(self._dead[:n_rows], self._ends[:n_rows], watermark)
+        rows = sessions.close(span(self._dead, 0, n_rows), span(self._ends, 0, n_rows), watermark)
         n = int(rows.shape[0])
         self._n_dead += n
         result = self._closed(rows, n) if n else None
@@ -174,7 +174,7 @@ class DeviceSessionState:
     def _compact(self) -> None:
         """Drop dead sessions and keys without an open session (a stream compaction)."""
         n_rows = self._n
-        keep = select(not_flags(self._dead[:n_rows]))
+        keep = select(not_flags(span(self._dead, 0, n_rows)))
         n = int(keep.shape[0])
         position = iota(n)
         atoms = sessions.take_rows(self.key_ids.keys, take(self._kid, keep))

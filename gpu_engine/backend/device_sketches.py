@@ -72,7 +72,7 @@ class DeviceSketchEntries:
         """The entries of rows ``old_ids`` (device) with their rows renamed ``new_ids``."""
         out = DeviceSketchEntries(capacity=len(self))
         moved, skip = sketch_state.renumber(self.index.keys, old_ids, new_ids, n_old)
-        out.add(moved, self.counts[: len(self)], skip)
+        out.add(moved, span(self.counts, 0, len(self)), skip)
         return out
 
     def merge_rows(self, src: Any, dst: Any, n_rows: int) -> None:
@@ -85,7 +85,7 @@ class DeviceSketchEntries:
         if len(self) == 0 or int(src.shape[0]) == 0:
             return
         moved, skip = sketch_state.renumber(self.index.keys, src, dst, n_rows)
-        self.add(moved, self.counts[: len(self)], skip)
+        self.add(moved, span(self.counts, 0, len(self)), skip)
 
     def combine(
         self, plan: AggregationPlan, src: Any, dst: Any, position: Any, n_groups: int, n_rows: int
@@ -99,7 +99,7 @@ class DeviceSketchEntries:
         slot_of = np.full(len(plan.ops), -1, dtype=np.int64)
         slot_of[aggs] = np.arange(len(aggs))
         result, valid = sketch_state.combine(
-            self.index.keys, self.counts[: len(self)], n_rows, src, dst, position, n_groups,
+            self.index.keys, span(self.counts, 0, len(self)), n_rows, src, dst, position, n_groups,
             slot_of, is_quantile, q,
         )  # fmt: skip
         result, valid = to_host(result), to_host(valid)

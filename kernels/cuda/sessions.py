@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 from numba import types
 
-from kernels.cuda._core import arr, as_device, cuda, empty, full, kernel, launch, register
+from kernels.cuda._core import arr, as_device, carve, cuda, empty, full, kernel, launch, register
 from kernels.cuda.ingest import select
 from kernels.cuda.scan import exclusive_scan
 from kernels.cuda.windows import INT64_MAX, INT64_MIN
@@ -266,7 +266,7 @@ def merge_intervals(atoms: Any, start: Any, end: Any) -> tuple[Any, int]:
         return out, 0
     atoms = as_device(atoms, np.int64)
     if atoms.ndim == 1:
-        atoms = atoms.reshape(n, 1)
+        atoms = carve(atoms, 0, (n, 1), atoms.dtype)  # a column: the same memory
     if atoms.shape[1] == 0:
         atoms = full((n, 1), 0, np.int64)
     flags = empty(n, np.uint8)
