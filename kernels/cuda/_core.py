@@ -454,9 +454,7 @@ def fill(out: Any, value: Any) -> None:
             out.copy_to_device(np.full(out.shape, value, dtype=dtype))
             return
         try:
-            from numba.cuda.cudadrv import driver
-
-            driver.device_memset(out, pattern[0], n * dtype.itemsize)  # no flat view needed
+            _driver().device_memset(out, pattern[0], n * dtype.itemsize)  # no flat view needed
             return
         except Exception:  # another numba-cuda: the fill kernel is correct, just slower
             _MEMSET_WORKS = False
