@@ -158,8 +158,9 @@ def _per_launch(launch: Callable[[list[Any]], None], argument_sets: list[list[An
 Times = tuple[float, float, float, float]  # µs: Numba known/new arrays, prepared known/new
 
 
-def measure(repeat: int, fresh: int) -> dict[int, list[Times]]:
-    """{argument count: [launch times of each kernel with that many arguments]}."""
+def measure(repeat: int, fresh: int, limit: int | None = None) -> dict[int, list[Times]]:
+    """{argument count: [launch times of each kernel with that many arguments]}, of the
+    first ``limit`` kernels (default: all)."""
     from numba import cuda
 
     from kernels.cuda import all_signatures
@@ -167,7 +168,7 @@ def measure(repeat: int, fresh: int) -> dict[int, list[Times]]:
     seen: set[str] = set()
     by_count: dict[int, list[Times]] = defaultdict(list)
     for name, _dtype, pyfunc, signature in all_signatures():
-        if name in seen:  # one dtype of each kernel
+        if name in seen or len(seen) == limit:  # one dtype of each kernel
             continue
         seen.add(name)
         dispatcher = cuda.jit(signature)(pyfunc)
@@ -213,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=300, help="launches with known arrays")
     parser.add_argument("--fresh", type=int, default=200, help="launches with new arrays")
     parser.add_argument("--arrays", action="store_true", help="time device arrays instead")
+    parser.add_argument("--kernels", type=int, default=None, help="only the first N kernels")
     args = parser.parse_args(argv)
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         print("launch_cost times Numba's real launch path: run it without the simulator")
@@ -222,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         lines = array_costs(args.repeat)
     else:
         _stub_driver()
-        lines = report(measure(args.repeat, args.fresh))
+        lines = report(measure(args.repeat, args.fresh, args.kernels))
     for line in lines:
         print(line)
     return 0
