@@ -189,10 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     problems: list[str] = []
 
-    from kernels.cuda._core import FAST_LAUNCH
+    from kernels.cuda._core import LAUNCH_PATH
 
-    launching = "kernels.cuda.launcher" if FAST_LAUNCH else "Numba's dispatcher"
-    print(f"cuda kernels launched through {launching} (TIKTOKTOE_FAST_LAUNCH)")
+    print(f"cuda kernels launched through {LAUNCH_PATH} (TIKTOKTOE_FAST_LAUNCH)")
     table = events(args.events, args.duration_ms).select(COLUMNS)
     print(
         f"sliding 5s/1s per content_id, {args.events:,} events, best of {args.repeat}:", flush=True

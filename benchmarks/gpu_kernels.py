@@ -39,7 +39,7 @@ from kernels import validate as cpu_validate
 from kernels.aggregate import COUNT, DISTINCT, MAX, MEAN, MIN, QUANTILE, STD, SUM, AggState
 from kernels.aggregate import finalize_column as cpu_finalize
 from kernels.aggregate import update_events as cpu_update
-from kernels.cuda._core import FAST_LAUNCH, SIMULATOR, arr, cuda, kernel, register
+from kernels.cuda._core import LAUNCH_PATH, SIMULATOR, arr, cuda, kernel, register
 from kernels.hashindex import HashIndex
 from kernels.sketches import bucket_keys as cpu_bucket_keys
 from kernels.sketches import hash_int64 as cpu_hash_int64
@@ -413,8 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     n = args.events
     device = "simulator" if SIMULATOR else cuda.get_current_device().name
-    launching = "kernels.cuda.launcher" if FAST_LAUNCH else "Numba's dispatcher"
-    print(f"device: {device!s}; events: {n:,}; kernels launched through {launching}",
+    print(f"device: {device!s}; events: {n:,}; kernels launched through {LAUNCH_PATH}",
           flush=True)  # fmt: skip
 
     t0 = time.perf_counter()

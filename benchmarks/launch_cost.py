@@ -17,7 +17,8 @@ Numba's dispatcher (``kernel[blocks, threads](*args)``) and through
 paths keep what they derive from an array on it) and with new arrays, as a batch's
 fresh temporaries are. Run it in its own process: it patches Numba's driver calls.
 
-``--arrays`` times the host's side of device arrays instead, with a stand-in CUDA
+``--arrays`` (``--pool``: through the opt-in pool) times the host's side of device
+arrays instead, with a stand-in CUDA
 context whose allocations, frees and copies do nothing: Numba's allocation
 (``device_array``), slicing and copies, against :func:`kernels.cuda._core.span`,
 :func:`~kernels.cuda._core.carve` and :func:`~kernels.cuda._core.copy`, and against
@@ -58,8 +59,10 @@ def _stub_driver() -> None:
     launcher.launch = lambda *args: None
 
 
-def _stub_context() -> None:
-    """A stand-in CUDA context whose device allocations, frees and copies do nothing."""
+def _stub_context(pool: bool = False) -> None:
+    """A stand-in CUDA context whose device allocations, frees and copies do nothing; with
+    ``pool``, its memory manager is the opt-in pool (:mod:`kernels.cuda.pool`), whose
+    events are stand-ins too (recorded at once, always passed)."""
     import contextlib
     import itertools
     import logging
@@ -72,7 +75,17 @@ def _stub_context() -> None:
     for copy in ("cuMemcpyDtoD", "cuMemcpyDtoDAsync", "cuMemcpyHtoD", "cuMemcpyHtoDAsync"):
         setattr(driver.driver, copy, lambda *args: None)
     driver._logger = logging.getLogger(__name__)  # set by the driver's initialisation
+    if pool:
+        from numba import cuda
+
+        from kernels.cuda.pool import _plugin
+
+        cuda.set_memory_manager(_plugin())
+        passed = pytypes.SimpleNamespace(record=lambda stream=0: None, query=lambda: True)
+        cuda.event = lambda timing=True: passed
     context = driver.Context(pytypes.SimpleNamespace(id=0), handle=None)
+    if pool:
+        context.memory_manager.initialize()
     devices._runtime.ensure_context = contextlib.nullcontext
     devices._runtime.get_or_create_context = lambda devnum=None: context
     devices.get_context = lambda devnum=None: context
@@ -84,11 +97,13 @@ def array_costs(repeat: int) -> list[str]:
 
     from kernels.cuda._core import carve, copy, empty_many, is_device_array, span
 
+    manager = type(cuda.current_context().memory_manager).__name__
     block = cuda.device_array(1 << 16, np.int64)
     other, host = cuda.device_array(1 << 16, np.int64), np.zeros(1 << 16, np.int64)
     parts = ((65_536, np.int64), (65_536, np.uint8), (1, np.int64))
     ways: list[tuple[str, Callable[[], Any]]] = [
-        ("Numba: allocate 65,536 int64 (device_array), drop", lambda: cuda.device_array(65_536)),
+        (f"{manager}: allocate 65,536 int64 (device_array), drop",
+         lambda: cuda.device_array(65_536)),
         ("Numba: a[:1000]", lambda: block[:1000]),
         ("ours: span(a, 0, 1000)", lambda: span(block, 0, 1000)),
         ("Numba: a[500:1500]", lambda: block[500:1500]),
@@ -215,12 +230,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", type=int, default=200, help="launches with new arrays")
     parser.add_argument("--arrays", action="store_true", help="time device arrays instead")
     parser.add_argument("--kernels", type=int, default=None, help="only the first N kernels")
+    parser.add_argument("--pool", action="store_true",
+                        help="with --arrays: allocate through the opt-in pool")  # fmt: skip
     args = parser.parse_args(argv)
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         print("launch_cost times Numba's real launch path: run it without the simulator")
         return 2
     if args.arrays:
-        _stub_context()
+        _stub_context(pool=args.pool)
         lines = array_costs(args.repeat)
     else:
         _stub_driver()

@@ -137,8 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             manager = type(_core.cuda.current_context().memory_manager).__name__
             print(f"device memory manager: {manager}; Numba's deferred frees made in bursts "
                   f"of {numba_config.CUDA_DEALLOCS_COUNT + 1}")  # fmt: skip
-        launching = "kernels.cuda.launcher" if _core.FAST_LAUNCH else "Numba's dispatcher"
-        print(f"kernels launched through {launching} (TIKTOKTOE_FAST_LAUNCH)")
+        print(f"kernels launched through {_core.LAUNCH_PATH} (TIKTOKTOE_FAST_LAUNCH)")
         return 0
 
     def cuda(config: EngineConfig, frames: str) -> EngineConfig:

@@ -32,13 +32,16 @@ cuda: Any = _numba_cuda
 SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 if SIMULATOR:  # its arrays are not Numba device arrays: views are made the generic way
     _NumbaArray: Any = ()
+    _driver: Any = None  # no driver: memsets, views and copies take the generic way
 else:
+    from numba.cuda.cudadrv import driver as _driver
     from numba.cuda.cudadrv.devicearray import DeviceNDArray as _NumbaArray
 THREADS = 256
 MAX_BLOCKS = 16_384  # grid-stride loops cover the rest
 # Launch registered kernels through kernels.cuda.launcher (not on the simulator, whose
 # arrays are not Numba device arrays); TIKTOKTOE_FAST_LAUNCH=0 keeps Numba's dispatcher.
 FAST_LAUNCH = os.environ.get("TIKTOKTOE_FAST_LAUNCH", "1") != "0" and not SIMULATOR
+LAUNCH_PATH = "kernels.cuda.launcher" if FAST_LAUNCH else "Numba's dispatcher"  # for reports
 SIM_THREADS = 32  # the simulator runs one Python thread per CUDA thread
 SIM_BLOCKS = 2
 DEVICE_GRID_THREADS = MAX_BLOCKS * THREADS  # most threads of one launch on a card
@@ -362,9 +365,8 @@ def _memory_at(memory: Any, offset: int, size: int) -> Any:
     instead, so the allocation lives at least as long as the view, and has the same
     owner, so views Numba makes of it count themselves as usual.
     """
-    driver = _driver()
-    at = driver.binding.CUdeviceptr(memory.device_pointer_value + offset)
-    view = driver.MemoryPointer(memory.context, at, size, owner=memory.owner)
+    at = _driver.binding.CUdeviceptr(memory.device_pointer_value + offset)
+    view = _driver.MemoryPointer(memory.context, at, size, owner=memory.owner)
     view._tiktoktoe_parent = memory  # keeps the parent's memory allocated
     return view
 
@@ -400,22 +402,16 @@ def copy(dst: Any, src: Any, stream: Any = 0) -> None:
         if isinstance(src, _NumbaArray) and src.is_c_contiguous():
             if nbytes:
                 _queued[0] = True
-                _driver().device_to_device(dst, src, nbytes, stream=stream)
+                _driver.device_to_device(dst, src, nbytes, stream=stream)
             return
         if isinstance(src, np.ndarray) and src.flags.c_contiguous:
             if nbytes:
                 if not stream and _queued[0]:  # a synchronous copy waits for the queued work
                     WAITS[f"{sys._getframe(1).f_code.co_name}(upload)"] += 1
                 _queued[0] = bool(stream)
-                _driver().host_to_device(dst, src, nbytes, stream=stream)
+                _driver.host_to_device(dst, src, nbytes, stream=stream)
             return
     dst.copy_to_device(src, stream=stream)
-
-
-def _driver() -> Any:
-    from numba.cuda.cudadrv import driver
-
-    return driver
 
 
 def row(array: Any, i: int) -> Any:
@@ -454,7 +450,7 @@ def fill(out: Any, value: Any) -> None:
             out.copy_to_device(np.full(out.shape, value, dtype=dtype))
             return
         try:
-            _driver().device_memset(out, pattern[0], n * dtype.itemsize)  # no flat view needed
+            _driver.device_memset(out, pattern[0], n * dtype.itemsize)  # no flat view needed
             return
         except Exception:  # another numba-cuda: the fill kernel is correct, just slower
             _MEMSET_WORKS = False

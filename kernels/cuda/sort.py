@@ -44,7 +44,6 @@ from kernels.cuda._core import (
     launch,
     launch_reduce,
     register,
-    row,
     to_host,
 )
 from kernels.cuda.ingest import take
@@ -97,33 +96,29 @@ def _scatter(keys, rows, lo, shift, chunk, cursor, out_keys, out_rows):  # pragm
             out_rows[p] = rows[i]
 
 
-@register("sort.bounds", ("int64",), lambda dt: types.void(arr("int64", 2), _I1))
-def _bounds(columns, out):  # pragma: no cover - compiled
-    """``out[2c], out[2c + 1]`` = min, max of row ``c`` of ``columns`` (``out`` starts at
-    (INT64_MAX, INT64_MIN) pairs); each thread reduces its values first (``launch_reduce``)."""
-    n = columns.shape[1]
-    for c in range(columns.shape[0]):
-        lo, hi = INT64_MAX, INT64_MIN
-        for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-            lo = min(lo, columns[c, i])
-            hi = max(hi, columns[c, i])
-        if lo < out[2 * c]:  # a plain read first: most threads lose, no atomic
-            cuda.atomic.min(out, 2 * c, lo)
-        if hi > out[2 * c + 1]:
-            cuda.atomic.max(out, 2 * c + 1, hi)
+@register("sort.bounds", ("int64",), lambda dt: types.void(_I1, types.int64, _I1))
+def _bounds(column, c, out):  # pragma: no cover - compiled
+    """``out[2c], out[2c + 1]`` = min, max of ``column`` (``out`` starts at (INT64_MAX,
+    INT64_MIN) pairs); each thread reduces its values first (``launch_reduce``)."""
+    lo, hi = INT64_MAX, INT64_MIN
+    for i in range(cuda.grid(1), column.shape[0], cuda.gridsize(1)):
+        lo = min(lo, column[i])
+        hi = max(hi, column[i])
+    if lo < out[2 * c]:  # a plain read first: most threads lose, no atomic
+        cuda.atomic.min(out, 2 * c, lo)
+    if hi > out[2 * c + 1]:
+        cuda.atomic.max(out, 2 * c + 1, hi)
 
 
 def bounds(columns: list[Any]) -> list[tuple[int, int]]:
-    """(min, max) of each of the equally long int64 device columns, in one pass and one
+    """(min, max) of each of the equally long int64 device columns: one pass each and one
     read back (one wait for all of them, not one per column)."""
     n = int(columns[0].shape[0])
-    stacked = empty((len(columns), n), np.int64)
-    for c, column in enumerate(columns):
-        copy(row(stacked, c), column)  # device to device: no wait
     start = np.tile(np.array([INT64_MAX, INT64_MIN], np.int64), len(columns))
     out = empty(2 * len(columns), np.int64)
     copy(out, constant(start))
-    kernel("sort.bounds")[launch_reduce(n)](stacked, out)
+    for c, column in enumerate(columns):
+        kernel("sort.bounds")[launch_reduce(n)](column, c, out)
     found = to_host(out).tolist()
     return [(found[2 * c], found[2 * c + 1]) for c in range(len(columns))]
 
