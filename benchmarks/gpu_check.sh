@@ -21,12 +21,16 @@
 #   memory     a smaller engine comparison and the cost of an allocation with Numba's stock
 #              deferred frees (bursts of 11), the engine's default (bursts of 257) and the
 #              opt-in pool (TIKTOKTOE_DEVICE_POOL=1, kernels/cuda/pool.py);
+#   tables     the GPU kernels with the blocks' shared tables of rows turned off
+#              (TIKTOKTOE_BLOCK_TABLES=0: every event adds to global memory, as before the
+#              tables); compare its "scalar aggregation" stage with the kernels step's
+#              (about 1 minute);
 #   optimizer  the optimizer's device check (informational).
-# Arguments pick steps (kernels tests engine launch memory optimizer, or all). Each step has its own
+# Arguments pick steps (kernels tests engine launch memory tables optimizer, or all). Each step has its own
 # timeout and prints its seconds; "GPU_CHECK PASS" or "GPU_CHECK FAIL" comes last, and the
 # exit status is 0 only on PASS. The device tool allows 600 s a call and 15 minutes a session
 # with the machine's start included: run the default as one call (its timeouts add up to
-# 580 s), then "launch" (550 s), then "memory optimizer" (280 s).
+# 580 s), then "launch" (550 s), then "tables memory optimizer" (430 s).
 #
 # Python packages the machine lacks travel as wheels in .whl/, installed here when present:
 # pydantic and its needs, and numpy < 2.5 (the image's numpy 2.5.2 breaks numba-cuda 0.30.4:
@@ -49,7 +53,7 @@ unset NUMBA_ENABLE_CUDASIM
 PY="${PYTHON:-python3}"
 status=0
 STEPS="${*:-kernels tests engine}"
-[ "$STEPS" = all ] && STEPS="kernels tests engine launch memory optimizer"
+[ "$STEPS" = all ] && STEPS="kernels tests engine launch memory tables optimizer"
 want() { [[ " $STEPS " == *" $1 "* ]]; }
 if [ -n "${OUT:-}" ]; then exec > >(tee "$OUT/gpu_check.log") 2>&1; fi
 START=$SECONDS
@@ -119,6 +123,12 @@ if want memory; then
             --full-events 200000 --repeat 1 --large-batch 0 --cpu-workers 4 || status=1
         env "$memory" timeout 20 "$PY" -m benchmarks.launches --costs || status=1
     done
+fi
+
+if want tables; then
+    step "GPU kernels with TIKTOKTOE_BLOCK_TABLES=0, ${EVENTS:-10000000} events"
+    TIKTOKTOE_BLOCK_TABLES=0 timeout 150 "$PY" -m benchmarks.gpu_kernels \
+        --events "${EVENTS:-10000000}" || status=1
 fi
 
 if want optimizer; then

@@ -92,7 +92,11 @@ class Result:
     counts: np.ndarray
 
 
-def cpu_run(ev: dict[str, np.ndarray]) -> Result:
+def cpu_pane_rows(
+    ev: dict[str, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, HashIndex, np.ndarray]:
+    """Validation with the CPU kernels and the (pane, content_id) row of every valid event:
+    (reason codes, fields, the index of rows, row ids with -1 for failed events)."""
     n = len(ev["event_time"])
     reason = np.zeros(n, np.int8)
     field = np.full(n, -1, np.int16)
@@ -107,6 +111,13 @@ def cpu_run(ev: dict[str, np.ndarray]) -> Result:
     index = HashIndex(2, capacity=1 << 16)
     ids = np.full(n, -1, np.int64)
     ids[ok] = index.insert(keys[ok])
+    return reason, field, index, ids
+
+
+def cpu_run(ev: dict[str, np.ndarray]) -> Result:
+    n = len(ev["event_time"])
+    reason, field, index, ids = cpu_pane_rows(ev)
+    ok = reason == 0
     state = AggState(OPS, capacity=len(index))
     fcols = ev["watch_ms"].astype(np.float64).reshape(1, n)
     masks = (ev["event_type"] == 1).astype(np.uint8).reshape(1, n)

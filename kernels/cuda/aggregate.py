@@ -12,9 +12,13 @@ Adding a batch of events takes three passes, each one thread per event:
    needs sm_60+); MIN/MAX go straight into the state (``atomic.min``/``max``
    after a plain read, NaN never wins, as on the CPU). Aggregations that share
    an input share its accumulator, so an event costs one atomic per distinct
-   input rather than several per aggregation;
+   input rather than several per aggregation. A block first adds its tile of
+   events into a shared-memory table of rows and then each row's tile totals
+   to the global accumulators (``TILE_SLOTS``), so a popular row takes one
+   global atomic per tile rather than one per event;
 2. STD/VAR only: ``(x - mean)^2`` around the row's batch mean (its count and
-   sum from pass 1), since (n, mean, M2) cannot be updated atomically;
+   sum from pass 1), since (n, mean, M2) cannot be updated atomically; through
+   the same kind of table;
 3. the event that opened its row's count folds the row's accumulators into the
    state (Chan's formula for STD/VAR, exactly the CPU merge) and clears them:
    no atomics, and work in proportion to the batch, not to the state.
@@ -41,11 +45,12 @@ numpy arrays):
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numba import float64, int64, types
+from numba import float64, int32, int64, types
 
 from kernels.aggregate import (
     MAX,
@@ -64,6 +69,7 @@ from kernels.cuda._core import (
     constant,
     copy,
     cuda,
+    device_function,
     empty,
     empty_many,
     full,
@@ -84,67 +90,187 @@ _I1, _I2, _F2, _B1 = arr("int64"), arr("int64", 2), arr("float64", 2), arr("bool
 ROWS, COUNT_WHERE, INT_SUM, FLOAT_SUM, LOWEST, HIGHEST, SQUARES = range(7)
 _STEP = ("kind", "mask", "column", "slot", "count_slot", "sum_slot")
 
+# Pre-aggregation per block: a block adds its tile of events (one per thread) into a table
+# of rows in shared memory, then adds each row's tile totals to the global accumulators
+# with one atomic per accumulator. Why: popular content puts many events of a tile on one
+# row, and shared-memory atomics are far cheaper than global ones (``benchmarks.atomics``
+# counts the global ones on the benchmark's events).
+TILE_SLOTS = 512  # rows a block's table holds: a power of two, twice THREADS (load <= 1/2)
+TILE_PROBES = 8  # an event whose row finds no slot within this many probes adds globally
+TILE_FLOATS = 4  # float accumulators kept per row in shared memory (the rest add globally)
+TILE_INTS = 2  # integer sums kept per row in shared memory
+FREE = -1  # an unused slot of a table (row ids are never negative)
+_CLAIMED = TILE_SLOTS  # added to the slot that _tile_slot returns to the thread that claimed it
+# TIKTOKTOE_BLOCK_TABLES=0: every event adds straight to the global accumulators, as before
+# the tables (``gpu_check.sh tables`` times both ways on a card).
+BLOCK_TABLES = os.environ.get("TIKTOKTOE_BLOCK_TABLES", "1") != "0"
+
+
+@device_function
+def _tile_slot(table, r):  # pragma: no cover - compiled
+    """Slot of row ``r`` in a block's shared ``table`` (``+ _CLAIMED`` when this thread
+    claimed it), or -1 when ``TILE_PROBES`` probes find neither ``r`` nor an empty slot."""
+    pos = r & (TILE_SLOTS - 1)
+    for _ in range(TILE_PROBES):
+        found = table[pos]
+        if found == FREE:
+            found = cuda.atomic.cas(table, pos, FREE, r)
+            if found == FREE:
+                return pos + _CLAIMED
+        if found == r:
+            return pos
+        pos = (pos + 1) & (TILE_SLOTS - 1)
+    return -1
+
+
+@device_function
+def _add_to(acc, tile, r, s, slot, v):  # pragma: no cover - compiled
+    """Add ``v`` to accumulator ``slot`` of row ``r``: in the tile's slot ``s`` when the row
+    has one and the tile keeps that accumulator, else straight into ``acc``."""
+    if s >= 0 and slot < tile.shape[1]:
+        cuda.atomic.add(tile, (s, slot), v)
+    else:
+        cuda.atomic.add(acc, (r, slot), v)
+
+
+@device_function
+def _flush_slot(tile, acc, s, r, start):  # pragma: no cover - compiled
+    """Add the tile totals of slot ``s`` (row ``r``) from accumulator ``start`` on into
+    ``acc`` and clear them for the next tile."""
+    for w in range(start, min(tile.shape[1], acc.shape[1])):
+        v = tile[s, w]
+        if v != 0:
+            cuda.atomic.add(acc, (r, w), v)
+            tile[s, w] = 0
+
+
+@device_function
+def _clear_tile(table, tile):  # pragma: no cover - compiled
+    """Empty a block's table and zero its tile (each thread its share of the slots)."""
+    for s in range(cuda.threadIdx.x, TILE_SLOTS, cuda.blockDim.x):
+        table[s] = FREE
+        for w in range(tile.shape[1]):
+            tile[s, w] = 0
+
+
+@device_function
+def _add_event(
+    steps, fcols, icols, masks, acc, acc_i, f0, tile, tile_i, i, r, s
+):  # pragma: no cover - compiled
+    """Event ``i`` (row ``r``, tile slot ``s`` or -1) into its accumulators, except the row
+    count; MIN/MAX straight into ``f0`` (a plain read first: most events lose, no atomic)."""
+    for k in range(steps.shape[0]):
+        kind = steps[k, 0]
+        if kind == ROWS or kind == SQUARES:
+            continue
+        m = steps[k, 1]
+        if m >= 0 and masks[m, i] == 0:
+            continue
+        c = steps[k, 2]
+        slot = steps[k, 3]
+        if kind == COUNT_WHERE:
+            _add_to(acc, tile, r, s, slot, 1.0)
+        elif kind == INT_SUM:
+            _add_to(acc_i, tile_i, r, s, slot, icols[c, i])
+        else:
+            x = float64(fcols[c, i])
+            if kind == FLOAT_SUM:
+                _add_to(acc, tile, r, s, slot, x)
+            elif kind == LOWEST:
+                if x < f0[r, slot]:
+                    cuda.atomic.min(f0, (r, slot), x)
+            elif x > f0[r, slot]:  # HIGHEST
+                cuda.atomic.max(f0, (r, slot), x)
+
 
 def _update_sig(dt: np.dtype) -> Any:
     return types.void(_I1, _I2, arr(dt, 2), _I2, arr("uint8", 2), _F2, _I2, _F2,
-                      arr("uint8"))  # fmt: skip
+                      arr("uint8"), types.boolean)  # fmt: skip
 
 
 @register("agg.update", FLOAT_DTYPES, _update_sig)
-def _update(ids, steps, fcols, icols, masks, acc, acc_i, f0, owner):  # pragma: no cover
+def _update(ids, steps, fcols, icols, masks, acc, acc_i, f0, owner, tables):  # pragma: no cover
     """Pass 1: add each event to its row's accumulators (``acc``: float counts, float sums;
-    ``acc_i``: integer sums) and MIN/MAX straight into ``f0``. The event that opens its
-    row's count (the add that returns 0) owns the row for the fold."""
-    for i in range(cuda.grid(1), ids.shape[0], cuda.gridsize(1)):
-        r = ids[i]
-        if r < 0:
+    ``acc_i``: integer sums), through the block's shared table (see ``TILE_SLOTS``), and
+    MIN/MAX straight into ``f0``. The event that opens its row's count owns the row for the
+    fold: the claimer of the slot whose tile total opened it, or the event itself when it
+    added without a slot. ``tables=False``: no event takes a slot."""
+    table = cuda.shared.array(TILE_SLOTS, int64)
+    first = cuda.shared.array(TILE_SLOTS, int32)  # the claiming thread of a slot
+    tile = cuda.shared.array((TILE_SLOTS, TILE_FLOATS), float64)
+    tile_i = cuda.shared.array((TILE_SLOTS, TILE_INTS), int64)
+    _clear_tile(table, tile)
+    _clear_tile(table, tile_i)
+    cuda.syncthreads()
+    n = ids.shape[0]
+    tid = cuda.threadIdx.x
+    width = cuda.blockDim.x
+    for start in range(cuda.blockIdx.x * width, n, cuda.gridDim.x * width):
+        i = start + tid
+        if i < n:
             owner[i] = 0
-            continue
-        owner[i] = 1 if cuda.atomic.add(acc, (r, 0), 1.0) == 0.0 else 0
-        for k in range(steps.shape[0]):
-            kind = steps[k, 0]
-            if kind == ROWS or kind == SQUARES:
+            r = ids[i]
+            if r >= 0:
+                s = _tile_slot(table, r) if tables else -1
+                if s >= _CLAIMED:
+                    s -= _CLAIMED
+                    first[s] = tid
+                if s >= 0:
+                    cuda.atomic.add(tile, (s, 0), 1.0)
+                elif cuda.atomic.add(acc, (r, 0), 1.0) == 0.0:
+                    owner[i] = 1
+                _add_event(steps, fcols, icols, masks, acc, acc_i, f0, tile, tile_i, i, r, s)
+        cuda.syncthreads()
+        for s in range(tid, TILE_SLOTS if tables else 0, width):
+            r = table[s]
+            if r == FREE:
                 continue
-            m = steps[k, 1]
-            if m >= 0 and masks[m, i] == 0:
-                continue
-            c = steps[k, 2]
-            s = steps[k, 3]
-            if kind == COUNT_WHERE:
-                cuda.atomic.add(acc, (r, s), 1.0)
-            elif kind == INT_SUM:
-                cuda.atomic.add(acc_i, (r, s), icols[c, i])
-            else:
-                x = float64(fcols[c, i])
-                if kind == FLOAT_SUM:
-                    cuda.atomic.add(acc, (r, s), x)
-                elif kind == LOWEST:
-                    if x < f0[r, s]:  # a plain read first: most events lose, no atomic
-                        cuda.atomic.min(f0, (r, s), x)
-                elif x > f0[r, s]:  # HIGHEST
-                    cuda.atomic.max(f0, (r, s), x)
+            table[s] = FREE
+            if cuda.atomic.add(acc, (r, 0), tile[s, 0]) == 0.0:
+                owner[start + first[s]] = 1
+            tile[s, 0] = 0.0
+            _flush_slot(tile, acc, s, r, 1)
+            _flush_slot(tile_i, acc_i, s, r, 0)
+        cuda.syncthreads()
 
 
 def _squares_sig(dt: np.dtype) -> Any:
-    return types.void(_I1, _I2, arr(dt, 2), arr("uint8", 2), _F2)
+    return types.void(_I1, _I2, arr(dt, 2), arr("uint8", 2), _F2, types.boolean)
 
 
 @register("agg.update_m2", FLOAT_DTYPES, _squares_sig)
-def _update_m2(ids, steps, fcols, masks, acc):  # pragma: no cover - compiled
+def _update_m2(ids, steps, fcols, masks, acc, tables):  # pragma: no cover - compiled
     """Pass 2 (STD/VAR only): squared deviations from the row's batch mean, which pass 1
-    left in its count and sum accumulators."""
-    for i in range(cuda.grid(1), ids.shape[0], cuda.gridsize(1)):
-        r = ids[i]
-        if r < 0:
-            continue
-        for k in range(steps.shape[0]):
-            if steps[k, 0] != SQUARES:
-                continue
-            m = steps[k, 1]
-            if m >= 0 and masks[m, i] == 0:
-                continue
-            d = float64(fcols[steps[k, 2], i]) - acc[r, steps[k, 5]] / acc[r, steps[k, 4]]
-            cuda.atomic.add(acc, (r, steps[k, 3]), d * d)
+    left in its count and sum accumulators; through the block's shared table as in pass 1."""
+    table = cuda.shared.array(TILE_SLOTS, int64)
+    tile = cuda.shared.array((TILE_SLOTS, TILE_FLOATS), float64)
+    _clear_tile(table, tile)
+    cuda.syncthreads()
+    n = ids.shape[0]
+    tid = cuda.threadIdx.x
+    width = cuda.blockDim.x
+    for start in range(cuda.blockIdx.x * width, n, cuda.gridDim.x * width):
+        i = start + tid
+        r = ids[i] if i < n else FREE
+        if r >= 0:
+            s = _tile_slot(table, r) if tables else -1
+            if s >= _CLAIMED:
+                s -= _CLAIMED
+            for k in range(steps.shape[0]):
+                if steps[k, 0] != SQUARES:
+                    continue
+                m = steps[k, 1]
+                if m >= 0 and masks[m, i] == 0:
+                    continue
+                d = float64(fcols[steps[k, 2], i]) - acc[r, steps[k, 5]] / acc[r, steps[k, 4]]
+                _add_to(acc, tile, r, s, steps[k, 3], d * d)
+        cuda.syncthreads()
+        for s in range(tid, TILE_SLOTS if tables else 0, width):
+            r = table[s]
+            if r != FREE:
+                table[s] = FREE
+                _flush_slot(tile, acc, s, r, 0)
+        cuda.syncthreads()
 
 
 def _fold_sig(dt: np.dtype) -> Any:
@@ -318,36 +444,45 @@ class _UpdatePlan:
     @staticmethod
     def build(ops: np.ndarray, col_of: np.ndarray, mask_of: np.ndarray,
               is_int: np.ndarray) -> _UpdatePlan:  # fmt: skip
-        slots: dict[tuple[int, int, int], int] = {(ROWS, -1, -1): 0}
-        int_slots: dict[tuple[int, int, int], int] = {}
-        steps: list[tuple[int, ...]] = [(ROWS, -1, -1, 0, -1, -1)]
+        steps, fold, width, int_width = plan_tables(ops, col_of, mask_of, is_int)
+        return _UpdatePlan(constant(steps), constant(fold), width, int_width,
+                           bool((steps[:, 0] == SQUARES).any()))  # fmt: skip
 
-        def slot(kind: int, mask: int, column: int, table: dict[Any, int],
-                 count: int = -1, total: int = -1) -> int:  # fmt: skip
-            key = (kind, mask, column)
-            if key not in table:
-                table[key] = len(table)
-                steps.append((kind, mask, column, table[key], count, total))
-            return table[key]
 
-        fold = np.full((len(ops), 3), -1, dtype=np.int64)
-        for a, (op, column, mask) in enumerate(zip(ops, col_of, mask_of, strict=True)):
-            m, c = int(mask), int(column)
-            count = 0 if m < 0 else slot(COUNT_WHERE, m, -1, slots)
-            fold[a, 0] = count
-            if op in (SUM, MEAN) and is_int[a]:
-                fold[a, 1] = slot(INT_SUM, m, c, int_slots)
-            elif op in (SUM, MEAN, STD, VAR):
-                fold[a, 1] = slot(FLOAT_SUM, m, c, slots)
-            if op in (STD, VAR):
-                fold[a, 2] = slot(SQUARES, m, c, slots, count, int(fold[a, 1]))
-            elif op == MIN:
-                steps.append((LOWEST, m, c, a, -1, -1))
-            elif op == MAX:
-                steps.append((HIGHEST, m, c, a, -1, -1))
-        table = np.array(steps, dtype=np.int64).reshape(-1, len(_STEP))
-        return _UpdatePlan(constant(table), constant(fold), len(slots), len(int_slots),
-                           bool((table[:, 0] == SQUARES).any()))  # fmt: skip
+def plan_tables(ops: np.ndarray, col_of: np.ndarray, mask_of: np.ndarray,
+                is_int: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:  # fmt: skip
+    """The host tables of an :class:`_UpdatePlan`: (steps, fold, float accumulators,
+    integer sums). Host only, so a model of the kernels' work can read them without a
+    device (``benchmarks.atomics``)."""
+    slots: dict[tuple[int, int, int], int] = {(ROWS, -1, -1): 0}
+    int_slots: dict[tuple[int, int, int], int] = {}
+    steps: list[tuple[int, ...]] = [(ROWS, -1, -1, 0, -1, -1)]
+
+    def slot(kind: int, mask: int, column: int, table: dict[Any, int],
+             count: int = -1, total: int = -1) -> int:  # fmt: skip
+        key = (kind, mask, column)
+        if key not in table:
+            table[key] = len(table)
+            steps.append((kind, mask, column, table[key], count, total))
+        return table[key]
+
+    fold = np.full((len(ops), 3), -1, dtype=np.int64)
+    for a, (op, column, mask) in enumerate(zip(ops, col_of, mask_of, strict=True)):
+        m, c = int(mask), int(column)
+        count = 0 if m < 0 else slot(COUNT_WHERE, m, -1, slots)
+        fold[a, 0] = count
+        if op in (SUM, MEAN) and is_int[a]:
+            fold[a, 1] = slot(INT_SUM, m, c, int_slots)
+        elif op in (SUM, MEAN, STD, VAR):
+            fold[a, 1] = slot(FLOAT_SUM, m, c, slots)
+        if op in (STD, VAR):
+            fold[a, 2] = slot(SQUARES, m, c, slots, count, int(fold[a, 1]))
+        elif op == MIN:
+            steps.append((LOWEST, m, c, a, -1, -1))
+        elif op == MAX:
+            steps.append((HIGHEST, m, c, a, -1, -1))
+    table = np.array(steps, dtype=np.int64).reshape(-1, len(_STEP))
+    return table, fold, len(slots), len(int_slots)
 
 
 _PLANS: dict[bytes, _UpdatePlan] = {}
@@ -504,10 +639,12 @@ def update_events(
     blocks, threads = launch(n)
     kernel("agg.update", dtype)[blocks, threads](
         ids, plan.steps, fcols, as_device(icols, np.int64), masks, state.acc, state.acc_i,
-        state.f0, owner,
+        state.f0, owner, BLOCK_TABLES,
     )  # fmt: skip
     if plan.has_squares:
-        kernel("agg.update_m2", dtype)[blocks, threads](ids, plan.steps, fcols, masks, state.acc)
+        kernel("agg.update_m2", dtype)[blocks, threads](
+            ids, plan.steps, fcols, masks, state.acc, BLOCK_TABLES
+        )
     kernel("agg.fold")[blocks, threads](
         ids, owner, state.ops, constant(is_int, np.bool_), plan.fold, state.acc, state.acc_i,
         state.rows, state.ist, state.isum, state.f0, state.f1,

@@ -17,7 +17,7 @@ require_cuda_target()
 
 from kernels import aggregate as cpu  # noqa: E402
 from kernels.cuda import aggregate as gpu  # noqa: E402
-from kernels.cuda._core import to_host  # noqa: E402
+from kernels.cuda._core import SIM_THREADS, to_host  # noqa: E402
 from kernels.cuda.hashindex import DeviceHashIndex  # noqa: E402
 from kernels.hashindex import HashIndex  # noqa: E402
 
@@ -175,3 +175,62 @@ def test_update_plan_shares_accumulators() -> None:
     assert kinds.count(gpu.LOWEST) == 2 and kinds.count(gpu.HIGHEST) == 1
     assert (plan.width, plan.int_width, plan.has_squares) == (1 + 2 + 3 + 3, 2, True)
     assert gpu.update_plan(OPS, COL_OF, MASK_OF, IS_INT) is plan  # built once per content
+
+
+def _update_both(ids: np.ndarray, plan: list[tuple[int, int, int, bool]], dtype: str,
+                 rng: np.random.Generator) -> None:  # fmt: skip
+    """Add events with the given row ids through both kernels twice (two batches into one
+    state) and compare every state column."""
+    ops, col_of, mask_of = (np.array([p[i] for p in plan], np.int64) for i in range(3))
+    is_int = np.array([p[3] for p in plan], np.bool_)
+    rows = int(ids.max()) + 1
+    c_state, g_state = cpu.AggState(ops, capacity=rows), gpu.DeviceAggState(ops, capacity=rows)
+    n = len(ids)
+    for _ in range(2):
+        x = rng.normal(0.0, 100.0, n)
+        ints = rng.integers(-50, 50, n)
+        fcols = np.stack([x, ints.astype(np.float64), rng.exponential(3.0, n)]).astype(dtype)
+        icols = np.stack([np.zeros(n, np.int64), ints, np.zeros(n, np.int64)])
+        masks = np.stack([rng.random(n) < 0.3, rng.random(n) < 0.9]).astype(np.uint8)
+        cpu.update_events(ids, ops, col_of, mask_of, is_int, fcols.astype(np.float64), icols,
+                          masks, c_state.rows, c_state.ist, c_state.isum, c_state.f0,
+                          c_state.f1)  # fmt: skip
+        gpu.update_events(ids, ops, col_of, mask_of, is_int, fcols, icols, masks, g_state)
+    g = g_state.to_host(rows)
+    np.testing.assert_array_equal(g.rows[:rows], c_state.rows[:rows])
+    np.testing.assert_array_equal(g.ist[:rows], c_state.ist[:rows])
+    np.testing.assert_array_equal(g.isum[:rows], c_state.isum[:rows])
+    for a, op in enumerate(ops):
+        rtol = 1e-9 if op in FLOAT_OPS else 0
+        np.testing.assert_allclose(g.f0[:rows, a], c_state.f0[:rows, a], rtol=rtol, atol=1e-9)
+        np.testing.assert_allclose(g.f1[:rows, a], c_state.f1[:rows, a], rtol=rtol, atol=1e-6)
+
+
+# The benchmark's shape: every accumulator fits a block's shared tile (gpu.TILE_FLOATS).
+NARROW = [(A.COUNT, -1, -1, False), (A.COUNT, -1, 0, False), (A.SUM, 0, -1, False),
+          (A.MEAN, 0, -1, False), (A.STD, 0, -1, False), (A.MIN, 0, -1, False),
+          (A.MAX, 0, -1, False)]  # fmt: skip
+
+
+@pytest.mark.parametrize("tables", [True, False], ids=["tables", "no-tables"])
+@pytest.mark.parametrize("plan", [NARROW, PLAN], ids=["narrow", "wide"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_block_tables_hot_rows_and_full_probes(
+    plan: list, dtype: str, tables: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The block's shared table of rows: a hot row taking a third of all events (many per
+    tile), skipped events, and rows that all hash to one slot, so that after
+    ``TILE_PROBES`` of them a tile's events add straight to the global accumulators and
+    one row is fed both ways in one batch. The fold's owner must still be exactly one
+    event per row. ``TIKTOKTOE_BLOCK_TABLES=0`` (``tables=False``) adds every event
+    globally."""
+    monkeypatch.setattr(gpu, "BLOCK_TABLES", tables)
+    rng = np.random.default_rng(7)
+    n = 600
+    colliding = gpu.TILE_SLOTS * rng.integers(1, 3 * gpu.TILE_PROBES, n)  # all to slot 0
+    ids = np.where(rng.random(n) < 0.35, 5, colliding).astype(np.int64)
+    ids[rng.random(n) < 0.05] = -1
+    tiles = np.split(ids[:576], 576 // SIM_THREADS)  # a card's tiles (256) hold more still
+    distinct = [len(np.unique(t[t % gpu.TILE_SLOTS == 0])) for t in tiles]
+    assert min(distinct) > gpu.TILE_PROBES, "the table's probes must run out in every tile"
+    _update_both(ids, plan, dtype, rng)

@@ -54,10 +54,16 @@ def test_compiles_to_sm90_ptx(name: str, dtype: str, pyfunc: object, signature: 
     assert ".target sm_90" in ptx
     assert re.search(r"\.entry\s+\S+", ptx)
     atomics = set(re.findall(r"(?:atom|red)\.global\.[\w.]+", ptx))
+    # static shared memory must fit the 48 KiB a block gets without opting in to more
+    shared = sum(int(size) for size in re.findall(r"\.shared\s.*\[(\d+)\];", ptx))
+    assert shared <= 48 * 1024, shared
     if name == "agg.update":
         # counts and float sums use the native atomics of sm_60+, not CAS loops
         assert "atom.global.add.f64" in atomics
         assert "atom.global.add.u64" in atomics
+    if name in ("agg.update", "agg.update_m2"):
+        # events add into the block's shared table first (native shared atomics)
+        assert "atom.shared.add.f64" in ptx and "atom.shared.cas.b64" in ptx
     if name == "hash.claim":
         assert "atom.global.cas.b64" in atomics
         # new ids come from a scan, not from one counter every new key adds to

@@ -1,0 +1,144 @@
+"""Global atomics of the pane aggregation's update passes, counted on the host.
+
+    python -m benchmarks.atomics [--events 10000000] [--tile 256]
+
+A model, not a measurement: it replays what ``agg.update`` and ``agg.update_m2``
+(:mod:`kernels.cuda.aggregate`) do with each event of ``benchmarks.gpu_kernels``'
+data (same generator, same plan) and counts the atomics they make on global memory,
+with and without the blocks' shared tables of rows. A tile is ``--tile`` consecutive
+events (a block's threads on a card: 256); its table is filled in event order, so
+which events find no slot within ``TILE_PROBES`` may differ from a card's, where
+threads race for slots. Row ids are the CPU hash index's (first-seen order); the
+device numbers rows differently, which changes which rows share a table slot but not
+how often. MIN/MAX are left out: both ways read first and rarely swap. A tile row's
+accumulator counts once when any of its events feeds it (the kernel skips totals
+that come to exactly zero, so this is an upper bound).
+
+Why: the H200 timed ``agg.update`` at half the device time of the kernel benchmark,
+and an atomic's cost grows with how many threads hit its address at once. What
+this counts is what the shared tables change; what that is worth in milliseconds
+only a card can say (``benchmarks.gpu_kernels``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+from numba import njit
+
+from benchmarks.gpu_kernels import COL_OF, IS_INT, MASK_OF, OPS, cpu_pane_rows, load_events
+from kernels.cuda.aggregate import (
+    COUNT_WHERE,
+    FLOAT_SUM,
+    INT_SUM,
+    SQUARES,
+    TILE_FLOATS,
+    TILE_INTS,
+    TILE_PROBES,
+    TILE_SLOTS,
+    plan_tables,
+)
+
+
+@njit(cache=True)
+def _feeds(steps, masks, i, kind_lo, k):  # pragma: no cover - compiled
+    """Whether step ``k`` adds event ``i`` to an accumulator in this pass."""
+    kind = steps[k, 0]
+    if kind_lo == SQUARES:
+        if kind != SQUARES:
+            return False
+    elif kind != COUNT_WHERE and kind != INT_SUM and kind != FLOAT_SUM:
+        return False
+    m = steps[k, 1]
+    return m < 0 or masks[m, i] != 0
+
+
+@njit(cache=True)
+def count_atomics(ids, masks, steps, n_rows, tile, squares):  # pragma: no cover - compiled
+    """(global atomics without tables, with tables, the hottest row count's adds without,
+    with) of pass 1 (``squares=False``) or pass 2."""
+    kind_lo = SQUARES if squares else COUNT_WHERE
+    n = ids.shape[0]
+    plain = 0
+    tiled = 0
+    row_adds = np.zeros(n_rows, np.int64)  # adds to each row's count accumulator
+    plain_row_adds = np.zeros(n_rows, np.int64)
+    table = np.full(TILE_SLOTS, -1, np.int64)
+    fed = np.zeros((TILE_SLOTS, steps.shape[0]), np.bool_)
+    for start in range(0, n, tile):
+        for i in range(start, min(n, start + tile)):
+            r = ids[i]
+            if r < 0:
+                continue
+            pos = r & (TILE_SLOTS - 1)
+            s = -1
+            for _ in range(TILE_PROBES):
+                if table[pos] == -1 or table[pos] == r:
+                    table[pos] = r
+                    s = pos
+                    break
+                pos = (pos + 1) & (TILE_SLOTS - 1)
+            if not squares:
+                plain += 1
+                plain_row_adds[r] += 1
+                if s < 0:
+                    tiled += 1
+                    row_adds[r] += 1
+            for k in range(steps.shape[0]):
+                if not _feeds(steps, masks, i, kind_lo, k):
+                    continue
+                plain += 1
+                slot = steps[k, 3]
+                keeps = TILE_INTS if steps[k, 0] == INT_SUM else TILE_FLOATS
+                if s >= 0 and slot < keeps:
+                    fed[s, k] = True
+                else:
+                    tiled += 1
+        for s in range(TILE_SLOTS):
+            r = table[s]
+            if r == -1:
+                continue
+            if not squares:
+                tiled += 1
+                row_adds[r] += 1
+            for k in range(steps.shape[0]):
+                if fed[s, k]:
+                    tiled += 1
+                    fed[s, k] = False
+            table[s] = -1
+    return plain, tiled, plain_row_adds.max(), row_adds.max()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.atomics")
+    ap.add_argument("--events", type=int, default=10_000_000)
+    ap.add_argument("--tile", type=int, default=256, help="events per tile (a block's threads)")
+    args = ap.parse_args(argv)
+    ev = load_events(args.events)
+    n = len(ev["event_time"])
+    reason, _, index, ids = cpu_pane_rows(ev)
+    ok = reason == 0
+    masks = (ev["event_type"] == 1).astype(np.uint8).reshape(1, n)
+    steps, _, _, _ = plan_tables(OPS, COL_OF, MASK_OF, IS_INT)
+    print(f"{n:,} events ({int(ok.sum()):,} valid), {len(index):,} rows; tiles of "
+          f"{args.tile} events, tables of {TILE_SLOTS} slots, {TILE_PROBES} probes")  # fmt: skip
+    print(f"{'pass':<24}{'without tables':>16}{'with tables':>14}   global atomics per event")
+    totals = [0, 0]
+    for name, squares in (("1 (agg.update)", False), ("2 (agg.update_m2)", True)):
+        plain, tiled, hot_plain, hot_tiled = count_atomics(ids, masks, steps, len(index),
+                                                           args.tile, squares)  # fmt: skip
+        totals[0] += plain
+        totals[1] += tiled
+        print(f"{name:<24}{plain / n:>16.3f}{tiled / n:>14.3f}")
+        if not squares:
+            print(f"{'  hottest row count':<24}{hot_plain:>16,}{hot_tiled:>14,}   adds to one "
+                  "address")  # fmt: skip
+    print(f"{'both':<24}{totals[0] / n:>16.3f}{totals[1] / n:>14.3f}   "
+          f"({1 - totals[1] / totals[0]:.0%} fewer)")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

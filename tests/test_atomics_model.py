@@ -1,0 +1,43 @@
+"""``benchmarks.atomics``' count of global atomics, on events small enough to count by hand.
+
+The benchmark's plan adds each valid event to its row's count and to the float sum of
+``watch_ms`` (pass 1; ``likes`` only under its mask) and its squared deviation (pass 2).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from benchmarks.atomics import count_atomics
+from benchmarks.gpu_kernels import COL_OF, IS_INT, MASK_OF, OPS
+from kernels.cuda.aggregate import TILE_PROBES, TILE_SLOTS, plan_tables
+
+STEPS = plan_tables(OPS, COL_OF, MASK_OF, IS_INT)[0]
+
+
+def _count(ids: list[int], tile: int, likes: list[int] | None = None) -> list[tuple[int, ...]]:
+    ids_ = np.array(ids, np.int64)
+    masks = np.array([likes or [0] * len(ids)], np.uint8)
+    rows = int(ids_.max()) + 1
+    return [tuple(int(v) for v in count_atomics(ids_, masks, STEPS, rows, tile, squares))
+            for squares in (False, True)]  # fmt: skip
+
+
+def test_rows_repeated_in_a_tile_add_once_per_tile() -> None:
+    pass1, pass2 = _count([0, 0, 0, 0, 1, 1, 1, 0], tile=4)
+    # without tables: 2 per event; with: tile 1 holds row 0, tile 2 rows 1 and 0
+    assert pass1 == (16, 2 + 2 * 2, 5, 2)
+    assert pass2 == (8, 1 + 2, 0, 0)
+
+
+def test_masked_accumulators_and_skipped_events() -> None:
+    pass1, _ = _count([2, -1, 2, 2], tile=4, likes=[1, 1, 0, 1])
+    # three events of row 2, two of them likes: plain 3 x 2 + 2, tiled count + sum + likes
+    assert pass1 == (8, 3, 3, 1)
+
+
+def test_events_past_the_probes_add_globally() -> None:
+    ids = [TILE_SLOTS * k for k in range(TILE_PROBES + 2)]  # all hash to slot 0
+    pass1, pass2 = _count(ids, tile=len(ids))
+    assert pass1[:2] == (2 * len(ids), 2 * len(ids))  # 8 slots, 2 events straight through
+    assert pass2[:2] == (len(ids), len(ids))
