@@ -39,6 +39,7 @@ from kernels.cuda._core import (
     constant,
     cuda,
     empty,
+    empty_many,
     full,
     kernel,
     launch,
@@ -230,7 +231,7 @@ def to_int64(
     """``values`` as int64 (nulls 0) and uint8 flags of the non-null values that do not fit."""
     values = _numeric(values)
     n = int(values.shape[0])
-    out, failed = empty(n, np.int64), empty(n, np.uint8)
+    out, failed = empty_many((n, np.int64), (n, np.uint8))  # one allocation: they live together
     is_float = np.dtype(values.dtype).kind == "f"
     _run("ingest.to_int64", values.dtype, n, values, _flags_or_none(is_null), float(lo),
          float(hi), is_float, bool(as_bool), out, failed)  # fmt: skip

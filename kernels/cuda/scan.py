@@ -39,6 +39,7 @@ from kernels.cuda._core import (
     cuda,
     empty,
     empty_many,
+    fill,
     full,
     kernel,
     launch,
@@ -132,28 +133,37 @@ def flag_offsets(flags: Any) -> tuple[Any, int]:
     return out, int(to_host(total)[0]) if out.shape[0] else 0
 
 
-def device_flag_offsets(flags: Any) -> tuple[Any, Any]:
+def device_flag_offsets(flags: Any, into: tuple[Any, Any] | None = None) -> tuple[Any, Any]:
     """:func:`flag_offsets` with the count left on the device (a one-item int64 array), so
-    that nothing waits for the device."""
-    return _scan(as_device(flags, np.uint8), cap=1)
+    that nothing waits for the device; written into ``into`` = (offsets, count) when given
+    (the caller's scratch, as a hash insert keeps)."""
+    return _scan(as_device(flags, np.uint8), cap=1, into=into)
 
 
-def _scan(values: Any, cap: int = NO_CAP) -> tuple[Any, Any]:
+def _scan(values: Any, cap: int = NO_CAP, into: tuple[Any, Any] | None = None) -> tuple[Any, Any]:
     """(exclusive prefix sums of ``min(values, cap)``, a one-item device array holding
-    their total)."""
+    their total), in ``into`` when given."""
     n = int(values.shape[0])
     if n == 0:
-        return empty(0, np.int64), full(1, 0, np.int64)
+        if into is None:
+            return empty(0, np.int64), full(1, 0, np.int64)
+        fill(into[1], 0)
+        return into
     # The output and its small companion (the total, or the chunk sums): one allocation.
     if n <= BLOCK_ITEMS:
-        out, total = empty_many((n, np.int64), (1, np.int64))
+        out, total = empty_many((n, np.int64), (1, np.int64)) if into is None else into
         kernel("scan.block", values.dtype)[1, BLOCK_THREADS](values, out, total, cap)
         return out, total
     chunk = max(CHUNK, -(-n // DEVICE_GRID_THREADS))  # as on a card, also when simulated
     n_chunks = -(-n // chunk)
-    out, sums = empty_many((n, np.int64), (n_chunks, np.int64))
+    inner = None  # where the chunk sums' scan goes
+    if into is None:
+        out, sums = empty_many((n, np.int64), (n_chunks, np.int64))
+    else:
+        sums, chunk_offsets = empty_many((n_chunks, np.int64), (n_chunks, np.int64))
+        out, inner = into[0], (chunk_offsets, into[1])
     kernel("scan.chunk_sums", values.dtype)[launch(n_chunks)](values, chunk, sums, cap)
-    offsets, total = _scan(sums)
+    offsets, total = _scan(sums, into=inner)
     kernel("scan.chunk_scan", values.dtype)[launch(n_chunks)](values, chunk, offsets, out, cap)
     return out, total
 

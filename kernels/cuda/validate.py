@@ -92,12 +92,14 @@ def _mark_rows(bad, code, field, reason, failed_field, found):  # pragma: no cov
 
 
 def _flags(array: Any) -> Any:
-    """uint8 view of a bool/uint8 flag array (empty stays empty)."""
+    """uint8 view of a bool/uint8 flag array (empty stays empty: one shared constant, not
+    an allocation per column, since most columns come without null or cast flags)."""
     if is_device_array(array):
         dtype = np.dtype(array.dtype)
         return array.view(np.uint8) if dtype == np.bool_ else array
-    return as_device(np.asarray(array).view(np.uint8) if np.asarray(array).dtype == np.bool_
-                     else np.asarray(array, dtype=np.uint8))  # fmt: skip
+    host = np.asarray(array)
+    host = host.view(np.uint8) if host.dtype == np.bool_ else host.astype(np.uint8, copy=False)
+    return constant(host) if host.size == 0 else as_device(host)
 
 
 def check_numeric(

@@ -20,6 +20,7 @@ from kernels.cuda import _core  # noqa: E402
 from kernels.cuda.scan import (  # noqa: E402
     BLOCK_ITEMS,
     CHUNK,
+    device_flag_offsets,
     exclusive_offsets,
     exclusive_scan,
     flag_offsets,
@@ -54,6 +55,30 @@ def test_flag_offsets_count_set_flags(n: int) -> None:
     set_ = (flags != 0).astype(np.int64)
     np.testing.assert_array_equal(offsets.copy_to_host(), _expected(set_))
     assert total == int(set_.sum())
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_flag_offsets_into_given_arrays(n: int) -> None:
+    """A caller's scratch (``into``, longer than needed, holding old values) receives the
+    offsets and the count, and is what comes back; nothing is allocated but the chunk
+    sums of a long scan."""
+    from kernels.cuda._core import as_device, full, span
+
+    rng = np.random.default_rng(n + 2)
+    flags = rng.choice(np.array([0, 1, 9], dtype=np.uint8), n)
+    on_device = as_device(flags)
+    out, total = full(n + 7, -5, np.int64), full(1, 123, np.int64)
+    allocations = sum(_core.ALLOCATIONS.values())
+    got = device_flag_offsets(on_device, into=(span(out, 0, n), total))
+    levels, m = 0, n  # one allocation (chunk sums and their offsets) per level of chunks
+    while m > BLOCK_ITEMS:
+        levels, m = levels + 1, -(-m // CHUNK)
+    assert sum(_core.ALLOCATIONS.values()) - allocations == levels
+    assert got[1] is total
+    set_ = (flags != 0).astype(np.int64)
+    np.testing.assert_array_equal(got[0].copy_to_host(), _expected(set_))
+    np.testing.assert_array_equal(out.copy_to_host()[n:], -5)  # past the span: untouched
+    assert total.copy_to_host()[0] == int(set_.sum())
 
 
 def test_large_counts_do_not_overflow_a_32_bit_sum() -> None:

@@ -169,6 +169,29 @@ def test_new_ids_are_numbered_by_a_scan_past_one_block() -> None:
     np.testing.assert_array_equal(to_host(gpu.find(first)), first_ids)
 
 
+def test_inserts_reuse_their_scratch() -> None:
+    """An index keeps its insert scratch (claims, flags, their scan) from insert to insert,
+    growing it only for a longer batch; batches of every size after a long one (whose scan
+    spans several blocks) still get the CPU's grouping."""
+    from kernels.cuda import _core
+    from kernels.cuda.scan import BLOCK_ITEMS
+
+    rng = np.random.default_rng(12)
+    gpu = gpu_hash.DeviceHashIndex(2, capacity=4 * BLOCK_ITEMS)
+    cpu = HashIndex(2, capacity=16)
+    grown = []
+    for n in (50, BLOCK_ITEMS + 300, 7, 0, BLOCK_ITEMS + 300, 200, BLOCK_ITEMS + 900):
+        keys = rng.integers(0, 90, (n, 2)).astype(np.int64)
+        before = _core.ALLOCATIONS["_insert_scratch"]
+        got = to_host(gpu.insert(keys))
+        grown.append(_core.ALLOCATIONS["_insert_scratch"] - before)
+        want = cpu.insert(keys)
+        assert len(set(zip(got.tolist(), want.tolist(), strict=True))) == len(set(want.tolist()))
+        np.testing.assert_array_equal(to_host(gpu.keys)[got], keys)
+    assert grown == [1, 1, 0, 0, 0, 0, 1]  # grown for the first batch, then for longer ones
+    assert len(gpu) == len(cpu)
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32", "int64"])
 def test_bucket_keys_match_cpu(dtype: str) -> None:
     rng = np.random.default_rng(3)
