@@ -90,9 +90,8 @@ def count_atomics(ids, masks, steps, n_rows, tile, squares):  # pragma: no cover
                 if not _feeds(steps, masks, i, kind_lo, k):
                     continue
                 plain += 1
-                slot = steps[k, 3]
                 keeps = TILE_INTS if steps[k, 0] == INT_SUM else TILE_FLOATS
-                if s >= 0 and slot < keeps:
+                if s >= 0 and steps[k, 6] < keeps:  # its column of the pass's tile
                     fed[s, k] = True
                 else:
                     tiled += 1

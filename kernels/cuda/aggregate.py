@@ -88,7 +88,12 @@ _I1, _I2, _F2, _B1 = arr("int64"), arr("int64", 2), arr("float64", 2), arr("bool
 # -- scattering events: accumulators per (mask, column), folded into the state per row ---
 # Kinds of the steps of an update plan (see _UpdatePlan).
 ROWS, COUNT_WHERE, INT_SUM, FLOAT_SUM, LOWEST, HIGHEST, SQUARES = range(7)
-_STEP = ("kind", "mask", "column", "slot", "count_slot", "sum_slot")
+_STEP = ("kind", "mask", "column", "slot", "count_slot", "sum_slot", "tile")
+# The tile columns a step's accumulator takes in its pass's shared-memory tile: pass 1's
+# float tile (the row count first, then masked counts and float sums), its integer tile,
+# and pass 2's tile (squared deviations).
+_TILE_OF = {ROWS: "float", COUNT_WHERE: "float", FLOAT_SUM: "float", INT_SUM: "int",
+            SQUARES: "squares"}  # fmt: skip
 
 # Pre-aggregation per block: a block adds its tile of events (one per thread) into a table
 # of rows in shared memory, then adds each row's tile totals to the global accumulators
@@ -97,7 +102,7 @@ _STEP = ("kind", "mask", "column", "slot", "count_slot", "sum_slot")
 # counts the global ones on the benchmark's events).
 TILE_SLOTS = 512  # rows a block's table holds: a power of two, twice THREADS (load <= 1/2)
 TILE_PROBES = 8  # an event whose row finds no slot within this many probes adds globally
-TILE_FLOATS = 4  # float accumulators kept per row in shared memory (the rest add globally)
+TILE_FLOATS = 4  # a pass's float accumulators kept per row in shared memory (more: global)
 TILE_INTS = 2  # integer sums kept per row in shared memory
 FREE = -1  # an unused slot of a table (row ids are never negative)
 _CLAIMED = TILE_SLOTS  # added to the slot that _tile_slot returns to the thread that claimed it
@@ -124,24 +129,28 @@ def _tile_slot(table, r):  # pragma: no cover - compiled
 
 
 @device_function
-def _add_to(acc, tile, r, s, slot, v):  # pragma: no cover - compiled
-    """Add ``v`` to accumulator ``slot`` of row ``r``: in the tile's slot ``s`` when the row
-    has one and the tile keeps that accumulator, else straight into ``acc``."""
-    if s >= 0 and slot < tile.shape[1]:
-        cuda.atomic.add(tile, (s, slot), v)
+def _add_to(acc, tile, r, s, steps, k, v):  # pragma: no cover - compiled
+    """Add ``v`` to step ``k``'s accumulator of row ``r``: in its column of the tile's slot
+    ``s`` when the row has a slot and the tile keeps that column, else into ``acc``."""
+    col = steps[k, 6]
+    if s >= 0 and col < tile.shape[1]:
+        cuda.atomic.add(tile, (s, col), v)
     else:
-        cuda.atomic.add(acc, (r, slot), v)
+        cuda.atomic.add(acc, (r, steps[k, 3]), v)
 
 
 @device_function
-def _flush_slot(tile, acc, s, r, start):  # pragma: no cover - compiled
-    """Add the tile totals of slot ``s`` (row ``r``) from accumulator ``start`` on into
-    ``acc`` and clear them for the next tile."""
-    for w in range(start, min(tile.shape[1], acc.shape[1])):
-        v = tile[s, w]
-        if v != 0:
-            cuda.atomic.add(acc, (r, w), v)
-            tile[s, w] = 0
+def _flush(steps, kind_a, kind_b, tile, acc, s, r):  # pragma: no cover - compiled
+    """Add slot ``s``'s tile totals (row ``r``) of the steps of kind ``kind_a`` or
+    ``kind_b`` into ``acc``, and clear them for the next tile."""
+    for k in range(steps.shape[0]):
+        kind = steps[k, 0]
+        col = steps[k, 6]
+        if (kind == kind_a or kind == kind_b) and col < tile.shape[1]:
+            v = tile[s, col]
+            if v != 0:
+                cuda.atomic.add(acc, (r, steps[k, 3]), v)
+                tile[s, col] = 0
 
 
 @device_function
@@ -169,13 +178,13 @@ def _add_event(
         c = steps[k, 2]
         slot = steps[k, 3]
         if kind == COUNT_WHERE:
-            _add_to(acc, tile, r, s, slot, 1.0)
+            _add_to(acc, tile, r, s, steps, k, 1.0)
         elif kind == INT_SUM:
-            _add_to(acc_i, tile_i, r, s, slot, icols[c, i])
+            _add_to(acc_i, tile_i, r, s, steps, k, icols[c, i])
         else:
             x = float64(fcols[c, i])
             if kind == FLOAT_SUM:
-                _add_to(acc, tile, r, s, slot, x)
+                _add_to(acc, tile, r, s, steps, k, x)
             elif kind == LOWEST:
                 if x < f0[r, slot]:
                     cuda.atomic.min(f0, (r, slot), x)
@@ -229,8 +238,8 @@ def _update(ids, steps, fcols, icols, masks, acc, acc_i, f0, owner, tables):  # 
             if cuda.atomic.add(acc, (r, 0), tile[s, 0]) == 0.0:
                 owner[start + first[s]] = 1
             tile[s, 0] = 0.0
-            _flush_slot(tile, acc, s, r, 1)
-            _flush_slot(tile_i, acc_i, s, r, 0)
+            _flush(steps, COUNT_WHERE, FLOAT_SUM, tile, acc, s, r)
+            _flush(steps, INT_SUM, INT_SUM, tile_i, acc_i, s, r)
         cuda.syncthreads()
 
 
@@ -263,13 +272,13 @@ def _update_m2(ids, steps, fcols, masks, acc, tables):  # pragma: no cover - com
                 if m >= 0 and masks[m, i] == 0:
                     continue
                 d = float64(fcols[steps[k, 2], i]) - acc[r, steps[k, 5]] / acc[r, steps[k, 4]]
-                _add_to(acc, tile, r, s, steps[k, 3], d * d)
+                _add_to(acc, tile, r, s, steps, k, d * d)
         cuda.syncthreads()
         for s in range(tid, TILE_SLOTS if tables else 0, width):
             r = table[s]
             if r != FREE:
                 table[s] = FREE
-                _flush_slot(tile, acc, s, r, 0)
+                _flush(steps, SQUARES, SQUARES, tile, acc, s, r)
         cuda.syncthreads()
 
 
@@ -435,7 +444,7 @@ class _UpdatePlan:
     row's events (the unmasked count).
     """
 
-    steps: Any  # device (n_steps, 6) int64, columns _STEP
+    steps: Any  # device (n_steps, 7) int64, columns _STEP
     fold: Any  # device (n_aggs, 3) int64: count slot, sum slot, squares slot
     width: int  # float accumulators (counts, float sums, squares)
     int_width: int  # integer sums
@@ -456,14 +465,14 @@ def plan_tables(ops: np.ndarray, col_of: np.ndarray, mask_of: np.ndarray,
     device (``benchmarks.atomics``)."""
     slots: dict[tuple[int, int, int], int] = {(ROWS, -1, -1): 0}
     int_slots: dict[tuple[int, int, int], int] = {}
-    steps: list[tuple[int, ...]] = [(ROWS, -1, -1, 0, -1, -1)]
+    steps: list[tuple[int, ...]] = [(ROWS, -1, -1, 0, -1, -1, 0)]
 
     def slot(kind: int, mask: int, column: int, table: dict[Any, int],
              count: int = -1, total: int = -1) -> int:  # fmt: skip
         key = (kind, mask, column)
         if key not in table:
             table[key] = len(table)
-            steps.append((kind, mask, column, table[key], count, total))
+            steps.append((kind, mask, column, table[key], count, total, -1))
         return table[key]
 
     fold = np.full((len(ops), 3), -1, dtype=np.int64)
@@ -478,10 +487,15 @@ def plan_tables(ops: np.ndarray, col_of: np.ndarray, mask_of: np.ndarray,
         if op in (STD, VAR):
             fold[a, 2] = slot(SQUARES, m, c, slots, count, int(fold[a, 1]))
         elif op == MIN:
-            steps.append((LOWEST, m, c, a, -1, -1))
+            steps.append((LOWEST, m, c, a, -1, -1, -1))
         elif op == MAX:
-            steps.append((HIGHEST, m, c, a, -1, -1))
+            steps.append((HIGHEST, m, c, a, -1, -1, -1))
     table = np.array(steps, dtype=np.int64).reshape(-1, len(_STEP))
+    taken: dict[str, int] = {}  # tile columns given so far, per tile
+    for step in table:
+        tile = _TILE_OF.get(int(step[0]))
+        if tile is not None:
+            step[6] = taken[tile] = taken.get(tile, -1) + 1
     return table, fold, len(slots), len(int_slots)
 
 
