@@ -198,19 +198,24 @@ def device_costs(calls: int = 2000) -> dict[str, float]:
     def allocate() -> None:
         _core.empty(512, np.int64)  # dropped at once: its free is queued (Numba defers them)
 
+    def allocate_large() -> None:  # the size of a 10M-event batch's sketch entries (480 MB)
+        _core.empty(1 << 25, np.int64)
+
     out: dict[str, float] = {}
-    for what, fn in (
-        ("launch, 2 arguments (fill)", fill),
-        ("launch, 4 arguments (hash.lookup through find)", lookup),
-        ("update_events: 2 launches, of 9 and 12 arguments", update),
-        ("read of one device value (to_host: a wait and a copy)", read),
-        ("allocation of 4 KiB and its free (empty, then dropped)", allocate),
-    ):
+    for what, fn, number in (
+        ("launch, 2 arguments (fill)", fill, calls),
+        ("launch, 4 arguments (hash.lookup through find)", lookup, calls),
+        ("update_events: 2 launches, of 9 and 12 arguments", update, calls),
+        ("read of one device value (to_host: a wait and a copy)", read, calls),
+        ("allocation of 4 KiB and its free (empty, then dropped)", allocate, calls),
+        ("allocation of 256 MiB and its free (empty, then dropped)", allocate_large,
+         max(2, calls // 100)),
+    ):  # fmt: skip
         fn()  # compiled, outside the clock
         _core.cuda.synchronize()
-        seconds = timeit.timeit(fn, number=calls)
+        seconds = timeit.timeit(fn, number=number)
         _core.cuda.synchronize()
-        out[what] = seconds / calls * 1e6
+        out[what] = seconds / number * 1e6
     return out
 
 
