@@ -79,3 +79,25 @@ def test_prepared_kernels_match_numbas_launch() -> None:
     foreign = pytest.importorskip("cupy").zeros(1000)
     fill[4, 256](foreign, 1.5)  # not a Numba array: Numba's own path
     np.testing.assert_array_equal(foreign.get(), np.full(1000, 1.5))
+
+
+@pytest.mark.parametrize("tables", [True, False], ids=["tables", "no-tables"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_block_tables_under_contention(dtype: str, tables: bool, monkeypatch) -> None:
+    """The blocks' shared tables of rows with real parallel threads: 2M events, half of
+    them on one row (every thread of a tile racing for its slot), a fifth on rows that all
+    hash to one table slot (probes run out, so events add globally beside their row's tile
+    totals), the rest spread; both plans, against the CPU kernels."""
+    from agg_cases import NARROW, PLAN, update_both
+
+    from kernels.cuda import aggregate as gpu
+
+    monkeypatch.setattr(gpu, "BLOCK_TABLES", tables)
+    rng = np.random.default_rng(21)
+    n = 2_000_000
+    pick = rng.random(n)
+    colliding = gpu.TILE_SLOTS * rng.integers(1, 40, n)
+    ids = np.where(pick < 0.5, 5, np.where(pick < 0.7, colliding, rng.integers(0, 100_000, n)))
+    ids[rng.random(n) < 0.02] = -1
+    for plan in (NARROW, PLAN):
+        update_both(ids.astype(np.int64), plan, dtype, rng, rtol=1e-7)

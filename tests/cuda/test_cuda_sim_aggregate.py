@@ -15,6 +15,8 @@ from cuda_target import CUDA_WARNINGS, require_cuda_target
 
 require_cuda_target()
 
+from agg_cases import FLOAT_OPS, NARROW, PLAN, update_both  # noqa: E402
+
 from kernels import aggregate as cpu  # noqa: E402
 from kernels.cuda import aggregate as gpu  # noqa: E402
 from kernels.cuda._core import SIM_THREADS, to_host  # noqa: E402
@@ -24,29 +26,10 @@ from kernels.hashindex import HashIndex  # noqa: E402
 pytestmark = [pytest.mark.cudasim, *CUDA_WARNINGS]
 
 N = 241
-A = cpu
-# (op, column, mask, is_int): mask 0 = a ``where`` filter, mask 1 = column 0 not null
-PLAN = [
-    (A.COUNT, -1, -1, False),
-    (A.COUNT, -1, 0, False),
-    (A.SUM, 0, 1, False),
-    (A.SUM, 1, -1, True),
-    (A.MEAN, 0, 1, False),
-    (A.MEAN, 1, 0, True),
-    (A.MIN, 0, 1, False),
-    (A.MAX, 0, 1, False),
-    (A.MIN, 2, 0, False),
-    (A.STD, 0, 1, False),
-    (A.VAR, 2, 0, False),
-    (A.STD, 2, -1, False),
-    (A.QUANTILE, 0, 1, False),
-    (A.DISTINCT, -1, 0, False),
-]
 OPS = np.array([p[0] for p in PLAN], dtype=np.int64)
 COL_OF = np.array([p[1] for p in PLAN], dtype=np.int64)
 MASK_OF = np.array([p[2] for p in PLAN], dtype=np.int64)
 IS_INT = np.array([p[3] for p in PLAN], dtype=np.bool_)
-FLOAT_OPS = (A.SUM, A.MEAN, A.STD, A.VAR)
 
 
 def _batch(rng: np.random.Generator, dtype: str, batch: int):
@@ -186,41 +169,6 @@ def test_update_plan_shares_accumulators() -> None:
     assert gpu.update_plan(OPS, COL_OF, MASK_OF, IS_INT) is plan  # built once per content
 
 
-def _update_both(ids: np.ndarray, plan: list[tuple[int, int, int, bool]], dtype: str,
-                 rng: np.random.Generator) -> None:  # fmt: skip
-    """Add events with the given row ids through both kernels twice (two batches into one
-    state) and compare every state column."""
-    ops, col_of, mask_of = (np.array([p[i] for p in plan], np.int64) for i in range(3))
-    is_int = np.array([p[3] for p in plan], np.bool_)
-    rows = int(ids.max()) + 1
-    c_state, g_state = cpu.AggState(ops, capacity=rows), gpu.DeviceAggState(ops, capacity=rows)
-    n = len(ids)
-    for _ in range(2):
-        x = rng.normal(0.0, 100.0, n)
-        ints = rng.integers(-50, 50, n)
-        fcols = np.stack([x, ints.astype(np.float64), rng.exponential(3.0, n)]).astype(dtype)
-        icols = np.stack([np.zeros(n, np.int64), ints, np.zeros(n, np.int64)])
-        masks = np.stack([rng.random(n) < 0.3, rng.random(n) < 0.9]).astype(np.uint8)
-        cpu.update_events(ids, ops, col_of, mask_of, is_int, fcols.astype(np.float64), icols,
-                          masks, c_state.rows, c_state.ist, c_state.isum, c_state.f0,
-                          c_state.f1)  # fmt: skip
-        gpu.update_events(ids, ops, col_of, mask_of, is_int, fcols, icols, masks, g_state)
-    g = g_state.to_host(rows)
-    np.testing.assert_array_equal(g.rows[:rows], c_state.rows[:rows])
-    np.testing.assert_array_equal(g.ist[:rows], c_state.ist[:rows])
-    np.testing.assert_array_equal(g.isum[:rows], c_state.isum[:rows])
-    for a, op in enumerate(ops):
-        rtol = 1e-9 if op in FLOAT_OPS else 0
-        np.testing.assert_allclose(g.f0[:rows, a], c_state.f0[:rows, a], rtol=rtol, atol=1e-9)
-        np.testing.assert_allclose(g.f1[:rows, a], c_state.f1[:rows, a], rtol=rtol, atol=1e-6)
-
-
-# The benchmark's shape: every accumulator fits a block's shared tile (gpu.TILE_FLOATS).
-NARROW = [(A.COUNT, -1, -1, False), (A.COUNT, -1, 0, False), (A.SUM, 0, -1, False),
-          (A.MEAN, 0, -1, False), (A.STD, 0, -1, False), (A.MIN, 0, -1, False),
-          (A.MAX, 0, -1, False)]  # fmt: skip
-
-
 @pytest.mark.parametrize("tables", [True, False], ids=["tables", "no-tables"])
 @pytest.mark.parametrize("plan", [NARROW, PLAN], ids=["narrow", "wide"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -242,4 +190,4 @@ def test_block_tables_hot_rows_and_full_probes(
     tiles = np.split(ids[:576], 576 // SIM_THREADS)  # a card's tiles (256) hold more still
     distinct = [len(np.unique(t[t % gpu.TILE_SLOTS == 0])) for t in tiles]
     assert min(distinct) > gpu.TILE_PROBES, "the table's probes must run out in every tile"
-    _update_both(ids, plan, dtype, rng)
+    update_both(ids, plan, dtype, rng)
