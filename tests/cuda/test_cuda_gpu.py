@@ -83,7 +83,9 @@ def test_prepared_kernels_match_numbas_launch() -> None:
 
 @pytest.mark.parametrize("tables", [True, False], ids=["tables", "no-tables"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_block_tables_under_contention(dtype: str, tables: bool, monkeypatch) -> None:
+def test_block_tables_under_contention(
+    dtype: str, tables: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The blocks' shared tables of rows with real parallel threads: 2M events, half of
     them on one row (every thread of a tile racing for its slot), a fifth on rows that all
     hash to one table slot (probes run out, so events add globally beside their row's tile
