@@ -34,8 +34,7 @@
 #
 # Python packages the machine lacks travel as wheels in .whl/, installed here when present:
 # pydantic and its needs, and numpy < 2.5 (the image's numpy 2.5.2 breaks numba-cuda 0.30.4:
-# no kernel compiles). Make them once, on the development machine (.whl/ is git-ignored via
-# .git/info/exclude):
+# no kernel compiles). Make them once, on the development machine (.whl/ is in .gitignore):
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
 #     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
 #     -d .whl numpy==2.4.6 pydantic==2.14.4 pydantic_core==2.50.5 annotated-types \
