@@ -69,21 +69,27 @@ def _key_starts(atoms, flags):  # pragma: no cover - compiled
 
 
 def _walk_sig(dt: np.dtype) -> Any:
-    return types.void(_I1, _i8, _I1, _I1, _I1, _I1, types.boolean)
+    return types.void(_U1, _I1, _I1, _I1, _I1, types.boolean)
 
 
 @register("session.walk", ("int64",), _walk_sig)
-def _walk(seg_start, n, start, end, first_id, out, write):  # pragma: no cover - compiled
-    """Per key segment: count sessions into ``first_id[s]`` or write ids from ``first_id[s]``."""
-    n_seg = seg_start.shape[0]
-    for s in range(cuda.grid(1), n_seg, cuda.gridsize(1)):
-        lo = seg_start[s]
-        hi = seg_start[s + 1] if s + 1 < n_seg else n
-        g = first_id[s] if write else 0
+def _walk(seg_flags, start, end, first_id, out, write):  # pragma: no cover - compiled
+    """From each row that starts a key segment (``seg_flags``) to the next: count the
+    segment's sessions into ``first_id[row]`` (0 for other rows), or write the session
+    ids from ``first_id[row]``. Rows are not compacted to segments first, so the host
+    need not wait for the segments' count."""
+    n = seg_flags.shape[0]
+    for lo in range(cuda.grid(1), n, cuda.gridsize(1)):
+        if seg_flags[lo] == 0:
+            if not write:
+                first_id[lo] = 0
+            continue
+        g = first_id[lo] if write else 0
         running_end = end[lo]
         if write:
             out[lo] = g
-        for i in range(lo + 1, hi):
+        i = lo + 1
+        while i < n and seg_flags[i] == 0:
             if start[i] > running_end:
                 g += 1
                 running_end = end[i]
@@ -91,8 +97,9 @@ def _walk(seg_start, n, start, end, first_id, out, write):  # pragma: no cover -
                 running_end = end[i]
             if write:
                 out[i] = g
+            i += 1
         if not write:
-            first_id[s] = g + 1
+            first_id[lo] = g + 1
 
 
 @register("session.split_keys", ("int64",), lambda dt: types.void(_I2, _I1, _I2))
@@ -271,12 +278,10 @@ def merge_intervals(atoms: Any, start: Any, end: Any) -> tuple[Any, int]:
         atoms = full((n, 1), 0, np.int64)
     flags = empty(n, np.uint8)
     _run("session.key_starts", n, atoms, flags)
-    seg = select(flags)
-    n_seg = int(seg.shape[0])
-    counts = full(n_seg, 0, np.int64)
-    _run("session.walk", n_seg, seg, n, start, end, counts, out, False)
+    counts = empty(n, np.int64)
+    _run("session.walk", n, flags, start, end, counts, out, False)
     first, total = exclusive_scan(counts)
-    _run("session.walk", n_seg, seg, n, start, end, first, out, True)
+    _run("session.walk", n, flags, start, end, first, out, True)
     return out, total
 
 
