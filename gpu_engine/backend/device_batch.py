@@ -236,11 +236,10 @@ class DeviceBatchValues(BatchValues):
     def subset(self, rows: np.ndarray) -> DeviceBatchValues:
         device_rows = as_device(rows, np.int64)
         new_index = ingest.renumber(device_rows, int(self.fcols.shape[1]))  # (k, n), k >= 0
-        sketches = []
-        for a, event_index, keys in self.sketch_inputs:
-            renumbered = ingest.take(new_index, event_index)
-            keep = ingest.select(ingest.nonneg(renumbered))
-            sketches.append((a, ingest.take(renumbered, keep), ingest.take(keys, keep)))
+        # Events outside ``rows`` keep their sketch keys with index -1 (skipped when the
+        # entries are inserted): no compaction, whose count the host would wait for.
+        sketches = [(a, ingest.lookup(new_index, event_index), keys)
+                    for a, event_index, keys in self.sketch_inputs]  # fmt: skip
         icols = ingest.take(self.icols, device_rows) if self.icols.size else self.icols
         return DeviceBatchValues(
             ingest.take(self.fcols, device_rows), icols, ingest.take(self.masks, device_rows),
@@ -270,6 +269,7 @@ class DeviceColumns:
         self.fields = fields
         self.num_rows = frame.num_rows
         self._valid: dict[str, Any] = {}
+        self._every_row: Any = None  # rows_of(None), made once
 
     def _device(self, name: str) -> DeviceColumn:
         column = self.frame.columns[name]
@@ -326,13 +326,23 @@ class DeviceColumns:
         return ingest.both(a, b)
 
     def rows_of(self, mask: Any) -> Any:
-        return iota(self.num_rows) if mask is None else ingest.select(mask)
+        """An event index aligned with the rows: row ``i``, or -1 where ``mask`` is unset.
+
+        Why not the compacted rows: their number is only known once the device has counted
+        them, and the host would wait for it; the sketch entries skip the -1 rows instead.
+        """
+        if mask is None:
+            if self._every_row is None:
+                self._every_row = iota(self.num_rows)
+            return self._every_row
+        return ingest.index_where(mask)
 
     def sketch_keys(self, name: str, index: Any, is_quantile: bool) -> Any:
         column = self.frame.columns[name]
         if not isinstance(column, DeviceColumn):  # strings: stable host hashes, uploaded
-            return as_device(string_hashes(column.take(pa.array(to_host(index)))))
-        values = ingest.take(column.values, index)
+            return ingest.take(as_device(_string_hashes(column)), index)
+        every_row = index is self._every_row
+        values = column.values if every_row else ingest.take(column.values, index)
         if is_quantile:
             is_float = np.dtype(values.dtype).kind == "f"
             return device_sketches.bucket_keys(values if is_float else ingest.to_float64(values))
@@ -374,6 +384,16 @@ def _widen(spec: FieldSpec, column: DeviceColumn) -> tuple[Any, Any] | None:
         info = np.iinfo(np.dtype(spec.type))
         return ingest.to_int64(values, column.is_null, float(info.min), float(info.max))
     return None
+
+
+def _string_hashes(column: pa.Array) -> np.ndarray:
+    """Stable hashes of every row of a host string column, 0 for a null (no sketch takes a
+    null: its event index is -1)."""
+    if not column.null_count:
+        return string_hashes(column)
+    out = np.zeros(len(column), dtype=np.int64)
+    out[column.is_valid().to_numpy(zero_copy_only=False)] = string_hashes(column.drop_null())
+    return out
 
 
 def _stacked(arrays: list[Any], n: int, dtype: Any) -> Any:
@@ -435,14 +455,20 @@ def validate(validator: Any, frame: DeviceFrame, source: str, first_row: int) ->
             _NO_FLAGS if failed is None else failed, index, reason_codes,
         )  # fmt: skip
     valid = DeviceFrame(columns, n, _output_types(schema, frame, ARROW_TYPES), schema.time)
+    time_column = valid.columns[schema.time]
+    # A device time column is read back with the reason codes, before the quarantine's and
+    # the take's kernels are queued (one wait, not two); a host one once its failed (null)
+    # rows are gone.
+    times = to_host(time_column.values) if isinstance(time_column, DeviceColumn) else None
     bad, quarantine = validator.failures(reason_codes, frame.host_rows, source, first_row)
     if bad is not None:
-        valid = valid.take(np.flatnonzero(~bad))
-    time_column = valid.columns[schema.time]
-    if isinstance(time_column, DeviceColumn):
-        times = to_host(time_column.values)
-    else:
-        times = time_column.cast(pa.int64()).to_numpy()
+        keep = np.flatnonzero(~bad)
+        valid = valid.take(keep)
+        times = None if times is None else times[keep]
+    if times is None:
+        host_time = valid.columns[schema.time]
+        assert not isinstance(host_time, DeviceColumn)
+        times = host_time.cast(pa.int64()).to_numpy()
     return ValidatedBatch(valid, times, quarantine, n)
 
 

@@ -161,14 +161,16 @@ class DeviceSessionState:
         closed = DeviceAggState(self.agg.ops_host, n)
         move_rows(rows, position, self.agg, closed)
         out_f, out_i, valid = finalize_groups(closed, self._is_int, position, n)
+        device_atoms = sessions.take_rows(self.key_ids.keys, take(self._kid, rows))
+        starts, ends = take(self._starts, rows), take(self._ends, rows)
         sketches: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         if plan.sketch_aggs:
             sketches = self.sketches.combine(plan, rows, position, position, n, self._n)
+        # Read back after every kernel is queued: one wait for the device, not one a read.
         values = plan.columns_from(to_host(out_f), to_host(out_i), to_host(valid), sketches)
-        atoms = to_host(sessions.take_rows(self.key_ids.keys, take(self._kid, rows)))
+        atoms = to_host(device_atoms)
         return ClosedSessions(
-            to_host(take(self._starts, rows)), to_host(take(self._ends, rows)),
-            np.ascontiguousarray(atoms[:, : self.width]), values,
+            to_host(starts), to_host(ends), np.ascontiguousarray(atoms[:, : self.width]), values,
         )  # fmt: skip
 
     def _compact(self) -> None:

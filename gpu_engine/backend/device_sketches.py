@@ -18,7 +18,7 @@ import numpy as np
 from gpu_engine.windows.aggregations import AggregationPlan, BatchValues
 from kernels.aggregate import QUANTILE
 from kernels.cuda import sketch_state
-from kernels.cuda._core import copy, empty, full, span, to_host
+from kernels.cuda._core import copy, empty_many, full, span, to_host
 from kernels.cuda.hashindex import DeviceHashIndex
 from kernels.cuda.sketches import add_counts, sketch_entries
 from kernels.sketches import quantiles_from_entries
@@ -58,15 +58,19 @@ class DeviceSketchEntries:
         """Entries of one batch's sketch values, event ``i`` belonging to device row ``ids[i]``.
 
         The entries of every sketch aggregation go into one insert: one hash insert (two
-        launches and a read) per batch instead of one per aggregation.
+        launches and a read) per batch instead of one per aggregation. An event index may
+        hold -1 (a masked or dropped event, see ``DeviceColumns.rows_of``): its entry is
+        skipped by the insert, so no step had to compact the index and wait for its count.
         """
         sizes = [int(keys.shape[0]) for _, _, keys in values.sketch_inputs]
-        entries = empty((sum(sizes), 3), np.int64)
+        total = sum(sizes)
+        entries, skip = empty_many(((total, 3), np.int64), (total, np.int8))
         at = 0
         for (a, event_index, sketch_keys), size in zip(values.sketch_inputs, sizes, strict=True):
-            sketch_entries(ids, a, sketch_keys, event_index, out=span(entries, at, at + size))
+            sketch_entries(ids, a, sketch_keys, event_index, out=span(entries, at, at + size),
+                           skip=span(skip, at, at + size))  # fmt: skip
             at += size
-        self.add(entries)
+        self.add(entries, skip=skip)
 
     def renumbered(self, old_ids: Any, new_ids: Any, n_old: int) -> DeviceSketchEntries:
         """The entries of rows ``old_ids`` (device) with their rows renamed ``new_ids``."""

@@ -151,10 +151,12 @@ class DevicePaneState:
         merge_rows(src, dst, self.agg, agg, n_rows=n_groups)
         position = device_windows.counting_order(groups.keys, 0, k_min, k_max - k_min + 1)
         out_f, out_i, valid = device_windows.finalize_groups(agg, self._is_int, position, n_groups)
-        ordered = to_host(device_windows.scatter_rows(groups.keys, position))
+        ordered_keys = device_windows.scatter_rows(groups.keys, position)
         sketches: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         if plan.sketch_aggs:
             sketches = self.sketches.combine(plan, src, dst, position, n_groups, len(self))
+        # Read back after every kernel is queued: one wait for the device, not one a read.
+        ordered = to_host(ordered_keys)
         values = plan.columns_from(to_host(out_f), to_host(out_i), to_host(valid), sketches)
         return WindowGroups(
             np.ascontiguousarray(ordered[:, 0]), np.ascontiguousarray(ordered[:, 1:]), values

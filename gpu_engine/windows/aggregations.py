@@ -130,23 +130,31 @@ class AggregationPlan:
         mask_keys: dict[tuple[str | None, str], int] = {}
         mask_of = np.full(len(self.specs), -1, dtype=np.int64)
         sketch_inputs = []
+        # Sketches of one column, filter and kind (p50 and p99 of one column) share their
+        # rows and keys: computed once.
+        shared_inputs: dict[tuple[str, str, bool], tuple[Any, Any]] = {}
         for a, spec in enumerate(self.specs):
             column = spec.column if self.ops[a] != COUNT else None
             mask = source.valid_mask(column) if column is not None else None
+            where = repr(sorted((spec.where or {}).items()))
             for name, value in (spec.where or {}).items():
                 hit = source.isin(name, value if isinstance(value, list) else [value])
                 mask = hit if mask is None else source.both(mask, hit)
             if mask is not None:
-                key = (column, repr(sorted((spec.where or {}).items())))
+                key = (column, where)
                 if key not in mask_keys:
                     mask_keys[key] = len(mask_rows)
                     mask_rows.append(mask)
                 mask_of[a] = mask_keys[key]
             if a in self.sketch_aggs:
                 assert spec.column is not None
-                index = source.rows_of(mask)
-                keys = source.sketch_keys(spec.column, index, bool(self.ops[a] == QUANTILE))
-                sketch_inputs.append((a, index, keys))
+                is_quantile = bool(self.ops[a] == QUANTILE)
+                shared = (spec.column, where, is_quantile)
+                if shared not in shared_inputs:
+                    index = source.rows_of(mask)
+                    keys = source.sketch_keys(spec.column, index, is_quantile)
+                    shared_inputs[shared] = (index, keys)
+                sketch_inputs.append((a, *shared_inputs[shared]))
         return BatchValues(fcols, icols, source.stack_masks(mask_rows), mask_of, sketch_inputs)
 
     def output_types(self) -> list[pa.DataType]:
@@ -228,11 +236,13 @@ class ColumnSource(Protocol):
     def both(self, a: Any, b: Any) -> Any: ...
 
     def rows_of(self, mask: Any) -> Any:
-        """Row numbers of the set rows of ``mask`` (None: all rows)."""
+        """Row numbers of the set rows of ``mask`` (None: all rows); a device source may keep
+        every row instead, with -1 where ``mask`` is unset, which the sketches skip."""
         ...
 
     def sketch_keys(self, name: str, index: Any, is_quantile: bool) -> Any:
-        """Bucket keys (quantile) or value hashes (distinct) of rows ``index`` of ``name``."""
+        """Bucket keys (quantile) or value hashes (distinct) of rows ``index`` of ``name``
+        (any key where ``index`` holds -1)."""
         ...
 
     def stack_masks(self, masks: list[Any]) -> Any:

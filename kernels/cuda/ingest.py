@@ -15,13 +15,16 @@ API (device arrays in and out):
 uint8, 1 where a non-null value does not fit).
 ``count_beyond(values, is_null, limit) -> int``: non-null values with ``|v| > limit``.
 ``select(flags) -> index``: the rows whose uint8 flag is 1, ascending (compaction).
-``take(values, rows)``: rows ``rows`` of a 1-D array, or columns of a 2-D ``(k, n)`` one.
+``take(values, rows)``: rows ``rows`` of a 1-D array (0 where a row is -1), or columns of
+a 2-D ``(k, n)`` one.
 ``pane_keys(times, atoms, rows, pane) -> keys``: ``(pane, atoms...)`` of rows ``rows``.
 ``put_atom(values, is_null, out, col, nullable)``: one key column into an atom matrix.
 ``isin(values, wanted) -> flags``; ``both(a, b) -> flags``; ``not_flags(a) -> flags``.
 ``renumber(rows, n) -> new_index``: ``new_index[rows[j]] = j``, -1 elsewhere.
 ``canonical(values) -> out``: float64 ``values + 0.0`` (so -0.0 hashes like 0.0).
-``nonneg(values) -> flags``: 1 where ``values >= 0``.
+``index_where(flags) -> index``: ``i`` where flag ``i`` is set, -1 elsewhere (an event
+index aligned with the rows: no compaction, so no count to wait for).
+``lookup(table, rows) -> out``: ``table[rows[j]]``, -1 where ``rows[j] < 0``.
 """
 
 from __future__ import annotations
@@ -126,7 +129,8 @@ TAKE_DTYPES = ("int64", "float64", "uint8")
 @register("ingest.take", SOURCE_DTYPES, lambda dt: types.void(arr(dt), _I1, arr(dt)))
 def _take(values, rows, out):  # pragma: no cover - compiled
     for j in range(cuda.grid(1), rows.shape[0], cuda.gridsize(1)):
-        out[j] = values[rows[j]]
+        r = rows[j]
+        out[j] = values[r] if r >= 0 else 0
 
 
 @register("ingest.take_columns", TAKE_DTYPES, lambda dt: types.void(arr(dt, 2), _I1, arr(dt, 2)))
@@ -180,9 +184,11 @@ def _isin(values, wanted, out):  # pragma: no cover - compiled
 
 @register("ingest.both", ("uint8",), lambda dt: types.void(_U1, _U1, _U1, _b))
 def _both(a, b, out, negate_b):  # pragma: no cover - compiled
-    for i in range(cuda.grid(1), a.shape[0], cuda.gridsize(1)):
+    every = a.shape[0] == 0  # no first operand: every row (not_flags)
+    for i in range(cuda.grid(1), b.shape[0], cuda.gridsize(1)):
+        first = every or a[i] != 0
         second = (b[i] == 0) if negate_b else (b[i] != 0)
-        out[i] = 1 if (a[i] != 0 and second) else 0
+        out[i] = 1 if (first and second) else 0
 
 
 @register("ingest.renumber", ("int64",), lambda dt: types.void(_I1, _I1))
@@ -197,10 +203,17 @@ def _canonical(values, out):  # pragma: no cover - compiled
         out[i] = values[i] + 0.0
 
 
-@register("ingest.nonneg", ("int64",), lambda dt: types.void(_I1, _U1))
-def _nonneg(values, out):  # pragma: no cover - compiled
-    for i in range(cuda.grid(1), values.shape[0], cuda.gridsize(1)):
-        out[i] = 1 if values[i] >= 0 else 0
+@register("ingest.index_where", ("uint8",), lambda dt: types.void(_U1, _I1))
+def _index_where(flags, out):  # pragma: no cover - compiled
+    for i in range(cuda.grid(1), flags.shape[0], cuda.gridsize(1)):
+        out[i] = i if flags[i] != 0 else -1
+
+
+@register("ingest.lookup", ("int64",), lambda dt: types.void(_I1, _I1, _I1))
+def _lookup(table, rows, out):  # pragma: no cover - compiled
+    for j in range(cuda.grid(1), rows.shape[0], cuda.gridsize(1)):
+        r = rows[j]
+        out[j] = table[r] if r >= 0 else -1
 
 
 _NONE_U8 = np.empty(0, dtype=np.uint8)
@@ -269,7 +282,8 @@ def select(flags: Any) -> Any:
 
 
 def take(values: Any, rows: Any) -> Any:
-    """Rows ``rows`` of a 1-D array, or those columns of a ``(k, n)`` array."""
+    """Rows ``rows`` of a 1-D array (0 where ``rows[j]`` is -1, as :func:`index_where`
+    gives), or those columns of a ``(k, n)`` array."""
     rows = as_device(rows, np.int64)
     m = int(rows.shape[0])
     if values.ndim == 2:
@@ -311,14 +325,14 @@ def isin(values: Any, wanted: np.ndarray) -> Any:
 
 def both(a: Any, b: Any, negate_b: bool = False) -> Any:
     """``a & b`` (or ``a & ~b``) of uint8 flags."""
-    out = empty(int(a.shape[0]), np.uint8)
-    _run("ingest.both", "uint8", int(a.shape[0]), a, b, out, bool(negate_b))
+    out = empty(int(b.shape[0]), np.uint8)
+    _run("ingest.both", "uint8", int(b.shape[0]), a, b, out, bool(negate_b))
     return out
 
 
 def not_flags(a: Any) -> Any:
-    """``~a`` of uint8 flags."""
-    return both(full(int(a.shape[0]), 1, np.uint8), a, negate_b=True)
+    """``~a`` of uint8 flags (one launch: no array of ones to fill first)."""
+    return both(constant(_NONE_U8), a, negate_b=True)
 
 
 def renumber(rows: Any, n: int) -> Any:
@@ -328,10 +342,23 @@ def renumber(rows: Any, n: int) -> Any:
     return out
 
 
-def nonneg(values: Any) -> Any:
-    """uint8 flags of the int64 values that are ``>= 0``."""
-    out = empty(int(values.shape[0]), np.uint8)
-    _run("ingest.nonneg", "int64", int(values.shape[0]), values, out)
+def index_where(flags: Any) -> Any:
+    """``i`` where uint8 flag ``i`` is set, -1 elsewhere.
+
+    Why: unlike :func:`select`, its length is known before it runs, so the host never waits
+    for a count; consumers skip the -1 rows (sketch entries do, through the insert's skip).
+    """
+    flags = as_device(flags, np.uint8)
+    out = empty(int(flags.shape[0]), np.int64)
+    _run("ingest.index_where", "uint8", int(flags.shape[0]), flags, out)
+    return out
+
+
+def lookup(table: Any, rows: Any) -> Any:
+    """``table[rows[j]]`` of an int64 ``table``, -1 where ``rows[j]`` is -1 (not a row)."""
+    rows = as_device(rows, np.int64)
+    out = empty(int(rows.shape[0]), np.int64)
+    _run("ingest.lookup", "int64", int(rows.shape[0]), table, rows, out)
     return out
 
 
@@ -343,6 +370,6 @@ def canonical(values: Any) -> Any:
 
 
 __all__ = [
-    "SOURCE_DTYPES", "both", "canonical", "count_beyond", "isin", "nonneg", "not_flags",
-    "pane_keys", "put_atom", "renumber", "select", "take", "to_float64", "to_int64",
+    "SOURCE_DTYPES", "both", "canonical", "count_beyond", "index_where", "isin", "lookup",
+    "not_flags", "pane_keys", "put_atom", "renumber", "select", "take", "to_float64", "to_int64",
 ]  # fmt: skip

@@ -10,8 +10,10 @@ API (device arrays; host arrays are copied):
 ``bucket_keys(values) -> keys``: int64 bucket keys of float64/float32/int64 values.
 ``hash_int64(values) -> hashes``: int64 hashes of int64 values (floats: pass
 ``(values + 0.0).view(int64)`` so that -0.0 and 0.0 hash alike, as on the CPU).
-``sketch_entries(ids, agg, keys, index=None) -> entries``: the ``(n, 3)`` int64
-entry keys ``(ids[index[k]], agg, keys[k])`` that a sketch index counts.
+``sketch_entries(ids, agg, keys, index=None, out=None, skip=None) -> entries``: the
+``(n, 3)`` int64 entry keys ``(ids[index[k]], agg, keys[k])`` that a sketch index counts;
+an entry whose ``index[k]`` or row is -1 has row -1 and, with ``skip``, ``skip[k] = 1``
+(for the insert to pass it by).
 ``add_counts(ids, counts)``: ``counts[ids[i]] += 1`` for ``ids[i] >= 0`` (atomic).
 """
 
@@ -22,7 +24,7 @@ from typing import Any
 import numpy as np
 from numba import float64, int64, njit, types, uint64
 
-from kernels.cuda._core import arr, as_device, cuda, empty, kernel, launch, register
+from kernels.cuda._core import arr, as_device, constant, cuda, empty, kernel, launch, register
 from kernels.hashindex import mix64
 from kernels.sketches import bucket_key
 
@@ -52,16 +54,22 @@ def _hash_int64(values, out):  # pragma: no cover - compiled
 
 
 def _entries_sig(dt: np.dtype) -> Any:
-    return types.void(arr("int64"), types.int64, arr("int64"), arr("int64"), arr("int64", 2))
+    i8 = arr("int64")
+    return types.void(i8, types.int64, i8, i8, arr("int64", 2), arr("int8"))
 
 
 @register("sketch.entries", ("int64",), _entries_sig)
-def _entries(ids, agg, keys, index, out):  # pragma: no cover - compiled
+def _entries(ids, agg, keys, index, out, skip):  # pragma: no cover - compiled
     has_index = index.shape[0] > 0
+    has_skip = skip.shape[0] > 0
     for k in range(cuda.grid(1), keys.shape[0], cuda.gridsize(1)):
-        out[k, 0] = ids[index[k]] if has_index else ids[k]
+        event = index[k] if has_index else k
+        row = ids[event] if event >= 0 else -1
+        out[k, 0] = row
         out[k, 1] = agg
         out[k, 2] = keys[k]
+        if has_skip:
+            skip[k] = 1 if row < 0 else 0
 
 
 def _counts_sig(dt: np.dtype) -> Any:
@@ -97,11 +105,17 @@ def hash_int64(values: Any) -> Any:
 
 
 _NO_INDEX = np.empty(0, dtype=np.int64)
+_NO_SKIP = np.empty(0, dtype=np.int8)
 
 
-def sketch_entries(ids: Any, agg: int, keys: Any, index: Any = None, out: Any = None) -> Any:
+def sketch_entries(
+    ids: Any, agg: int, keys: Any, index: Any = None, out: Any = None, skip: Any = None
+) -> Any:
     """``(n, 3)`` entry keys ``(row, agg, bucket-or-hash)`` (device array; written into
-    ``out`` when given, such as rows of one array holding several aggregations' entries)."""
+    ``out`` when given, such as rows of one array holding several aggregations' entries).
+
+    ``index[k] = -1`` (an event index that was not compacted) or ``ids[index[k]] = -1``
+    gives row -1 and, when ``skip`` (int8, n) is given, ``skip[k] = 1``."""
     keys = as_device(keys, np.int64)
     n = keys.shape[0]
     out = empty((n, 3), np.int64) if out is None else out
@@ -109,7 +123,8 @@ def sketch_entries(ids: Any, agg: int, keys: Any, index: Any = None, out: Any = 
         blocks, threads = launch(n)
         kernel("sketch.entries")[blocks, threads](
             as_device(ids, np.int64), int(agg), keys,
-            as_device(_NO_INDEX if index is None else index, np.int64), out,
+            constant(_NO_INDEX) if index is None else as_device(index, np.int64), out,
+            constant(_NO_SKIP) if skip is None else skip,
         )  # fmt: skip
     return out
 

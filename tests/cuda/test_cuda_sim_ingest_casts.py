@@ -91,3 +91,28 @@ def test_count_beyond_counts_every_value_past_the_limit() -> None:
     expected = int(np.sum((np.abs(values.astype(np.float64)) > limit) & (is_null == 0)))
     assert ingest.count_beyond(cuda.to_device(values), cuda.to_device(is_null), limit) == expected
     assert expected > 500
+
+
+def test_uncompacted_event_index_lookup_and_take() -> None:
+    """``index_where`` keeps every row (-1 where the flag is unset); ``lookup`` and the 1-D
+    ``take`` carry -1 rows through as -1 and 0, as a host oracle built with numpy does."""
+    rng = np.random.default_rng(8)
+    flags = (rng.random(N) < 0.6).astype(np.uint8)
+    flags[:2] = [0, 1]
+    index = to_host(ingest.index_where(cuda.to_device(flags)))
+    np.testing.assert_array_equal(index, np.where(flags == 1, np.arange(N), -1))
+    table = rng.integers(-1, 40, N)  # a renumbering: -1 for rows outside a subset
+    got = to_host(ingest.lookup(cuda.to_device(table), cuda.to_device(index)))
+    np.testing.assert_array_equal(got, np.where(index >= 0, table[np.maximum(index, 0)], -1))
+    values = rng.normal(size=N)
+    taken = to_host(ingest.take(cuda.to_device(values), cuda.to_device(index)))
+    np.testing.assert_array_equal(taken, np.where(index >= 0, values[np.maximum(index, 0)], 0))
+
+
+def test_flag_logic() -> None:
+    rng = np.random.default_rng(10)
+    a, b = (rng.integers(0, 3, N).astype(np.uint8) for _ in range(2))  # any nonzero is set
+    for negate_b in (False, True):
+        got = to_host(ingest.both(cuda.to_device(a), cuda.to_device(b), negate_b=negate_b))
+        np.testing.assert_array_equal(got, (a != 0) & ((b == 0) if negate_b else (b != 0)))
+    np.testing.assert_array_equal(to_host(ingest.not_flags(cuda.to_device(b))), b == 0)

@@ -163,3 +163,61 @@ def test_renumbered_keeps_the_live_rows_entries() -> None:
     moved.add_events(as_device(ids), values)
     src, dst = _random_groups(rng, 9, 5)
     _assert_combine_equal(kept, moved, src, dst, 9, 5, rng)
+
+
+def test_device_sketch_inputs_are_not_compacted_and_wait_for_nothing() -> None:
+    """A device batch's sketch inputs keep every row, -1 where the mask (non-null, ``where``)
+    or a subset leaves the event out, so preparing them reads nothing back; their kept rows
+    and keys are the host path's (``ArrowColumns``, compacted with numpy) exactly. Two
+    quantiles of one column share one input."""
+    import pyarrow as pa
+
+    from gpu_engine.backend.device_batch import (
+        DeviceBatchValues,
+        DeviceColumn,
+        DeviceColumns,
+        DeviceFrame,
+    )
+    from gpu_engine.config.models import FieldSpec
+    from gpu_engine.windows.aggregations import ArrowColumns
+    from kernels.cuda import _core
+
+    rng = np.random.default_rng(12)
+    n = 53
+    x, k = rng.normal(size=n), rng.integers(0, 6, n)
+    x_null = rng.random(n) < 0.3
+    s = pa.array([None if r < 0.2 else f"s{int(r * 9)}" for r in rng.random(n)])
+    fields = {"x": FieldSpec(type="float64", nullable=True), "k": FieldSpec(type="int64"),
+              "s": FieldSpec(type="string", nullable=True)}  # fmt: skip
+    specs = [
+        {"name": "x_p50", "op": "quantile", "column": "x", "q": 0.5},
+        {"name": "x_p99", "op": "quantile", "column": "x", "q": 0.99},
+        {"name": "k_distinct", "op": "count_distinct", "column": "k", "where": {"k": [1, 4]}},
+        {"name": "s_distinct", "op": "count_distinct", "column": "s"},
+    ]
+    plan = AggregationPlan([AggregationSpec.model_validate(a) for a in specs], fields)
+    table = pa.table({"x": pa.array(x, mask=x_null), "k": k, "s": s})
+    frame = DeviceFrame(
+        {"x": DeviceColumn(as_device(np.where(x_null, 0.0, x)), as_device(x_null.view(np.uint8))),
+         "k": DeviceColumn(as_device(k)), "s": s},
+        n, {"x": pa.float64(), "k": pa.int64(), "s": pa.string()},
+    )  # fmt: skip
+    waits = sum(_core.WAITS.values())
+    got = plan.prepare_from(DeviceColumns(frame, fields))
+    on_device = DeviceBatchValues(got.fcols, got.icols, got.masks, got.mask_of,
+                                  got.sketch_inputs)  # fmt: skip
+    rows = np.flatnonzero(rng.random(n) < 0.6)
+    subset = on_device.subset(rows)
+    assert sum(_core.WAITS.values()) == waits  # nothing was read back
+    assert got.sketch_inputs[0][1] is got.sketch_inputs[1][1]  # p50 and p99: one input
+    want = plan.prepare_from(ArrowColumns(table, fields))
+    for device, host in ((got, want), (subset, want.subset(rows))):
+        assert [a for a, _, _ in device.sketch_inputs] == [a for a, _, _ in host.sketch_inputs]
+        for (_, index, keys), (_, host_index, host_keys) in zip(
+            device.sketch_inputs, host.sketch_inputs, strict=True
+        ):
+            index, keys = to_host(index), to_host(keys)
+            assert len(index) == len(keys)
+            kept = index >= 0
+            np.testing.assert_array_equal(index[kept], host_index)
+            np.testing.assert_array_equal(keys[kept], host_keys)

@@ -237,6 +237,33 @@ def test_hashes_and_sketch_entries_match_cpu() -> None:
     assert got == want
 
 
+def test_uncompacted_sketch_entries_are_skipped() -> None:
+    """An event index with -1 for masked events, and rows of -1, give skipped entries: the
+    counts equal those of the compacted entries (a dict oracle)."""
+    rng = np.random.default_rng(9)
+    rows = rng.integers(-1, 6, N)  # -1: an event without a row
+    keys = rng.integers(0, 5, N)
+    index = np.where(rng.random(N) < 0.7, np.arange(N), -1)
+    skip = full(N, 7, np.int8)
+    entries = to_host(gpu_sketches.sketch_entries(rows, 3, keys, index, skip=skip))
+    kept = (index >= 0) & (rows[np.maximum(index, 0)] >= 0)
+    np.testing.assert_array_equal(to_host(skip), (~kept).astype(np.int8))
+    np.testing.assert_array_equal(entries[kept], np.c_[rows[index[kept]], np.full(kept.sum(), 3),
+                                                       keys[kept]])  # fmt: skip
+    np.testing.assert_array_equal(entries[~kept, 0], -1)
+    gpu_index = gpu_hash.DeviceHashIndex(3, capacity=16)
+    ids = gpu_index.insert(entries, skip)
+    assert (to_host(ids)[~kept] == -1).all()
+    counts = full(len(gpu_index), 0, np.int64)
+    gpu_sketches.add_counts(ids, counts)
+    got = {tuple(k): c for k, c in zip(to_host(gpu_index.keys).tolist(),
+                                        to_host(counts).tolist(), strict=True)}  # fmt: skip
+    want: dict[tuple[int, ...], int] = {}
+    for key in entries[kept].tolist():
+        want[tuple(key)] = want.get(tuple(key), 0) + 1
+    assert got == want
+
+
 @pytest.mark.parametrize("width", [0, 1, 2])
 def test_session_merge_matches_cpu(width: int) -> None:
     rng = np.random.default_rng(10 + width)
