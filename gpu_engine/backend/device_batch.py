@@ -339,9 +339,10 @@ class DeviceColumns:
 
     def sketch_keys(self, name: str, index: Any, is_quantile: bool) -> Any:
         column = self.frame.columns[name]
+        every_row = index is self._every_row  # no gather needed
         if not isinstance(column, DeviceColumn):  # strings: stable host hashes, uploaded
-            return ingest.take(as_device(_string_hashes(column)), index)
-        every_row = index is self._every_row
+            hashes = as_device(_string_hashes(column))
+            return hashes if every_row else ingest.take(hashes, index)
         values = column.values if every_row else ingest.take(column.values, index)
         if is_quantile:
             is_float = np.dtype(values.dtype).kind == "f"

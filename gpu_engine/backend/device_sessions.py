@@ -105,8 +105,15 @@ class DeviceSessionState:
         # (time, atoms...) rows: the pane keys of 1 ms panes, on the device either way.
         times, atoms = sessions.split_keys(as_device(batch.pane_keys(events, 1)))
         kid = self.key_ids.insert(atoms)
+        # Key ids lie below the index's bound and times within the batch's (host) times, so
+        # the sort needs no read of the columns' ranges.
+        event_times = batch.times if n_events == len(batch) else batch.times[events]
+        ranges = None
+        if n_events:
+            ranges = [(0, max(self.key_ids.upper_bound() - 1, 0)),
+                      (int(event_times.min()), int(event_times.max()))]  # fmt: skip
         # The batch's events, cut into sessions of their own ...
-        order = lex_order(kid, times)
+        order = lex_order(kid, times, ranges=ranges)
         session_of, s_kid, s_start, s_end = sessions.cut(
             take(kid, order), take(times, order), self.gap
         )

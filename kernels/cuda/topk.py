@@ -7,7 +7,9 @@ compare-exchange passes over the row indices, padded to a power of two ``m``)
 orders them by (window, ``by``, tie-break atoms, row); since the window is the
 first key, every window keeps its run, and the rank of a row within its window
 is its sorted position minus the start of the run (a binary search over
-``window``). Rows of rank below ``k`` are kept, by stream compaction.
+``window``). Rows of rank below ``k`` are kept, by stream compaction; with host
+``window`` values (as the backend passes) the host counts them itself, ``min(k, rows)``
+per window, instead of waiting for the device's count.
 
 Order within a window, as in the CPU (Arrow ``sort_by`` with ``at_end``):
 ``by`` best first (largest when descending), then NaN, then nulls, in both
@@ -37,12 +39,13 @@ from kernels.cuda._core import (
     cuda,
     device_function,
     empty,
+    is_device_array,
     kernel,
     launch,
     register,
     to_host,
 )
-from kernels.cuda.scan import exclusive_scan
+from kernels.cuda.scan import exclusive_offsets, exclusive_scan
 
 _I1, _I2, _F1, _B1 = arr("int64"), arr("int64", 2), arr("float64"), arr("bool")
 _i8 = types.int64
@@ -132,6 +135,7 @@ def top_k_rows(
     window: Any, by: Any, valid: Any, atoms: Any, k: int, descending: bool = True
 ) -> np.ndarray:
     """Indices of the ``k`` best rows of each window (see the module docstring)."""
+    host_window = None if is_device_array(window) else np.asarray(window, dtype=np.int64)
     window = as_device(window, np.int64)
     n = int(window.shape[0])
     if n == 0 or k <= 0:
@@ -155,11 +159,23 @@ def top_k_rows(
         size *= 2
     flags = empty(n, np.int64)
     kernel("topk.keep")[launch(n)](perm, n, window, int(k), flags)
-    offsets, kept = exclusive_scan(flags)
+    if host_window is None:
+        offsets, kept = exclusive_scan(flags)
+    else:  # the host knows the count without waiting for the device's
+        offsets, kept = exclusive_offsets(flags), kept_rows(host_window, k)
     out = empty(kept, np.int64)
     if kept:
         kernel("topk.gather_kept")[launch(n)](perm, n, flags, offsets, out)
     return to_host(out)
 
 
-__all__ = ["top_k_rows"]
+def kept_rows(window: np.ndarray, k: int) -> int:
+    """How many rows the ``k`` best of each window keep: ``min(k, rows)`` for every run of
+    equal values of ``window`` (non-decreasing)."""
+    if window.shape[0] == 0:
+        return 0
+    edges = np.flatnonzero(np.r_[True, window[1:] != window[:-1], True])
+    return int(np.minimum(np.diff(edges), k).sum())
+
+
+__all__ = ["kept_rows", "top_k_rows"]

@@ -198,6 +198,16 @@ def test_lex_order_is_numpys_stable_lexsort(case: str) -> None:
     np.testing.assert_array_equal(order, np.lexsort(columns[::-1]))
     assert bounds([as_device(c) for c in columns]) == [(c.min(), c.max()) for c in columns]
     assert len(to_host(lex_order(np.empty(0, np.int64)))) == 0
+    # Ranges the caller knows, exact or wider (more passes): the same order, and only the
+    # order's read waits.
+    device = [as_device(c) for c in columns]
+    for widen in (0, 300):
+        ranges = [(int(c.min()) - widen if c.min() > np.iinfo(np.int64).min + widen else
+                   int(c.min()), int(c.max())) for c in columns]  # fmt: skip
+        waits = sum(_core.WAITS.values())
+        order = to_host(lex_order(*device, ranges=ranges))
+        assert sum(_core.WAITS.values()) - waits == 1
+        np.testing.assert_array_equal(order, np.lexsort(columns[::-1]))
 
 
 def test_cut_matches_the_cpu_merge() -> None:

@@ -168,8 +168,9 @@ def test_renumbered_keeps_the_live_rows_entries() -> None:
 def test_device_sketch_inputs_are_not_compacted_and_wait_for_nothing() -> None:
     """A device batch's sketch inputs keep every row, -1 where the mask (non-null, ``where``)
     or a subset leaves the event out, so preparing them reads nothing back; their kept rows
-    and keys are the host path's (``ArrowColumns``, compacted with numpy) exactly. Two
-    quantiles of one column share one input."""
+    and keys are the host path's (``ArrowColumns``, compacted with numpy) exactly, for
+    device columns and host string columns with and without nulls. Two quantiles of one
+    column share one input."""
     import pyarrow as pa
 
     from gpu_engine.backend.device_batch import (
@@ -187,20 +188,24 @@ def test_device_sketch_inputs_are_not_compacted_and_wait_for_nothing() -> None:
     x, k = rng.normal(size=n), rng.integers(0, 6, n)
     x_null = rng.random(n) < 0.3
     s = pa.array([None if r < 0.2 else f"s{int(r * 9)}" for r in rng.random(n)])
-    fields = {"x": FieldSpec(type="float64", nullable=True), "k": FieldSpec(type="int64"),
-              "s": FieldSpec(type="string", nullable=True)}  # fmt: skip
+    t = pa.array([f"t{v}" for v in rng.integers(0, 7, n)])  # a string column without nulls
+    fields = {
+        "x": FieldSpec(type="float64", nullable=True), "k": FieldSpec(type="int64"),
+        "s": FieldSpec(type="string", nullable=True), "t": FieldSpec(type="string"),
+    }  # fmt: skip
     specs = [
         {"name": "x_p50", "op": "quantile", "column": "x", "q": 0.5},
         {"name": "x_p99", "op": "quantile", "column": "x", "q": 0.99},
         {"name": "k_distinct", "op": "count_distinct", "column": "k", "where": {"k": [1, 4]}},
         {"name": "s_distinct", "op": "count_distinct", "column": "s"},
+        {"name": "t_distinct", "op": "count_distinct", "column": "t"},
     ]
     plan = AggregationPlan([AggregationSpec.model_validate(a) for a in specs], fields)
-    table = pa.table({"x": pa.array(x, mask=x_null), "k": k, "s": s})
+    table = pa.table({"x": pa.array(x, mask=x_null), "k": k, "s": s, "t": t})
     frame = DeviceFrame(
         {"x": DeviceColumn(as_device(np.where(x_null, 0.0, x)), as_device(x_null.view(np.uint8))),
-         "k": DeviceColumn(as_device(k)), "s": s},
-        n, {"x": pa.float64(), "k": pa.int64(), "s": pa.string()},
+         "k": DeviceColumn(as_device(k)), "s": s, "t": t},
+        n, {"x": pa.float64(), "k": pa.int64(), "s": pa.string(), "t": pa.string()},
     )  # fmt: skip
     waits = sum(_core.WAITS.values())
     got = plan.prepare_from(DeviceColumns(frame, fields))

@@ -16,6 +16,8 @@ require_cuda_target()
 
 from gpu_engine.backend.topk import top_k_host  # noqa: E402
 from gpu_engine.config.models import TopKSpec  # noqa: E402
+from kernels.cuda import _core  # noqa: E402
+from kernels.cuda._core import as_device  # noqa: E402
 from kernels.cuda.topk import top_k_rows  # noqa: E402
 
 pytestmark = [pytest.mark.cudasim, *CUDA_WARNINGS]
@@ -55,9 +57,15 @@ def test_top_k_matches_apply_top_k(descending: bool, integer: bool) -> None:
     window = table.column("window_start").to_numpy()
     numbered = table.append_column("row", pa.array(np.arange(len(table)), pa.int64()))
     for k in (1, 2, 5, 100):
-        kept = top_k_rows(window, by, valid, atoms, k, descending)
         expected = _cpu_top_k(numbered, ["a", "b"], k, descending).column("row").to_numpy()
+        # Host windows: the kept count comes from the host (no wait); device windows: from
+        # the device's scan.
+        waits = sum(_core.WAITS.values())
+        kept = top_k_rows(window, by, valid, atoms, k, descending)
+        assert sum(_core.WAITS.values()) == waits + 1  # the result's read only
         np.testing.assert_array_equal(kept, expected, err_msg=f"k={k}")
+        on_device = top_k_rows(as_device(window), by, valid, atoms, k, descending)
+        np.testing.assert_array_equal(on_device, expected, err_msg=f"k={k}, device windows")
 
 
 def test_top_k_edge_cases() -> None:
