@@ -117,10 +117,11 @@ class DeviceSessionState:
         session_of, s_kid, s_start, s_end = sessions.cut(
             take(kid, order), take(times, order), self.gap
         )
-        # ... then merged with the open sessions of the same keys (only those).
+        # ... then merged with the open sessions of the same keys (only those). Key ids are
+        # flagged in an array sized by the index's bound: no read of its length.
         n_rows = self._n
         rows = sessions.open_rows(span(self._kid, 0, n_rows), span(self._dead, 0, n_rows), s_kid,
-                                  len(self.key_ids))  # fmt: skip
+                                  self.key_ids.upper_bound())  # fmt: skip
         c_kid, c_start, c_end = sessions.candidates(
             rows, self._kid, self._starts, self._ends, s_kid, s_start, s_end
         )
@@ -168,7 +169,8 @@ class DeviceSessionState:
         closed = DeviceAggState(self.agg.ops_host, n)
         move_rows(rows, position, self.agg, closed)
         out_f, out_i, valid = finalize_groups(closed, self._is_int, position, n)
-        device_atoms = sessions.take_rows(self.key_ids.keys, take(self._kid, rows))
+        # Keys up to the index's bound (no read of its length): rows are taken by key id.
+        device_atoms = sessions.take_rows(self.key_ids.counted_keys()[0], take(self._kid, rows))
         starts, ends = take(self._starts, rows), take(self._ends, rows)
         sketches: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         if plan.sketch_aggs:
@@ -186,7 +188,7 @@ class DeviceSessionState:
         keep = select(not_flags(span(self._dead, 0, n_rows)))
         n = int(keep.shape[0])
         position = iota(n)
-        atoms = sessions.take_rows(self.key_ids.keys, take(self._kid, keep))
+        atoms = sessions.take_rows(self.key_ids.counted_keys()[0], take(self._kid, keep))
         starts, ends = take(self._starts, keep), take(self._ends, keep)
         agg = DeviceAggState(self.agg.ops_host, max(16, 2 * n))
         move_rows(keep, position, self.agg, agg)
