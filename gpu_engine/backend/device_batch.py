@@ -238,7 +238,7 @@ class DeviceBatchValues(BatchValues):
         new_index = ingest.renumber(device_rows, int(self.fcols.shape[1]))  # (k, n), k >= 0
         # Events outside ``rows`` keep their sketch keys with index -1 (skipped when the
         # entries are inserted): no compaction, whose count the host would wait for.
-        sketches = [(a, ingest.lookup(new_index, event_index), keys)
+        sketches = [(a, ingest.take(new_index, event_index, missing=-1), keys)
                     for a, event_index, keys in self.sketch_inputs]  # fmt: skip
         icols = ingest.take(self.icols, device_rows) if self.icols.size else self.icols
         return DeviceBatchValues(
@@ -341,7 +341,7 @@ class DeviceColumns:
         column = self.frame.columns[name]
         every_row = index is self._every_row  # no gather needed
         if not isinstance(column, DeviceColumn):  # strings: stable host hashes, uploaded
-            hashes = as_device(_string_hashes(column))
+            hashes = as_device(string_hashes(column))
             return hashes if every_row else ingest.take(hashes, index)
         values = column.values if every_row else ingest.take(column.values, index)
         if is_quantile:
@@ -385,16 +385,6 @@ def _widen(spec: FieldSpec, column: DeviceColumn) -> tuple[Any, Any] | None:
         info = np.iinfo(np.dtype(spec.type))
         return ingest.to_int64(values, column.is_null, float(info.min), float(info.max))
     return None
-
-
-def _string_hashes(column: pa.Array) -> np.ndarray:
-    """Stable hashes of every row of a host string column, 0 for a null (no sketch takes a
-    null: its event index is -1)."""
-    if not column.null_count:
-        return string_hashes(column)
-    out = np.zeros(len(column), dtype=np.int64)
-    out[column.is_valid().to_numpy(zero_copy_only=False)] = string_hashes(column.drop_null())
-    return out
 
 
 def _stacked(arrays: list[Any], n: int, dtype: Any) -> Any:

@@ -317,10 +317,12 @@ def numbers(column: pa.Array | pa.ChunkedArray, fill: object = 0) -> np.ndarray:
 
 
 def string_hashes(array: pa.Array) -> np.ndarray:
-    """Stable 64-bit hashes of strings (the same in every process, so sketches merge)."""
+    """Stable 64-bit hashes of strings (the same in every process, so sketches merge); 0
+    for a null (no sketch takes one: it is masked out)."""
     encoded = pc.dictionary_encode(array)
     dictionary = np.asarray(encoded.dictionary.to_pylist(), dtype=object)
     from pandas.util import hash_array  # stable SipHash; imported only for string columns
 
-    hashes = hash_array(dictionary).view(np.int64)
-    return hashes[encoded.indices.to_numpy(zero_copy_only=False)]
+    hashes = np.append(hash_array(dictionary).view(np.int64), np.int64(0))  # last: null
+    codes = encoded.indices.fill_null(len(dictionary)).to_numpy(zero_copy_only=False)
+    return hashes[codes]

@@ -15,8 +15,8 @@ API (device arrays in and out):
 uint8, 1 where a non-null value does not fit).
 ``count_beyond(values, is_null, limit) -> int``: non-null values with ``|v| > limit``.
 ``select(flags) -> index``: the rows whose uint8 flag is 1, ascending (compaction).
-``take(values, rows)``: rows ``rows`` of a 1-D array (0 where a row is -1), or columns of
-a 2-D ``(k, n)`` one.
+``take(values, rows, missing=0)``: rows ``rows`` of a 1-D array (``missing`` where a row
+is -1), or columns of a 2-D ``(k, n)`` one.
 ``pane_keys(times, atoms, rows, pane) -> keys``: ``(pane, atoms...)`` of rows ``rows``.
 ``put_atom(values, is_null, out, col, nullable)``: one key column into an atom matrix.
 ``isin(values, wanted) -> flags``; ``both(a, b) -> flags``; ``not_flags(a) -> flags``.
@@ -24,7 +24,6 @@ a 2-D ``(k, n)`` one.
 ``canonical(values) -> out``: float64 ``values + 0.0`` (so -0.0 hashes like 0.0).
 ``index_where(flags) -> index``: ``i`` where flag ``i`` is set, -1 elsewhere (an event
 index aligned with the rows: no compaction, so no count to wait for).
-``lookup(table, rows) -> out``: ``table[rows[j]]``, -1 where ``rows[j] < 0``.
 """
 
 from __future__ import annotations
@@ -126,11 +125,15 @@ def _scatter_index(flags, offsets, out):  # pragma: no cover - compiled
 TAKE_DTYPES = ("int64", "float64", "uint8")
 
 
-@register("ingest.take", SOURCE_DTYPES, lambda dt: types.void(arr(dt), _I1, arr(dt)))
-def _take(values, rows, out):  # pragma: no cover - compiled
+def _take_sig(dt: np.dtype) -> Any:
+    return types.void(arr(dt), _I1, arr(dt), arr(dt).dtype)
+
+
+@register("ingest.take", SOURCE_DTYPES, _take_sig)
+def _take(values, rows, out, missing):  # pragma: no cover - compiled
     for j in range(cuda.grid(1), rows.shape[0], cuda.gridsize(1)):
         r = rows[j]
-        out[j] = values[r] if r >= 0 else 0
+        out[j] = values[r] if r >= 0 else missing
 
 
 @register("ingest.take_columns", TAKE_DTYPES, lambda dt: types.void(arr(dt, 2), _I1, arr(dt, 2)))
@@ -209,13 +212,6 @@ def _index_where(flags, out):  # pragma: no cover - compiled
         out[i] = i if flags[i] != 0 else -1
 
 
-@register("ingest.lookup", ("int64",), lambda dt: types.void(_I1, _I1, _I1))
-def _lookup(table, rows, out):  # pragma: no cover - compiled
-    for j in range(cuda.grid(1), rows.shape[0], cuda.gridsize(1)):
-        r = rows[j]
-        out[j] = table[r] if r >= 0 else -1
-
-
 _NONE_U8 = np.empty(0, dtype=np.uint8)
 _NONE_I8 = np.empty(0, dtype=np.int64)
 
@@ -281,9 +277,9 @@ def select(flags: Any) -> Any:
     return out
 
 
-def take(values: Any, rows: Any) -> Any:
-    """Rows ``rows`` of a 1-D array (0 where ``rows[j]`` is -1, as :func:`index_where`
-    gives), or those columns of a ``(k, n)`` array."""
+def take(values: Any, rows: Any, missing: int = 0) -> Any:
+    """Rows ``rows`` of a 1-D array (``missing`` where ``rows[j]`` is -1, as
+    :func:`index_where` gives), or those columns of a ``(k, n)`` array."""
     rows = as_device(rows, np.int64)
     m = int(rows.shape[0])
     if values.ndim == 2:
@@ -294,9 +290,9 @@ def take(values: Any, rows: Any) -> Any:
     dtype = np.dtype(values.dtype)
     if dtype == np.bool_ or dtype.kind in "mM":  # taken as their bits
         bits = np.uint8 if dtype == np.bool_ else np.int64
-        return take(values.view(bits), rows).view(dtype)
+        return take(values.view(bits), rows, missing).view(dtype)
     out = empty(m, values.dtype)
-    _run("ingest.take", values.dtype, m, values, rows, out)
+    _run("ingest.take", values.dtype, m, values, rows, out, missing)
     return out
 
 
@@ -354,14 +350,6 @@ def index_where(flags: Any) -> Any:
     return out
 
 
-def lookup(table: Any, rows: Any) -> Any:
-    """``table[rows[j]]`` of an int64 ``table``, -1 where ``rows[j]`` is -1 (not a row)."""
-    rows = as_device(rows, np.int64)
-    out = empty(int(rows.shape[0]), np.int64)
-    _run("ingest.lookup", "int64", int(rows.shape[0]), table, rows, out)
-    return out
-
-
 def canonical(values: Any) -> Any:
     """float64 ``values + 0.0`` (-0.0 becomes 0.0, so equal values hash alike)."""
     out = empty(int(values.shape[0]), np.float64)
@@ -370,6 +358,6 @@ def canonical(values: Any) -> Any:
 
 
 __all__ = [
-    "SOURCE_DTYPES", "both", "canonical", "count_beyond", "index_where", "isin", "lookup",
-    "not_flags", "pane_keys", "put_atom", "renumber", "select", "take", "to_float64", "to_int64",
+    "SOURCE_DTYPES", "both", "canonical", "count_beyond", "index_where", "isin", "not_flags",
+    "pane_keys", "put_atom", "renumber", "select", "take", "to_float64", "to_int64",
 ]  # fmt: skip

@@ -93,16 +93,16 @@ def test_count_beyond_counts_every_value_past_the_limit() -> None:
     assert expected > 500
 
 
-def test_uncompacted_event_index_lookup_and_take() -> None:
-    """``index_where`` keeps every row (-1 where the flag is unset); ``lookup`` and the 1-D
-    ``take`` carry -1 rows through as -1 and 0, as a host oracle built with numpy does."""
+def test_uncompacted_event_index_and_take() -> None:
+    """``index_where`` keeps every row (-1 where the flag is unset); the 1-D ``take`` gives
+    its ``missing`` value (-1, or 0 by default) for -1 rows, as a numpy oracle does."""
     rng = np.random.default_rng(8)
     flags = (rng.random(N) < 0.6).astype(np.uint8)
     flags[:2] = [0, 1]
     index = to_host(ingest.index_where(cuda.to_device(flags)))
     np.testing.assert_array_equal(index, np.where(flags == 1, np.arange(N), -1))
     table = rng.integers(-1, 40, N)  # a renumbering: -1 for rows outside a subset
-    got = to_host(ingest.lookup(cuda.to_device(table), cuda.to_device(index)))
+    got = to_host(ingest.take(cuda.to_device(table), cuda.to_device(index), missing=-1))
     np.testing.assert_array_equal(got, np.where(index >= 0, table[np.maximum(index, 0)], -1))
     values = rng.normal(size=N)
     taken = to_host(ingest.take(cuda.to_device(values), cuda.to_device(index)))

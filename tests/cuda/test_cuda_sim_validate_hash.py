@@ -226,15 +226,23 @@ def test_hashes_and_sketch_entries_match_cpu() -> None:
     np.testing.assert_array_equal(entries, np.c_[rows[index], np.full(len(index), 2),
                                                  small_h[index]])  # fmt: skip
     gpu_index = gpu_hash.DeviceHashIndex(3, capacity=16)
-    ids = gpu_index.insert(entries)
-    counts = full(len(gpu_index), 0, np.int64)
+    assert _device_counts(gpu_index, gpu_index.insert(entries)) == _tally(entries)
+
+
+def _device_counts(index: gpu_hash.DeviceHashIndex, ids: object) -> dict[tuple[int, ...], int]:
+    """{entry key: count} of inserted entries, counted on the device."""
+    counts = full(len(index), 0, np.int64)
     gpu_sketches.add_counts(ids, counts)
-    got = {tuple(k): c for k, c in zip(to_host(gpu_index.keys).tolist(),
+    return {tuple(k): c for k, c in zip(to_host(index.keys).tolist(),
                                         to_host(counts).tolist(), strict=True)}  # fmt: skip
+
+
+def _tally(entries: np.ndarray) -> dict[tuple[int, ...], int]:
+    """The host oracle: {entry key: how many times it occurs}."""
     want: dict[tuple[int, ...], int] = {}
     for key in entries.tolist():
         want[tuple(key)] = want.get(tuple(key), 0) + 1
-    assert got == want
+    return want
 
 
 def test_uncompacted_sketch_entries_are_skipped() -> None:
@@ -254,14 +262,7 @@ def test_uncompacted_sketch_entries_are_skipped() -> None:
     gpu_index = gpu_hash.DeviceHashIndex(3, capacity=16)
     ids = gpu_index.insert(entries, skip)
     assert (to_host(ids)[~kept] == -1).all()
-    counts = full(len(gpu_index), 0, np.int64)
-    gpu_sketches.add_counts(ids, counts)
-    got = {tuple(k): c for k, c in zip(to_host(gpu_index.keys).tolist(),
-                                        to_host(counts).tolist(), strict=True)}  # fmt: skip
-    want: dict[tuple[int, ...], int] = {}
-    for key in entries[kept].tolist():
-        want[tuple(key)] = want.get(tuple(key), 0) + 1
-    assert got == want
+    assert _device_counts(gpu_index, ids) == _tally(entries[kept])
 
 
 @pytest.mark.parametrize("width", [0, 1, 2])
