@@ -3,16 +3,17 @@
 # no DuckDB, no network, no project install). By default, about 5 minutes:
 #   kernels  the GPU kernels against the CPU kernels on 10M synthetic events, and their
 #            throughput (data on the device; end to end from pageable and from pinned host
-#            memory, whole and in overlapped chunks; H2D bandwidth; time by stage), then the
-#            host's cost of a kernel launch, a device read and an allocation
-#            (benchmarks.launches --costs);
+#            memory, whole and in overlapped chunks; H2D bandwidth; time by stage and by
+#            kernel), then the host's cost of a kernel launch, a device read and an
+#            allocation (benchmarks.launches --costs);
 #   tests    the GPU test suite (every simulator test, run on the device, and the gpu-marked
 #            ones);
 #   engine   the whole engine on backend cuda against backend cpu on the same machine: the
 #            sliding workload on 4M events (host frames prepared on the device, on the host,
 #            and columns already on the device) and the full short-video config (sketches,
 #            top-k, sessions, corrupt rows) on 400k, each again in batches of 1M rows, with
-#            launches, waits and allocations per batch and a profile of the host's time.
+#            launches, waits and allocations per batch, a profile of the host's time, and
+#            each workload's device time by kernel against its wall time.
 # On request (or "all"), about 3 minutes each:
 #   launch     Numba's own launch path (TIKTOKTOE_FAST_LAUNCH=0) against the default
 #              (kernels/cuda/launcher.py): the host's cost of a launch and the smaller
@@ -95,7 +96,7 @@ if want engine; then
     step "engine: backend cuda vs backend cpu"
     timeout 150 "$PY" -m benchmarks.gpu_engine --events "${ENGINE_EVENTS:-4000000}" \
         --full-events "${FULL_EVENTS:-400000}" --repeat 1 --cpu-workers 4 --profile 20 \
-        || status=1
+        --kernel-times 12 || status=1
 fi
 
 if want launch; then

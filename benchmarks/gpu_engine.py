@@ -141,6 +141,23 @@ def profile(config: EngineConfig, table: pa.Table, top: int) -> None:
     pstats.Stats(profiler).sort_stats("tottime").print_stats(top)
 
 
+def kernel_profile(label: str, config: EngineConfig, table: Any, top: int) -> None:
+    """The device time of each kernel in one more CUDA run, against the run's wall time:
+    how busy the host keeps the device (events around each launch cost the host a little,
+    so this run's wall time is not the one to quote)."""
+    from kernels.cuda.kernel_times import recording
+
+    with recording() as times:
+        seconds = run(config, table)[0]
+    summary = times.summary()
+    busy = summary.kernel_ms / (seconds * 1e3)
+    print(
+        f"  device time by kernel, one more {label} run: {summary.kernel_ms:.1f} ms in "
+        f"kernels over {seconds * 1e3:.1f} ms of wall time (device busy {busy:.0%})"
+    )
+    print("\n".join(summary.lines(top)))
+
+
 def report(label: str, n: int, result: tuple, cpu_s: float | None = None) -> None:
     seconds, summary = result[0], result[2]
     ratio = f", {cpu_s / seconds:5.2f}x the CPU engine" if cpu_s else ""
@@ -186,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
         "--cpu-workers", type=int, nargs="+", default=sorted({os.cpu_count() or 1, 4}),
         help="CPU engine worker counts to try; the fastest is the reference",
     )  # fmt: skip
+    parser.add_argument(
+        "--kernel-times", type=int, default=0, metavar="N",
+        help="one more CUDA run of each workload with its N costliest kernels by device time",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     problems: list[str] = []
 
@@ -220,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         problems += large_batches(base, table, args.large_batch, cpu_workers, args.repeat)
     if args.profile:
         profile(configured(base, "cuda", 1), table, args.profile)
+    if args.kernel_times:
+        kernel_profile("sliding", configured(base, "cuda", 1), table, args.kernel_times)
     del table, cpu, gpu
 
     full = events(args.full_events, args.duration_ms, bad_fraction=0.01)
@@ -235,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         problems += check(f"full cuda-{workers}w", gpu, cpu)
     if args.large_batch:
         problems += large_batches(base, full, args.large_batch, cpu_workers, args.repeat, "full")
+    if args.kernel_times:
+        kernel_profile("full-config", configured(base, "cuda", 1), full, args.kernel_times)
     rows = sum(len(frame) for frame in cpu[1].values())
     counts = cpu[2]["events"]
     print(f"  ({rows:,} output rows in {len(cpu[1])} windows; "

@@ -403,6 +403,20 @@ def _timed(fn: Any) -> tuple[float, Any]:
     return (elapsed if elapsed > 0 else wall), result
 
 
+def kernel_times(n: int, groups: int, dev: dict[str, Any]) -> Any:
+    """The device time of each kernel of one more run on ``dev``
+    (:class:`kernels.cuda.kernel_times.Summary`)."""
+    from kernels.cuda.kernel_times import recording
+
+    pipe = GpuPipeline(n, groups)
+    cuda.synchronize()
+    with recording() as times:
+        pipe.run(dev)
+    summary = times.summary()
+    del pipe
+    return summary
+
+
 def h2d_bandwidth(nbytes: int, repeats: int = 5) -> float:
     """Best pinned host-to-device copy rate in bytes/s."""
     host = cuda.pinned_array(nbytes, dtype=np.uint8)
@@ -421,6 +435,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bw-bytes", type=int, default=1 << 20 if SIMULATOR else 1 << 30)
     ap.add_argument("--chunk-rows", type=int, default=1024 if SIMULATOR else 1 << 20,
                     help="rows per chunk of the overlapped run from pinned memory")  # fmt: skip
+    ap.add_argument("--top-kernels", type=int, default=15,
+                    help="kernels listed by device time (the rest are summed)")  # fmt: skip
     args = ap.parse_args(argv)
     n = args.events
     device = "simulator" if SIMULATOR else cuda.get_current_device().name
@@ -491,6 +507,7 @@ def main(argv: list[str] | None = None) -> int:
         staged.run(dev, breakdowns[-1])
         cuda.synchronize()
         del staged
+    by_kernel = kernel_times(n, groups, dev)
 
     rate_dev = n / t_dev
     rate_e2e = n / t_e2e
@@ -517,6 +534,9 @@ def main(argv: list[str] | None = None) -> int:
     own_rate = f"{n / own_total * 1e3:,.0f}" if own_total > 0 else "n/a"  # the simulator: -1
     print(f"  {'total':<36}{ran_total:9.2f}{own_total:9.2f}  (device's own time: {own_rate}"
           " events/s)")  # fmt: skip
+    print(f"the same run's device time by kernel (CUDA events around each launch, "
+          f"{LAUNCH_PATH}):")  # fmt: skip
+    print("\n".join(by_kernel.lines(top=args.top_kernels)))
     goals = [
         ("validation + pane aggregation >= 3e9 events/s on device", rate_dev >= 3e9),
         ("end to end >= 60% of H2D bandwidth (pinned host, best of whole and overlapped)",

@@ -136,6 +136,8 @@ ALLOCATIONS: Counter[str] = Counter()
 VIEWS: Counter[str] = Counter()
 COPIES: Counter[str] = Counter()  # copies into device arrays by _core.copy, by caller
 _queued = [False]  # whether work was queued on the device since the last read
+# The recorder of every launch's device time while ``kernel_times.recording()`` runs.
+TIMING: list[Any] = [None]
 # Helpers that many callers use: their reads are named by their caller too.
 _SHARED_READERS = frozenset({"exclusive_scan", "flag_offsets", "__len__"})
 
@@ -145,9 +147,14 @@ def kernel(name: str, dtype: Any = "int64") -> Any:
     LAUNCHES[name] += 1
     _queued[0] = True
     try:  # the common case, by the caller's own dtype object: no np.dtype() on every launch
-        return _LAUNCHABLE[name, dtype]
+        found = _LAUNCHABLE[name, dtype]
     except (KeyError, TypeError):  # not seen yet, or an unhashable dtype description
-        pass
+        found = _compiled(name, dtype)
+    return found if TIMING[0] is None else TIMING[0].wrap(name, found)
+
+
+def _compiled(name: str, dtype: Any) -> Any:
+    """Kernel ``name`` compiled for ``dtype``, compiling it on first use."""
     key = (name, np.dtype(dtype).name)
     found = _COMPILED.get(key)
     if found is not None:
