@@ -13,8 +13,10 @@ entries are identical, then prints events/s with data on the device (CUDA
 events, after a warm-up), end to end from host memory (H2D copy included, from
 pageable and from pinned buffers, and from pinned buffers in chunks whose copies
 overlap the kernels of the chunk before, as the engine streams batches; that run's
-results are checked too), the pinned host-to-device bandwidth, the
-CPU kernels' speed, and the time of each stage on the device (CUDA events).
+results are checked too), the pinned host-to-device bandwidth, two floors of the
+device (:mod:`benchmarks.floors`: streaming the columns' bytes, and the random reads
+that the hash inserts cannot avoid), the CPU kernels' speed, and the time of each stage
+and of each kernel on the device (CUDA events).
 The last line is ``GPU_KERNELS PASS`` or ``GPU_KERNELS FAIL``.
 
 Runs without cuDF or CuPy (Numba device arrays only); under the simulator
@@ -33,6 +35,7 @@ import numpy as np
 import pyarrow as pa
 from numba import types
 
+from benchmarks.floors import measure as measure_floors
 from gpu_engine.backend.transfer import Column, PinnedUploader
 from gpu_engine.generator import GeneratorSpec, generate
 from kernels import validate as cpu_validate
@@ -163,7 +166,7 @@ class GpuPipeline:
         self.index = hashindex.DeviceHashIndex(2, capacity=events)
         self.state = aggregate.DeviceAggState(OPS, capacity=groups)
         self.sketch = hashindex.DeviceHashIndex(3, capacity=2 * events)
-        self.counts = full(self.sketch._keys.shape[0], 0, np.int64)  # per sketch entry
+        self.counts = full(self.sketch.capacity, 0, np.int64)  # per sketch entry
 
     def run(self, dev: dict[str, Any], mark: Any = None) -> tuple[Any, Any]:
         """Reason codes and field of every event; ``mark(stage)`` (a :class:`StageTimes`) is
@@ -211,8 +214,8 @@ class GpuPipeline:
         skip[n:].copy_to_device(reason)
         entry_ids = self.sketch.insert(entries, skip=skip)
         mark("sketch entry inserts (2 per event)")
-        if self.sketch._keys.shape[0] > self.counts.shape[0]:  # the sketch table grew
-            grown = full(self.sketch._keys.shape[0], 0, np.int64)
+        if self.sketch.capacity > self.counts.shape[0]:  # the sketch table grew
+            grown = full(self.sketch.capacity, 0, np.int64)
             grown[: self.counts.shape[0]].copy_to_device(self.counts)
             self.counts = grown
         sketches.add_counts(entry_ids, self.counts)
@@ -470,6 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     work_dev = _host_work() - work
     gpu = pipe.result(reason, field)
     problems = compare(cpu, gpu)
+    floors = measure_floors(n, nbytes, pipe.sketch.slot_count, pipe.sketch.capacity)
     del pipe, gpu
 
     pageable = GpuPipeline(n, groups)
@@ -524,6 +528,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"host work of a run: data on device {_described(work_dev)}; overlapped chunks "
           f"{_described(work_streamed)}")  # fmt: skip
     print(f"h2d bandwidth (pinned, {args.bw_bytes / 1e9:.2f} GB): {bw / 1e9:.2f} GB/s")
+    print(f"floors on this device ({floors.__module__}), against {n / 3e6:.2f} ms for "
+          f"{n:,} events at 3e9 events/s:")  # fmt: skip
+    print("\n".join(floors.lines(n)))
     print(f"cpu kernels:              {t_cpu * 1e3:9.2f} ms  {n / t_cpu:>16,.0f} events/s")
     print(f"speed-up over cpu (on device): {rate_dev / (n / t_cpu):.1f}x")
     print("where the time on the device goes (CUDA events), ms: in one run / each stage with its"

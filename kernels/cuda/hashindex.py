@@ -276,6 +276,16 @@ class DeviceHashIndex:
     def nbytes(self) -> int:
         return int(self._keys.nbytes + self._slots.nbytes)
 
+    @property
+    def capacity(self) -> int:
+        """Keys the index holds before its key table grows."""
+        return int(self._keys.shape[0])
+
+    @property
+    def slot_count(self) -> int:
+        """Slots of its open-addressing table (a power of two, at least twice the keys)."""
+        return int(self._slots.shape[0])
+
     def _reserve(self, extra: int) -> None:
         """Room for ``extra`` more keys, judged by the upper bound (the exact length is read
         only when the bound says the tables may have to grow)."""
