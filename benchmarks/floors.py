@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numba import types
+from numba import types, uint64
 
-from kernels.cuda._core import arr, cuda, empty, kernel, launch, register
+from kernels.cuda._core import arr, cuda, empty, full, kernel, launch, register
 from kernels.cuda.hashindex import hash_seed, hash_step, slot_of
 
 INSERTS_PER_EVENT = 3  # the pane row, the quantile entry and the distinct entry
@@ -42,7 +42,7 @@ def _random_reads(slots, keys, reads, out):  # pragma: no cover - compiled
     total = 0
     for i in range(cuda.grid(1), reads, cuda.gridsize(1)):
         s = slots[slot_of(hash_step(hash_seed(), i), n_slots)]
-        total += keys[slot_of(s, keys.shape[0]), 0]
+        total += keys[uint64(s) % uint64(keys.shape[0]), 0]
     if total == reads:
         out[0] = total
 
@@ -99,7 +99,7 @@ def measure(events: int, column_bytes: int, slots: int, key_rows: int, repeats: 
     table of ``slots`` int64 (a power of two) and ``key_rows`` stored 3-wide keys."""
     stream_ms = _copy_ms(column_bytes, repeats)
     table = empty(slots, np.int64)
-    keys = empty((key_rows, 3), np.int64)
+    keys = full((key_rows, 3), 0, np.int64)  # its values are only summed
     blocks, threads = launch(slots)
     kernel("bench.scatter_ids")[blocks, threads](table)
     out = empty(1, np.int64)
