@@ -39,9 +39,21 @@ else:
 THREADS = 256
 MAX_BLOCKS = 16_384  # grid-stride loops cover the rest
 # Launch registered kernels through kernels.cuda.launcher (not on the simulator, whose
-# arrays are not Numba device arrays); TIKTOKTOE_FAST_LAUNCH=0 keeps Numba's dispatcher.
+# arrays are not Numba device arrays); TIKTOKTOE_FAST_LAUNCH=0 keeps Numba's dispatcher,
+# and so does a numba-cuda too old for the launcher (it mirrors the cuda.core launch of
+# numba-cuda 0.30; cuDF 26.10 allows numba-cuda from 0.22.2, whose launch is ctypes').
 FAST_LAUNCH = os.environ.get("TIKTOKTOE_FAST_LAUNCH", "1") != "0" and not SIMULATOR
-LAUNCH_PATH = "kernels.cuda.launcher" if FAST_LAUNCH else "Numba's dispatcher"  # for reports
+LAUNCHER_MISSING = ""  # why the launcher could not be imported, when it could not
+if FAST_LAUNCH:
+    try:
+        from kernels.cuda.launcher import PreparedKernel as _PreparedKernel
+    except ImportError as exc:
+        FAST_LAUNCH, LAUNCHER_MISSING = False, str(exc)
+LAUNCH_PATH = (  # for reports
+    "kernels.cuda.launcher" if FAST_LAUNCH
+    else f"Numba's dispatcher (no kernels.cuda.launcher: {LAUNCHER_MISSING})" if LAUNCHER_MISSING
+    else "Numba's dispatcher"
+)  # fmt: skip
 SIM_THREADS = 32  # the simulator runs one Python thread per CUDA thread
 SIM_BLOCKS = 2
 DEVICE_GRID_THREADS = MAX_BLOCKS * THREADS  # most threads of one launch on a card
@@ -168,9 +180,7 @@ def _compiled(name: str, dtype: Any) -> Any:
         if found is None:
             found = cuda.jit(spec.signature(np.dtype(key[1])))(spec.pyfunc)
             if FAST_LAUNCH:
-                from kernels.cuda.launcher import PreparedKernel
-
-                found = PreparedKernel(found)
+                found = _PreparedKernel(found)
             _COMPILED[key] = found
     _remember(name, dtype, found)
     return found

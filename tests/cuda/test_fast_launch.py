@@ -174,3 +174,27 @@ def test_prepared_kernel_launches_packed_parameters_or_falls_back(
     prepared[4, 256](ids, values, 3)  # a missing argument: Numba's error too
     assert len(launched) == 1
     assert [len(call) for call in dispatcher.launches[4, 256].calls] == [4, 3]
+
+
+def test_a_numba_cuda_without_the_launchers_imports_keeps_numbas_dispatcher() -> None:
+    """cuDF 26.10 allows numba-cuda 0.22.2, whose ``numba.cuda._compat`` lacks what the
+    launcher imports: kernels must then launch through Numba's dispatcher, and say so
+    (compiling one needs a device, so this checks the switch itself)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import numba.cuda._compat as compat\n"
+        "del compat.CUDA_CORE_GE_1_0\n"
+        "from kernels.cuda import _core\n"
+        "print(_core.FAST_LAUNCH, '|', _core.LAUNCH_PATH)\n"
+        "print(hasattr(_core, '_PreparedKernel'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TIKTOKTOE_FAST_LAUNCH"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, check=False, env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    first, second = done.stdout.splitlines()
+    assert first.startswith("False | Numba's dispatcher (no kernels.cuda.launcher: ")
+    assert "CUDA_CORE_GE_1_0" in first
+    assert second == "False"  # what kernel() wraps compiled kernels in, when it can

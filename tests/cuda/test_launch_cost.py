@@ -18,6 +18,10 @@ try:
     cuda.compile_ptx(lambda a: None, "void(float64[::1])", cc=(9, 0))
 except Exception as exc:  # no NVVM: nothing compiles, as in test_ptx_compile
     pytest.skip(f"NVVM is unavailable ({type(exc).__name__})", allow_module_level=True)
+try:
+    import kernels.cuda.launcher  # noqa: F401
+except ImportError as exc:  # a numba-cuda older than the launcher (see kernels.cuda._core)
+    pytest.skip(f"no kernels.cuda.launcher with this numba-cuda: {exc}", allow_module_level=True)
 
 
 def _run(*args: str) -> str:
