@@ -47,8 +47,8 @@ LAUNCHER_MISSING = ""  # why the launcher could not be imported, when it could n
 if FAST_LAUNCH:
     try:
         from kernels.cuda.launcher import PreparedKernel as _PreparedKernel
-    except ImportError as exc:
-        FAST_LAUNCH, LAUNCHER_MISSING = False, str(exc)
+    except Exception as exc:  # an older numba-cuda's ImportError, or a cuda.core that fails
+        FAST_LAUNCH, LAUNCHER_MISSING = False, f"{type(exc).__name__}: {exc}"
 LAUNCH_PATH = (  # for reports
     "kernels.cuda.launcher" if FAST_LAUNCH
     else f"Numba's dispatcher (no kernels.cuda.launcher: {LAUNCHER_MISSING})" if LAUNCHER_MISSING
