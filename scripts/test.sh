@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up the environment and runs every check CI runs: lint, types, the CPU test
-# suite, the CUDA kernels under the Numba simulator (own process), PTX compilation.
+# suite, the CUDA kernels under the Numba simulator (own process), PTX compilation,
+# then the CPU suite and PTX compilation again on numba 0.64 (cuDF 26.10's newest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh dev
@@ -20,4 +21,14 @@ if [ -d tests/cuda ]; then
     || [ $? -eq 5 ]
   echo "== CUDA kernels compiled to PTX (sm_90)"
   python -m pytest -q -p no:cacheprovider tests/cuda -m "not cudasim and not gpu" || [ $? -eq 5 ]
+  echo "== the newest numba cuDF 26.10 allows (0.64): CPU kernels and PTX again"
+  # cudf-cu13 26.10 pins numba<0.65 (pyproject.toml), so a GPU host with cuDF runs the
+  # kernels on 0.64 while this venv has 0.68: both must keep working. numba-cuda stays.
+  overlay=.venv/numba-0.64
+  python -m pip install --quiet --no-deps --upgrade --target "$overlay" \
+    "numba==0.64.0" "llvmlite==0.46.0"
+  PYTHONPATH="$overlay" python -c "import numba; assert numba.__version__ == '0.64.0', numba.__version__"
+  PYTHONPATH="$overlay" python -m pytest -q -p no:cacheprovider -n auto --ignore=tests/cuda
+  PYTHONPATH="$overlay" python -m pytest -q -p no:cacheprovider tests/cuda \
+    -m "not cudasim and not gpu" || [ $? -eq 5 ]
 fi
