@@ -80,21 +80,24 @@ class KernelTimes:
         return len(self._launches)
 
     def summary(self) -> Summary:
-        """Milliseconds by kernel name (waits for the last launch to finish)."""
+        """Milliseconds by kernel name (waits for the device to finish its work)."""
         with self._lock:
             launches = list(self._launches)
         if not launches:
             return Summary([], 0.0)
-        launches[-1][2].synchronize()
+        _core.cuda.synchronize()  # every event has happened (worker threads record too)
+        origin = launches[0][1]
         totals: dict[str, list[float]] = {}
+        first, last = 0.0, 0.0  # the span, in ms from the first recorded start
         for name, start, end in launches:
             entry = totals.setdefault(name, [0, 0.0])
             entry[0] += 1
             entry[1] += start.elapsed_time(end)
+            first = min(first, origin.elapsed_time(start))
+            last = max(last, origin.elapsed_time(end))
         kernels = [KernelTime(name, int(n), ms) for name, (n, ms) in totals.items()]
         kernels.sort(key=lambda k: (-k.ms, k.name))
-        span = launches[0][1].elapsed_time(launches[-1][2])
-        return Summary(kernels, span)
+        return Summary(kernels, last - first)
 
 
 class _TimedKernel:

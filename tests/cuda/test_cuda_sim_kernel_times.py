@@ -19,7 +19,7 @@ require_cuda_target()
 from kernels import validate as cpu_validate  # noqa: E402
 from kernels.cuda import _core, validate  # noqa: E402
 from kernels.cuda.hashindex import DeviceHashIndex  # noqa: E402
-from kernels.cuda.kernel_times import KernelTime, Summary, recording  # noqa: E402
+from kernels.cuda.kernel_times import KernelTime, KernelTimes, Summary, recording  # noqa: E402
 from kernels.hashindex import HashIndex  # noqa: E402
 
 pytestmark = [pytest.mark.cudasim, *CUDA_WARNINGS]
@@ -92,3 +92,26 @@ def test_summary_shares_and_the_time_between_kernels() -> None:
     assert lines[3].split() == ["(1", "others)", "2", "1.000", "10.0%"]
     assert lines[4].split()[:5] == ["between", "kernels", "1.000", "10.0%", "(memsets,"]
     assert lines[5].split() == ["span", "10.000"]
+
+
+class _Event:
+    """Stands for a CUDA event recorded at ``at`` ms (the simulator's events give -1)."""
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+    def elapsed_time(self, later: _Event) -> float:
+        return later.at - self.at
+
+
+def test_times_and_span_from_the_events_in_any_order() -> None:
+    """Worker threads append their launches in any order: the span runs from the earliest
+    start to the latest end, whichever was recorded first."""
+    times = KernelTimes()
+    times.add("b", _Event(5.0), _Event(9.0))  # appended first, ran second
+    times.add("a", _Event(1.0), _Event(2.5))
+    times.add("b", _Event(10.0), _Event(10.5))
+    summary = times.summary()
+    assert summary.kernels == [KernelTime("b", 2, 4.5), KernelTime("a", 1, 1.5)]
+    assert summary.span_ms == pytest.approx(9.5)
+    assert summary.between_ms == pytest.approx(3.5)
