@@ -11,7 +11,8 @@ says how far it is from the hardware rather than only from the target:
   compare with: two dependent reads at random places in tables the size of the
   sketch index's (the largest). No atomics, no writes, no compare: only the reads.
 
-Both run on the default stream and are timed by CUDA events, best of a few runs.
+Both run on the default stream and are timed by CUDA events, best of a few runs
+(:mod:`benchmarks.device_timing`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 from numba import types, uint64
 
+from benchmarks.device_timing import best_seconds
 from kernels.cuda._core import arr, cuda, empty, full, kernel, launch, register
 from kernels.cuda.hashindex import hash_seed, hash_step, slot_of
 
@@ -76,22 +78,9 @@ class Floors:
         ]
 
 
-def _best_ms(run: Any, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start, end = cuda.event(), cuda.event()
-        cuda.synchronize()
-        start.record()
-        run()
-        end.record()
-        end.synchronize()
-        best = min(best, start.elapsed_time(end))
-    return best
-
-
 def _copy_ms(nbytes: int, repeats: int) -> float:
     src, dst = empty(nbytes, np.uint8), empty(nbytes, np.uint8)
-    return _best_ms(lambda: dst.copy_to_device(src), repeats)
+    return best_seconds(lambda: dst.copy_to_device(src), repeats) * 1e3
 
 
 def measure(events: int, column_bytes: int, slots: int, key_rows: int, repeats: int = 3) -> Floors:
@@ -105,7 +94,7 @@ def measure(events: int, column_bytes: int, slots: int, key_rows: int, repeats: 
     out = empty(1, np.int64)
     reads = INSERTS_PER_EVENT * events
     blocks, threads = launch(reads)
-    random_ms = _best_ms(
+    random_ms = 1e3 * best_seconds(
         lambda: kernel("bench.random_reads")[blocks, threads](table, keys, np.int64(reads), out),
         repeats,
     )

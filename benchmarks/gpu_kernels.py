@@ -35,6 +35,7 @@ import numpy as np
 import pyarrow as pa
 from numba import types
 
+from benchmarks.device_timing import best_seconds, timed
 from benchmarks.floors import measure as measure_floors
 from gpu_engine.backend.transfer import Column, PinnedUploader
 from gpu_engine.generator import GeneratorSpec, generate
@@ -392,20 +393,6 @@ def _described(work: np.ndarray) -> str:
     return f"{launches} launches, {waits} waits, {allocations} allocations"
 
 
-def _timed(fn: Any) -> tuple[float, Any]:
-    """(seconds, result) of ``fn()`` between CUDA events, synchronised."""
-    start, end = cuda.event(), cuda.event()
-    cuda.synchronize()
-    t0 = time.perf_counter()
-    start.record()
-    result = fn()
-    end.record()
-    end.synchronize()
-    wall = time.perf_counter() - t0
-    elapsed = start.elapsed_time(end) / 1e3
-    return (elapsed if elapsed > 0 else wall), result
-
-
 def kernel_times(n: int, groups: int, dev: dict[str, Any]) -> Any:
     """The device time of each kernel of one more run on ``dev``
     (:class:`kernels.cuda.kernel_times.Summary`)."""
@@ -425,11 +412,7 @@ def h2d_bandwidth(nbytes: int, repeats: int = 5) -> float:
     host = cuda.pinned_array(nbytes, dtype=np.uint8)
     host[:] = 1
     dev = cuda.device_array(nbytes, dtype=np.uint8)
-    best = float("inf")
-    for _ in range(repeats):
-        seconds, _ = _timed(lambda: dev.copy_to_device(host))
-        best = min(best, seconds)
-    return nbytes / best
+    return nbytes / best_seconds(lambda: dev.copy_to_device(host), repeats)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -469,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     dev = to_device(ev)
     pipe = GpuPipeline(n, groups)
     work = _host_work()
-    t_dev, (reason, field) = _timed(lambda p=pipe: p.run(dev))
+    t_dev, (reason, field) = timed(lambda p=pipe: p.run(dev))
     work_dev = _host_work() - work
     gpu = pipe.result(reason, field)
     problems = compare(cpu, gpu)
@@ -477,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     del pipe, gpu
 
     pageable = GpuPipeline(n, groups)
-    t_e2e, _ = _timed(lambda p=pageable: p.run(to_device(ev)))
+    t_e2e, _ = timed(lambda p=pageable: p.run(to_device(ev)))
     del pageable
     pinned: dict[str, Any] = {}
     for name, array in ev.items():
@@ -488,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
         buf[...] = array
         pinned[name] = buf
     pinned_pipe = GpuPipeline(n, groups)
-    t_e2e_pinned, _ = _timed(lambda p=pinned_pipe: p.run(to_device(pinned)))
+    t_e2e_pinned, _ = timed(lambda p=pinned_pipe: p.run(to_device(pinned)))
     del pinned_pipe
     # The same from pinned memory, in chunks whose copies overlap the kernels of the chunk
     # before (the engine's way of streaming), with state carried from chunk to chunk.
@@ -499,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
         pass  # sizes the uploader's device buffers before the timed run
     streamed = GpuPipeline(n, groups)
     work = _host_work()
-    t_streamed, parts = _timed(lambda p=streamed: run_streamed(p, pinned, uploader, constants))
+    t_streamed, parts = timed(lambda p=streamed: run_streamed(p, pinned, uploader, constants))
     work_streamed = _host_work() - work
     problems += [f"overlapped run: {p}" for p in compare(cpu, streamed.result(*joined(parts)))]
     del streamed, parts

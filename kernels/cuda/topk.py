@@ -170,12 +170,10 @@ def top_k_rows(
 
 
 def kept_rows(window: np.ndarray, k: int) -> int:
-    """How many rows the ``k`` best of each window keep: ``min(k, rows)`` for every run of
-    equal values of ``window`` (non-decreasing)."""
-    if window.shape[0] == 0:
-        return 0
-    edges = np.flatnonzero(np.r_[True, window[1:] != window[:-1], True])
-    return int(np.minimum(np.diff(edges), k).sum())
+    """How many rows the ``k`` best of each window keep: ``min(k, rows)`` for every window
+    (in any order, as the device ranks them)."""
+    _, rows = np.unique(window, return_counts=True)
+    return int(np.minimum(rows, k).sum())
 
 
 __all__ = ["kept_rows", "top_k_rows"]
