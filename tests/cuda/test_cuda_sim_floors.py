@@ -1,9 +1,10 @@
 """The kernels benchmark's device floors (:mod:`benchmarks.floors`) on the simulator.
 
 The simulator cannot time them (its events give -1 ms; the wall clock stands in), so
-this checks what they are made of: the read pairs and table sizes a measurement reports, that the read
-kernel follows a slot to the key row it names (its sum reaches ``out`` only when it
-equals the number of reads), and how the lines read with and without a time.
+this checks what they are made of: the read pairs and table sizes a measurement
+reports, that the read kernel follows a slot to the key row it names (its sum reaches
+``out`` only when it equals the number of reads), and how the lines read with and
+without a time.
 """
 
 from __future__ import annotations
