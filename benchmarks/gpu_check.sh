@@ -21,17 +21,19 @@
 #              step) and the GPU test suite through Numba's path;
 #   memory     a smaller engine comparison and the cost of an allocation with Numba's stock
 #              deferred frees (bursts of 11), the engine's default (bursts of 257) and the
-#              opt-in pool (TIKTOKTOE_DEVICE_POOL=1, kernels/cuda/pool.py);
-#   tables     the GPU kernels with the blocks' shared tables of rows turned off
-#              (TIKTOKTOE_BLOCK_TABLES=0: every event adds to global memory, as before the
-#              tables); compare its "scalar aggregation" stage with the kernels step's
-#              (about 1 minute);
+#              opt-in pool (TIKTOKTOE_DEVICE_POOL=1, kernels/cuda/pool.py); then the GPU
+#              kernels' runs with the data on the device (--device-only, five each on fresh
+#              tables) without and with the pool: what allocations cost inside them;
+#   tables     the GPU kernels (--device-only) with the blocks' shared tables of rows turned
+#              off (TIKTOKTOE_BLOCK_TABLES=0: every event adds to global memory, as before the
+#              tables); compare its agg.update and agg.update_m2 times by kernel with the
+#              kernels step's (about 1 minute);
 #   optimizer  the optimizer's device check (informational).
 # Arguments pick steps (kernels tests engine launch memory tables optimizer, or all). Each step has its own
 # timeout and prints its seconds; "GPU_CHECK PASS" or "GPU_CHECK FAIL" comes last, and the
 # exit status is 0 only on PASS. The device tool allows 600 s a call and 15 minutes a session
 # with the machine's start included: run the default as one call (its timeouts add up to
-# 570 s), then "launch" (540 s), then "tables memory optimizer" (460 s). A preflight of a
+# 570 s), then "launch" (540 s), then "tables memory" (540 s). A preflight of a
 # few seconds comes first in every call: if kernels fail through the default launch path,
 # the steps run through Numba's dispatcher instead (and the check fails; 30 s more).
 #
@@ -135,11 +137,18 @@ if want memory; then
             --full-events 200000 --repeat 1 --large-batch 0 --cpu-workers 4 || status=1
         env "$memory" timeout 20 "$PY" -m benchmarks.launches --costs || status=1
     done
+    # The kernels benchmark's runs with the data on the device, five each on fresh tables,
+    # through Numba's allocator and through the pool: what allocations cost inside them.
+    for memory in "TIKTOKTOE_DEVICE_POOL=0" "TIKTOKTOE_DEVICE_POOL=1"; do
+        step "GPU kernels, data on the device only: $memory"
+        env "$memory" timeout 90 "$PY" -m benchmarks.gpu_kernels --device-only --repeat 5 \
+            --events "${EVENTS:-10000000}" || status=1
+    done
 fi
 
 if want tables; then
     step "GPU kernels with TIKTOKTOE_BLOCK_TABLES=0, ${EVENTS:-10000000} events"
-    TIKTOKTOE_BLOCK_TABLES=0 timeout 150 "$PY" -m benchmarks.gpu_kernels \
+    TIKTOKTOE_BLOCK_TABLES=0 timeout 90 "$PY" -m benchmarks.gpu_kernels --device-only \
         --events "${EVENTS:-10000000}" || status=1
 fi
 
