@@ -7,10 +7,14 @@ not run yet when this was written (its parameters are checked against Numba's ow
 without a device). If it failed on a card, every later step of ``gpu_check.sh`` would
 fail with it, and card time is short. So the check launches a handful of kernels
 covering the argument kinds the kernels use (1-D and 2-D arrays of several dtypes,
-integer, float and bool scalars, a scan, a fill that is not a memset), compares what
-they computed with the CPU kernels on random data, and prints ``PREFLIGHT PASS`` or
-``PREFLIGHT FAIL``; ``gpu_check.sh`` then runs the rest through Numba's dispatcher
-(``TIKTOKTOE_FAST_LAUNCH=0``) if it failed.
+integer, float and bool scalars, a scan, a fill that is not a memset), and the pane
+aggregation through its blocks' shared tables of rows (a hot row, rows that share a
+table slot: the threads of a block race for slots on a card, which the simulator
+only imitates), compares what they computed with the CPU kernels on random data, and
+prints ``PREFLIGHT PASS`` or ``PREFLIGHT FAIL``. If it failed, ``gpu_check.sh`` runs
+it again through Numba's dispatcher (``TIKTOKTOE_FAST_LAUNCH=0``), then without the
+tables (``TIKTOKTOE_BLOCK_TABLES=0``), then without both, and runs the rest of the
+check with the first setting that passes.
 """
 
 from __future__ import annotations
@@ -20,10 +24,17 @@ import traceback
 
 import numpy as np
 
+from kernels import aggregate as cpu_aggregate
 from kernels import validate as cpu_validate
 from kernels.hashindex import HashIndex
 
 ROWS = 5_000
+# The kernels benchmark's scalar plan: (op, value column, mask) of count, count where,
+# sum, mean, std, min and max of one column.
+AGG_PLAN = [(cpu_aggregate.COUNT, -1, -1), (cpu_aggregate.COUNT, -1, 0),
+            (cpu_aggregate.SUM, 0, -1), (cpu_aggregate.MEAN, 0, -1), (cpu_aggregate.STD, 0, -1),
+            (cpu_aggregate.MIN, 0, -1), (cpu_aggregate.MAX, 0, -1)]  # fmt: skip
+AGG_ROWS = 8_192  # 16 rows share each slot of a block's table: some run its probes out
 
 
 def problems(seed: int = 0) -> list[str]:
@@ -65,6 +76,51 @@ def problems(seed: int = 0) -> list[str]:
         found.append("hash insert: a different number of distinct keys than the CPU's")
     elif not (np.array_equal(stored[ids[ok]], keys[ok]) and np.all(ids[~ok] == -1)):
         found.append("hash insert: ids do not name their keys")
+    return found + aggregation_problems(rng)
+
+
+def aggregation_rows(rng: np.random.Generator, events: int = ROWS) -> np.ndarray:
+    """Row ids of ``events`` events: a third on one hot row, a fifth on the rows that all
+    share one slot of a block's table (ids equal modulo its size, more of them than its
+    probes reach), the rest spread, some -1."""
+    from kernels.cuda.aggregate import TILE_SLOTS
+
+    ids = rng.integers(0, AGG_ROWS, events)
+    pick = rng.random(events)
+    ids[pick < 1 / 3] = 5
+    shared = (pick >= 1 / 3) & (pick < 1 / 3 + 1 / 5)
+    ids[shared] = 7 + TILE_SLOTS * rng.integers(0, AGG_ROWS // TILE_SLOTS, int(shared.sum()))
+    ids[pick > 0.97] = -1
+    return ids.astype(np.int64)
+
+
+def aggregation_problems(rng: np.random.Generator, events: int = ROWS) -> list[str]:
+    """The pane aggregation (two batches into one state) against the CPU's: counts, minima
+    and maxima exactly, sums and moments to 1e-9 relative."""
+    from kernels.cuda import aggregate
+
+    ops, col_of, mask_of = (np.array([p[i] for p in AGG_PLAN], np.int64) for i in range(3))
+    is_int = np.zeros(len(ops), np.bool_)
+    want = cpu_aggregate.AggState(ops, capacity=AGG_ROWS)
+    state = aggregate.DeviceAggState(ops, capacity=AGG_ROWS)
+    for _ in range(2):
+        ids = aggregation_rows(rng, events)
+        fcols = rng.normal(100.0, 30.0, (1, events))
+        masks = (rng.random((1, events)) < 0.3).astype(np.uint8)
+        no_ints = np.zeros((0, 0), np.int64)
+        cpu_aggregate.update_events(ids, ops, col_of, mask_of, is_int, fcols, no_ints, masks,
+                                    want.rows, want.ist, want.isum, want.f0, want.f1)  # fmt: skip
+        aggregate.update_events(ids, ops, col_of, mask_of, is_int, fcols, no_ints, masks, state)
+    got = state.to_host(AGG_ROWS)
+    found = [
+        f"agg.update: state {name} differs from the CPU's"
+        for name in ("rows", "ist", "isum")
+        if not np.array_equal(getattr(got, name)[:AGG_ROWS], getattr(want, name)[:AGG_ROWS])
+    ]
+    for name in ("f0", "f1"):
+        mine, theirs = getattr(got, name)[:AGG_ROWS], getattr(want, name)[:AGG_ROWS]
+        if not np.allclose(mine, theirs, rtol=1e-9, atol=1e-6, equal_nan=True):
+            found.append(f"agg.update: state {name} differs from the CPU's")
     return found
 
 
