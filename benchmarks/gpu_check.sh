@@ -36,7 +36,8 @@
 # 570 s), then "launch" (540 s), then "tables memory" (540 s). A preflight of a
 # few seconds comes first in every call: if kernels fail with the defaults, the steps run
 # with the first setting that passes it, of Numba's dispatcher (TIKTOKTOE_FAST_LAUNCH=0),
-# no block tables (TIKTOKTOE_BLOCK_TABLES=0) and both (the check fails; 30 s a try more).
+# no block tables (TIKTOKTOE_BLOCK_TABLES=0), no disk cache of compiled kernels
+# (TIKTOKTOE_KERNEL_CACHE=0) and none of them (the check fails; 30 s a try more).
 #
 # Python packages the machine lacks travel as wheels in .whl/, installed here when present:
 # pydantic and its needs, and numpy < 2.5 (the image's numpy 2.5.2 breaks numba-cuda 0.30.4:
@@ -85,12 +86,14 @@ PY
 step "preflight: a few kernels against the CPU, through the default launch path"
 if ! timeout 30 "$PY" -m benchmarks.preflight; then
     # Every later step would fail the same way: find a setting that works (Numba's own
-    # dispatcher, no block tables in the pane aggregation, or both), run the steps with it,
-    # and fail the check (the default is broken on this card).
+    # dispatcher, no block tables in the pane aggregation, no disk cache of compiled
+    # kernels, or none of the three), run the steps with it, and fail the check (the
+    # default is broken on this card).
     status=1
     found=""
     for setting in "TIKTOKTOE_FAST_LAUNCH=0" "TIKTOKTOE_BLOCK_TABLES=0" \
-            "TIKTOKTOE_FAST_LAUNCH=0 TIKTOKTOE_BLOCK_TABLES=0"; do
+            "TIKTOKTOE_KERNEL_CACHE=0" \
+            "TIKTOKTOE_FAST_LAUNCH=0 TIKTOKTOE_BLOCK_TABLES=0 TIKTOKTOE_KERNEL_CACHE=0"; do
         echo "PREFLIGHT failed: trying $setting"
         if env $setting timeout 30 "$PY" -m benchmarks.preflight; then
             found="$setting"

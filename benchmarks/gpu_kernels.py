@@ -46,7 +46,15 @@ from kernels import validate as cpu_validate
 from kernels.aggregate import COUNT, DISTINCT, MAX, MEAN, MIN, QUANTILE, STD, SUM, AggState
 from kernels.aggregate import finalize_column as cpu_finalize
 from kernels.aggregate import update_events as cpu_update
-from kernels.cuda._core import LAUNCH_PATH, SIMULATOR, arr, cuda, kernel, register
+from kernels.cuda._core import (
+    KERNEL_CACHE,
+    LAUNCH_PATH,
+    SIMULATOR,
+    arr,
+    cuda,
+    kernel,
+    register,
+)
 from kernels.hashindex import HashIndex
 from kernels.sketches import bucket_keys as cpu_bucket_keys
 from kernels.sketches import hash_int64 as cpu_hash_int64
@@ -499,8 +507,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     n = args.events
     device = "simulator" if SIMULATOR else cuda.get_current_device().name
-    print(f"device: {device!s}; events: {n:,}; kernels launched through {LAUNCH_PATH}",
-          flush=True)  # fmt: skip
+    print(f"device: {device!s}; events: {n:,}; kernels launched through {LAUNCH_PATH}; disk "
+          f"cache of compiled kernels {'on' if KERNEL_CACHE else 'off'}", flush=True)  # fmt: skip
 
     t0 = time.perf_counter()
     ev = load_events(n)

@@ -13,8 +13,9 @@ table slot: the threads of a block race for slots on a card, which the simulator
 only imitates), compares what they computed with the CPU kernels on random data, and
 prints ``PREFLIGHT PASS`` or ``PREFLIGHT FAIL``. If it failed, ``gpu_check.sh`` runs
 it again through Numba's dispatcher (``TIKTOKTOE_FAST_LAUNCH=0``), then without the
-tables (``TIKTOKTOE_BLOCK_TABLES=0``), then without both, and runs the rest of the
-check with the first setting that passes.
+tables (``TIKTOKTOE_BLOCK_TABLES=0``), then without the disk cache of compiled kernels
+(``TIKTOKTOE_KERNEL_CACHE=0``), then without all three, and runs the rest of the check
+with the first setting that passes.
 """
 
 from __future__ import annotations
@@ -125,9 +126,11 @@ def aggregation_problems(rng: np.random.Generator, events: int = ROWS) -> list[s
 
 
 def main() -> int:
-    from kernels.cuda._core import LAUNCH_PATH
+    from kernels.cuda._core import KERNEL_CACHE, LAUNCH_PATH
 
-    print(f"kernels launched through {LAUNCH_PATH}", flush=True)
+    cache = "on" if KERNEL_CACHE else "off"
+    print(f"kernels launched through {LAUNCH_PATH}; disk cache of compiled kernels {cache}",
+          flush=True)  # fmt: skip
     try:
         found = problems()
     except Exception:  # a launch that fails outright: say so, then FAIL

@@ -54,6 +54,14 @@ LAUNCH_PATH = (  # for reports
     else f"Numba's dispatcher (no kernels.cuda.launcher: {LAUNCHER_MISSING})" if LAUNCHER_MISSING
     else "Numba's dispatcher"
 )  # fmt: skip
+# Compiled kernels are kept on disk by Numba's cache (beside their source, or under
+# NUMBA_CACHE_DIR), so a new process loads its kernels instead of compiling them: an
+# engine launches dozens, which take seconds to compile (``compile_ptx`` of all 139
+# shipped signatures takes 20 s on the development machine). TIKTOKTOE_KERNEL_CACHE=0
+# compiles afresh.
+# Numba renews a kernel's entry when its own source file changes, not when a helper it
+# calls from another module does: clear the cache (``__pycache__``) after editing those.
+KERNEL_CACHE = os.environ.get("TIKTOKTOE_KERNEL_CACHE", "1") != "0" and not SIMULATOR
 SIM_THREADS = 32  # the simulator runs one Python thread per CUDA thread
 SIM_BLOCKS = 2
 DEVICE_GRID_THREADS = MAX_BLOCKS * THREADS  # most threads of one launch on a card
@@ -178,7 +186,8 @@ def _compiled(name: str, dtype: Any) -> Any:
     with _LOCK:
         found = _COMPILED.get(key)
         if found is None:
-            found = cuda.jit(spec.signature(np.dtype(key[1])))(spec.pyfunc)
+            signature = spec.signature(np.dtype(key[1]))
+            found = cuda.jit(signature, cache=KERNEL_CACHE)(spec.pyfunc)
             if FAST_LAUNCH:
                 found = _PreparedKernel(found)
             _COMPILED[key] = found

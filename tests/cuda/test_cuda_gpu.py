@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from cuda_target import CUDA_WARNINGS, real_device
@@ -103,3 +105,38 @@ def test_block_tables_under_contention(
     ids[rng.random(n) < 0.02] = -1
     for plan in (NARROW, PLAN):
         update_both(ids.astype(np.int64), plan, dtype, rng, rtol=1e-7)
+
+
+_CACHED_RUN = """
+import numpy as np
+from kernels.cuda import _core, validate
+values = np.arange(-50.0, 50.0)
+reason, field = _core.full(100, 0, np.int8), _core.full(100, -1, np.int16)
+failed = validate.check_numeric(values, np.empty(0, np.uint8), np.empty(0, np.uint8), 2, False,
+                                False, True, 0.0, 1e9, np.empty(0), reason, field)
+compiled = _core._COMPILED["validate.check_numeric", "float64"]
+stats = getattr(compiled, "dispatcher", compiled).stats
+print(failed, int((_core.to_host(field) == 2).sum()), sum(stats.cache_hits.values()),
+      sum(stats.cache_misses.values()))
+"""
+
+
+def test_a_new_process_loads_its_kernels_from_the_disk_cache(tmp_path: Path) -> None:
+    """The first process compiles the validation kernel into an empty cache; the second
+    loads it from there (a hit, no miss) and computes the same."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "TIKTOKTOE_KERNEL_CACHE": "1"}
+    command = [sys.executable, "-c", _CACHED_RUN]
+    runs = [
+        subprocess.run(command, capture_output=True, text=True, timeout=300, check=False, env=env)
+        for _ in range(2)
+    ]
+    for done in runs:
+        assert done.returncode == 0, done.stderr[-2000:]
+    first, second = (done.stdout.split() for done in runs)
+    assert first == ["50", "50", "0", "1"]  # the 50 negative values fail field 2
+    assert second == ["50", "50", "1", "0"]
+    assert any(tmp_path.rglob("*.nbi")) and any(tmp_path.rglob("*.nbc"))

@@ -1,0 +1,73 @@
+"""Compiled kernels go to Numba's disk cache (``TIKTOKTOE_KERNEL_CACHE``), so a new process
+loads them instead of compiling them again.
+
+Loading from the cache needs a device (``test_cuda_gpu`` runs two processes on one);
+here: that compiling asks Numba to cache exactly when the switch is on, that the switch
+reads the environment, and that Numba can place a cache for every registered kernel (a
+nested function or one without a source file could not have one). Runs in the PTX
+process: the simulator compiles nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+    pytest.skip("the simulator compiles nothing to cache", allow_module_level=True)
+try:
+    from numba.cuda.dispatcher import CUDACache
+
+    from kernels.cuda import _core, all_signatures
+except Exception as exc:  # pragma: no cover - numba without a CUDA target
+    pytest.skip(f"numba.cuda unavailable: {exc}", allow_module_level=True)
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_compiling_asks_numba_to_cache_when_switched_on(
+    monkeypatch: pytest.MonkeyPatch, cached: bool
+) -> None:
+    asked: list[dict[str, Any]] = []
+
+    def jit(signature: Any, **options: Any) -> Any:
+        asked.append(options)
+        return lambda pyfunc: SimpleNamespace(pyfunc=pyfunc, signature=signature)
+
+    monkeypatch.setattr(_core, "cuda", SimpleNamespace(jit=jit))
+    monkeypatch.setattr(_core, "FAST_LAUNCH", False)
+    monkeypatch.setattr(_core, "KERNEL_CACHE", cached)
+    monkeypatch.setattr(_core, "_COMPILED", {})
+    monkeypatch.setattr(_core, "_LAUNCHABLE", {})
+    compiled = _core.kernel("fill", "int32")
+    assert compiled.pyfunc is _core._REGISTRY["fill"].pyfunc
+    assert asked == [{"cache": cached}]
+
+
+@pytest.mark.parametrize(("setting", "expected"), [(None, "True"), ("0", "False"), ("1", "True")])
+def test_the_switch_reads_the_environment(setting: str | None, expected: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "TIKTOKTOE_KERNEL_CACHE"}
+    if setting is not None:
+        env["TIKTOKTOE_KERNEL_CACHE"] = setting
+    done = subprocess.run(
+        [sys.executable, "-c", "from kernels.cuda import _core; print(_core.KERNEL_CACHE)"],
+        capture_output=True, text=True, timeout=300, check=False, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == expected
+
+
+def test_numba_can_place_a_cache_for_every_registered_kernel() -> None:
+    import benchmarks.floors
+    import benchmarks.gpu_kernels  # noqa: F401  (the benchmarks' own kernels, registered)
+
+    kernels = {pyfunc for _, _, pyfunc, _ in all_signatures()}
+    assert len(kernels) > 50
+    for pyfunc in kernels:
+        assert pyfunc.__closure__ is None and "<locals>" not in pyfunc.__qualname__
+        cache = CUDACache(pyfunc)  # raises when Numba finds no place for the cache
+        assert cache.cache_path
