@@ -431,8 +431,12 @@ def settle() -> None:
     not pay for an earlier run's (a burst of ``cuMemFree`` calls, each waiting for the
     device, can fall inside any run otherwise)."""
     cuda.synchronize()
-    if not SIMULATOR:
-        cuda.current_context().deallocations.clear()
+    if not SIMULATOR:  # device frees wait in the memory manager's queue (the pool has none)
+        context = cuda.current_context()
+        for owner in (context, context.memory_manager):
+            pending = getattr(owner, "deallocations", None)
+            if pending is not None:
+                pending.clear()
 
 
 @dataclasses.dataclass

@@ -40,3 +40,29 @@ def test_array_costs_are_reported_for_both_ways() -> None:
     out = _run("--arrays", "--repeat", "20")
     for way in ("span(a, 0, 1000)", "carve(a, 8, (2, 4), int16)", "copy(a, b)", "empty_many"):
         assert re.search(rf"[\d.]+ µs  ours: .*{re.escape(way)}", out), way
+
+
+_SETTLE = """
+import numpy as np
+from benchmarks.launch_cost import _stub_context
+_stub_context()
+from benchmarks import gpu_kernels
+from kernels.cuda._core import cuda
+gpu_kernels.cuda.synchronize = lambda: None  # the stand-in context has no device to wait on
+pending = cuda.current_context().memory_manager.deallocations
+pending.memory_capacity = 1 << 40  # a card's size, which the stand-in context never reads
+arrays = [cuda.device_array(1000, np.int64) for _ in range(5)]
+del arrays
+before = len(pending)
+gpu_kernels.settle()
+print(before, len(pending))
+"""
+
+
+def test_settling_makes_the_frees_numba_deferred() -> None:
+    """``benchmarks.gpu_kernels.settle`` empties the memory manager's queue of deferred frees
+    (on the stand-in context), so a timed run does not pay for an earlier run's."""
+    done = subprocess.run([sys.executable, "-c", _SETTLE], capture_output=True, text=True,
+                          timeout=300, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["5", "0"]
