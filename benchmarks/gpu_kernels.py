@@ -542,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"host work of a run with the data on the device: {_described(runs.work)}")
     h2d_share: float | None = None  # the better pinned end-to-end rate, in H2D bandwidths
     if not args.device_only:
-        h2d_share = host_memory_runs(ev, cpu, groups, args, problems)
+        h2d_share = host_memory_runs(ev, cpu, groups, args.chunk_rows, args.bw_bytes, problems)
     by_kernel = kernel_times(n, groups, dev)
     print(f"cpu kernels:              {t_cpu * 1e3:9.2f} ms  {n / t_cpu:>16,.0f} events/s")
     print(f"speed-up over cpu (on device): {rate_dev / (n / t_cpu):.1f}x")
@@ -574,11 +574,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def host_memory_runs(
-    ev: dict[str, np.ndarray], cpu: Result, groups: int, args: Any, problems: list[str]
+    ev: dict[str, np.ndarray],
+    cpu: Result,
+    groups: int,
+    chunk_rows: int,
+    bw_bytes: int,
+    problems: list[str],
 ) -> float:
-    """Run from pageable and from pinned host memory, whole and in overlapped chunks (that
-    run's results checked into ``problems``), print their rates against the pinned H2D
-    bandwidth, and return the better pinned rate as a share of that bandwidth."""
+    """Run from pageable and from pinned host memory, whole and in overlapped chunks of
+    ``chunk_rows`` (that run's results checked into ``problems``), print their rates
+    against the pinned H2D bandwidth (a copy of ``bw_bytes``), and return the better
+    pinned rate as a share of that bandwidth."""
     n = len(ev["event_time"])
     nbytes = host_bytes(ev)
     pageable = GpuPipeline(n, groups)
@@ -599,7 +605,7 @@ def host_memory_runs(
     del pinned_pipe
     # The same from pinned memory, in chunks whose copies overlap the kernels of the chunk
     # before (the engine's way of streaming), with state carried from chunk to chunk.
-    uploader = PinnedUploader(chunk_rows=args.chunk_rows, pinned_source=True)
+    uploader = PinnedUploader(chunk_rows=chunk_rows, pinned_source=True)
     constants = chunk_constants(pinned)
     names = [name for name, array in pinned.items() if array.size]
     for _ in uploader.chunks([Column(pinned[name]) for name in names], n):
@@ -611,18 +617,18 @@ def host_memory_runs(
     work_streamed = _host_work() - work
     problems += [f"overlapped run: {p}" for p in compare(cpu, streamed.result(*joined(parts)))]
     del streamed, parts
-    bw = h2d_bandwidth(args.bw_bytes)
+    bw = h2d_bandwidth(bw_bytes)
     per_event = nbytes / n
     for label, seconds, note in (
         ("from pageable host:  ", t_e2e, ""),
         ("from pinned host:    ", t_e2e_pinned, ""),
-        ("pinned, overlapped:  ", t_streamed, f"; chunks of {args.chunk_rows:,} rows"),
+        ("pinned, overlapped:  ", t_streamed, f"; chunks of {chunk_rows:,} rows"),
     ):
         rate = n / seconds
         print(f"gpu, {label}{seconds * 1e3:9.2f} ms  {rate:>16,.0f} events/s  "
               f"({rate * per_event / bw:.0%} of H2D bandwidth{note})")  # fmt: skip
     print(f"host work of the overlapped run: {_described(work_streamed)}")
-    print(f"h2d bandwidth (pinned, {args.bw_bytes / 1e9:.2f} GB): {bw / 1e9:.2f} GB/s")
+    print(f"h2d bandwidth (pinned, {bw_bytes / 1e9:.2f} GB): {bw / 1e9:.2f} GB/s")
     return n / min(t_e2e_pinned, t_streamed) * per_event / bw
 
 
