@@ -28,12 +28,17 @@
 #              off (TIKTOKTOE_BLOCK_TABLES=0: every event adds to global memory, as before the
 #              tables); compare its agg.update and agg.update_m2 times by kernel with the
 #              kernels step's (about 1 minute);
+#   resources  the hot kernels' registers, shared memory and spills as nvJitLink assembles them
+#              off the card (benchmarks/kernel_resources.py, which CI runs for every
+#              kernel), beside the driver's own figures, and the occupancy calculator's
+#              resident blocks against the driver's (under a minute);
 #   optimizer  the optimizer's device check (informational).
-# Arguments pick steps (kernels tests engine launch memory tables optimizer, or all). Each step has its own
-# timeout and prints its seconds; "GPU_CHECK PASS" or "GPU_CHECK FAIL" comes last, and the
-# exit status is 0 only on PASS. The device tool allows 600 s a call and 15 minutes a session
-# with the machine's start included: run the default as one call (its timeouts add up to
-# 570 s), then "launch" (540 s), then "tables memory" (540 s). A preflight of a
+# Arguments pick steps (kernels tests engine launch memory tables resources optimizer, or
+# all). Each step has its own timeout and prints its seconds; "GPU_CHECK PASS" or
+# "GPU_CHECK FAIL" comes last, and the exit status is 0 only on PASS. The device tool
+# allows 600 s a call and 15 minutes a session with the machine's start included: run the
+# default as one call (its timeouts add up to 570 s), then "launch" (540 s), then
+# "tables memory resources" (585 s). A preflight of a
 # few seconds comes first in every call: if kernels fail with the defaults, the steps run
 # with the first setting that passes it, of Numba's dispatcher (TIKTOKTOE_FAST_LAUNCH=0),
 # no block tables (TIKTOKTOE_BLOCK_TABLES=0), no disk cache of compiled kernels
@@ -66,7 +71,7 @@ export NUMBA_CACHE_DIR="${NUMBA_CACHE_DIR:-/tmp/tiktoktoe-numba-cache/$SOURCES_H
 PY="${PYTHON:-python3}"
 status=0
 STEPS="${*:-kernels tests engine}"
-[ "$STEPS" = all ] && STEPS="kernels tests engine launch memory tables optimizer"
+[ "$STEPS" = all ] && STEPS="kernels tests engine launch memory tables resources optimizer"
 want() { [[ " $STEPS " == *" $1 "* ]]; }
 if [ -n "${OUT:-}" ]; then exec > >(tee "$OUT/gpu_check.log") 2>&1; fi
 START=$SECONDS
@@ -174,6 +179,15 @@ if want tables; then
     step "GPU kernels with TIKTOKTOE_BLOCK_TABLES=0, ${EVENTS:-10000000} events"
     TIKTOKTOE_BLOCK_TABLES=0 timeout 90 "$PY" -m benchmarks.gpu_kernels --device-only \
         --events "${EVENTS:-10000000}" || status=1
+fi
+
+if want resources; then
+    step "kernel resources: assembled here (nvJitLink) against the driver's, and occupancy"
+    # The hot kernels' registers, shared memory and spills as ptxas gives them off the card
+    # (what CI checks), beside the driver's own figures, and the occupancy calculator's
+    # blocks against cuOccupancyMaxActiveBlocksPerMultiprocessor's.
+    timeout 45 "$PY" -m benchmarks.kernel_resources --device \
+        --only agg. hash. validate. sketch. ingest.pane_keys fill || status=1
 fi
 
 if want optimizer; then

@@ -1,17 +1,24 @@
-"""Every shipped CUDA kernel signature compiles to PTX for compute capability 9.0.
+"""Every shipped CUDA kernel signature compiles to PTX for compute capability 9.0, and
+that PTX assembles for sm_90 into a kernel that launches the engine's blocks.
 
 No device is needed (numba-cuda with NVVM from the ``cuda-toolkit`` wheels,
-``pip install "numba-cuda[cu13]"``), so typing errors that the simulator would
-not notice (it runs kernels as Python) fail here. Skips cleanly when numba-cuda
-or NVVM is missing, and under the simulator (which has no compiler).
+``pip install "numba-cuda[cu13]"``, and ptxas through the ``nvidia-nvjitlink`` wheel),
+so typing errors that the simulator would not notice (it runs kernels as Python) fail
+here, and so do kernels that ptxas rejects, that ask a block for more registers or
+shared memory than it may have, or that spill to local memory. Skips cleanly when
+numba-cuda, NVVM or nvJitLink is missing, and under the simulator (which has no
+compiler).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 
 import pytest
+
+from benchmarks.kernel_resources import nvjitlink_missing
 
 pytestmark = pytest.mark.filterwarnings("ignore::numba.core.errors.NumbaPerformanceWarning")
 
@@ -34,6 +41,17 @@ def _signatures() -> list[tuple[str, str, object, object]]:
 
 
 SIGNATURES = _signatures()
+_BY_NAME = {(name, dtype): (pyfunc, signature) for name, dtype, pyfunc, signature in SIGNATURES}
+
+
+@functools.cache
+def _ptx(name: str, dtype: str) -> str:
+    """The sm_90 PTX of one shipped signature (compiled once for both tests below)."""
+    from numba import cuda
+
+    pyfunc, signature = _BY_NAME[name, dtype]
+    ptx, _ = cuda.compile_ptx(pyfunc, signature, cc=(9, 0))
+    return str(ptx)
 
 
 def test_every_module_ships_kernels() -> None:
@@ -48,9 +66,7 @@ def test_every_module_ships_kernels() -> None:
     ids=[f"{name}[{dtype}]" for name, dtype, *_ in SIGNATURES],
 )
 def test_compiles_to_sm90_ptx(name: str, dtype: str, pyfunc: object, signature: object) -> None:
-    from numba import cuda
-
-    ptx, _ = cuda.compile_ptx(pyfunc, signature, cc=(9, 0))
+    ptx = _ptx(name, dtype)
     assert ".target sm_90" in ptx
     assert re.search(r"\.entry\s+\S+", ptx)
     atomics = set(re.findall(r"(?:atom|red)\.global\.[\w.]+", ptx))
@@ -68,3 +84,57 @@ def test_compiles_to_sm90_ptx(name: str, dtype: str, pyfunc: object, signature: 
         assert "atom.global.cas.b64" in atomics
         # new ids come from a scan, not from one counter every new key adds to
         assert not any(a.startswith("atom.global.add") for a in atomics), atomics
+
+
+NVJITLINK_MISSING = nvjitlink_missing()
+needs_nvjitlink = pytest.mark.skipif(bool(NVJITLINK_MISSING),
+                                     reason=f"no nvJitLink: {NVJITLINK_MISSING}")  # fmt: skip
+
+
+@needs_nvjitlink
+@pytest.mark.parametrize(
+    ("name", "dtype"),
+    [(name, dtype) for name, dtype, *_ in SIGNATURES],
+    ids=[f"{name}[{dtype}]" for name, dtype, *_ in SIGNATURES],
+)
+def test_assembles_for_sm90_and_launches_the_engines_blocks(name: str, dtype: str) -> None:
+    from benchmarks.kernel_resources import KernelReport, assemble, occupancy, problems
+    from kernels.cuda._core import THREADS
+
+    usage = assemble(_ptx(name, dtype), f"{name}[{dtype}]")
+    report = KernelReport(name, dtype, usage, THREADS,
+                          occupancy(usage.registers, usage.shared, THREADS))  # fmt: skip
+    # a block of THREADS fits, and nothing spills: problems() names what does not
+    assert problems([report]) == []
+    assert report.occupancy.blocks >= 1
+
+
+@needs_nvjitlink
+def test_ptxas_catches_what_ptx_does_not() -> None:
+    """60,000 B of static shared memory compile to PTX but not for sm_90 (48 KiB at most
+    without opting in at launch): the assembly step names the kernel and ptxas' reason."""
+    from numba import cuda, float64
+
+    from benchmarks.kernel_resources import AssemblyError, assemble
+
+    def too_much_shared(out):  # pragma: no cover - compiled
+        table = cuda.shared.array(7_500, float64)
+        table[cuda.threadIdx.x] = 1.0
+        cuda.syncthreads()
+        out[0] = table[7_499 - cuda.threadIdx.x]
+
+    ptx, _ = cuda.compile_ptx(too_much_shared, "void(float64[::1])", cc=(9, 0))
+    with pytest.raises(AssemblyError, match=r"too_much_shared: ptxas for sm_90 failed"):
+        assemble(ptx, "too_much_shared")
+
+
+@needs_nvjitlink
+def test_the_report_runs_whole(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.kernel_resources import main
+
+    assert main(["--only", "fill", "agg.update"]) == 0
+    out = capsys.readouterr().out
+    assert "KERNEL_RESOURCES PASS" in out
+    # fill has 7 dtypes, agg.update 2 and agg.update_m2 2 (a prefix match)
+    assert out.startswith("11 kernel signatures assembled for sm_90")
+    assert main(["--only", "no.such.kernel"]) == 1

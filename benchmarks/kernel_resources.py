@@ -1,0 +1,365 @@
+"""What each shipped kernel asks of a card's multiprocessor, found without a card.
+
+Every registered signature is compiled to PTX, as the PTX suite does, and then
+assembled for sm_90 by nvJitLink (the ``nvidia-nvjitlink`` wheel that
+``numba-cuda[cu13]`` installs, the library Numba links with). Its verbose log says
+what ptxas gave the kernel: registers a thread, static shared memory a block, stack
+and spills. With the block the engine launches (``THREADS``), the occupancy of an
+H100's multiprocessor follows by the rules of CUDA's occupancy calculator.
+
+Why: a kernel that asks a block for more than it may have fails at launch, and only
+on a card; a spill to local memory slows a kernel and nothing else in CI shows it;
+and occupancy bounds how much memory latency a multiprocessor can hide, which is
+what the atomics of the pane aggregation and the hash inserts wait on.
+
+``--device`` (on a card) sets the driver's own figures beside these:
+``cuFuncGetAttribute``'s registers, shared and local memory, and
+``cuOccupancyMaxActiveBlocksPerMultiprocessor``'s blocks, which check the
+calculator below when given the driver's registers and shared memory.
+
+    python -m benchmarks.kernel_resources [--only agg. hash.] [--device]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+ARCH = "sm_90"
+
+
+class AssemblyError(RuntimeError):
+    """ptxas (through nvJitLink) rejected a kernel's PTX."""
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What ptxas allotted one kernel."""
+
+    registers: int  # a thread
+    shared: int  # static shared memory of a block, bytes
+    stack: int  # a thread's stack frame, bytes
+    spill_stores: int  # bytes
+    spill_loads: int
+    local: int  # a thread's local memory, bytes
+
+
+_USED = re.compile(r"used (\d+) registers.*?(\d+) stack, (\d+) bytes smem.*?(\d+) bytes lmem")
+_SPILLS = re.compile(r"(\d+) bytes spill stores, (\d+) bytes spill loads")
+
+
+def parse_log(log: str) -> Usage:
+    """The :class:`Usage` in nvJitLink's verbose log of one kernel."""
+    used, spills = _USED.search(log), _SPILLS.search(log)
+    if used is None or spills is None:
+        raise ValueError(f"no resource usage in the linker's log:\n{log}")
+    registers, stack, shared, local = map(int, used.groups())
+    stores, loads = map(int, spills.groups())
+    return Usage(registers, shared, stack, stores, loads, local)
+
+
+def assemble(ptx: str, name: str, arch: str = ARCH) -> Usage:
+    """Assemble ``ptx`` (one kernel) for ``arch`` with nvJitLink; what ptxas allotted."""
+    from cuda.bindings import nvjitlink
+
+    options = [f"-arch={arch}", "-verbose"]
+    handle = nvjitlink.create(len(options), options)
+    try:
+        data = ptx.encode()
+        try:
+            nvjitlink.add_data(handle, nvjitlink.InputType.PTX, data, len(data), name)
+            nvjitlink.complete(handle)
+        except nvjitlink.nvJitLinkError as exc:
+            raise AssemblyError(f"{name}: ptxas for {arch} failed ({exc}):\n"
+                                f"{_log(handle, error=True)}") from exc  # fmt: skip
+        return parse_log(_log(handle, error=False))
+    finally:
+        nvjitlink.destroy(handle)
+
+
+def _log(handle: int, error: bool) -> str:
+    from cuda.bindings import nvjitlink
+
+    size = (nvjitlink.get_error_log_size if error else nvjitlink.get_info_log_size)(handle)
+    buffer = bytearray(size)
+    (nvjitlink.get_error_log if error else nvjitlink.get_info_log)(handle, buffer)
+    return buffer.decode(errors="replace").rstrip("\x00")
+
+
+@dataclass(frozen=True)
+class Multiprocessor:
+    """A multiprocessor's limits, as CUDA's occupancy calculator states them."""
+
+    name: str
+    warp: int = 32
+    max_warps: int = 64
+    max_blocks: int = 32
+    registers: int = 65_536
+    registers_per_block: int = 65_536
+    max_registers_per_thread: int = 255
+    register_unit: int = 256  # registers are given to a warp in units of this many
+    warp_granularity: int = 4  # ... and to whole groups of this many warps
+    shared: int = 233_472  # bytes a multiprocessor has for blocks (228 KiB)
+    shared_unit: int = 128  # a block's shared memory is rounded up to this
+    shared_reserved: int = 1_024  # the runtime's own, per block (compute capability 8.0+)
+
+
+SM90 = Multiprocessor("sm_90 (H100, H200)")
+
+
+@dataclass(frozen=True)
+class Occupancy:
+    blocks: int  # resident blocks a multiprocessor
+    warps: int
+    fraction: float  # of the multiprocessor's warps
+    limiter: str  # what stops one more block
+
+
+def occupancy(registers: int, shared: int, threads: int, sm: Multiprocessor = SM90) -> Occupancy:
+    """Resident blocks of ``threads`` threads using ``registers`` a thread and ``shared``
+    bytes a block (static plus dynamic) on one multiprocessor of ``sm``. 0 blocks: the
+    block cannot launch at all."""
+    warps = math.ceil(threads / sm.warp)
+    by_warps = min(sm.max_blocks, sm.max_warps // warps)
+    if registers > sm.max_registers_per_thread:
+        by_registers = 0
+    elif registers > 0:
+        per_warp = _round_up(registers * sm.warp, sm.register_unit)
+        warp_limit = sm.registers_per_block // per_warp // sm.warp_granularity * sm.warp_granularity
+        by_registers = warp_limit // warps * (sm.registers // sm.registers_per_block)
+    else:
+        by_registers = sm.max_blocks
+    per_block = _round_up(shared, sm.shared_unit) + sm.shared_reserved
+    by_shared = sm.shared // per_block if per_block else sm.max_blocks
+    threads_limit = "blocks" if sm.max_blocks <= sm.max_warps // warps else "warps"
+    limits = {threads_limit: by_warps, "registers": by_registers, "shared memory": by_shared}
+    blocks = min(limits.values())
+    limiter = min(limits, key=limits.__getitem__)  # the first of equal limits, in this order
+    return Occupancy(blocks, blocks * warps, blocks * warps / sm.max_warps,
+                     limiter if blocks else f"does not fit ({limiter})")  # fmt: skip
+
+
+def _round_up(value: int, unit: int) -> int:
+    return -(-value // unit) * unit
+
+
+@dataclass(frozen=True)
+class KernelReport:
+    name: str
+    dtype: str
+    usage: Usage
+    threads: int
+    occupancy: Occupancy
+
+
+UsageOf = Callable[[str, str, Callable[..., None], Any], Usage]
+
+
+def assembled_usage(name: str, dtype: str, pyfunc: Callable[..., None], signature: Any) -> Usage:
+    """What ptxas gives the kernel's sm_90 PTX (no device needed)."""
+    from numba import cuda
+
+    ptx, _ = cuda.compile_ptx(pyfunc, signature, cc=(9, 0))
+    return assemble(ptx, f"{name}[{dtype}]")
+
+
+def survey(
+    only: Sequence[str] = (), threads: int | None = None, usage_of: UsageOf = assembled_usage
+) -> list[KernelReport]:
+    """Every shipped signature (whose name starts with one of ``only``, if given), with its
+    usage (assembled for sm_90 by default) placed on a multiprocessor at ``threads`` a
+    block (the engine's ``THREADS`` by default)."""
+    from kernels.cuda import all_signatures
+    from kernels.cuda._core import THREADS
+
+    _register_benchmark_kernels()
+    block = threads or THREADS
+    reports = []
+    for name, dtype, pyfunc, signature in all_signatures():
+        if only and not name.startswith(tuple(only)):
+            continue
+        usage = usage_of(name, dtype, pyfunc, signature)
+        reports.append(KernelReport(name, dtype, usage, block,
+                                    occupancy(usage.registers, usage.shared, block)))  # fmt: skip
+    return reports
+
+
+_PROBE = ".version 8.0\n.target sm_90\n.address_size 64\n.visible .entry probe()\n{\n\tret;\n}\n"
+
+
+def nvjitlink_missing() -> str:
+    """Why nvJitLink cannot assemble PTX here ("" when it can)."""
+    try:
+        assemble(_PROBE, "probe")
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return ""
+
+
+def _register_benchmark_kernels() -> None:
+    """The benchmarks' own kernels are shipped signatures too (the PTX suite's list)."""
+    import benchmarks.floors
+    import benchmarks.gpu_kernels  # noqa: F401
+
+
+def table(reports: Iterable[KernelReport]) -> list[str]:
+    """One line a kernel, lowest occupancy first."""
+    lines = [f"{'kernel':<28} {'dtype':<8} {'regs':>4} {'smem B':>7} {'spill B':>7} "
+             f"{'blocks':>6} {'occupancy':>9}  limited by"]  # fmt: skip
+    for r in sorted(reports, key=lambda r: (r.occupancy.fraction, -r.usage.registers, r.name)):
+        spills = r.usage.spill_stores + r.usage.spill_loads
+        lines.append(f"{r.name:<28} {r.dtype:<8} {r.usage.registers:>4} {r.usage.shared:>7} "
+                     f"{spills:>7} {r.occupancy.blocks:>6} {r.occupancy.fraction:>9.1%}  "
+                     f"{r.occupancy.limiter}")  # fmt: skip
+    return lines
+
+
+def problems(reports: Iterable[KernelReport]) -> list[str]:
+    """Kernels that cannot launch at their block, or that spill or use a stack."""
+    found = []
+    for r in reports:
+        u = r.usage
+        if r.occupancy.blocks == 0:
+            found.append(f"{r.name}[{r.dtype}] cannot launch {r.threads} threads a block: "
+                         f"{r.occupancy.limiter}")  # fmt: skip
+        if u.spill_stores or u.spill_loads or u.stack or u.local:
+            found.append(f"{r.name}[{r.dtype}] uses local memory: {u.spill_stores} B spill "
+                         f"stores, {u.spill_loads} B spill loads, {u.stack} B stack")  # fmt: skip
+    return found
+
+
+@dataclass(frozen=True)
+class DeviceFigures:
+    """The driver's own figures for a loaded kernel."""
+
+    registers: int
+    shared: int
+    local: int
+    blocks: int  # cuOccupancyMaxActiveBlocksPerMultiprocessor at the report's block
+
+
+def device_figures(name: str, dtype: str, threads: int) -> DeviceFigures:
+    """Load kernel ``name`` for ``dtype`` on the current device (through the engine's own
+    compile cache) and ask the driver what it uses and how many blocks fit."""
+    from numba import cuda
+
+    from kernels.cuda._core import compiled_kernel
+
+    found = compiled_kernel(name, dtype)
+    dispatcher = getattr(found, "dispatcher", found)  # the fast launcher wraps Numba's
+    (compiled,) = dispatcher.overloads.values()
+    function = compiled._codelibrary.get_cufunc()
+    blocks = cuda.current_context().get_active_blocks_per_multiprocessor(function, threads, 0)
+    return DeviceFigures(compiled.regs_per_thread, compiled.shared_mem_per_block,
+                         compiled.local_mem_per_thread, int(blocks))  # fmt: skip
+
+
+# SM90's limits by the names of the driver's device attributes (CU_DEVICE_ATTRIBUTE_*)
+_DEVICE_LIMITS = {
+    "WARP_SIZE": SM90.warp,
+    "MAX_THREADS_PER_MULTIPROCESSOR": SM90.max_warps * SM90.warp,
+    "MAX_BLOCKS_PER_MULTIPROCESSOR": SM90.max_blocks,
+    "MAX_REGISTERS_PER_MULTIPROCESSOR": SM90.registers,
+    "MAX_REGISTERS_PER_BLOCK": SM90.registers_per_block,
+    "MAX_SHARED_MEMORY_PER_MULTIPROCESSOR": SM90.shared,
+    "RESERVED_SHARED_MEMORY_PER_BLOCK": SM90.shared_reserved,
+}
+
+
+def compare_limits(device: Any) -> list[str]:
+    """Where ``device`` (a Numba device) differs from :data:`SM90`'s limits."""
+    if tuple(device.compute_capability) != (9, 0):
+        return [f"{device.name} is compute capability {device.compute_capability}, not 9.0: "
+                "the calculator's limits are sm_90's"]  # fmt: skip
+    found = []
+    for attribute, expected in _DEVICE_LIMITS.items():
+        actual = int(getattr(device, attribute))
+        if actual != expected:
+            found.append(f"the device's {attribute} is {actual}, the calculator's {expected}")
+    return found
+
+
+def driver_usage(name: str, dtype: str, pyfunc: Callable[..., None], signature: Any) -> Usage:
+    """The driver's figures as a :class:`Usage` (spills show only as local memory)."""
+    d = device_figures(name, dtype, 32)
+    return Usage(d.registers, d.shared, 0, 0, 0, d.local)
+
+
+def compare_with_device(reports: Iterable[KernelReport]) -> tuple[list[str], list[str]]:
+    """(lines, problems): each kernel's driver figures beside the assembled ones. The
+    calculator must give the driver's blocks from the driver's registers and shared
+    memory; registers assembled here may differ from the driver's (another ptxas)."""
+    lines = [f"{'kernel':<28} {'dtype':<8} {'regs here/card':>14} {'smem here/card':>15} "
+             f"{'blocks calc/card':>16}"]  # fmt: skip
+    found = []
+    for r in reports:
+        d = device_figures(r.name, r.dtype, r.threads)
+        calculated = occupancy(d.registers, d.shared, r.threads).blocks
+        lines.append(f"{r.name:<28} {r.dtype:<8} {r.usage.registers:>6}/{d.registers:<7} "
+                     f"{r.usage.shared:>7}/{d.shared:<7} {calculated:>8}/{d.blocks}")  # fmt: skip
+        if calculated != d.blocks:
+            found.append(f"{r.name}[{r.dtype}]: the calculator gives {calculated} blocks of "
+                         f"{r.threads} threads from the driver's {d.registers} registers and "
+                         f"{d.shared} B, the driver {d.blocks}")  # fmt: skip
+        if d.local:
+            found.append(f"{r.name}[{r.dtype}] uses {d.local} B of local memory on the card")
+    return lines, found
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="*", default=[],
+                        help="kernel name prefixes (agg. hash. ...): only these")  # fmt: skip
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads a block (default: the engine's)")  # fmt: skip
+    parser.add_argument("--device", action="store_true",
+                        help="also ask the driver of the current device (a card)")  # fmt: skip
+    args = parser.parse_args(argv)
+    if args.device:
+        from numba import cuda
+
+        if not cuda.is_available():
+            print("--device needs a CUDA device, and numba finds none here")
+            print("KERNEL_RESOURCES FAIL")
+            return 1
+    start = time.perf_counter()
+    usage_of, source = assembled_usage, f"assembled for {ARCH} by nvJitLink"
+    missing = nvjitlink_missing()
+    if missing and args.device:  # a card's own figures still check the calculator
+        print(f"nvJitLink cannot assemble here ({missing}): the driver's figures alone")
+        usage_of, source = driver_usage, "loaded on this device"
+    try:
+        reports = survey(args.only, args.threads, usage_of)
+    except AssemblyError as exc:
+        print(exc)
+        print("KERNEL_RESOURCES FAIL")
+        return 1
+    if not reports:
+        print(f"no shipped kernel starts with {' or '.join(args.only)}")
+        print("KERNEL_RESOURCES FAIL")
+        return 1
+    print(f"{len(reports)} kernel signatures {source} in {time.perf_counter() - start:.1f} s; "
+          f"occupancy of one {SM90.name} multiprocessor at {reports[0].threads} threads a "
+          "block:")  # fmt: skip
+    print("\n".join(table(reports)))
+    found = problems(reports)
+    if args.device:
+        device = cuda.get_current_device()
+        lines, on_card = compare_with_device(reports)
+        print(f"\nthe driver's figures for the same kernels, on {device.name}:")
+        print("\n".join(lines))
+        found += compare_limits(device) + on_card
+    if found:
+        print("\n".join(found))
+    print("KERNEL_RESOURCES " + ("FAIL" if found else "PASS"))
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
