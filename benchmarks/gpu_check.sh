@@ -26,8 +26,10 @@
 #              tables) without and with the pool: what allocations cost inside them;
 #   tables     the GPU kernels (--device-only) with the blocks' shared tables of rows turned
 #              off (TIKTOKTOE_BLOCK_TABLES=0: every event adds to global memory, as before the
-#              tables); compare its agg.update and agg.update_m2 times by kernel with the
-#              kernels step's (about 1 minute);
+#              tables), then with agg.update and agg.update_m2 compiled for 6 and 5
+#              resident blocks rather than 5 and 4 (TIKTOKTOE_LAUNCH_BOUNDS=1: fewer
+#              registers, no spills); compare their agg.update and agg.update_m2 times by
+#              kernel with the kernels step's (about 2 minutes);
 #   resources  the hot kernels' registers, shared memory and spills as nvJitLink assembles them
 #              off the card (benchmarks/kernel_resources.py, which CI runs for every
 #              kernel), beside the driver's own figures, and the occupancy calculator's
@@ -37,12 +39,12 @@
 # all). Each step has its own timeout and prints its seconds; "GPU_CHECK PASS" or
 # "GPU_CHECK FAIL" comes last, and the exit status is 0 only on PASS. The device tool
 # allows 600 s a call and 15 minutes a session with the machine's start included: run the
-# default as one call (its timeouts add up to 570 s), then "launch" (540 s), then
-# "tables memory resources" (585 s). A preflight of a
+# default as one call (its timeouts add up to 570 s), then "launch resources" (585 s),
+# then "tables memory" (550 s). A preflight of a
 # few seconds comes first in every call: if kernels fail with the defaults, the steps run
 # with the first setting that passes it, of Numba's dispatcher (TIKTOKTOE_FAST_LAUNCH=0),
 # no block tables (TIKTOKTOE_BLOCK_TABLES=0), no disk cache of compiled kernels
-# (TIKTOKTOE_KERNEL_CACHE=0) and none of them (the check fails; 30 s a try more).
+# (TIKTOKTOE_CUDA_KERNEL_CACHE=0) and none of them (the check fails; 30 s a try more).
 #
 # Python packages the machine lacks travel as wheels in .whl/, installed here when present:
 # pydantic and its needs, and numpy < 2.5 (the image's numpy 2.5.2 breaks numba-cuda 0.30.4:
@@ -104,8 +106,8 @@ if ! timeout 30 "$PY" -m benchmarks.preflight; then
     status=1
     found=""
     for setting in "TIKTOKTOE_FAST_LAUNCH=0" "TIKTOKTOE_BLOCK_TABLES=0" \
-            "TIKTOKTOE_KERNEL_CACHE=0" \
-            "TIKTOKTOE_FAST_LAUNCH=0 TIKTOKTOE_BLOCK_TABLES=0 TIKTOKTOE_KERNEL_CACHE=0"; do
+            "TIKTOKTOE_CUDA_KERNEL_CACHE=0" \
+            "TIKTOKTOE_FAST_LAUNCH=0 TIKTOKTOE_BLOCK_TABLES=0 TIKTOKTOE_CUDA_KERNEL_CACHE=0"; do
         echo "PREFLIGHT failed: trying $setting"
         if env $setting timeout 30 "$PY" -m benchmarks.preflight; then
             found="$setting"
@@ -178,6 +180,9 @@ fi
 if want tables; then
     step "GPU kernels with TIKTOKTOE_BLOCK_TABLES=0, ${EVENTS:-10000000} events"
     TIKTOKTOE_BLOCK_TABLES=0 timeout 90 "$PY" -m benchmarks.gpu_kernels --device-only \
+        --events "${EVENTS:-10000000}" || status=1
+    step "GPU kernels with TIKTOKTOE_LAUNCH_BOUNDS=1 (agg.update*: more blocks)"
+    TIKTOKTOE_LAUNCH_BOUNDS=1 timeout 90 "$PY" -m benchmarks.gpu_kernels --device-only \
         --events "${EVENTS:-10000000}" || status=1
 fi
 

@@ -1,11 +1,12 @@
 """What each shipped kernel asks of a card's multiprocessor, found without a card.
 
-Every registered signature is compiled to PTX, as the PTX suite does, and then
-assembled for sm_90 by nvJitLink (the ``nvidia-nvjitlink`` wheel that
-``numba-cuda[cu13]`` installs, the library Numba links with). Its verbose log says
-what ptxas gave the kernel: registers a thread, static shared memory a block, stack
-and spills. With the block the engine launches (``THREADS``), the occupancy of an
-H100's multiprocessor follows by the rules of CUDA's occupancy calculator.
+Every registered signature is compiled to LTO-IR and linked for sm_90 by nvJitLink
+(the ``nvidia-nvjitlink`` wheel that ``numba-cuda[cu13]`` installs): what Numba
+itself does on a card where nvJitLink is present (``lto`` defaults to on there), so
+the machine code is the card's. The linker's verbose log says what ptxas gave the
+kernel: registers a thread, static shared memory a block, stack and spills. With
+the block the engine launches (``THREADS``), the occupancy of an H100's
+multiprocessor follows by the rules of CUDA's occupancy calculator.
 
 Why: a kernel that asks a block for more than it may have fails at launch, and only
 on a card; a spill to local memory slows a kernel and nothing else in CI shows it;
@@ -35,7 +36,7 @@ ARCH = "sm_90"
 
 
 class AssemblyError(RuntimeError):
-    """ptxas (through nvJitLink) rejected a kernel's PTX."""
+    """ptxas (through nvJitLink) rejected a kernel."""
 
 
 @dataclass(frozen=True)
@@ -44,41 +45,56 @@ class Usage:
 
     registers: int  # a thread
     shared: int  # static shared memory of a block, bytes
-    stack: int  # a thread's stack frame, bytes
+    stack: int  # a thread's stack frame, bytes (spills live there)
     spill_stores: int  # bytes
     spill_loads: int
-    local: int  # a thread's local memory, bytes
 
 
-_USED = re.compile(r"used (\d+) registers.*?(\d+) stack, (\d+) bytes smem.*?(\d+) bytes lmem")
-_SPILLS = re.compile(r"(\d+) bytes spill stores, (\d+) bytes spill loads")
+# ptxas' own lines of the log. (nvJitLink adds a summary line for PTX input, whose
+# "bytes smem" also counts the 1 KiB the runtime reserves a block: not read.)
+_USED = re.compile(r"ptxas info\s*: Used (\d+) registers[^\n]*?(?:, (\d+) bytes smem)?\n")
+_FRAME = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
 
 
 def parse_log(log: str) -> Usage:
     """The :class:`Usage` in nvJitLink's verbose log of one kernel."""
-    used, spills = _USED.search(log), _SPILLS.search(log)
-    if used is None or spills is None:
+    used, frame = _USED.search(log), _FRAME.search(log)
+    if used is None or frame is None:
         raise ValueError(f"no resource usage in the linker's log:\n{log}")
-    registers, stack, shared, local = map(int, used.groups())
-    stores, loads = map(int, spills.groups())
-    return Usage(registers, shared, stack, stores, loads, local)
+    stack, stores, loads = map(int, frame.groups())
+    return Usage(int(used.group(1)), int(used.group(2) or 0), stack, stores, loads)
 
 
-def assemble(ptx: str, name: str, arch: str = ARCH) -> Usage:
-    """Assemble ``ptx`` (one kernel) for ``arch`` with nvJitLink; what ptxas allotted."""
+def lto_ir(pyfunc: Callable[..., None], signature: Any, **options: Any) -> bytes:
+    """The kernel's LTO-IR for compute capability 9.0, as Numba makes it for a card
+    (``options``: ``launch_bounds``, say)."""
+    from numba import cuda
+
+    code, _ = cuda.compile(pyfunc, signature, cc=(9, 0), output="ltoir", device=False,
+                           abi="numba", **options)  # fmt: skip
+    return bytes(code)
+
+
+def assemble(ltoir: bytes, name: str, arch: str = ARCH) -> Usage:
+    """Link ``ltoir`` (one kernel) for ``arch`` with nvJitLink; what ptxas allotted."""
+    return parse_log(_link(ltoir, name, arch, lto=True))
+
+
+def _link(code: bytes, name: str, arch: str, lto: bool) -> str:
+    """nvJitLink's verbose log of linking ``code`` (LTO-IR, or PTX) into a cubin."""
     from cuda.bindings import nvjitlink
 
-    options = [f"-arch={arch}", "-verbose"]
+    options = [f"-arch={arch}", "-verbose"] + (["-lto"] if lto else [])
     handle = nvjitlink.create(len(options), options)
     try:
-        data = ptx.encode()
+        kind = nvjitlink.InputType.LTOIR if lto else nvjitlink.InputType.PTX
         try:
-            nvjitlink.add_data(handle, nvjitlink.InputType.PTX, data, len(data), name)
+            nvjitlink.add_data(handle, kind, code, len(code), name)
             nvjitlink.complete(handle)
         except nvjitlink.nvJitLinkError as exc:
             raise AssemblyError(f"{name}: ptxas for {arch} failed ({exc}):\n"
                                 f"{_log(handle, error=True)}") from exc  # fmt: skip
-        return parse_log(_log(handle, error=False))
+        return _log(handle, error=False)
     finally:
         nvjitlink.destroy(handle)
 
@@ -162,11 +178,22 @@ UsageOf = Callable[[str, str, Callable[..., None], Any], Usage]
 
 
 def assembled_usage(name: str, dtype: str, pyfunc: Callable[..., None], signature: Any) -> Usage:
-    """What ptxas gives the kernel's sm_90 PTX (no device needed)."""
-    from numba import cuda
+    """What ptxas gives the kernel for sm_90, compiled and linked as Numba does it for the
+    engine (its launch bounds included, when on), with no device."""
+    from kernels.cuda._core import compile_options
 
-    ptx, _ = cuda.compile_ptx(pyfunc, signature, cc=(9, 0))
-    return assemble(ptx, f"{name}[{dtype}]")
+    return assemble(lto_ir(pyfunc, signature, **compile_options(name)), f"{name}[{dtype}]")
+
+
+def bounded_usage(threads: int, min_blocks: int) -> UsageOf:
+    """Like :func:`assembled_usage`, with every kernel under launch bounds (``threads`` a
+    block, ``min_blocks`` resident): what bounds would buy, and at what spills."""
+
+    def usage_of(name: str, dtype: str, pyfunc: Callable[..., None], signature: Any) -> Usage:
+        code = lto_ir(pyfunc, signature, launch_bounds=(threads, min_blocks))
+        return assemble(code, f"{name}[{dtype}]")
+
+    return usage_of
 
 
 def survey(
@@ -190,13 +217,13 @@ def survey(
     return reports
 
 
-_PROBE = ".version 8.0\n.target sm_90\n.address_size 64\n.visible .entry probe()\n{\n\tret;\n}\n"
+_PROBE = b".version 8.0\n.target sm_90\n.address_size 64\n.visible .entry probe()\n{\n\tret;\n}\n"
 
 
 def nvjitlink_missing() -> str:
-    """Why nvJitLink cannot assemble PTX here ("" when it can)."""
+    """Why nvJitLink cannot link here ("" when it can)."""
     try:
-        assemble(_PROBE, "probe")
+        _link(_PROBE, "probe", ARCH, lto=False)
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}"
     return ""
@@ -228,7 +255,7 @@ def problems(reports: Iterable[KernelReport]) -> list[str]:
         if r.occupancy.blocks == 0:
             found.append(f"{r.name}[{r.dtype}] cannot launch {r.threads} threads a block: "
                          f"{r.occupancy.limiter}")  # fmt: skip
-        if u.spill_stores or u.spill_loads or u.stack or u.local:
+        if u.spill_stores or u.spill_loads or u.stack:
             found.append(f"{r.name}[{r.dtype}] uses local memory: {u.spill_stores} B spill "
                          f"stores, {u.spill_loads} B spill loads, {u.stack} B stack")  # fmt: skip
     return found
@@ -286,9 +313,9 @@ def compare_limits(device: Any) -> list[str]:
 
 
 def driver_usage(name: str, dtype: str, pyfunc: Callable[..., None], signature: Any) -> Usage:
-    """The driver's figures as a :class:`Usage` (spills show only as local memory)."""
+    """The driver's figures as a :class:`Usage` (a spill shows only as local memory)."""
     d = device_figures(name, dtype, 32)
-    return Usage(d.registers, d.shared, 0, 0, 0, d.local)
+    return Usage(d.registers, d.shared, d.local, 0, 0)
 
 
 def compare_with_device(reports: Iterable[KernelReport]) -> tuple[list[str], list[str]]:
@@ -318,9 +345,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="kernel name prefixes (agg. hash. ...): only these")  # fmt: skip
     parser.add_argument("--threads", type=int, default=None,
                         help="threads a block (default: the engine's)")  # fmt: skip
+    parser.add_argument("--min-blocks", type=int, default=None,
+                        help="compile every kernel for this many resident blocks (launch "
+                             "bounds) rather than as the engine does")  # fmt: skip
     parser.add_argument("--device", action="store_true",
                         help="also ask the driver of the current device (a card)")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.min_blocks and args.device:
+        parser.error("--min-blocks compiles kernels unlike the engine, whose the driver reports")
     if args.device:
         from numba import cuda
 
@@ -329,11 +361,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("KERNEL_RESOURCES FAIL")
             return 1
     start = time.perf_counter()
-    usage_of, source = assembled_usage, f"assembled for {ARCH} by nvJitLink"
+    usage_of: UsageOf = assembled_usage
+    source = f"assembled for {ARCH} by nvJitLink"
     missing = nvjitlink_missing()
     if missing and args.device:  # a card's own figures still check the calculator
         print(f"nvJitLink cannot assemble here ({missing}): the driver's figures alone")
         usage_of, source = driver_usage, "loaded on this device"
+    if args.min_blocks:
+        from kernels.cuda._core import THREADS
+
+        bounds = (args.threads or THREADS, args.min_blocks)
+        usage_of, source = bounded_usage(*bounds), f"{source} under launch bounds {bounds}"
     try:
         reports = survey(args.only, args.threads, usage_of)
     except AssemblyError as exc:

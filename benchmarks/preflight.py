@@ -13,9 +13,9 @@ table slot: the threads of a block race for slots on a card, which the simulator
 only imitates), compares what they computed with the CPU kernels on random data, and
 prints ``PREFLIGHT PASS`` or ``PREFLIGHT FAIL``. If it failed, ``gpu_check.sh`` runs
 it again through Numba's dispatcher (``TIKTOKTOE_FAST_LAUNCH=0``), then without the
-tables (``TIKTOKTOE_BLOCK_TABLES=0``), then without the disk cache of compiled kernels
-(``TIKTOKTOE_KERNEL_CACHE=0``), then without all three, and runs the rest of the check
-with the first setting that passes.
+tables (``TIKTOKTOE_BLOCK_TABLES=0``), then without the disk cache of compiled
+kernels (``TIKTOKTOE_CUDA_KERNEL_CACHE=0``), then without all three, and runs the rest
+of the check with the first setting that passes.
 """
 
 from __future__ import annotations

@@ -57,11 +57,19 @@ LAUNCH_PATH = (  # for reports
 # Compiled kernels are kept on disk by Numba's cache (beside their source, or under
 # NUMBA_CACHE_DIR), so a new process loads its kernels instead of compiling them: an
 # engine launches dozens, which take seconds to compile (``compile_ptx`` of all 139
-# shipped signatures takes 20 s on the development machine). TIKTOKTOE_KERNEL_CACHE=0
-# compiles afresh.
+# shipped signatures takes 20 s on the development machine).
+# TIKTOKTOE_CUDA_KERNEL_CACHE=0 compiles afresh. (TIKTOKTOE_KERNEL_CACHE is another thing:
+# the folder of the CPU kernels that kernels.specialize generates.)
 # Numba renews a kernel's entry when its own source file changes, not when a helper it
 # calls from another module does: clear the cache (``__pycache__``) after editing those.
-KERNEL_CACHE = os.environ.get("TIKTOKTOE_KERNEL_CACHE", "1") != "0" and not SIMULATOR
+KERNEL_CACHE = os.environ.get("TIKTOKTOE_CUDA_KERNEL_CACHE", "1") != "0" and not SIMULATOR
+# TIKTOKTOE_LAUNCH_BOUNDS=1 compiles the kernels registered with ``min_blocks`` under
+# launch bounds (THREADS a block, at least that many blocks a multiprocessor), which caps
+# their registers: benchmarks.kernel_resources finds the pane aggregation's agg.update
+# holding 5 blocks of 256 threads on an H100 (48 registers) and 6 with the bounds (40,
+# no spills), and agg.update_m2 4 (56) and 5 (48, no spills). Opt-in until a card has
+# timed it (gpu_check.sh tables).
+LAUNCH_BOUNDS = os.environ.get("TIKTOKTOE_LAUNCH_BOUNDS", "0") == "1" and not SIMULATOR
 SIM_THREADS = 32  # the simulator runs one Python thread per CUDA thread
 SIM_BLOCKS = 2
 DEVICE_GRID_THREADS = MAX_BLOCKS * THREADS  # most threads of one launch on a card
@@ -113,6 +121,7 @@ class KernelSpec:
     pyfunc: Callable[..., None]
     dtypes: tuple[str, ...]
     signature: Callable[[np.dtype], Any]
+    min_blocks: int | None = None  # resident blocks to compile for, under LAUNCH_BOUNDS
 
 
 _REGISTRY: dict[str, KernelSpec] = {}
@@ -122,18 +131,29 @@ _LOCK = threading.Lock()
 
 
 def register(
-    name: str, dtypes: tuple[str, ...], signature: Callable[[np.dtype], Any]
+    name: str,
+    dtypes: tuple[str, ...],
+    signature: Callable[[np.dtype], Any],
+    min_blocks: int | None = None,
 ) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """Register ``pyfunc`` as kernel ``name`` shipped for ``dtypes`` (a decorator)."""
+    """Register ``pyfunc`` as kernel ``name`` shipped for ``dtypes`` (a decorator), to be
+    compiled for ``min_blocks`` resident blocks of THREADS when LAUNCH_BOUNDS is on."""
 
     def wrap(pyfunc: Callable[..., None]) -> Callable[..., None]:
         if name in _REGISTRY:
             raise ValueError(f"kernel {name!r} registered twice")
         _REGISTRY[name] = KernelSpec(name, pyfunc, tuple(np.dtype(d).name for d in dtypes),
-                                     signature)  # fmt: skip
+                                     signature, min_blocks)  # fmt: skip
         return pyfunc
 
     return wrap
+
+
+def compile_options(name: str) -> dict[str, Any]:
+    """Numba's options for kernel ``name`` beyond its signature and the cache: its launch
+    bounds, when LAUNCH_BOUNDS is on and it has them (what the PTX suite compiles too)."""
+    min_blocks = _REGISTRY[name].min_blocks
+    return {"launch_bounds": (THREADS, min_blocks)} if LAUNCH_BOUNDS and min_blocks else {}
 
 
 # Kernel launches by name and host reads of device arrays by caller: the host-side cost of
@@ -192,7 +212,7 @@ def _compiled(name: str, dtype: Any) -> Any:
         found = _COMPILED.get(key)
         if found is None:
             signature = spec.signature(np.dtype(key[1]))
-            found = cuda.jit(signature, cache=KERNEL_CACHE)(spec.pyfunc)
+            found = cuda.jit(signature, cache=KERNEL_CACHE, **compile_options(name))(spec.pyfunc)
             if FAST_LAUNCH:
                 found = _PreparedKernel(found)
             _COMPILED[key] = found

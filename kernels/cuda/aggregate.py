@@ -197,7 +197,7 @@ def _update_sig(dt: np.dtype) -> Any:
                       arr("uint8"), types.boolean)  # fmt: skip
 
 
-@register("agg.update", FLOAT_DTYPES, _update_sig)
+@register("agg.update", FLOAT_DTYPES, _update_sig, min_blocks=6)
 def _update(ids, steps, fcols, icols, masks, acc, acc_i, f0, owner, tables):  # pragma: no cover
     """Pass 1: add each event to its row's accumulators (``acc``: float counts, float sums;
     ``acc_i``: integer sums), through the block's shared table (see ``TILE_SLOTS``), and
@@ -247,7 +247,7 @@ def _squares_sig(dt: np.dtype) -> Any:
     return types.void(_I1, _I2, arr(dt, 2), arr("uint8", 2), _F2, types.boolean)
 
 
-@register("agg.update_m2", FLOAT_DTYPES, _squares_sig)
+@register("agg.update_m2", FLOAT_DTYPES, _squares_sig, min_blocks=5)
 def _update_m2(ids, steps, fcols, masks, acc, tables):  # pragma: no cover - compiled
     """Pass 2 (STD/VAR only): squared deviations from the row's batch mean, which pass 1
     left in its count and sum accumulators; through the block's shared table as in pass 1."""

@@ -128,7 +128,8 @@ def test_a_new_process_loads_its_kernels_from_the_disk_cache(tmp_path: Path) -> 
     import subprocess
     import sys
 
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "TIKTOKTOE_KERNEL_CACHE": "1"}
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path),
+           "TIKTOKTOE_CUDA_KERNEL_CACHE": "1"}  # fmt: skip
     command = [sys.executable, "-c", _CACHED_RUN]
     runs = [
         subprocess.run(command, capture_output=True, text=True, timeout=300, check=False, env=env)

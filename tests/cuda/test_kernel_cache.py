@@ -1,5 +1,5 @@
-"""Compiled kernels go to Numba's disk cache (``TIKTOKTOE_KERNEL_CACHE``), so a new process
-loads them instead of compiling them again.
+"""Compiled kernels go to Numba's disk cache (``TIKTOKTOE_CUDA_KERNEL_CACHE``), so a new
+process loads them instead of compiling them again.
 
 Loading from the cache needs a device (``test_cuda_gpu`` runs two processes on one);
 here: that compiling asks Numba to cache exactly when the switch is on, that the switch
@@ -23,15 +23,18 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
 try:
     from numba.cuda.dispatcher import CUDACache
 
-    from kernels.cuda import _core, all_signatures
+    from kernels.cuda import _core, aggregate, all_signatures  # noqa: F401  (agg.update)
 except Exception as exc:  # pragma: no cover - numba without a CUDA target
     pytest.skip(f"numba.cuda unavailable: {exc}", allow_module_level=True)
 
 
 @pytest.mark.parametrize("cached", [True, False])
+@pytest.mark.parametrize("bounded", [True, False])
 def test_compiling_asks_numba_to_cache_when_switched_on(
-    monkeypatch: pytest.MonkeyPatch, cached: bool
+    monkeypatch: pytest.MonkeyPatch, cached: bool, bounded: bool
 ) -> None:
+    """... and for launch bounds when those are switched on (TIKTOKTOE_LAUNCH_BOUNDS),
+    for the kernels that name them."""
     asked: list[dict[str, Any]] = []
 
     def jit(signature: Any, **options: Any) -> Any:
@@ -41,20 +44,37 @@ def test_compiling_asks_numba_to_cache_when_switched_on(
     monkeypatch.setattr(_core, "cuda", SimpleNamespace(jit=jit))
     monkeypatch.setattr(_core, "FAST_LAUNCH", False)
     monkeypatch.setattr(_core, "KERNEL_CACHE", cached)
+    monkeypatch.setattr(_core, "LAUNCH_BOUNDS", bounded)
     monkeypatch.setattr(_core, "_COMPILED", {})
     monkeypatch.setattr(_core, "_LAUNCHABLE", {})
     compiled = _core.kernel("fill", "int32")
     assert compiled.pyfunc is _core._REGISTRY["fill"].pyfunc
-    assert asked == [{"cache": cached}]
+    _core.kernel("agg.update", "float64")
+    bounds = {"launch_bounds": (_core.THREADS, 6)} if bounded else {}
+    assert asked == [{"cache": cached}, {"cache": cached, **bounds}]
 
 
-@pytest.mark.parametrize(("setting", "expected"), [(None, "True"), ("0", "False"), ("1", "True")])
-def test_the_switch_reads_the_environment(setting: str | None, expected: str) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "TIKTOKTOE_KERNEL_CACHE"}
+@pytest.mark.parametrize(
+    ("switch", "variable", "setting", "expected"),
+    [
+        ("KERNEL_CACHE", "TIKTOKTOE_CUDA_KERNEL_CACHE", None, "True"),
+        ("KERNEL_CACHE", "TIKTOKTOE_CUDA_KERNEL_CACHE", "0", "False"),
+        ("KERNEL_CACHE", "TIKTOKTOE_CUDA_KERNEL_CACHE", "1", "True"),
+        # the CPU kernels' folder (kernels.specialize) is another variable, not this switch
+        ("KERNEL_CACHE", "TIKTOKTOE_KERNEL_CACHE", "0", "True"),
+        ("LAUNCH_BOUNDS", "TIKTOKTOE_LAUNCH_BOUNDS", None, "False"),
+        ("LAUNCH_BOUNDS", "TIKTOKTOE_LAUNCH_BOUNDS", "0", "False"),
+        ("LAUNCH_BOUNDS", "TIKTOKTOE_LAUNCH_BOUNDS", "1", "True"),
+    ],
+)
+def test_the_switch_reads_the_environment(
+    switch: str, variable: str, setting: str | None, expected: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != variable}
     if setting is not None:
-        env["TIKTOKTOE_KERNEL_CACHE"] = setting
+        env[variable] = setting
     done = subprocess.run(
-        [sys.executable, "-c", "from kernels.cuda import _core; print(_core.KERNEL_CACHE)"],
+        [sys.executable, "-c", f"from kernels.cuda import _core; print(_core.{switch})"],
         capture_output=True, text=True, timeout=300, check=False, env=env,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]

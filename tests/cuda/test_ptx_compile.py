@@ -41,6 +41,13 @@ def _signatures() -> list[tuple[str, str, object, object]]:
 
 
 SIGNATURES = _signatures()
+
+
+def _min_blocks(name: str) -> int | None:
+    from kernels.cuda import _core
+
+    return _core._REGISTRY[name].min_blocks
+
 _BY_NAME = {(name, dtype): (pyfunc, signature) for name, dtype, pyfunc, signature in SIGNATURES}
 
 
@@ -49,8 +56,10 @@ def _ptx(name: str, dtype: str) -> str:
     """The sm_90 PTX of one shipped signature (compiled once for both tests below)."""
     from numba import cuda
 
+    from kernels.cuda._core import compile_options
+
     pyfunc, signature = _BY_NAME[name, dtype]
-    ptx, _ = cuda.compile_ptx(pyfunc, signature, cc=(9, 0))
+    ptx, _ = cuda.compile_ptx(pyfunc, signature, cc=(9, 0), **compile_options(name))
     return str(ptx)
 
 
@@ -98,10 +107,10 @@ needs_nvjitlink = pytest.mark.skipif(bool(NVJITLINK_MISSING),
     ids=[f"{name}[{dtype}]" for name, dtype, *_ in SIGNATURES],
 )
 def test_assembles_for_sm90_and_launches_the_engines_blocks(name: str, dtype: str) -> None:
-    from benchmarks.kernel_resources import KernelReport, assemble, occupancy, problems
+    from benchmarks.kernel_resources import KernelReport, assembled_usage, occupancy, problems
     from kernels.cuda._core import THREADS
 
-    usage = assemble(_ptx(name, dtype), f"{name}[{dtype}]")
+    usage = assembled_usage(name, dtype, *_BY_NAME[name, dtype])  # as Numba links on a card
     report = KernelReport(name, dtype, usage, THREADS,
                           occupancy(usage.registers, usage.shared, THREADS))  # fmt: skip
     # a block of THREADS fits, and nothing spills: problems() names what does not
@@ -111,11 +120,12 @@ def test_assembles_for_sm90_and_launches_the_engines_blocks(name: str, dtype: st
 
 @needs_nvjitlink
 def test_ptxas_catches_what_ptx_does_not() -> None:
-    """60,000 B of static shared memory compile to PTX but not for sm_90 (48 KiB at most
-    without opting in at launch): the assembly step names the kernel and ptxas' reason."""
+    """60,000 B of static shared memory compile to LTO-IR but not for sm_90 (48 KiB at
+    most without opting in at launch): the assembly step names the kernel and ptxas'
+    reason."""
     from numba import cuda, float64
 
-    from benchmarks.kernel_resources import AssemblyError, assemble
+    from benchmarks.kernel_resources import AssemblyError, assemble, lto_ir
 
     def too_much_shared(out):  # pragma: no cover - compiled
         table = cuda.shared.array(7_500, float64)
@@ -123,9 +133,9 @@ def test_ptxas_catches_what_ptx_does_not() -> None:
         cuda.syncthreads()
         out[0] = table[7_499 - cuda.threadIdx.x]
 
-    ptx, _ = cuda.compile_ptx(too_much_shared, "void(float64[::1])", cc=(9, 0))
-    with pytest.raises(AssemblyError, match=r"too_much_shared: ptxas for sm_90 failed"):
-        assemble(ptx, "too_much_shared")
+    code = lto_ir(too_much_shared, "void(float64[::1])")
+    with pytest.raises(AssemblyError, match=r"(?s)too_much_shared: ptxas.*too much shared data"):
+        assemble(code, "too_much_shared")
 
 
 @needs_nvjitlink
@@ -138,3 +148,42 @@ def test_the_report_runs_whole(capsys: pytest.CaptureFixture[str]) -> None:
     # fill has 7 dtypes, agg.update 2 and agg.update_m2 2 (a prefix match)
     assert out.startswith("11 kernel signatures assembled for sm_90")
     assert main(["--only", "no.such.kernel"]) == 1
+    capsys.readouterr()
+    # what launch bounds would buy: every selected kernel compiled for 8 blocks of 256
+    assert main(["--only", "hash.claim", "--min-blocks", "8"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "under launch bounds (256, 8)" in lines[0]
+    assert lines[2].split()[:2] == ["hash.claim", "int64"]
+    assert int(lines[2].split()[2]) <= 32  # 8 blocks of 256 threads: 32 registers at most
+    with pytest.raises(SystemExit):  # the driver's figures are for the engine's compile
+        main(["--min-blocks", "6", "--device"])
+
+
+BOUNDED = [(name, dtype) for name, dtype, *_ in SIGNATURES if _min_blocks(name)]
+
+
+@needs_nvjitlink
+@pytest.mark.parametrize(("name", "dtype"), BOUNDED, ids=[f"{n}[{d}]" for n, d in BOUNDED])
+def test_launch_bounds_buy_blocks_without_spills(
+    monkeypatch: pytest.MonkeyPatch, name: str, dtype: str
+) -> None:
+    """TIKTOKTOE_LAUNCH_BOUNDS=1 compiles the kernels that name ``min_blocks`` for that
+    many blocks of 256 threads: ptxas must then fit them without spilling, and the blocks
+    must be more than without the bounds, or the switch gains nothing."""
+    from benchmarks.kernel_resources import assembled_usage, occupancy
+    from kernels.cuda import _core
+
+    min_blocks = _min_blocks(name)
+    assert _core.compile_options(name) == {}  # off by default
+    plain = assembled_usage(name, dtype, *_BY_NAME[name, dtype])
+    monkeypatch.setattr(_core, "LAUNCH_BOUNDS", True)
+    assert _core.compile_options(name) == {"launch_bounds": (_core.THREADS, min_blocks)}
+    bounded = assembled_usage(name, dtype, *_BY_NAME[name, dtype])
+    assert (bounded.stack, bounded.spill_stores, bounded.spill_loads) == (0, 0, 0)
+    blocks = occupancy(bounded.registers, bounded.shared, _core.THREADS).blocks
+    assert blocks >= min_blocks > occupancy(plain.registers, plain.shared, _core.THREADS).blocks
+
+
+def test_the_pane_aggregation_is_bounded() -> None:
+    assert BOUNDED == [("agg.update", "float64"), ("agg.update", "float32"),
+                       ("agg.update_m2", "float64"), ("agg.update_m2", "float32")]  # fmt: skip
