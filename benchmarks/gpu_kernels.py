@@ -48,6 +48,7 @@ from kernels.aggregate import finalize_column as cpu_finalize
 from kernels.aggregate import update_events as cpu_update
 from kernels.cuda._core import (
     KERNEL_CACHE,
+    LAUNCH_BOUNDS,
     LAUNCH_PATH,
     SIMULATOR,
     arr,
@@ -512,7 +513,8 @@ def main(argv: list[str] | None = None) -> int:
     n = args.events
     device = "simulator" if SIMULATOR else cuda.get_current_device().name
     print(f"device: {device!s}; events: {n:,}; kernels launched through {LAUNCH_PATH}; disk "
-          f"cache of compiled kernels {'on' if KERNEL_CACHE else 'off'}", flush=True)  # fmt: skip
+          f"cache of compiled kernels {'on' if KERNEL_CACHE else 'off'}; launch bounds "
+          f"{'on' if LAUNCH_BOUNDS else 'off'}", flush=True)  # fmt: skip
 
     t0 = time.perf_counter()
     ev = load_events(n)

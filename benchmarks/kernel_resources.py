@@ -352,7 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="also ask the driver of the current device (a card)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.min_blocks and args.device:
-        parser.error("--min-blocks compiles kernels unlike the engine, whose the driver reports")
+        parser.error("--device reports the kernels as the engine compiles them, so not with "
+                     "--min-blocks")  # fmt: skip
     if args.device:
         from numba import cuda
 
@@ -364,8 +365,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     usage_of: UsageOf = assembled_usage
     source = f"assembled for {ARCH} by nvJitLink"
     missing = nvjitlink_missing()
-    if missing and args.device:  # a card's own figures still check the calculator
-        print(f"nvJitLink cannot assemble here ({missing}): the driver's figures alone")
+    if missing and not args.device:
+        print(f"nvJitLink cannot link here ({missing}): install numba-cuda[cu13]")
+        print("KERNEL_RESOURCES FAIL")
+        return 1
+    if missing:  # a card's own figures still check the calculator
+        print(f"nvJitLink cannot link here ({missing}): the driver's figures alone")
         usage_of, source = driver_usage, "loaded on this device"
     if args.min_blocks:
         from kernels.cuda._core import THREADS

@@ -181,3 +181,14 @@ def test_a_missing_nvjitlink_is_a_reason_not_a_crash(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(kr, "_link", no_library)
     assert kr.nvjitlink_missing() == "OSError: libnvJitLink.so.13: cannot open shared object file"
+
+
+def test_the_report_says_when_nvjitlink_is_missing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(kr, "nvjitlink_missing", lambda: "OSError: no libnvJitLink.so.13")
+    assert kr.main(["--only", "fill"]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        "nvJitLink cannot link here (OSError: no libnvJitLink.so.13): install numba-cuda[cu13]",
+        "KERNEL_RESOURCES FAIL",
+    ]
