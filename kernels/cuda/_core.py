@@ -212,7 +212,12 @@ def _compiled(name: str, dtype: Any) -> Any:
         found = _COMPILED.get(key)
         if found is None:
             signature = spec.signature(np.dtype(key[1]))
-            found = cuda.jit(signature, cache=KERNEL_CACHE, **compile_options(name))(spec.pyfunc)
+            options = compile_options(name)
+            # Numba's cache index keys an entry on the signature, the source, the compute
+            # capability and the versions, not on options such as launch bounds: a bounded
+            # kernel would load an unbounded one's entry. So bounded kernels compile afresh.
+            cached = KERNEL_CACHE and not options
+            found = cuda.jit(signature, cache=cached, **options)(spec.pyfunc)
             if FAST_LAUNCH:
                 found = _PreparedKernel(found)
             _COMPILED[key] = found
