@@ -24,12 +24,18 @@ calculator below when given the driver's registers and shared memory.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib.util
 import math
 import re
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 ARCH = "sm_90"
@@ -48,6 +54,7 @@ class Usage:
     stack: int  # a thread's stack frame, bytes (spills live there)
     spill_stores: int  # bytes
     spill_loads: int
+    instructions: int | None = None  # static SASS instructions, when nvdisasm counted them
 
 
 # ptxas' own lines of the log. (nvJitLink adds a summary line for PTX input, whose
@@ -75,13 +82,52 @@ def lto_ir(pyfunc: Callable[..., None], signature: Any, **options: Any) -> bytes
     return bytes(code)
 
 
-def assemble(ltoir: bytes, name: str, arch: str = ARCH) -> Usage:
-    """Link ``ltoir`` (one kernel) for ``arch`` with nvJitLink; what ptxas allotted."""
-    return parse_log(_link(ltoir, name, arch, lto=True))
+def assemble(ltoir: bytes, name: str, arch: str = ARCH, nvdisasm: str | None = None) -> Usage:
+    """Link ``ltoir`` (one kernel) for ``arch`` with nvJitLink; what ptxas allotted, and
+    with ``nvdisasm`` (its path) the static count of the cubin's instructions."""
+    log, cubin = _link(ltoir, name, arch, lto=True)
+    usage = parse_log(log)
+    if nvdisasm is None:
+        return usage
+    return dataclasses.replace(usage, instructions=count_instructions(cubin, nvdisasm))
 
 
-def _link(code: bytes, name: str, arch: str, lto: bool) -> str:
-    """nvJitLink's verbose log of linking ``code`` (LTO-IR, or PTX) into a cubin."""
+# an instruction of nvdisasm's listing, "  /*0070*/   @P0 LDG.E R2, desc[UR4][R2.64] ;",
+# not a line of data ("  /*0000*/   .byte 0xff, ...") from the cubin's other sections
+_INSTRUCTION = re.compile(r"^\s*/\*[0-9a-f]{4,}\*/\s+[^.\s][^\n]*;\s*$", re.MULTILINE)
+
+
+def count_instructions(cubin: bytes, nvdisasm: str) -> int:
+    """Static SASS instructions in ``cubin`` (every kernel in it), as nvdisasm lists them."""
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as file:
+        file.write(cubin)
+        file.flush()
+        listing = subprocess.run([nvdisasm, file.name], capture_output=True, text=True,
+                                 check=True, timeout=60).stdout  # fmt: skip
+    return instructions_in(listing)
+
+
+def instructions_in(listing: str) -> int:
+    """The instructions of an nvdisasm listing (its data lines are not counted)."""
+    return len(_INSTRUCTION.findall(listing))
+
+
+def find_nvdisasm() -> str | None:
+    """nvdisasm on PATH, or from the ``nvidia-cuda-nvdisasm`` wheel (a dev dependency)."""
+    found = shutil.which("nvdisasm")
+    if found:
+        return found
+    spec = importlib.util.find_spec("nvidia")
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        for toolkit in ("cu13", "cu12"):
+            candidate = Path(root) / toolkit / "bin" / "nvdisasm"
+            if candidate.is_file():
+                return str(candidate)
+    return None
+
+
+def _link(code: bytes, name: str, arch: str, lto: bool) -> tuple[str, bytes]:
+    """nvJitLink's verbose log of linking ``code`` (LTO-IR, or PTX), and the cubin."""
     from cuda.bindings import nvjitlink
 
     options = [f"-arch={arch}", "-verbose"] + (["-lto"] if lto else [])
@@ -94,7 +140,9 @@ def _link(code: bytes, name: str, arch: str, lto: bool) -> str:
         except nvjitlink.nvJitLinkError as exc:
             raise AssemblyError(f"{name}: ptxas for {arch} failed ({exc}):\n"
                                 f"{_log(handle, error=True)}") from exc  # fmt: skip
-        return _log(handle, error=False)
+        cubin = bytearray(nvjitlink.get_linked_cubin_size(handle))
+        nvjitlink.get_linked_cubin(handle, cubin)
+        return _log(handle, error=False), bytes(cubin)
     finally:
         nvjitlink.destroy(handle)
 
@@ -177,23 +225,28 @@ class KernelReport:
 UsageOf = Callable[[str, str, Callable[..., None], Any], Usage]
 
 
-def assembled_usage(name: str, dtype: str, pyfunc: Callable[..., None], signature: Any) -> Usage:
-    """What ptxas gives the kernel for sm_90, compiled and linked as Numba does it for the
-    engine (its launch bounds included, when on), with no device."""
-    from kernels.cuda._core import compile_options
-
-    return assemble(lto_ir(pyfunc, signature, **compile_options(name)), f"{name}[{dtype}]")
-
-
-def bounded_usage(threads: int, min_blocks: int) -> UsageOf:
-    """Like :func:`assembled_usage`, with every kernel under launch bounds (``threads`` a
-    block, ``min_blocks`` resident): what bounds would buy, and at what spills."""
+def linked_usage(
+    min_blocks: int | None = None, threads: int | None = None, nvdisasm: str | None = None
+) -> UsageOf:
+    """What ptxas gives each kernel for sm_90, compiled and linked as Numba does it for the
+    engine (its launch bounds included, when on), with no device. With ``min_blocks``,
+    under launch bounds of that many blocks of ``threads`` (the engine's by default)
+    instead: what bounds would buy, and at what spills. ``nvdisasm`` (a path) counts the
+    instructions too."""
+    from kernels.cuda._core import THREADS, compile_options
 
     def usage_of(name: str, dtype: str, pyfunc: Callable[..., None], signature: Any) -> Usage:
-        code = lto_ir(pyfunc, signature, launch_bounds=(threads, min_blocks))
-        return assemble(code, f"{name}[{dtype}]")
+        options = (compile_options(name) if min_blocks is None
+                   else {"launch_bounds": (threads or THREADS, min_blocks)})  # fmt: skip
+        code = lto_ir(pyfunc, signature, **options)
+        return assemble(code, f"{name}[{dtype}]", nvdisasm=nvdisasm)
 
     return usage_of
+
+
+def assembled_usage(name: str, dtype: str, pyfunc: Callable[..., None], signature: Any) -> Usage:
+    """:func:`linked_usage`'s default: the kernel as the engine compiles it."""
+    return linked_usage()(name, dtype, pyfunc, signature)
 
 
 def survey(
@@ -236,14 +289,19 @@ def _register_benchmark_kernels() -> None:
 
 
 def table(reports: Iterable[KernelReport]) -> list[str]:
-    """One line a kernel, lowest occupancy first."""
+    """One line a kernel, lowest occupancy first (with static instructions, if counted)."""
+    reports = list(reports)
+    counted = any(r.usage.instructions is not None for r in reports)
     lines = [f"{'kernel':<28} {'dtype':<8} {'regs':>4} {'smem B':>7} {'spill B':>7} "
-             f"{'blocks':>6} {'occupancy':>9}  limited by"]  # fmt: skip
+             f"{'blocks':>6} {'occupancy':>9}  " + ("instructions  " if counted else "")
+             + "limited by"]  # fmt: skip
     for r in sorted(reports, key=lambda r: (r.occupancy.fraction, -r.usage.registers, r.name)):
         spills = r.usage.spill_stores + r.usage.spill_loads
+        n = r.usage.instructions
+        count = f"{'-' if n is None else f'{n:,}':>12}  " if counted else ""
         lines.append(f"{r.name:<28} {r.dtype:<8} {r.usage.registers:>4} {r.usage.shared:>7} "
                      f"{spills:>7} {r.occupancy.blocks:>6} {r.occupancy.fraction:>9.1%}  "
-                     f"{r.occupancy.limiter}")  # fmt: skip
+                     f"{count}{r.occupancy.limiter}")  # fmt: skip
     return lines
 
 
@@ -348,9 +406,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--min-blocks", type=int, default=None,
                         help="compile every kernel for this many resident blocks (launch "
                              "bounds) rather than as the engine does")  # fmt: skip
+    parser.add_argument("--sass", action="store_true",
+                        help="count each kernel's static instructions too (nvdisasm, from "
+                             "the nvidia-cuda-nvdisasm wheel or PATH)")  # fmt: skip
     parser.add_argument("--device", action="store_true",
                         help="also ask the driver of the current device (a card)")  # fmt: skip
     args = parser.parse_args(argv)
+    nvdisasm = find_nvdisasm() if args.sass else None
+    if args.sass and nvdisasm is None:
+        print("--sass needs nvdisasm: pip install nvidia-cuda-nvdisasm (or put it on PATH)")
+        print("KERNEL_RESOURCES FAIL")
+        return 1
     if args.min_blocks and args.device:
         parser.error("--device reports the kernels as the engine compiles them, so not with "
                      "--min-blocks")  # fmt: skip
@@ -362,7 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("KERNEL_RESOURCES FAIL")
             return 1
     start = time.perf_counter()
-    usage_of: UsageOf = assembled_usage
+    usage_of = linked_usage(args.min_blocks, args.threads, nvdisasm)
     source = f"assembled for {ARCH} by nvJitLink"
     missing = nvjitlink_missing()
     if missing and not args.device:
@@ -375,8 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.min_blocks:
         from kernels.cuda._core import THREADS
 
-        bounds = (args.threads or THREADS, args.min_blocks)
-        usage_of, source = bounded_usage(*bounds), f"{source} under launch bounds {bounds}"
+        source += f" under launch bounds {(args.threads or THREADS, args.min_blocks)}"
     try:
         reports = survey(args.only, args.threads, usage_of)
     except AssemblyError as exc:

@@ -192,3 +192,32 @@ def test_the_report_says_when_nvjitlink_is_missing(
         "nvJitLink cannot link here (OSError: no libnvJitLink.so.13): install numba-cuda[cu13]",
         "KERNEL_RESOURCES FAIL",
     ]
+
+
+# nvdisasm's listing of a cubin, shortened: data of the info sections, then a kernel
+LISTING = """\t.headerflags\t@"EF_CUDA_VIRTUAL_SM(EF_CUDA_SM90)"
+\t.section\t.nv.info._Z4fill,"",@"SHT_CUDA_INFO"
+        /*0000*/ \t.byte\t0x04, 0x2f
+        /*0004*/ \t.word\t0x0000001e
+\t.section\t.text._Z4fill,"ax",@progbits
+.text._Z4fill:
+        /*0000*/                   LDC R1, c[0x0][0x28] ;
+        /*0010*/                   S2R R0, SR_TID.X ;
+        /*0020*/                   ISETP.GE.AND P0, PT, R0, UR4, PT ;
+        /*0030*/               @P0 EXIT ;
+.L_x_0:
+        /*0040*/              @!P0 STG.E.64 desc[UR4][R2.64], R4 ;
+        /*0050*/                   BRA `(.L_x_1) ;
+"""
+
+
+def test_the_listings_instructions_are_counted_not_its_data() -> None:
+    assert kr.instructions_in(LISTING) == 6
+
+
+def test_the_table_has_instructions_when_counted() -> None:
+    counted = Usage(30, 0, 0, 0, 0, instructions=1_234)
+    lines = kr.table([_report("fill", counted), _report("other", Usage(31, 0, 0, 0, 0))])
+    assert lines[0].split()[-3:] == ["instructions", "limited", "by"]
+    assert [line.split()[-2:] for line in lines[1:]] == [["-", "warps"], ["1,234", "warps"]]
+    assert "instructions" not in kr.table([_report("fill", CLEAN)])[0]

@@ -187,3 +187,17 @@ def test_launch_bounds_buy_blocks_without_spills(
 def test_the_pane_aggregation_is_bounded() -> None:
     assert BOUNDED == [("agg.update", "float64"), ("agg.update", "float32"),
                        ("agg.update_m2", "float64"), ("agg.update_m2", "float32")]  # fmt: skip
+
+
+@needs_nvjitlink
+def test_the_report_counts_instructions(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.kernel_resources import find_nvdisasm, main
+
+    if find_nvdisasm() is None:
+        pytest.skip("no nvdisasm (the nvidia-cuda-nvdisasm wheel of the dev extra)")
+    assert main(["--only", "fill", "--sass"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    fill = next(row for row in rows if row[:2] == ["fill", "int64"])
+    # a grid-stride loop of stores (unrolled, with Numba's index checks): some hundreds of
+    # instructions, where agg.update has over 2,000
+    assert 100 < int(fill[-2].replace(",", "")) < 1_000
