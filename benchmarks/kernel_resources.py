@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,7 @@ class Usage:
     spill_stores: int  # bytes
     spill_loads: int
     instructions: int | None = None  # static SASS instructions, when nvdisasm counted them
+    atomics: tuple[tuple[str, int], ...] = ()  # ... and its atomic instructions, by opcode
 
 
 # ptxas' own lines of the log. (nvJitLink adds a summary line for PTX input, whose
@@ -89,27 +91,39 @@ def assemble(ltoir: bytes, name: str, arch: str = ARCH, nvdisasm: str | None = N
     usage = parse_log(log)
     if nvdisasm is None:
         return usage
-    return dataclasses.replace(usage, instructions=count_instructions(cubin, nvdisasm))
+    listing = disassemble(cubin, nvdisasm)
+    return dataclasses.replace(usage, instructions=instructions_in(listing),
+                               atomics=atomics_in(listing))  # fmt: skip
 
 
 # an instruction of nvdisasm's listing, "  /*0070*/   @P0 LDG.E R2, desc[UR4][R2.64] ;",
 # not a line of data ("  /*0000*/   .byte 0xff, ...") from the cubin's other sections
-_INSTRUCTION = re.compile(r"^\s*/\*[0-9a-f]{4,}\*/\s+[^.\s][^\n]*;\s*$", re.MULTILINE)
+_INSTRUCTION = re.compile(
+    r"^\s*/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([^.\s][^\s;]*)[^\n]*;\s*$", re.MULTILINE
+)
+# SASS atomics: global (ATOMG, REDG, RED, ATOM) and shared (ATOMS); ATOMS.CAST.SPIN is the
+# compare-and-store loop by which ptxas makes a shared atomic that sm_90 lacks (f64 add)
+_ATOMIC = re.compile(r"^(?:ATOMG|ATOMS|ATOM|REDG|RED)\.")
 
 
-def count_instructions(cubin: bytes, nvdisasm: str) -> int:
-    """Static SASS instructions in ``cubin`` (every kernel in it), as nvdisasm lists them."""
+def disassemble(cubin: bytes, nvdisasm: str) -> str:
+    """nvdisasm's listing of ``cubin``."""
     with tempfile.NamedTemporaryFile(suffix=".cubin") as file:
         file.write(cubin)
         file.flush()
-        listing = subprocess.run([nvdisasm, file.name], capture_output=True, text=True,
-                                 check=True, timeout=60).stdout  # fmt: skip
-    return instructions_in(listing)
+        return subprocess.run([nvdisasm, file.name], capture_output=True, text=True,
+                              check=True, timeout=60).stdout  # fmt: skip
 
 
 def instructions_in(listing: str) -> int:
     """The instructions of an nvdisasm listing (its data lines are not counted)."""
     return len(_INSTRUCTION.findall(listing))
+
+
+def atomics_in(listing: str) -> tuple[tuple[str, int], ...]:
+    """The atomic instructions of an nvdisasm listing, by opcode (with its modifiers)."""
+    found = Counter(op for op in _INSTRUCTION.findall(listing) if _ATOMIC.match(op))
+    return tuple(sorted(found.items()))
 
 
 def find_nvdisasm() -> str | None:
@@ -305,6 +319,12 @@ def table(reports: Iterable[KernelReport]) -> list[str]:
     return lines
 
 
+def atomics_lines(reports: Iterable[KernelReport]) -> list[str]:
+    """One line a kernel with atomic instructions: each opcode and its static count."""
+    return [f"  {r.name}[{r.dtype}]: " + ", ".join(f"{op} x{n}" for op, n in r.usage.atomics)
+            for r in reports if r.usage.atomics]  # fmt: skip
+
+
 def problems(reports: Iterable[KernelReport]) -> list[str]:
     """Kernels that cannot launch at their block, or that spill or use a stack."""
     found = []
@@ -456,6 +476,9 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"occupancy of one {SM90.name} multiprocessor at {reports[0].threads} threads a "
           "block:")  # fmt: skip
     print("\n".join(table(reports)))
+    if nvdisasm is not None:
+        print("atomic instructions, by kernel (ATOMS.CAST.SPIN: a shared atomic made a loop):")
+        print("\n".join(atomics_lines(reports)) or "  none")
     found = problems(reports)
     if args.device:
         device = cuda.get_current_device()

@@ -207,12 +207,28 @@ LISTING = """\t.headerflags\t@"EF_CUDA_VIRTUAL_SM(EF_CUDA_SM90)"
         /*0030*/               @P0 EXIT ;
 .L_x_0:
         /*0040*/              @!P0 STG.E.64 desc[UR4][R2.64], R4 ;
-        /*0050*/                   BRA `(.L_x_1) ;
+        /*0050*/                   REDG.E.ADD.F64.RN.STRONG.GPU desc[UR4][R2.64], R6 ;
+        /*0060*/               @P1 ATOMS.CAST.SPIN.64 P0, [R3], R4, R6 ;
+        /*0070*/                   ATOMS.ADD RZ, [R3], R8 ;
+        /*0080*/                   ATOMS.ADD RZ, [R3+0x8], R8 ;
+        /*0090*/                   BRA `(.L_x_1) ;
 """
 
 
 def test_the_listings_instructions_are_counted_not_its_data() -> None:
-    assert kr.instructions_in(LISTING) == 6
+    assert kr.instructions_in(LISTING) == 10
+
+
+def test_the_listings_atomics_are_counted_by_opcode() -> None:
+    assert kr.atomics_in(LISTING) == (
+        ("ATOMS.ADD", 2),
+        ("ATOMS.CAST.SPIN.64", 1),
+        ("REDG.E.ADD.F64.RN.STRONG.GPU", 1),
+    )
+    report = _report("k", Usage(30, 0, 0, 0, 0, 10, kr.atomics_in(LISTING)))
+    assert kr.atomics_lines([report, _report("none", CLEAN)]) == [
+        "  k[int64]: ATOMS.ADD x2, ATOMS.CAST.SPIN.64 x1, REDG.E.ADD.F64.RN.STRONG.GPU x1"
+    ]
 
 
 def test_the_table_has_instructions_when_counted() -> None:
