@@ -286,7 +286,7 @@ def _fold_sig(dt: np.dtype) -> Any:
     return types.void(_I1, arr("uint8"), _I1, _B1, _I2, _F2, _I2, _I1, _I2, _I2, _F2, _F2)
 
 
-@register("agg.fold", ("int64",), _fold_sig)
+@register("agg.fold", ("int64",), _fold_sig, min_blocks=4)
 def _fold(ids, owner, ops, is_int, fold, acc, acc_i, rows, ist, isum, f0, f1):  # pragma: no cover
     """Pass 3: the owner of each touched row folds the row's accumulators into the state
     (Chan's formula for STD/VAR, as the CPU merge) and clears them. One thread per row, so
