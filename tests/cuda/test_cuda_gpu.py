@@ -141,3 +141,17 @@ def test_a_new_process_loads_its_kernels_from_the_disk_cache(tmp_path: Path) -> 
     assert first == ["50", "50", "0", "1"]  # the 50 negative values fail field 2
     assert second == ["50", "50", "1", "0"]
     assert any(tmp_path.rglob("*.nbi")) and any(tmp_path.rglob("*.nbc"))
+
+
+def test_the_occupancy_calculator_agrees_with_the_driver(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The calculator of ``benchmarks.kernel_resources`` against the driver's
+    ``cuOccupancyMaxActiveBlocksPerMultiprocessor``, on kernels of 28 to 56 registers
+    with and without shared memory (on an sm_90 card; elsewhere its limits are named)."""
+    from benchmarks.kernel_resources import main
+
+    code = main(["--device", "--only", "fill", "agg.update", "hash.claim", "win.expand"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "KERNEL_RESOURCES PASS" in out
