@@ -209,8 +209,9 @@ def _new(signature: Any, count: int) -> list[list[Any]]:
 
 
 def report(by_count: dict[int, list[Times]]) -> list[str]:
-    lines = ["arguments  kernels   µs a launch: Numba (known arrays / new)"
-             "   prepared (known / new)"]
+    lines = [
+        "arguments  kernels   µs a launch: Numba (known arrays / new)   prepared (known / new)"
+    ]
     every: list[Times] = []
     for count in sorted(by_count):
         rows = by_count[count]

@@ -120,8 +120,10 @@ def test_copy_makes_numbas_driver_call(copies: list[tuple[Any, ...]], shape: tup
                                        stream: Any) -> None:  # fmt: skip
     block = _block(40)
     dst = _core.carve(block, 0, shape, np.int64)
-    for src in (_core.carve(block, 64, shape, np.int64), np.arange(int(np.prod(shape)),
-                                                                   dtype=np.int64).reshape(shape)):
+    for src in (
+        _core.carve(block, 64, shape, np.int64),
+        np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape),
+    ):
         copies.clear()
         dst.copy_to_device(src, stream=stream)
         want = list(copies)

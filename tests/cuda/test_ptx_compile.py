@@ -48,6 +48,7 @@ def _min_blocks(name: str) -> int | None:
 
     return _core._REGISTRY[name].min_blocks
 
+
 _BY_NAME = {(name, dtype): (pyfunc, signature) for name, dtype, pyfunc, signature in SIGNATURES}
 
 
@@ -65,8 +66,19 @@ def _ptx(name: str, dtype: str) -> str:
 
 def test_every_module_ships_kernels() -> None:
     names = {name.split(".")[0] for name, *_ in SIGNATURES}
-    assert names >= {"validate", "hash", "agg", "sketch", "session", "scan", "win", "topk",
-                     "ingest", "sketch_state", "sort"}
+    assert names >= {
+        "validate",
+        "hash",
+        "agg",
+        "sketch",
+        "session",
+        "scan",
+        "win",
+        "topk",
+        "ingest",
+        "sketch_state",
+        "sort",
+    }
 
 
 @pytest.mark.parametrize(
