@@ -18,7 +18,13 @@ what the atomics of the pane aggregation and the hash inserts wait on.
 ``cuOccupancyMaxActiveBlocksPerMultiprocessor``'s blocks, which check the
 calculator below when given the driver's registers and shared memory.
 
-    python -m benchmarks.kernel_resources [--only agg. hash.] [--device]
+``--sass`` lists each linked kernel with nvdisasm (the ``nvidia-cuda-nvdisasm`` wheel of
+the dev extra): its static instruction count and its atomic instructions by opcode, which
+show the atomics ptxas had to make loops of. ``--min-blocks N`` compiles under launch
+bounds of N resident blocks, to show what bounds would buy and at what spills.
+
+    python -m benchmarks.kernel_resources [--only agg. hash.] [--min-blocks N] [--sass]
+                                          [--device]
 """
 
 from __future__ import annotations
@@ -102,7 +108,8 @@ _INSTRUCTION = re.compile(
     r"^\s*/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([^.\s][^\s;]*)[^\n]*;\s*$", re.MULTILINE
 )
 # SASS atomics: global (ATOMG, REDG, RED, ATOM) and shared (ATOMS); ATOMS.CAST.SPIN is the
-# compare-and-store loop by which ptxas makes a shared atomic that sm_90 lacks (f64 add)
+# compare-and-store loop by which ptxas makes a shared atomic that sm_90 lacks (an add of
+# float32, int64 or float64: only 32-bit integer adds are native in shared memory)
 _ATOMIC = re.compile(r"^(?:ATOMG|ATOMS|ATOM|REDG|RED)\.")
 
 
