@@ -39,9 +39,10 @@
 # all). Each step has its own timeout and prints its seconds; "GPU_CHECK PASS" or
 # "GPU_CHECK FAIL" comes last, and the exit status is 0 only on PASS. The device tool
 # allows 600 s a call and 15 minutes a session with the machine's start included: run the
-# default as one call (its timeouts add up to 570 s), then "launch resources" (585 s),
-# then "tables memory" (550 s). A preflight of a
-# few seconds comes first in every call: if kernels fail with the defaults, the steps run
+# default as one call (its timeouts add up to 570 s), then "tables resources" (255 s),
+# then "memory" (370 s), then "launch" (540 s) while time is left (the H200's three calls
+# took 206, 146 and 45 s). A preflight of a few seconds comes first in every call: if
+# kernels fail with the defaults, the steps run
 # with the first setting that passes it, of Numba's dispatcher (TIKTOKTOE_FAST_LAUNCH=0),
 # no block tables (TIKTOKTOE_BLOCK_TABLES=0), no disk cache of compiled kernels
 # (TIKTOKTOE_CUDA_KERNEL_CACHE=0) and none of them (the check fails; 30 s a try more).
