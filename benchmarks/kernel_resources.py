@@ -239,8 +239,12 @@ class KernelReport:
     name: str
     dtype: str
     usage: Usage
-    threads: int
-    occupancy: Occupancy
+    threads: int  # a block
+
+    @property
+    def occupancy(self) -> Occupancy:
+        """The kernel's blocks on an sm_90 multiprocessor (the module's calculator)."""
+        return occupancy(self.usage.registers, self.usage.shared, self.threads)
 
 
 UsageOf = Callable[[str, str, Callable[..., None], Any], Usage]
@@ -276,19 +280,12 @@ def survey(
     """Every shipped signature (whose name starts with one of ``only``, if given), with its
     usage (assembled for sm_90 by default) placed on a multiprocessor at ``threads`` a
     block (the engine's ``THREADS`` by default)."""
-    from kernels.cuda import all_signatures
     from kernels.cuda._core import THREADS
 
-    _register_benchmark_kernels()
     block = threads or THREADS
-    reports = []
-    for name, dtype, pyfunc, signature in all_signatures():
-        if only and not name.startswith(tuple(only)):
-            continue
-        usage = usage_of(name, dtype, pyfunc, signature)
-        reports.append(KernelReport(name, dtype, usage, block,
-                                    occupancy(usage.registers, usage.shared, block)))  # fmt: skip
-    return reports
+    return [KernelReport(name, dtype, usage_of(name, dtype, pyfunc, signature), block)
+            for name, dtype, pyfunc, signature in shipped_signatures()
+            if not only or name.startswith(tuple(only))]  # fmt: skip
 
 
 _PROBE = b".version 8.0\n.target sm_90\n.address_size 64\n.visible .entry probe()\n{\n\tret;\n}\n"
@@ -303,10 +300,14 @@ def nvjitlink_missing() -> str:
     return ""
 
 
-def _register_benchmark_kernels() -> None:
-    """The benchmarks' own kernels are shipped signatures too (the PTX suite's list)."""
-    import benchmarks.floors
+def shipped_signatures() -> list[tuple[str, str, Callable[..., None], Any]]:
+    """(name, dtype, python function, signature) of every registered kernel: those of
+    ``kernels.cuda`` and the benchmarks' own (``benchmarks.gpu_kernels`` registers its
+    kernel and, through ``benchmarks.floors``, the floors')."""
     import benchmarks.gpu_kernels  # noqa: F401
+    from kernels.cuda import all_signatures
+
+    return list(all_signatures())
 
 
 def table(reports: Iterable[KernelReport]) -> list[str]:

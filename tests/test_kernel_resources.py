@@ -117,8 +117,7 @@ def test_a_log_without_usage_is_an_error() -> None:
 
 
 def _report(name: str, usage: Usage, threads: int = 256) -> kr.KernelReport:
-    return kr.KernelReport(name, "int64", usage, threads,
-                           occupancy(usage.registers, usage.shared, threads))  # fmt: skip
+    return kr.KernelReport(name, "int64", usage, threads)
 
 
 CLEAN = Usage(30, 0, 0, 0, 0)

@@ -23,7 +23,7 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
 try:
     from numba.cuda.dispatcher import CUDACache
 
-    from kernels.cuda import _core, aggregate, all_signatures  # noqa: F401  (agg.update)
+    from kernels.cuda import _core, aggregate  # noqa: F401  (aggregate registers agg.update)
 except Exception as exc:  # pragma: no cover - numba without a CUDA target
     pytest.skip(f"numba.cuda unavailable: {exc}", allow_module_level=True)
 
@@ -86,10 +86,9 @@ def test_the_switch_reads_the_environment(
 
 
 def test_numba_can_place_a_cache_for_every_registered_kernel() -> None:
-    import benchmarks.floors
-    import benchmarks.gpu_kernels  # noqa: F401  (the benchmarks' own kernels, registered)
+    from benchmarks.kernel_resources import shipped_signatures
 
-    kernels = {pyfunc for _, _, pyfunc, _ in all_signatures()}
+    kernels = {pyfunc for _, _, pyfunc, _ in shipped_signatures()}
     assert len(kernels) > 50
     for pyfunc in kernels:
         assert pyfunc.__closure__ is None and "<locals>" not in pyfunc.__qualname__

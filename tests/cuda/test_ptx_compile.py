@@ -27,8 +27,7 @@ def _signatures() -> list[tuple[str, str, object, object]]:
     try:
         from numba import cuda
 
-        import benchmarks.gpu_kernels  # noqa: F401  (the benchmark's own kernel, registered)
-        from kernels.cuda import all_signatures
+        from benchmarks.kernel_resources import shipped_signatures
     except Exception as exc:  # pragma: no cover - numba without a CUDA target
         pytest.skip(f"numba.cuda unavailable: {exc}", allow_module_level=True)
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" or not hasattr(cuda, "compile_ptx"):
@@ -37,7 +36,7 @@ def _signatures() -> list[tuple[str, str, object, object]]:
         cuda.compile_ptx(lambda a: None, "void(float64[::1])", cc=(9, 0))
     except Exception as exc:
         pytest.skip(f"NVVM is unavailable ({type(exc).__name__}: {exc})", allow_module_level=True)
-    return list(all_signatures())
+    return shipped_signatures()
 
 
 SIGNATURES = _signatures()
@@ -119,12 +118,11 @@ needs_nvjitlink = pytest.mark.skipif(bool(NVJITLINK_MISSING),
     ids=[f"{name}[{dtype}]" for name, dtype, *_ in SIGNATURES],
 )
 def test_assembles_for_sm90_and_launches_the_engines_blocks(name: str, dtype: str) -> None:
-    from benchmarks.kernel_resources import KernelReport, assembled_usage, occupancy, problems
+    from benchmarks.kernel_resources import KernelReport, assembled_usage, problems
     from kernels.cuda._core import THREADS
 
     usage = assembled_usage(name, dtype, *_BY_NAME[name, dtype])  # as Numba links on a card
-    report = KernelReport(name, dtype, usage, THREADS,
-                          occupancy(usage.registers, usage.shared, THREADS))  # fmt: skip
+    report = KernelReport(name, dtype, usage, THREADS)
     # a block of THREADS fits, and nothing spills: problems() names what does not
     assert problems([report]) == []
     assert report.occupancy.blocks >= 1
