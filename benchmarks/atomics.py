@@ -5,7 +5,11 @@
 A model, not a measurement: it replays what ``agg.update`` and ``agg.update_m2``
 (:mod:`kernels.cuda.aggregate`) do with each event of ``benchmarks.gpu_kernels``'
 data (same generator, same plan) and counts the atomics they make on global memory,
-with and without the blocks' shared tables of rows. A tile is ``--tile`` consecutive
+with and without the blocks' shared tables of rows, and those they make on the tables.
+A shared add is native only for the int32 counts (sm_90's ``ATOMS.ADD``); a float64
+one is a compare-and-store loop, which a warp goes round once per lane on the
+busiest address, so the model counts those rounds, and gives them as they were when
+the counts were float64 too. A tile is ``--tile`` consecutive
 events (a block's threads on a card: 256); its table is filled in event order, so
 which events find no slot within ``TILE_PROBES`` may differ from a card's, where
 threads race for slots. Row ids are the CPU hash index's (first-seen order); the
@@ -34,12 +38,13 @@ from kernels.cuda.aggregate import (
     FLOAT_SUM,
     INT_SUM,
     SQUARES,
-    TILE_FLOATS,
-    TILE_INTS,
     TILE_PROBES,
     TILE_SLOTS,
     plan_tables,
+    tile_columns,
 )
+
+WARP = 32  # lanes that issue an atomic instruction together
 
 
 @njit(cache=True)
@@ -56,19 +61,33 @@ def _feeds(steps, masks, i, kind_lo, k):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def count_atomics(ids, masks, steps, n_rows, tile, squares):  # pragma: no cover - compiled
-    """(global atomics without tables, with tables, the hottest row count's adds without,
-    with) of pass 1 (``squares=False``) or pass 2."""
+def count_atomics(ids, masks, steps, kept, native, n_rows, tile, squares):  # pragma: no cover
+    """Of pass 1 (``squares=False``) or pass 2: (global atomics without tables, with
+    tables, the hottest row count's adds without, with; then, with tables, the shared adds
+    that are native atomics, those that are compare-and-store loops, and the loops'
+    rounds). ``kept``/``native`` per step: ``aggregate.tile_columns``. A warp (32 lanes
+    of a tile) runs one loop per step for all its lanes, and the loop goes round once per
+    lane on the busiest address, so its rounds are the most lanes on one slot."""
     kind_lo = SQUARES if squares else COUNT_WHERE
     n = ids.shape[0]
+    n_steps = steps.shape[0]
     plain = 0
     tiled = 0
+    shared_native = 0
+    shared_loop = 0
+    loop_rounds = 0
     row_adds = np.zeros(n_rows, np.int64)  # adds to each row's count accumulator
     plain_row_adds = np.zeros(n_rows, np.int64)
     table = np.full(TILE_SLOTS, -1, np.int64)
-    fed = np.zeros((TILE_SLOTS, steps.shape[0]), np.bool_)
+    fed = np.zeros((TILE_SLOTS, n_steps), np.bool_)
+    on_slot = np.zeros((TILE_SLOTS, n_steps), np.int64)  # a warp's lanes per slot and step
+    busiest = np.zeros(n_steps, np.int64)
     for start in range(0, n, tile):
         for i in range(start, min(n, start + tile)):
+            if (i - start) % WARP == 0:
+                loop_rounds += busiest.sum()
+                busiest[:] = 0
+                on_slot[:] = 0
             r = ids[i]
             if r < 0:
                 continue
@@ -80,21 +99,32 @@ def count_atomics(ids, masks, steps, n_rows, tile, squares):  # pragma: no cover
                     s = pos
                     break
                 pos = (pos + 1) & (TILE_SLOTS - 1)
-            if not squares:
-                plain += 1
-                plain_row_adds[r] += 1
-                if s < 0:
-                    tiled += 1
-                    row_adds[r] += 1
-            for k in range(steps.shape[0]):
-                if not _feeds(steps, masks, i, kind_lo, k):
-                    continue
-                plain += 1
-                keeps = TILE_INTS if steps[k, 0] == INT_SUM else TILE_FLOATS
-                if s >= 0 and steps[k, 6] < keeps:  # its column of the pass's tile
-                    fed[s, k] = True
+            for k in range(n_steps):
+                if k == 0 and not squares:  # the row count
+                    plain += 1
+                    plain_row_adds[r] += 1
+                    if s < 0:
+                        tiled += 1
+                        row_adds[r] += 1
+                elif _feeds(steps, masks, i, kind_lo, k):
+                    plain += 1
+                    if s >= 0 and kept[k]:
+                        fed[s, k] = True
+                    else:
+                        tiled += 1
                 else:
-                    tiled += 1
+                    continue
+                if s < 0 or not kept[k]:
+                    continue
+                if native[k]:
+                    shared_native += 1
+                else:
+                    shared_loop += 1
+                    on_slot[s, k] += 1
+                    busiest[k] = max(busiest[k], on_slot[s, k])
+        loop_rounds += busiest.sum()
+        busiest[:] = 0
+        on_slot[:] = 0
         for s in range(TILE_SLOTS):
             r = table[s]
             if r == -1:
@@ -102,12 +132,13 @@ def count_atomics(ids, masks, steps, n_rows, tile, squares):  # pragma: no cover
             if not squares:
                 tiled += 1
                 row_adds[r] += 1
-            for k in range(steps.shape[0]):
+            for k in range(n_steps):
                 if fed[s, k]:
                     tiled += 1
                     fed[s, k] = False
             table[s] = -1
-    return plain, tiled, plain_row_adds.max(), row_adds.max()
+    return (plain, tiled, plain_row_adds.max(), row_adds.max(), shared_native, shared_loop,
+            loop_rounds)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,21 +152,35 @@ def main(argv: list[str] | None = None) -> int:
     ok = reason == 0
     masks = (ev["event_type"] == 1).astype(np.uint8).reshape(1, n)
     steps, _, _, _ = plan_tables(OPS, COL_OF, MASK_OF, IS_INT)
+    kept, native = tile_columns(steps)
     print(f"{n:,} events ({int(ok.sum()):,} valid), {len(index):,} rows; tiles of "
           f"{args.tile} events, tables of {TILE_SLOTS} slots, {TILE_PROBES} probes")  # fmt: skip
     print(f"{'pass':<24}{'without tables':>16}{'with tables':>14}   global atomics per event")
     totals = [0, 0]
+    shared = []
+    rows = len(index)
     for name, squares in (("1 (agg.update)", False), ("2 (agg.update_m2)", True)):
-        plain, tiled, hot_plain, hot_tiled = count_atomics(ids, masks, steps, len(index),
-                                                           args.tile, squares)  # fmt: skip
+        counted = count_atomics(ids, masks, steps, kept, native, rows, args.tile, squares)
+        plain, tiled, hot_plain, hot_tiled = counted[:4]
         totals[0] += plain
         totals[1] += tiled
         print(f"{name:<24}{plain / n:>16.3f}{tiled / n:>14.3f}")
-        if not squares:
-            print(f"{'  hottest row count':<24}{hot_plain:>16,}{hot_tiled:>14,}   adds to one "
-                  "address")  # fmt: skip
+        if squares:
+            shared.append(("2", counted[4:]))
+            continue
+        print(f"{'  hottest row count':<24}{hot_plain:>16,}{hot_tiled:>14,}   adds to one "
+              "address")  # fmt: skip
+        shared.append(("1, int32 counts", counted[4:]))
+        as_floats = count_atomics(ids, masks, steps, kept, np.zeros_like(native), rows,
+                                  args.tile, squares)  # fmt: skip
+        shared.append(("1, float64 counts", as_floats[4:]))
     print(f"{'both':<24}{totals[0] / n:>16.3f}{totals[1] / n:>14.3f}   "
           f"({1 - totals[1] / totals[0]:.0%} fewer)")  # fmt: skip
+    print(f"\n{'pass':<24}{'native adds':>16}{'loop adds':>14}{'loop rounds':>14}   shared "
+          f"atomics in the tables per {WARP} events")  # fmt: skip
+    for name, (native_adds, loop_adds, rounds) in shared:
+        print(f"{name:<24}{WARP * native_adds / n:>16.2f}{WARP * loop_adds / n:>14.2f}"
+              f"{WARP * rounds / n:>14.2f}")  # fmt: skip
     return 0
 
 

@@ -26,9 +26,9 @@
 #              tables) without and with the pool: what allocations cost inside them;
 #   tables     the GPU kernels (--device-only) with the blocks' shared tables of rows turned
 #              off (TIKTOKTOE_BLOCK_TABLES=0: every event adds to global memory, as before the
-#              tables), then with agg.update, agg.update_m2 and agg.fold compiled for 6, 5
-#              and 4 resident blocks rather than 5, 4 and 3 (TIKTOKTOE_LAUNCH_BOUNDS=1:
-#              fewer registers, no spills); compare their times by kernel with the
+#              tables), then with agg.update_m2 and agg.fold compiled for 5 and 4
+#              resident blocks rather than 4 and 3 (TIKTOKTOE_LAUNCH_BOUNDS=1: fewer
+#              registers, no spills); compare their times by kernel with the
 #              kernels step's (about 2 minutes);
 #   resources  the hot kernels' registers, shared memory and spills as nvJitLink assembles them
 #              off the card (benchmarks/kernel_resources.py, which CI runs for every
@@ -182,7 +182,7 @@ if want tables; then
     step "GPU kernels with TIKTOKTOE_BLOCK_TABLES=0, ${EVENTS:-10000000} events"
     TIKTOKTOE_BLOCK_TABLES=0 timeout 90 "$PY" -m benchmarks.gpu_kernels --device-only \
         --events "${EVENTS:-10000000}" || status=1
-    step "GPU kernels with TIKTOKTOE_LAUNCH_BOUNDS=1 (agg.update*, agg.fold: more blocks)"
+    step "GPU kernels with TIKTOKTOE_LAUNCH_BOUNDS=1 (agg.update_m2, agg.fold: more blocks)"
     TIKTOKTOE_LAUNCH_BOUNDS=1 timeout 90 "$PY" -m benchmarks.gpu_kernels --device-only \
         --events "${EVENTS:-10000000}" || status=1
 fi

@@ -15,7 +15,8 @@ Adding a batch of events takes three passes, each one thread per event:
    input rather than several per aggregation. A block first adds its tile of
    events into a shared-memory table of rows and then each row's tile totals
    to the global accumulators (``TILE_SLOTS``), so a popular row takes one
-   global atomic per tile rather than one per event;
+   global atomic per tile rather than one per event. The table counts in int32,
+   the one shared atomic add that is native on sm_90 (see ``TILE_COUNTS``);
 2. STD/VAR only: ``(x - mean)^2`` around the row's batch mean (its count and
    sum from pass 1), since (n, mean, M2) cannot be updated atomically; through
    the same kind of table;
@@ -89,10 +90,10 @@ _I1, _I2, _F2, _B1 = arr("int64"), arr("int64", 2), arr("float64", 2), arr("bool
 # Kinds of the steps of an update plan (see _UpdatePlan).
 ROWS, COUNT_WHERE, INT_SUM, FLOAT_SUM, LOWEST, HIGHEST, SQUARES = range(7)
 _STEP = ("kind", "mask", "column", "slot", "count_slot", "sum_slot", "tile")
-# The tile columns a step's accumulator takes in its pass's shared-memory tile: pass 1's
-# float tile (the row count first, then masked counts and float sums), its integer tile,
-# and pass 2's tile (squared deviations).
-_TILE_OF = {ROWS: "float", COUNT_WHERE: "float", FLOAT_SUM: "float", INT_SUM: "int",
+# The tile a step's accumulator takes a column of, in its pass's shared memory: pass 1's
+# count tile (the row count first, then masked counts), its float tile (float sums) and
+# integer tile (integer sums), and pass 2's tile (squared deviations).
+_TILE_OF = {ROWS: "count", COUNT_WHERE: "count", FLOAT_SUM: "float", INT_SUM: "int",
             SQUARES: "squares"}  # fmt: skip
 
 # Pre-aggregation per block: a block adds its tile of events (one per thread) into a table
@@ -102,8 +103,18 @@ _TILE_OF = {ROWS: "float", COUNT_WHERE: "float", FLOAT_SUM: "float", INT_SUM: "i
 # counts the global ones on the benchmark's events).
 TILE_SLOTS = 512  # rows a block's table holds: a power of two, twice THREADS (load <= 1/2)
 TILE_PROBES = 8  # an event whose row finds no slot within this many probes adds globally
-TILE_FLOATS = 4  # a pass's float accumulators kept per row in shared memory (more: global)
-TILE_INTS = 2  # integer sums kept per row in shared memory
+# Columns kept per row in shared memory, per tile (a step past its tile's width adds
+# globally). Counts are int32: on sm_90 a 32-bit integer add is the only native shared
+# atomic (an add of 1 is ATOMS.POPC.INC, which counts a warp's lanes on an address at
+# once); float64 and int64 adds compile to compare-and-store loops that a warp goes round
+# once per lane on its busiest address (``kernel_resources --sass``, ``benchmarks.atomics``).
+# A tile holds at most THREADS events, so an int32 count is exact.
+TILE_COUNTS = 2  # the row count and one masked count
+TILE_FLOATS = 2  # float sums
+TILE_INTS = 2  # integer sums
+TILE_SQUARES = 2  # pass 2's squared deviations
+TILE_WIDTH = {"count": TILE_COUNTS, "float": TILE_FLOATS, "int": TILE_INTS,
+              "squares": TILE_SQUARES}  # fmt: skip
 FREE = -1  # an unused slot of a table (row ids are never negative)
 _CLAIMED = TILE_SLOTS  # added to the slot that _tile_slot returns to the thread that claimed it
 # TIKTOKTOE_BLOCK_TABLES=0: every event adds straight to the global accumulators, as before
@@ -131,7 +142,8 @@ def _tile_slot(table, r):  # pragma: no cover - compiled
 @device_function
 def _add_to(acc, tile, r, s, steps, k, v):  # pragma: no cover - compiled
     """Add ``v`` to step ``k``'s accumulator of row ``r``: in its column of the tile's slot
-    ``s`` when the row has a slot and the tile keeps that column, else into ``acc``."""
+    ``s`` when the row has a slot and the tile keeps that column, else into ``acc``
+    (either way cast to the array's dtype)."""
     col = steps[k, 6]
     if s >= 0 and col < tile.shape[1]:
         cuda.atomic.add(tile, (s, col), v)
@@ -140,13 +152,12 @@ def _add_to(acc, tile, r, s, steps, k, v):  # pragma: no cover - compiled
 
 
 @device_function
-def _flush(steps, kind_a, kind_b, tile, acc, s, r):  # pragma: no cover - compiled
-    """Add slot ``s``'s tile totals (row ``r``) of the steps of kind ``kind_a`` or
-    ``kind_b`` into ``acc``, and clear them for the next tile."""
+def _flush(steps, kind, tile, acc, s, r):  # pragma: no cover - compiled
+    """Add slot ``s``'s tile totals (row ``r``) of the steps of ``kind`` into ``acc`` (an
+    int32 count as a float64), and clear them for the next tile."""
     for k in range(steps.shape[0]):
-        kind = steps[k, 0]
         col = steps[k, 6]
-        if (kind == kind_a or kind == kind_b) and col < tile.shape[1]:
+        if steps[k, 0] == kind and col < tile.shape[1]:
             v = tile[s, col]
             if v != 0:
                 cuda.atomic.add(acc, (r, steps[k, 3]), v)
@@ -164,7 +175,7 @@ def _clear_tile(table, tile):  # pragma: no cover - compiled
 
 @device_function
 def _add_event(
-    steps, fcols, icols, masks, acc, acc_i, f0, tile, tile_i, i, r, s
+    steps, fcols, icols, masks, acc, acc_i, f0, tile_n, tile, tile_i, i, r, s
 ):  # pragma: no cover - compiled
     """Event ``i`` (row ``r``, tile slot ``s`` or -1) into its accumulators, except the row
     count; MIN/MAX straight into ``f0`` (a plain read first: most events lose, no atomic)."""
@@ -178,7 +189,7 @@ def _add_event(
         c = steps[k, 2]
         slot = steps[k, 3]
         if kind == COUNT_WHERE:
-            _add_to(acc, tile, r, s, steps, k, 1.0)
+            _add_to(acc, tile_n, r, s, steps, k, 1)
         elif kind == INT_SUM:
             _add_to(acc_i, tile_i, r, s, steps, k, icols[c, i])
         else:
@@ -197,7 +208,9 @@ def _update_sig(dt: np.dtype) -> Any:
                       arr("uint8"), types.boolean)  # fmt: skip
 
 
-@register("agg.update", FLOAT_DTYPES, _update_sig, min_blocks=6)
+# No launch bounds: since the tile's counts are int32, (256, 6) spills 24-76 B in every
+# arrangement of the flush tried (``kernel_resources --min-blocks 6 --only agg.update``).
+@register("agg.update", FLOAT_DTYPES, _update_sig)
 def _update(ids, steps, fcols, icols, masks, acc, acc_i, f0, owner, tables):  # pragma: no cover
     """Pass 1: add each event to its row's accumulators (``acc``: float counts, float sums;
     ``acc_i``: integer sums), through the block's shared table (see ``TILE_SLOTS``), and
@@ -206,8 +219,10 @@ def _update(ids, steps, fcols, icols, masks, acc, acc_i, f0, owner, tables):  # 
     added without a slot. ``tables=False``: no event takes a slot."""
     table = cuda.shared.array(TILE_SLOTS, int64)
     first = cuda.shared.array(TILE_SLOTS, int32)  # the claiming thread of a slot
+    tile_n = cuda.shared.array((TILE_SLOTS, TILE_COUNTS), int32)
     tile = cuda.shared.array((TILE_SLOTS, TILE_FLOATS), float64)
     tile_i = cuda.shared.array((TILE_SLOTS, TILE_INTS), int64)
+    _clear_tile(table, tile_n)
     _clear_tile(table, tile)
     _clear_tile(table, tile_i)
     cuda.syncthreads()
@@ -225,21 +240,23 @@ def _update(ids, steps, fcols, icols, masks, acc, acc_i, f0, owner, tables):  # 
                     s -= _CLAIMED
                     first[s] = tid
                 if s >= 0:
-                    cuda.atomic.add(tile, (s, 0), 1.0)
+                    cuda.atomic.add(tile_n, (s, 0), 1)
                 elif cuda.atomic.add(acc, (r, 0), 1.0) == 0.0:
                     owner[i] = 1
-                _add_event(steps, fcols, icols, masks, acc, acc_i, f0, tile, tile_i, i, r, s)
+                _add_event(steps, fcols, icols, masks, acc, acc_i, f0, tile_n, tile, tile_i,
+                           i, r, s)  # fmt: skip
         cuda.syncthreads()
         for s in range(tid, TILE_SLOTS if tables else 0, width):
             r = table[s]
             if r == FREE:
                 continue
             table[s] = FREE
-            if cuda.atomic.add(acc, (r, 0), tile[s, 0]) == 0.0:
+            if cuda.atomic.add(acc, (r, 0), float64(tile_n[s, 0])) == 0.0:
                 owner[start + first[s]] = 1
-            tile[s, 0] = 0.0
-            _flush(steps, COUNT_WHERE, FLOAT_SUM, tile, acc, s, r)
-            _flush(steps, INT_SUM, INT_SUM, tile_i, acc_i, s, r)
+            tile_n[s, 0] = 0
+            _flush(steps, COUNT_WHERE, tile_n, acc, s, r)
+            _flush(steps, FLOAT_SUM, tile, acc, s, r)
+            _flush(steps, INT_SUM, tile_i, acc_i, s, r)
         cuda.syncthreads()
 
 
@@ -252,7 +269,7 @@ def _update_m2(ids, steps, fcols, masks, acc, tables):  # pragma: no cover - com
     """Pass 2 (STD/VAR only): squared deviations from the row's batch mean, which pass 1
     left in its count and sum accumulators; through the block's shared table as in pass 1."""
     table = cuda.shared.array(TILE_SLOTS, int64)
-    tile = cuda.shared.array((TILE_SLOTS, TILE_FLOATS), float64)
+    tile = cuda.shared.array((TILE_SLOTS, TILE_SQUARES), float64)
     _clear_tile(table, tile)
     cuda.syncthreads()
     n = ids.shape[0]
@@ -278,7 +295,7 @@ def _update_m2(ids, steps, fcols, masks, acc, tables):  # pragma: no cover - com
             r = table[s]
             if r != FREE:
                 table[s] = FREE
-                _flush(steps, SQUARES, SQUARES, tile, acc, s, r)
+                _flush(steps, SQUARES, tile, acc, s, r)
         cuda.syncthreads()
 
 
@@ -497,6 +514,18 @@ def plan_tables(ops: np.ndarray, col_of: np.ndarray, mask_of: np.ndarray,
         if tile is not None:
             step[6] = taken[tile] = taken.get(tile, -1) + 1
     return table, fold, len(slots), len(int_slots)
+
+
+def tile_columns(steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per step of a plan's ``steps`` table: whether a block's shared tile keeps its
+    accumulator (else its events add globally), and whether that tile's shared add is a
+    native atomic (the int32 count tile) rather than a compare-and-store loop. Host only,
+    for ``benchmarks.atomics``' model of the kernels' work."""
+    names = [_TILE_OF.get(int(kind)) for kind in steps[:, 0]]
+    kept = np.array([n is not None and 0 <= col < TILE_WIDTH[n]
+                     for n, col in zip(names, steps[:, 6], strict=True)], np.bool_)  # fmt: skip
+    native = np.array([n == "count" for n in names], np.bool_)
+    return kept, native
 
 
 _PLANS: dict[bytes, _UpdatePlan] = {}

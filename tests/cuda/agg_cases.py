@@ -29,7 +29,7 @@ PLAN = [  # every kind of aggregation
     (cpu.QUANTILE, 0, 1, False),
     (cpu.DISTINCT, -1, 0, False),
 ]
-# The benchmark's shape: every accumulator fits a block's shared tile (gpu.TILE_FLOATS).
+# The benchmark's shape: every accumulator fits a block's shared tiles (gpu.TILE_WIDTH).
 NARROW = [(cpu.COUNT, -1, -1, False), (cpu.COUNT, -1, 0, False), (cpu.SUM, 0, -1, False),
           (cpu.MEAN, 0, -1, False), (cpu.STD, 0, -1, False), (cpu.MIN, 0, -1, False),
           (cpu.MAX, 0, -1, False)]  # fmt: skip

@@ -157,15 +157,18 @@ def test_update_plan_shares_accumulators() -> None:
     assert kinds.count(gpu.SQUARES) == 3  # STD (1, 0), VAR (0, 2), STD (-1, 2)
     assert kinds.count(gpu.LOWEST) == 2 and kinds.count(gpu.HIGHEST) == 1
     assert (plan.width, plan.int_width, plan.has_squares) == (1 + 2 + 3 + 3, 2, True)
-    # each pass's tile numbers its own accumulators: the row count and the 5 counts and
-    # float sums of pass 1 take columns 0..5 (those past TILE_FLOATS add globally), the
-    # integer sums 0..1, pass 2's squares 0..2; MIN/MAX none
+    # each tile numbers its own accumulators: pass 1's int32 counts (the row count first)
+    # take columns 0..2, its float sums 0..2 and its integer sums 0..1, pass 2's squares
+    # 0..2; MIN/MAX none. Those past their tile's width (2 each) add globally.
     tiles = steps[:, 6]
-    pass1 = np.isin(steps[:, 0], [gpu.ROWS, gpu.COUNT_WHERE, gpu.FLOAT_SUM])
-    assert tiles[pass1].tolist() == list(range(6)) and tiles[0] == 0
-    assert tiles[steps[:, 0] == gpu.INT_SUM].tolist() == [0, 1]
-    assert tiles[steps[:, 0] == gpu.SQUARES].tolist() == [0, 1, 2]
+    counts = np.isin(steps[:, 0], [gpu.ROWS, gpu.COUNT_WHERE])
+    assert tiles[counts].tolist() == [0, 1, 2] and tiles[0] == 0
+    for kind, columns in ((gpu.FLOAT_SUM, 3), (gpu.INT_SUM, 2), (gpu.SQUARES, 3)):
+        assert tiles[steps[:, 0] == kind].tolist() == list(range(columns))
     assert np.all(tiles[np.isin(steps[:, 0], [gpu.LOWEST, gpu.HIGHEST])] == -1)
+    kept, native = gpu.tile_columns(steps)
+    assert kept.tolist() == [bool(0 <= t < 2) for t in tiles]
+    assert native.tolist() == counts.tolist()
     assert gpu.update_plan(OPS, COL_OF, MASK_OF, IS_INT) is plan  # built once per content
 
 

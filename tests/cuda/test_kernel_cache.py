@@ -23,7 +23,7 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
 try:
     from numba.cuda.dispatcher import CUDACache
 
-    from kernels.cuda import _core, aggregate  # noqa: F401  (aggregate registers agg.update)
+    from kernels.cuda import _core, aggregate  # noqa: F401  (aggregate registers agg.update_m2)
 except Exception as exc:  # pragma: no cover - numba without a CUDA target
     pytest.skip(f"numba.cuda unavailable: {exc}", allow_module_level=True)
 
@@ -50,9 +50,9 @@ def test_compiling_asks_numba_to_cache_when_switched_on(
     monkeypatch.setattr(_core, "_LAUNCHABLE", {})
     compiled = _core.kernel("fill", "int32")
     assert compiled.pyfunc is _core._REGISTRY["fill"].pyfunc
-    _core.kernel("agg.update", "float64")
+    _core.kernel("agg.update_m2", "float64")
     if bounded:
-        bounded_options = {"cache": False, "launch_bounds": (_core.THREADS, 6)}
+        bounded_options = {"cache": False, "launch_bounds": (_core.THREADS, 5)}
         assert asked == [{"cache": cached}, bounded_options]
     else:
         assert asked == [{"cache": cached}, {"cache": cached}]
