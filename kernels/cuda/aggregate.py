@@ -152,16 +152,22 @@ def _add_to(acc, tile, r, s, steps, k, v):  # pragma: no cover - compiled
 
 
 @device_function
+def _flush_one(tile, acc, s, col, r, slot):  # pragma: no cover - compiled
+    """Add column ``col`` of slot ``s``'s tile totals into accumulator ``slot`` of row
+    ``r`` (an int32 count as a float64), and clear it for the next tile."""
+    v = tile[s, col]
+    if v != 0:
+        cuda.atomic.add(acc, (r, slot), v)
+        tile[s, col] = 0
+
+
+@device_function
 def _flush(steps, kind, tile, acc, s, r):  # pragma: no cover - compiled
-    """Add slot ``s``'s tile totals (row ``r``) of the steps of ``kind`` into ``acc`` (an
-    int32 count as a float64), and clear them for the next tile."""
+    """:func:`_flush_one` for each step of ``kind`` whose column ``tile`` keeps."""
     for k in range(steps.shape[0]):
         col = steps[k, 6]
         if steps[k, 0] == kind and col < tile.shape[1]:
-            v = tile[s, col]
-            if v != 0:
-                cuda.atomic.add(acc, (r, steps[k, 3]), v)
-                tile[s, col] = 0
+            _flush_one(tile, acc, s, col, r, steps[k, 3])
 
 
 @device_function
@@ -208,8 +214,9 @@ def _update_sig(dt: np.dtype) -> Any:
                       arr("uint8"), types.boolean)  # fmt: skip
 
 
-# No launch bounds: since the tile's counts are int32, (256, 6) spills 24-76 B in every
-# arrangement of the flush tried (``kernel_resources --min-blocks 6 --only agg.update``).
+# No launch bounds: since the tile's counts are int32, (256, 6) spills 20-76 B in every
+# arrangement of the flush tried but one, which took 54 registers (4 blocks) without them
+# (``kernel_resources --min-blocks 6 --only agg.update``).
 @register("agg.update", FLOAT_DTYPES, _update_sig)
 def _update(ids, steps, fcols, icols, masks, acc, acc_i, f0, owner, tables):  # pragma: no cover
     """Pass 1: add each event to its row's accumulators (``acc``: float counts, float sums;
@@ -254,9 +261,15 @@ def _update(ids, steps, fcols, icols, masks, acc, acc_i, f0, owner, tables):  # 
             if cuda.atomic.add(acc, (r, 0), float64(tile_n[s, 0])) == 0.0:
                 owner[start + first[s]] = 1
             tile_n[s, 0] = 0
-            _flush(steps, COUNT_WHERE, tile_n, acc, s, r)
-            _flush(steps, FLOAT_SUM, tile, acc, s, r)
-            _flush(steps, INT_SUM, tile_i, acc_i, s, r)
+            for k in range(1, steps.shape[0]):  # one pass over the steps for all 3 tiles
+                kind = steps[k, 0]
+                col = steps[k, 6]
+                if kind == COUNT_WHERE and col < TILE_COUNTS:
+                    _flush_one(tile_n, acc, s, col, r, steps[k, 3])
+                elif kind == FLOAT_SUM and col < TILE_FLOATS:
+                    _flush_one(tile, acc, s, col, r, steps[k, 3])
+                elif kind == INT_SUM and col < TILE_INTS:
+                    _flush_one(tile_i, acc_i, s, col, r, steps[k, 3])
         cuda.syncthreads()
 
 
