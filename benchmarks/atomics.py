@@ -6,10 +6,13 @@ A model, not a measurement: it replays what ``agg.update`` and ``agg.update_m2``
 (:mod:`kernels.cuda.aggregate`) do with each event of ``benchmarks.gpu_kernels``'
 data (same generator, same plan) and counts the atomics they make on global memory,
 with and without the blocks' shared tables of rows, and those they make on the tables.
-A shared add is native only for the int32 counts (sm_90's ``ATOMS.ADD``); a float64
-one is a compare-and-store loop, which a warp goes round once per lane on the
-busiest address, so the model counts those rounds, and gives them as they were when
-the counts were float64 too. A tile is ``--tile`` consecutive
+A shared add is native only for the int32 counts (sm_90's ``ATOMS.POPC.INC``); a
+float64 one is a compare-and-store loop (``ATOMS.CAST.SPIN``), which a warp goes round
+once per lane on its busiest address, so the model counts those rounds, and gives them
+as they were when the counts were float64 too. (A SASS reference for Maxwell says that
+``.SPIN`` lets one lane per shared-memory bank try each round; if sm_90 does the same,
+lanes on other addresses of a bank wait too, and the rounds are more than counted
+here.) A tile is ``--tile`` consecutive
 events (a block's threads on a card: 256); its table is filled in event order, so
 which events find no slot within ``TILE_PROBES`` may differ from a card's, where
 threads race for slots. Row ids are the CPU hash index's (first-seen order); the
@@ -170,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"{'  hottest row count':<24}{hot_plain:>16,}{hot_tiled:>14,}   adds to one "
               "address")  # fmt: skip
+        if not native.any():  # TIKTOKTOE_TILE_COUNTS=float64
+            shared.append(("1, float64 counts", counted[4:]))
+            continue
         shared.append(("1, int32 counts", counted[4:]))
         as_floats = count_atomics(ids, masks, steps, kept, np.zeros_like(native), rows,
                                   args.tile, squares)  # fmt: skip

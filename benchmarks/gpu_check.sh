@@ -26,10 +26,12 @@
 #              tables) without and with the pool: what allocations cost inside them;
 #   tables     the GPU kernels (--device-only) with the blocks' shared tables of rows turned
 #              off (TIKTOKTOE_BLOCK_TABLES=0: every event adds to global memory, as before the
-#              tables), then with agg.update_m2 and agg.fold compiled for 5 and 4
+#              tables), then with the tables counting in float64 rather than int32
+#              (TIKTOKTOE_TILE_COUNTS=float64: compare-and-store loops, as before the int32
+#              counts), then with agg.update_m2 and agg.fold compiled for 5 and 4
 #              resident blocks rather than 4 and 3 (TIKTOKTOE_LAUNCH_BOUNDS=1: fewer
 #              registers, no spills); compare their times by kernel with the
-#              kernels step's (about 2 minutes);
+#              kernels step's (about 3 minutes);
 #   resources  the hot kernels' registers, shared memory and spills as nvJitLink assembles them
 #              off the card (benchmarks/kernel_resources.py, which CI runs for every
 #              kernel), beside the driver's own figures, and the occupancy calculator's
@@ -39,7 +41,7 @@
 # all). Each step has its own timeout and prints its seconds; "GPU_CHECK PASS" or
 # "GPU_CHECK FAIL" comes last, and the exit status is 0 only on PASS. The device tool
 # allows 600 s a call and 15 minutes a session with the machine's start included: run the
-# default as one call (its timeouts add up to 570 s), then "tables resources" (255 s),
+# default as one call (its timeouts add up to 570 s), then "tables resources" (345 s),
 # then "memory" (370 s), then "launch" (540 s) while time is left (the H200's three calls
 # took 206, 146 and 45 s). A preflight of a few seconds comes first in every call: if
 # kernels fail with the defaults, the steps run
@@ -181,6 +183,9 @@ fi
 if want tables; then
     step "GPU kernels with TIKTOKTOE_BLOCK_TABLES=0, ${EVENTS:-10000000} events"
     TIKTOKTOE_BLOCK_TABLES=0 timeout 90 "$PY" -m benchmarks.gpu_kernels --device-only \
+        --events "${EVENTS:-10000000}" || status=1
+    step "GPU kernels with TIKTOKTOE_TILE_COUNTS=float64 (agg.update's tables: loops)"
+    TIKTOKTOE_TILE_COUNTS=float64 timeout 90 "$PY" -m benchmarks.gpu_kernels --device-only \
         --events "${EVENTS:-10000000}" || status=1
     step "GPU kernels with TIKTOKTOE_LAUNCH_BOUNDS=1 (agg.update_m2, agg.fold: more blocks)"
     TIKTOKTOE_LAUNCH_BOUNDS=1 timeout 90 "$PY" -m benchmarks.gpu_kernels --device-only \

@@ -122,6 +122,7 @@ class KernelSpec:
     dtypes: tuple[str, ...]
     signature: Callable[[np.dtype], Any]
     min_blocks: int | None = None  # resident blocks to compile for, under LAUNCH_BOUNDS
+    cached: bool = True  # False: compiled afresh, as when a setting changes its code
 
 
 _REGISTRY: dict[str, KernelSpec] = {}
@@ -135,15 +136,18 @@ def register(
     dtypes: tuple[str, ...],
     signature: Callable[[np.dtype], Any],
     min_blocks: int | None = None,
+    cached: bool = True,
 ) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Register ``pyfunc`` as kernel ``name`` shipped for ``dtypes`` (a decorator), to be
-    compiled for ``min_blocks`` resident blocks of THREADS when LAUNCH_BOUNDS is on."""
+    compiled for ``min_blocks`` resident blocks of THREADS when LAUNCH_BOUNDS is on.
+    ``cached=False`` keeps it out of the disk cache: for code that a setting read at import
+    changes, since Numba's cache index keys on the source, not on the globals' values."""
 
     def wrap(pyfunc: Callable[..., None]) -> Callable[..., None]:
         if name in _REGISTRY:
             raise ValueError(f"kernel {name!r} registered twice")
         _REGISTRY[name] = KernelSpec(name, pyfunc, tuple(np.dtype(d).name for d in dtypes),
-                                     signature, min_blocks)  # fmt: skip
+                                     signature, min_blocks, cached)  # fmt: skip
         return pyfunc
 
     return wrap
@@ -216,7 +220,7 @@ def _compiled(name: str, dtype: Any) -> Any:
             # Numba's cache index keys an entry on the signature, the source, the compute
             # capability and the versions, not on options such as launch bounds: a bounded
             # kernel would load an unbounded one's entry. So bounded kernels compile afresh.
-            cached = KERNEL_CACHE and not options
+            cached = KERNEL_CACHE and spec.cached and not options
             found = cuda.jit(signature, cache=cached, **options)(spec.pyfunc)
             if FAST_LAUNCH:
                 found = _PreparedKernel(found)

@@ -109,6 +109,13 @@ TILE_PROBES = 8  # an event whose row finds no slot within this many probes adds
 # once); float64 and int64 adds compile to compare-and-store loops that a warp goes round
 # once per lane on its busiest address (``kernel_resources --sass``, ``benchmarks.atomics``).
 # A tile holds at most THREADS events, so an int32 count is exact.
+# TIKTOKTOE_TILE_COUNTS=float64 counts in float64 as before (``gpu_check.sh tables`` times
+# both ways on a card); those kernels skip the disk cache, whose index does not key on it.
+_TILE_COUNT_DTYPES = {"int32": int32, "float64": float64}
+_tile_counts = os.environ.get("TIKTOKTOE_TILE_COUNTS", "int32")
+if _tile_counts not in _TILE_COUNT_DTYPES:
+    raise ValueError(f"TIKTOKTOE_TILE_COUNTS={_tile_counts!r}: expected int32 or float64")
+TILE_COUNT_DTYPE = _TILE_COUNT_DTYPES[_tile_counts]
 TILE_COUNTS = 2  # the row count and one masked count
 TILE_FLOATS = 2  # float sums
 TILE_INTS = 2  # integer sums
@@ -217,7 +224,7 @@ def _update_sig(dt: np.dtype) -> Any:
 # No launch bounds: since the tile's counts are int32, (256, 6) spills 20-76 B in every
 # arrangement of the flush tried but one, which took 54 registers (4 blocks) without them
 # (``kernel_resources --min-blocks 6 --only agg.update``).
-@register("agg.update", FLOAT_DTYPES, _update_sig)
+@register("agg.update", FLOAT_DTYPES, _update_sig, cached=TILE_COUNT_DTYPE is int32)
 def _update(ids, steps, fcols, icols, masks, acc, acc_i, f0, owner, tables):  # pragma: no cover
     """Pass 1: add each event to its row's accumulators (``acc``: float counts, float sums;
     ``acc_i``: integer sums), through the block's shared table (see ``TILE_SLOTS``), and
@@ -226,7 +233,7 @@ def _update(ids, steps, fcols, icols, masks, acc, acc_i, f0, owner, tables):  # 
     added without a slot. ``tables=False``: no event takes a slot."""
     table = cuda.shared.array(TILE_SLOTS, int64)
     first = cuda.shared.array(TILE_SLOTS, int32)  # the claiming thread of a slot
-    tile_n = cuda.shared.array((TILE_SLOTS, TILE_COUNTS), int32)
+    tile_n = cuda.shared.array((TILE_SLOTS, TILE_COUNTS), TILE_COUNT_DTYPE)
     tile = cuda.shared.array((TILE_SLOTS, TILE_FLOATS), float64)
     tile_i = cuda.shared.array((TILE_SLOTS, TILE_INTS), int64)
     _clear_tile(table, tile_n)
@@ -532,12 +539,12 @@ def plan_tables(ops: np.ndarray, col_of: np.ndarray, mask_of: np.ndarray,
 def tile_columns(steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per step of a plan's ``steps`` table: whether a block's shared tile keeps its
     accumulator (else its events add globally), and whether that tile's shared add is a
-    native atomic (the int32 count tile) rather than a compare-and-store loop. Host only,
+    native atomic (the count tile, in int32) rather than a compare-and-store loop. Host only,
     for ``benchmarks.atomics``' model of the kernels' work."""
     names = [_TILE_OF.get(int(kind)) for kind in steps[:, 0]]
     kept = np.array([n is not None and 0 <= col < TILE_WIDTH[n]
                      for n, col in zip(names, steps[:, 6], strict=True)], np.bool_)  # fmt: skip
-    native = np.array([n == "count" for n in names], np.bool_)
+    native = np.array([n == "count" and TILE_COUNT_DTYPE is int32 for n in names], np.bool_)
     return kept, native
 
 

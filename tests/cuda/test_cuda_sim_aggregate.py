@@ -185,6 +185,18 @@ def test_block_tables_hot_rows_and_full_probes(
     event per row. ``TIKTOKTOE_BLOCK_TABLES=0`` (``tables=False``) adds every event
     globally."""
     monkeypatch.setattr(gpu, "BLOCK_TABLES", tables)
+    _hot_rows_and_full_probes(plan, dtype)
+
+
+def test_block_tables_counting_in_float64(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``TIKTOKTOE_TILE_COUNTS=float64``: the tables count as before the int32 tiles."""
+    from numba import float64
+
+    monkeypatch.setattr(gpu, "TILE_COUNT_DTYPE", float64)
+    _hot_rows_and_full_probes(PLAN, "float64")
+
+
+def _hot_rows_and_full_probes(plan: list, dtype: str) -> None:
     rng = np.random.default_rng(7)
     n = 600
     colliding = gpu.TILE_SLOTS * rng.integers(1, 3 * gpu.TILE_PROBES, n)  # all to slot 0

@@ -10,6 +10,7 @@ process: the simulator compiles nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -53,9 +54,14 @@ def test_compiling_asks_numba_to_cache_when_switched_on(
     _core.kernel("agg.update_m2", "float64")
     if bounded:
         bounded_options = {"cache": False, "launch_bounds": (_core.THREADS, 5)}
-        assert asked == [{"cache": cached}, bounded_options]
+        assert asked[:2] == [{"cache": cached}, bounded_options]
     else:
-        assert asked == [{"cache": cached}, {"cache": cached}]
+        assert asked[:2] == [{"cache": cached}, {"cache": cached}]
+    # a kernel registered uncached (a setting changed its code) is never cached
+    spec = _core._REGISTRY["agg.update"]
+    monkeypatch.setitem(_core._REGISTRY, "agg.update", dataclasses.replace(spec, cached=False))
+    _core.kernel("agg.update", "float64")
+    assert asked[2] == {"cache": False}
 
 
 @pytest.mark.parametrize(
@@ -83,6 +89,30 @@ def test_the_switch_reads_the_environment(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == expected
+
+
+@pytest.mark.parametrize(("setting", "dtype", "cached"),
+                         [(None, "int32", True), ("int32", "int32", True),
+                          ("float64", "float64", False)])  # fmt: skip
+def test_float64_tile_counts_are_compiled_afresh(setting: str | None, dtype: str,
+                                                 cached: bool) -> None:  # fmt: skip
+    """TIKTOKTOE_TILE_COUNTS=float64 changes agg.update's code through a global that
+    Numba's cache index does not see, so that kernel must not be cached (or a later run
+    of either setting would load the other's); the setting's name is checked."""
+    env = {k: v for k, v in os.environ.items() if k != "TIKTOKTOE_TILE_COUNTS"}
+    if setting is not None:
+        env["TIKTOKTOE_TILE_COUNTS"] = setting
+    code = ("from kernels.cuda import _core, aggregate; "
+            "print(aggregate.TILE_COUNT_DTYPE, _core._REGISTRY['agg.update'].cached, "
+            "_core._REGISTRY['agg.update_m2'].cached)")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, check=False, env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == [dtype, str(cached), "True"]
+    env["TIKTOKTOE_TILE_COUNTS"] = "int64"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, check=False, env=env)  # fmt: skip
+    assert "TIKTOKTOE_TILE_COUNTS='int64': expected int32 or float64" in done.stderr
 
 
 def test_numba_can_place_a_cache_for_every_registered_kernel() -> None:

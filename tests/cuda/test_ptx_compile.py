@@ -15,6 +15,8 @@ from __future__ import annotations
 import functools
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -235,3 +237,11 @@ def test_the_pane_aggregation_counts_with_native_shared_atomics() -> None:
     native = [op for op in shared if not op.startswith(("ATOMS.CAS", "ATOMS.CAST"))]
     assert native and all(".32" in op for op in native), atomics
     assert atomics.get("ATOMS.CAST.SPIN.64") == 2, atomics
+    # TIKTOKTOE_TILE_COUNTS=float64 (what a card compares): the counts' loops are back
+    env = {**os.environ, "TIKTOKTOE_TILE_COUNTS": "float64"}
+    done = subprocess.run([sys.executable, "-m", "benchmarks.kernel_resources", "--only",
+                           "agg.update", "--sass"], capture_output=True, text=True,
+                          timeout=300, check=False, env=env)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    line = next(x for x in done.stdout.splitlines() if "agg.update[float64]:" in x)
+    assert "ATOMS.CAST.SPIN.64 x4" in line and "ATOMS.POPC" not in line, line
