@@ -14,7 +14,9 @@ warm-up; ``--repeat`` runs, each on fresh tables and each checked, the goals tak
 the median of those after the first), end to end from host memory (H2D copy
 included, from pageable and from pinned buffers, and from pinned buffers in chunks
 whose copies overlap the kernels of the chunk before, as the engine streams
-batches; that run's results are checked too), the pinned host-to-device bandwidth,
+batches, once for each ``--chunk-rows`` (1M and 4M rows on a card: small chunks
+overlap more of the copy, large ones launch less); those runs' results are checked
+too), the pinned host-to-device bandwidth,
 two floors of the device (:mod:`benchmarks.floors`: streaming the columns' bytes,
 and the random reads that the hash inserts cannot avoid), the CPU kernels' speed,
 and the time of each stage and of each kernel on the device (CUDA events).
@@ -32,6 +34,7 @@ import argparse
 import dataclasses
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -499,8 +502,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.gpu_kernels")
     ap.add_argument("--events", type=int, default=3_000 if SIMULATOR else 10_000_000)
     ap.add_argument("--bw-bytes", type=int, default=1 << 20 if SIMULATOR else 1 << 30)
-    ap.add_argument("--chunk-rows", type=int, default=1024 if SIMULATOR else 1 << 20,
-                    help="rows per chunk of the overlapped run from pinned memory")  # fmt: skip
+    ap.add_argument("--chunk-rows", type=int, nargs="+",
+                    default=[1024] if SIMULATOR else [1 << 20, 1 << 22],
+                    help="rows per chunk of the overlapped runs from pinned memory, a run a "
+                         "size (smaller chunks overlap more, larger ones launch less)")  # fmt: skip
     ap.add_argument("--top-kernels", type=int, default=15,
                     help="kernels listed by device time (the rest are summed)")  # fmt: skip
     ap.add_argument("--repeat", type=int, default=1 if SIMULATOR else 3,
@@ -579,13 +584,13 @@ def host_memory_runs(
     ev: dict[str, np.ndarray],
     cpu: Result,
     groups: int,
-    chunk_rows: int,
+    chunk_rows: Sequence[int],
     bw_bytes: int,
     problems: list[str],
 ) -> float:
     """Run from pageable and from pinned host memory, whole and in overlapped chunks of
-    ``chunk_rows`` (that run's results checked into ``problems``), print their rates
-    against the pinned H2D bandwidth (a copy of ``bw_bytes``), and return the better
+    each of ``chunk_rows`` (those runs' results checked into ``problems``), print their
+    rates against the pinned H2D bandwidth (a copy of ``bw_bytes``), and return the best
     pinned rate as a share of that bandwidth."""
     n = len(ev["event_time"])
     nbytes = host_bytes(ev)
@@ -607,6 +612,29 @@ def host_memory_runs(
     del pinned_pipe
     # The same from pinned memory, in chunks whose copies overlap the kernels of the chunk
     # before (the engine's way of streaming), with state carried from chunk to chunk.
+    streamed_runs = [(rows, *overlapped_run(pinned, cpu, groups, rows, problems))
+                     for rows in chunk_rows]  # fmt: skip
+    bw = h2d_bandwidth(bw_bytes)
+    per_event = nbytes / n
+    lines = [("from pageable host:  ", t_e2e, ""), ("from pinned host:    ", t_e2e_pinned, "")]
+    lines += [("pinned, overlapped:  ", seconds, f"; chunks of {rows:,} rows")
+              for rows, seconds, _ in streamed_runs]  # fmt: skip
+    for label, seconds, note in lines:
+        rate = n / seconds
+        print(f"gpu, {label}{seconds * 1e3:9.2f} ms  {rate:>16,.0f} events/s  "
+              f"({rate * per_event / bw:.0%} of H2D bandwidth{note})")  # fmt: skip
+    for rows, _, work in streamed_runs:
+        print(f"host work of the overlapped run in chunks of {rows:,}: {_described(work)}")
+    print(f"h2d bandwidth (pinned, {bw_bytes / 1e9:.2f} GB): {bw / 1e9:.2f} GB/s")
+    best = min([t_e2e_pinned] + [seconds for _, seconds, _ in streamed_runs])
+    return n / best * per_event / bw
+
+
+def overlapped_run(pinned: dict[str, Any], cpu: Result, groups: int, chunk_rows: int,
+                   problems: list[str]) -> tuple[float, np.ndarray]:  # fmt: skip
+    """One timed run from ``pinned`` host arrays in chunks of ``chunk_rows``, its results
+    checked into ``problems``: (seconds, the host work it did)."""
+    n = len(pinned["event_time"])
     uploader = PinnedUploader(chunk_rows=chunk_rows, pinned_source=True)
     constants = chunk_constants(pinned)
     names = [name for name, array in pinned.items() if array.size]
@@ -615,23 +643,11 @@ def host_memory_runs(
     streamed = GpuPipeline(n, groups)
     settle()
     work = _host_work()
-    t_streamed, parts = timed(lambda p=streamed: run_streamed(p, pinned, uploader, constants))
-    work_streamed = _host_work() - work
-    problems += [f"overlapped run: {p}" for p in compare(cpu, streamed.result(*joined(parts)))]
-    del streamed, parts
-    bw = h2d_bandwidth(bw_bytes)
-    per_event = nbytes / n
-    for label, seconds, note in (
-        ("from pageable host:  ", t_e2e, ""),
-        ("from pinned host:    ", t_e2e_pinned, ""),
-        ("pinned, overlapped:  ", t_streamed, f"; chunks of {chunk_rows:,} rows"),
-    ):
-        rate = n / seconds
-        print(f"gpu, {label}{seconds * 1e3:9.2f} ms  {rate:>16,.0f} events/s  "
-              f"({rate * per_event / bw:.0%} of H2D bandwidth{note})")  # fmt: skip
-    print(f"host work of the overlapped run: {_described(work_streamed)}")
-    print(f"h2d bandwidth (pinned, {bw_bytes / 1e9:.2f} GB): {bw / 1e9:.2f} GB/s")
-    return n / min(t_e2e_pinned, t_streamed) * per_event / bw
+    seconds, parts = timed(lambda p=streamed: run_streamed(p, pinned, uploader, constants))
+    work = _host_work() - work
+    problems += [f"overlapped run in chunks of {chunk_rows:,}: {p}"
+                 for p in compare(cpu, streamed.result(*joined(parts)))]  # fmt: skip
+    return seconds, work
 
 
 def print_stage_times(n: int, groups: int, dev: dict[str, Any]) -> None:

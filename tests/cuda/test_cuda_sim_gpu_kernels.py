@@ -3,7 +3,8 @@
 A card times them; here they are checked for what they report: one time per run, each
 run compared with the CPU (a difference in a later run is named by its run), the goals'
 figure taken from the runs after the first, and ``--device-only`` reaching its verdict
-without the runs from host memory.
+without the runs from host memory. Also the overlapped runs from host memory, one a chunk
+size.
 """
 
 from __future__ import annotations
@@ -60,3 +61,19 @@ def test_device_only_skips_the_host_memory_goal(capsys: pytest.CaptureFixture[st
     assert "goal not measured (--device-only) end to end" in out
     assert "from pinned host" not in out and "floors" not in out
     assert "median of runs 2..2" in out and out.rstrip().endswith("GPU_KERNELS PASS")
+
+
+def test_each_chunk_size_is_a_run_of_its_own() -> None:
+    """The overlapped runs from pinned memory, one a ``--chunk-rows`` size, each checked
+    against the CPU: a difference names the run's chunk size."""
+    from benchmarks.gpu_kernels import host_memory_runs
+
+    events = load_events(300)
+    cpu = cpu_run(events)
+    problems: list[str] = []
+    share = host_memory_runs(events, cpu, 64, [100, 300], 1 << 16, problems)
+    assert problems == [] and share > 0
+    wrong = dataclasses.replace(cpu, reason=np.roll(cpu.reason, 1))
+    host_memory_runs(events, wrong, 64, [100, 300], 1 << 16, problems)
+    assert [p.split(":")[0] for p in problems] == ["overlapped run in chunks of 100",
+                                                   "overlapped run in chunks of 300"]  # fmt: skip
