@@ -36,12 +36,17 @@
 #              off the card (benchmarks/kernel_resources.py, which CI runs for every
 #              kernel), beside the driver's own figures, and the occupancy calculator's
 #              resident blocks against the driver's (under a minute);
+#   profile    one 10M-event run with the data on the device under Nsight Compute (ncu,
+#              when the machine has it and lets it read the counters): each kernel's
+#              time, DRAM, L2 and SM throughput, occupancy, instructions executed and DRAM
+#              bytes (benchmarks/ncu_summary.py; the CSV comes back as $OUT/ncu.csv;
+#              informational, 200 s at most);
 #   optimizer  the optimizer's device check (informational).
-# Arguments pick steps (kernels tests engine launch memory tables resources optimizer, or
+# Arguments pick steps (kernels tests engine launch memory tables resources profile optimizer, or
 # all). Each step has its own timeout and prints its seconds; "GPU_CHECK PASS" or
 # "GPU_CHECK FAIL" comes last, and the exit status is 0 only on PASS. The device tool
 # allows 600 s a call and 15 minutes a session with the machine's start included: run the
-# default as one call (its timeouts add up to 570 s), then "tables resources" (345 s),
+# default as one call (its timeouts add up to 570 s), then "tables resources profile" (545 s),
 # then "memory" (370 s), then "launch" (540 s) while time is left (the H200's three calls
 # took 206, 146 and 45 s). A preflight of a few seconds comes first in every call: if
 # kernels fail with the defaults, the steps run
@@ -76,7 +81,7 @@ export NUMBA_CACHE_DIR="${NUMBA_CACHE_DIR:-/tmp/tiktoktoe-numba-cache/$SOURCES_H
 PY="${PYTHON:-python3}"
 status=0
 STEPS="${*:-kernels tests engine}"
-[ "$STEPS" = all ] && STEPS="kernels tests engine launch memory tables resources optimizer"
+[ "$STEPS" = all ] && STEPS="kernels tests engine launch memory tables resources profile optimizer"
 want() { [[ " $STEPS " == *" $1 "* ]]; }
 if [ -n "${OUT:-}" ]; then exec > >(tee "$OUT/gpu_check.log") 2>&1; fi
 START=$SECONDS
@@ -199,6 +204,25 @@ if want resources; then
     # blocks against cuOccupancyMaxActiveBlocksPerMultiprocessor's.
     timeout 45 "$PY" -m benchmarks.kernel_resources --device \
         --only agg. hash. validate. sketch. ingest.pane_keys fill || status=1
+fi
+
+if want profile; then
+    step "hardware counters of one ${EVENTS:-10000000}-event run, by kernel (ncu, informational)"
+    # One checked run with the data on the device between cuProfilerStart and Stop, under
+    # Nsight Compute with the clocks left alone; the CSV comes back in $OUT (ncu.csv).
+    NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | tail -1)
+    CSV="${OUT:-/tmp}/ncu.csv"
+    if [ -z "$NCU" ]; then
+        echo "(no ncu on this machine; not counted)"
+    elif timeout 200 "$NCU" --profile-from-start off --clock-control none \
+            --print-kernel-base mangled --print-units base --csv --page raw \
+            --metrics "$("$PY" -m benchmarks.ncu_summary --metrics)" --log-file "$CSV" \
+            "$PY" -m benchmarks.gpu_kernels --profile-only --events "${EVENTS:-10000000}"; then
+        "$PY" -m benchmarks.ncu_summary "$CSV" || echo "(ncu_summary failed; not counted)"
+    else
+        tail -5 "$CSV" 2>/dev/null
+        echo "(ncu failed; not counted)"
+    fi
 fi
 
 if want optimizer; then

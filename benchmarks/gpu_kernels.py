@@ -514,7 +514,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device-only", action="store_true",
                     help="only the runs with the data on the device and the time by kernel: no "
                          "runs from host memory, floors or stage tables")  # fmt: skip
+    ap.add_argument("--profile-only", action="store_true",
+                    help="one checked run with the data on the device, between "
+                         "cuProfilerStart and Stop (for ncu --profile-from-start off), and "
+                         "nothing else")  # fmt: skip
     args = ap.parse_args(argv)
+    if args.profile_only:
+        args.device_only, args.repeat = True, 1
     n = args.events
     device = "simulator" if SIMULATOR else cuda.get_current_device().name
     print(f"device: {device!s}; events: {n:,}; kernels launched through {LAUNCH_PATH}; disk "
@@ -542,6 +548,8 @@ def main(argv: list[str] | None = None) -> int:
     cuda.synchronize()
 
     dev = to_device(ev)
+    if args.profile_only:
+        return profiled_run(cpu, dev, groups)
     runs = device_runs(cpu, dev, groups, args.repeat)
     problems = runs.problems
     rate_dev = n / runs.typical
@@ -578,6 +586,25 @@ def main(argv: list[str] | None = None) -> int:
           "sketch entries")  # fmt: skip
     print("GPU_KERNELS " + ("FAIL" if problems else "PASS"), flush=True)
     return 1 if problems else 0
+
+
+def profiled_run(cpu: Result, dev: dict[str, Any], groups: int) -> int:
+    """One run on ``dev`` between cuProfilerStart and cuProfilerStop, so that a profiler
+    started with profiling off (``ncu --profile-from-start off``) sees its kernels and no
+    warm-up's; checked against ``cpu`` like the others."""
+    profiling = not SIMULATOR  # the simulator has no profiler API
+    if profiling:
+        cuda.profile_start()
+    try:
+        runs = device_runs(cpu, dev, groups, 1)
+    finally:
+        if profiling:
+            cuda.profile_stop()
+    print(runs.line(len(cpu.reason)) + ("" if profiling else " (simulator: not profiled)"))
+    for problem in runs.problems:
+        print(f"MISMATCH {problem}")
+    print("GPU_KERNELS " + ("FAIL" if runs.problems else "PASS"), flush=True)
+    return 1 if runs.problems else 0
 
 
 def host_memory_runs(

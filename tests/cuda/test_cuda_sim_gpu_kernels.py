@@ -77,3 +77,12 @@ def test_each_chunk_size_is_a_run_of_its_own() -> None:
     host_memory_runs(events, wrong, 64, [100, 300], 1 << 16, problems)
     assert [p.split(":")[0] for p in problems] == ["overlapped run in chunks of 100",
                                                    "overlapped run in chunks of 300"]  # fmt: skip
+
+
+def test_profile_only_makes_one_checked_run(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--profile-only`` (for ncu): one run, checked, and nothing after it."""
+    assert main(["--events", "300", "--profile-only"]) == 0
+    out = capsys.readouterr().out
+    assert "(one run) (simulator: not profiled)" in out
+    assert "from pinned host" not in out and "by kernel" not in out and "goal" not in out
+    assert out.rstrip().endswith("GPU_KERNELS PASS")
