@@ -38,8 +38,9 @@
 #              resident blocks against the driver's (under a minute);
 #   profile    one 10M-event run with the data on the device under Nsight Compute (ncu,
 #              when the machine has it and lets it read the counters): each kernel's
-#              time, DRAM, L2 and SM throughput, occupancy, instructions executed and DRAM
-#              bytes (benchmarks/ncu_summary.py; the CSV comes back as $OUT/ncu.csv;
+#              time, DRAM, L2 and SM throughput, occupancy, instructions executed, DRAM
+#              bytes and what its warps waited on (benchmarks/ncu_summary.py; the CSV
+#              comes back as $OUT/ncu.csv;
 #              informational, 200 s at most);
 #   optimizer  the optimizer's device check (informational).
 # Arguments pick steps (kernels tests engine launch memory tables resources profile optimizer, or
@@ -216,7 +217,8 @@ if want profile; then
         echo "(no ncu on this machine; not counted)"
     elif timeout 200 "$NCU" --profile-from-start off --clock-control none \
             --print-kernel-base mangled --print-units base --csv --page raw \
-            --metrics "$("$PY" -m benchmarks.ncu_summary --metrics)" --log-file "$CSV" \
+            --metrics "$("$PY" -m benchmarks.ncu_summary --metrics)" \
+            --section WarpStateStats --log-file "$CSV" \
             "$PY" -m benchmarks.gpu_kernels --profile-only --events "${EVENTS:-10000000}"; then
         "$PY" -m benchmarks.ncu_summary "$CSV" || echo "(ncu_summary failed; not counted)"
     else

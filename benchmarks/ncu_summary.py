@@ -2,15 +2,16 @@
 
     ncu --profile-from-start off --clock-control none --print-kernel-base mangled \\
         --print-units base --csv --page raw --log-file ncu.csv \\
-        --metrics $(python -m benchmarks.ncu_summary --metrics) \\
+        --metrics $(python -m benchmarks.ncu_summary --metrics) --section WarpStateStats \\
         python -m benchmarks.gpu_kernels --profile-only
     python -m benchmarks.ncu_summary ncu.csv
 
 Why: CUDA events say how long each kernel took, not why. A card's counters say whether
-a kernel was held by DRAM, by L2 or by its multiprocessors, at what occupancy, and how
-many instructions it executed; the sessions without a card then know which of those to
-work on. ``gpu_check.sh profile`` runs both commands (informational: ncu needs access to
-the counters, which some runtimes refuse).
+a kernel was held by DRAM, by L2 or by its multiprocessors, at what occupancy, how many
+instructions it executed, and what its warps waited on (atomics, memory, barriers); the
+sessions without a card then know which of those to work on. ``gpu_check.sh profile``
+runs both commands (informational: ncu needs access to the counters, which some runtimes
+refuse).
 
 Kernel names come mangled (Itanium, as Numba names them): each is mapped back to the
 name it is registered under in :mod:`kernels.cuda` (``agg.update``) by its module and
@@ -41,6 +42,10 @@ METRICS = (
 )
 _SCALE = {"ms": 1e-6, "Minstr": 1e-6, "MB read": 1e-6, "MB written": 1e-6}  # from ns, 1, B
 _DURATION = METRICS[0][0]
+# What warps waited on, in cycles per issued instruction, from ncu's WarpStateStats section
+# (``--section WarpStateStats``): one column a reason, whatever reasons this ncu knows
+_STALL = re.compile(r"^smsp__average_warps_issue_stalled_(\w+?)_per_issue_active\.ratio$")
+TOP_STALLS = 3
 
 
 @dataclass
@@ -50,14 +55,25 @@ class KernelCounters:
     name: str
     launches: int = 0
     sums: dict[str, float] = field(default_factory=dict)  # sums, or duration-weighted sums
+    stalls: dict[str, float] = field(default_factory=dict)  # by reason, duration-weighted
 
-    def add(self, values: dict[str, float]) -> None:
+    def add(self, values: dict[str, float], stalls: dict[str, float]) -> None:
         self.launches += 1
         weight = values.get(_DURATION, 0.0)
         for metric, _, how in METRICS:
             if metric in values:
                 v = values[metric] * (weight if how == "mean" else 1.0)
                 self.sums[metric] = self.sums.get(metric, 0.0) + v
+        for reason, v in stalls.items():
+            self.stalls[reason] = self.stalls.get(reason, 0.0) + v * weight
+
+    def top_stalls(self) -> list[tuple[str, float]]:
+        """The reasons warps waited longest for, in cycles per issued instruction."""
+        weight = self.sums.get(_DURATION, 0.0)
+        if weight <= 0:
+            return []
+        ranked = sorted(self.stalls.items(), key=lambda item: -item[1])[:TOP_STALLS]
+        return [(reason, v / weight) for reason, v in ranked]
 
     def value(self, metric: str, how: str) -> float | None:
         if metric not in self.sums:
@@ -129,13 +145,16 @@ def parse(lines: Iterable[str], names: dict[tuple[str, str], str]) -> list[Kerne
     reader = csv.DictReader(rows)
     if reader.fieldnames is None or "Kernel Name" not in reader.fieldnames:
         raise ValueError(f"no 'Kernel Name' column in ncu's header: {reader.fieldnames}")
+    stall_columns = {c: m.group(1) for c in reader.fieldnames if (m := _STALL.match(c))}
     kernels: dict[str, KernelCounters] = {}
     for row in reader:
         if not row.get("ID", "").strip().isdigit():  # the units row
             continue
         name = kernel_name(row["Kernel Name"], names)
         values = {m: v for m, *_ in METRICS if (v := _number(row.get(m, ""))) is not None}
-        kernels.setdefault(name, KernelCounters(name)).add(values)
+        stalls = {reason: v for column, reason in stall_columns.items()
+                  if (v := _number(row.get(column, ""))) is not None}  # fmt: skip
+        kernels.setdefault(name, KernelCounters(name)).add(values, stalls)
     return sorted(kernels.values(), key=lambda k: -(k.value(_DURATION, "sum") or 0.0))
 
 
@@ -149,6 +168,11 @@ def table(kernels: Sequence[KernelCounters]) -> list[str]:
         lines.append(f"{k.name[:27]:<28}{k.launches:>9}" + "".join(cells))
     total = sum(k.value(_DURATION, "sum") or 0.0 for k in kernels) * 1e-6
     lines.append(f"{'all kernels':<28}{sum(k.launches for k in kernels):>9}{total:>11.2f}")
+    waits = [(k.name, k.top_stalls()) for k in kernels]
+    if any(top for _, top in waits):
+        lines.append("what warps waited on most, cycles per issued instruction:")
+        lines += [f"  {name[:26]:<26}" + ", ".join(f"{reason} {v:.1f}" for reason, v in top)
+                  for name, top in waits if top]  # fmt: skip
     return lines
 
 

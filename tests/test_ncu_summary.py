@@ -103,3 +103,27 @@ def test_output_without_kernels_is_named(
     report.write_text('"ID","Name"\n"0","x"\n')
     assert main([str(report)]) == 1
     assert "no 'Kernel Name' column" in capsys.readouterr().out
+
+
+def test_what_warps_waited_on_is_weighted_and_ranked(capsys: pytest.CaptureFixture[str],
+                                                     tmp_path: Path) -> None:  # fmt: skip
+    """WarpStateStats' columns (whichever reasons this ncu knows), per kernel: the top
+    reasons, weighted by each launch's duration."""
+    stall = "smsp__average_warps_issue_stalled_{}_per_issue_active.ratio"
+    reasons = ["long_scoreboard", "mio_throttle", "barrier", "wait"]
+    lines = _csv([])
+    header = lines[1].rstrip("\n") + "," + ",".join(f'"{stall.format(r)}"' for r in reasons)
+    units = lines[2].rstrip("\n") + "," + ",".join('"cycle/inst"' for _ in reasons)
+    row = '"{}","1","{}","{}","1","1","1","1","1","1","1",{}'
+    launches = [
+        row.format(0, UPDATE, 1000, '"10","2","0","1"'),  # long_scoreboard first
+        row.format(1, UPDATE, 3000, '"2","6","1","1"'),  # mio_throttle first
+    ]
+    update = parse([lines[0], header, units, *launches], NAMES)[0]
+    # (10 * 1 + 2 * 3) / 4 = 4, (2 * 1 + 6 * 3) / 4 = 5, barrier 0.75, wait 1
+    assert update.top_stalls() == [("mio_throttle", 5.0), ("long_scoreboard", 4.0), ("wait", 1.0)]
+    report = tmp_path / "ncu.csv"
+    report.write_text("\n".join([lines[0].rstrip("\n"), header, units, *launches]) + "\n")
+    assert main([str(report)]) == 0
+    out = capsys.readouterr().out
+    assert "agg.update                mio_throttle 5.0, long_scoreboard 4.0, wait 1.0" in out
