@@ -11,7 +11,18 @@ import numpy as np
 
 from benchmarks.atomics import count_atomics
 from benchmarks.gpu_kernels import COL_OF, IS_INT, MASK_OF, OPS
-from kernels.cuda.aggregate import TILE_PROBES, TILE_SLOTS, plan_tables, tile_columns
+from kernels.cuda.aggregate import (
+    COUNT_WHERE,
+    FLOAT_SUM,
+    HIGHEST,
+    LOWEST,
+    ROWS,
+    SQUARES,
+    TILE_PROBES,
+    TILE_SLOTS,
+    plan_tables,
+    tile_columns,
+)
 
 STEPS = plan_tables(OPS, COL_OF, MASK_OF, IS_INT)[0]
 KEPT, NATIVE = tile_columns(STEPS)
@@ -29,9 +40,10 @@ def _count(ids: list[int], tile: int, likes: list[int] | None = None,
 
 
 def test_the_plan_keeps_counts_native_and_sums_in_loops() -> None:
-    kinds = STEPS[:, 0].tolist()  # row count, likes, watch_ms sum, squares, min, max
-    assert KEPT.tolist() == [True, True, True, True, False, False]
-    assert NATIVE.tolist() == [True, True, False, False, False, False], kinds
+    kinds = [ROWS, COUNT_WHERE, FLOAT_SUM, SQUARES, LOWEST, HIGHEST]  # likes, watch_ms
+    assert STEPS[:, 0].tolist() == kinds
+    assert KEPT.tolist() == [True, True, True, True, False, False]  # MIN/MAX: no tile
+    assert NATIVE.tolist() == [True, True, False, False, False, False]
 
 
 def test_rows_repeated_in_a_tile_add_once_per_tile() -> None:
