@@ -36,7 +36,7 @@
 #              off the card (benchmarks/kernel_resources.py, which CI runs for every
 #              kernel), beside the driver's own figures, and the occupancy calculator's
 #              resident blocks against the driver's (under a minute);
-#   profile    one 10M-event run with the data on the device under Nsight Compute (ncu,
+#   profile    one 4M-event run with the data on the device under Nsight Compute (ncu,
 #              when the machine has it and lets it read the counters): each kernel's
 #              time, DRAM, L2 and SM throughput, occupancy, instructions executed, DRAM
 #              bytes and what its warps waited on (benchmarks/ncu_summary.py; the CSV
@@ -208,9 +208,12 @@ if want resources; then
 fi
 
 if want profile; then
-    step "hardware counters of one ${EVENTS:-10000000}-event run, by kernel (ncu, informational)"
+    step "hardware counters of one ${PROFILE_EVENTS:-4000000}-event run, by kernel (ncu, informational)"
     # One checked run with the data on the device between cuProfilerStart and Stop, under
     # Nsight Compute with the clocks left alone; the CSV comes back in $OUT (ncu.csv).
+    # 4M events rather than 10M: ncu replays each kernel once per pass, saving and
+    # restoring the device memory it may write, and a step killed by its timeout leaves
+    # no CSV.
     NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | tail -1)
     CSV="${OUT:-/tmp}/ncu.csv"
     if [ -z "$NCU" ]; then
@@ -219,7 +222,7 @@ if want profile; then
             --print-kernel-base mangled --print-units base --csv --page raw \
             --metrics "$("$PY" -m benchmarks.ncu_summary --metrics)" \
             --section WarpStateStats --log-file "$CSV" \
-            "$PY" -m benchmarks.gpu_kernels --profile-only --events "${EVENTS:-10000000}"; then
+            "$PY" -m benchmarks.gpu_kernels --profile-only --events "${PROFILE_EVENTS:-4000000}"; then
         "$PY" -m benchmarks.ncu_summary "$CSV" || echo "(ncu_summary failed; not counted)"
     else
         tail -5 "$CSV" 2>/dev/null
