@@ -64,6 +64,17 @@ def _feeds(steps, masks, i, kind_lo, k):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
+def _end_warp(busiest, on_slot, touched, n_touched):  # pragma: no cover - compiled
+    """The finished warp's loop rounds; clears its counts (the slots its lanes took) for
+    the next warp."""
+    rounds = busiest.sum()
+    busiest[:] = 0
+    for j in range(n_touched):
+        on_slot[touched[j], :] = 0
+    return rounds
+
+
+@njit(cache=True)
 def count_atomics(ids, masks, steps, kept, native, n_rows, tile, squares):  # pragma: no cover
     """Of pass 1 (``squares=False``) or pass 2: (global atomics without tables, with
     tables, the hottest row count's adds without, with; then, with tables, the shared adds
@@ -85,12 +96,13 @@ def count_atomics(ids, masks, steps, kept, native, n_rows, tile, squares):  # pr
     fed = np.zeros((TILE_SLOTS, n_steps), np.bool_)
     on_slot = np.zeros((TILE_SLOTS, n_steps), np.int64)  # a warp's lanes per slot and step
     busiest = np.zeros(n_steps, np.int64)
+    touched = np.empty(WARP, np.int64)  # the slots the warp's lanes took
+    n_touched = 0
     for start in range(0, n, tile):
         for i in range(start, min(n, start + tile)):
             if (i - start) % WARP == 0:
-                loop_rounds += busiest.sum()
-                busiest[:] = 0
-                on_slot[:] = 0
+                loop_rounds += _end_warp(busiest, on_slot, touched, n_touched)
+                n_touched = 0
             r = ids[i]
             if r < 0:
                 continue
@@ -102,6 +114,9 @@ def count_atomics(ids, masks, steps, kept, native, n_rows, tile, squares):  # pr
                     s = pos
                     break
                 pos = (pos + 1) & (TILE_SLOTS - 1)
+            if s >= 0:
+                touched[n_touched] = s
+                n_touched += 1
             for k in range(n_steps):
                 if k == 0 and not squares:  # the row count
                     plain += 1
@@ -125,9 +140,8 @@ def count_atomics(ids, masks, steps, kept, native, n_rows, tile, squares):  # pr
                     shared_loop += 1
                     on_slot[s, k] += 1
                     busiest[k] = max(busiest[k], on_slot[s, k])
-        loop_rounds += busiest.sum()
-        busiest[:] = 0
-        on_slot[:] = 0
+        loop_rounds += _end_warp(busiest, on_slot, touched, n_touched)
+        n_touched = 0
         for s in range(TILE_SLOTS):
             r = table[s]
             if r == -1:

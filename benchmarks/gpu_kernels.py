@@ -639,7 +639,8 @@ def host_memory_runs(
     del pinned_pipe
     # The same from pinned memory, in chunks whose copies overlap the kernels of the chunk
     # before (the engine's way of streaming), with state carried from chunk to chunk.
-    streamed_runs = [(rows, *overlapped_run(pinned, cpu, groups, rows, problems))
+    constants = chunk_constants(pinned)
+    streamed_runs = [(rows, *overlapped_run(pinned, constants, cpu, groups, rows, problems))
                      for rows in chunk_rows]  # fmt: skip
     bw = h2d_bandwidth(bw_bytes)
     per_event = nbytes / n
@@ -657,13 +658,13 @@ def host_memory_runs(
     return n / best * per_event / bw
 
 
-def overlapped_run(pinned: dict[str, Any], cpu: Result, groups: int, chunk_rows: int,
-                   problems: list[str]) -> tuple[float, np.ndarray]:  # fmt: skip
-    """One timed run from ``pinned`` host arrays in chunks of ``chunk_rows``, its results
-    checked into ``problems``: (seconds, the host work it did)."""
+def overlapped_run(pinned: dict[str, Any], constants: dict[str, Any], cpu: Result, groups: int,
+                   chunk_rows: int, problems: list[str]) -> tuple[float, np.ndarray]:  # fmt: skip
+    """One timed run from ``pinned`` host arrays in chunks of ``chunk_rows`` (``constants``:
+    :func:`chunk_constants`), its results checked into ``problems``: (seconds, the host
+    work it did)."""
     n = len(pinned["event_time"])
     uploader = PinnedUploader(chunk_rows=chunk_rows, pinned_source=True)
-    constants = chunk_constants(pinned)
     names = [name for name, array in pinned.items() if array.size]
     for _ in uploader.chunks([Column(pinned[name]) for name in names], n):
         pass  # sizes the uploader's device buffers before the timed run
