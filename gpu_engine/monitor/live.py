@@ -19,6 +19,7 @@ from rich.table import Table
 
 from .alerts import AlertState
 from .monitor import Monitor
+from .registry import BATCH_SECONDS_BUCKETS, LATENCY_BUCKETS
 
 MAIN_METRICS: tuple[tuple[str, str, str], ...] = (
     ("events_in_per_s", "events in /s", "{:,.0f}"),
@@ -39,15 +40,30 @@ MAIN_METRICS: tuple[tuple[str, str, str], ...] = (
     ("process_rss_bytes", "process RSS (MiB)", "mib"),
 )
 
+# A quantile whose rank lies past a histogram's last finite bound reads as that bound
+# (Prometheus' rule), so the view shows it as "at least" rather than as a measured value.
+_TOP_BOUNDS = {
+    "batch_seconds": BATCH_SECONDS_BUCKETS[-1],
+    "e2e_latency_seconds": LATENCY_BUCKETS[-1],
+}
+
 _STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
 
-def _fmt(value: float | None, spec: str) -> str:
+def _fmt(value: float | None, spec: str, top: float = math.inf) -> str:
     if value is None or math.isnan(value):
         return "–"
     if spec == "mib":
         return f"{value / 2**20:,.1f}"
-    return spec.format(value)
+    return ("≥ " if value >= top else "") + spec.format(value)
+
+
+def _top_bound(key: str) -> float:
+    """The last finite bucket bound of the histogram a ``<name>_pNN`` key comes from."""
+    prefix, _, suffix = key.rpartition("_")
+    if not suffix.startswith("p") or not suffix[1:].isdigit():
+        return math.inf
+    return _TOP_BOUNDS.get(prefix, math.inf)
 
 
 def render(monitor: Monitor, max_alerts: int = 10) -> Group:
@@ -57,7 +73,7 @@ def render(monitor: Monitor, max_alerts: int = 10) -> Group:
     metrics.add_column("metric")
     metrics.add_column("value", justify="right")
     for key, label, spec in MAIN_METRICS:
-        metrics.add_row(label, _fmt(flat.get(key), spec))
+        metrics.add_row(label, _fmt(flat.get(key), spec, _top_bound(key)))
     for key in sorted(k for k in flat if k.startswith("gpu_")):
         metrics.add_row(key, _fmt(flat[key], "{:,.2f}"))
 
