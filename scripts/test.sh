@@ -10,7 +10,8 @@ export PYTHONHASHSEED=0
 echo "== ruff" && ruff check .
 echo "== mypy" && mypy
 echo "== CPU test suite"
-python -m pytest -q -p no:cacheprovider --ignore=tests/cuda
+# -n spreads every pytest stage over the cores (xdist): CI stays near 10 minutes.
+python -m pytest -q -p no:cacheprovider -n auto --ignore=tests/cuda
 echo "== benchmark harness smoke test (not a timing gate)"
 python -m benchmarks.windows --events 100k --repeat 1
 python -m benchmarks.optimizer --instances 20
@@ -20,7 +21,8 @@ if [ -d tests/cuda ]; then
   NUMBA_ENABLE_CUDASIM=1 python -m pytest -q -p no:cacheprovider -n auto tests/cuda -m "cudasim" \
     || [ $? -eq 5 ]
   echo "== CUDA kernels compiled to PTX (sm_90)"
-  python -m pytest -q -p no:cacheprovider tests/cuda -m "not cudasim and not gpu" || [ $? -eq 5 ]
+  python -m pytest -q -p no:cacheprovider -n auto tests/cuda -m "not cudasim and not gpu" \
+    || [ $? -eq 5 ]
   echo "== the newest numba cuDF 26.10 allows (0.64): CPU kernels and PTX again"
   # cudf-cu13 26.10 pins numba<0.65 (pyproject.toml), so a GPU host with cuDF runs the
   # kernels on 0.64 while this venv has 0.68: both must keep working. numba-cuda stays.
@@ -29,6 +31,6 @@ if [ -d tests/cuda ]; then
     "numba==0.64.0" "llvmlite==0.46.0"
   PYTHONPATH="$overlay" python -c "import numba; assert numba.__version__ == '0.64.0', numba.__version__"
   PYTHONPATH="$overlay" python -m pytest -q -p no:cacheprovider -n auto --ignore=tests/cuda
-  PYTHONPATH="$overlay" python -m pytest -q -p no:cacheprovider tests/cuda \
+  PYTHONPATH="$overlay" python -m pytest -q -p no:cacheprovider -n auto tests/cuda \
     -m "not cudasim and not gpu" || [ $? -eq 5 ]
 fi
