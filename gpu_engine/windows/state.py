@@ -12,6 +12,7 @@ import numpy as np
 from gpu_engine.windows.aggregations import AggregationPlan, BatchValues
 from kernels.aggregate import QUANTILE, merge_into, update_events
 from kernels.hashindex import HashIndex
+from kernels.order import lexsort_by_id
 from kernels.sketches import combine_sketches, quantiles_from_entries
 
 
@@ -76,10 +77,9 @@ class SketchEntries:
         of_involved_rows = involved[keys[:, 0]]
         for a in plan.sketch_aggs:
             mine = np.flatnonzero(of_involved_rows & (keys[:, 1] == a))
-            order = mine[np.lexsort((keys[mine, 2], keys[mine, 0]))]
-            rows = keys[order, 0]
-            starts = np.searchsorted(rows, np.arange(n_rows), side="left")
-            ends = np.searchsorted(rows, np.arange(n_rows), side="right")
+            by_row, bounds = lexsort_by_id(keys[mine, 2], keys[mine, 0], n_rows)
+            order = mine[by_row]
+            starts, ends = bounds[:-1], bounds[1:]
             values = np.empty(n_groups, dtype=np.float64)
             valid = np.empty(n_groups, dtype=np.bool_)
             is_quantile = bool(plan.ops[a] == QUANTILE)
@@ -247,7 +247,7 @@ class GroupState:
             mine = keys[:, 1] == a
             rows, buckets, cnt = keys[mine, 0], keys[mine, 2], counts[mine]
             if self.plan.ops[a] == QUANTILE:
-                order = np.lexsort((buckets, rows))
+                order, _ = lexsort_by_id(buckets, rows, int(rows.max(initial=-1)) + 1)
                 values = np.empty(n, dtype=np.float64)
                 valid = np.empty(n, dtype=np.bool_)
                 spec_q = self.plan.specs[a].q

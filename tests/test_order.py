@@ -1,0 +1,45 @@
+"""lexsort_by_id is np.lexsort's permutation (ties included) with each major key's run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kernels.order import lexsort_by_id
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_same_permutation_as_lexsort_on_random_keys(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 5000))
+    n_major = int(rng.integers(1, 300))
+    major = rng.integers(0, n_major, n)
+    # Few distinct minor keys, so that many (major, minor) pairs tie: order must be stable.
+    minor = rng.integers(-3, 4, n) if seed % 2 else rng.integers(-(2**63), 2**63 - 1, n)
+    order, starts = lexsort_by_id(minor, major, n_major)
+    np.testing.assert_array_equal(order, np.lexsort((minor, major)))
+    # Run k holds exactly the items of major key k.
+    np.testing.assert_array_equal(np.diff(starts), np.bincount(major, minlength=n_major))
+    assert starts[0] == 0 and starts[-1] == n
+    for k in rng.integers(0, n_major, 5):
+        run = order[starts[k] : starts[k + 1]]
+        assert (major[run] == k).all()
+
+
+def test_float_minor_keys_and_empty_input() -> None:
+    times = np.array([2.5, -1.0, 2.5, np.inf, 0.0])
+    ids = np.array([1, 1, 0, 1, 0])
+    order, starts = lexsort_by_id(times, ids, 3)
+    np.testing.assert_array_equal(order, np.lexsort((times, ids)))
+    np.testing.assert_array_equal(starts, [0, 2, 5, 5])
+    order, starts = lexsort_by_id(np.empty(0), np.empty(0, np.int64), 2)
+    assert len(order) == 0 and list(starts) == [0, 0, 0]
+
+
+def test_a_major_key_outside_the_bound_is_an_error_not_a_stray_write() -> None:
+    with pytest.raises(ValueError, match="major keys outside 0..2"):
+        lexsort_by_id(np.zeros(2), np.array([0, 3]), 3)
+    with pytest.raises(ValueError, match="major keys outside"):
+        lexsort_by_id(np.zeros(1), np.array([-1]), 3)
+    with pytest.raises(ValueError, match="different lengths"):
+        lexsort_by_id(np.zeros(2), np.array([0]), 3)
