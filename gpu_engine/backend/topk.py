@@ -14,20 +14,25 @@ from gpu_engine.config.models import TopKSpec
 
 
 def top_k_host(table: pa.Table, top: TopKSpec, keys: list[str]) -> pa.Table:
-    """Arrow sort by (window, by, keys), then the first ``k`` rows of each window."""
+    """Arrow's order by (window, by, keys), then the first ``k`` rows of each window.
+
+    Only the kept rows are gathered: sorting the whole table first (``sort_by``) moved
+    every column of every group, most of which the filter then dropped.
+    """
     direction = "descending" if top.descending else "ascending"
-    table = table.sort_by(
-        [
+    order = pc.sort_indices(
+        table,
+        sort_keys=[
             ("window_start", "ascending", "at_end"),
             (top.by, direction, "at_end"),
             *[(k, "ascending", "at_end") for k in keys],
-        ]
-    )
-    starts = table.column("window_start").cast(pa.int64()).to_numpy()
+        ],
+    ).to_numpy()
+    starts = table.column("window_start").cast(pa.int64()).to_numpy()[order]
     first = np.r_[0, np.flatnonzero(np.diff(starts)) + 1]
     group_start = np.repeat(first, np.diff(np.r_[first, len(starts)]))
     rank = np.arange(len(starts)) - group_start
-    return table.filter(pa.array(rank < top.k))
+    return table.take(pa.array(order[rank < top.k]))
 
 
 def top_k_device(table: pa.Table, top: TopKSpec, keys: list[str]) -> pa.Table:
