@@ -1,11 +1,13 @@
-"""``np.lexsort`` by a small non-negative integer key and one other key, in about half its time.
+"""``np.lexsort`` by a dense integer id and one other integer key, several times faster.
 
-Why: window emission sorts sketch entries by (row, bucket), and session windows sort
-events by (key id, time), at every batch. ``np.lexsort`` runs a stable sort per key.
-The major key here is a dense id below a known bound, so a stable counting sort does
-its part in one linear pass, and only the minor key needs a comparison sort. The
-result is the same permutation as ``np.lexsort((minor, major))``, ties included, and
-the counting sort gives each major key's range of the order for free.
+Why: window emission sorts sketch entries by (row, bucket or hash), and session windows
+sort events by (key id, time), at every batch. ``np.lexsort`` runs a stable comparison
+sort over all items for each key. Here the major key is a dense id below a known bound,
+so a stable counting sort groups the items by id in one linear pass, and only each id's
+run (usually a handful of items) needs sorting by the minor key: by insertion in Numba
+for short runs, by NumPy's stable sort for the few long ones. The result is the same
+permutation as ``np.lexsort((minor, major))``, ties included, and the counting sort
+gives each id's range of the order for free.
 """
 
 from __future__ import annotations
@@ -13,23 +15,48 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+INSERTION_MAX = 32  # longer runs go to NumPy's stable sort (insertion is quadratic)
+
 
 @njit(nogil=True, cache=True)
-def _stable_by_major(major, by_minor, n_major, order, starts):  # pragma: no cover - compiled
-    """Scatter ``by_minor`` (positions in minor-key order) stably by ``major``; ``starts``
-    (length ``n_major + 1``) gets each major key's first position in ``order``."""
+def _group_and_sort_runs(
+    major, minor, n_major, order, starts, run_keys, long_runs
+):  # pragma: no cover
+    """Counting-sort positions by ``major`` into ``order`` (``starts``: each id's first
+    position, ``n_major + 1`` items), with their minor keys alongside in ``run_keys``;
+    insertion-sort the runs of up to ``INSERTION_MAX`` items by minor key (stably) and
+    list the longer runs' ids in ``long_runs``. Returns how many long runs there are."""
     for k in range(n_major + 1):
         starts[k] = 0
-    for j in range(by_minor.shape[0]):
-        starts[major[by_minor[j]] + 1] += 1
+    for i in range(major.shape[0]):
+        starts[major[i] + 1] += 1
     for k in range(n_major):
         starts[k + 1] += starts[k]
     cursor = starts[:n_major].copy()
-    for j in range(by_minor.shape[0]):
-        i = by_minor[j]
-        k = major[i]
-        order[cursor[k]] = i
-        cursor[k] += 1
+    for i in range(major.shape[0]):
+        c = cursor[major[i]]
+        order[c] = i
+        run_keys[c] = minor[i]
+        cursor[major[i]] = c + 1
+    n_long = 0
+    for k in range(n_major):
+        lo = starts[k]
+        hi = starts[k + 1]
+        if hi - lo > INSERTION_MAX:
+            long_runs[n_long] = k
+            n_long += 1
+            continue
+        for a in range(lo + 1, hi):  # strict '>' keeps equal keys in input order
+            item = order[a]
+            key = run_keys[a]
+            b = a - 1
+            while b >= lo and run_keys[b] > key:
+                order[b + 1] = order[b]
+                run_keys[b + 1] = run_keys[b]
+                b -= 1
+            order[b + 1] = item
+            run_keys[b + 1] = key
+    return n_long
 
 
 def lexsort_by_id(
@@ -37,19 +64,26 @@ def lexsort_by_id(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(``np.lexsort((minor, major))``, the start of each major key's run in it).
 
-    ``major`` holds integers in ``0..n_major-1``; run ``k`` is
+    ``major`` holds integers in ``0..n_major-1`` and ``minor`` integers; run ``k`` is
     ``order[starts[k]:starts[k + 1]]`` (``starts`` has ``n_major + 1`` items).
     """
     major = np.ascontiguousarray(major, dtype=np.int64)
+    minor = np.ascontiguousarray(minor)
     if len(major) != len(minor):
         raise ValueError(f"keys of different lengths: {len(minor)} and {len(major)}")
+    if minor.dtype.kind not in "iu":
+        raise TypeError(f"minor keys must be integers, not {minor.dtype}")
     if len(major) and (int(major.min()) < 0 or int(major.max()) >= n_major):
         raise ValueError(f"major keys outside 0..{n_major - 1}")
-    by_minor = np.argsort(minor, kind="stable")
     order = np.empty(len(major), dtype=np.int64)
     starts = np.empty(n_major + 1, dtype=np.int64)
-    _stable_by_major(major, by_minor, n_major, order, starts)
+    run_keys = np.empty(len(major), dtype=minor.dtype)
+    long_runs = np.empty(len(major) // (INSERTION_MAX + 1) + 1, dtype=np.int64)
+    n_long = _group_and_sort_runs(major, minor, n_major, order, starts, run_keys, long_runs)
+    for k in long_runs[:n_long]:
+        lo, hi = starts[k], starts[k + 1]
+        order[lo:hi] = order[lo:hi][np.argsort(run_keys[lo:hi], kind="stable")]
     return order, starts
 
 
-__all__ = ["lexsort_by_id"]
+__all__ = ["INSERTION_MAX", "lexsort_by_id"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kernels.order import lexsort_by_id
+from kernels.order import INSERTION_MAX, lexsort_by_id
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -26,20 +26,24 @@ def test_the_same_permutation_as_lexsort_on_random_keys(seed: int) -> None:
         assert (major[run] == k).all()
 
 
-def test_float_minor_keys_and_empty_input() -> None:
-    times = np.array([2.5, -1.0, 2.5, np.inf, 0.0])
-    ids = np.array([1, 1, 0, 1, 0])
-    order, starts = lexsort_by_id(times, ids, 3)
-    np.testing.assert_array_equal(order, np.lexsort((times, ids)))
-    np.testing.assert_array_equal(starts, [0, 2, 5, 5])
-    order, starts = lexsort_by_id(np.empty(0), np.empty(0, np.int64), 2)
+def test_runs_short_and_long_and_empty_input() -> None:
+    # One id with a long run (past INSERTION_MAX, NumPy's sort) beside short ones and ties.
+    rng = np.random.default_rng(9)
+    major = np.r_[np.zeros(5 * INSERTION_MAX, np.int64), rng.integers(1, 40, 300)]
+    minor = rng.integers(0, 20, len(major)).astype(np.int32)
+    order, starts = lexsort_by_id(minor, major, 41)
+    np.testing.assert_array_equal(order, np.lexsort((minor, major)))
+    assert starts[1] == 5 * INSERTION_MAX
+    order, starts = lexsort_by_id(np.empty(0, np.int64), np.empty(0, np.int64), 2)
     assert len(order) == 0 and list(starts) == [0, 0, 0]
 
 
 def test_a_major_key_outside_the_bound_is_an_error_not_a_stray_write() -> None:
-    with pytest.raises(ValueError, match="major keys outside 0..2"):
-        lexsort_by_id(np.zeros(2), np.array([0, 3]), 3)
+    with pytest.raises(ValueError, match=r"major keys outside 0\.\.2"):
+        lexsort_by_id(np.zeros(2, np.int64), np.array([0, 3]), 3)
     with pytest.raises(ValueError, match="major keys outside"):
-        lexsort_by_id(np.zeros(1), np.array([-1]), 3)
+        lexsort_by_id(np.zeros(1, np.int64), np.array([-1]), 3)
     with pytest.raises(ValueError, match="different lengths"):
-        lexsort_by_id(np.zeros(2), np.array([0]), 3)
+        lexsort_by_id(np.zeros(2, np.int64), np.array([0]), 3)
+    with pytest.raises(TypeError, match="minor keys must be integers, not float64"):
+        lexsort_by_id(np.zeros(1), np.array([0]), 3)
