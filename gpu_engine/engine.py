@@ -195,6 +195,10 @@ class Engine:
                 self._write_windows(operator, table)
         self._closed = True
         self._pool.shutdown(wait=True)
+        for sink in self.sinks:  # sinks that write in the background finish first
+            flush = getattr(sink, "flush", None)
+            if flush is not None:
+                flush()
         self.summary_data = self.summary()
         self._write_batch_metrics()
         for sink in self.sinks:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import queue
+import threading
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -51,12 +53,23 @@ class _PartWriter:
 
 
 class ParquetSink:
-    """``OUT/windows/<name>/``, ``OUT/quarantine/``, ``OUT/late/<name>/``, ``OUT/summary.json``."""
+    """``OUT/windows/<name>/``, ``OUT/quarantine/``, ``OUT/late/<name>/``, ``OUT/summary.json``.
 
-    def __init__(self, out_dir: str | Path) -> None:
+    Tables are encoded and written on a thread of their own, in the order they came, so
+    the engine's next batch runs while Parquet encodes the last one's results (pyarrow
+    releases the GIL). At most ``queued`` tables wait; a full queue holds the engine back
+    rather than growing memory. A failed write is raised by the next call or by
+    ``close``, which writes ``summary.json`` only after every table is on disk.
+    """
+
+    def __init__(self, out_dir: str | Path, queued: int = 8) -> None:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._writers: dict[Path, _PartWriter] = {}
+        self._queue: queue.Queue[tuple[tuple[str, ...], pa.Table] | None] = queue.Queue(queued)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._write_all, name="parquet-sink", daemon=True)
+        self._thread.start()
 
     def _writer(self, *parts: str) -> _PartWriter:
         folder = self.out_dir.joinpath(*parts)
@@ -64,21 +77,49 @@ class ParquetSink:
             self._writers[folder] = _PartWriter(folder)
         return self._writers[folder]
 
+    def _write_all(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is None:  # after a failure, drain without writing
+                try:
+                    self._writer(*item[0]).write(item[1])
+                except BaseException as exc:  # re-raised on the engine's thread
+                    self._error = exc
+            self._queue.task_done()
+
+    def _put(self, table: pa.Table, *parts: str) -> None:
+        self._raise_failure()
+        self._queue.put((parts, table))
+
+    def _raise_failure(self) -> None:
+        if self._error is not None:
+            raise OSError(f"writing results under {self.out_dir} failed: {self._error}") from (
+                self._error
+            )
+
     def windows(self, name: str, table: pa.Table) -> None:
-        self._writer("windows", name).write(table)
+        self._put(table, "windows", name)
 
     def quarantine(self, table: pa.Table) -> None:
-        self._writer("quarantine").write(table)
+        self._put(table, "quarantine")
 
     def late(self, name: str, table: pa.Table) -> None:
-        self._writer("late", name).write(table)
+        self._put(table, "late", name)
 
     def dead_letter(self, table: pa.Table) -> None:
-        self._writer("dead_letter").write(table)
+        self._put(table, "dead_letter")
+
+    def flush(self) -> None:
+        """Wait until every table given so far is written (the engine's summary times this)."""
+        self._queue.join()
+        self._raise_failure()
 
     def close(self, summary: dict[str, Any]) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
         for writer in self._writers.values():
             writer.close()
+        self._raise_failure()
         (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 
