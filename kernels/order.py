@@ -4,8 +4,9 @@ Why: window emission sorts sketch entries by (row, bucket or hash), and session 
 sort events by (key id, time), at every batch. ``np.lexsort`` runs a stable comparison
 sort over all items for each key. Here the major key is a dense id below a known bound,
 so a stable counting sort groups the items by id in one linear pass, and only each id's
-run (usually a handful of items) needs sorting by the minor key: by insertion in Numba
-for short runs, by NumPy's stable sort for the few long ones. The result is the same
+run (usually a handful of items) needs sorting by the minor key: in Numba by insertion for
+short runs and by merge sort for longer ones, by NumPy's stable sort for the few runs of
+thousands. The result is the same
 permutation as ``np.lexsort((minor, major))``, ties included, and the counting sort
 gives each id's range of the order for free.
 """
@@ -15,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-INSERTION_MAX = 32  # longer runs go to NumPy's stable sort (insertion is quadratic)
+INSERTION_MAX = 32  # runs up to this long are insertion-sorted (quadratic, but no set-up)
+MERGE_MAX = 4096  # longer runs go to NumPy's stable sort, faster on long runs than Numba's
 
 
 @njit(nogil=True, cache=True)
@@ -24,8 +26,9 @@ def _group_and_sort_runs(
 ):  # pragma: no cover
     """Counting-sort positions by ``major`` into ``order`` (``starts``: each id's first
     position, ``n_major + 1`` items), with their minor keys alongside in ``run_keys``;
-    insertion-sort the runs of up to ``INSERTION_MAX`` items by minor key (stably) and
-    list the longer runs' ids in ``long_runs``. Returns how many long runs there are."""
+    sort the runs of up to ``MERGE_MAX`` items by minor key, stably (insertion up to
+    ``INSERTION_MAX``, else merge sort), and list the longer runs' ids in ``long_runs``.
+    Returns how many long runs there are."""
     for k in range(n_major + 1):
         starts[k] = 0
     for i in range(major.shape[0]):
@@ -42,9 +45,15 @@ def _group_and_sort_runs(
     for k in range(n_major):
         lo = starts[k]
         hi = starts[k + 1]
-        if hi - lo > INSERTION_MAX:
+        if hi - lo > MERGE_MAX:
             long_runs[n_long] = k
             n_long += 1
+            continue
+        if hi - lo > INSERTION_MAX:  # a stable merge sort, without a Python call per run
+            by_key = np.argsort(run_keys[lo:hi], kind="mergesort")
+            items = order[lo:hi].copy()
+            for j in range(hi - lo):
+                order[lo + j] = items[by_key[j]]
             continue
         for a in range(lo + 1, hi):  # strict '>' keeps equal keys in input order
             item = order[a]
@@ -78,7 +87,7 @@ def lexsort_by_id(
     order = np.empty(len(major), dtype=np.int64)
     starts = np.empty(n_major + 1, dtype=np.int64)
     run_keys = np.empty(len(major), dtype=minor.dtype)
-    long_runs = np.empty(len(major) // (INSERTION_MAX + 1) + 1, dtype=np.int64)
+    long_runs = np.empty(len(major) // (MERGE_MAX + 1) + 1, dtype=np.int64)
     n_long = _group_and_sort_runs(major, minor, n_major, order, starts, run_keys, long_runs)
     for k in long_runs[:n_long]:
         lo, hi = starts[k], starts[k + 1]
@@ -86,4 +95,4 @@ def lexsort_by_id(
     return order, starts
 
 
-__all__ = ["INSERTION_MAX", "lexsort_by_id"]
+__all__ = ["INSERTION_MAX", "MERGE_MAX", "lexsort_by_id"]

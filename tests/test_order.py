@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kernels.order import INSERTION_MAX, lexsort_by_id
+from kernels.order import INSERTION_MAX, MERGE_MAX, lexsort_by_id
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -26,14 +26,17 @@ def test_the_same_permutation_as_lexsort_on_random_keys(seed: int) -> None:
         assert (major[run] == k).all()
 
 
-def test_runs_short_and_long_and_empty_input() -> None:
-    # One id with a long run (past INSERTION_MAX, NumPy's sort) beside short ones and ties.
+def test_runs_of_every_length_and_empty_input() -> None:
+    # Id 0's run goes to NumPy's sort, id 1's to the merge sort, the rest by insertion.
     rng = np.random.default_rng(9)
-    major = np.r_[np.zeros(5 * INSERTION_MAX, np.int64), rng.integers(1, 40, 300)]
-    minor = rng.integers(0, 20, len(major)).astype(np.int32)
+    long_run, medium_run = MERGE_MAX + 10, 5 * INSERTION_MAX
+    major = np.r_[np.zeros(long_run, np.int64), np.ones(medium_run, np.int64),
+                  rng.integers(2, 40, 300)]  # fmt: skip
+    major = major[rng.permutation(len(major))]
+    minor = rng.integers(0, 20, len(major)).astype(np.int32)  # many ties
     order, starts = lexsort_by_id(minor, major, 41)
     np.testing.assert_array_equal(order, np.lexsort((minor, major)))
-    assert starts[1] == 5 * INSERTION_MAX
+    assert list(starts[:3]) == [0, long_run, long_run + medium_run]
     order, starts = lexsort_by_id(np.empty(0, np.int64), np.empty(0, np.int64), 2)
     assert len(order) == 0 and list(starts) == [0, 0, 0]
 
