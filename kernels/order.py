@@ -4,11 +4,10 @@ Why: window emission sorts sketch entries by (row, bucket or hash), and session 
 sort events by (key id, time), at every batch. ``np.lexsort`` runs a stable comparison
 sort over all items for each key. Here the major key is a dense id below a known bound,
 so a stable counting sort groups the items by id in one linear pass, and only each id's
-run (usually a handful of items) needs sorting by the minor key: in Numba by insertion for
-short runs and by merge sort for longer ones, by NumPy's stable sort for the few runs of
-thousands. The result is the same
-permutation as ``np.lexsort((minor, major))``, ties included, and the counting sort
-gives each id's range of the order for free.
+run (usually a handful of items) needs sorting by the minor key: in Numba, by insertion
+for short runs and by merge sort for longer ones, and by NumPy's stable sort for the few
+runs of thousands. The result is the same permutation as ``np.lexsort((minor, major))``,
+ties included, and the counting sort gives each id's range of the order for free.
 """
 
 from __future__ import annotations
