@@ -579,11 +579,17 @@ def main(argv: list[str] | None = None) -> int:
     for text, met in goals:
         verdict = "not measured (--device-only)" if met is None else "MET   " if met else "MISSED"
         print(f"goal {verdict} {text}")
-    for problem in problems:
-        print(f"MISMATCH {problem}")
     print(f"checked {n:,} events in each of {len(runs.seconds)} run(s) with the data on the "
           f"device, {len(cpu.keys):,} groups x {len(OPS)} aggregations, {len(cpu.entries):,} "
           "sketch entries")  # fmt: skip
+    return conclude(problems)
+
+
+def conclude(problems: list[str]) -> int:
+    """Print each mismatch, then the last line (``GPU_KERNELS PASS`` or ``FAIL``); the exit
+    status."""
+    for problem in problems:
+        print(f"MISMATCH {problem}")
     print("GPU_KERNELS " + ("FAIL" if problems else "PASS"), flush=True)
     return 1 if problems else 0
 
@@ -601,10 +607,7 @@ def profiled_run(cpu: Result, dev: dict[str, Any], groups: int) -> int:
         if profiling:
             cuda.profile_stop()
     print(runs.line(len(cpu.reason)) + ("" if profiling else " (simulator: not profiled)"))
-    for problem in runs.problems:
-        print(f"MISMATCH {problem}")
-    print("GPU_KERNELS " + ("FAIL" if runs.problems else "PASS"), flush=True)
-    return 1 if runs.problems else 0
+    return conclude(runs.problems)
 
 
 def host_memory_runs(

@@ -17,7 +17,11 @@ from gpu_engine.io.frames import ResultFrame, from_arrow
 
 
 class Sink(Protocol):
-    """Receives every output of the engine; the engine calls these in order."""
+    """Receives every output of the engine; the engine calls these in order.
+
+    A sink that writes in the background may also have ``flush()``: the engine calls it
+    at the end, before it times the run's summary (:class:`ParquetSink`).
+    """
 
     def windows(self, name: str, table: pa.Table) -> None: ...
     def quarantine(self, table: pa.Table) -> None: ...

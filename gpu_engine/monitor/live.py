@@ -19,7 +19,7 @@ from rich.table import Table
 
 from .alerts import AlertState
 from .monitor import Monitor
-from .registry import BATCH_SECONDS_BUCKETS, LATENCY_BUCKETS
+from .registry import TOP_BOUNDS
 
 MAIN_METRICS: tuple[tuple[str, str, str], ...] = (
     ("events_in_per_s", "events in /s", "{:,.0f}"),
@@ -40,13 +40,6 @@ MAIN_METRICS: tuple[tuple[str, str, str], ...] = (
     ("process_rss_bytes", "process RSS (MiB)", "mib"),
 )
 
-# A quantile whose rank lies past a histogram's last finite bound reads as that bound
-# (Prometheus' rule), so the view shows it as "at least" rather than as a measured value.
-_TOP_BOUNDS = {
-    "batch_seconds": BATCH_SECONDS_BUCKETS[-1],
-    "e2e_latency_seconds": LATENCY_BUCKETS[-1],
-}
-
 _STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
 
@@ -59,11 +52,12 @@ def _fmt(value: float | None, spec: str, top: float = math.inf) -> str:
 
 
 def _top_bound(key: str) -> float:
-    """The last finite bucket bound of the histogram a ``<name>_pNN`` key comes from."""
+    """The last finite bucket bound of the histogram a ``<name>_pNN`` key comes from: a
+    quantile there is shown as "at least" that, not as a measured value."""
     prefix, _, suffix = key.rpartition("_")
     if not suffix.startswith("p") or not suffix[1:].isdigit():
         return math.inf
-    return _TOP_BOUNDS.get(prefix, math.inf)
+    return TOP_BOUNDS.get(prefix, math.inf)
 
 
 def render(monitor: Monitor, max_alerts: int = 10) -> Group:
