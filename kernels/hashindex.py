@@ -70,6 +70,29 @@ def find_or_add(slots, stored, n, first, rest, i):  # pragma: no cover - compile
         pos = (pos + uint64(1)) & mask
 
 
+@njit(inline="always")
+def find_or_add_triple(slots, stored, n, a, b, c):  # pragma: no cover - compiled
+    """(id, new count) of the width-3 key ``(a, b, c)``, like :func:`find_or_add`.
+
+    Kernels that make keys per event (sketch entries) call it without building
+    a key array first.
+    """
+    mask = uint64(slots.shape[0] - 1)
+    h = mix64(mix64(mix64(uint64(0x9E3779B97F4A7C15) ^ uint64(a)) ^ uint64(b)) ^ uint64(c))
+    pos = h & mask
+    while True:
+        sid = slots[pos]
+        if sid == _EMPTY:
+            stored[n, 0] = a
+            stored[n, 1] = b
+            stored[n, 2] = c
+            slots[pos] = n
+            return n, n + 1
+        if stored[sid, 0] == a and stored[sid, 2] == c and stored[sid, 1] == b:
+            return sid, n
+        pos = (pos + uint64(1)) & mask
+
+
 @njit(nogil=True, cache=True)
 def _lookup_or_insert(slots, stored, n, batch, out):  # pragma: no cover - compiled
     rest = batch[:, 1:]

@@ -21,7 +21,7 @@ import math
 import numpy as np
 from numba import njit, uint64
 
-from kernels.hashindex import mix64
+from kernels.hashindex import find_or_add, find_or_add_triple, mix64
 
 ALPHA = 0.005  # below the 1% promise, leaving room for float rounding in log()
 GAMMA = (1.0 + ALPHA) / (1.0 - ALPHA)
@@ -59,6 +59,38 @@ def hash_int64(values, out):  # pragma: no cover - compiled
     """64-bit hashes of int64 values (a bijection, so distinct values never collide)."""
     for i in range(values.shape[0]):
         out[i] = np.int64(mix64(uint64(values[i]) + uint64(0x9E3779B97F4A7C15)))
+
+
+@njit(nogil=True, cache=True)
+def count_entries(slots, stored, n, counts, keys, weights):  # pragma: no cover - compiled
+    """Add ``weights[i]`` to the count of entry ``keys[i]`` (inserted when new); the new size.
+
+    The index (``slots``, ``stored``, ``n``) and ``counts`` must have room for
+    every key to be new.
+    """
+    rest = keys[:, 1:]
+    for i in range(keys.shape[0]):
+        sid, n = find_or_add(slots, stored, n, keys[i, 0], rest, i)
+        counts[sid] += weights[i]
+    return n
+
+
+@njit(nogil=True, cache=True)
+def count_event_entries(
+    slots, stored, n, counts, ids, agg, event_index, sketch_keys, mine
+):  # pragma: no cover - compiled
+    """Count entry ``(ids[event_index[i]], agg, sketch_keys[i])`` once per event; the new size.
+
+    Events ``event_index[i]`` outside ``mine`` (a mask over the batch; empty:
+    every event is mine) are skipped. Room as for :func:`count_entries`.
+    """
+    every = mine.shape[0] == 0
+    for i in range(event_index.shape[0]):
+        e = event_index[i]
+        if every or mine[e]:
+            sid, n = find_or_add_triple(slots, stored, n, ids[e], agg, sketch_keys[i])
+            counts[sid] += 1
+    return n
 
 
 @njit(nogil=True, cache=True)

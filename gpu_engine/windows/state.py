@@ -13,7 +13,12 @@ from gpu_engine.windows.aggregations import AggregationPlan, BatchValues
 from kernels.aggregate import QUANTILE, merge_into, update_events
 from kernels.hashindex import HashIndex
 from kernels.order import lexsort_by_id
-from kernels.sketches import combine_sketches, quantiles_from_entries
+from kernels.sketches import (
+    combine_sketches,
+    count_entries,
+    count_event_entries,
+    quantiles_from_entries,
+)
 
 
 class SketchEntries:
@@ -31,15 +36,23 @@ class SketchEntries:
         return self.index.nbytes + int(self.counts.nbytes)
 
     def add(self, keys: np.ndarray, counts: np.ndarray | None = None) -> None:
+        """Add ``counts`` (default: one each) to entries ``keys``, an ``(n, 3)`` int64 array."""
         if len(keys) == 0:
             return
-        ids = self.index.insert(keys)
-        n = len(self.index)
-        if n > len(self.counts):
-            grown = np.zeros(max(n, 2 * len(self.counts)), dtype=np.int64)
+        keys = np.ascontiguousarray(keys, dtype=np.int64)
+        weights = np.ones(len(keys), np.int64) if counts is None else np.asarray(counts, np.int64)
+        slots, stored, n = self._room_for(len(keys))
+        self.index.set_count(count_entries(slots, stored, n, self.counts, keys, weights))
+
+    def _room_for(self, extra: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """The index's raw arrays, with room (and counts) for ``extra`` new entries."""
+        self.index.reserve(extra)
+        need = len(self.index) + extra
+        if need > len(self.counts):
+            grown = np.zeros(max(need, 2 * len(self.counts)), dtype=np.int64)
             grown[: len(self.counts)] = self.counts
             self.counts = grown
-        self.counts[:n] += np.bincount(ids, weights=counts, minlength=n).astype(np.int64)
+        return self.index.raw()
 
     def keep_rows(self, keep: np.ndarray, n_rows: int) -> None:
         """Keep the entries of rows ``keep`` (ascending), renumbered like the rows, in place."""
@@ -96,15 +109,13 @@ class SketchEntries:
 
         ``mine`` (a mask over the batch) limits them to the events of this state.
         """
+        everyone = np.empty(0, dtype=np.bool_)
         for a, event_index, sketch_keys in values.sketch_inputs:
-            if mine is not None:
-                take = mine[event_index]
-                event_index, sketch_keys = event_index[take], sketch_keys[take]
-            entry = np.empty((len(event_index), 3), dtype=np.int64)
-            entry[:, 0] = ids[event_index]
-            entry[:, 1] = a
-            entry[:, 2] = sketch_keys
-            self.add(entry)
+            events = len(event_index) if mine is None else int(np.count_nonzero(mine[event_index]))
+            slots, stored, n = self._room_for(events)
+            n = count_event_entries(slots, stored, n, self.counts, ids, a, event_index,
+                                    sketch_keys, everyone if mine is None else mine)  # fmt: skip
+            self.index.set_count(n)
 
 
 class RowIndex(HashIndex):
@@ -236,7 +247,7 @@ class GroupState:
         new_keys = np.empty((total, 3), dtype=np.int64)
         new_keys[:, 0] = dst_ids[order[pos]]
         new_keys[:, 1:] = entry_keys[entry_of, 1:]
-        self.sketches.add(new_keys, counts[entry_of].astype(np.float64))
+        self.sketches.add(new_keys, counts[entry_of])
 
     def sketch_results(self, n: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """Final quantile / distinct-count values of rows ``0..n-1`` per sketch aggregation."""
