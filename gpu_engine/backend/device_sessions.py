@@ -29,7 +29,7 @@ import numpy as np
 from gpu_engine.backend.device_sketches import DeviceSketchEntries
 from gpu_engine.backend.device_state import check_room
 from gpu_engine.windows.aggregations import AggregationPlan, PreparedBatch
-from gpu_engine.windows.sessions import ClosedSessions
+from gpu_engine.windows.sessions import ClosedSessions, open_sessions_of
 from kernels.cuda import sessions
 from kernels.cuda._core import as_device, constant, copy, empty, full, span, to_host
 from kernels.cuda.aggregate import DeviceAggState, merge_rows, update_events
@@ -148,6 +148,23 @@ class DeviceSessionState:
             values.fcols, values.icols, values.masks, self.agg,
         )  # fmt: skip
         self.sketches.add_events(ids, values)
+
+    def open_sessions(self, atoms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row of ``atoms``, start, end) of the open sessions of those keys, on the host.
+
+        Asked only for batches with events that may be late, so the copy of the
+        session bounds (25 bytes a session) is not on the path of in-order streams.
+        """
+        n = self._n
+        if n == 0:
+            nothing = np.empty(0, dtype=np.int64)
+            return nothing, nothing, nothing
+        keys = atoms if self.width else np.zeros((len(atoms), 1), dtype=np.int64)
+        found = to_host(self.key_ids.find(as_device(keys)))
+        kid, dead, starts, ends = (
+            to_host(span(a, 0, n)) for a in (self._kid, self._dead, self._starts, self._ends)
+        )
+        return open_sessions_of(found, kid, dead.astype(np.bool_), starts, ends)
 
     def emit(self, watermark: int) -> ClosedSessions | None:
         """The sessions whose end the watermark passed (then dropped), or None."""

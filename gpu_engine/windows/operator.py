@@ -19,6 +19,7 @@ from gpu_engine.config.models import FieldSpec, WindowSpec
 from gpu_engine.windows.aggregations import AggregationPlan, PreparedBatch
 from gpu_engine.windows.keys import KeyEncoder
 from gpu_engine.windows.panes import PaneGeometry
+from gpu_engine.windows.sessions import late_events
 
 NEVER = -(2**62)  # "no window emitted yet"
 FOREVER = 2**62  # the watermark at the end of a bounded input
@@ -67,7 +68,7 @@ class WindowOperator(ABC):
         self.last_input_at = now
         self.batch_watermark = self.watermark  # what was final when this batch arrived
         times = batch.times if events is None else batch.times[events]
-        late = self._late_mask(times)
+        late = self._late_mask(batch, events, times)
         n_late = int(late.sum())
         self.late_events += n_late
         if len(times):
@@ -115,8 +116,10 @@ class WindowOperator(ABC):
 
     # -- per kind -----------------------------------------------------------------------
     @abstractmethod
-    def _late_mask(self, times: np.ndarray) -> np.ndarray:
-        """Events all of whose windows end at or before the watermark (as of the batch start).
+    def _late_mask(
+        self, batch: PreparedBatch, events: np.ndarray | None, times: np.ndarray
+    ) -> np.ndarray:
+        """Events ``events`` (None: all) whose windows all end by the watermark (at batch start).
 
         Judged by the watermark, not by what was emitted, so results do not depend
         on how often windows are emitted.
@@ -182,7 +185,9 @@ class PaneWindows(WindowOperator):
     def _last_window_end(self, times: np.ndarray) -> np.ndarray:
         return np.floor_divide(times, self.slide) * self.slide + self.size
 
-    def _late_mask(self, times: np.ndarray) -> np.ndarray:
+    def _late_mask(
+        self, batch: PreparedBatch, events: np.ndarray | None, times: np.ndarray
+    ) -> np.ndarray:
         return self._last_window_end(times) <= self.watermark
 
     def _add(self, batch: PreparedBatch, events: np.ndarray) -> None:
@@ -243,8 +248,14 @@ class SessionWindows(WindowOperator):
             self.plan, self.encoder.width, self.gap, owner=self.spec.name
         )
 
-    def _late_mask(self, times: np.ndarray) -> np.ndarray:
-        return times + self.gap <= self.watermark
+    def _late_mask(
+        self, batch: PreparedBatch, events: np.ndarray | None, times: np.ndarray
+    ) -> np.ndarray:
+        if not (times + self.gap <= self.watermark).any():  # the common case: nothing to merge
+            return np.zeros(len(times), dtype=np.bool_)
+        atoms = batch.host_atoms()
+        atoms = atoms if events is None else atoms[events]
+        return late_events(atoms, times, self.gap, self.watermark, self.sessions.open_sessions)
 
     def _add(self, batch: PreparedBatch, events: np.ndarray) -> None:
         self.sessions.add_batch(batch, events)

@@ -8,6 +8,7 @@ device twin with the same interface
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,56 @@ from kernels.sessions import merge_intervals
 
 _INT64_MAX = np.iinfo(np.int64).max  # also: a merged session without an open row yet
 _INT64_MIN = np.iinfo(np.int64).min
+
+
+def late_events(
+    atoms: np.ndarray,
+    times: np.ndarray,
+    gap: int,
+    watermark: int,
+    open_sessions: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]],
+) -> np.ndarray:
+    """Late mask of a batch's events: those whose merged session ends by the watermark.
+
+    An event's own session ``[t, t + gap)`` may be over while the session it falls
+    into is still open, so, as Flink does, lateness is judged after merging: with
+    the batch's other events of its key and with the open sessions that
+    ``open_sessions(key atoms)`` returns as (key row, start, end). Open sessions
+    end after the watermark (those that do not were emitted when it passed them).
+    """
+    late = times + gap <= watermark
+    if not late.any():
+        return late
+    keys = HashIndex.from_keys(atoms[late])  # only the keys of events that may be late
+    kid = keys.find(atoms)
+    related = np.flatnonzero(kid >= 0)
+    owner, open_start, open_end = open_sessions(keys.keys)
+    cand_kid = np.concatenate([kid[related], owner])
+    start = np.concatenate([times[related], open_start])
+    end = np.concatenate([times[related] + gap, open_end])
+    order, _ = lexsort_by_id(start, cand_kid, len(keys))
+    group = np.empty(len(order), dtype=np.int64)
+    n_groups = merge_intervals(
+        np.ascontiguousarray(cand_kid[order]).reshape(-1, 1), start[order], end[order], group
+    )
+    group_end = np.full(n_groups, _INT64_MIN, dtype=np.int64)
+    np.maximum.at(group_end, group, end[order])
+    merged_end = np.empty(len(order), dtype=np.int64)
+    merged_end[order] = group_end[group]
+    late[related] = merged_end[: len(related)] <= watermark
+    return late
+
+
+def open_sessions_of(
+    found: np.ndarray, kid: np.ndarray, dead: np.ndarray, starts: np.ndarray, ends: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(key row, start, end) of the open sessions whose key id is ``found[row]`` (-1: none)."""
+    n_keys = int(max(found.max(initial=-1), kid.max(initial=-1))) + 1
+    row_of_kid = np.full(n_keys, -1, dtype=np.int64)
+    hit = np.flatnonzero(found >= 0)
+    row_of_kid[found[hit]] = hit
+    rows = np.flatnonzero(~dead & (row_of_kid[kid] >= 0))
+    return row_of_kid[kid[rows]], starts[rows], ends[rows]
 
 
 @dataclass
@@ -141,6 +192,11 @@ class SessionState:
         self._kid[row_of[group_of]] = cand_kid
         self._dead[row_of[created]] = False
         self._dead[open_rows[absorbed]] = True
+
+    def open_sessions(self, atoms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row of ``atoms``, start, end) of the open sessions of those keys."""
+        found = self.key_ids.find(atoms) if len(self.key_ids) else np.full(len(atoms), -1)
+        return open_sessions_of(found, self.kid, self.dead, self.starts, self.ends)
 
     def _reserve(self, n_rows: int) -> None:
         """Room for rows ``0..n_rows-1`` in the per-session arrays (grown by half)."""

@@ -130,6 +130,20 @@ def test_bridging_event_merges_open_sessions() -> None:
     assert two["n"].tolist() == [1, 1, 1]
 
 
+@pytest.mark.parametrize("keys", [["k"], []])
+def test_late_alone_events_join_open_sessions_as_on_the_cpu(keys: list[str]) -> None:
+    """Events whose own gap the watermark passed, inside or chained to an open session
+    (judged on the host from the device's open sessions), and truly late ones."""
+    first = [0, 300, 5_000, 5_300, 5_600, 5_900]  # [0, 700) emitted; [5000, 6300) open
+    second = [6_000, 4_700, 4_350, 200, 2_000]  # in it, a chain down to it, and two late
+    frame = random_events(np.random.default_rng(8), 11, n_keys=1)
+    frame["t"] = np.array(first + second, np.int64) + 1_000_000
+    window = {"type": "session", "gap": 400, "keys": keys, "allowed_lateness": 300}
+    cpu, events = _same_output(window, frame, chunk=6)
+    assert events["late"] == 2
+    assert cpu["n"].tolist() == [2, 7]
+
+
 @pytest.mark.parametrize(
     ("case", "window"),
     [
