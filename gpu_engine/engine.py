@@ -268,6 +268,9 @@ class Engine:
             for sink in self.sinks:
                 sink.quarantine(validated.quarantine)
         self._record(batch, rows, valid, validated, n_late, stage, finished)
+        done = self.clock()
+        for operator in self.operators:
+            operator.busy_until(done)
 
     def _aggregate(self, validated: ValidatedBatch, now: float) -> np.ndarray:
         late_everywhere = np.ones(validated.valid.num_rows, dtype=bool)

@@ -9,7 +9,7 @@ from engine_testing import make_config, random_events, run_engine, window_frame
 
 from gpu_engine.engine import Engine
 from gpu_engine.errors import EngineError
-from gpu_engine.io.sinks import MemorySink
+from gpu_engine.io.sinks import CallbackSink, MemorySink
 
 
 class FakeClock:
@@ -102,6 +102,30 @@ def test_idle_input_closes_windows_by_processing_time() -> None:
     assert out is not None and out.num_rows == 3
     engine.close()
     assert sink.result("windows/w").num_rows == 3  # emitted exactly once
+
+
+def test_a_slow_sink_does_not_count_as_idle_input() -> None:
+    """Idle time counts from the end of a batch's work: a sink that takes 1.5 s per write
+    (on the engine's clock) leaves lateness as it is with a fast one."""
+    window = {"type": "tumbling", "size": 1000, "keys": ["k"], "idle_timeout": 1000,
+              "allowed_lateness": 2000}  # fmt: skip
+    events = []
+    for slow in (False, True):
+        clock = FakeClock()
+
+        def write(name: str, table: object, slow: bool = slow, clock: FakeClock = clock) -> None:
+            clock.now += 1.5 if slow else 0.0
+
+        config = make_config(window, batching={"max_rows": 100})
+        engine = Engine(config, sinks=[MemorySink(), CallbackSink(write)], clock=clock)
+        for i in range(6):  # a second of event time per push, up to 1.5 s out of order
+            frame = random_events(np.random.default_rng(i), 100)
+            frame["t"] = 1_000_000 + i * 1000 + np.linspace(-1500, 999, 100).astype(np.int64)
+            engine.push(frame)
+            engine.poll()
+        events.append(engine.close()["events"])
+    assert events[0]["late"] == 0
+    assert events[1] == events[0]
 
 
 def test_max_delay_cuts_a_batch() -> None:

@@ -82,6 +82,14 @@ class WindowOperator(ABC):
             self._add(batch, events)
         return late
 
+    def busy_until(self, now: float) -> None:
+        """The engine finished a batch at ``now``: idle time counts from here.
+
+        Time spent aggregating, emitting and writing is not input idleness, or a
+        slow sink would advance the watermark and make on-time events late.
+        """
+        self.last_input_at = now
+
     def poll(self, now: float) -> None:
         """Advance the watermark with processing time once the input has been idle."""
         idle = self.spec.idle_timeout

@@ -95,6 +95,10 @@ class ShardedWindows:
         self._sync(now)
         return late
 
+    def busy_until(self, now: float) -> None:
+        for op in self.shards:
+            op.busy_until(now)
+
     def poll(self, now: float) -> None:
         for op in self.shards:
             op.poll(now)
