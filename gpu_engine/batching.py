@@ -52,6 +52,7 @@ class MicroBatcher:
             pending.source != source
             or pending.first_row + pending.rows != first_row
             or _layout(pending.parts[-1]) != _layout(table)
+            or not _mergeable(pending.parts[-1], table)
         ):
             ready.extend(self._cut_all())
             pending = self._pending
@@ -99,6 +100,21 @@ class MicroBatcher:
 def _layout(frame: Any) -> Any:
     """What must match for frames to share a batch (Arrow tables promote their types)."""
     return "arrow" if isinstance(frame, pa.Table) else frame.layout
+
+
+def _mergeable(a: Any, b: Any) -> bool:
+    """Whether two frames' columns can share a batch: Arrow types that promote to one.
+
+    Pushes of one column as integers, then as strings, are validated as batches of
+    their own (each cast, or quarantined, by the schema) rather than failing to concat.
+    """
+    if not isinstance(a, pa.Table) or a.schema == b.schema:
+        return True
+    try:
+        pa.unify_schemas([a.schema, b.schema], promote_options="permissive")
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        return False
+    return True
 
 
 def _concat(parts: list[Any]) -> Any:

@@ -30,13 +30,35 @@ def to_arrow(frame: Any) -> pa.Table:
     if module.startswith("cudf"):
         return frame.to_arrow()
     if module.startswith("pandas"):
-        return pa.Table.from_pandas(frame, preserve_index=False)
+        try:
+            return pa.Table.from_pandas(frame, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return _mixed_pandas(frame)
     if hasattr(frame, "__arrow_c_stream__"):
         return pa.table(frame)
     raise InputError(
         f"cannot read a {type(frame).__name__}: push a pandas or cuDF DataFrame, a pyarrow "
         "Table or RecordBatch, or a dict of numpy or device (CuPy, Numba, torch) arrays"
     )
+
+
+def _mixed_pandas(frame: Any) -> pa.Table:
+    """A pandas frame whose object columns mix types (``[1, "x"]``), their values as text.
+
+    The validator then casts each value by the schema, as it does a CSV's, so the
+    rows it cannot read are quarantined one by one instead of the push failing.
+    """
+    columns = {}
+    for name in frame.columns:
+        values = frame[name]
+        try:
+            columns[str(name)] = pa.array(values, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            if values.dtype != object:
+                raise InputError(f"cannot read pushed column {name!r} ({values.dtype})") from None
+            text = [None if v is None or v != v else str(v) for v in values]  # v != v: NaN
+            columns[str(name)] = pa.array(text, pa.string())
+    return pa.table(columns)
 
 
 def column_to_arrow(values: Any) -> pa.Array:

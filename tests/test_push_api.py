@@ -1,0 +1,45 @@
+"""The in-process push API with frames whose column types disagree: rows are cast or
+quarantined one by one, never a failure of the whole push or of ``close()``."""
+
+from __future__ import annotations
+
+import pandas as pd
+from engine_testing import make_config, window_frame
+
+from gpu_engine.engine import Engine
+from gpu_engine.io.sinks import MemorySink
+
+WINDOW = {"type": "tumbling", "size": 1000, "keys": ["k"]}
+
+
+def _frame(u: list) -> pd.DataFrame:
+    n = len(u)
+    return pd.DataFrame({"t": [1_000_100 + i for i in range(n)], "k": 1, "s": "a", "e": 0,
+                         "x": 1.0, "u": u})  # fmt: skip
+
+
+def _run(*frames: pd.DataFrame) -> tuple[MemorySink, dict]:
+    sink = MemorySink()
+    engine = Engine(make_config(WINDOW, batching={"max_rows": 1000}), sinks=[sink])
+    for frame in frames:
+        engine.push(frame)
+    return sink, engine.close()
+
+
+def _check(sink: MemorySink, summary: dict, valid_sum: int, bad: int) -> None:
+    events = summary["events"]
+    assert events["quarantined"] == bad and summary["accounted"]
+    assert window_frame(sink)["u_sum"].tolist() == [valid_sum]
+    quarantine = sink.result("quarantine").to_pandas()
+    assert (quarantine["_field"] == "u").all() and len(quarantine) == bad
+
+
+def test_pushes_of_a_column_as_integers_then_strings_share_no_batch() -> None:
+    sink, summary = _run(_frame([1, 2]), _frame(["7", "x", None]))
+    _check(sink, summary, 1 + 2 + 7, bad=1)
+    assert summary["batches"] == 2
+
+
+def test_an_object_column_mixing_integers_and_strings_is_read_value_by_value() -> None:
+    sink, summary = _run(_frame([1, "2", "x", None, 4]))
+    _check(sink, summary, 1 + 2 + 4, bad=1)
