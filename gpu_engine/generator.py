@@ -44,6 +44,17 @@ class GeneratorSpec:
     profile: Literal["flat", "ramp", "diurnal"] = "diurnal"
     kind: Literal["short-video", "nexmark-bids"] = "short-video"
 
+    def __post_init__(self) -> None:
+        """Refuse values the sampling cannot use, naming the field (else: IndexError deep in
+        the Zipf sampler for ``n_content=0``, or a negative count quietly writing nothing)."""
+        at_least = {"events": 0, "seed": 0, "duration_ms": 0, "disorder_ms": 0,
+                    "n_content": 1, "n_users": 1, "n_creators": 1}  # fmt: skip
+        for name, low in at_least.items():
+            if getattr(self, name) < low:
+                raise ValueError(f"{name} = {getattr(self, name)} is below {low}")
+        if not 0.0 <= self.bad_fraction <= 1.0:  # False for NaN too
+            raise ValueError(f"bad_fraction = {self.bad_fraction} is not between 0 and 1")
+
 
 class _Zipf:
     """Inverse-CDF sampler of ranks 0..n-1 with P(rank k) proportional to 1/(k+1)^s."""

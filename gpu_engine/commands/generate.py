@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from collections.abc import Callable
 
 from gpu_engine.generator import GeneratorSpec, write_events
 from gpu_engine.units import parse_duration_ms
@@ -11,20 +13,27 @@ from gpu_engine.units import parse_duration_ms
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("generate", help="write synthetic events to a file")
-    add_generator_options(parser)
+    add_generator_options(parser, min_events=0)
     parser.add_argument("--out", required=True, help="output file (.parquet, .csv or .jsonl)")
     parser.set_defaults(func=_generate)
 
 
-def add_generator_options(parser: argparse.ArgumentParser) -> None:
+def add_generator_options(parser: argparse.ArgumentParser, min_events: int = 1) -> None:
+    """The generator's options, each checked by argparse so a bad value names its option."""
     parser.add_argument(
-        "--events", type=_count, default=1_000_000, help="number of events (1M, 100k)"
+        "--events", type=_count_at_least(min_events), default=1_000_000,
+        help="number of events (1M, 100k)",
+    )  # fmt: skip
+    parser.add_argument("--seed", type=_count_at_least(0), default=0)
+    parser.add_argument(
+        "--bad-fraction", type=_fraction, default=0.0, help="share of invalid rows (0 to 1)"
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--bad-fraction", type=float, default=0.0, help="share of invalid rows")
-    parser.add_argument("--disorder", default="2s", help="maximum out-of-order delay")
-    parser.add_argument("--duration", default="10m", help="event-time span of the stream")
-    parser.add_argument("--content", type=_count, default=100_000, help="distinct content ids")
+    parser.add_argument("--disorder", type=_duration, default="2s",
+                        help="maximum out-of-order delay")  # fmt: skip
+    parser.add_argument("--duration", type=_duration, default="10m",
+                        help="event-time span of the stream")  # fmt: skip
+    parser.add_argument("--content", type=_count_at_least(1), default=100_000,
+                        help="distinct content ids (at least 1)")  # fmt: skip
     parser.add_argument("--profile", choices=["flat", "ramp", "diurnal"], default="diurnal")
     parser.add_argument("--kind", choices=["short-video", "nexmark-bids"], default="short-video",
                         help="which stream to generate")  # fmt: skip
@@ -44,25 +53,69 @@ def spec_from_args(args: argparse.Namespace) -> GeneratorSpec:
 
 
 def _count(text: str) -> int:
-    """Parse ``1000``, ``100k``, ``10M``."""
+    """Parse ``1000``, ``100k``, ``10M`` (zero or more)."""
     scale = {"k": 1_000, "m": 1_000_000, "b": 1_000_000_000}
     text = text.strip().lower().replace("_", "")
     try:
-        if text and text[-1] in scale:
-            return int(float(text[:-1]) * scale[text[-1]])
-        return int(text)
-    except ValueError:
+        multiple = scale.get(text[-1:], 1)
+        value = int(float(text[:-1]) * multiple) if multiple > 1 else int(text)
+    except (ValueError, OverflowError):  # OverflowError: "infk"
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a count (e.g. 1000, 100k, 10M)"
         ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative; a count is 0 or more")
+    return value
+
+
+def _count_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a count (``100k``) of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        value = _count(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text.strip()!r} is below {minimum}")
+        return value
+
+    parse.__name__ = "count"  # argparse names the type in some messages
+    return parse
+
+
+def _fraction(text: str) -> float:
+    """A share from 0 to 1 (``0.001``); NaN and values outside are refused."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not between 0 and 1")
+    return value
+
+
+def _duration(text: str) -> int:
+    """A duration (``2s``, ``10m``, or ``0``: plain milliseconds) in ms, checked by argparse."""
+    text = text.strip()
+    if text.startswith("-"):
+        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    try:
+        return parse_duration_ms(int(text) if text.isdigit() else text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _generate(args: argparse.Namespace) -> int:
     try:
         spec = spec_from_args(args)
         total = write_events(spec, args.out)
-    except ValueError as exc:
-        print(f"gpu-engine generate: {exc}", file=sys.stderr)
+    except (ValueError, OSError) as exc:
+        print(f"gpu-engine generate: {_reason(exc, args.out)}", file=sys.stderr)
         return 2
     print(f"wrote {total:,} events to {args.out}")
     return 0
+
+
+def _reason(exc: Exception, out: str) -> str:
+    """The error with the path it concerns (an OSError's text alone may not name it)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"--out {exc.filename or out}: {exc.strerror}"
+    return str(exc)

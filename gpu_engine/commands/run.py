@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -26,6 +30,10 @@ from gpu_engine.monitoring import EngineMonitoring
 from gpu_engine.runner import return_freed_memory_promptly, run_pipeline, source_batches
 
 DEMO_EVENTS = 500_000
+# What a run writes under --out (README's outputs table): a folder holding any of the
+# first five holds an earlier run's results; ``--overwrite`` removes all of them first.
+RESULTS = ("summary.json", "windows", "quarantine", "late", "dead_letter")
+RUN_FILES = (*RESULTS, "metrics", "alerts.jsonl", "actions.jsonl", "alerts_acks.jsonl")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,11 +46,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--input", help="Parquet/CSV/JSONL file or directory of events")
     source.add_argument("--synthetic", action="store_true", help="generate events (default)")
-    add_generator_options(parser)
+    add_generator_options(parser, min_events=1)
     parser.set_defaults(events=DEMO_EVENTS, bad_fraction=0.001)
     parser.add_argument("--out", help="output folder (default: a new folder here)")
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="replace the results of an earlier run in --out (refused without it)",
+    )  # fmt: skip
     parser.add_argument("--backend", choices=["auto", "cpu", "cuda"], help="override the config")
-    parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    parser.add_argument(
+        "--metrics-port", type=_port,
+        help="serve Prometheus metrics on this port (0: any free port)",
+    )  # fmt: skip
     parser.add_argument("--metrics-addr", default="127.0.0.1", help="address for --metrics-port")
     parser.add_argument("--monitor-config", help="YAML rules for the monitor (default: built-in)")
     parser.add_argument("--no-progress", action="store_true", help="no live view / progress bar")
@@ -53,23 +68,67 @@ def default_config_path() -> Path:
     return Path(str(resources.files("gpu_engine") / "examples" / "short_video.yaml"))
 
 
+def _port(text: str) -> int:
+    """A TCP port, 0 to 65535 (0: the system picks a free one)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (0 to 65535; 0: any free port)")
+    return port
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    """Refuse an --out that is not a folder, or that holds an earlier run's results.
+
+    Why: a run writes only the outputs it has rows for, so a second run into the same
+    folder would leave the first one's quarantine or late rows beside its own summary.
+    """
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: is a file, not a folder")
+    if overwrite or not out.is_dir():
+        return
+    found = [name for name in RESULTS if (out / name).exists()]
+    if found:
+        raise ValueError(
+            f"--out {out}: holds the results of an earlier run ({', '.join(found)});"
+            " pass --overwrite to replace them, or choose another folder"
+        )
+
+
+def clear_previous_run(out: Path) -> None:
+    """Remove what an earlier run wrote under ``out`` (``RUN_FILES``), nothing else."""
+    for name in RUN_FILES:
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+
 def _run(args: argparse.Namespace) -> int:
     lighten_startup()
     return_freed_memory_promptly()
     console = Console(stderr=True)
     monitoring = None
+    out = Path(args.out or f"tiktoktoe-out-{time.strftime('%Y%m%d-%H%M%S')}")
     try:
         config = load_config(args.config or default_config_path())
         if args.backend:
             config = config.model_copy(update={"backend": args.backend})
-        out = Path(args.out or f"tiktoktoe-out-{time.strftime('%Y%m%d-%H%M%S')}")
+        check_out(out, args.overwrite)
         spec = None if args.input else spec_from_args(args)
         if spec is not None:  # live data: event times end now, so end-to-end latency is real
             spec = replace(spec, start_ms=int(time.time() * 1000) - spec.duration_ms)
         batches = source_batches(config, args.input, spec)
         label = args.input or f"synthetic ({spec.events:,} events)" if spec else args.input
-        console.print(f"[bold]TikTokToe[/] {label} -> {out}")
+        console.print(
+            f"[bold]TikTokToe[/] {escape(str(label))} -> {escape(str(out))}", soft_wrap=True
+        )
         monitor_config = load_monitor_config(args.monitor_config) if args.monitor_config else None
+        if args.overwrite and out.is_dir():
+            clear_previous_run(out)
         monitoring = EngineMonitoring(out, monitor_config, args.metrics_port, args.metrics_addr)
         if monitoring.server is not None:
             console.print(f"metrics at {monitoring.server.url}")
@@ -95,7 +154,14 @@ def _run(args: argparse.Namespace) -> int:
                 monitoring=monitoring,
             )
     except (EngineError, ValueError, OSError) as exc:
-        console.print(f"[red]gpu-engine run: {exc}[/]")
+        console.print(f"[red]gpu-engine run: {escape(str(exc))}[/]", soft_wrap=True)
+        events = record_failed_run(monitoring, out, exc)
+        if events is not None:
+            console.print(
+                f"the results of the {events:,} events read before it are in {escape(str(out))}/"
+                " (summary.json: failed)",
+                soft_wrap=True,
+            )
         return 2
     finally:
         if monitoring is not None:
@@ -105,6 +171,41 @@ def _run(args: argparse.Namespace) -> int:
     print(f"alerts fired: {', '.join(fired) if fired else 'none'} (see {out}/alerts.jsonl)")
     print(f"results in {out}/ (summary.json, windows/, quarantine/, late/, metrics/)")
     return 0 if summary["accounted"] else 1
+
+
+def record_failed_run(
+    monitoring: EngineMonitoring | None, out: Path, error: BaseException
+) -> int | None:
+    """Close the sinks of a run that stopped part-way and write its ``summary.json``.
+
+    Why: an open Parquet writer has no footer, so without this every file of the run is
+    unreadable and the events processed so far are unaccounted for. The summary is the
+    engine's counts so far with ``failed: true`` and the error. Returns the events the
+    engine had received, or None where no engine had started.
+    """
+    engine = monitoring.engine if monitoring is not None else None
+    if engine is None:
+        return None
+    summary = {**engine.summary(), "failed": True, "error": str(error)}
+    for sink in engine.sinks:
+        # A sink that fails here failed before: that is the error reported already.
+        with suppress(Exception):
+            flush = getattr(sink, "flush", None)
+            if flush is not None:
+                flush()
+        with suppress(Exception):  # close what can be closed; the summary follows
+            sink.close(summary)
+    try:
+        metrics = engine.batch_metrics()
+        if metrics.num_rows and engine.metrics_dir is not None:
+            engine.metrics_dir.mkdir(parents=True, exist_ok=True)
+            pq.write_table(metrics, engine.metrics_dir / "batches.parquet")
+        path = out / "summary.json"
+        if not path.exists():  # a sink that failed to write did not write it either
+            path.write_text(json.dumps(summary, indent=2) + "\n")
+    except OSError:
+        pass  # the output folder cannot be written: the error above says why
+    return int(summary["events"]["in"])
 
 
 class _MonitorView:

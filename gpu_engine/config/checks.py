@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from gpu_engine.config.models import (
-    FLOAT_TYPES,
-    INTEGER_TYPES,
-    NUMERIC_TYPES,
-    EngineConfig,
-)
+from gpu_engine.config.models import FLOAT_TYPES, NUMERIC_TYPES, EngineConfig, value_problem
 
 _NEEDS_NUMBER = {"sum", "mean", "min", "max", "std", "var", "quantile"}
 
@@ -42,10 +37,9 @@ def cross_check(config: EngineConfig) -> list[str]:
                     continue
                 ftype = fields[column].type
                 for v in value if isinstance(value, list) else [value]:
-                    if (ftype == "string") != isinstance(v, str) or (
-                        ftype in INTEGER_TYPES and isinstance(v, float) and v % 1
-                    ):
-                        problems.append(f"{path}.where.{column}: {v!r} is not of type {ftype}")
+                    problem = value_problem(ftype, v)
+                    if problem is not None:
+                        problems.append(f"{path}.where.{column}: {problem}")
         if window.idle_timeout is not None and window.idle_timeout <= 0:
             problems.append(f"{base}.idle_timeout: must be positive")
     return problems

@@ -9,11 +9,19 @@ rather than a silently ignored setting. Checks that span several sections
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ByteSize, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ByteSize,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
-from gpu_engine.units import DurationMs
+from gpu_engine.units import format_duration_ms, parse_duration_ms
 
 FieldType = Literal[
     "bool",
@@ -32,11 +40,68 @@ FieldType = Literal[
 INTEGER_TYPES = frozenset({"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32"})
 FLOAT_TYPES = frozenset({"float32", "float64"})
 NUMERIC_TYPES = INTEGER_TYPES | FLOAT_TYPES | {"timestamp"}
+# The values each integer type (and a timestamp, as epoch milliseconds) can hold.
+INTEGER_RANGES = {
+    **{f"int{b}": (-(2 ** (b - 1)), 2 ** (b - 1) - 1) for b in (8, 16, 32, 64)},
+    **{f"uint{b}": (0, 2**b - 1) for b in (8, 16, 32)},
+    "timestamp": (-(2**63), 2**63 - 1),
+}
+FLOAT32_MAX = 3.4028234663852886e38
+
+# Columns the quarantine output adds to each rejected row (``validation.QUARANTINE_COLUMNS``):
+# a schema field of the same name would be written twice there.
+RESERVED_FIELD_NAMES = frozenset({"_reason_code", "_field", "_reason", "_source", "_row"})
+# Columns every window output starts with, so no key or aggregation may take them.
+WINDOW_COLUMNS = frozenset({"window_start", "window_end"})
+# A sliding window's size / slide: how many windows each event falls in, and how many
+# panes each window combines at emission. Emission allocates one group per live pane and
+# window over it (``PaneState.window_groups``), so memory grows with this ratio: 1,000
+# costs 24 KB per live key and pane, where 1h / 1ms (3.6M) asked for 15 GiB at once.
+MAX_WINDOWS_PER_EVENT = 1_000
 
 AggregationOp = Literal[
     "count", "sum", "mean", "min", "max", "std", "var", "quantile", "count_distinct"
 ]
 Scalar = int | float | str | bool
+
+
+def value_problem(field_type: str, value: Scalar) -> str | None:
+    """Why ``value`` can never equal a value of a ``field_type`` column (None if it can).
+
+    Checked at load, because the engine casts ``where`` and ``allowed`` values to the
+    column's type only when the first batch arrives, and fails there.
+    """
+    shown = str(value).lower() if isinstance(value, bool) else repr(value)  # as in YAML
+    wrong = f"{shown} is not of type {field_type}"
+    if field_type == "string":
+        return None if isinstance(value, str) else wrong
+    if field_type == "bool":
+        return None if isinstance(value, bool) else f"{wrong} (true or false)"
+    if isinstance(value, bool | str):
+        return wrong
+    if not math.isfinite(value):
+        return None if field_type in FLOAT_TYPES else wrong
+    if field_type in FLOAT_TYPES:
+        if field_type == "float32" and abs(value) > FLOAT32_MAX:
+            return f"{value!r} does not fit float32"
+        return None
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value!r} is not a whole number, as {field_type} needs"
+    lo, hi = INTEGER_RANGES[field_type]
+    if not lo <= value <= hi:
+        return f"{value!r} does not fit {field_type} ({lo} to {hi})"
+    return None
+
+
+def _duration_ms(value: object) -> int:
+    """A duration in ms; a negative one is named as such, not as unreadable text."""
+    if isinstance(value, str) and value.strip().startswith("-"):
+        raise ValueError(f"duration {value.strip()!r} is negative; durations are 0 or more")
+    return parse_duration_ms(value)
+
+
+DurationMs = Annotated[int, BeforeValidator(_duration_ms)]
+"""A duration parsed from text (``50ms``, ``2s``), stored as integer milliseconds."""
 
 # Event times outside this range are "absurd" unless the time field says otherwise:
 # before the epoch, or after 2100-01-01.
@@ -72,12 +137,10 @@ class FieldSpec(_Strict):
         if self.allowed is not None:
             if not self.allowed:
                 raise ValueError("allowed must list at least one value")
-            want_str = self.type == "string"
             for value in self.allowed:
-                if isinstance(value, str) != want_str or (
-                    self.type in INTEGER_TYPES and isinstance(value, float) and value % 1
-                ):
-                    raise ValueError(f"allowed value {value!r} is not of type {self.type}")
+                problem = value_problem(self.type, value)
+                if problem is not None:
+                    raise ValueError(f"allowed value {problem}")
         return self
 
 
@@ -86,6 +149,17 @@ class SchemaConfig(_Strict):
 
     time: str
     fields: dict[str, FieldSpec]
+
+    @field_validator("fields")
+    @classmethod
+    def _field_names(cls, fields: dict[str, FieldSpec]) -> dict[str, FieldSpec]:
+        reserved = sorted(RESERVED_FIELD_NAMES & set(fields))
+        if reserved:
+            raise ValueError(
+                f"field name(s) {reserved} are reserved: the quarantine output adds columns"
+                f" {sorted(RESERVED_FIELD_NAMES)} to each rejected row (rename the field)"
+            )
+        return fields
 
     @model_validator(mode="after")
     def _time_field(self) -> SchemaConfig:
@@ -182,14 +256,33 @@ class WindowSpec(_Strict):
                     raise ValueError("a sliding window needs a positive slide")
                 if self.size % self.slide:
                     raise ValueError(f"slide {self.slide}ms does not divide size {self.size}ms")
+                if self.size // self.slide > MAX_WINDOWS_PER_EVENT:
+                    raise ValueError(
+                        f"size {format_duration_ms(self.size)} / slide"
+                        f" {format_duration_ms(self.slide)} puts each event in"
+                        f" {self.size // self.slide:,} windows; at most"
+                        f" {MAX_WINDOWS_PER_EVENT:,} are allowed, as each window is"
+                        " combined from that many panes and emission holds them all in"
+                        " memory (use a larger slide)"
+                    )
         if len(set(self.keys)) != len(self.keys):
             raise ValueError("keys repeat a column")
+        if WINDOW_COLUMNS & set(self.keys):
+            raise ValueError(
+                f"key(s) {sorted(WINDOW_COLUMNS & set(self.keys))} clash with the output"
+                " columns window_start and window_end"
+            )
         names = [a.name for a in self.aggregations]
         if len(set(names)) != len(names):
             raise ValueError("aggregation names repeat")
-        clash = set(names) & ({"window_start", "window_end"} | set(self.keys))
+        clash = set(names) & (WINDOW_COLUMNS | set(self.keys))
         if clash:
             raise ValueError(f"aggregation name(s) {sorted(clash)} clash with output columns")
+        if self.top_k is not None and self.type == "session":
+            raise ValueError(
+                "top_k applies to tumbling and sliding windows: each session is a window"
+                " of its own, with one key, so there is nothing to rank"
+            )
         if self.top_k is not None and self.top_k.by not in names:
             raise ValueError(f"top_k.by {self.top_k.by!r} is not an aggregation of this window")
         return self

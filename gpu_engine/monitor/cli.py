@@ -64,6 +64,9 @@ def read_states(out: Path) -> dict[str, dict[str, Any]]:
 
 def cmd_ack(ns: argparse.Namespace) -> int:
     out = Path(ns.out)
+    if out.exists() and not out.is_dir():  # the ack file is created inside it
+        print(f"gpu-engine alerts ack: --out {out} is not a folder", file=sys.stderr)
+        return 2
     states = read_states(out)
     known = states.get(ns.alert_id)
     if known is None:
@@ -85,7 +88,12 @@ def cmd_ack(ns: argparse.Namespace) -> int:
 
 
 def cmd_list(ns: argparse.Namespace) -> int:
-    states = read_states(Path(ns.out))
+    out = Path(ns.out)
+    if not out.is_dir():  # else a mistyped --out reads as "no active alerts"
+        what = "is not a folder" if out.exists() else "does not exist"
+        print(f"gpu-engine alerts list: --out {out} {what}", file=sys.stderr)
+        return 2
+    states = read_states(out)
     rows = [r for r in states.values() if ns.all or r.get("state") in ("pending", "firing")]
     rows.sort(
         key=lambda r: (

@@ -46,6 +46,14 @@ class MetricsServer:
 def serve_metrics(
     registry: CollectorRegistry, port: int = 9108, addr: str = "127.0.0.1"
 ) -> MetricsServer:
-    """Start serving ``registry``; 9108 is the engine's default ``--metrics-port``."""
-    server, thread = start_http_server(port, addr=addr, registry=registry)
+    """Start serving ``registry``; 9108 is the engine's default ``--metrics-port``.
+
+    A port that cannot be bound raises ``OSError`` naming the address and port, since
+    the socket's own message ("Address already in use") names neither.
+    """
+    try:
+        server, thread = start_http_server(port, addr=addr, registry=registry)
+    except (OSError, OverflowError) as exc:  # OverflowError: a port outside 0..65535
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise OSError(f"cannot serve metrics on {addr}:{port}: {reason}") from exc
     return MetricsServer(server, thread, addr)
