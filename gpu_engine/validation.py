@@ -6,7 +6,8 @@ through the batch's reason codes from :meth:`gpu_engine.backend.Backend.reason_c
 the :mod:`kernels.validate` kernel or its CUDA twin, one pass per column; string/bool null
 and allowed-set masks (computed with Arrow on the host) and missing columns with
 ``mark_rows``. Only the rows that fail get a readable message, so the cost of messages
-scales with bad rows only.
+scales with bad rows only. Rows a file source could not read (``LINE_ERROR``, see
+:mod:`gpu_engine.io.sources`) fail first, with the source's reason and no ``_field``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,18 @@ from gpu_engine.config.models import (
     ValidationConfig,
 )
 from gpu_engine.errors import SchemaError
+from gpu_engine.io.sources import LINE_ERROR
+from gpu_engine.parsing import (
+    datetimes,
+    epoch_ms,
+    is_text,
+    text_timestamps,
+    text_to_bool,
+    text_to_float,
+    text_to_int64,
+    timestamp_ms,
+    trimmed,
+)
 from kernels import validate as codes
 
 ARROW_TYPES: dict[str, pa.DataType] = {
@@ -86,9 +99,15 @@ class Validator:
     def validate(self, table: pa.Table, source: str, first_row: int) -> ValidatedBatch:
         """Validate ``table`` whose first row is row ``first_row`` of ``source``."""
         if not isinstance(table, pa.Table):  # a batch on the device validates itself
-            return table.validated_by(self, source, first_row)
+            host = getattr(table, "host", None)
+            if host is None or _line_errors(host) is None:
+                return table.validated_by(self, source, first_row)
+            table = host  # rows a source could not read: the (rare) batch takes this path
         n = table.num_rows
         reason_codes = self.backend.reason_codes(n)
+        unreadable = _line_errors(table)
+        if unreadable is not None:  # marked first: their fields are nulls, not the reason
+            reason_codes.mark_rows(unreadable, codes.UNPARSEABLE, len(self.field_names))
         columns: dict[str, pa.Array] = {}
         for index, (name, spec) in enumerate(self.schema.fields.items()):
             if name not in table.column_names:
@@ -151,24 +170,28 @@ class Validator:
             return Cast(array, None)
         kind = spec.type
         try:
+            if pa.types.is_null(array.type):
+                return Cast(pa.nulls(len(array), target), None)
             if kind == "string":
                 return Cast(pc.cast(array, pa.string()), None)
             if kind == "timestamp":
                 return self._cast_timestamp(array)
-            if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
-                return self._parse_numbers(array, spec)
+            if is_text(array.type):
+                return (
+                    Cast(*text_to_bool(array))
+                    if kind == "bool"
+                    else self._parse_numbers(array, kind)
+                )
             if pa.types.is_timestamp(array.type) and kind == "int64":
-                return Cast(pc.cast(array, pa.timestamp("ms")).cast(pa.int64()), None)
+                return Cast(timestamp_ms(array).cast(pa.int64()), None)
             if kind == "bool":
                 return Cast(pc.cast(array, pa.bool_()), None)
             if (
                 pa.types.is_integer(array.type)
                 or pa.types.is_floating(array.type)
-                or (pa.types.is_boolean(array.type))
+                or pa.types.is_boolean(array.type)
             ):
-                return self._cast_number(array, spec)
-            if pa.types.is_null(array.type):
-                return Cast(pa.nulls(len(array), target), None)
+                return self._cast_number(array, kind)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
             raise SchemaError(
                 f"{source}: column {name!r} of type {array.type} cannot be read as {kind}: {exc}"
@@ -178,57 +201,82 @@ class Validator:
         )
 
     @staticmethod
-    def _cast_number(array: pa.Array, spec: FieldSpec) -> Cast:
-        target = ARROW_TYPES[spec.type]
-        if spec.type in FLOAT_TYPES:
+    def _cast_number(array: pa.Array, kind: str) -> Cast:
+        """A numeric column in numeric field ``kind``.
+
+        Float fields take any number, rounded to the nearest float32 where that is the
+        type (as numpy does). Integer fields take the whole numbers that fit, compared
+        exactly in the column's own type: through float64, 2**63 would wrap to -2**63
+        and a uint64 above the int64 range would turn negative.
+        """
+        target = ARROW_TYPES[kind]
+        if kind in FLOAT_TYPES:
+            return Cast(pc.cast(array, target, safe=False), None)
+        if pa.types.is_boolean(array.type):
             return Cast(pc.cast(array, target), None)
-        values = array.to_numpy(zero_copy_only=False)
+        dtype = np.dtype(target.to_pandas_dtype())
+        info = np.iinfo(dtype)
         is_null = array.is_null().to_numpy(zero_copy_only=False)
-        info = np.iinfo(target.to_pandas_dtype())
-        as_float = values.astype(np.float64)
-        with np.errstate(invalid="ignore"):
-            fits = (as_float >= info.min) & (as_float <= info.max)
-            if pa.types.is_floating(array.type):
-                fits &= np.isfinite(as_float) & (np.floor(as_float) == as_float)
+        values = array.fill_null(0).to_numpy(zero_copy_only=False)
+        if values.dtype.kind == "f":
+            # The bounds are powers of two (or small), exact in float32 and float64.
+            with np.errstate(invalid="ignore"):
+                fits = np.floor(values) == values
+                fits &= (values >= float(info.min)) & (values < float(info.max) + 1.0)
+        else:
+            have = np.iinfo(values.dtype)
+            fits = np.ones(len(values), dtype=bool)
+            if have.min < info.min:
+                fits &= values >= values.dtype.type(info.min)
+            if have.max > info.max:
+                fits &= values <= values.dtype.type(info.max)
         failed = ~fits & ~is_null
         if not failed.any():
             return Cast(pc.cast(array, target, safe=False), None)
-        safe_values = np.where(failed | is_null, 0, values).astype(target.to_pandas_dtype())
+        safe_values = np.where(failed | is_null, 0, values).astype(dtype)
         return Cast(pa.array(safe_values, mask=failed | is_null), failed)
 
-    def _parse_numbers(self, array: pa.Array, spec: FieldSpec) -> Cast:
-        import pandas as pd  # only text input needs it; keeps start-up fast
-
-        text = pd.Series(array.to_pandas(), dtype=object)
-        parsed = pd.to_numeric(text, errors="coerce")
-        values = np.asarray(parsed, dtype=np.float64)
+    @staticmethod
+    def _parse_numbers(array: pa.Array, kind: str) -> Cast:
+        """Text in a numeric field: integers parsed exactly (see ``text_to_int64``),
+        floats as float64 (then rounded to float32 where that is the type)."""
         is_null = array.is_null().to_numpy(zero_copy_only=False)
-        failed = (
-            np.isnan(values) & ~is_null & ~text.str.strip().str.lower().isin(["nan"]).to_numpy()
-        )
-        numeric = pa.array(values, mask=failed | is_null)
-        if spec.type in FLOAT_TYPES:
-            return Cast(numeric.cast(ARROW_TYPES[spec.type]), failed)
-        cast = self._cast_number(numeric, spec)
+        text = trimmed(array)
+        if kind in FLOAT_TYPES:
+            floats, failed = text_to_float(text)
+            numeric = pa.array(floats, mask=failed | is_null)
+            return Cast(numeric.cast(ARROW_TYPES[kind], safe=False), failed)
+        values, failed = text_to_int64(text)
+        cast = Validator._cast_number(pa.array(values, mask=failed | is_null), kind)
         if cast.failed is not None:
             failed = failed | cast.failed
-        return Cast(cast.array, failed)
+        return Cast(cast.array, failed if failed.any() else None)
 
     @staticmethod
     def _cast_timestamp(array: pa.Array) -> Cast:
-        if pa.types.is_timestamp(array.type):
-            return Cast(pc.cast(array, pa.timestamp("ms", tz=array.type.tz), safe=False), None)
-        if pa.types.is_integer(array.type):
-            return Cast(pc.cast(array, pa.int64()).cast(pa.timestamp("ms")), None)
-        import pandas as pd  # only text input needs it; keeps start-up fast
+        """Any column in a timestamp field, in milliseconds.
 
-        text = pd.Series(array.to_pandas(), dtype=object)
-        parsed = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
+        A number means epoch milliseconds whatever its physical type (integer, float or
+        numeric text), as in an int64 time field; a fractional millisecond is truncated
+        toward zero, as Arrow truncates a finer timestamp unit (so does a timestamp[ns]
+        column). Other text is a date/time in any format pandas reads (UTC if no zone).
+        """
+        if pa.types.is_timestamp(array.type):
+            return Cast(timestamp_ms(array), None)
+        if pa.types.is_integer(array.type):
+            whole = Validator._cast_number(array, "int64")
+            return Cast(whole.array.cast(pa.timestamp("ms")), whole.failed)
         is_null = array.is_null().to_numpy(zero_copy_only=False)
-        failed = parsed.isna().to_numpy() & ~is_null
-        ms = parsed.dt.tz_convert(None).to_numpy(dtype="datetime64[ms]").view(np.int64)
-        ms = np.where(failed | is_null, 0, ms)
-        return Cast(pa.array(ms, mask=failed | is_null).cast(pa.timestamp("ms")), failed)
+        if pa.types.is_floating(array.type):
+            ms, failed = epoch_ms(array.fill_null(0).to_numpy(zero_copy_only=False))
+            failed &= ~is_null
+        elif is_text(array.type):
+            ms, failed = text_timestamps(array, is_null)
+        else:
+            ms, failed = datetimes(array)
+        bad = failed | is_null
+        ms = np.where(bad, 0, ms)
+        return Cast(pa.array(ms, mask=bad).cast(pa.timestamp("ms")), failed)
 
     # -- rules --------------------------------------------------------------------------
     def check(
@@ -251,6 +299,8 @@ class Validator:
         failed = cast.failed if cast.failed is not None else _EMPTY_U8
         check_range = mode == "strict"
         if spec.type == "string" or spec.type == "bool":
+            if cast.failed is not None and cast.failed.any():  # bool text that is not a bool
+                reason_codes.mark_rows(cast.failed, codes.UNPARSEABLE, index)
             nulls = np.asarray(is_null, dtype=bool) if len(is_null) else np.zeros(len(array), bool)
             bad_null = nulls & (not spec.nullable)
             if check_range and spec.allowed is not None:
@@ -302,7 +352,9 @@ class Validator:
         messages = [
             self.message(rows, int(reason[i]), int(failed_field[i]), j) for j, i in enumerate(bad)
         ]
-        names = [self.field_names[int(f)] for f in failed_field[bad]]
+        names = [self._field_name(int(f)) for f in failed_field[bad]]
+        if LINE_ERROR in rows.column_names:  # its text is in _reason now
+            rows = rows.drop_columns([LINE_ERROR])
         extra = {
             "_reason_code": pa.array(reason[bad], pa.int8()),
             "_field": pa.array(names, pa.string()),
@@ -314,7 +366,13 @@ class Validator:
             rows = rows.append_column(name, array)
         return rows
 
+    def _field_name(self, field_index: int) -> str | None:
+        """The field of a reason; None for a row its source could not read."""
+        return self.field_names[field_index] if field_index < len(self.field_names) else None
+
     def message(self, table: pa.Table, code: int, field_index: int, row: int) -> str:
+        if field_index == len(self.field_names):  # the source's own reason
+            return str(table.column(LINE_ERROR)[row].as_py())
         name = self.field_names[field_index]
         spec = self.schema.fields[name]
         if code == codes.MISSING_COLUMN:
@@ -339,6 +397,16 @@ class Validator:
                 return f"{shown} is not an integer that fits {spec.type}"
             return f"{shown} cannot be read as {spec.type}"
         return f"{shown} failed validation (code {code})"
+
+
+def _line_errors(table: pa.Table) -> np.ndarray | None:
+    """The rows a file source could not read (``LINE_ERROR`` set), or None if none."""
+    if LINE_ERROR not in table.column_names:
+        return None
+    column = table.column(LINE_ERROR)
+    if column.null_count == len(column):
+        return None
+    return column.is_valid().to_numpy(zero_copy_only=False)
 
 
 def _num(value: float) -> str:

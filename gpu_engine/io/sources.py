@@ -1,13 +1,21 @@
-"""File sources: Parquet (file or directory), CSV and JSON lines, read in batches."""
+"""File sources: Parquet (file or directory), CSV and JSON lines, read in batches.
+
+A row that a file holds but that cannot be read as a row (a CSV line with more or fewer
+fields than the header, text that is not UTF-8, a JSON line that is not an object or not
+JSON) neither stops the run nor goes missing: it comes in its place in the batch, its
+fields null and the reason in the ``LINE_ERROR`` column, and the validator quarantines
+it like any bad row, so its row number and the run's accounting stay right.
+"""
 
 from __future__ import annotations
 
-import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
@@ -15,8 +23,10 @@ import pyarrow.parquet as pq
 from gpu_engine.errors import InputError
 
 SourceBatch = tuple[pa.Table, str, int]  # (rows, source name, index of the first row)
+LINE_ERROR = "_line_error"  # why a source could not read a row (null: the row is fine)
 _SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "json",
              ".ndjson": "json", ".json": "json"}  # fmt: skip
+_SHOWN = 200  # characters of a bad line quoted in its reason
 
 
 def _files(path: Path) -> list[Path]:
@@ -42,8 +52,18 @@ def read_batches(path: str | Path, batch_rows: int, columns: list[str]) -> Itera
             for table in reader(file, batch_rows, columns):
                 yield table, str(file), row
                 row += table.num_rows
-        except (pa.ArrowInvalid, OSError, json.JSONDecodeError) as exc:
+        except (pa.ArrowInvalid, OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InputError(f"{file}: cannot read near row {row}: {exc}") from exc
+
+
+def _check_unique(file: Path, names: list[str], columns: list[str]) -> None:
+    """A wanted column that a file names twice: which of the two is meant is unknown."""
+    for name in columns:
+        count = names.count(name)
+        if count > 1:
+            raise InputError(
+                f"{file}: column {name!r} appears {count} times; rename or drop the duplicates"
+            )
 
 
 def _parquet(file: Path, batch_rows: int, columns: list[str]) -> Iterator[pa.Table]:
@@ -51,52 +71,239 @@ def _parquet(file: Path, batch_rows: int, columns: list[str]) -> Iterator[pa.Tab
     # chunks of every row group it has read until it is closed, so memory grows
     # with the file (about the whole compressed file by the end).
     with pq.ParquetFile(file, pre_buffer=False) as handle:
-        present = [c for c in columns if c in handle.schema_arrow.names]
+        names = handle.schema_arrow.names
+        _check_unique(file, names, columns)
+        present = [c for c in columns if c in names]
         for batch in handle.iter_batches(batch_size=batch_rows, columns=present):
             yield pa.Table.from_batches([batch])
 
 
 def _csv(file: Path, batch_rows: int, columns: list[str]) -> Iterator[pa.Table]:
-    # Every column is read as text and parsed by the validator, so one bad cell
-    # quarantines its row instead of failing the whole file.
-    with file.open(newline="") as handle:
-        header = next(csv.reader(handle), [])
-    convert = pacsv.ConvertOptions(
-        column_types={name: pa.string() for name in header},
-        strings_can_be_null=True,
-        include_columns=[c for c in columns if c in header],
+    """Every column is read as text and parsed by the validator, so one bad cell
+    quarantines its row instead of failing the whole file; so does a line that does not
+    split into the header's fields, or text that is not UTF-8 (an unreadable row).
+
+    Arrow parses on one thread here: only then does it know a bad line's row number.
+    """
+    header = _csv_header(file)
+    _check_unique(file, header, columns)
+    bad: list[tuple[int, str]] = []  # (data row, reason), in file order
+
+    def unreadable(row: pacsv.InvalidRow) -> str:
+        if row.number is None:  # unknown place: fail (named file) rather than misnumber
+            return "error"
+        # ``number`` counts records from 1 with the header, so data row = number - 2.
+        counts = f"expected {row.expected_columns} columns, got {row.actual_columns}"
+        bad.append((row.number - 2, f"CSV parse error: {counts}: {_shown(row.text)}"))
+        return "skip"
+
+    reader = pacsv.open_csv(
+        file,
+        read_options=pacsv.ReadOptions(use_threads=False),
+        # Quoted values may hold line breaks (RFC 4180, Excel) even across Arrow's blocks.
+        parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=unreadable),
+        convert_options=pacsv.ConvertOptions(
+            column_types={name: pa.binary() for name in header},  # UTF-8 checked per cell
+            strings_can_be_null=True,
+            include_columns=[c for c in columns if c in header],
+        ),
     )
-    reader = pacsv.open_csv(file, convert_options=convert)
-    pending: list[pa.RecordBatch] = []
+    text_schema = pa.schema([(name, pa.string()) for name in reader.schema.names])
+    good = placed = 0  # good rows read, unreadable rows put in place
+    pending: list[pa.Table] = []
     rows = 0
     for batch in reader:
-        pending.append(batch)
-        rows += batch.num_rows
+        table = _utf8(pa.Table.from_batches([batch]))
+        take = placed
+        # An unreadable row goes in this table if the good rows before it end here.
+        while take < len(bad) and bad[take][0] - take <= good + table.num_rows:
+            take += 1
+        table = _with_unreadable(table, bad[placed:take], good + placed)
+        good += batch.num_rows
+        placed = take
+        pending.append(table)
+        rows += table.num_rows
         while rows >= batch_rows:
-            table = pa.Table.from_batches(pending)
-            yield table.slice(0, batch_rows)
-            rest = table.slice(batch_rows)
-            pending, rows = rest.to_batches(), rest.num_rows
+            whole = pa.concat_tables(pending, promote_options="permissive")
+            yield whole.slice(0, batch_rows)
+            rest = whole.slice(batch_rows)
+            pending, rows = [rest], rest.num_rows
+    if placed < len(bad):  # after the last good row
+        pending.append(_with_unreadable(text_schema.empty_table(), bad[placed:], good + placed))
+        rows += len(bad) - placed
     if rows:
-        yield pa.Table.from_batches(pending)
+        yield pa.concat_tables(pending, promote_options="permissive")
+
+
+def _csv_header(file: Path) -> list[str]:
+    """The column names as Arrow's CSV reader sees them: a UTF-8 byte-order mark (Excel
+    writes one) is dropped, which Python's csv module would keep in the first name."""
+    probe = pacsv.open_csv(
+        file,
+        read_options=pacsv.ReadOptions(use_threads=False),
+        parse_options=pacsv.ParseOptions(invalid_row_handler=lambda row: "skip"),
+    )
+    try:
+        return list(probe.schema.names)
+    finally:
+        probe.close()
+
+
+def _utf8(table: pa.Table) -> pa.Table:
+    """Binary CSV columns as text. A value that is not UTF-8 makes its row unreadable
+    (that value null, the reason in ``LINE_ERROR``); found row by row only then."""
+    columns: dict[str, pa.Array] = {}
+    reasons: list[str | None] | None = None
+    for name in table.column_names:
+        column = table.column(name).combine_chunks()
+        try:
+            columns[name] = column.cast(pa.string())
+            continue
+        except pa.ArrowInvalid:
+            pass
+        values = column.to_pylist()
+        reasons = reasons if reasons is not None else [None] * table.num_rows
+        broken = np.zeros(table.num_rows, dtype=bool)
+        for i, value in enumerate(values):
+            if value is None:
+                continue
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                broken[i] = True
+                reason = f"column {name!r} is not UTF-8 text ({exc.reason}): {value!r}"
+                reasons[i] = reason if reasons[i] is None else f"{reasons[i]}; {reason}"
+        kept = pc.if_else(pa.array(broken), pa.scalar(None, column.type), column)
+        columns[name] = kept.cast(pa.string())
+    text = pa.table(columns) if columns else table
+    if reasons is not None:
+        text = text.append_column(LINE_ERROR, pa.array(reasons, pa.string()))
+    return text
+
+
+def _with_unreadable(table: pa.Table, lines: list[tuple[int, str]], start: int) -> pa.Table:
+    """``table`` with a row for each of ``lines`` (data row, reason) in its place;
+    ``start`` is the data row of the first row of the result."""
+    if not lines:
+        return table
+    m, k = table.num_rows, len(lines)
+    at = np.array([row - start for row, _ in lines], dtype=np.int64)
+    is_line = np.zeros(m + k, dtype=bool)
+    is_line[at] = True
+    order = np.empty(m + k, dtype=np.int64)
+    order[at] = m + np.arange(k)
+    order[~is_line] = np.arange(m)
+    fill = {
+        field.name: pa.nulls(k, field.type) for field in table.schema if field.name != LINE_ERROR
+    }
+    fill[LINE_ERROR] = pa.array([reason for _, reason in lines], pa.string())
+    both = pa.concat_tables([table, pa.table(fill)], promote_options="permissive")
+    return both.take(pa.array(order))
 
 
 def _json(file: Path, batch_rows: int, columns: list[str]) -> Iterator[pa.Table]:
-    try:
-        table = pajson.read_json(file)
-    except pa.ArrowInvalid:
-        # Mixed types in a column (a string among numbers): read the values as
-        # they are and let the validator quarantine the rows that do not parse.
-        with file.open() as handle:
-            records = [json.loads(line) for line in handle if line.strip()]
-        names = [c for c in columns if any(c in r for r in records)]
-        table = pa.table(
-            {n: pa.array([_text(r.get(n)) for r in records], pa.string()) for n in names}
-        )
-    table = table.select([c for c in columns if c in table.column_names])
+    """JSON lines, or one JSON array of objects.
+
+    Arrow reads well-formed lines with their types. A file it cannot read (a column of
+    mixed types, a line that is not an object or not JSON) is read line by line here,
+    every value as text for the validator to parse (and quarantine), each bad line an
+    unreadable row in its place.
+    """
+    items = _json_array(file) if _first_byte(file) == b"[" else None
+    if items is not None:
+        table = _records_table(_array_records(items), columns)
+    else:
+        try:
+            table = pajson.read_json(file)
+            table = table.select([c for c in columns if c in table.column_names])
+        except pa.ArrowInvalid:
+            table = _records_table(_line_records(file), columns)
     for start in range(0, table.num_rows, batch_rows):
         yield table.slice(start, batch_rows)
 
 
+def _first_byte(file: Path) -> bytes:
+    """The first byte that is not white space (nor a UTF-8 byte-order mark)."""
+    with file.open("rb") as handle:
+        head = handle.read(3)
+        if head != b"\xef\xbb\xbf":
+            handle.seek(0)
+        while chunk := handle.read(1 << 16):
+            stripped = chunk.lstrip()
+            if stripped:
+                return stripped[:1]
+    return b""
+
+
+_Record = tuple[dict[str, object] | None, str | None]  # (the object, or why there is none)
+
+
+def _json_array(file: Path) -> list[object] | None:
+    """The items of a file that is one JSON array; None where the array is only the
+    first of several lines (JSON lines whose first line is a list: a bad line)."""
+    try:
+        items = json.loads(file.read_bytes())
+    except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data":
+            return None
+        raise
+    assert isinstance(items, list)  # the file starts with "["
+    return items
+
+
+def _array_records(items: list[object]) -> Iterator[_Record]:
+    for index, item in enumerate(items):
+        if isinstance(item, dict):
+            yield item, None
+        else:
+            shown = _shown(json.dumps(item))
+            yield None, f"item {index} of the JSON array is not an object: {shown}"
+
+
+def _line_records(file: Path) -> Iterator[_Record]:
+    with file.open("rb") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue  # blank lines hold no row (as Arrow reads them)
+            try:
+                value = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                yield None, f"line {number} is not valid JSON ({exc}): {_shown(line)}"
+                continue
+            if isinstance(value, dict):
+                yield value, None
+            else:
+                yield None, f"line {number} is not a JSON object: {_shown(line)}"
+
+
+def _records_table(records: Iterable[_Record], columns: list[str]) -> pa.Table:
+    """The wanted columns of ``records`` as text (exact: Python keeps big integers), and
+    ``LINE_ERROR`` (always there, so a table of unreadable rows alone has its rows)."""
+    objects: list[dict[str, object]] = []
+    reasons: list[str | None] = []
+    for record, reason in records:
+        objects.append(record if record is not None else {})
+        reasons.append(reason)
+    names = [c for c in columns if any(c in r for r in objects)]
+    data = {n: pa.array([_text(r.get(n)) for r in objects], pa.string()) for n in names}
+    data[LINE_ERROR] = pa.array(reasons, pa.string())
+    return pa.table(data)
+
+
 def _text(value: object) -> str | None:
-    return None if value is None else str(value)
+    """A JSON value as text in its JSON spelling (``true``, not Python's ``True``)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
+def _shown(value: object) -> str:
+    """A bad line or value for a reason: as text, cut to ``_SHOWN`` characters."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="backslashreplace")
+    text = value.rstrip("\r\n") if isinstance(value, str) else json.dumps(value)
+    return repr(text if len(text) <= _SHOWN else text[:_SHOWN] + "...")

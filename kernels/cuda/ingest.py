@@ -55,6 +55,7 @@ SOURCE_DTYPES = (
     "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
     "float32", "float64",
 )  # fmt: skip
+_TWO_63 = 9.223372036854775808e18  # no float at or above it fits int64
 _U1, _I1, _F1 = arr("uint8"), arr("int64"), arr("float64")
 _i8, _f8, _b = types.int64, types.float64, types.boolean
 
@@ -76,8 +77,8 @@ def _to_int64(values, is_null, lo, hi, is_float, as_bool, out, failed):  # pragm
             out[i] = 1 if f != 0.0 else 0
             continue
         ok = f >= lo and f <= hi
-        if is_float:
-            ok = ok and math.isfinite(f) and math.floor(f) == f
+        if is_float:  # 2^63 itself passes ``f <= hi`` for int64 (float(2^63 - 1) is 2^63)
+            ok = ok and math.isfinite(f) and math.floor(f) == f and f < _TWO_63
         if ok:
             out[i] = np.int64(f) if is_float else np.int64(values[i])
         else:

@@ -1,0 +1,163 @@
+"""Text and numbers read as a schema's types: exact integers, floats, epoch ms, bools.
+
+Text comes from CSV and JSON files (every column is read as text there) and from
+pushed object columns; numbers from any source. Integer text is parsed exactly
+(never through float64, which rounds above 2**53), a number in a timestamp field is
+epoch milliseconds whatever its physical type, and each function returns the rows
+that failed, for the validator to quarantine.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+_INT64_MAX_DIGITS = "9223372036854775807"
+_INT64_MIN_DIGITS = "9223372036854775808"  # of -2**63, without its sign
+_INTEGER_TEXT = r"^[+-]?[0-9]+$"
+_NUMBER_TEXT = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+_EXACT_FLOAT = 2.0**53  # float64 holds every integer below this
+_EXACT_DIGITS = 15  # decimals of up to 15 significant digits survive float64 (DBL_DIG)
+
+
+def is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def trimmed(array: pa.Array) -> pa.Array:
+    return pc.utf8_trim_whitespace(pc.cast(array, pa.string()))
+
+
+def only_rows(array: pa.Array, rows: np.ndarray) -> pa.Array:
+    """``array`` with every row outside ``rows`` null (to parse a subset in place)."""
+    return pc.if_else(pa.array(rows), array, pa.scalar(None, array.type))
+
+
+def timestamp_ms(array: pa.Array) -> pa.Array:
+    """A timestamp column in ms, finer digits truncated (its time zone kept)."""
+    return pc.cast(array, pa.timestamp("ms", tz=array.type.tz), safe=False)
+
+
+def text_to_int64(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Trimmed text as int64 values (0 where null or failed) and the rows that failed.
+
+    Integer text is parsed exactly by Arrow (float64 would round above 2**53), after
+    its digits are checked to fit int64. Other numeric text (``"5.0"``, ``"1e3"``)
+    counts when float64 reads it exactly and it is whole: at most 15 significant
+    digits and below 2**53 (``"2.0000000000000001"`` is not taken for 2).
+    """
+    is_null = text.is_null().to_numpy(zero_copy_only=False)
+    try:  # the common case: every value is integer text that fits
+        ints = pc.cast(text, pa.int64())
+        return ints.fill_null(0).to_numpy(zero_copy_only=False), np.zeros(len(text), bool)
+    except pa.ArrowInvalid:
+        pass
+    unsigned = pc.replace_substring_regex(text, r"^\+", "")
+    integral = pc.match_substring_regex(unsigned, r"^-?[0-9]+$").fill_null(False)
+    digits = pc.replace_substring_regex(unsigned, r"^-?0*", "")
+    length = pc.binary_length(digits)
+    limit = pc.if_else(pc.starts_with(unsigned, "-"), _INT64_MIN_DIGITS, _INT64_MAX_DIGITS)
+    short = pc.less(length, len(_INT64_MAX_DIGITS))
+    at_limit = pc.and_(pc.equal(length, len(_INT64_MAX_DIGITS)), pc.less_equal(digits, limit))
+    fits = pc.and_(integral, pc.or_(short, at_limit)).fill_null(False)
+    ints = pc.cast(pc.if_else(fits, unsigned, pa.scalar(None, pa.string())), pa.int64())
+    values = ints.fill_null(0).to_numpy(zero_copy_only=False).copy()
+    fits_np = fits.to_numpy(zero_copy_only=False)
+    failed = ~fits_np & ~is_null
+    other = failed & ~integral.to_numpy(zero_copy_only=False)
+    if other.any():
+        other_text = only_rows(text, other)
+        floats, float_failed = text_to_float(other_text)
+        mantissa = pc.replace_substring_regex(other_text, r"[eE].*$", "")
+        digits = pc.replace_substring_regex(mantissa, r"[^0-9]", "")
+        significant = pc.replace_substring_regex(digits, r"^0+|0+$", "")
+        short = pc.less_equal(pc.binary_length(significant), _EXACT_DIGITS).fill_null(False)
+        with np.errstate(invalid="ignore"):
+            whole = ~float_failed & (np.floor(floats) == floats)
+            whole &= (np.abs(floats) < _EXACT_FLOAT) & short.to_numpy(zero_copy_only=False)
+        take = other & whole
+        values[take] = floats[take].astype(np.int64)
+        failed &= ~take
+    return values, failed
+
+
+def text_to_float(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Text as float64 values and the non-null rows that are not numbers ("nan" is one)."""
+    is_null = text.is_null().to_numpy(zero_copy_only=False)
+    try:  # the common case: Arrow reads every value (exactly as pandas would)
+        values = pc.cast(text, pa.float64()).fill_null(np.nan).to_numpy()
+        return values, np.zeros(len(text), bool)
+    except pa.ArrowInvalid:
+        pass
+    import pandas as pd  # only text input needs it; keeps start-up fast
+
+    series = pd.Series(text.to_pandas(), dtype=object)
+    values = np.asarray(pd.to_numeric(series, errors="coerce"), dtype=np.float64)
+    spelled_nan = series.str.strip().str.lower().isin(["nan"]).to_numpy()
+    return values, np.isnan(values) & ~is_null & ~spelled_nan
+
+
+def epoch_ms(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Float epoch milliseconds as int64, truncated toward zero; the values that are
+    not finite or outside int64 failed (returned as 0)."""
+    with np.errstate(invalid="ignore"):
+        ms = np.trunc(values)
+        fits = (ms >= -(2.0**63)) & (ms < 2.0**63)
+    return np.where(fits, ms, 0).astype(np.int64), ~fits
+
+
+def datetimes(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Date/time values (text in any format pandas reads) as epoch ms, and the failures."""
+    import pandas as pd  # only text input needs it; keeps start-up fast
+
+    text = pd.Series(array.to_pandas(), dtype=object)
+    parsed = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
+    is_null = array.is_null().to_numpy(zero_copy_only=False)
+    failed = parsed.isna().to_numpy() & ~is_null
+    ms = parsed.dt.tz_convert(None).to_numpy(dtype="datetime64[ms]").view(np.int64)
+    return np.where(failed | is_null, 0, ms), failed
+
+
+def text_timestamps(array: pa.Array, is_null: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Text in a timestamp field as epoch ms: numbers are epoch ms (integers exactly,
+    decimals truncated), anything else a date/time; and the rows that failed."""
+    text = trimmed(array)
+    try:  # the common case: every value is epoch ms as integer text
+        return pc.cast(text, pa.int64()).fill_null(0).to_numpy(), np.zeros(len(text), bool)
+    except pa.ArrowInvalid:
+        pass
+    integral = pc.match_substring_regex(text, _INTEGER_TEXT).fill_null(False)
+    numeric = pc.match_substring_regex(text, _NUMBER_TEXT).fill_null(False)
+    integral_np = integral.to_numpy(zero_copy_only=False)
+    numeric_np = numeric.to_numpy(zero_copy_only=False)
+    ms = np.zeros(len(array), dtype=np.int64)
+    failed = np.zeros(len(array), dtype=bool)
+    decimal = numeric_np & ~integral_np
+    other = ~numeric_np & ~is_null
+    if integral_np.any():
+        values, bad = text_to_int64(only_rows(text, integral_np))
+        ms[integral_np] = values[integral_np]
+        failed |= bad & integral_np
+    if decimal.any():
+        floats, bad = text_to_float(only_rows(text, decimal))
+        values, outside = epoch_ms(floats)
+        ms[decimal] = values[decimal]
+        failed |= (bad | outside) & decimal
+    if other.any():
+        values, bad = datetimes(only_rows(array, other))
+        ms[other] = values[other]
+        failed |= bad & other
+    return ms, failed
+
+
+def text_to_bool(array: pa.Array) -> tuple[pa.Array, np.ndarray | None]:
+    """Text in a bool field: true/false (any case) or 1/0, spaces around ignored; any
+    other text fails its row (it would otherwise be a silent guess)."""
+    text = pc.utf8_lower(trimmed(array))
+    true = pc.is_in(text, value_set=pa.array(["true", "1"]))
+    false = pc.is_in(text, value_set=pa.array(["false", "0"]))
+    values = pc.if_else(true, True, pc.if_else(false, False, pa.scalar(None, pa.bool_())))
+    is_null = array.is_null().to_numpy(zero_copy_only=False)
+    failed = values.is_null().to_numpy(zero_copy_only=False) & ~is_null
+    return values, failed if failed.any() else None
