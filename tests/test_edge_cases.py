@@ -128,6 +128,24 @@ def test_a_slow_sink_does_not_count_as_idle_input() -> None:
     assert events[1] == events[0]
 
 
+@pytest.mark.parametrize("window", [{"type": "tumbling", "size": 1000, "keys": ["k"]}, SLIDING])
+def test_events_decades_apart_in_one_emission(window) -> None:
+    """One clock 126 years off (both times valid) closes every window up to it at once;
+    the windows' span is far too wide for a histogram of panes (it ran out of memory)."""
+    frame = random_events(np.random.default_rng(13), 300, n_keys=4, span_ms=9000)
+    frame.loc[::7, "t"] += 4_000_000_000_000
+    sink, summary = run_engine(make_config(window), frame)
+    assert summary["events"]["valid"] == 300 and summary["events"]["late"] == 0
+    out = window_frame(sink)
+    size, slide = window["size"], window.get("slide", window["size"])
+    rows = [(start, k) for t, k in zip(frame["t"], frame["k"], strict=True)
+            for start in range((t // slide) * slide - size + slide, t + 1, slide)]  # fmt: skip
+    expected = pd.DataFrame(rows, columns=["window_start", "k"]).value_counts().sort_index()
+    got = out.set_index(["window_start", "k"])["n"].sort_index()
+    assert got.index.equals(expected.index)
+    np.testing.assert_array_equal(got.to_numpy(), expected.to_numpy())
+
+
 def test_max_delay_cuts_a_batch() -> None:
     clock = FakeClock()
     config = make_config(SLIDING, batching={"max_rows": 1000, "max_delay": "50ms"})

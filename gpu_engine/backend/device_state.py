@@ -25,12 +25,14 @@ from gpu_engine.backend.device_sketches import DeviceSketchEntries
 from gpu_engine.backend.transfer import DEFAULT_CHUNK_ROWS, Column, PinnedUploader
 from gpu_engine.errors import DeviceMemoryError
 from gpu_engine.windows.aggregations import AggregationPlan, BatchValues, PreparedBatch
-from gpu_engine.windows.panes import PaneGeometry, WindowGroups
+from gpu_engine.windows.panes import PaneGeometry, WindowGroups, wide
+from kernels.cuda import sessions as device_sessions
 from kernels.cuda import windows as device_windows
 from kernels.cuda._core import constant, copy, empty, is_device_array, span, to_host
 from kernels.cuda.aggregate import DeviceAggState, merge_rows
 from kernels.cuda.aggregate import update_events as device_update_events
 from kernels.cuda.hashindex import DeviceHashIndex
+from kernels.cuda.sort import iota, lex_order
 
 
 class DevicePaneState:
@@ -149,7 +151,7 @@ class DevicePaneState:
         n_groups = len(groups)
         agg = DeviceAggState(self.agg.ops_host, n_groups)
         merge_rows(src, dst, self.agg, agg, n_rows=n_groups)
-        position = device_windows.counting_order(groups.keys, 0, k_min, k_max - k_min + 1)
+        position = _window_positions(groups.keys, k_min, k_max, n_groups)
         out_f, out_i, valid = device_windows.finalize_groups(agg, self._is_int, position, n_groups)
         ordered_keys = device_windows.scatter_rows(groups.keys, position)
         sketches: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -200,3 +202,13 @@ def check_room(
             f"({limit / 2**20:,.1f} MiB); raise the limit, or use fewer keys, {shorter} "
             "or less allowed_lateness"
         )
+
+
+def _window_positions(group_keys: Any, k_min: int, k_max: int, n_groups: int) -> Any:
+    """Each group's place in window order (device): a counting sort by window, or a radix
+    sort of the window numbers where their span is too wide for a histogram."""
+    if not wide(k_max - k_min + 1, n_groups):
+        return device_windows.counting_order(group_keys, 0, k_min, k_max - k_min + 1)
+    window_k, _ = device_sessions.split_keys(group_keys)
+    order = lex_order(window_k, ranges=[(k_min, k_max)])
+    return device_windows.scatter_rows(iota(n_groups), order)

@@ -107,12 +107,20 @@ class PaneState(GroupState):
         kid_of_row = np.zeros(len(keys), dtype=np.int64)
         kid_of_row[live] = kid
         pane_min = int(panes[live].min())
+        n_panes = int(panes[live].max()) - pane_min + 1
+        pane_names = None
+        if wide(n_panes, len(live)):  # sort by the panes' ranks, not their numbers
+            pane_names, rank = np.unique(panes[live], return_inverse=True)
+            panes = np.zeros(len(keys), dtype=np.int64)
+            panes[live] = rank
+            pane_min, n_panes = 0, len(pane_names)
         order = np.empty(len(live), dtype=np.int64)
         sorted_kid = np.empty(len(live), dtype=np.int64)
         sorted_pane = np.empty(len(live), dtype=np.int64)
-        order_by_key_pane(live, kid_of_row, int(kid.max()) + 1, panes, pane_min,
-                          int(panes[live].max()) - pane_min + 1, order, sorted_kid,
-                          sorted_pane)  # fmt: skip
+        order_by_key_pane(live, kid_of_row, int(kid.max()) + 1, panes, pane_min, n_panes,
+                          order, sorted_kid, sorted_pane)  # fmt: skip
+        if pane_names is not None:
+            sorted_pane = pane_names[sorted_pane]
         bound = len(live) * -(-geometry.size // geometry.slide)  # windows per pane
         g_k = np.empty(bound, dtype=np.int64)
         g_lo = np.empty(bound, dtype=np.int64)
@@ -125,7 +133,10 @@ class PaneState(GroupState):
             return None
         g_k, g_lo, g_hi = g_k[:n_groups], g_lo[:n_groups], g_hi[:n_groups]
         position = np.empty(n_groups, dtype=np.int64)
-        order_by_window(g_k, n_groups, k_min, k_max, position)
+        if wide(k_max - k_min + 1, n_groups):
+            position[np.argsort(g_k, kind="stable")] = np.arange(n_groups)
+        else:
+            order_by_window(g_k, n_groups, k_min, k_max, position)
         by_window = np.empty(n_groups, dtype=np.int64)
         by_window[position] = np.arange(n_groups)
         values = self._combine(order, g_lo, g_hi, position)
@@ -182,6 +193,16 @@ class PaneState(GroupState):
         out = PaneState(self.plan, width, capacity=max(16, 2 * len(src_rows)))
         out.merge_from(self, src_rows, dst_keys)
         return out
+
+
+def wide(span: int, items: int) -> bool:
+    """Whether a counting sort of ``items`` over ``span`` bins would be mostly empty bins.
+
+    Live panes are usually a few windows wide, but one event with a far-off clock
+    closes every window up to it at once: a histogram over that span (years of
+    panes) would not fit in memory, so such sorts go by comparison instead.
+    """
+    return span > 4 * items + 65_536
 
 
 def _gathered(column: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -76,6 +76,27 @@ def test_cuda_backend_matches_cpu(window) -> None:
         )
 
 
+@pytest.mark.parametrize(
+    "window",
+    [{"type": "tumbling", "size": 1000, "keys": ["k"]},
+     {"type": "sliding", "size": 3000, "slide": 1000, "keys": ["k"]}],
+)  # fmt: skip
+def test_events_decades_apart_close_their_windows_at_once_as_on_the_cpu(window) -> None:
+    """A clock a century off closes every window up to it in one emission: a span of
+    windows too wide for the counting sort's histogram (a radix sort on the device)."""
+    frame = random_events(np.random.default_rng(3), 40, n_keys=3, span_ms=4000)
+    frame.loc[::9, "t"] += 4_000_000_000_000  # about 2096
+    results = []
+    for backend in ("cpu", "cuda"):
+        config = make_config(window, backend=backend, workers=1, batching={"max_rows": 40})
+        sink, summary = run_engine(config, frame, chunk=40)
+        assert summary["events"]["valid"] == 40 and summary["events"]["late"] == 0
+        results.append(window_frame(sink).sort_values(["window_start", "k"]))
+    assert results[0]["window_start"].max() > 4_000_000_000_000
+    pd.testing.assert_frame_equal(results[0].reset_index(drop=True),
+                                  results[1].reset_index(drop=True))  # fmt: skip
+
+
 def test_cuda_top_k_matches_cpu() -> None:
     """Top-k ranked on the device, through the whole engine (one worker: the simulator
     cannot launch kernels from worker threads)."""
