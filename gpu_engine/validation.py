@@ -165,6 +165,8 @@ class Validator:
     ) -> Cast:
         """``column`` in the field's type, with the rows that failed to cast."""
         array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        if pa.types.is_dictionary(array.type):  # a pandas categorical, say: cast its values
+            array = array.dictionary_decode()
         target = ARROW_TYPES[spec.type]
         if array.type == target:
             return Cast(array, None)

@@ -129,3 +129,22 @@ def test_output_column_clashes_are_refused() -> None:
 def test_negative_duration_says_negative(size) -> None:
     with pytest.raises(ConfigError, match=r"windows\[0\]\.size: duration .* is negative"):
         parse_config(_config({"size": size}))
+
+
+def test_time_field_bounds_leave_the_window_arithmetic_headroom() -> None:
+    """A widened time range up to 2^61 ms runs (its events windowed, none late); past it
+    time + size and the watermark's sentinels (±2^62) would overflow, so it is refused."""
+    import numpy as np
+    from engine_testing import make_config, random_events, run_engine, window_frame
+
+    limit = 2**61
+    with pytest.raises(ConfigError, match=r"'t': max \S+ is beyond ±2\^61 ms"):
+        parse_config(_config(t={"type": "int64", "required": True, "max": 2 * limit}))
+    fields = {**BASE_FIELDS, "t": {"type": "int64", "required": True, "min": -limit, "max": limit}}
+    config = make_config({"type": "tumbling", "size": 1000, "keys": ["k"]},
+                         schema={"time": "t", "fields": fields})  # fmt: skip
+    frame = random_events(np.random.default_rng(0), 300)
+    frame["t"] = np.sort(np.r_[np.arange(150) - limit, limit - 1000 + np.arange(150)])
+    sink, summary = run_engine(config, frame)
+    assert summary["events"]["late"] == 0 and summary["events"]["valid"] == 300
+    assert window_frame(sink)["n"].sum() == 300

@@ -43,3 +43,13 @@ def test_pushes_of_a_column_as_integers_then_strings_share_no_batch() -> None:
 def test_an_object_column_mixing_integers_and_strings_is_read_value_by_value() -> None:
     sink, summary = _run(_frame([1, "2", "x", None, 4]))
     _check(sink, summary, 1 + 2 + 4, bad=1)
+
+
+def test_categorical_columns_are_read_by_their_values() -> None:
+    """pandas categoricals arrive as Arrow dictionaries: cast by their values, int or text."""
+    frame = _frame([5, 6, 7])
+    frame["u"] = frame["u"].astype("category")
+    frame["s"] = pd.Categorical(["a", "b", "a"])
+    sink, summary = _run(frame)
+    assert summary["events"]["valid"] == 3 and summary["events"]["quarantined"] == 0
+    assert window_frame(sink)["u_sum"].tolist() == [18]

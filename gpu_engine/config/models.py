@@ -107,6 +107,7 @@ DurationMs = Annotated[int, BeforeValidator(_duration_ms)]
 # before the epoch, or after 2100-01-01.
 DEFAULT_MIN_EVENT_TIME_MS = 0
 DEFAULT_MAX_EVENT_TIME_MS = 4_102_444_800_000
+MAX_EVENT_TIME_BOUND_MS = 2**61  # the widest a time field's min/max may be set
 
 
 class _Strict(BaseModel):
@@ -171,6 +172,14 @@ class SchemaConfig(_Strict):
             )
         if self.fields[self.time].nullable:
             raise ValueError(f"time field {self.time!r} cannot be nullable")
+        spec = self.fields[self.time]
+        for bound, value in (("min", spec.min), ("max", spec.max)):
+            if value is not None and abs(value) > MAX_EVENT_TIME_BOUND_MS:
+                raise ValueError(
+                    f"time field {self.time!r}: {bound} {value} is beyond ±2^61 ms (±73 million"
+                    " years): window arithmetic (time + size, the watermark's sentinels at"
+                    " ±2^62) needs the headroom"
+                )
         return self
 
 
