@@ -28,13 +28,22 @@ GAMMA = (1.0 + ALPHA) / (1.0 - ALPHA)
 LOG_GAMMA = math.log(GAMMA)
 _OFFSET = 1 << 20  # |ceil(log_gamma(x))| < 2^18 for every finite float64
 _TINY = 1e-300
+# Infinities and NaN (in ``allow_nan`` fields) get buckets of their own beyond every
+# finite value's, NaN after +inf as Polars and DuckDB sort it: converting their
+# logarithms to int would be undefined, and differ between the CPU and a GPU.
+INF_KEY = 1 << 40
+NAN_KEY = INF_KEY + 1
 
 
 @njit(inline="always")
 def bucket_key(x: float) -> int:  # pragma: no cover - compiled
+    if x != x:
+        return NAN_KEY
     ax = abs(x)
     if ax < _TINY:
         return 0
+    if ax == math.inf:
+        return INF_KEY if x > 0 else -INF_KEY
     k = int(math.ceil(math.log(ax) / LOG_GAMMA)) + _OFFSET
     return k if x > 0 else -k
 
@@ -43,6 +52,10 @@ def bucket_key(x: float) -> int:  # pragma: no cover - compiled
 def bucket_value(key: int) -> float:  # pragma: no cover - compiled
     if key == 0:
         return 0.0
+    if key == NAN_KEY:
+        return math.nan
+    if abs(key) == INF_KEY:
+        return math.inf if key > 0 else -math.inf
     k = abs(key) - _OFFSET
     v = 2.0 * math.exp(k * LOG_GAMMA) / (GAMMA + 1.0)
     return v if key > 0 else -v

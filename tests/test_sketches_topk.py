@@ -129,3 +129,58 @@ def test_sketches_of_all_null_columns(rng) -> None:
     assert len(out) > 0
     assert out["q0"].isna().all() and out["q25"].isna().all()
     assert (out["d"] == 0).all()
+
+
+def test_quantiles_with_nan_and_infinities_sort_them_as_numpy_does(rng) -> None:
+    """In an ``allow_nan`` field NaN and ±inf are values: -inf first, NaN after +inf (as
+    ``np.sort`` orders them); the lower quantile is then that value or within 1 %."""
+    import pyarrow as pa
+
+    n = 400
+    frame = random_events(rng, n, n_keys=3, span_ms=4000, null_share=0.0).drop(columns="x")
+    x = rng.lognormal(0.0, 2.0, n) * rng.choice([-1.0, 1.0], n)
+    x[rng.random(n) < 0.08] = np.nan
+    x[rng.random(n) < 0.04] = np.inf
+    x[rng.random(n) < 0.04] = -np.inf
+    table = pa.Table.from_pandas(frame, preserve_index=False).append_column("x", pa.array(x))
+    fields = {**make_config({"type": "tumbling", "size": 1000}).event_schema.model_dump()["fields"],
+              "x": {"type": "float64", "allow_nan": True}}  # fmt: skip
+    spec = {"type": "tumbling", "size": 2000, "keys": ["k"]}
+    data = {"schema": {"time": "t", "fields": fields},
+            "windows": [{"name": "w", "aggregations": QUANTILE_AGGS, **spec}]}  # fmt: skip
+    sink, _ = run_engine(parse_config(data), table, chunk=100)
+    out = window_frame(sink)
+    frame["x"], frame["window_start"] = x, frame["t"] // 2000 * 2000
+    checked = 0
+    for (start, k), group in frame.groupby(["window_start", "k"]):
+        row = out[(out["window_start"] == start) & (out["k"] == k)].iloc[0]
+        values = np.sort(group["x"].to_numpy())  # NaN last
+        for agg in QUANTILE_AGGS:
+            want = values[int(np.floor(agg["q"] * (len(values) - 1)))]
+            got = row[agg["name"]]
+            if np.isfinite(want):
+                assert abs(got - want) <= ALPHA * 2 * abs(want), (agg["name"], got, want)
+            else:
+                assert got == want or (np.isnan(want) and np.isnan(got)), (agg["name"], got)
+                checked += 1
+    assert checked > 0  # some quantiles were infinite or NaN
+
+
+def test_count_distinct_counts_every_nan_as_one_value(rng) -> None:
+    """NaNs of either sign and any payload are one value, as -0.0 and 0.0 are."""
+    import pyarrow as pa
+
+    frame = random_events(rng, 8, n_keys=1, span_ms=100, null_share=0.0).drop(columns="x")
+    bits = np.array([0x7FF8000000000000, 0xFFF8000000000000, 0x7FF8000000000001,
+                     0x7FF0000000000001], dtype=np.uint64).view(np.float64)  # fmt: skip
+    x = np.r_[bits, 0.0, -0.0, 1.5, 1.5]
+    table = pa.Table.from_pandas(frame, preserve_index=False).append_column("x", pa.array(x))
+    fields = {**make_config({"type": "tumbling", "size": 1000}).event_schema.model_dump()["fields"],
+              "x": {"type": "float64", "allow_nan": True}}  # fmt: skip
+    aggs = [{"name": "d", "op": "count_distinct", "column": "x"}]
+    data = {
+        "schema": {"time": "t", "fields": fields},
+        "windows": [{"name": "w", "type": "tumbling", "size": 1000, "aggregations": aggs}],
+    }
+    sink, _ = run_engine(parse_config(data), table)
+    assert window_frame(sink)["d"].tolist() == [3]  # NaN, 0.0, 1.5

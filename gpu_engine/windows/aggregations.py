@@ -297,7 +297,10 @@ class ArrowColumns:
         if ftype == "string":
             return string_hashes(array)
         if ftype in ("float32", "float64"):
-            values = array.to_numpy(zero_copy_only=False).astype(np.float64) + 0.0  # -0.0 -> 0.0
+            values = array.to_numpy(zero_copy_only=False).astype(np.float64)
+            with np.errstate(invalid="ignore"):  # a signalling NaN: made the one NaN below
+                values = values + 0.0  # -0.0 -> 0.0
+            values[np.isnan(values)] = np.nan  # one NaN, whatever its sign or payload
             hash_int64(values.view(np.int64), out)
         else:
             hash_int64(array.to_numpy(zero_copy_only=False).astype(np.int64), out)

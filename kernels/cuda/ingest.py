@@ -21,7 +21,7 @@ is -1), or columns of a 2-D ``(k, n)`` one.
 ``put_atom(values, is_null, out, col, nullable)``: one key column into an atom matrix.
 ``isin(values, wanted) -> flags``; ``both(a, b) -> flags``; ``not_flags(a) -> flags``.
 ``renumber(rows, n) -> new_index``: ``new_index[rows[j]] = j``, -1 elsewhere.
-``canonical(values) -> out``: float64 ``values + 0.0`` (so -0.0 hashes like 0.0).
+``canonical(values) -> out``: float64 ``values + 0.0``, NaNs made one (equal values hash alike).
 ``index_where(flags) -> index``: ``i`` where flag ``i`` is set, -1 elsewhere (an event
 index aligned with the rows: no compaction, so no count to wait for).
 """
@@ -204,7 +204,8 @@ def _renumber(rows, new_index):  # pragma: no cover - compiled
 @register("ingest.canonical", ("float64",), lambda dt: types.void(_F1, _F1))
 def _canonical(values, out):  # pragma: no cover - compiled
     for i in range(cuda.grid(1), values.shape[0], cuda.gridsize(1)):
-        out[i] = values[i] + 0.0
+        v = values[i]
+        out[i] = math.nan if v != v else v + 0.0
 
 
 @register("ingest.index_where", ("uint8",), lambda dt: types.void(_U1, _I1))
@@ -352,7 +353,8 @@ def index_where(flags: Any) -> Any:
 
 
 def canonical(values: Any) -> Any:
-    """float64 ``values + 0.0`` (-0.0 becomes 0.0, so equal values hash alike)."""
+    """float64 ``values + 0.0``, every NaN the one NaN: -0.0 and 0.0, and NaNs of any
+    sign or payload, hash alike (as on the CPU)."""
     out = empty(int(values.shape[0]), np.float64)
     _run("ingest.canonical", "float64", int(values.shape[0]), values, out)
     return out

@@ -13,6 +13,7 @@ require_cuda_target()
 
 from kernels import validate as cpu_validate  # noqa: E402
 from kernels.cuda import hashindex as gpu_hash  # noqa: E402
+from kernels.cuda import ingest  # noqa: E402
 from kernels.cuda import sessions as gpu_sessions  # noqa: E402
 from kernels.cuda import sketches as gpu_sketches  # noqa: E402
 from kernels.cuda import validate as gpu_validate  # noqa: E402
@@ -200,11 +201,20 @@ def test_bucket_keys_match_cpu(dtype: str) -> None:
         values[:4] = [0, 1, -1, 2**53]
     else:
         values = rng.lognormal(0.0, 8.0, N) * rng.choice([-1.0, 1.0], N)
-        values[:6] = [0.0, -0.0, 1e-310, 1.0, 3.4e38, -1e-5]
+        values[:9] = [0.0, -0.0, 1e-310, 1.0, 3.4e38, -1e-5, np.nan, np.inf, -np.inf]
         values = values.astype(dtype)
     expected = np.empty(N, dtype=np.int64)
     bucket_keys(values.astype(np.float64), expected)
     np.testing.assert_array_equal(to_host(gpu_sketches.bucket_keys(values)), expected)
+
+
+def test_canonical_floats_make_every_nan_one() -> None:
+    bits = np.array([0x7FF8000000000000, 0xFFF8000000000000, 0x7FF8000000000001,
+                     0x7FF0000000000001], dtype=np.uint64).view(np.float64)  # fmt: skip
+    values = np.r_[bits, -0.0, 0.0, 2.5]
+    got = to_host(ingest.canonical(as_device(values))).view(np.int64)
+    want = np.r_[np.full(4, np.nan), 0.0, 0.0, 2.5].view(np.int64)
+    np.testing.assert_array_equal(got, want)
 
 
 def test_hashes_and_sketch_entries_match_cpu() -> None:
