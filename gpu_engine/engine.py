@@ -18,6 +18,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,6 +205,32 @@ class Engine:
         for sink in self.sinks:
             sink.close(self.summary_data)
         return self.summary_data
+
+    def abort(self, error: BaseException) -> dict[str, Any] | None:
+        """The run stopped part-way: close the sinks and give them a failed summary.
+
+        Why: an open Parquet writer has no footer, so without this every file of the run
+        is unreadable and the events processed so far are unaccounted for. The summary
+        is the counts so far with ``failed: true`` and the error (rows still waiting for
+        a batch are ``buffered``). None when the engine had already closed cleanly.
+        """
+        if self.summary_data is not None:  # closed, or aborted already: nothing to close
+            return self.summary_data if self.summary_data.get("failed") else None
+        self._closed = True
+        self._pool.shutdown(wait=True)
+        summary = {**self.summary(), "failed": True, "error": str(error)}
+        self.summary_data = summary
+        for sink in self.sinks:
+            # A sink that fails here failed before: that is the error being reported.
+            with suppress(Exception):
+                flush = getattr(sink, "flush", None)
+                if flush is not None:
+                    flush()
+            with suppress(Exception):
+                sink.close(summary)
+        with suppress(OSError):
+            self._write_batch_metrics()
+        return summary
 
     def __enter__(self) -> Engine:
         return self

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -59,13 +61,21 @@ def run_pipeline(
     engine = Engine(config, sinks=sinks, listeners=listeners, metrics_dir=Path(out_dir) / "metrics")
     if monitoring is not None:
         monitoring.attach(engine)
-    for table, source, first_row in batches:
-        engine.push(table, source=source, first_row=first_row)
-        engine.poll()
-        if progress is not None:
-            progress(table.num_rows)
-    engine.summary_extra = startup
-    return engine.close()
+    try:
+        for table, source, first_row in batches:
+            engine.push(table, source=source, first_row=first_row)
+            engine.poll()
+            if progress is not None:
+                progress(table.num_rows)
+        engine.summary_extra = startup
+        return engine.close()
+    except BaseException as exc:  # Ctrl-C too: what was written stays readable
+        summary = engine.abort(exc)
+        summary_file = Path(out_dir) / "summary.json"
+        if summary is not None and not summary_file.exists():  # its sink could not write it
+            with suppress(OSError):
+                summary_file.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        raise
 
 
 # glibc's mallopt parameters (malloc.h).

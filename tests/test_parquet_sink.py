@@ -73,3 +73,37 @@ def test_a_slow_disk_holds_the_engine_back_instead_of_queueing_without_bound(
     producer.join(5)
     sink.close({})
     assert written == list(range(1, 9))
+
+
+def test_an_aborted_engine_leaves_readable_files_and_a_failed_summary(tmp_path: Path) -> None:
+    """Engine.abort (what gpu-engine run calls when a run stops part-way) closes the sinks:
+    every Parquet file has its footer, and summary.json says failed, with the counts."""
+    import numpy as np
+    from engine_testing import make_config, random_events
+
+    from gpu_engine.engine import Engine
+
+    config = make_config({"type": "tumbling", "size": 1000, "keys": ["k"]},
+                         batching={"max_rows": 100})  # fmt: skip
+    engine = Engine(config, sinks=[ParquetSink(tmp_path)])
+    frame = random_events(np.random.default_rng(1), 450, span_ms=20_000)
+    frame.loc[::50, "e"] = 9  # quarantined rows too
+    engine.push(frame)
+    summary = engine.abort(OSError("disk gone"))
+    assert summary is not None and summary["failed"] and summary["error"] == "disk gone"
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert written["events"] == summary["events"]
+    events = written["events"]
+    assert events["valid"] + events["quarantined"] == 400 and events["buffered"] == 50
+    assert pq.read_table(tmp_path / "windows" / "w").num_rows > 0
+    assert pq.read_table(tmp_path / "quarantine").num_rows == events["quarantined"] > 0
+    assert engine.abort(OSError("again")) is not None  # idempotent: closes nothing twice
+
+
+def test_flush_after_close_returns(tmp_path: Path) -> None:
+    sink = ParquetSink(tmp_path)
+    sink.windows("w", _table(0, 3))
+    sink.close({"events": 3})
+    done = threading.Event()
+    threading.Thread(target=lambda: (sink.flush(), done.set()), daemon=True).start()
+    assert done.wait(5), "flush after close waited forever"

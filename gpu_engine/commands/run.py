@@ -13,7 +13,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 from rich.console import Console, Group
 from rich.live import Live
 from rich.markup import escape
@@ -155,8 +154,9 @@ def _run(args: argparse.Namespace) -> int:
             )
     except (EngineError, ValueError, OSError) as exc:
         console.print(f"[red]gpu-engine run: {escape(str(exc))}[/]", soft_wrap=True)
-        events = record_failed_run(monitoring, out, exc)
-        if events is not None:
+        failed = failed_summary(out)
+        if failed is not None:
+            events = int(failed["events"]["in"])
             console.print(
                 f"the results of the {events:,} events read before it are in {escape(str(out))}/"
                 " (summary.json: failed)",
@@ -173,39 +173,13 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if summary["accounted"] else 1
 
 
-def record_failed_run(
-    monitoring: EngineMonitoring | None, out: Path, error: BaseException
-) -> int | None:
-    """Close the sinks of a run that stopped part-way and write its ``summary.json``.
-
-    Why: an open Parquet writer has no footer, so without this every file of the run is
-    unreadable and the events processed so far are unaccounted for. The summary is the
-    engine's counts so far with ``failed: true`` and the error. Returns the events the
-    engine had received, or None where no engine had started.
-    """
-    engine = monitoring.engine if monitoring is not None else None
-    if engine is None:
-        return None
-    summary = {**engine.summary(), "failed": True, "error": str(error)}
-    for sink in engine.sinks:
-        # A sink that fails here failed before: that is the error reported already.
-        with suppress(Exception):
-            flush = getattr(sink, "flush", None)
-            if flush is not None:
-                flush()
-        with suppress(Exception):  # close what can be closed; the summary follows
-            sink.close(summary)
-    try:
-        metrics = engine.batch_metrics()
-        if metrics.num_rows and engine.metrics_dir is not None:
-            engine.metrics_dir.mkdir(parents=True, exist_ok=True)
-            pq.write_table(metrics, engine.metrics_dir / "batches.parquet")
-        path = out / "summary.json"
-        if not path.exists():  # a sink that failed to write did not write it either
-            path.write_text(json.dumps(summary, indent=2) + "\n")
-    except OSError:
-        pass  # the output folder cannot be written: the error above says why
-    return int(summary["events"]["in"])
+def failed_summary(out: Path) -> dict[str, Any] | None:
+    """The summary a run that stopped part-way left in ``out`` (see ``Engine.abort``)."""
+    with suppress(OSError, ValueError):
+        summary = json.loads((out / "summary.json").read_text())
+        if isinstance(summary, dict) and summary.get("failed"):
+            return summary
+    return None
 
 
 class _MonitorView:

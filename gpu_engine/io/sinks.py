@@ -89,6 +89,7 @@ class ParquetSink:
                 except BaseException as exc:  # re-raised on the engine's thread
                     self._error = exc
             self._queue.task_done()
+        self._queue.task_done()  # the closing None too, so a flush after close returns
 
     def _put(self, table: pa.Table, *parts: str) -> None:
         self._raise_failure()
