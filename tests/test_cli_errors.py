@@ -175,3 +175,13 @@ def test_run_failing_part_way_leaves_readable_results(failure, tmp_path, capsys)
     for part in parts:  # every file has its footer
         pq.read_table(part)
     assert pq.read_table(out / "windows" / "content").num_rows > 0
+
+
+def test_a_refused_out_does_not_report_an_earlier_failed_run(tmp_path, capsys) -> None:
+    """--out holding an earlier run's failed summary: refused, naming --overwrite only."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary.json").write_text(json.dumps({"failed": True, "events": {"in": 7}}))
+    assert main([*RUN, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--overwrite" in err and "events read before it" not in err

@@ -154,7 +154,8 @@ def _run(args: argparse.Namespace) -> int:
             )
     except (EngineError, ValueError, OSError) as exc:
         console.print(f"[red]gpu-engine run: {escape(str(exc))}[/]", soft_wrap=True)
-        failed = failed_summary(out)
+        # Only a run that started wrote this summary (not an earlier run's, left in --out).
+        failed = failed_summary(out) if monitoring is not None else None
         if failed is not None:
             events = int(failed["events"]["in"])
             console.print(
