@@ -235,8 +235,12 @@ class Engine:
     def __enter__(self) -> Engine:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        if not self._closed:
+    def __exit__(self, kind: object, error: BaseException | None, trace: object) -> None:
+        """End of the ``with`` block: the end of the input, or (an exception escaping it)
+        a run that stopped part-way, whose summary says failed (see :meth:`abort`)."""
+        if error is not None:
+            self.abort(error)
+        elif not self._closed:
             self.close()
 
     # -- the batch path -----------------------------------------------------------------

@@ -9,6 +9,9 @@ that failed, for the validator to quarantine.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -35,8 +38,16 @@ def only_rows(array: pa.Array, rows: np.ndarray) -> pa.Array:
 
 
 def timestamp_ms(array: pa.Array) -> pa.Array:
-    """A timestamp column in ms, finer digits truncated (its time zone kept)."""
-    return pc.cast(array, pa.timestamp("ms", tz=array.type.tz), safe=False)
+    """A timestamp column in ms (its time zone kept), finer digits floored: an instant
+    belongs to the millisecond that holds it, before 1970 too (Arrow's cast truncates
+    toward zero, which put -0.5 ms in the millisecond [0, 1))."""
+    target = pa.timestamp("ms", tz=array.type.tz)
+    if array.type.unit in ("s", "ms"):
+        return pc.cast(array, target)
+    per_ms = 1_000 if array.type.unit == "us" else 1_000_000
+    ticks = array.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+    is_null = array.is_null().to_numpy(zero_copy_only=False) if array.null_count else None
+    return pa.array(np.floor_divide(ticks, per_ms), mask=is_null).cast(target)
 
 
 def text_to_int64(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -99,29 +110,91 @@ def text_to_float(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 
 
 def epoch_ms(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Float epoch milliseconds as int64, truncated toward zero; the values that are
-    not finite or outside int64 failed (returned as 0)."""
+    """Float epoch milliseconds as int64, floored (as finer timestamp units are); the
+    values that are not finite or outside int64 failed (returned as 0)."""
     with np.errstate(invalid="ignore"):
-        ms = np.trunc(values)
+        ms = np.floor(values)
         fits = (ms >= -(2.0**63)) & (ms < 2.0**63)
     return np.where(fits, ms, 0).astype(np.int64), ~fits
 
 
 def datetimes(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """Date/time values (text in any format pandas reads) as epoch ms, and the failures."""
-    import pandas as pd  # only text input needs it; keeps start-up fast
+    """Date/time values that are not text (dates, say) as epoch ms, and the failures."""
+    import pandas as pd  # only such input needs it; keeps start-up fast
 
-    text = pd.Series(array.to_pandas(), dtype=object)
-    parsed = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
+    return _epoch_ms_of(pd.to_datetime(array.to_pandas(), errors="coerce", utc=True), array)
+
+
+def _epoch_ms_of(parsed: Any, array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     is_null = array.is_null().to_numpy(zero_copy_only=False)
     failed = parsed.isna().to_numpy() & ~is_null
     ms = parsed.dt.tz_convert(None).to_numpy(dtype="datetime64[ms]").view(np.int64)
     return np.where(failed | is_null, 0, ms), failed
 
 
-def text_timestamps(array: pa.Array, is_null: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+class DateFormats:
+    """The format of each timestamp field's date/time text, fixed by its first values.
+
+    Parsing each value in whatever format fits it (pandas' ``format="mixed"``) read
+    01/02/2023 month-first and 13/02/2023 day-first in one column. Now ISO 8601 is read
+    as such, and other text takes one format per field: of the formats guessed from its
+    first values (month- or day-first), the one that reads the most of them. A value in
+    another format fails (and is quarantined) instead of being read another way.
+    """
+
+    def __init__(self) -> None:
+        self._formats: dict[str, str | None] = {}
+
+    def parse(self, field: str, array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+        """Text ``array`` of ``field`` as epoch ms, and the rows that failed."""
+        import pandas as pd  # only text input needs it; keeps start-up fast
+
+        text = pd.Series(array.to_pandas(), dtype=object)
+        parsed = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
+        rest = (parsed.isna() & text.notna()).to_numpy()
+        if rest.any():
+            if field not in self._formats:
+                self._formats[field] = _likeliest_format(text[rest])
+            chosen = self._formats[field]
+            if chosen is not None:
+                parsed[rest] = pd.to_datetime(text[rest], errors="coerce", utc=True,
+                                              format=chosen)  # fmt: skip
+        return _epoch_ms_of(parsed, array)
+
+    def format_of(self, field: str) -> str | None:
+        """The format fixed for ``field``'s text that is not ISO 8601 (None: none yet)."""
+        return self._formats.get(field)
+
+
+def _likeliest_format(text: Any) -> str | None:
+    """Of the formats pandas guesses for the first values (month-first and day-first),
+    the one that reads the most of the first thousand; None when it guesses none."""
+    import warnings
+
+    import pandas as pd
+    from pandas.tseries.api import guess_datetime_format
+
+    sample = text.iloc[:1000]
+    candidates: list[str] = []
+    with warnings.catch_warnings():  # pandas warns when a guess disagrees with dayfirst
+        warnings.simplefilter("ignore")
+        for value in sample.iloc[:20]:
+            for dayfirst in (False, True):
+                guess = guess_datetime_format(str(value), dayfirst=dayfirst)
+                if guess is not None and guess not in candidates:
+                    candidates.append(guess)
+    if not candidates:
+        return None
+    read = [pd.to_datetime(sample, errors="coerce", format=f).notna().sum() for f in candidates]
+    return candidates[int(np.argmax(read))]  # ties: the first (month-first, as pandas)
+
+
+def text_timestamps(
+    array: pa.Array, is_null: np.ndarray, dates: Callable[[pa.Array], tuple[np.ndarray, np.ndarray]]
+) -> tuple[np.ndarray, np.ndarray]:
     """Text in a timestamp field as epoch ms: numbers are epoch ms (integers exactly,
-    decimals truncated), anything else a date/time; and the rows that failed."""
+    decimals floored), anything else a date/time read by ``dates``; and the rows that
+    failed."""
     text = trimmed(array)
     try:  # the common case: every value is epoch ms as integer text
         return pc.cast(text, pa.int64()).fill_null(0).to_numpy(), np.zeros(len(text), bool)
@@ -145,7 +218,7 @@ def text_timestamps(array: pa.Array, is_null: np.ndarray) -> tuple[np.ndarray, n
         ms[decimal] = values[decimal]
         failed |= (bad | outside) & decimal
     if other.any():
-        values, bad = datetimes(only_rows(array, other))
+        values, bad = dates(only_rows(array, other))
         ms[other] = values[other]
         failed |= bad & other
     return ms, failed

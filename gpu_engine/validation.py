@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,7 @@ from gpu_engine.config.models import (
 from gpu_engine.errors import SchemaError
 from gpu_engine.io.sources import LINE_ERROR
 from gpu_engine.parsing import (
+    DateFormats,
     datetimes,
     epoch_ms,
     is_text,
@@ -95,6 +97,7 @@ class Validator:
         self.config = config
         self.backend = backend
         self.field_names = list(schema.fields)
+        self.date_formats = DateFormats()  # one format per timestamp field's text
 
     def validate(self, table: pa.Table, source: str, first_row: int) -> ValidatedBatch:
         """Validate ``table`` whose first row is row ``first_row`` of ``source``."""
@@ -177,7 +180,7 @@ class Validator:
             if kind == "string":
                 return Cast(pc.cast(array, pa.string()), None)
             if kind == "timestamp":
-                return self._cast_timestamp(array)
+                return self._cast_timestamp(array, name)
             if is_text(array.type):
                 return (
                     Cast(*text_to_bool(array))
@@ -254,14 +257,14 @@ class Validator:
             failed = failed | cast.failed
         return Cast(cast.array, failed if failed.any() else None)
 
-    @staticmethod
-    def _cast_timestamp(array: pa.Array) -> Cast:
+    def _cast_timestamp(self, array: pa.Array, name: str) -> Cast:
         """Any column in a timestamp field, in milliseconds.
 
         A number means epoch milliseconds whatever its physical type (integer, float or
-        numeric text), as in an int64 time field; a fractional millisecond is truncated
-        toward zero, as Arrow truncates a finer timestamp unit (so does a timestamp[ns]
-        column). Other text is a date/time in any format pandas reads (UTC if no zone).
+        numeric text), as in an int64 time field; a fractional millisecond is floored,
+        as a finer timestamp unit is (so an instant stays in the millisecond holding it).
+        Other text is ISO 8601 or the one date/time format of this field
+        (:class:`~gpu_engine.parsing.DateFormats`), UTC if it names no zone.
         """
         if pa.types.is_timestamp(array.type):
             return Cast(timestamp_ms(array), None)
@@ -273,7 +276,8 @@ class Validator:
             ms, failed = epoch_ms(array.fill_null(0).to_numpy(zero_copy_only=False))
             failed &= ~is_null
         elif is_text(array.type):
-            ms, failed = text_timestamps(array, is_null)
+            dates = partial(self.date_formats.parse, name)
+            ms, failed = text_timestamps(array, is_null, dates)
         else:
             ms, failed = datetimes(array)
         bad = failed | is_null
@@ -397,6 +401,10 @@ class Validator:
         if code == codes.UNPARSEABLE:
             if spec.type in INTEGER_TYPES:
                 return f"{shown} is not an integer that fits {spec.type}"
+            date_format = self.date_formats.format_of(name) if spec.type == "timestamp" else None
+            if date_format is not None:
+                return (f"{shown} cannot be read as timestamp (ISO 8601 or this field's"
+                        f" format {date_format}, fixed by its first values)")  # fmt: skip
             return f"{shown} cannot be read as {spec.type}"
         return f"{shown} failed validation (code {code})"
 

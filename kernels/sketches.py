@@ -7,7 +7,7 @@ remapping ``row`` and adding counts, exactly like the scalar state.
 Quantiles: a value ``x > 0`` goes to bucket ``ceil(log_gamma(x))`` with
 ``gamma = (1 + alpha) / (1 - alpha)``; the bucket's representative
 ``2 gamma^k / (gamma + 1)`` is within ``alpha`` relative error of every value
-in it. Negative values mirror this; zero (and |x| below 1e-300) has its own
+in it. Negative values mirror this; zero has its own
 bucket. Bucket keys are encoded so that integer order equals value order.
 
 Distinct counts: 64-bit hashes of the values; the count of distinct hashes is
@@ -27,7 +27,8 @@ ALPHA = 0.005  # below the 1% promise, leaving room for float rounding in log()
 GAMMA = (1.0 + ALPHA) / (1.0 - ALPHA)
 LOG_GAMMA = math.log(GAMMA)
 _OFFSET = 1 << 20  # |ceil(log_gamma(x))| < 2^18 for every finite float64
-_TINY = 1e-300
+_LOG_SCALE = math.log(2.0 / (GAMMA + 1.0))  # the representative, as a log: no overflow
+_FLOAT_MAX = 1.7976931348623157e308
 # Infinities and NaN (in ``allow_nan`` fields) get buckets of their own beyond every
 # finite value's, NaN after +inf as Polars and DuckDB sort it: converting their
 # logarithms to int would be undefined, and differ between the CPU and a GPU.
@@ -40,7 +41,7 @@ def bucket_key(x: float) -> int:  # pragma: no cover - compiled
     if x != x:
         return NAN_KEY
     ax = abs(x)
-    if ax < _TINY:
+    if ax == 0.0:
         return 0
     if ax == math.inf:
         return INF_KEY if x > 0 else -INF_KEY
@@ -57,7 +58,9 @@ def bucket_value(key: int) -> float:  # pragma: no cover - compiled
     if abs(key) == INF_KEY:
         return math.inf if key > 0 else -math.inf
     k = abs(key) - _OFFSET
-    v = 2.0 * math.exp(k * LOG_GAMMA) / (GAMMA + 1.0)
+    # exp of the sum: 2 * exp(k log gamma) overflowed for values past ~9e307. The bucket
+    # of a value within alpha of the largest float may still exceed it: clamped there.
+    v = min(math.exp(k * LOG_GAMMA + _LOG_SCALE), _FLOAT_MAX)
     return v if key > 0 else -v
 
 

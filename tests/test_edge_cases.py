@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from engine_testing import make_config, random_events, run_engine, window_frame
+from engine_testing import BASE_FIELDS, make_config, random_events, run_engine, window_frame
 
 from gpu_engine.engine import Engine
 from gpu_engine.errors import EngineError
@@ -144,6 +144,32 @@ def test_events_decades_apart_in_one_emission(window) -> None:
     got = out.set_index(["window_start", "k"])["n"].sort_index()
     assert got.index.equals(expected.index)
     np.testing.assert_array_equal(got.to_numpy(), expected.to_numpy())
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_null_in_a_nullable_bool_key_is_a_group_of_its_own(workers) -> None:
+    fields = {**BASE_FIELDS, "flag": {"type": "bool", "nullable": True}}
+    config = make_config({"type": "tumbling", "size": 1000, "keys": ["flag"]},
+                         schema={"time": "t", "fields": fields}, workers=workers)  # fmt: skip
+    frame = random_events(np.random.default_rng(2), 60, span_ms=900)
+    frame["flag"] = pd.array([True, None, False] * 20, dtype="boolean")
+    sink, summary = run_engine(config, frame)
+    assert summary["events"]["valid"] == 60
+    out = window_frame(sink)
+    assert sorted(out["n"].tolist()) == [20, 20, 20] and out["flag"].isna().sum() == 1
+
+
+def test_where_zero_on_a_float_column_matches_negative_zero() -> None:
+    """-0.0 == 0 (numpy, pandas, DuckDB); Arrow's is_in compares bits."""
+    aggs = [{"name": "n", "op": "count"},
+            {"name": "zeros", "op": "count", "where": {"x": 0.0}},
+            {"name": "neg", "op": "count", "where": {"x": [-0.0, 2.5]}}]  # fmt: skip
+    frame = random_events(np.random.default_rng(4), 6, n_keys=1, span_ms=900, null_share=0.0)
+    frame["x"] = pd.array([0.0, -0.0, -0.0, 2.5, 1.0, 0.0], dtype="Float64")
+    sink, _ = run_engine(make_config({"type": "tumbling", "size": 1000, "aggregations": aggs}),
+                         frame)  # fmt: skip
+    out = window_frame(sink)
+    assert out[["n", "zeros", "neg"]].values.tolist() == [[6, 4, 5]]
 
 
 def test_max_delay_cuts_a_batch() -> None:

@@ -24,6 +24,7 @@ from engine_testing import (
 )
 
 from gpu_engine.cli import main
+from gpu_engine.config import parse_config
 from gpu_engine.engine import Engine
 from gpu_engine.errors import InputError, SchemaError
 from gpu_engine.io.sinks import MemorySink
@@ -242,3 +243,25 @@ def _cli_run(config: dict, path: Path, out: Path) -> int:
     config_file.write_text(json.dumps(config))
     args = ["run", "--config", str(config_file), "--input", str(path), "--out", str(out)]
     return main([*args, "--no-progress"])
+
+
+def test_csv_text_like_na_or_null_is_text_and_only_an_empty_cell_is_null(tmp_path) -> None:
+    """Arrow's default null spellings made the region NA (North America), "null" and
+    "nan" nulls, quoted or not."""
+    path = tmp_path / "na.csv"
+    path.write_text('t,k,s\n1000000,1,NA\n1000001,1,"NA"\n1000002,1,null\n1000003,1,\n'
+                    '1000004,1,nan\n1000005,1,""\n')  # fmt: skip
+    fields = {"t": {"type": "int64", "required": True}, "k": {"type": "int64"},
+              "s": {"type": "string", "nullable": True}}  # fmt: skip
+    config = parse_config({"schema": {"time": "t", "fields": fields},
+                           "windows": [{"name": "w", "type": "tumbling", "size": 1000,
+                                        "keys": ["s"], "aggregations": [
+                                            {"name": "n", "op": "count"}]}]})  # fmt: skip
+    sink = MemorySink()
+    engine = Engine(config, sinks=[sink])
+    for table, source, first_row in read_batches(path, 100, list(fields)):
+        engine.push(table, source=source, first_row=first_row)
+    engine.close()
+    out = sink.result("windows/w").to_pandas()
+    counts = dict(zip(out["s"].fillna("<null>"), out["n"], strict=True))
+    assert counts == {"NA": 2, "null": 1, "nan": 1, "": 1, "<null>": 1}

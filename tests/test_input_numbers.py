@@ -15,11 +15,12 @@ import pyarrow.compute as pc
 import pytest
 
 from gpu_engine.config import parse_config
-from gpu_engine.config.models import FieldSpec
+from gpu_engine.config.models import FieldSpec, SchemaConfig, ValidationConfig
 from gpu_engine.engine import Engine
 from gpu_engine.io.sinks import MemorySink
 from gpu_engine.io.sources import read_batches
 from gpu_engine.validation import Validator
+from kernels import validate as codes
 
 T0 = 1_700_000_000_000
 BIG = 2**53  # float64 rounds the odd integers above this
@@ -68,7 +69,8 @@ def _run(frames: list[pa.Table], config: Any) -> tuple[MemorySink, dict[str, Any
 
 def _cast(values: pa.Array, kind: str) -> tuple[list[Any], list[bool]]:
     """``values`` cast to field type ``kind``: (values, failed) per row."""
-    cast = Validator.__new__(Validator).cast(values, FieldSpec(type=kind), "c", "test")
+    schema = SchemaConfig.model_validate({"time": "t", "fields": {"t": {"type": "int64"}}})
+    cast = Validator(schema, ValidationConfig()).cast(values, FieldSpec(type=kind), "c", "test")
     failed = cast.failed if cast.failed is not None else np.zeros(len(values), bool)
     return cast.array.to_pylist(), [bool(f) for f in failed]
 
@@ -198,7 +200,7 @@ def test_uint64_and_float_keys_beyond_int64_are_quarantined_with_the_reason() ->
 def test_epoch_ms_of_any_physical_type_in_a_timestamp_field() -> None:
     ms = np.array([T0, T0 + 123, T0 + 59_999], dtype=np.int64)
     expected = pd.to_datetime(ms, unit="ms").as_unit("ms").tolist()
-    floats = ms.astype(np.float64) + np.array([0.0, 0.9, 0.25])  # truncated, not rounded
+    floats = ms.astype(np.float64) + np.array([0.0, 0.9, 0.25])  # floored, not rounded
     columns = [
         pa.array(ms),
         pa.array(ms.astype(np.uint64)),
@@ -217,7 +219,13 @@ def test_epoch_ms_of_any_physical_type_in_a_timestamp_field() -> None:
     assert failed == [False, False, True, True, False]
     values, failed = _cast(pa.array([np.nan, np.inf, 2.0**64, -1.5]), "timestamp")
     assert failed == [True, True, True, False]
-    assert values[3] == pd.Timestamp(-1, unit="ms")  # toward zero, as Arrow truncates ns
+    assert values[3] == pd.Timestamp(-2, unit="ms")  # floored: -1.5 ms is in [-2, -1)
+    for unit, per_ms in (("us", 1_000), ("ns", 1_000_000)):  # finer units floor alike
+        ticks = pa.array([-per_ms // 2, -1_000 * per_ms - per_ms // 2, per_ms // 2, None],
+                         pa.timestamp(unit))  # fmt: skip
+        values, failed = _cast(ticks, "timestamp")
+        assert values[:3] == [pd.Timestamp(v, unit="ms") for v in (-1, -1001, 0)], unit
+        assert values[3] is None or pd.isna(values[3])
 
 
 def test_nexmark_times_as_float_parquet_or_epoch_text_give_the_int64_windows(tmp_path) -> None:
@@ -312,3 +320,35 @@ def test_bool_fields_read_true_false_and_0_1_from_csv(tmp_path) -> None:
     windows = sink.result("windows/w")
     assert windows.column("n").to_pylist() == [len(cells) - len(bad)]
     assert windows.column("likes").to_pylist() == [sum(p is True for p in parsed)]
+
+
+def test_date_text_takes_one_format_per_field_fixed_by_its_first_values() -> None:
+    """format="mixed" read 01/02 month-first and 13/02 day-first in one column."""
+    schema = SchemaConfig.model_validate({"time": "ts", "fields": {"ts": {"type": "timestamp"}}})
+    spec = schema.fields["ts"]
+
+    def cast(validator: Validator, values: list[str | None]) -> tuple[list[Any], list[bool]]:
+        result = validator.cast(pa.array(values), spec, "ts", "test")
+        failed = result.failed if result.failed is not None else np.zeros(len(values), bool)
+        return result.array.to_pylist(), [bool(f) for f in failed]
+
+    day_first = Validator(schema, ValidationConfig())
+    values, failed = cast(day_first, ["01/02/2023 00:00", "13/02/2023 00:00", "02/01/2023 00:00",
+                                      "2023-03-04T05:06:07Z", None])  # fmt: skip
+    assert values[:4] == [pd.Timestamp(s) for s in ("2023-02-01", "2023-02-13", "2023-01-02",
+                                                    "2023-03-04 05:06:07")]  # fmt: skip
+    assert failed == [False] * 5 and values[4] is None
+    values, failed = cast(day_first, ["03/04/2023 00:00", "Apr 5 2023"])  # a later batch
+    assert values[0] == pd.Timestamp("2023-04-03") and failed == [False, True]
+    quarantined = day_first.quarantine(
+        pa.table({"ts": ["Apr 5 2023"]}),
+        np.array([0]),
+        np.array([codes.UNPARSEABLE]),
+        np.array([0]),
+        "f",
+        0,
+    )
+    assert "format %d/%m/%Y %H:%M" in quarantined.column("_reason")[0].as_py()
+    month_first = Validator(schema, ValidationConfig())  # ambiguous only: month-first
+    values, _ = cast(month_first, ["01/02/2023 00:00", "02/01/2023 00:00"])
+    assert values == [pd.Timestamp("2023-01-02"), pd.Timestamp("2023-02-01")]

@@ -53,3 +53,20 @@ def test_categorical_columns_are_read_by_their_values() -> None:
     sink, summary = _run(frame)
     assert summary["events"]["valid"] == 3 and summary["events"]["quarantined"] == 0
     assert window_frame(sink)["u_sum"].tolist() == [18]
+
+
+def test_an_exception_inside_the_with_block_aborts_the_run() -> None:
+    """Leaving ``with Engine(...)`` by an exception is no end of input: the open windows
+    are not emitted as final, and the summary says failed."""
+    sink = MemorySink()
+    try:
+        with Engine(make_config(WINDOW), sinks=[sink]) as engine:
+            engine.push(_frame([1, 2, 3]))
+            raise RuntimeError("boom")
+    except RuntimeError:
+        pass
+    assert sink.summary is not None and sink.summary["failed"] is True
+    assert sink.summary["error"] == "boom" and sink.result("windows/w") is None
+    with Engine(make_config(WINDOW), sinks=[sink]) as engine:  # a clean exit still closes
+        engine.push(_frame([1, 2, 3]))
+    assert "failed" not in sink.summary and window_frame(sink)["u_sum"].tolist() == [6]

@@ -184,3 +184,21 @@ def test_count_distinct_counts_every_nan_as_one_value(rng) -> None:
     }
     sink, _ = run_engine(parse_config(data), table)
     assert window_frame(sink)["d"].tolist() == [3]  # NaN, 0.0, 1.5
+
+
+def test_quantiles_of_the_largest_and_smallest_floats_stay_within_one_percent() -> None:
+    """Buckets near the float limits: 2 * exp(k log gamma) overflowed past ~9e307, and
+    values below 1e-300 all read as 0."""
+    import pyarrow as pa
+
+    x = np.array([1e308, 1.7976931348623157e308, -1.7e308, 1e-310, 5e-301, 2.3e-308, 7.5])
+    n = len(x)
+    frame = pd.DataFrame({"t": 1_000_000 + np.arange(n), "k": np.arange(n), "s": "a",
+                          "e": np.int8(0), "u": 1})  # fmt: skip
+    table = pa.Table.from_pandas(frame, preserve_index=False).append_column("x", pa.array(x))
+    aggs = [{"name": "q", "op": "quantile", "column": "x", "q": 0.5}]
+    window = {"type": "tumbling", "size": 1000, "keys": ["k"], "aggregations": aggs}
+    sink, _ = run_engine(make_config(window), table)
+    got = window_frame(sink).sort_values("k")["q"].to_numpy()
+    assert np.isfinite(got).all()
+    np.testing.assert_array_less(np.abs(got - x), 0.01 * np.abs(x))

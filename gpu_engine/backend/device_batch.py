@@ -43,6 +43,7 @@ from gpu_engine.windows.aggregations import (
     PreparedBatch,
     numbers,
     string_hashes,
+    value_in,
 )
 from gpu_engine.windows.keys import KeyEncoder
 from kernels import validate as codes
@@ -315,8 +316,7 @@ class DeviceColumns:
         column = self.frame.columns[name]
         arrow_type = self.frame.arrow_types[name]
         if not isinstance(column, DeviceColumn):
-            hit = numbers(pc.is_in(column, value_set=pa.array(wanted).cast(arrow_type)), False)
-            return as_device(np.asarray(hit, dtype=np.uint8))
+            return as_device(np.asarray(value_in(column, wanted, arrow_type), dtype=np.uint8))
         wanted_values = pa.array(wanted).cast(arrow_type)  # the host path's cast (and errors)
         wanted_np = wanted_values.to_numpy(zero_copy_only=False).astype(column.values.dtype)
         hit = ingest.isin(column.values, wanted_np)

@@ -104,7 +104,11 @@ def _csv(file: Path, batch_rows: int, columns: list[str]) -> Iterator[pa.Table]:
         parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=unreadable),
         convert_options=pacsv.ConvertOptions(
             column_types={name: pa.binary() for name in header},  # UTF-8 checked per cell
+            # Only an empty, unquoted cell is null (as in DuckDB): Arrow's default list
+            # would make the text NA (North America), "null" or "nan" a null.
+            null_values=[""],
             strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
             include_columns=[c for c in columns if c in header],
         ),
     )

@@ -277,9 +277,8 @@ class ArrowColumns:
         return self._valid[name]
 
     def isin(self, name: str, wanted: list[Any]) -> np.ndarray:
-        column_values = self.table.column(name)
-        value_set = pa.array(wanted).cast(column_values.type)
-        return numbers(pc.is_in(column_values, value_set=value_set), fill=False)
+        column = self.table.column(name)
+        return value_in(column, wanted, column.type)
 
     def both(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return a & b
@@ -315,8 +314,19 @@ class ArrowColumns:
 def numbers(column: pa.Array | pa.ChunkedArray, fill: object = 0) -> np.ndarray:
     """A column as numpy with nulls as ``fill`` (no Arrow pass when it has no nulls)."""
     if column.null_count:
+        if pa.types.is_boolean(column.type) and not isinstance(fill, bool):
+            fill = bool(fill)  # Arrow will not put an int into a bool column
         column = column.fill_null(fill)
     return column.to_numpy(zero_copy_only=False)
+
+
+def value_in(column: Any, wanted: list[Any], arrow_type: pa.DataType) -> np.ndarray:
+    """Where a host column's values are among ``wanted`` (cast to ``arrow_type``); False
+    where null. Floats compare by value, so -0.0 is 0 (Arrow's ``is_in`` compares bits)."""
+    value_set = pa.array(wanted).cast(arrow_type)
+    if pa.types.is_floating(arrow_type):
+        column, value_set = pc.add(column, 0.0), pc.add(value_set, 0.0)  # -0.0 + 0.0 is 0.0
+    return numbers(pc.is_in(column, value_set=value_set), fill=False)
 
 
 def string_hashes(array: pa.Array) -> np.ndarray:
