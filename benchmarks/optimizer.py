@@ -57,7 +57,7 @@ def scalar_model(problem: Problem, x: Sequence[float]) -> tuple[float, list[floa
         c0 = k0 * bl / (k0 - load * (1 - bl))
         c1 = (k0 + 1) * bl1 / (k0 + 1 - load * (1 - bl1))
         wq = (1 - f) * c0 * s / (k0 - load) + f * c1 * s / (k0 + 1 - load)
-        lat += b / (2 * lam) + wq + s
+        lat += (b - 1) / (2 * lam) + wq + s  # batch-fill wait: (b-1)/(2λ)
         cost += problem.stage_price(i) * w
         log_rel += math.log1p(-(max(problem.failure_prob, 1e-300) ** w))
         stab.append((load + 1.0) / w - 1.0)

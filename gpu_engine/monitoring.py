@@ -71,6 +71,7 @@ class EngineMonitoring:
             "workers_next_start": {s.name: s.workers for s in allocation.stages},
             "predicted_latency_s": allocation.latency_s,
             "cost": allocation.cost,
+            "warnings": fit.warnings(),  # e.g. batch sizes too alike to fit a per-batch cost
         }
 
     def _shrink_batch_delay(self, alert: Any = None, factor: float = 0.5) -> dict[str, float]:

@@ -69,12 +69,10 @@ def cmd_ack(ns: argparse.Namespace) -> int:
         return 2
     states = read_states(out)
     known = states.get(ns.alert_id)
-    if known is None:
-        print(
-            f"warning: no alert {ns.alert_id!r} in {out / ALERTS_FILE}; recording the ack anyway",
-            file=sys.stderr,
-        )
-    elif known.get("state") not in ("pending", "firing"):
+    if known is None:  # a typo would otherwise be "acknowledged" and stop nothing
+        print(f"gpu-engine alerts ack: {_unknown_alert(ns.alert_id, out, states)}", file=sys.stderr)
+        return 2
+    if known.get("state") not in ("pending", "firing"):
         print(
             f"warning: alert {ns.alert_id} is {known.get('state')}; recording the ack anyway",
             file=sys.stderr,
@@ -85,6 +83,21 @@ def cmd_ack(ns: argparse.Namespace) -> int:
         fh.write(json.dumps(rec, sort_keys=True) + "\n")
     print(f"acknowledged {ns.alert_id} (recorded in {out / ACKS_FILE})")
     return 0
+
+
+def _unknown_alert(
+    alert_id: str, out: Path, states: dict[str, dict[str, Any]], most: int = 20
+) -> str:
+    """Why ``alert_id`` cannot be acknowledged, with the ids that can (active ones first)."""
+    path = out / ALERTS_FILE
+    if not path.exists():
+        return f"no alert {alert_id!r}: {path} does not exist (no run has recorded alerts there)"
+    if not states:
+        return f"no alert {alert_id!r}: the latest run in {path} has recorded no alerts"
+    ids = sorted(states, key=lambda a: (states[a].get("state") not in ("pending", "firing"), a))
+    shown = ", ".join(f"{a} ({states[a].get('state', '?')})" for a in ids[:most])
+    more = f", and {len(ids) - most} more (gpu-engine alerts list --all)" if len(ids) > most else ""
+    return f"no alert {alert_id!r} in the latest run in {path}; known: {shown}{more}"
 
 
 def cmd_list(ns: argparse.Namespace) -> int:

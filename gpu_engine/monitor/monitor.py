@@ -34,7 +34,7 @@ from .channels import Channel, Payload, build_channels
 from .escalation import Due, Escalator
 from .evaluate import RuleEvaluator, index_by_name
 from .registry import EngineMetrics
-from .rules import MonitorConfig
+from .rules import MonitorConfig, check_rule_metrics
 from .sampler import Sample, SampleWriter
 from .series import Labels, SeriesKey, make_labels
 
@@ -83,6 +83,9 @@ class Monitor:
         self.config = config if config is not None else MonitorConfig.default()
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.metrics: MetricSource = metrics if metrics is not None else EngineMetrics()
+        names = getattr(self.metrics, "series_names", None)
+        if callable(names):  # a live registry knows its names; a replayed trace does not
+            check_rule_metrics(self.config, names(), "the monitor configuration")
         self.clock = clock
         self.actions = actions if actions is not None else ActionRegistry()
         if self.actions.log_path is None and self.out_dir is not None:

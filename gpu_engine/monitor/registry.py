@@ -36,9 +36,20 @@ from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.registry import CollectorRegistry
 
 from .sampler import Sample, Sampler
-from .system import ProcessCollector, nvml_collector
+from .system import GPU_SERIES, ProcessCollector, nvml_collector
 
 OUTCOMES = ("valid", "quarantined", "late", "dead_lettered")
+# The names ``sample()`` adds on top of the sampler's (kept in step with it: a test
+# checks every name a full sample holds is known).
+ALIASES = (
+    *(f"events_{o}_per_s" for o in OUTCOMES),
+    "quarantine_ratio",
+    "errors_per_s",
+    "windows_emitted_all_per_s",
+    "batches_per_s",
+    "process_cpu_percent",
+    "process_rss_bytes",
+)
 BATCH_SECONDS_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075,
     0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
@@ -57,6 +68,11 @@ TOP_BOUNDS = {
     "batch_seconds": BATCH_SECONDS_BUCKETS[-1],
     "e2e_latency_seconds": LATENCY_BUCKETS[-1],
 }
+
+
+def engine_series_names() -> frozenset[str]:
+    """The metric names of an engine's registry, for checking rules before a run starts."""
+    return EngineMetrics(process=True, gpu=False).series_names()
 
 
 class EngineMetrics:
@@ -219,6 +235,14 @@ class EngineMetrics:
             v[("process_rss_bytes", ())] = v[("process_resident_memory_bytes", ())]
         self._last = s
         return s
+
+    def series_names(self) -> frozenset[str]:
+        """Every flat metric name rules can use on this registry (GPU series included).
+
+        Window series (``window:<window>.<column>``) are not listed: they come from
+        ``Monitor.observe_window`` at run time.
+        """
+        return frozenset(self._sampler.series_names() | set(ALIASES) | set(GPU_SERIES))
 
     @property
     def last_sample(self) -> Sample | None:

@@ -45,9 +45,10 @@ series is its own alert (its labels are added to the alert's).
 
 from __future__ import annotations
 
+import difflib
 import operator
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -444,8 +445,46 @@ def parse_monitor_config(
         raise ConfigError("\n".join(lines)) from None
 
 
-def load_monitor_config(path: str | Path) -> MonitorConfig:
-    """Load a YAML file; accepts the monitor section at top level or under ``monitor:``."""
+WINDOW_PREFIX = "window:"  # window outputs, named at run time (Monitor.observe_window)
+
+
+def check_rule_metrics(
+    config: MonitorConfig, known: Iterable[str], source: str = "<monitor config>"
+) -> None:
+    """Refuse rules on metrics that do not exist: such a rule would never fire, silently.
+
+    ``known`` holds the flat names the metrics source produces; ``window:`` series are
+    exempt (they come from window outputs at run time). Label selectors are not
+    checked here: a label value may first appear mid-run.
+    """
+    names = set(known)
+    lines = []
+    for i, rule in enumerate(config.rules):
+        metric = rule.selector[0]
+        if metric in names or metric.startswith(WINDOW_PREFIX):
+            continue
+        close = difflib.get_close_matches(metric, names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        lines.append(f"  rules[{i}] ({rule.name}): unknown metric {metric!r}{hint}")
+    if lines:
+        raise ConfigError(
+            "\n".join(
+                [
+                    f"invalid monitor configuration in {source}:",
+                    *lines,
+                    f"  known metrics: {', '.join(sorted(names))}; and "
+                    f"{WINDOW_PREFIX}<window>.<column> for window outputs",
+                ]
+            )
+        )
+
+
+def load_monitor_config(path: str | Path, *, check_metrics: bool = True) -> MonitorConfig:
+    """Load a YAML file; accepts the monitor section at top level or under ``monitor:``.
+
+    With ``check_metrics`` (the default: files are written for engine runs) every
+    rule's metric must be one the engine produces, checked before a run starts.
+    """
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
@@ -455,4 +494,9 @@ def load_monitor_config(path: str | Path) -> MonitorConfig:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
     if isinstance(data, Mapping) and set(data) == {"monitor"}:
         data = data["monitor"]
-    return parse_monitor_config(data, str(path))
+    config = parse_monitor_config(data, str(path))
+    if check_metrics:
+        from .registry import engine_series_names  # prometheus_client only when needed
+
+        check_rule_metrics(config, engine_series_names(), str(path))
+    return config

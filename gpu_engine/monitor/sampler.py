@@ -74,6 +74,25 @@ class Sampler:
         self._prev_time: float | None = None
         self._prev: dict[tuple[str, Labels], float] = {}
 
+    def series_names(self) -> set[str]:
+        """Every flat name ``sample`` can produce from this registry's metric families.
+
+        Derived from the families (not from samples), so labelled metrics nobody has
+        recorded yet, and histograms before their first interval, are included; rules
+        are checked against it before they can silently never match.
+        """
+        names: set[str] = set()
+        for family in self.registry.collect():
+            base = self._short(family.name)
+            if family.type == "counter":
+                names.add(f"{base}_per_s")
+            elif family.type == "gauge":
+                names.add(base)
+            elif family.type == "histogram":
+                names.update(f"{base}_p{round(q * 100)}" for q in QUANTILES)
+                names.update((f"{base}_count_per_s", f"{base}_mean"))
+        return names
+
     def _short(self, name: str) -> str:
         return name[len(self.prefix) :] if name.startswith(self.prefix) else name
 

@@ -58,6 +58,11 @@ class ProcessCollector(Collector):
         yield rss
 
 
+# Flat names of the GPU series (rules may name them on any host: where NVML finds no
+# device they simply have no value).
+GPU_SERIES = ("gpu_utilization_ratio", "gpu_memory_used_bytes", "gpu_memory_total_bytes")
+
+
 class NvmlCollector(Collector):
     """GPU utilisation and memory per device through NVML; empty when NVML is unusable."""
 

@@ -20,6 +20,7 @@ from gpu_engine.optimizer.problem import (
 if TYPE_CHECKING:  # torch (via the solver) is imported only when the command runs
     import torch
 
+    from gpu_engine.optimizer.fit import StageMetrics
     from gpu_engine.optimizer.solver import Allocation
 
 EXIT_FEASIBLE, EXIT_INFEASIBLE, EXIT_BAD_INPUT = 0, 1, 2
@@ -28,6 +29,10 @@ EPILOG = """\
 exit status: 0 a feasible allocation was found; 1 the problem is infeasible (the
 JSON says which constraint binds and why; "stages" then holds the allocation closest
 to feasible); 2 bad input (the error names the field, e.g. stages[1].workers).
+
+with --metrics, "warnings" (also printed to stderr) lists what the measurements cannot
+tell: a stage whose batches all had about one size keeps that batch size, and its "a"
+and "c" are null (only their sum at that size, "service_s_at_batch", is known).
 """
 
 
@@ -81,6 +86,21 @@ def _device(name: str) -> torch.device:
 
 def _alloc_json(alloc: Allocation) -> dict[str, Any]:
     return alloc.model_dump()
+
+
+def _stage_fit_json(s: StageMetrics) -> dict[str, Any]:
+    """One stage's fit; ``a`` and ``c`` are null where the batch sizes could not separate
+    them (only their sum at the measured batch size, ``service_s_at_batch``, is known)."""
+    return {
+        "name": s.name,
+        "a": s.fit.a if s.identified else None,
+        "c": s.fit.c if s.identified else None,
+        "rmse_s": s.fit.rmse,
+        "service_s_at_batch": s.fit.a + s.fit.c * s.batch,
+        "batch_rows": {"median": s.batch, "p10": s.rows_p10, "p90": s.rows_p90},
+        "batches": s.batches,
+        "batch_identified": s.identified,
+    }
 
 
 def _clean(obj: Any) -> Any:
@@ -167,12 +187,12 @@ def run(args: argparse.Namespace) -> int:
             },
             "fit": {
                 "arrival_rate": fit.arrival_rate,
-                "stages": [
-                    {"name": s.name, "a": s.fit.a, "c": s.fit.c, "rmse_s": s.fit.rmse}
-                    for s in fit.stages
-                ],
+                "stages": [_stage_fit_json(s) for s in fit.stages],
             },
+            "warnings": fit.warnings(),
         }
+        for warning in out["warnings"]:
+            print(f"gpu-engine optimize: warning: {warning}", file=sys.stderr)
         _print(out)
         return EXIT_FEASIBLE if alloc.feasible else EXIT_INFEASIBLE
     except (ProblemError, MetricsError) as exc:

@@ -120,18 +120,75 @@ def arrival_rate(time_s: ArrayLike, rows: ArrayLike) -> float:
     return float((r.sum() - r[0]) / span)
 
 
+# The middle 80% of a stage's batch sizes must span at least this fraction of the
+# larger end for ``a`` (per batch) and ``c`` (per event) to be told apart.
+MIN_BATCH_SPREAD = 0.1
+VARY_BATCHES_HINT = (
+    "to let the optimizer choose batch sizes, measure batches of several sizes (runs "
+    "with different batching.max_rows, or a batching.max_delay short enough that some "
+    "batches flush part-full)"
+)
+
+
 @dataclass(frozen=True)
 class StageMetrics:
     name: str
     fit: ServiceFit
     workers: int  # as last measured
     batch: int  # median rows per batch
+    rows_p10: float = 0.0  # 10th and 90th percentiles of rows per batch
+    rows_p90: float = 0.0
+    batches: int = 0  # batches fitted on
+    identified: bool = True  # batch sizes varied enough to separate a from c
+
+    def spread_text(self) -> str:
+        """How (little) this stage's batch sizes varied, for messages."""
+        if self.rows_p10 == self.rows_p90:
+            return f"all {self.batches} batches had {self.batch} rows"
+        return (
+            f"the middle 80% of its {self.batches} batches span only "
+            f"{self.rows_p10:.0f}..{self.rows_p90:.0f} rows"
+        )
+
+
+def batches_identify_fixed_cost(rows: ArrayLike) -> tuple[bool, float, float]:
+    """Whether batch sizes vary enough to separate the per-batch cost from the per-event cost.
+
+    With every batch the same size ``b`` only ``a + c·b`` is measured, and any split of
+    it fits equally well (the NNLS tie-break gives ``a = 0``, which makes batches of one
+    look free). Uses the 10th..90th percentiles, so one odd batch (the last, part-full
+    one) among many does not count as variation. Returns (identified, p10, p90).
+    """
+    r = np.asarray(rows, dtype=np.float64)
+    p10, p90 = (float(x) for x in np.quantile(r, [0.1, 0.9]))
+    return p90 > 0 and p90 - p10 >= MIN_BATCH_SPREAD * p90, p10, p90
 
 
 @dataclass(frozen=True)
 class MetricsFit:
     arrival_rate: float
     stages: list[StageMetrics]
+
+    def warnings(self) -> list[str]:
+        """Plain-language caveats of this fit (stages whose batch size is kept as measured)."""
+        fixed = [s for s in self.stages if not s.identified]
+        if not fixed:
+            return []
+        groups: dict[str, list[str]] = {}
+        for s in fixed:
+            groups.setdefault(s.spread_text(), []).append(s.name)
+        detail = "; ".join(f"{', '.join(names)}: {text}" for text, names in groups.items())
+        sizes = {s.batch for s in fixed}
+        kept = (
+            f"{fixed[0].batch} rows"
+            if len(sizes) == 1
+            else ", ".join(f"{s.batch} rows for {s.name}" for s in fixed)
+        )
+        return [
+            "batch sizes did not vary enough to tell a stage's fixed cost per batch from "
+            f"its cost per event ({detail}), so these stages keep their measured batch size "
+            f"({kept}) and only their workers are optimised; {VARY_BATCHES_HINT}"
+        ]
 
 
 def read_metrics(path: str | Path) -> pd.DataFrame:
@@ -172,13 +229,19 @@ def fit_metrics(df: pd.DataFrame, recent: int | None = 5000) -> MetricsFit:
         part = df[df["stage"].astype(str) == name]
         if recent is not None:
             part = part.tail(recent)
-        fit = fit_service_time(part["rows"].to_numpy(), part["seconds"].to_numpy())
+        rows = part["rows"].to_numpy()
+        fit = fit_service_time(rows, part["seconds"].to_numpy())
+        identified, p10, p90 = batches_identify_fixed_cost(rows)
         stages.append(
             StageMetrics(
                 name=name,
                 fit=fit,
                 workers=int(part["workers"].iloc[-1]),
                 batch=max(1, round(float(part["rows"].median()))),
+                rows_p10=p10,
+                rows_p90=p90,
+                batches=len(part),
+                identified=identified,
             )
         )
     first = df[df["stage"].astype(str) == names[0]]
@@ -196,7 +259,12 @@ def problem_from_metrics(
     max_workers: int = 64,
     max_batch: int = 65536,
 ) -> Problem:
-    """The allocation problem the measured pipeline poses."""
+    """The allocation problem the measured pipeline poses.
+
+    A stage whose batch sizes did not vary (``identified`` false) keeps its measured
+    batch size: its ``a``/``c`` split is arbitrary, and at that one size every split
+    predicts the same, so the answer does not rest on the arbitrary part.
+    """
     stages = []
     for st in fit.stages:
         a, c = st.fit.a, st.fit.c
@@ -209,7 +277,7 @@ def problem_from_metrics(
                 c=c,
                 price=price,
                 workers=(1, max(max_workers, st.workers)),
-                batch=(1, max(max_batch, st.batch)),
+                batch=(1, max(max_batch, st.batch)) if st.identified else (st.batch, st.batch),
             )
         )
     return Problem(

@@ -2,16 +2,19 @@
 
 Stage ``i`` with ``w`` workers and batch size ``b`` is an M/M/w queue of batches:
 batch arrival rate ``λ/b``, service time ``s = a + c·b``, offered load
-``A = λ·s/b`` workers. Its mean latency is ``b/(2λ)`` (an event waits on average
-half a batch for the batch to fill) + ``Wq`` (Erlang C) + ``s``; the pipeline's
-is the sum over stages.
+``A = λ·s/b`` workers. Its mean latency is ``(b−1)/(2λ)`` (the batch-fill wait:
+the first event of a batch waits ``(b−1)/λ`` for the last, which waits none, so a
+batch of one waits nothing) + ``Wq`` (Erlang C) + ``s``; the pipeline's is the sum
+over stages.
 
 For gradients the worker count is real and ``Wq`` is interpolated linearly
 between ``floor(w)`` and ``floor(w)+1``. The relaxed stability constraint is
 ``w ≥ A + 1``, which keeps ``floor(w) > A`` so both interpolation ends are
 stable queues; outside it ``Wq`` is extended as a constant in ``w`` (finite), so
 optimisers that step outside see a finite value and the constraint pulls them
-back. Integer allocations are judged exactly (``w > A``) by ``integer_latency``.
+back (where ``A + 1`` exceeds the stage's worker bound, that constant is ``s``,
+Erlang C's large-load limit, rather than a recursion over ``A`` servers).
+Integer allocations are judged exactly (``w > A``) by ``integer_stage_latency``.
 
 Two variants share the code: ``"erlang"`` (the model above; objective uses
 ``1 − R``) and ``"convex"`` (each worker an M/M/1 queue fed ``1/w`` of the
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -131,6 +134,18 @@ class Evaluation:
     constraints: torch.Tensor  # (P, 2 + S) normalised: sla, budget, stability per stage
 
 
+def fill_wait(lam: Any, b: Any, q: float | None = None) -> Any:
+    """Batch-fill wait at batch size ``b`` and arrival rate ``λ``: mean, or q-quantile.
+
+    The i-th of ``b`` events waits ``(b−i)/λ`` for the batch to fill, so the wait is
+    (about) uniform on ``[0, (b−1)/λ]``: mean ``(b−1)/(2λ)``, q-quantile ``q·(b−1)/λ``.
+    Not ``b/(2λ)``: that charges a batch of one half an inter-arrival time, which at
+    low rates exceeds any SLA. Works on floats, numpy arrays and torch tensors alike.
+    """
+    span = (b - 1.0) / lam
+    return span / 2.0 if q is None else q * span
+
+
 def offered_load(batch: ProblemBatch, b: torch.Tensor) -> torch.Tensor:
     """Offered load A = λ·(a/b + c) in workers (zero on padded stages)."""
     return torch.where(batch.mask, batch.lam[:, None] * (batch.a / b + batch.c), 0.0)
@@ -143,16 +158,23 @@ def stage_latency(
     lam = batch.lam[:, None]
     load = offered_load(batch, b)
     service = batch.a + batch.c * b
-    fill = b / (2.0 * lam)
+    fill = fill_wait(lam, b)
     w_eff = torch.maximum(w, load + 1.0)
     if variant == "erlang":
-        k0 = torch.floor(w_eff).detach()
-        frac = w_eff - k0
-        b0 = erlang_b_torch(k0, load)
-        b1 = load * b0 / (k0 + 1.0 + load * b0)
-        c0 = k0 * b0 / (k0 - load * (1.0 - b0))
-        c1 = (k0 + 1.0) * b1 / (k0 + 1.0 - load * (1.0 - b1))
-        wq = (1.0 - frac) * c0 * service / (k0 - load) + frac * c1 * service / (k0 + 1.0 - load)
+        # Where even the most workers cannot carry the load, Erlang B at k = A + 1 would
+        # take A recursion steps (billions at a huge λ): use its large-A limit C → 1,
+        # Wq = s, instead, on safe inputs so the unused branch stays finite for autograd.
+        beyond = (load + 1.0 > batch.w_hi).detach()
+        k0 = torch.where(beyond, 1.0, torch.floor(w_eff).detach())
+        load_e = torch.where(beyond, 0.0, load)
+        w_e = torch.where(beyond, 1.0, w_eff)
+        frac = w_e - k0
+        b0 = erlang_b_torch(k0, load_e)
+        b1 = load_e * b0 / (k0 + 1.0 + load_e * b0)
+        c0 = k0 * b0 / (k0 - load_e * (1.0 - b0))
+        c1 = (k0 + 1.0) * b1 / (k0 + 1.0 - load_e * (1.0 - b1))
+        wq = (1.0 - frac) * c0 * service / (k0 - load_e) + frac * c1 * service / (k0 + 1.0 - load_e)
+        wq = torch.where(beyond, service, wq)
     else:
         wq = load * service / (w_eff - load)
     return torch.where(batch.mask, fill + wq + service, 0.0)
@@ -198,7 +220,7 @@ def integer_stage_latency(
     with np.errstate(divide="ignore", invalid="ignore"):
         cw = w_b * bl / (w_b - load_b * (1.0 - bl))
         wq = np.where(load_b < w_b, cw * service / (w_b - load_b), np.inf)
-    return np.asarray(b / (2.0 * lam) + wq + service, dtype=np.float64)
+    return np.asarray(fill_wait(lam, b) + wq + service, dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -219,7 +241,7 @@ def predict(problem: Problem, workers: Sequence[int], batch: Sequence[int]) -> P
     """Exact predictions for an integer allocation.
 
     The p99 estimate adds, per stage, the 99th percentile of the batch-fill wait
-    (uniform on [0, b/λ]), of the Erlang C queueing delay and the service time;
+    (uniform on [0, (b−1)/λ]), of the Erlang C queueing delay and the service time;
     a sum of per-stage quantiles, so it errs on the high side.
     """
     lam = problem.arrival_rate
@@ -235,7 +257,7 @@ def predict(problem: Problem, workers: Sequence[int], batch: Sequence[int]) -> P
             for i in range(len(w))
         ]
     )
-    p99 = 0.99 * b / lam + wait_quantile(w, load, service, 0.99) + service
+    p99 = fill_wait(lam, b, 0.99) + wait_quantile(w, load, service, 0.99) + service
     prices = np.array([problem.stage_price(i) for i in range(len(w))])
     cost = float(prices @ w)
     pw = problem.failure_prob ** w.astype(np.float64)

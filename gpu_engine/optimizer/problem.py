@@ -11,12 +11,25 @@ from typing import Annotated, Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gpu_engine.units import DurationMs
 
 NonNeg = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
 Positive = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
+# Far below MIN_RATE the model's times leave float64 (a batch of 65,536 at 1e-300
+# events/s takes 6.6e304 s to fill; sums of such times overflow to inf and read as
+# unstable queues), and a batch bound past 2^63 breaks the int64 batch search; such
+# problems are refused with the reason rather than mis-solved or a traceback.
+MIN_RATE = 1e-6  # events/s: one event per 11.6 days
+MAX_BATCH = 2**31  # rows per batch
 
 
 class ProblemError(ValueError):
@@ -68,6 +81,8 @@ class Stage(BaseModel):
             raise ValueError(f"batch bounds {list(self.batch)} are not [low, high]")
         if self.workers[1] > 4096:
             raise ValueError("at most 4096 workers per stage are supported")
+        if self.batch[1] > MAX_BATCH:
+            raise ValueError(f"batch sizes up to {MAX_BATCH} (2^31) rows are supported")
         return self
 
 
@@ -82,6 +97,17 @@ class Problem(BaseModel):
     failure_prob: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.01
     prices: Prices = Prices()
     stages: Annotated[list[Stage], Field(min_length=1)]
+
+    @field_validator("arrival_rate")
+    @classmethod
+    def _rate_in_range(cls, value: float) -> float:
+        if value < MIN_RATE:
+            raise ValueError(
+                f"{value:g} events/s is below {MIN_RATE:g} (one event per 11.6 days), the "
+                "slowest stream the model accepts: far below it the batch-fill times "
+                "(b-1)/arrival_rate overflow"
+            )
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> Problem:
@@ -112,7 +138,8 @@ def format_validation_error(exc: ValidationError) -> str:
         path = ""
         for part in err["loc"]:
             path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-        lines.append(f"{path or '<root>'}: {err['msg']}")
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{path or '<root>'}: {msg}")
     return "\n".join(lines)
 
 

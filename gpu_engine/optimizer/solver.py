@@ -103,6 +103,19 @@ def _to_unit(
     return u.clamp(0.0, 1.0), v.clamp(0.0, 1.0)
 
 
+GRAD_CAP = 1e150  # squared by Adam, so still finite in float64
+
+
+def _finite_grad(grad: torch.Tensor) -> torch.Tensor:
+    """Gradients capped at ±``GRAD_CAP``, NaN as 0: in a problem of extreme scale (a
+    fill time of 1e200 s, a price of 1e300) one inf gradient would make Adam's moments
+    inf/inf = NaN and poison that row for good. Adam's steps do not depend on the
+    gradient's scale, so the cap changes nothing on ordinary problems."""
+    return torch.nan_to_num(grad, nan=0.0, posinf=GRAD_CAP, neginf=-GRAD_CAP).clamp(
+        -GRAD_CAP, GRAD_CAP
+    )
+
+
 def _al_adam(
     rb: ProblemBatch,
     u: torch.Tensor,
@@ -123,6 +136,8 @@ def _al_adam(
         _project(rb, u, v)
     u.requires_grad_(True)
     v.requires_grad_(True)
+    u.register_hook(_finite_grad)
+    v.register_hook(_finite_grad)
     opt = torch.optim.Adam([u, v], lr=lr, betas=(0.9, 0.99))
     mu = torch.zeros(n, 2 + s, dtype=dt, device=dev)
     rho = torch.full((n, 1), rho0, dtype=dt, device=dev)

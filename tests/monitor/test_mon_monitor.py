@@ -203,11 +203,11 @@ def test_cli_list_shows_latest_states(tmp_path, capsys) -> None:
     assert rec["alert_id"] == alert.id and rec["state"] == "firing"
 
 
-def test_cli_ack_unknown_id_warns_but_records(tmp_path, capsys) -> None:
-    assert main(["alerts", "ack", "Nope-00000000", "--out", str(tmp_path)]) == 0
-    assert "warning" in capsys.readouterr().err
-    (rec,) = [json.loads(x) for x in (tmp_path / "alerts_acks.jsonl").read_text().splitlines()]
-    assert rec["alert_id"] == "Nope-00000000"
+def test_cli_ack_unknown_id_is_refused(tmp_path, capsys) -> None:
+    # an unknown id is an error (a typo must not pass for an acknowledgement)
+    assert main(["alerts", "ack", "Nope-00000000", "--out", str(tmp_path)]) == 2
+    assert "no alert 'Nope-00000000'" in capsys.readouterr().err
+    assert not (tmp_path / "alerts_acks.jsonl").exists()
 
 
 def test_acks_from_an_earlier_run_are_not_replayed(tmp_path) -> None:

@@ -41,7 +41,7 @@ def test_integer_points_match_the_queueing_formulas() -> None:
     expected = 0.0
     for st, wi, bi in zip(p.stages, w, b, strict=True):
         s = st.a + st.c * bi
-        expected += bi / (2 * lam) + float(mean_wait(wi, lam * s / bi, s)) + s
+        expected += (bi - 1) / (2 * lam) + float(mean_wait(wi, lam * s / bi, s)) + s
     assert pred.latency_s == pytest.approx(expected, rel=1e-12)
     assert pred.cost == pytest.approx(0.05 * 7)
     batch = ProblemBatch.from_problems([p], device="cpu")

@@ -41,7 +41,7 @@ def oracle_table(lam: float, a: float, c: float, w_max: int, b_max: int) -> tupl
     with np.errstate(all="ignore"):
         bl = stats.poisson.pmf(w, load) / stats.poisson.cdf(w, load)
         cw = w * bl / (w - load * (1 - bl))
-        lat = np.where(load < w, b / (2 * lam) + cw * s / (w - load) + s, np.inf)
+        lat = np.where(load < w, (b - 1) / (2 * lam) + cw * s / (w - load) + s, np.inf)
     j = np.argmin(lat, axis=1)
     return lat[np.arange(w_max), j], j + 1
 
@@ -189,7 +189,7 @@ def _slsqp_relaxed(p: Problem, starts: int = 6) -> float:
                 bl = _erlang_b_poisson(kk, load)
                 wq.append(kk * bl / (kk - load * (1 - bl)) * sv / (kk - load))
             f = weff - k
-            lat += b / (2 * lam) + (1 - f) * wq[0] + f * wq[1] + sv
+            lat += (b - 1) / (2 * lam) + (1 - f) * wq[0] + f * wq[1] + sv
             cost += p.stage_price(i) * w
             logr += math.log1p(-(p.failure_prob**w))
             stab.append((load + 1) / w - 1)
@@ -243,7 +243,7 @@ def _cvxpy_convex(p: Problem) -> float | None:
     hi = np.array([s.workers[1] for s in p.stages], dtype=float)
     price = np.array([p.stage_price(i) for i in range(len(p.stages))])
     w = cp.Variable(len(p.stages))
-    lat = cp.sum(b / (2 * lam) + sv + cp.multiply(load * sv, cp.inv_pos(w - load)))
+    lat = cp.sum((b - 1) / (2 * lam) + sv + cp.multiply(load * sv, cp.inv_pos(w - load)))
     cost = price @ w
     neglog_r = cp.sum(-cp.log(1 - cp.exp(w * math.log(p.failure_prob))))
     wt = p.weights
