@@ -88,6 +88,13 @@ class _Timings:
 ROWS_PER_WORKER = 16_384
 
 
+def _flush(sink: Sink) -> None:
+    """Wait for a sink that writes in the background (its optional ``flush``)."""
+    flush = getattr(sink, "flush", None)
+    if flush is not None:
+        flush()
+
+
 def default_workers(batch_rows: int, cores: int | None = None) -> int:
     """One worker per ``ROWS_PER_WORKER`` rows of a batch, at most one per core.
 
@@ -197,9 +204,7 @@ class Engine:
         self._closed = True
         self._pool.shutdown(wait=True)
         for sink in self.sinks:  # sinks that write in the background finish first
-            flush = getattr(sink, "flush", None)
-            if flush is not None:
-                flush()
+            _flush(sink)
         self.summary_data = self.summary()
         self._write_batch_metrics()
         for sink in self.sinks:
@@ -223,9 +228,7 @@ class Engine:
         for sink in self.sinks:
             # A sink that fails here failed before: that is the error being reported.
             with suppress(Exception):
-                flush = getattr(sink, "flush", None)
-                if flush is not None:
-                    flush()
+                _flush(sink)
             with suppress(Exception):
                 sink.close(summary)
         with suppress(OSError):

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -70,11 +68,7 @@ def run_pipeline(
         engine.summary_extra = startup
         return engine.close()
     except BaseException as exc:  # Ctrl-C too: what was written stays readable
-        summary = engine.abort(exc)
-        summary_file = Path(out_dir) / "summary.json"
-        if summary is not None and not summary_file.exists():  # its sink could not write it
-            with suppress(OSError):
-                summary_file.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        engine.abort(exc)
         raise
 
 

@@ -23,16 +23,18 @@ from gpu_engine.commands.generate import add_generator_options, spec_from_args
 from gpu_engine.commands.startup import lighten_startup
 from gpu_engine.config import load_config
 from gpu_engine.errors import EngineError
+from gpu_engine.io.sinks import ParquetSink
 from gpu_engine.monitor import load_monitor_config
 from gpu_engine.monitor.live import render
+from gpu_engine.monitor.monitor import ACKS_FILE, ACTIONS_FILE, ALERTS_FILE, METRICS_DIR
 from gpu_engine.monitoring import EngineMonitoring
 from gpu_engine.runner import return_freed_memory_promptly, run_pipeline, source_batches
 
 DEMO_EVENTS = 500_000
 # What a run writes under --out (README's outputs table): a folder holding any of the
 # first five holds an earlier run's results; ``--overwrite`` removes all of them first.
-RESULTS = ("summary.json", "windows", "quarantine", "late", "dead_letter")
-RUN_FILES = (*RESULTS, "metrics", "alerts.jsonl", "actions.jsonl", "alerts_acks.jsonl")
+RESULTS = ParquetSink.OUTPUTS
+RUN_FILES = (*RESULTS, METRICS_DIR, ALERTS_FILE, ACTIONS_FILE, ACKS_FILE)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

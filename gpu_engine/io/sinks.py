@@ -66,6 +66,9 @@ class ParquetSink:
     ``close``, which writes ``summary.json`` only after every table is on disk.
     """
 
+    # What a run leaves under OUT (``gpu-engine run`` refuses to mix two runs' results).
+    OUTPUTS = ("summary.json", "windows", "quarantine", "late", "dead_letter")
+
     def __init__(self, out_dir: str | Path, queued: int = 8) -> None:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -119,13 +122,16 @@ class ParquetSink:
         self._raise_failure()
 
     def close(self, summary: dict[str, Any]) -> None:
+        """Finish every file, then write ``summary.json``: after a failed write only for a
+        run marked failed (``Engine.abort``), whose summary says so; the failure is raised."""
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
         for writer in self._writers.values():
             writer.close()
+        if self._error is None or summary.get("failed"):
+            (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         self._raise_failure()
-        (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 
 class MemorySink:

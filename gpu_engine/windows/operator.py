@@ -259,11 +259,13 @@ class SessionWindows(WindowOperator):
     def _late_mask(
         self, batch: PreparedBatch, events: np.ndarray | None, times: np.ndarray
     ) -> np.ndarray:
-        if not (times + self.gap <= self.watermark).any():  # the common case: nothing to merge
-            return np.zeros(len(times), dtype=np.bool_)
+        late = times + self.gap <= self.watermark
+        if not late.any():  # the common case: no atoms to fetch, nothing to merge
+            return late
         atoms = batch.host_atoms()
         atoms = atoms if events is None else atoms[events]
-        return late_events(atoms, times, self.gap, self.watermark, self.sessions.open_sessions)
+        return late_events(late, atoms, times, self.gap, self.watermark,
+                           self.sessions.open_sessions)  # fmt: skip
 
     def _add(self, batch: PreparedBatch, events: np.ndarray) -> None:
         self.sessions.add_batch(batch, events)

@@ -25,6 +25,7 @@ _INT64_MIN = np.iinfo(np.int64).min
 
 
 def late_events(
+    late: np.ndarray,
     atoms: np.ndarray,
     times: np.ndarray,
     gap: int,
@@ -33,15 +34,13 @@ def late_events(
 ) -> np.ndarray:
     """Late mask of a batch's events: those whose merged session ends by the watermark.
 
-    An event's own session ``[t, t + gap)`` may be over while the session it falls
-    into is still open, so, as Flink does, lateness is judged after merging: with
-    the batch's other events of its key and with the open sessions that
-    ``open_sessions(key atoms)`` returns as (key row, start, end). Open sessions
-    end after the watermark (those that do not were emitted when it passed them).
+    ``late`` marks the events whose own session ``[t, t + gap)`` ended by then (some
+    must). Such a session may be over while the one it falls into is still open, so,
+    as Flink does, lateness is judged after merging: with the batch's other events of
+    its key and with the open sessions that ``open_sessions(key atoms)`` returns as
+    (key row, start, end). Open sessions end after the watermark (those that do not
+    were emitted when it passed them). Updates and returns ``late``.
     """
-    late = times + gap <= watermark
-    if not late.any():
-        return late
     keys = HashIndex.from_keys(atoms[late])  # only the keys of events that may be late
     kid = keys.find(atoms)
     related = np.flatnonzero(kid >= 0)
