@@ -102,6 +102,30 @@ def window_frame(sink: MemorySink, name: str = "w") -> pd.DataFrame:
     return table.to_pandas()
 
 
+def nan_where_case(backend: str) -> tuple[list[list[int]], list[int]]:
+    """``where: {x: nan}`` on an ``allow_nan`` field counts every NaN, whatever its sign
+    or payload; the counts the engine gave and the ones numpy gives (the simulator
+    suite runs it on ``backend: cuda``)."""
+    fields = {**BASE_FIELDS, "x": {"type": "float64", "nullable": True, "allow_nan": True}}
+    aggs = [{"name": "n", "op": "count"},
+            {"name": "nans", "op": "count", "where": {"x": float("nan")}},
+            {"name": "nan_or_1", "op": "count", "where": {"x": [1.0, -float("nan")]}}]  # fmt: skip
+    negative_nan = -np.float64("nan")
+    payload_nan = np.array([0x7FF8_0000_0000_0001], dtype=np.int64).view(np.float64)[0]
+    x = np.array([np.nan, negative_nan, payload_nan, 1.0, 2.0, 0.0, np.nan, np.nan])
+    frame = random_events(np.random.default_rng(6), len(x), n_keys=1, span_ms=900)
+    is_null = np.arange(len(x)) == 7  # a null is no NaN
+    table = pa.Table.from_pandas(frame.drop(columns="x"), preserve_index=False)
+    table = table.append_column("x", pa.array(x, mask=is_null))  # NaN stays NaN, not null
+    config = make_config({"type": "tumbling", "size": 1000, "aggregations": aggs},
+                         schema={"time": "t", "fields": fields}, backend=backend)  # fmt: skip
+    sink, summary = run_engine(config, table)
+    assert summary["events"]["valid"] == len(x)
+    is_nan = np.isnan(x) & ~is_null
+    expected = [len(x), int(is_nan.sum()), int(is_nan.sum() + (x == 1.0).sum())]
+    return window_frame(sink)[["n", "nans", "nan_or_1"]].values.tolist(), expected
+
+
 _SQL_AGG = {
     "count": "count(*)",
     "sum": "sum({c})",

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from engine_testing import BASE_FIELDS, make_config, random_events, run_engine, window_frame
+from engine_testing import (
+    BASE_FIELDS,
+    make_config,
+    nan_where_case,
+    random_events,
+    run_engine,
+    window_frame,
+)
 
 from gpu_engine.engine import Engine
 from gpu_engine.errors import EngineError
@@ -317,3 +324,8 @@ def test_summary_splits_busy_time_by_stage(rng) -> None:
     assert set(summary["stage_s"]) == {"validate", "aggregate", "emit"}
     assert all(seconds > 0 for seconds in summary["stage_s"].values())
     assert sum(summary["stage_s"].values()) == pytest.approx(summary["busy_s"])
+
+
+def test_where_nan_matches_every_nan() -> None:
+    got, expected = nan_where_case("cpu")
+    assert got == [expected] == [[8, 4, 5]]

@@ -322,11 +322,19 @@ def numbers(column: pa.Array | pa.ChunkedArray, fill: object = 0) -> np.ndarray:
 
 def value_in(column: Any, wanted: list[Any], arrow_type: pa.DataType) -> np.ndarray:
     """Where a host column's values are among ``wanted`` (cast to ``arrow_type``); False
-    where null. Floats compare by value, so -0.0 is 0 (Arrow's ``is_in`` compares bits)."""
+    where null. Floats compare by value, so -0.0 is 0, and any NaN matches a wanted NaN,
+    whatever its sign or payload (Arrow's ``is_in`` compares bits), as on the device."""
     value_set = pa.array(wanted).cast(arrow_type)
     if pa.types.is_floating(arrow_type):
-        column, value_set = pc.add(column, 0.0), pc.add(value_set, 0.0)  # -0.0 + 0.0 is 0.0
+        column, value_set = _by_value(column), _by_value(value_set)
     return numbers(pc.is_in(column, value_set=value_set), fill=False)
+
+
+def _by_value(floats: Any) -> Any:
+    """Floats whose bits compare as their values: -0.0 made 0.0, every NaN one NaN."""
+    floats = pc.add(floats, 0.0)  # -0.0 + 0.0 is 0.0
+    one_nan = pa.scalar(float("nan"), floats.type)
+    return pc.if_else(pc.is_nan(floats), one_nan, floats)
 
 
 def string_hashes(array: pa.Array) -> np.ndarray:

@@ -178,9 +178,10 @@ def _put_atom(values, is_null, out, col, nullable):  # pragma: no cover - compil
 @register("ingest.isin", ("int64", "float64"), lambda dt: types.void(arr(dt), arr(dt), _U1))
 def _isin(values, wanted, out):  # pragma: no cover - compiled
     for i in range(cuda.grid(1), values.shape[0], cuda.gridsize(1)):
+        v = values[i]
         hit = 0
         for w in range(wanted.shape[0]):
-            if values[i] == wanted[w]:
+            if v == wanted[w] or (v != v and wanted[w] != wanted[w]):  # any NaN is NaN
                 hit = 1
                 break
         out[i] = hit

@@ -17,7 +17,14 @@ from cuda_target import CUDA_WARNINGS, require_cuda_target
 require_cuda_target()
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the core suite's helpers
 
-from engine_testing import ALL_AGGS, make_config, random_events, run_engine, window_frame  # noqa: E402
+from engine_testing import (  # noqa: E402
+    ALL_AGGS,
+    make_config,
+    nan_where_case,
+    random_events,
+    run_engine,
+    window_frame,
+)
 
 pytestmark = [pytest.mark.cudasim, *CUDA_WARNINGS]
 
@@ -95,6 +102,11 @@ def test_events_decades_apart_close_their_windows_at_once_as_on_the_cpu(window) 
     assert results[0]["window_start"].max() > 4_000_000_000_000
     pd.testing.assert_frame_equal(results[0].reset_index(drop=True),
                                   results[1].reset_index(drop=True))  # fmt: skip
+
+
+def test_where_nan_matches_every_nan_on_the_device() -> None:
+    got, expected = nan_where_case("cuda")
+    assert got == [expected] == [[8, 4, 5]]
 
 
 def test_cuda_top_k_matches_cpu() -> None:
