@@ -4,20 +4,26 @@ A state table holds, for each row (a pane x key, a window x key, a session),
 ``rows`` (events counted) and four per-aggregation columns whose meaning
 depends on the operation code:
 
-========  ==========  ===========  ============  ==========
-op        ``ist``     ``isum``     ``f0``        ``f1``
-========  ==========  ===========  ============  ==========
-COUNT     matches     -            -             -
-SUM/MEAN  non-nulls   int sum      float sum     -
-MIN       non-nulls   -            minimum       -
-MAX       non-nulls   -            maximum       -
-STD/VAR   non-nulls   -            mean          M2 (Welford/Chan)
-QUANTILE  non-nulls   -            -             -   (buckets in a sketch table)
-DISTINCT  non-nulls   -            -             -   (hashes in a sketch table)
-========  ==========  ===========  ============  ==========
+========  ==========  ===============  ===============  ==========
+op        ``ist``     ``isum``         ``f0``           ``f1``
+========  ==========  ===============  ===============  ==========
+COUNT     matches     -                -                -
+SUM       non-nulls   sum (integers)   sum (floats)     -
+MEAN      non-nulls   int sum (ints)   float sum        -
+MIN       non-nulls   min (integers)   min (floats)     -
+MAX       non-nulls   max (integers)   max (floats)     -
+STD/VAR   non-nulls   -                mean             M2 (Welford/Chan)
+QUANTILE  non-nulls   -                -                -   (buckets in a sketch table)
+DISTINCT  non-nulls   -                -                -   (hashes in a sketch table)
+========  ==========  ===============  ===============  ==========
 
 Every update is associative and commutative, so partial states from panes,
-batches and workers merge into the same answer.
+batches and workers merge into the same answer. Integer columns keep their
+``sum``, ``min`` and ``max`` in int64, exactly (a float64 holds integers only up
+to 2^53); their ``mean`` keeps both sums and takes the exact one unless the float
+sum says it may have wrapped past ±2^63 (:func:`integer_mean`).
+MIN/MAX rows start at their identities in both columns (the one not fed stays
+there), so a merge or combine needs no column types.
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ class AggState:
         self.isum = np.zeros((capacity, self.n_aggs), dtype=np.int64)
         self.f0 = np.zeros((capacity, self.n_aggs), dtype=np.float64)
         self.f1 = np.zeros((capacity, self.n_aggs), dtype=np.float64)
-        init_rows(self.ops, self.f0, 0, capacity)
+        init_rows(self.ops, self.f0, self.isum, 0, capacity)
 
     @property
     def capacity(self) -> int:
@@ -76,7 +82,7 @@ class AggState:
             grown = np.zeros((new, *array.shape[1:]), dtype=array.dtype)
             grown[:old] = array
             setattr(self, name, grown)
-        init_rows(self.ops, self.f0, old, new)
+        init_rows(self.ops, self.f0, self.isum, old, new)
 
     def keep_rows(self, keep: np.ndarray, n_old: int) -> None:
         """Keep only rows ``keep`` (ascending), moved to the front in place; the rest reset."""
@@ -95,15 +101,22 @@ class AggState:
         return out
 
 
+INT64_MAX = np.iinfo(np.int64).max
+INT64_MIN = np.iinfo(np.int64).min
+
+
 @njit(nogil=True, cache=True)
-def init_rows(ops, f0, start, stop):  # pragma: no cover - compiled
-    """Identity elements: +inf for MIN, -inf for MAX, 0 elsewhere."""
+def init_rows(ops, f0, isum, start, stop):  # pragma: no cover - compiled
+    """Identity elements: +inf and int64's largest for MIN, -inf and its smallest for MAX,
+    0 elsewhere."""
     for r in range(start, stop):
         for a in range(ops.shape[0]):
             if ops[a] == MIN:
                 f0[r, a] = np.inf
+                isum[r, a] = INT64_MAX
             elif ops[a] == MAX:
                 f0[r, a] = -np.inf
+                isum[r, a] = INT64_MIN
 
 
 def copy_row(
@@ -140,7 +153,7 @@ def compact_rows(keep, n_old, ops, rows, ist, isum, f0, f1):  # pragma: no cover
             isum[r, a] = 0
             f0[r, a] = 0.0
             f1[r, a] = 0.0
-    init_rows(ops, f0, keep.shape[0], n_old)
+    init_rows(ops, f0, isum, keep.shape[0], n_old)
 
 
 @njit(inline="always")
@@ -159,11 +172,16 @@ def update_row(
             continue
         c = col_of[a]
         x = fcols[c, i]
-        if op == SUM or op == MEAN:
-            if is_int[a]:
-                isum[r, a] += icols[c, i]
-            else:
-                f0[r, a] += x
+        if is_int[a] and op != STD and op != VAR:
+            v = icols[c, i]
+            if op == SUM or op == MEAN:
+                isum[r, a] += v
+                if op == MEAN:
+                    f0[r, a] += x
+            elif v < isum[r, a] if op == MIN else v > isum[r, a]:
+                isum[r, a] = v
+        elif op == SUM or op == MEAN:
+            f0[r, a] += x
         elif op == MIN:
             if x < f0[r, a]:
                 f0[r, a] = x
@@ -183,7 +201,8 @@ def update_events(
 ):  # pragma: no cover - compiled
     """Scatter event ``i`` into row ``ids[i]`` for every aggregation.
 
-    ``fcols[c]``/``icols[c]`` hold value column ``c`` as float64 / int64;
+    ``fcols[c]``/``icols[c]`` hold value column ``c`` as float64 / int64 (``icols``: the
+    integer columns of SUM, MEAN, MIN and MAX);
     ``masks[m]`` is 1 where an event takes part (not null and ``where`` holds);
     aggregation ``a`` reads column ``col_of[a]`` under mask ``mask_of[a]``.
     """
@@ -226,32 +245,46 @@ def merge_rows(
             nd = d_ist[d, a]
             d_ist[d, a] = nd + ns
             if op == SUM or op == MEAN:
-                d_isum[d, a] += s_isum[s, a]
+                d_isum[d, a] += s_isum[s, a]  # 0 where not fed (floats, means)
                 d_f0[d, a] += s_f0[s, a]
-            elif op == MIN:
+            elif op == MIN:  # both columns: the one not fed stays at its identity
                 if s_f0[s, a] < d_f0[d, a]:
                     d_f0[d, a] = s_f0[s, a]
+                if s_isum[s, a] < d_isum[d, a]:
+                    d_isum[d, a] = s_isum[s, a]
             elif op == MAX:
                 if s_f0[s, a] > d_f0[d, a]:
                     d_f0[d, a] = s_f0[s, a]
+                if s_isum[s, a] > d_isum[d, a]:
+                    d_isum[d, a] = s_isum[s, a]
             elif op == STD or op == VAR:
                 d_f0[d, a], d_f1[d, a] = chan(nd, d_f0[d, a], d_f1[d, a], ns, s_f0[s, a],
                                               s_f1[s, a])  # fmt: skip
 
 
+EXACT_SUM_BOUND = 2.0**62  # a float sum below it vouches for an int64 sum that did not wrap
+
+
+@njit(inline="always")
+def integer_mean(isum, fsum, k):  # pragma: no cover - compiled
+    """Mean of ``k`` integers from their int64 sum (exact, but wrapped past ±2^63) and
+    their float64 sum (rounded, never wrapped): the exact one where the float sum is small
+    enough that the true sum fits an int64, else the float one."""
+    return (float(isum) if abs(fsum) < EXACT_SUM_BOUND else fsum) / k
+
+
 @njit(inline="always")
 def final_value(op, is_int, k, isum, f0, f1):  # pragma: no cover - compiled
-    """(value, valid) of one aggregation from its state columns; shared with the CUDA kernels."""
+    """(value, valid) of one aggregation from its state columns; shared with the CUDA kernels.
+    Integer SUM, MIN and MAX come out as float here; their exact int64 is ``isum``."""
     if op == COUNT or op == QUANTILE or op == DISTINCT:
         return float(k), True
     if k == 0:
         return math.nan, False
-    if op == SUM:
+    if op == SUM or op == MIN or op == MAX:
         return (float(isum) if is_int else f0), True
     if op == MEAN:
-        return (float(isum) if is_int else f0) / k, True
-    if op == MIN or op == MAX:
-        return f0, True
+        return (integer_mean(isum, f0, k) if is_int else f0 / k), True
     if k < 2:  # STD / VAR: sample statistics need two values
         return math.nan, False
     var = max(f1, 0.0) / (k - 1)
@@ -284,8 +317,8 @@ def combine_finalize(
 
     Group ``g`` is made of rows ``lo[g]:hi[g]`` (state rows gathered so that
     each group's rows are contiguous; groups may share rows) and written at
-    column ``position[g]`` of ``out_f`` (float results), ``out_i`` (integer sums and
-    counts) and ``valid``, each shaped ``(n_aggs, n_groups)`` so that every
+    column ``position[g]`` of ``out_f`` (float results), ``out_i`` (integer sums, minima,
+    maxima and counts) and ``valid``, each shaped ``(n_aggs, n_groups)`` so that every
     output column is contiguous. The generic reference of the kernels generated
     by :mod:`kernels.specialize`.
     """
@@ -297,7 +330,7 @@ def combine_finalize(
     for g in range(lo.shape[0]):
         for a in range(n_aggs):
             cnt[a] = 0
-            iacc[a] = 0
+            iacc[a] = INT64_MAX if ops[a] == MIN else (INT64_MIN if ops[a] == MAX else 0)
             m2[a] = 0.0
             acc[a] = np.inf if ops[a] == MIN else (-np.inf if ops[a] == MAX else 0.0)
         for s in range(lo[g], hi[g]):
@@ -312,9 +345,13 @@ def combine_finalize(
                 elif op == MIN:
                     if f0[s, a] < acc[a]:
                         acc[a] = f0[s, a]
+                    if isum[s, a] < iacc[a]:
+                        iacc[a] = isum[s, a]
                 elif op == MAX:
                     if f0[s, a] > acc[a]:
                         acc[a] = f0[s, a]
+                    if isum[s, a] > iacc[a]:
+                        iacc[a] = isum[s, a]
                 elif op == STD or op == VAR:
                     acc[a], m2[a] = chan(cnt[a], acc[a], m2[a], ns, f0[s, a], f1[s, a])
                 cnt[a] += ns
@@ -329,13 +366,11 @@ def combine_finalize(
                 value = n
             elif n == 0:
                 ok = False
-            elif op == SUM:
+            elif op == SUM or op == MIN or op == MAX:
                 out_i[a, p] = iacc[a]
                 value = iacc[a] if is_int[a] else acc[a]
             elif op == MEAN:
-                value = (iacc[a] if is_int[a] else acc[a]) / n
-            elif op == MIN or op == MAX:
-                value = acc[a]
+                value = integer_mean(iacc[a], acc[a], n) if is_int[a] else acc[a] / n
             elif n < 2:
                 ok = False
             else:

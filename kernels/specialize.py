@@ -27,6 +27,11 @@ import math
 import numpy as np
 from numba import njit
 
+from kernels.aggregate import integer_mean
+
+INT64_MAX = np.iinfo(np.int64).max
+INT64_MIN = np.iinfo(np.int64).min
+
 '''
 
 
@@ -41,19 +46,26 @@ def _combine_source(ops: tuple[int, ...], is_int: tuple[bool, ...]) -> str:
     init, step, final = [], [], []
     for a, (op, integer) in enumerate(zip(ops, is_int, strict=True)):
         init.append(f"n{a} = 0")
+        exact = integer and op in (SUM, MEAN, MIN, MAX)  # in int64 (isum)
+        name, column = (f"i{a}", "isum") if exact else (f"x{a}", "f0")
         if op in (SUM, MEAN):
-            init.append(f"i{a} = 0" if integer else f"x{a} = 0.0")
-            add = f"i{a} += isum[s, {a}]" if integer else f"x{a} += f0[s, {a}]"
-            step += [f"k = ist[s, {a}]", "if k:", f"    n{a} += k", f"    {add}"]
+            init.append(f"{name} = {0 if exact else 0.0}")
+            add = [f"    {name} += {column}[s, {a}]"]
+            if exact and op == MEAN:  # and the float sum (see kernels.aggregate.integer_mean)
+                init.append(f"x{a} = 0.0")
+                add.append(f"    x{a} += f0[s, {a}]")
+            step += [f"k = ist[s, {a}]", "if k:", f"    n{a} += k", *add]
         elif op in (MIN, MAX):
-            init.append(f"x{a} = {'np.inf' if op == MIN else '-np.inf'}")
+            identities = ("INT64_MAX", "INT64_MIN") if exact else ("np.inf", "-np.inf")
+            low, high = (f"np.int64({v})" if exact else v for v in identities)
+            init.append(f"{name} = {low if op == MIN else high}")
             cmp = "<" if op == MIN else ">"
             step += [
                 f"k = ist[s, {a}]",
                 "if k:",
                 f"    n{a} += k",
-                f"    if f0[s, {a}] {cmp} x{a}:",
-                f"        x{a} = f0[s, {a}]",
+                f"    if {column}[s, {a}] {cmp} {name}:",
+                f"        {name} = {column}[s, {a}]",
             ]
         elif op not in (COUNT, QUANTILE, DISTINCT):  # STD, VAR
             init += [f"x{a} = 0.0", f"m{a} = 0.0"]
@@ -70,17 +82,15 @@ def _combine_source(ops: tuple[int, ...], is_int: tuple[bool, ...]) -> str:
             step.append(f"n{a} += ist[s, {a}]")
         if op in (COUNT, QUANTILE, DISTINCT):
             final += [f"out_i[{a}, p] = n{a}", f"valid[{a}, p] = True"]
-        elif op == SUM:
+        elif op in (SUM, MIN, MAX):
             final += [f"valid[{a}, p] = n{a} > 0"]
-            final += [f"out_i[{a}, p] = i{a}"] if integer else [f"out_f[{a}, p] = x{a}"]
+            final += [f"out_i[{a}, p] = {name}"] if exact else [f"out_f[{a}, p] = {name}"]
         elif op == MEAN:
-            total = f"i{a}" if integer else f"x{a}"
+            mean = f"integer_mean(i{a}, x{a}, n{a})" if exact else f"x{a} / n{a}"
             final += [
                 f"valid[{a}, p] = n{a} > 0",
-                f"out_f[{a}, p] = {total} / n{a} if n{a} > 0 else math.nan",
+                f"out_f[{a}, p] = {mean} if n{a} > 0 else math.nan",
             ]
-        elif op in (MIN, MAX):
-            final += [f"valid[{a}, p] = n{a} > 0", f"out_f[{a}, p] = x{a}"]
         else:
             value = f"max(m{a}, 0.0) / (n{a} - 1)"
             if op == STD:

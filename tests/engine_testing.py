@@ -126,6 +126,32 @@ def nan_where_case(backend: str) -> tuple[list[list[int]], list[int]]:
     return window_frame(sink)[["n", "nans", "nan_or_1"]].values.tolist(), expected
 
 
+def big_integers_case(window: dict[str, Any], backend: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``min``, ``max`` and ``sum`` of int64 values past 2^53 are exact, and ``mean`` does
+    not wrap where the sum does: (what the engine gave, what Python's integers give) per
+    window and key, for ``window`` on ``backend`` (the simulator suite runs it on cuda).
+    The expected frame also says which sums wrapped (``wrapped``)."""
+    aggs = [{"name": f"u_{op}", "op": op, "column": "u"} for op in ("min", "max", "sum", "mean")]
+    rng = np.random.default_rng(8)
+    frame = random_events(rng, 120, n_keys=3, span_ms=4000, null_share=0.1)
+    big = 2**62 + rng.integers(-1000, 1000, len(frame))  # three of them wrap an int64 sum
+    frame["u"] = pd.array(np.where(frame["u"].isna(), None, big * rng.choice([-1, 1], len(frame))),
+                          dtype="Int64")  # fmt: skip
+    config = make_config({**window, "keys": ["k"], "aggregations": aggs}, backend=backend)
+    sink, _ = run_engine(config, frame, chunk=50)
+    got = window_frame(sink).sort_values(["window_start", "k"]).reset_index(drop=True)
+    rows = []
+    for _, out in got.iterrows():
+        inside = frame[(frame["k"] == out["k"]) & (frame["t"] >= out["window_start"])
+                       & (frame["t"] < out["window_end"]) & frame["u"].notna()]  # fmt: skip
+        values = [int(v) for v in inside["u"]]
+        total = sum(values)
+        wrapped = (total + 2**63) % 2**64 - 2**63  # int64 arithmetic, as Polars'
+        rows.append((min(values), max(values), wrapped, total / len(values), wrapped != total))
+    expected = pd.DataFrame(rows, columns=["u_min", "u_max", "u_sum", "u_mean", "wrapped"])
+    return got[["u_min", "u_max", "u_sum", "u_mean"]], expected
+
+
 _SQL_AGG = {
     "count": "count(*)",
     "sum": "sum({c})",

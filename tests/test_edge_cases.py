@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from engine_testing import (
     BASE_FIELDS,
+    big_integers_case,
     make_config,
     nan_where_case,
     random_events,
@@ -329,3 +330,19 @@ def test_summary_splits_busy_time_by_stage(rng) -> None:
 def test_where_nan_matches_every_nan() -> None:
     got, expected = nan_where_case("cpu")
     assert got == [expected] == [[8, 4, 5]]
+
+
+WINDOW_TYPES = [{"type": "tumbling", "size": 1000}, {"type": "sliding", "size": 2000, "slide": 500},
+                {"type": "session", "gap": 300}]  # fmt: skip
+
+
+@pytest.mark.parametrize("window", WINDOW_TYPES, ids=lambda w: w["type"])
+def test_integers_past_2_to_the_53_keep_exact_extremes_and_means(window) -> None:
+    """A float64 holds integers up to 2^53: min and max of ±2^62 came out rounded, and the
+    mean of three such values divided a wrapped sum (a negative mean of positive values)."""
+    got, expected = big_integers_case(window, "cpu")
+    assert expected["wrapped"].any() and not expected["wrapped"].all()  # both kinds of mean
+    assert got.dtypes.tolist()[:3] == [np.dtype(np.int64)] * 3
+    exact = ["u_min", "u_max", "u_sum"]  # the sum as int64 arithmetic gives it, as Polars'
+    pd.testing.assert_frame_equal(got[exact], expected[exact], check_dtype=False)
+    np.testing.assert_allclose(got["u_mean"], expected["u_mean"], rtol=1e-11)

@@ -105,14 +105,18 @@ class AggregationPlan:
                 self.value_columns.append(spec.column)
             col_of.append(self.value_columns.index(spec.column))
         self.col_of = np.array(col_of, dtype=np.int64)
-        self.needs_int = bool(np.any(self.is_int & np.isin(self.ops, [SUM, OP_CODES["mean"]])))
+        # Integer SUM, MIN and MAX are kept exactly, in int64, and come out so; MEAN keeps
+        # an int64 sum too (see kernels.aggregate).
+        self.exact_int = self.is_int & np.isin(self.ops, [SUM, MIN, MAX])
+        int_mean = self.is_int & (self.ops == OP_CODES["mean"])
+        self.needs_int = bool(np.any(self.exact_int | int_mean))
         self.sketch_aggs = [a for a, op in enumerate(self.ops) if op in (QUANTILE, DISTINCT)]
         # State columns the generated combine kernels read (see kernels.specialize).
-        sums = np.isin(self.ops, [SUM, OP_CODES["mean"]])
         self.combine_reads = {"ist"}
-        if np.any(sums & self.is_int):
+        if self.needs_int:
             self.combine_reads.add("isum")
-        if np.any((sums & ~self.is_int) | np.isin(self.ops, [MIN, MAX, STD, VAR])):
+        floats = np.isin(self.ops, [SUM, OP_CODES["mean"], MIN, MAX, STD, VAR]) & ~self.exact_int
+        if np.any(floats):  # integer means included: they keep a float sum too
             self.combine_reads.add("f0")
         if np.any(np.isin(self.ops, [STD, VAR])):
             self.combine_reads.add("f1")
@@ -159,8 +163,8 @@ class AggregationPlan:
 
     def output_types(self) -> list[pa.DataType]:
         types = []
-        for op, is_int in zip(self.ops, self.is_int, strict=True):
-            if op in (COUNT, DISTINCT) or (op == SUM and is_int) or (op in (MIN, MAX) and is_int):
+        for op, exact in zip(self.ops, self.exact_int, strict=True):
+            if op in (COUNT, DISTINCT) or exact:
                 types.append(pa.int64())
             else:
                 types.append(pa.float64())
@@ -181,7 +185,7 @@ class AggregationPlan:
                 valid = np.empty(n, dtype=np.bool_)
                 finalize_column(op, is_int, n, state.ist, state.isum, state.f0, state.f1, a,
                                 values, valid)  # fmt: skip
-                if op == SUM and is_int:
+                if self.exact_int[a]:
                     values = state.isum[:n, a].copy()
             if pa.types.is_integer(typ):
                 values = np.where(valid, values, 0)
@@ -198,12 +202,12 @@ class AggregationPlan:
     ) -> list[pa.Array]:
         """Output arrays from :func:`kernels.aggregate.combine_finalize` results."""
         out: list[pa.Array] = []
-        for a, (op, is_int, typ) in enumerate(
-            zip(self.ops, self.is_int, self.output_types(), strict=True)
+        for a, (op, exact, typ) in enumerate(
+            zip(self.ops, self.exact_int, self.output_types(), strict=True)
         ):
             if a in sketch_values:
                 values, ok = sketch_values[a]
-            elif op == COUNT or (op == SUM and is_int):
+            elif op == COUNT or exact:
                 values, ok = out_i[a], valid[a]
             else:
                 values, ok = out_f[a], valid[a]

@@ -10,7 +10,7 @@ Adding a batch of events takes three passes, each one thread per event:
    (kind, mask, column) of the plan: the row's event count, counts under
    ``where``/null masks, float and integer sums (native atomics: float64 add
    needs sm_60+); MIN/MAX go straight into the state (``atomic.min``/``max``
-   after a plain read, NaN never wins, as on the CPU). Aggregations that share
+   after a plain read, NaN never wins, as on the CPU; integers in ``isum``). Aggregations that share
    an input share its accumulator, so an event costs one atomic per distinct
    input rather than several per aggregation. A block first adds its tile of
    events into a shared-memory table of rows and then each row's tile totals
@@ -54,6 +54,8 @@ import numpy as np
 from numba import float64, int32, int64, types
 
 from kernels.aggregate import (
+    INT64_MAX,
+    INT64_MIN,
     MAX,
     MEAN,
     MIN,
@@ -88,7 +90,7 @@ _I1, _I2, _F2, _B1 = arr("int64"), arr("int64", 2), arr("float64", 2), arr("bool
 
 # -- scattering events: accumulators per (mask, column), folded into the state per row ---
 # Kinds of the steps of an update plan (see _UpdatePlan).
-ROWS, COUNT_WHERE, INT_SUM, FLOAT_SUM, LOWEST, HIGHEST, SQUARES = range(7)
+ROWS, COUNT_WHERE, INT_SUM, FLOAT_SUM, LOWEST, HIGHEST, SQUARES, INT_LOWEST, INT_HIGHEST = range(9)
 _STEP = ("kind", "mask", "column", "slot", "count_slot", "sum_slot", "tile")
 # The tile a step's accumulator takes a column of, in its pass's shared memory: pass 1's
 # count tile (the row count first, then masked counts), its float tile (float sums) and
@@ -187,11 +189,26 @@ def _clear_tile(table, tile):  # pragma: no cover - compiled
 
 
 @device_function
+def _lower(array, r, a, v):  # pragma: no cover - compiled
+    """``array[r, a] = min(array[r, a], v)``; a plain read first, since most values lose
+    (no atomic then), and NaN never wins."""
+    if v < array[r, a]:
+        cuda.atomic.min(array, (r, a), v)
+
+
+@device_function
+def _raise(array, r, a, v):  # pragma: no cover - compiled
+    """``array[r, a] = max(array[r, a], v)``, as :func:`_lower`."""
+    if v > array[r, a]:
+        cuda.atomic.max(array, (r, a), v)
+
+
+@device_function
 def _add_event(
-    steps, fcols, icols, masks, acc, acc_i, f0, tile_n, tile, tile_i, i, r, s
+    steps, fcols, icols, masks, acc, acc_i, f0, isum, tile_n, tile, tile_i, i, r, s
 ):  # pragma: no cover - compiled
     """Event ``i`` (row ``r``, tile slot ``s`` or -1) into its accumulators, except the row
-    count; MIN/MAX straight into ``f0`` (a plain read first: most events lose, no atomic)."""
+    count; MIN/MAX straight into ``f0`` (integers: ``isum``, exactly)."""
     for k in range(steps.shape[0]):
         kind = steps[k, 0]
         if kind == ROWS or kind == SQUARES:
@@ -205,19 +222,22 @@ def _add_event(
             _add_to(acc, tile_n, r, s, steps, k, 1)
         elif kind == INT_SUM:
             _add_to(acc_i, tile_i, r, s, steps, k, icols[c, i])
+        elif kind == INT_LOWEST:
+            _lower(isum, r, slot, icols[c, i])
+        elif kind == INT_HIGHEST:
+            _raise(isum, r, slot, icols[c, i])
         else:
             x = float64(fcols[c, i])
             if kind == FLOAT_SUM:
                 _add_to(acc, tile, r, s, steps, k, x)
             elif kind == LOWEST:
-                if x < f0[r, slot]:
-                    cuda.atomic.min(f0, (r, slot), x)
-            elif x > f0[r, slot]:  # HIGHEST
-                cuda.atomic.max(f0, (r, slot), x)
+                _lower(f0, r, slot, x)
+            else:  # HIGHEST
+                _raise(f0, r, slot, x)
 
 
 def _update_sig(dt: np.dtype) -> Any:
-    return types.void(_I1, _I2, arr(dt, 2), _I2, arr("uint8", 2), _F2, _I2, _F2,
+    return types.void(_I1, _I2, arr(dt, 2), _I2, arr("uint8", 2), _F2, _I2, _F2, _I2,
                       arr("uint8"), types.boolean)  # fmt: skip
 
 
@@ -225,12 +245,14 @@ def _update_sig(dt: np.dtype) -> Any:
 # arrangement of the flush tried but one, which took 54 registers (4 blocks) without them
 # (``kernel_resources --min-blocks 6 --only agg.update``).
 @register("agg.update", FLOAT_DTYPES, _update_sig, cached=TILE_COUNT_DTYPE is int32)
-def _update(ids, steps, fcols, icols, masks, acc, acc_i, f0, owner, tables):  # pragma: no cover
+def _update(
+    ids, steps, fcols, icols, masks, acc, acc_i, f0, isum, owner, tables
+):  # pragma: no cover - compiled
     """Pass 1: add each event to its row's accumulators (``acc``: float counts, float sums;
     ``acc_i``: integer sums), through the block's shared table (see ``TILE_SLOTS``), and
-    MIN/MAX straight into ``f0``. The event that opens its row's count owns the row for the
-    fold: the claimer of the slot whose tile total opened it, or the event itself when it
-    added without a slot. ``tables=False``: no event takes a slot."""
+    MIN/MAX straight into ``f0`` (integers: ``isum``). The event that opens its row's count
+    owns the row for the fold: the claimer of the slot whose tile total opened it, or the
+    event itself when it added without a slot. ``tables=False``: no event takes a slot."""
     table = cuda.shared.array(TILE_SLOTS, int64)
     first = cuda.shared.array(TILE_SLOTS, int32)  # the claiming thread of a slot
     tile_n = cuda.shared.array((TILE_SLOTS, TILE_COUNTS), TILE_COUNT_DTYPE)
@@ -257,8 +279,8 @@ def _update(ids, steps, fcols, icols, masks, acc, acc_i, f0, owner, tables):  # 
                     cuda.atomic.add(tile_n, (s, 0), 1)
                 elif cuda.atomic.add(acc, (r, 0), 1.0) == 0.0:
                     owner[i] = 1
-                _add_event(steps, fcols, icols, masks, acc, acc_i, f0, tile_n, tile, tile_i,
-                           i, r, s)  # fmt: skip
+                _add_event(steps, fcols, icols, masks, acc, acc_i, f0, isum, tile_n, tile,
+                           tile_i, i, r, s)  # fmt: skip
         cuda.syncthreads()
         for s in range(tid, TILE_SLOTS if tables else 0, width):
             r = table[s]
@@ -342,8 +364,11 @@ def _fold(ids, owner, ops, is_int, fold, acc, acc_i, rows, ist, isum, f0, f1):  
             if op == STD or op == VAR:
                 f0[r, a], f1[r, a] = chan(ist[r, a], f0[r, a], f1[r, a], ns,
                                            acc[r, fold[a, 1]] / ns, acc[r, fold[a, 2]])  # fmt: skip
-            elif (op == SUM or op == MEAN) and is_int[a]:
+            elif op == SUM and is_int[a]:
                 isum[r, a] += acc_i[r, fold[a, 1]]
+            elif op == MEAN and is_int[a]:  # both sums (kernels.aggregate.integer_mean)
+                isum[r, a] += acc_i[r, fold[a, 1]]
+                f0[r, a] += acc[r, fold[a, 2]]
             elif op == SUM or op == MEAN:
                 f0[r, a] += acc[r, fold[a, 1]]
             ist[r, a] += ns
@@ -404,14 +429,12 @@ def _merge(
             if op == SUM or op == MEAN:
                 cuda.atomic.add(d_isum, (d, a), s_isum[s, a])
                 cuda.atomic.add(d_f0, (d, a), s_f0[s, a])
-            elif op == MIN:
-                v = s_f0[s, a]
-                if v < d_f0[d, a]:
-                    cuda.atomic.min(d_f0, (d, a), v)
+            elif op == MIN:  # both columns: the one not fed stays at its identity
+                _lower(d_f0, d, a, s_f0[s, a])
+                _lower(d_isum, d, a, s_isum[s, a])
             elif op == MAX:
-                v = s_f0[s, a]
-                if v > d_f0[d, a]:
-                    cuda.atomic.max(d_f0, (d, a), v)
+                _raise(d_f0, d, a, s_f0[s, a])
+                _raise(d_isum, d, a, s_isum[s, a])
 
 
 def _merge_m2_sig(dt: np.dtype) -> Any:
@@ -448,21 +471,25 @@ def _finalize(op, is_int, n, ist, isum, f0, f1, a, out, valid):  # pragma: no co
 
 
 def _init_sig(dt: np.dtype) -> Any:
-    return types.void(_I1, _F2, types.int64, types.int64)
+    return types.void(_I1, _F2, _I2, types.int64, types.int64)
 
 
 @register("agg.init_rows", ("int64",), _init_sig)
-def _init_rows(ops, f0, start, stop):  # pragma: no cover - compiled
-    """Identity elements of rows ``start..stop-1``: +inf for MIN, -inf for MAX, 0 elsewhere."""
+def _init_rows(ops, f0, isum, start, stop):  # pragma: no cover - compiled
+    """Identity elements of rows ``start..stop-1``: +inf and int64's largest for MIN, -inf
+    and its smallest for MAX, 0 elsewhere (as the CPU's ``init_rows``)."""
     n_aggs = ops.shape[0]
     for r in range(start + cuda.grid(1), stop, cuda.gridsize(1)):
         for a in range(n_aggs):
             if ops[a] == MIN:
                 f0[r, a] = math.inf
+                isum[r, a] = INT64_MAX
             elif ops[a] == MAX:
                 f0[r, a] = -math.inf
+                isum[r, a] = INT64_MIN
             else:
                 f0[r, a] = 0.0
+                isum[r, a] = 0
 
 
 _COLUMNS = ("rows", "ist", "isum", "f0", "f1")
@@ -482,7 +509,8 @@ class _UpdatePlan:
     """
 
     steps: Any  # device (n_steps, 7) int64, columns _STEP
-    fold: Any  # device (n_aggs, 3) int64: count slot, sum slot, squares slot
+    fold: Any  # device (n_aggs, 3) int64: count slot, sum slot, squares (or an integer
+    # mean's float sum) slot
     width: int  # float accumulators (counts, float sums, squares)
     int_width: int  # integer sums
     has_squares: bool
@@ -517,16 +545,18 @@ def plan_tables(ops: np.ndarray, col_of: np.ndarray, mask_of: np.ndarray,
         m, c = int(mask), int(column)
         count = 0 if m < 0 else slot(COUNT_WHERE, m, -1, slots)
         fold[a, 0] = count
-        if op in (SUM, MEAN) and is_int[a]:
+        if op in (SUM, MEAN) and is_int[a]:  # exact, in int64
             fold[a, 1] = slot(INT_SUM, m, c, int_slots)
+            if op == MEAN:  # and in float64 (kernels.aggregate.integer_mean)
+                fold[a, 2] = slot(FLOAT_SUM, m, c, slots)
         elif op in (SUM, MEAN, STD, VAR):
             fold[a, 1] = slot(FLOAT_SUM, m, c, slots)
         if op in (STD, VAR):
             fold[a, 2] = slot(SQUARES, m, c, slots, count, int(fold[a, 1]))
         elif op == MIN:
-            steps.append((LOWEST, m, c, a, -1, -1, -1))
+            steps.append((INT_LOWEST if is_int[a] else LOWEST, m, c, a, -1, -1, -1))
         elif op == MAX:
-            steps.append((HIGHEST, m, c, a, -1, -1, -1))
+            steps.append((INT_HIGHEST if is_int[a] else HIGHEST, m, c, a, -1, -1, -1))
     table = np.array(steps, dtype=np.int64).reshape(-1, len(_STEP))
     taken: dict[str, int] = {}  # tile columns given so far, per tile
     for step in table:
@@ -624,7 +654,7 @@ class DeviceAggState:
     def _init(self, start: int, stop: int) -> None:
         if stop > start:
             blocks, threads = launch(stop - start)
-            kernel("agg.init_rows")[blocks, threads](self.ops, self.f0, start, stop)
+            kernel("agg.init_rows")[blocks, threads](self.ops, self.f0, self.isum, start, stop)
 
     @property
     def capacity(self) -> int:
@@ -702,7 +732,7 @@ def update_events(
     blocks, threads = launch(n)
     kernel("agg.update", dtype)[blocks, threads](
         ids, plan.steps, fcols, as_device(icols, np.int64), masks, state.acc, state.acc_i,
-        state.f0, owner, BLOCK_TABLES,
+        state.f0, state.isum, owner, BLOCK_TABLES,
     )  # fmt: skip
     if plan.has_squares:
         kernel("agg.update_m2", dtype)[blocks, threads](

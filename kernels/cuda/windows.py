@@ -42,7 +42,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numba import njit, types
 
-from kernels.aggregate import SUM, copy_row, final_value
+from kernels.aggregate import INT64_MAX, INT64_MIN, MAX, MIN, SUM, copy_row, final_value
 from kernels.cuda._core import (
     DEVICE_GRID_THREADS,
     REDUCE_ITEMS,
@@ -73,8 +73,6 @@ _I1, _I2, _F2, _B1, _B2 = (
     arr("bool", 2),
 )
 _i8 = types.int64
-INT64_MAX = np.iinfo(np.int64).max
-INT64_MIN = np.iinfo(np.int64).min
 # Counting sorts over at most this many bins (the windows of one emission, usually a few)
 # count per chunk of rows instead of with atomics: with few bins, every row's atomic would
 # land on one of a few addresses, which a card serialises (about one a clock each).
@@ -218,7 +216,7 @@ def _finalize(ops, is_int, position, ist, isum, f0, f1, out_f, out_i, valid):  #
             op = ops[a]
             k = ist[g, a]
             out_f[a, p], valid[a, p] = final_value(op, is_int[a], k, isum[g, a], f0[g, a], f1[g, a])
-            out_i[a, p] = isum[g, a] if op == SUM else k
+            out_i[a, p] = isum[g, a] if op == SUM or op == MIN or op == MAX else k
 
 
 @register("win.live_flags", ("int64",), lambda dt: types.void(_I2, _i8, _i8, _I1))

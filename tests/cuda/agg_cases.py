@@ -26,6 +26,9 @@ PLAN = [  # every kind of aggregation
     (cpu.STD, 0, 1, False),
     (cpu.VAR, 2, 0, False),
     (cpu.STD, 2, -1, False),
+    (cpu.SUM, 1, 0, True),
+    (cpu.MIN, 1, -1, True),
+    (cpu.MAX, 1, 0, True),
     (cpu.QUANTILE, 0, 1, False),
     (cpu.DISTINCT, -1, 0, False),
 ]

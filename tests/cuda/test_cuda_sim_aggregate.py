@@ -143,29 +143,33 @@ def test_state_round_trips_through_host() -> None:
 
 
 def test_update_plan_shares_accumulators() -> None:
-    """Aggregations with the same input share one accumulator: the test plan's 14
-    aggregations need 14 steps (a row count, 2 masked counts, 3 float sums, 2 integer
-    sums, 3 squared deviations, 3 extremes), not a set of atomics each."""
+    """Aggregations with the same input share one accumulator: the test plan's 17
+    aggregations need 17 steps (a row count, 2 masked counts, 4 float sums, 2 integer
+    sums, 3 squared deviations, 3 float and 2 integer extremes), not a set of atomics
+    each."""
     plan = gpu.update_plan(OPS, COL_OF, MASK_OF, IS_INT)
     steps = to_host(plan.steps)
     kinds = steps[:, 0].tolist()
     assert kinds.count(gpu.ROWS) == 1
     assert kinds.count(gpu.COUNT_WHERE) == 2  # masks 0 and 1
-    # float sums: (mask 1, col 0) for SUM, MEAN and STD; (mask 0, col 2) VAR; (-1, col 2) STD
-    assert kinds.count(gpu.FLOAT_SUM) == 3
-    assert kinds.count(gpu.INT_SUM) == 2  # SUM of col 1 unmasked, MEAN of col 1 under mask 0
+    # float sums: (mask 1, col 0) for SUM, MEAN and STD; (mask 0, col 2) VAR; (-1, col 2)
+    # STD; (mask 0, col 1) the MEAN of integers, which sums them as floats too
+    assert kinds.count(gpu.FLOAT_SUM) == 4
+    assert kinds.count(gpu.INT_SUM) == 2  # col 1: SUM unmasked; SUM and MEAN under mask 0
     assert kinds.count(gpu.SQUARES) == 3  # STD (1, 0), VAR (0, 2), STD (-1, 2)
     assert kinds.count(gpu.LOWEST) == 2 and kinds.count(gpu.HIGHEST) == 1
-    assert (plan.width, plan.int_width, plan.has_squares) == (1 + 2 + 3 + 3, 2, True)
+    assert kinds.count(gpu.INT_LOWEST) == 1 and kinds.count(gpu.INT_HIGHEST) == 1
+    assert (plan.width, plan.int_width, plan.has_squares) == (1 + 2 + 4 + 3, 2, True)
     # each tile numbers its own accumulators: pass 1's int32 counts (the row count first)
-    # take columns 0..2, its float sums 0..2 and its integer sums 0..1, pass 2's squares
+    # take columns 0..2, its float sums 0..3 and its integer sums 0..1, pass 2's squares
     # 0..2; MIN/MAX none. Those past their tile's width (2 each) add globally.
     tiles = steps[:, 6]
     counts = np.isin(steps[:, 0], [gpu.ROWS, gpu.COUNT_WHERE])
     assert tiles[counts].tolist() == [0, 1, 2] and tiles[0] == 0
-    for kind, columns in ((gpu.FLOAT_SUM, 3), (gpu.INT_SUM, 2), (gpu.SQUARES, 3)):
+    for kind, columns in ((gpu.FLOAT_SUM, 4), (gpu.INT_SUM, 2), (gpu.SQUARES, 3)):
         assert tiles[steps[:, 0] == kind].tolist() == list(range(columns))
-    assert np.all(tiles[np.isin(steps[:, 0], [gpu.LOWEST, gpu.HIGHEST])] == -1)
+    extremes = [gpu.LOWEST, gpu.HIGHEST, gpu.INT_LOWEST, gpu.INT_HIGHEST]
+    assert np.all(tiles[np.isin(steps[:, 0], extremes)] == -1)
     kept, native = gpu.tile_columns(steps)
     assert kept.tolist() == [bool(0 <= t < 2) for t in tiles]
     int32_counts = gpu.TILE_COUNT_DTYPE is gpu.int32  # not under TIKTOKTOE_TILE_COUNTS=float64

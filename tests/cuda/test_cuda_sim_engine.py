@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the core suite's
 
 from engine_testing import (  # noqa: E402
     ALL_AGGS,
+    big_integers_case,
     make_config,
     nan_where_case,
     random_events,
@@ -102,6 +103,25 @@ def test_events_decades_apart_close_their_windows_at_once_as_on_the_cpu(window) 
     assert results[0]["window_start"].max() > 4_000_000_000_000
     pd.testing.assert_frame_equal(results[0].reset_index(drop=True),
                                   results[1].reset_index(drop=True))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "window",
+    [{"type": "sliding", "size": 2000, "slide": 500}, {"type": "session", "gap": 300}],
+    ids=["sliding", "session"],
+)
+@pytest.mark.filterwarnings("ignore:.*overflow encountered in scalar add:RuntimeWarning")
+def test_integers_past_2_to_the_53_on_the_device_as_on_the_cpu(window) -> None:
+    """The simulator's atomics add numpy scalars, which warn where an int64 sum wraps (as
+    the sum of the case does on purpose)."""
+    got, expected = big_integers_case(window, "cuda")
+    cpu, _ = big_integers_case(window, "cpu")
+    assert expected["wrapped"].any() and not expected["wrapped"].all()
+    pd.testing.assert_frame_equal(got.drop(columns="u_mean"), cpu.drop(columns="u_mean"))
+    np.testing.assert_allclose(got["u_mean"], cpu["u_mean"], rtol=1e-12)
+    exact = ["u_min", "u_max", "u_sum"]
+    pd.testing.assert_frame_equal(got[exact], expected[exact], check_dtype=False)
+    np.testing.assert_allclose(got["u_mean"], expected["u_mean"], rtol=1e-11)
 
 
 def test_where_nan_matches_every_nan_on_the_device() -> None:
