@@ -12,6 +12,7 @@ from engine_testing import (
     nan_where_case,
     random_events,
     run_engine,
+    timestamp_extremes_case,
     window_frame,
 )
 
@@ -346,3 +347,9 @@ def test_integers_past_2_to_the_53_keep_exact_extremes_and_means(window) -> None
     exact = ["u_min", "u_max", "u_sum"]  # the sum as int64 arithmetic gives it, as Polars'
     pd.testing.assert_frame_equal(got[exact], expected[exact], check_dtype=False)
     np.testing.assert_allclose(got["u_mean"], expected["u_mean"], rtol=1e-11)
+
+
+def test_min_and_max_of_a_timestamp_field_are_timestamps() -> None:
+    got, expected = timestamp_extremes_case("cpu")
+    assert str(got["first_seen"].dtype) == str(got["last_seen"].dtype) == "datetime64[ms]"
+    pd.testing.assert_frame_equal(got, expected)

@@ -162,9 +162,14 @@ class AggregationPlan:
         return BatchValues(fcols, icols, source.stack_masks(mask_rows), mask_of, sketch_inputs)
 
     def output_types(self) -> list[pa.DataType]:
+        """Counts and the exact integer results in int64 (the ``min`` and ``max`` of a
+        timestamp field as timestamps, as in Polars and DuckDB), the rest in float64."""
         types = []
-        for op, exact in zip(self.ops, self.exact_int, strict=True):
-            if op in (COUNT, DISTINCT) or exact:
+        for spec, op, exact in zip(self.specs, self.ops, self.exact_int, strict=True):
+            column = self.fields[spec.column] if spec.column is not None else None
+            if op in (MIN, MAX) and column is not None and column.type == "timestamp":
+                types.append(pa.timestamp("ms"))
+            elif op in (COUNT, DISTINCT) or exact:
                 types.append(pa.int64())
             else:
                 types.append(pa.float64())
@@ -187,9 +192,9 @@ class AggregationPlan:
                                 values, valid)  # fmt: skip
                 if self.exact_int[a]:
                     values = state.isum[:n, a].copy()
-            if pa.types.is_integer(typ):
-                values = np.where(valid, values, 0)
-            array = pa.array(values.astype(typ.to_pandas_dtype(), copy=False), mask=~valid)
+            if not pa.types.is_floating(typ):
+                values = np.where(valid, values, 0).astype(np.int64)
+            array = pa.array(values, type=typ, mask=~valid)
             out.append(array)
         return out
 
@@ -211,7 +216,7 @@ class AggregationPlan:
                 values, ok = out_i[a], valid[a]
             else:
                 values, ok = out_f[a], valid[a]
-            if pa.types.is_integer(typ) and values.dtype != np.int64:
+            if not pa.types.is_floating(typ) and values.dtype != np.int64:
                 values = np.where(ok, values, 0).astype(np.int64)
             mask = None if ok.all() else ~ok
             out.append(pa.array(values, type=typ, mask=mask))

@@ -24,6 +24,7 @@ from engine_testing import (  # noqa: E402
     nan_where_case,
     random_events,
     run_engine,
+    timestamp_extremes_case,
     window_frame,
 )
 
@@ -122,6 +123,11 @@ def test_integers_past_2_to_the_53_on_the_device_as_on_the_cpu(window) -> None:
     exact = ["u_min", "u_max", "u_sum"]
     pd.testing.assert_frame_equal(got[exact], expected[exact], check_dtype=False)
     np.testing.assert_allclose(got["u_mean"], expected["u_mean"], rtol=1e-11)
+
+
+def test_min_and_max_of_a_timestamp_field_are_timestamps_on_the_device() -> None:
+    got, expected = timestamp_extremes_case("cuda")
+    pd.testing.assert_frame_equal(got, expected)
 
 
 def test_where_nan_matches_every_nan_on_the_device() -> None:
