@@ -10,11 +10,11 @@ Adding a batch of events takes three passes, each one thread per event:
    (kind, mask, column) of the plan: the row's event count, counts under
    ``where``/null masks, float and integer sums (native atomics: float64 add
    needs sm_60+); MIN/MAX go straight into the state (``atomic.min``/``max``
-   after a plain read, NaN never wins, as on the CPU; integers in ``isum``). Aggregations that share
-   an input share its accumulator, so an event costs one atomic per distinct
-   input rather than several per aggregation. A block first adds its tile of
-   events into a shared-memory table of rows and then each row's tile totals
-   to the global accumulators (``TILE_SLOTS``), so a popular row takes one
+   after a plain read, NaN never wins, as on the CPU; integers in ``isum``).
+   Aggregations that share an input share its accumulator, so an event costs one
+   atomic per distinct input rather than several per aggregation. A block first
+   adds its tile of events into a shared-memory table of rows and then each row's
+   tile totals to the global accumulators (``TILE_SLOTS``), so a popular row takes one
    global atomic per tile rather than one per event. The table counts in int32,
    the one shared atomic add that is native on sm_90 (see ``TILE_COUNTS``);
 2. STD/VAR only: ``(x - mean)^2`` around the row's batch mean (its count and
