@@ -36,6 +36,9 @@ ALL_AGGS: list[dict[str, Any]] = [
     {"name": "x_min", "op": "min", "column": "x"},
     {"name": "x_max", "op": "max", "column": "x"},
     {"name": "u_sum", "op": "sum", "column": "u"},
+    {"name": "u_mean", "op": "mean", "column": "u", "where": {"e": [1, 2, 3]}},
+    {"name": "u_min", "op": "min", "column": "u"},
+    {"name": "u_max", "op": "max", "column": "u", "where": {"e": 4}},
     {"name": "u_distinct", "op": "count_distinct", "column": "u"},
 ]
 
