@@ -218,8 +218,7 @@ def write_events(spec: GeneratorSpec, path: str | Path) -> int:
     elif suffix in (".jsonl", ".ndjson"):
         with path.open("w") as handle:
             for table in generate(spec):
-                frame = table.to_pandas()
-                handle.write(frame.to_json(orient="records", lines=True))
+                handle.write(_json_lines(table))
                 total += table.num_rows
     else:
         raise ValueError(f"{path}: unknown format; use .parquet, .csv or .jsonl")
@@ -228,3 +227,25 @@ def write_events(spec: GeneratorSpec, path: str | Path) -> int:
 
 def _schema(spec: GeneratorSpec) -> pa.Schema:
     return next(generate(GeneratorSpec(events=1, kind=spec.kind))).schema
+
+
+_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def _json_lines(table: pa.Table) -> str:
+    """Records as JSON lines. JSON has no number for NaN or an infinity (pandas writes
+    null, which a run reads as a null): they are written as the strings "NaN",
+    "Infinity" and "-Infinity", which the reader casts back, so a run over the .jsonl
+    quarantines the same rows for the same reasons as one over the .parquet."""
+    frame = table.to_pandas()
+    for name in table.column_names:
+        if not pa.types.is_floating(table.column(name).type):
+            continue
+        values = frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
+        is_null = table.column(name).is_null().to_numpy(zero_copy_only=False)
+        odd = ~np.isfinite(values) & ~is_null
+        if odd.any():
+            column = frame[name].astype(object).where(~is_null, None)
+            column[odd] = [_NON_FINITE[str(v)] for v in values[odd]]
+            frame[name] = column
+    return frame.to_json(orient="records", lines=True)

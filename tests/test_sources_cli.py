@@ -172,3 +172,24 @@ def test_jsonl_with_mixed_types_quarantines_only_bad_rows(tmp_path) -> None:
     assert quarantine.column("_row").to_pylist() == [1]
     assert quarantine.column("_source").to_pylist() == [str(path)]
     assert sink.summary is not None and sink.summary["events"]["valid"] == 2
+
+
+def test_a_generated_file_quarantines_the_same_rows_for_the_same_reasons_in_every_format(
+    tmp_path,
+) -> None:
+    """JSON has no number for NaN or an infinity: ``.jsonl`` wrote them as null, so a run
+    over it quarantined those rows as nulls, not as NaN or infinite."""
+    spec = GeneratorSpec(events=6000, seed=4, bad_fraction=0.05)
+    reasons = {}
+    for suffix in (".parquet", ".jsonl", ".csv"):
+        path = tmp_path / f"events{suffix}"
+        write_events(spec, path)
+        out = tmp_path / f"out{suffix}"
+        assert main(["run", "--input", str(path), "--out", str(out), "--no-progress"]) == 0
+        table = pq.read_table(out / "quarantine").sort_by("_row").to_pandas()
+        # the kind of problem, not its spelling: CSV and JSON show the text they read
+        kind = table["_reason"].str.replace(r"=\S+ ", "=… ", regex=True)
+        reasons[suffix] = list(zip(table["_row"], table["_field"], kind, strict=True))
+    assert any("NaN" in r for _, _, r in reasons[".parquet"])
+    assert any("not finite" in r for _, _, r in reasons[".parquet"])
+    assert reasons[".jsonl"] == reasons[".parquet"] == reasons[".csv"]
