@@ -41,8 +41,8 @@ from gpu_engine.windows.aggregations import (
     AggregationPlan,
     BatchValues,
     PreparedBatch,
+    host_sketch_keys,
     numbers,
-    string_hashes,
     value_in,
 )
 from gpu_engine.windows.keys import KeyEncoder
@@ -340,9 +340,10 @@ class DeviceColumns:
     def sketch_keys(self, name: str, index: Any, is_quantile: bool) -> Any:
         column = self.frame.columns[name]
         every_row = index is self._every_row  # no gather needed
-        if not isinstance(column, DeviceColumn):  # strings: stable host hashes, uploaded
-            hashes = as_device(string_hashes(column))
-            return hashes if every_row else ingest.take(hashes, index)
+        if not isinstance(column, DeviceColumn):  # cast on the host (strings, text, ...)
+            host = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+            keys = as_device(host_sketch_keys(host, is_quantile))
+            return keys if every_row else ingest.take(keys, index)
         values = column.values if every_row else ingest.take(column.values, index)
         if is_quantile:
             is_float = np.dtype(values.dtype).kind == "f"

@@ -297,22 +297,7 @@ class ArrowColumns:
 
     def sketch_keys(self, name: str, index: np.ndarray, is_quantile: bool) -> np.ndarray:
         array = self.table.column(name).combine_chunks().take(pa.array(index))
-        out = np.empty(len(index), dtype=np.int64)
-        if is_quantile:
-            bucket_keys(array.to_numpy(zero_copy_only=False).astype(np.float64), out)
-            return out
-        ftype = self.fields[name].type
-        if ftype == "string":
-            return string_hashes(array)
-        if ftype in ("float32", "float64"):
-            values = array.to_numpy(zero_copy_only=False).astype(np.float64)
-            with np.errstate(invalid="ignore"):  # a signalling NaN: made the one NaN below
-                values = values + 0.0  # -0.0 -> 0.0
-            values[np.isnan(values)] = np.nan  # one NaN, whatever its sign or payload
-            hash_int64(values.view(np.int64), out)
-        else:
-            hash_int64(array.to_numpy(zero_copy_only=False).astype(np.int64), out)
-        return out
+        return host_sketch_keys(array, is_quantile)
 
     def stack_masks(self, masks: list[np.ndarray]) -> np.ndarray:
         n = self.num_rows
@@ -344,6 +329,28 @@ def _by_value(floats: Any) -> Any:
     floats = pc.add(floats, 0.0)  # -0.0 + 0.0 is 0.0
     one_nan = pa.scalar(float("nan"), floats.type)
     return pc.if_else(pc.is_nan(floats), one_nan, floats)
+
+
+def host_sketch_keys(array: pa.Array, is_quantile: bool) -> np.ndarray:
+    """Quantile bucket keys, or distinct-count hashes, of a host column in its field's
+    Arrow type (also for the columns the CUDA backend casts on the host, so that both
+    backends key every value alike); any key where the value is null."""
+    out = np.empty(len(array), dtype=np.int64)
+    if pa.types.is_timestamp(array.type):
+        array = array.cast(pa.int64())
+    if is_quantile:
+        bucket_keys(numbers(array).astype(np.float64), out)
+    elif pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+        return string_hashes(array)
+    elif pa.types.is_floating(array.type):
+        values = numbers(array).astype(np.float64)
+        with np.errstate(invalid="ignore"):  # a signalling NaN: made the one NaN below
+            values = values + 0.0  # -0.0 -> 0.0
+        values[np.isnan(values)] = np.nan  # one NaN, whatever its sign or payload
+        hash_int64(values.view(np.int64), out)
+    else:
+        hash_int64(numbers(array).astype(np.int64), out)
+    return out
 
 
 def string_hashes(array: pa.Array) -> np.ndarray:
