@@ -69,9 +69,13 @@ def _combine_source(ops: tuple[int, ...], is_int: tuple[bool, ...]) -> str:
             ]
         elif op not in (COUNT, QUANTILE, DISTINCT):  # STD, VAR
             init += [f"x{a} = 0.0", f"m{a} = 0.0"]
-            step += [
+            step += [  # kernels.aggregate.chan, written out
                 f"k = ist[s, {a}]",
-                "if k:",
+                f"if k and n{a} == 0:",  # the first part as it is: no inf * 0 for huge means
+                f"    x{a} = f0[s, {a}]",
+                f"    m{a} = f1[s, {a}]",
+                f"    n{a} = k",
+                "elif k:",
                 f"    t = n{a} + k",
                 f"    d = f0[s, {a}] - x{a}",
                 f"    x{a} += d * k / t",

@@ -175,6 +175,27 @@ def timestamp_extremes_case(backend: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     return got[["first_seen", "last_seen"]], expected.reset_index(drop=True)
 
 
+def huge_moments_case(backend: str) -> tuple[list[list[float]], list[list[float]]]:
+    """``var`` and ``std`` of values whose squares overflow (means past 1.3e154): numpy's
+    answers (0 for equal values, inf otherwise), not NaN (a window's first pane times
+    inf times zero). (what the engine gave, what numpy gives) per window."""
+    aggs = [{"name": "x_var", "op": "var", "column": "x"},
+            {"name": "x_std", "op": "std", "column": "x"}]  # fmt: skip
+    windows = [[1e160, 1e160], [1e155, 3e155], [-1e200, -1e200, -1e200], [1.0, 2.0]]
+    t = np.concatenate([1_000_000 + 1000 * w + np.arange(len(x)) for w, x in enumerate(windows)])
+    frame = random_events(np.random.default_rng(1), len(t), n_keys=1, null_share=0.0)
+    frame["t"] = t
+    frame["x"] = pd.array(np.concatenate(windows), dtype="Float64")
+    config = make_config({"type": "sliding", "size": 1000, "slide": 500, "aggregations": aggs},
+                         backend=backend)  # fmt: skip
+    sink, _ = run_engine(config, frame, chunk=3)
+    out = window_frame(sink).sort_values("window_start")
+    got = out.loc[out["window_start"] % 1000 == 0, ["x_var", "x_std"]].values.tolist()
+    with np.errstate(over="ignore", invalid="ignore"):
+        expected = [[np.var(x, ddof=1), np.std(x, ddof=1)] for x in windows]
+    return got, expected
+
+
 _SQL_AGG = {
     "count": "count(*)",
     "sum": "sum({c})",

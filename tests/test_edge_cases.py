@@ -8,6 +8,7 @@ import pytest
 from engine_testing import (
     BASE_FIELDS,
     big_integers_case,
+    huge_moments_case,
     make_config,
     nan_where_case,
     random_events,
@@ -353,3 +354,8 @@ def test_min_and_max_of_a_timestamp_field_are_timestamps() -> None:
     got, expected = timestamp_extremes_case("cpu")
     assert str(got["first_seen"].dtype) == str(got["last_seen"].dtype) == "datetime64[ms]"
     pd.testing.assert_frame_equal(got, expected)
+
+
+def test_variance_of_huge_values_is_numpys_not_nan() -> None:
+    got, expected = huge_moments_case("cpu")
+    assert got == expected == [[0.0, 0.0], [np.inf, np.inf], [0.0, 0.0], [0.5, np.sqrt(0.5)]]

@@ -44,12 +44,16 @@ def top_k_device(table: pa.Table, top: TopKSpec, keys: list[str]) -> pa.Table:
         table = table.take(pa.array(np.argsort(starts, kind="stable")))
         starts = table.column("window_start").cast(pa.int64()).to_numpy()
     by = table.column(top.by).combine_chunks()
+    if pa.types.is_floating(by.type):
+        values = by.cast(pa.float64()).fill_null(0.0).to_numpy(zero_copy_only=False)
+    else:  # integers past 2^53 (and timestamps) as float64 would round: rank them instead
+        values = _dense_rank(table.column(top.by)).astype(np.float64)
     # Dense ranks order like the key columns (strings too, nulls last), unlike string codes.
     ranks = [_dense_rank(table.column(k)) for k in keys]
     atoms = np.column_stack(ranks) if ranks else np.zeros((len(table), 0), dtype=np.int64)
     keep = top_k_rows(
         starts,
-        by.cast(pa.float64()).fill_null(0.0).to_numpy(zero_copy_only=False),
+        values,
         by.is_valid().to_numpy(zero_copy_only=False),
         atoms,
         top.k,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from cuda_target import CUDA_WARNINGS, require_cuda_target
 
@@ -20,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the core suite's
 from engine_testing import (  # noqa: E402
     ALL_AGGS,
     big_integers_case,
+    huge_moments_case,
     make_config,
     nan_where_case,
     random_events,
@@ -128,6 +130,41 @@ def test_integers_past_2_to_the_53_on_the_device_as_on_the_cpu(window) -> None:
 def test_min_and_max_of_a_timestamp_field_are_timestamps_on_the_device() -> None:
     got, expected = timestamp_extremes_case("cuda")
     pd.testing.assert_frame_equal(got, expected)
+
+
+@pytest.mark.filterwarnings("ignore:.*overflow encountered:RuntimeWarning")
+def test_variance_of_huge_values_on_the_device() -> None:
+    """(The simulator warns where the squares overflow to inf, as the case means them to.)"""
+    got, expected = huge_moments_case("cuda")
+    assert got == expected
+
+
+def test_sketches_of_columns_cast_on_the_host_match_the_cpu() -> None:
+    """Text columns (every CSV and JSON input) are cast on the host; their sketch keys were
+    string hashes on the device, so a quantile came out as ±1.8e308 and a value counted
+    twice across a text batch and a numeric one."""
+    from gpu_engine.engine import Engine
+    from gpu_engine.io.sinks import MemorySink
+
+    aggs = [{"name": "p50", "op": "quantile", "column": "x", "q": 0.5},
+            {"name": "x_distinct", "op": "count_distinct", "column": "x"},
+            {"name": "s_distinct", "op": "count_distinct", "column": "s"}]  # fmt: skip
+    frame = random_events(np.random.default_rng(9), 60, n_keys=2, span_ms=2000)
+    frame["x"] = frame["x"].round(0)  # repeated values
+    text = pa.Table.from_pandas(frame.iloc[:30].astype({"x": str, "t": str}), preserve_index=False)
+    numeric = pa.Table.from_pandas(frame.iloc[30:], preserve_index=False)
+    results = []
+    for backend in ("cpu", "cuda"):
+        window = {"type": "tumbling", "size": 1000, "keys": ["k"], "aggregations": aggs}
+        config = make_config(window, backend=backend, batching={"max_rows": 30})
+        sink = MemorySink()
+        with Engine(config, sinks=[sink]) as engine:
+            engine.push(text)
+            engine.push(numeric)
+        results.append(window_frame(sink).sort_values(["window_start", "k"]))
+    cpu, gpu = results
+    assert cpu["p50"].abs().max() < 1000 and cpu["x_distinct"].sum() > 0
+    pd.testing.assert_frame_equal(cpu.reset_index(drop=True), gpu.reset_index(drop=True))
 
 
 def test_where_nan_matches_every_nan_on_the_device() -> None:

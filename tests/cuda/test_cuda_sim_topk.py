@@ -93,3 +93,25 @@ def test_backend_top_k_on_unordered_windows() -> None:
     assert got.num_rows == want.num_rows > 0
     for name in ("window_start", "v", "a", "b"):
         assert got.column(name).to_pylist() == want.column(name).to_pylist(), name
+
+
+@pytest.mark.parametrize("kind", ["int64", "timestamp"])
+@pytest.mark.parametrize("descending", [True, False])
+def test_top_k_device_ranks_integers_past_2_to_the_53_and_timestamps(kind, descending) -> None:
+    """``by`` values that a float64 cannot tell apart (2^53 and 2^53 + 1), or cannot hold at
+    all (a timestamp column: the cast failed), ranked as on the host."""
+    from gpu_engine.backend.topk import top_k_device
+
+    rng = np.random.default_rng(5)
+    n = 40
+    values = 2**53 + rng.integers(0, 4, n)
+    by = pa.array(values, pa.int64(), mask=rng.random(n) < 0.1)
+    if kind == "timestamp":
+        by = pa.array(values - 2**53 + 1_700_000_000_000, mask=rng.random(n) < 0.1).cast(
+            pa.timestamp("ms")
+        )
+    table = pa.table({"window_start": pa.array(np.sort(rng.integers(0, 3, n)) * 1000),
+                      "a": pa.array(rng.integers(0, 5, n)), "v": by})  # fmt: skip
+    for k in (1, 2, 3):
+        spec = TopKSpec(by="v", k=k, descending=descending)
+        assert top_k_device(table, spec, ["a"]).equals(top_k_host(table, spec, ["a"]))
