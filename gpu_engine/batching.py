@@ -52,7 +52,7 @@ class MicroBatcher:
             pending.source != source
             or pending.first_row + pending.rows != first_row
             or _layout(pending.parts[-1]) != _layout(table)
-            or not _mergeable(pending.parts[-1], table)
+            or not _mergeable(pending.parts, table)
         ):
             ready.extend(self._cut_all())
             pending = self._pending
@@ -102,17 +102,35 @@ def _layout(frame: Any) -> Any:
     return "arrow" if isinstance(frame, pa.Table) else frame.layout
 
 
-def _mergeable(a: Any, b: Any) -> bool:
-    """Whether two frames' columns can share a batch: Arrow types that promote to one.
+def _mergeable(parts: list[Any], table: Any) -> bool:
+    """Whether ``table`` can share a batch with the frames ``parts``: Arrow types that
+    promote to one, which holds every value of each frame exactly.
 
     Pushes of one column as integers, then as strings, are validated as batches of
-    their own (each cast, or quarantined, by the schema) rather than failing to concat.
+    their own (each cast, or quarantined, by the schema) rather than failing to concat;
+    so are pandas' int64 column (no nulls) and float64 one (a null in the chunk) when
+    the int64 values do not all fit a float64 exactly (past 2^53).
     """
-    if not isinstance(a, pa.Table) or a.schema == b.schema:
+    if not isinstance(table, pa.Table) or all(p.schema == table.schema for p in parts):
         return True
     try:
-        pa.unify_schemas([a.schema, b.schema], promote_options="permissive")
+        unified = pa.unify_schemas([*(p.schema for p in parts), table.schema],
+                                   promote_options="permissive")  # fmt: skip
     except (pa.ArrowTypeError, pa.ArrowInvalid):
+        return False
+    return all(_casts_exactly(frame, unified) for frame in [*parts, table])
+
+
+def _casts_exactly(table: pa.Table, schema: pa.Schema) -> bool:
+    """Whether every column of ``table`` casts to its type in ``schema`` with Arrow's safe
+    cast (which refuses a value it would change: 2^63 - 1 as a float64, say), as
+    ``pa.concat_tables`` casts them."""
+    try:
+        for field in table.schema:
+            target = schema.field(field.name).type
+            if field.type != target:
+                table.column(field.name).cast(target, safe=True)
+    except (KeyError, pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         return False
     return True
 

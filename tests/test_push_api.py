@@ -70,3 +70,19 @@ def test_an_exception_inside_the_with_block_aborts_the_run() -> None:
     with Engine(make_config(WINDOW), sinks=[sink]) as engine:  # a clean exit still closes
         engine.push(_frame([1, 2, 3]))
     assert "failed" not in sink.summary and window_frame(sink)["u_sum"].tolist() == [6]
+
+
+def test_pandas_int64_and_float64_pushes_of_one_column_keep_every_value() -> None:
+    """pandas makes an int column float64 in a chunk that holds a null: one batch of both
+    would be float64, which cannot hold int64 values past 2^53 (Arrow refuses to concat
+    them), so such pushes are batches of their own, each validated by the schema."""
+    big = 2**63 - 1
+    sink, summary = _run(_frame([big]), _frame([None, 2.5, -5.0]))
+    _check(sink, summary, big - 5, bad=1)  # 2.5 is no int64: quarantined on its own
+    assert summary["batches"] == 2
+    # Every buffered push counts, not only the last: float64, then int64 that a float64
+    # holds (one batch), then int64 that it does not (a batch of its own).
+    sink, summary = _run(_frame([None, 4.0]), _frame([1]), _frame([2**62 + 1]))
+    assert summary["events"]["valid"] == 4 and summary["accounted"]
+    assert window_frame(sink)["u_sum"].tolist() == [2**62 + 6]
+    assert summary["batches"] == 2

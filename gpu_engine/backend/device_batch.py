@@ -33,10 +33,10 @@ from typing import Any, TypeAlias
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from gpu_engine.config.models import FLOAT_TYPES, INTEGER_TYPES, FieldSpec
 from gpu_engine.errors import InputError
+from gpu_engine.parsing import timestamp_ms
 from gpu_engine.windows.aggregations import (
     AggregationPlan,
     BatchValues,
@@ -488,13 +488,14 @@ def _output_types(
 class HostFrameStager:
     """Host batches onto the device: the numeric, boolean and timestamp columns of the
     schema's numeric fields are uploaded once, at their own width (values and null
-    flags, through :class:`~gpu_engine.backend.transfer.PinnedStager`); everything else
-    stays a host column of the :class:`DeviceFrame`."""
+    flags, through :class:`~gpu_engine.backend.transfer.PinnedStager`; timestamps only
+    into timestamp and int64 fields, see :func:`_fixed_width`); everything else stays a
+    host column of the :class:`DeviceFrame`, cast by the host path."""
 
     def __init__(self, fields: dict[str, FieldSpec]) -> None:
         from gpu_engine.backend.transfer import PinnedStager
 
-        self.numeric = {name for name, spec in fields.items() if spec.type != "string"}
+        self.numeric = {name: spec.type for name, spec in fields.items() if spec.type != "string"}
         self.stager = PinnedStager()
 
     def __call__(self, table: pa.Table) -> DeviceFrame:
@@ -504,7 +505,8 @@ class HostFrameStager:
         columns: dict[str, Column] = {}
         for name in table.column_names:
             array = table.column(name).combine_chunks()
-            values = _fixed_width(array) if name in self.numeric else None
+            field_type = self.numeric.get(name)
+            values = None if field_type is None else _fixed_width(array, field_type)
             columns[name] = array
             if values is None:
                 continue
@@ -520,14 +522,25 @@ class HostFrameStager:
         return DeviceFrame(columns, table.num_rows, host=table)
 
 
-def _fixed_width(array: pa.Array) -> np.ndarray | None:
-    """The values of a numeric, boolean or timestamp column as numpy (zero copy where
-    Arrow allows; timestamps in epoch ms, as the host path casts them); None otherwise."""
+def _fixed_width(array: pa.Array, field_type: str) -> np.ndarray | None:
+    """The values of a numeric, boolean or timestamp column of a ``field_type`` field as
+    numpy (zero copy where Arrow allows); None where the column stays on the host.
+
+    Timestamps are epoch ms, as the host path casts them (``Validator.cast``): finer
+    units floored (:func:`~gpu_engine.parsing.timestamp_ms`), and only for timestamp and
+    int64 fields. A timestamp column in any other field, or in seconds past the int64
+    range of milliseconds, stays on the host, whose cast refuses it (a ``SchemaError``
+    naming the column) instead of reading it as a plain integer or wrapping it."""
     kind = array.type
     if pa.types.is_boolean(kind):
         return np.asarray(array.fill_null(False).to_numpy(zero_copy_only=False))
     if pa.types.is_timestamp(kind):
-        array = pc.cast(array, pa.timestamp("ms", tz=kind.tz), safe=False).cast(pa.int64())
+        if field_type not in ("timestamp", "int64"):
+            return None
+        try:
+            array = timestamp_ms(array).cast(pa.int64())
+        except pa.ArrowInvalid:  # out of the ms range: the host path raises its error
+            return None
     elif not (pa.types.is_integer(kind) or pa.types.is_floating(kind)) or pa.types.is_float16(kind):
         return None
     dtype = np.dtype(array.type.to_pandas_dtype())

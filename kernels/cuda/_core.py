@@ -267,6 +267,8 @@ def as_device(array: Any, dtype: Any | None = None) -> Any:
 
 def _upload(host: np.ndarray, caller: str) -> Any:
     ALLOCATIONS[caller] += 1
+    if not host.size:  # nothing to copy (the simulator's copy refuses an empty array's strides)
+        return cuda.device_array(host.shape, dtype=host.dtype)
     if 0 < host.nbytes <= STAGED_BYTES:
         _queued[0] = True  # an asynchronous copy, queued behind the work before it
         return _STAGING.upload(host)

@@ -300,3 +300,99 @@ def test_device_libraries_push_like_numpy(library: str, _: None) -> None:
                                   _sorted(window_frame(want_sink), keys),
                                   check_exact=False, rtol=1e-9)  # fmt: skip
     assert engine.operators[0].panes.uploader.copies == 0
+
+
+# -- host frames the CPU reads strictly: the device path must read them alike -------------
+def _cpu_and_cuda(config: dict[str, Any], frame: Any) -> list[Any]:
+    """What the CPU engine and the CUDA one (host frames staged on the device) make of
+    ``frame``: the windows, event counts and quarantined rows, or the SchemaError raised."""
+    out: list[Any] = []
+    for backend in ("cpu", "cuda"):
+        sink = MemorySink()
+        engine = Engine(parse_config({**config, "backend": backend, "workers": 1}), sinks=[sink])
+        assert (engine._stage is not None) == (backend == "cuda")
+        try:
+            engine.push(frame)
+            events = engine.close()["events"]
+        except SchemaError as exc:
+            out.append(f"SchemaError: {exc}")
+            continue
+        windows = window_frame(sink)
+        quarantine = sink.result("quarantine")
+        out.append((windows.astype(object).where(windows.notna(), None).to_dict("records"),
+                    events, None if quarantine is None else quarantine.to_pylist()))  # fmt: skip
+    return out
+
+
+@pytest.mark.parametrize("unit", ["us", "ns"])
+def test_sub_millisecond_timestamps_before_1970_are_floored_as_on_the_cpu(unit: str) -> None:
+    """A timestamp finer than ms is floored to the ms that holds it (``timestamp_ms``), as
+    the time field, a key, a value and an int64 field: -1.5 ms is in [-2, -1), not -1."""
+    scale = 1 if unit == "us" else 1000
+    ticks = pa.array([-1500 * scale, -500 * scale, 700 * scale, -1, None], pa.timestamp(unit))
+    fields = {
+        "t": {"type": "timestamp", "required": True, "min": -1e12},
+        "k": {"type": "timestamp", "nullable": True},
+        "v": {"type": "timestamp", "nullable": True},
+        "i": {"type": "int64", "nullable": True},
+    }
+    aggs = [{"name": "n", "op": "count"}, {"name": "v_min", "op": "min", "column": "v"},
+            {"name": "i_min", "op": "min", "column": "i"}]  # fmt: skip
+    config = {
+        "schema": {"time": "t", "fields": fields},
+        "windows": [{"name": "w", "type": "tumbling", "size": 1, "keys": ["k"],
+                     "aggregations": aggs}],
+    }  # fmt: skip
+    times = pa.array([-1500 * scale, -500 * scale, 700 * scale, -1, -1], pa.timestamp(unit))
+    table = pa.table({"t": times, "k": ticks, "v": ticks, "i": ticks})
+    want, got = _cpu_and_cuda(config, table)
+    assert got == want
+    windows = want[0]  # -1.5 ms; -0.5 ms and -1 tick; the null key; 0.7 ms
+    assert [w["i_min"] for w in windows] == [-2, -1, None, 0]
+    assert [w["window_start"].value // 1_000_000 for w in windows] == [-2, -1, -1, 0]
+    keys = [None if w["k"] is None else w["k"].value // 1_000_000 for w in windows]
+    assert keys == [-2, -1, None, 0]
+
+
+@pytest.mark.parametrize(
+    "field, values",
+    [(t, pa.array([5, None], pa.timestamp("ms")))
+     for t in ("int8", "int16", "int32", "uint8", "uint16", "uint32", "float32",
+               "float64", "bool")]
+    + [(t, pa.array([2**62, None], pa.timestamp("s"))) for t in ("timestamp", "int64")],
+)  # fmt: skip
+def test_timestamp_columns_the_cpu_refuses_are_refused_alike(field: str, values: Any) -> None:
+    """A timestamp column only fits a timestamp or an int64 field, in epoch ms: elsewhere,
+    or in seconds past the ms range, both engines raise the same error naming the column
+    (the device path neither reads it as a plain integer nor wraps it)."""
+    fields = {"t": {"type": "int64", "required": True}, "v": {"type": field, "nullable": True}}
+    config = {
+        "schema": {"time": "t", "fields": fields},
+        "windows": [{"name": "w", "type": "tumbling", "size": 1000,
+                     "aggregations": [{"name": "n", "op": "count"}]}],
+    }  # fmt: skip
+    table = pa.table({"t": pa.array([1_000_000, 1_000_001]), "v": values})
+    want, got = _cpu_and_cuda(config, table)
+    assert want.startswith("SchemaError: push: column 'v' of type timestamp"), want
+    assert got == want
+
+
+@pytest.mark.parametrize("device", [False, True])
+def test_a_batch_whose_every_row_is_quarantined_is_quarantined(device: bool) -> None:
+    """No valid row left: the device gathers none (an empty upload and take), as the CPU."""
+    fields = {"t": {"type": "int64", "required": True}, "c": {"type": "int8", "required": True}}
+    config = {
+        "schema": {"time": "t", "fields": fields},
+        "windows": [{"name": "w", "type": "tumbling", "size": 1000,
+                     "aggregations": [{"name": "n", "op": "count"}]}],
+    }  # fmt: skip
+    table = pa.table({"t": pa.array([1_000_000, 1_000_001]), "c": pa.array([None, 300])})
+    want, _ = _cpu_and_cuda(config, table)
+    frame: Any = table
+    if device:
+        frame = {"t": cuda.to_device(np.array([1_000_000, 1_000_001])),
+                 "c": DeviceColumn(cuda.to_device(np.array([0, 300])),
+                                   cuda.to_device(np.array([1, 0], np.uint8)))}  # fmt: skip
+    _, got = _cpu_and_cuda(config, frame)
+    assert want[1]["quarantined"] == 2 and want[1]["dead_lettered"] == 0
+    assert got == want

@@ -18,11 +18,11 @@ require_cuda_target()
 
 from numba import cuda  # noqa: E402
 
-from gpu_engine.backend.device_batch import DeviceColumn, _widen  # noqa: E402
+from gpu_engine.backend.device_batch import DeviceColumn, DeviceFrame, _widen  # noqa: E402
 from gpu_engine.config.models import FieldSpec, SchemaConfig, ValidationConfig  # noqa: E402
 from gpu_engine.validation import Validator  # noqa: E402
 from kernels.cuda import ingest  # noqa: E402
-from kernels.cuda._core import to_host  # noqa: E402
+from kernels.cuda._core import as_device, to_host  # noqa: E402
 
 pytestmark = [pytest.mark.cudasim, *CUDA_WARNINGS]
 
@@ -117,3 +117,17 @@ def test_flag_logic() -> None:
         got = to_host(ingest.both(cuda.to_device(a), cuda.to_device(b), negate_b=negate_b))
         np.testing.assert_array_equal(got, (a != 0) & ((b == 0) if negate_b else (b != 0)))
     np.testing.assert_array_equal(to_host(ingest.not_flags(cuda.to_device(b))), b == 0)
+
+
+def test_a_take_of_no_rows_uploads_an_empty_index() -> None:
+    """Every row of a batch quarantined: the valid frame is a take of no rows, whose index
+    (a 0-length host array) is uploaded and gathered like any other."""
+    rows = np.flatnonzero(np.zeros(3, bool))
+    assert to_host(as_device(rows, np.int64)).shape == (0,)
+    values = DeviceColumn(cuda.to_device(np.arange(3.0)), cuda.to_device(np.zeros(3, np.uint8)))
+    frame = DeviceFrame({"v": values, "s": pa.array(["a", "b", "c"])}, 3)
+    part = frame.take(rows)
+    assert part.num_rows == 0 and part.columns["s"].to_pylist() == []
+    taken = part.columns["v"]
+    assert isinstance(taken, DeviceColumn)
+    assert to_host(taken.values).shape == (0,) and to_host(taken.is_null).shape == (0,)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from cuda_target import CUDA_WARNINGS, SIMULATOR, real_device, require_cuda_target
 
@@ -17,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the core suite's
 from engine_testing import window_frame  # noqa: E402
 from numba import cuda  # noqa: E402
 
+from gpu_engine.backend.device_batch import DeviceColumn  # noqa: E402
 from gpu_engine.config import parse_config  # noqa: E402
 from gpu_engine.engine import Engine  # noqa: E402
 from gpu_engine.io.sinks import MemorySink  # noqa: E402
@@ -105,3 +107,18 @@ def test_any_cuda_array_interface_pushes_like_numpy() -> None:
     want, _ = _run(host)
     got, _ = _run({name: Exposed(cuda.to_device(values)) for name, values in host.items()})
     pd.testing.assert_frame_equal(got, want)
+
+
+def test_device_columns_with_null_flags_push_like_masked_numpy() -> None:
+    """``DeviceColumn(values, is_null)`` (README's Embedding section) is read by the CPU
+    backend too: copied to the host with its nulls, as the CUDA backend reads it."""
+    host = _columns()
+    is_null = np.arange(len(host["x"])) % 5 == 0
+    want, want_summary = _run({**host, "x": pa.array(host["x"], mask=is_null)})
+    pushed: dict = {"t": cuda.to_device(host["t"])}
+    pushed["k"] = DeviceColumn(cuda.to_device(host["k"]))  # no flags: no nulls
+    pushed["x"] = DeviceColumn(cuda.to_device(host["x"]), cuda.to_device(is_null.view(np.uint8)))
+    got, summary = _run(pushed)
+    assert want_summary["events"]["quarantined"] > 0  # the null x rows: x is not nullable
+    pd.testing.assert_frame_equal(got, want)
+    assert summary["events"] == want_summary["events"]
