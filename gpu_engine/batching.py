@@ -30,6 +30,8 @@ class _Pending:
     source: str = ""
     first_row: int = 0
     since: float = 0.0
+    owned: int = 0  # parts[:owned] hold their own buffers (see MicroBatcher.add)
+    schema: pa.Schema | None = None  # of Arrow parts: the one every part casts to exactly
 
 
 class MicroBatcher:
@@ -48,23 +50,33 @@ class MicroBatcher:
         """Buffer ``table``; return the batches that are full."""
         ready: list[Batch] = []
         pending = self._pending
-        if pending.rows and (
-            pending.source != source
-            or pending.first_row + pending.rows != first_row
-            or _layout(pending.parts[-1]) != _layout(table)
-            or not _mergeable(pending.parts, table)
-        ):
-            ready.extend(self._cut_all())
-            pending = self._pending
+        if pending.rows:
+            joins = (
+                pending.source == source
+                and pending.first_row + pending.rows == first_row
+                and _layout(pending.parts[-1]) == _layout(table)
+            )
+            schema = _shared_schema(pending, table) if joins else None
+            if joins and (schema is not None or not isinstance(table, pa.Table)):
+                pending.schema = schema
+            else:
+                ready.extend(self._cut_all())
+                pending = self._pending
         if not pending.rows:
             pending.source, pending.first_row, pending.since = source, first_row, now
+            pending.schema = table.schema if isinstance(table, pa.Table) else None
         if table.num_rows:
             pending.parts.append(table)
             pending.rows += table.num_rows
         while self._pending.rows >= self.max_rows:
             ready.append(self._cut(self.max_rows, now))
-        # Rows left waiting must not change if the caller reuses its (device) buffers.
-        self._pending.parts = [_owned(part) for part in self._pending.parts]
+        # Rows left waiting must not change if the caller reuses its (device) buffers; each
+        # part is made to own them once (not every part at every push: pushes of a row
+        # each made that quadratic).
+        pending = self._pending
+        for i in range(pending.owned, len(pending.parts)):
+            pending.parts[i] = _owned(pending.parts[i])
+        pending.owned = len(pending.parts)
         return ready
 
     def due(self, now: float) -> list[Batch]:
@@ -93,6 +105,7 @@ class MicroBatcher:
             source=pending.source,
             first_row=pending.first_row + rows,
             since=now,
+            schema=rest.schema if isinstance(rest, pa.Table) else None,
         )
         return batch
 
@@ -102,23 +115,32 @@ def _layout(frame: Any) -> Any:
     return "arrow" if isinstance(frame, pa.Table) else frame.layout
 
 
-def _mergeable(parts: list[Any], table: Any) -> bool:
-    """Whether ``table`` can share a batch with the frames ``parts``: Arrow types that
-    promote to one, which holds every value of each frame exactly.
+def _shared_schema(pending: _Pending, table: Any) -> pa.Schema | None:
+    """The schema an Arrow ``table`` shares with the buffered parts: theirs promoted to
+    one that holds every value of each exactly; None where there is none (and for device
+    frames, which bring no schema).
 
     Pushes of one column as integers, then as strings, are validated as batches of
     their own (each cast, or quarantined, by the schema) rather than failing to concat;
     so are pandas' int64 column (no nulls) and float64 one (a null in the chunk) when
-    the int64 values do not all fit a float64 exactly (past 2^53).
+    the int64 values do not all fit a float64 exactly (past 2^53). The buffered parts are
+    read again only when the schema widens, so a push costs the same however many wait.
     """
-    if not isinstance(table, pa.Table) or all(p.schema == table.schema for p in parts):
-        return True
+    current = pending.schema
+    if not isinstance(table, pa.Table) or current is None:
+        return None
+    if table.schema == current:
+        return current
     try:
-        unified = pa.unify_schemas([*(p.schema for p in parts), table.schema],
-                                   promote_options="permissive")  # fmt: skip
+        unified = pa.unify_schemas([current, table.schema], promote_options="permissive")
     except (pa.ArrowTypeError, pa.ArrowInvalid):
-        return False
-    return all(_casts_exactly(frame, unified) for frame in [*parts, table])
+        return None
+    widened = unified != current
+    if not _casts_exactly(table, unified) or (
+        widened and not all(_casts_exactly(part, unified) for part in pending.parts)
+    ):
+        return None
+    return unified
 
 
 def _casts_exactly(table: pa.Table, schema: pa.Schema) -> bool:
