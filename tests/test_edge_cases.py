@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from engine_testing import (
     BASE_FIELDS,
@@ -359,3 +360,25 @@ def test_min_and_max_of_a_timestamp_field_are_timestamps() -> None:
 def test_variance_of_huge_values_is_numpys_not_nan() -> None:
     got, expected = huge_moments_case("cpu")
     assert got == expected == [[0.0, 0.0], [np.inf, np.inf], [0.0, 0.0], [0.5, np.sqrt(0.5)]]
+
+
+def test_a_float_column_beside_an_integer_extreme_is_not_cast_to_int64() -> None:
+    """Integer ``min``/``max`` read the batch's int64 copy of their column; the float
+    columns were copied too, and a NaN in one warned at every batch (an invalid cast)."""
+    import warnings
+
+    fields = {**BASE_FIELDS, "x": {"type": "float64", "nullable": True, "allow_nan": True}}
+    aggs = [{"name": "u_min", "op": "min", "column": "u"},
+            {"name": "x_max", "op": "max", "column": "x"}]  # fmt: skip
+    frame = random_events(np.random.default_rng(2), 20, n_keys=1, span_ms=900, null_share=0.0)
+    x = np.where(np.arange(20) % 3 == 0, np.nan, frame["x"].to_numpy(dtype=float))
+    table = pa.Table.from_pandas(frame.drop(columns="x"), preserve_index=False)
+    table = table.append_column("x", pa.array(x))  # NaN, not null
+    config = make_config({"type": "tumbling", "size": 1000, "aggregations": aggs},
+                         schema={"time": "t", "fields": fields})  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sink, _ = run_engine(config, table)
+    out = window_frame(sink)
+    assert out["u_min"].tolist() == [int(frame["u"].min())]
+    assert out["x_max"].tolist() == [np.nanmax(x)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -40,15 +42,16 @@ def test_hash_index_matches_a_dict(rng) -> None:
 def test_specialised_combine_equals_generic(seed) -> None:
     rng = np.random.default_rng(seed)
     ops = rng.choice([COUNT, SUM, MEAN, MIN, MAX, STD, VAR], size=6)
-    is_int = (ops == SUM) & (rng.random(6) < 0.5)
+    is_int = np.isin(ops, [SUM, MEAN, MIN, MAX]) & (rng.random(6) < 0.5)
     n_events, n_rows = 3000, 300
     state = AggState(ops, n_rows)
-    values = rng.normal(0, 100, size=(1, n_events))
-    ints = rng.integers(-1000, 1000, size=(1, n_events))
+    ints = rng.integers(-1000, 1000, n_events) + 2**53 * rng.integers(-8, 8, n_events)
+    values = np.stack([rng.normal(0, 100, n_events), ints.astype(np.float64)])  # col 1: ints
+    icols = np.stack([np.zeros(n_events, np.int64), ints])
     masks = (rng.random((2, n_events)) < 0.7).astype(np.uint8)
     update_events(
-        rng.integers(0, n_rows, n_events), ops, np.zeros(6, np.int64),
-        rng.integers(-1, 2, 6), is_int, values, ints, masks,
+        rng.integers(0, n_rows, n_events), ops, is_int.astype(np.int64),
+        rng.integers(-1, 2, 6), is_int, values, icols, masks,
         state.rows, state.ist, state.isum, state.f0, state.f1,
     )  # fmt: skip
     # 120 groups, each a run of rows (some runs overlap, as windows do)
@@ -72,10 +75,27 @@ def test_specialised_combine_equals_generic(seed) -> None:
     (gf, gi, gv), (sf, si, sv) = outs
     np.testing.assert_array_equal(gv, sv)
     for a, op in enumerate(ops):
-        if op == COUNT or (op == SUM and is_int[a]):
-            np.testing.assert_array_equal(gi[a], si[a])
+        if op == COUNT or (op in (SUM, MIN, MAX) and is_int[a]):
+            np.testing.assert_array_equal(gi[a][gv[a]], si[a][sv[a]])
         else:
             np.testing.assert_allclose(gf[a][gv[a]], sf[a][sv[a]], rtol=1e-12)
+
+
+def test_generated_kernels_are_keyed_on_the_helpers_they_call() -> None:
+    """The generated combine calls ``kernels.aggregate.integer_mean``; its file, and
+    Numba's cache of it, are named after its source, which holds a digest of
+    ``kernels/aggregate.py``, so an edit there is never served a stale kernel."""
+    import hashlib
+    from pathlib import Path
+
+    from kernels import aggregate
+    from kernels.specialize import _combine_source, _helpers_digest
+
+    digest = hashlib.sha1(Path(aggregate.__file__).read_bytes()).hexdigest()[:16]
+    assert _helpers_digest() == digest
+    module = sys.modules[combine_finalize_for((MEAN,), (True,)).__module__]
+    assert digest in Path(module.__file__).read_text()
+    assert "integer_mean(" in _combine_source((MEAN,), (True,))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])

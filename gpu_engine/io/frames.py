@@ -91,6 +91,25 @@ def _is_device_column(values: Any) -> bool:
     return device_batch is not None and isinstance(values, device_batch.DeviceColumn)
 
 
+def to_pandas(table: pa.Table) -> Any:
+    """``table`` as pandas, with integer columns that hold nulls as nullable integers
+    (``Int64``...): Arrow's default makes them float64, which rounds past 2^53 (an exact
+    ``sum``, ``min`` or ``max``). Integer columns without nulls stay numpy integers.
+    (pandas is imported here, not at start-up.)"""
+    import pandas as pd
+
+    nullable = {pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(),
+                pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype(),
+                pa.uint8(): pd.UInt8Dtype(), pa.uint16(): pd.UInt16Dtype(),
+                pa.uint32(): pd.UInt32Dtype(), pa.uint64(): pd.UInt64Dtype()}  # fmt: skip
+    frame = table.to_pandas()
+    for name in table.column_names:
+        column = table.column(name)
+        if column.type in nullable and column.null_count:
+            frame[name] = column.to_pandas(types_mapper=nullable.get)
+    return frame
+
+
 def from_arrow(table: pa.Table, frame: ResultFrame) -> Any:
     """``table`` as the result frame asked for; ``auto`` is cuDF when installed, else Arrow.
 
@@ -99,7 +118,7 @@ def from_arrow(table: pa.Table, frame: ResultFrame) -> Any:
     if frame == "arrow":
         return table
     if frame == "pandas":
-        return table.to_pandas()
+        return to_pandas(table)
     if frame not in ("cudf", "auto"):
         raise ConfigError(f"unknown result frame {frame!r}; use arrow, pandas, cudf or auto")
     try:

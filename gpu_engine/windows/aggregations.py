@@ -271,11 +271,13 @@ class ArrowColumns:
     def value_rows(self, names: list[str], needs_int: bool) -> tuple[np.ndarray, np.ndarray]:
         n = self.num_rows
         fcols = np.empty((len(names), n), dtype=np.float64)
-        icols = np.empty((len(names), n) if needs_int else (0, 0), np.int64)
+        # Integer sums, means and extremes read icols only for integer columns (as on the
+        # device); float columns' rows stay 0 (a NaN has no int64 to become).
+        icols = np.zeros((len(names), n) if needs_int else (0, 0), np.int64)
         for c, name in enumerate(names):
             values = numbers(self.table.column(name))
             fcols[c] = values
-            if needs_int:
+            if needs_int and values.dtype.kind in "biuM":
                 icols[c] = values
         return fcols, icols
 
