@@ -3,7 +3,6 @@ results out as Arrow, pandas or cuDF."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -62,16 +61,17 @@ def _mixed_pandas(frame: Any) -> pa.Table:
     return pa.table(columns)
 
 
+# Columns that copy themselves to Arrow with their nulls: a cuDF Series, or the CUDA
+# backend's DeviceColumn (matched by module, so the CPU backend never imports it).
+_ARROW_COLUMNS = ("cudf", "gpu_engine.backend.device_batch")
+
+
 def column_to_arrow(values: Any) -> pa.Array:
     """One pushed column as Arrow (device arrays copied to the host)."""
     if isinstance(values, pa.Array | pa.ChunkedArray):
         return values
-    if type(values).__module__.startswith("cudf"):  # a cuDF Series: nulls kept
+    if type(values).__module__.startswith(_ARROW_COLUMNS):  # nulls kept, copied once
         return values.to_arrow()
-    if _is_device_column(values):  # values and is-null flags, each copied once
-        flags = host_copy(values.is_null)
-        mask = None if flags is None else np.asarray(flags).astype(bool)
-        return pa.array(np.asarray(host_copy(values.values)), mask=mask)
     # CuPy, Numba or torch CUDA arrays are copied to the host once, here, on the CPU
     # backend; on the CUDA backend the engine keeps them on the device (device_batch).
     values = host_copy(values)
@@ -81,14 +81,6 @@ def column_to_arrow(values: Any) -> pa.Array:
     if array.dtype == object:
         return pa.array(array, from_pandas=True)  # None and NaN are nulls, as in pandas
     return pa.array(array)
-
-
-def _is_device_column(values: Any) -> bool:
-    """Whether ``values`` is a ``DeviceColumn`` (device values with null flags). Its module
-    is only looked up when loaded (whoever built one did): the CPU backend does not load
-    the CUDA backend's modules for it."""
-    device_batch = sys.modules.get("gpu_engine.backend.device_batch")
-    return device_batch is not None and isinstance(values, device_batch.DeviceColumn)
 
 
 def to_pandas(table: pa.Table) -> Any:

@@ -120,6 +120,7 @@ class AggregationPlan:
             self.combine_reads.add("f0")
         if np.any(np.isin(self.ops, [STD, VAR])):
             self.combine_reads.add("f1")
+        self._output_types = self._types()
 
     def new_state(self, capacity: int = 1024) -> AggState:
         return AggState(self.ops, capacity)
@@ -163,7 +164,11 @@ class AggregationPlan:
 
     def output_types(self) -> list[pa.DataType]:
         """Counts and the exact integer results in int64 (the ``min`` and ``max`` of a
-        timestamp field as timestamps, as in Polars and DuckDB), the rest in float64."""
+        timestamp field as timestamps, as in Polars and DuckDB), the rest in float64.
+        Worked out once: every emission asks."""
+        return self._output_types
+
+    def _types(self) -> list[pa.DataType]:
         types = []
         for spec, op, exact in zip(self.specs, self.ops, self.exact_int, strict=True):
             column = self.fields[spec.column] if spec.column is not None else None
