@@ -33,6 +33,7 @@ from gpu_engine.config.models import EngineConfig, WindowSpec
 from gpu_engine.errors import EngineError
 from gpu_engine.io.frames import to_arrow
 from gpu_engine.io.sinks import MemorySink, Sink
+from gpu_engine.parsing import as_bytes, is_text, utf8_text
 from gpu_engine.validation import ARROW_TYPES, ValidatedBatch, Validator
 from gpu_engine.windows.operator import NEVER, WindowOperator, make_operator
 from gpu_engine.windows.sharded import ShardedWindows
@@ -196,6 +197,13 @@ class Engine:
         if self._closed:
             assert self.summary_data is not None
             return self.summary_data
+        try:
+            return self._close()
+        except BaseException as error:  # the sinks still get a footer and a summary
+            self.abort(error)
+            raise
+
+    def _close(self) -> dict[str, Any]:
         self.flush()
         for operator in self.operators:
             table = operator.close()
@@ -336,7 +344,7 @@ class Engine:
                 "_source": pa.array([batch.source] * rows, pa.string()),
                 "_row": pa.array(np.arange(rows, dtype=np.int64) + batch.first_row),
                 "_error": pa.array([error] * rows, pa.string()),
-                "_values": pa.array([str(r) for r in batch.table.to_pylist()], pa.string()),
+                "_values": pa.array([str(r) for r in _rows_as_python(batch.table)], pa.string()),
             }
         )
         for sink in self.sinks:
@@ -471,3 +479,15 @@ class Engine:
     def _check_open(self) -> None:
         if self._closed:
             raise EngineError("the engine is closed; create a new Engine for more input")
+
+
+def _rows_as_python(table: pa.Table) -> list[dict[str, Any]]:
+    """The rows of a dead-lettered batch; text that is not UTF-8 as its bytes (that may
+    be why the batch failed, and the rows must still be written)."""
+    columns = {}
+    for name in table.column_names:
+        column = table.column(name).combine_chunks()
+        if is_text(column.type) and utf8_text(column)[1] is not None:
+            column = as_bytes(column)
+        columns[name] = column
+    return pa.table(columns).to_pylist()

@@ -25,7 +25,72 @@ _EXACT_DIGITS = 15  # decimals of up to 15 significant digits survive float64 (D
 
 
 def is_text(kind: pa.DataType) -> bool:
-    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+    return (
+        pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
+    )
+
+
+def is_bytes(kind: pa.DataType) -> bool:
+    return (
+        pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_binary_view(kind)
+    )
+
+
+def utf8_text(array: pa.Array) -> tuple[pa.Array, np.ndarray | None]:
+    """Text or binary ``array`` as UTF-8 text, and the non-null rows whose bytes are not
+    UTF-8 (null in the text; None when there are none).
+
+    Arrow's Parquet and JSON readers, and Arrow input pushed, pass such bytes through in
+    string columns unchecked: a string key, a sink or ``to_pylist`` would fail on them
+    later, far from the row. The check is one pass of Arrow's validation; only a batch
+    that fails it is gone through row by row.
+    """
+    try:
+        text = array if pa.types.is_string(array.type) else pc.cast(array, pa.string())
+        text.validate(full=True)
+        return text, None
+    except pa.ArrowInvalid:
+        pass
+    raw = as_bytes(array)
+    if pa.types.is_binary_view(raw.type):  # if_else takes no views
+        raw = pc.cast(raw, pa.large_binary())
+    broken = np.zeros(len(raw), dtype=bool)
+    for i, value in enumerate(raw.to_pylist()):
+        if value is not None:
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                broken[i] = True
+    kept = pc.if_else(pa.array(broken), pa.scalar(None, raw.type), raw)
+    return pc.cast(kept, pa.string()), broken
+
+
+def as_bytes(array: pa.Array) -> pa.Array:
+    """The bytes of a text or binary array, unchecked (a view: no copy)."""
+    kind = array.type
+    if pa.types.is_string(kind):
+        return array.view(pa.binary())
+    if pa.types.is_large_string(kind):
+        return array.view(pa.large_binary())
+    if pa.types.is_string_view(kind):
+        return array.view(pa.binary_view())
+    return array
+
+
+def value_of(column: pa.Array | pa.ChunkedArray, row: int) -> Any:
+    """Row ``row`` of ``column`` as Python for a message: the bytes of text that is not
+    UTF-8, the ticks of a time past the range of Python's ``datetime``."""
+    try:
+        return column[row].as_py()
+    except UnicodeDecodeError:
+        return as_bytes(_one(column, row))[0].as_py()
+    except (ValueError, OverflowError):
+        return pc.cast(_one(column, row), pa.int64())[0].as_py()
+
+
+def _one(column: pa.Array | pa.ChunkedArray, row: int) -> pa.Array:
+    one = column.slice(row, 1)
+    return one.combine_chunks() if isinstance(one, pa.ChunkedArray) else one
 
 
 def trimmed(array: pa.Array) -> pa.Array:
@@ -65,6 +130,8 @@ def text_to_int64(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     except pa.ArrowInvalid:
         pass
     unsigned = pc.replace_substring_regex(text, r"^\+", "")
+    # A zero fraction ("4.000", a decimal's text) is still the integer, exactly.
+    unsigned = pc.replace_substring_regex(unsigned, r"^(-?[0-9]+)\.0*$", r"\1")
     integral = pc.match_substring_regex(unsigned, r"^-?[0-9]+$").fill_null(False)
     digits = pc.replace_substring_regex(unsigned, r"^-?0*", "")
     length = pc.binary_length(digits)

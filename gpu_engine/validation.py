@@ -38,6 +38,7 @@ from gpu_engine.parsing import (
     DateFormats,
     datetimes,
     epoch_ms,
+    is_bytes,
     is_text,
     text_timestamps,
     text_to_bool,
@@ -45,6 +46,8 @@ from gpu_engine.parsing import (
     text_to_int64,
     timestamp_ms,
     trimmed,
+    utf8_text,
+    value_of,
 )
 from kernels import validate as codes
 
@@ -166,44 +169,57 @@ class Validator:
     def cast(
         self, column: pa.ChunkedArray | pa.Array, spec: FieldSpec, name: str, source: str
     ) -> Cast:
-        """``column`` in the field's type, with the rows that failed to cast."""
+        """``column`` in the field's type, with the rows that failed to cast: values the
+        type cannot hold, text that is not UTF-8, and every value of a column of a type
+        that cannot be read as the field's (a struct in a float field, say). Those rows
+        are quarantined with their reason like any other bad row (in fail mode, the
+        first is raised), so one bad file or push neither stops a run nor is lost."""
         array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
         if pa.types.is_dictionary(array.type):  # a pandas categorical, say: cast its values
             array = array.dictionary_decode()
+        if pa.types.is_decimal(array.type):  # read as its exact text, as a CSV's numbers
+            array = pc.cast(array, pa.string())
+        not_utf8 = None
+        if is_text(array.type) or (spec.type == "string" and is_bytes(array.type)):
+            array, not_utf8 = utf8_text(array)
+        try:
+            cast = self._cast(array, spec, name)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError, TypeError):
+            cast = None
+        if cast is None:  # no value of this column fits: each non-null row fails
+            failed = array.is_valid().to_numpy(zero_copy_only=False)
+            cast = Cast(pa.nulls(len(array), ARROW_TYPES[spec.type]), failed)
+        if not_utf8 is not None:
+            cast = Cast(cast.array, not_utf8 if cast.failed is None else cast.failed | not_utf8)
+        return cast
+
+    def _cast(self, array: pa.Array, spec: FieldSpec, name: str) -> Cast | None:
+        """``array`` in the field's type; None when its type cannot be read as that."""
         target = ARROW_TYPES[spec.type]
         if array.type == target:
             return Cast(array, None)
         kind = spec.type
-        try:
-            if pa.types.is_null(array.type):
-                return Cast(pa.nulls(len(array), target), None)
-            if kind == "string":
-                return Cast(pc.cast(array, pa.string()), None)
-            if kind == "timestamp":
-                return self._cast_timestamp(array, name)
-            if is_text(array.type):
-                return (
-                    Cast(*text_to_bool(array))
-                    if kind == "bool"
-                    else self._parse_numbers(array, kind)
-                )
-            if pa.types.is_timestamp(array.type) and kind == "int64":
-                return Cast(timestamp_ms(array).cast(pa.int64()), None)
-            if kind == "bool":
-                return Cast(pc.cast(array, pa.bool_()), None)
-            if (
-                pa.types.is_integer(array.type)
-                or pa.types.is_floating(array.type)
-                or pa.types.is_boolean(array.type)
-            ):
-                return self._cast_number(array, kind)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
-            raise SchemaError(
-                f"{source}: column {name!r} of type {array.type} cannot be read as {kind}: {exc}"
-            ) from exc
-        raise SchemaError(
-            f"{source}: column {name!r} of type {array.type} cannot be read as {kind}"
-        )
+        if pa.types.is_null(array.type):
+            return Cast(pa.nulls(len(array), target), None)
+        if kind == "string":
+            return Cast(pc.cast(array, pa.string()), None)
+        if kind == "timestamp":
+            return self._cast_timestamp(array, name)
+        if is_text(array.type):
+            return (
+                Cast(*text_to_bool(array)) if kind == "bool" else self._parse_numbers(array, kind)
+            )
+        if pa.types.is_timestamp(array.type) and kind == "int64":
+            return Cast(timestamp_ms(array).cast(pa.int64()), None)
+        if pa.types.is_integer(array.type) or pa.types.is_floating(array.type):
+            return (
+                Cast(pc.cast(array, pa.bool_()), None)
+                if kind == "bool"
+                else self._cast_number(array, kind)
+            )
+        if pa.types.is_boolean(array.type):
+            return self._cast_number(array, kind)
+        return None
 
     @staticmethod
     def _cast_number(array: pa.Array, kind: str) -> Cast:
@@ -257,7 +273,7 @@ class Validator:
             failed = failed | cast.failed
         return Cast(cast.array, failed if failed.any() else None)
 
-    def _cast_timestamp(self, array: pa.Array, name: str) -> Cast:
+    def _cast_timestamp(self, array: pa.Array, name: str) -> Cast | None:
         """Any column in a timestamp field, in milliseconds.
 
         A number means epoch milliseconds whatever its physical type (integer, float or
@@ -278,8 +294,10 @@ class Validator:
         elif is_text(array.type):
             dates = partial(self.date_formats.parse, name)
             ms, failed = text_timestamps(array, is_null, dates)
-        else:
+        elif pa.types.is_date(array.type):
             ms, failed = datetimes(array)
+        else:  # a bool, a duration, a time of day...: not an instant
+            return None
         bad = failed | is_null
         ms = np.where(bad, 0, ms)
         return Cast(pa.array(ms, mask=bad).cast(pa.timestamp("ms")), failed)
@@ -359,6 +377,7 @@ class Validator:
             self.message(rows, int(reason[i]), int(failed_field[i]), j) for j, i in enumerate(bad)
         ]
         names = [self._field_name(int(f)) for f in failed_field[bad]]
+        rows = _utf8_only(rows)
         if LINE_ERROR in rows.column_names:  # its text is in _reason now
             rows = rows.drop_columns([LINE_ERROR])
         extra = {
@@ -383,7 +402,8 @@ class Validator:
         spec = self.schema.fields[name]
         if code == codes.MISSING_COLUMN:
             return f"column {name!r} is missing from the input"
-        raw = table.column(name)[row].as_py()
+        column = table.column(name)
+        raw = value_of(column, row)
         shown = f"{name}={raw!r}"
         lo, hi = self._bounds(name, spec)
         if code == codes.NULL:
@@ -399,6 +419,10 @@ class Validator:
         if code == codes.NOT_ALLOWED:
             return f"{shown} is not one of {spec.allowed}"
         if code == codes.UNPARSEABLE:
+            if isinstance(raw, bytes) and (is_text(column.type) or spec.type == "string"):
+                return f"{shown} is not UTF-8 text"
+            if not _readable_type(column.type, spec.type):
+                return f"{shown} cannot be read as {spec.type} (its column is {column.type})"
             if spec.type in INTEGER_TYPES:
                 return f"{shown} is not an integer that fits {spec.type}"
             date_format = self.date_formats.format_of(name) if spec.type == "timestamp" else None
@@ -417,6 +441,32 @@ def _line_errors(table: pa.Table) -> np.ndarray | None:
     if column.null_count == len(column):
         return None
     return column.is_valid().to_numpy(zero_copy_only=False)
+
+
+def _utf8_only(rows: pa.Table) -> pa.Table:
+    """Quarantined ``rows`` with text that is not UTF-8 null (their reasons quote it),
+    so that every sink, and whoever reads the quarantine, can read them."""
+    for index, name in enumerate(rows.column_names):
+        column = rows.column(index)
+        if is_text(column.type):
+            text, broken = utf8_text(column.combine_chunks())
+            if broken is not None:
+                rows = rows.set_column(index, name, text)
+    return rows
+
+
+def _readable_type(kind: pa.DataType, field_type: str) -> bool:
+    """Column types whose values a field of ``field_type`` may take, so that a failure
+    is in the value; of others (a struct, a duration, a time past the ms range...) the
+    message names the column's type."""
+    if pa.types.is_date(kind):
+        return field_type == "timestamp"
+    if pa.types.is_boolean(kind):
+        return field_type != "timestamp"
+    return (
+        is_text(kind) or pa.types.is_integer(kind) or pa.types.is_floating(kind)
+        or pa.types.is_decimal(kind)
+    )  # fmt: skip
 
 
 def _num(value: float) -> str:

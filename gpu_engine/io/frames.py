@@ -22,9 +22,10 @@ def to_arrow(frame: Any) -> pa.Table:
     if isinstance(frame, pa.RecordBatch):
         return pa.Table.from_batches([frame])
     if isinstance(frame, Mapping):
+        columns = {str(k): _pushed_column(str(k), v) for k, v in frame.items()}
         try:
-            return pa.table({str(k): column_to_arrow(v) for k, v in frame.items()})
-        except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as exc:
+            return pa.table(columns)
+        except (pa.ArrowInvalid, ValueError) as exc:
             raise InputError(f"cannot read dict of columns: {exc}") from exc
     module = type(frame).__module__
     if module.startswith("cudf"):
@@ -56,9 +57,31 @@ def _mixed_pandas(frame: Any) -> pa.Table:
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             if values.dtype != object:
                 raise InputError(f"cannot read pushed column {name!r} ({values.dtype})") from None
-            text = [None if v is None or v != v else str(v) for v in values]  # v != v: NaN
-            columns[str(name)] = pa.array(text, pa.string())
+            columns[str(name)] = _object_text(values)
     return pa.table(columns)
+
+
+def _object_text(values: Any) -> pa.Array:
+    """Python objects of mixed types as their text (None and NaN null)."""
+    return pa.array([None if v is None or v != v else str(v) for v in values], pa.string())
+
+
+_UNREADABLE = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError)
+
+
+def _pushed_column(name: str, values: Any) -> pa.Array:
+    """One column of a pushed dict as Arrow: Python objects of mixed types as text (as
+    in a pandas frame, so that the validator quarantines the values it cannot read),
+    else an error that names the column."""
+    try:
+        return column_to_arrow(values)
+    except _UNREADABLE as exc:
+        array = np.asarray(values, dtype=object) if isinstance(values, list) else values
+        if isinstance(array, np.ndarray) and array.dtype == object and array.ndim == 1:
+            return _object_text(array)
+        shape = getattr(array, "shape", None)
+        what = f"of shape {shape}" if shape is not None and len(shape) != 1 else f"({exc})"
+        raise InputError(f"cannot read pushed column {name!r} {what}") from None
 
 
 # Columns that copy themselves to Arrow with their nulls: a cuDF Series, or the CUDA

@@ -165,7 +165,31 @@ class MemorySink:
         tables = self.tables.get(kind)
         if not tables:
             return None
-        return from_arrow(pa.concat_tables(tables, promote_options="permissive"), frame)
+        return from_arrow(_concatenated(tables), frame)
+
+
+def _concatenated(tables: list[pa.Table]) -> pa.Table:
+    """``tables`` as one. Quarantined rows keep their columns' input types, which may
+    clash from one push to the next (a list, then a struct): such a column is given as
+    the text of its values (as ``ParquetSink`` starts a new part instead)."""
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        pass
+    types: dict[str, set[pa.DataType]] = {}
+    for table in tables:
+        for field in table.schema:
+            types.setdefault(field.name, set()).add(field.type)
+    clash = {name for name, kinds in types.items() if len(kinds) > 1}
+
+    def as_text(table: pa.Table) -> pa.Table:
+        for index, name in enumerate(table.column_names):
+            if name in clash:
+                text = [None if v is None else str(v) for v in table.column(index).to_pylist()]
+                table = table.set_column(index, name, pa.array(text, pa.string()))
+        return table
+
+    return pa.concat_tables([as_text(t) for t in tables], promote_options="permissive")
 
 
 class CallbackSink:
