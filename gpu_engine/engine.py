@@ -183,8 +183,9 @@ class Engine:
         self._check_open()
         now = self.clock() if now is None else now
         self._process_all(self.batcher.due(now))
-        for operator in self.operators:
-            operator.poll(now)
+        if not self.batcher.buffered_rows:  # rows waiting for a batch are input: not idle
+            for operator in self.operators:
+                operator.poll(now)
         self._emit_ready()
 
     def flush(self) -> None:

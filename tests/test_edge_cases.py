@@ -115,6 +115,33 @@ def test_idle_input_closes_windows_by_processing_time() -> None:
     assert sink.result("windows/w").num_rows == 3  # emitted exactly once
 
 
+@pytest.mark.parametrize("max_delay", [500, 50])
+def test_rows_waiting_for_a_batch_are_not_idle_input(max_delay: int) -> None:
+    """A row pushed and waiting for its batch (fewer than ``max_rows``) is input: the
+    idle watermark moved past it anyway, so it came out late once its batch was cut."""
+    window = {"type": "tumbling", "size": 100, "idle_timeout": 200,
+              "aggregations": [{"name": "n", "op": "count"}]}  # fmt: skip
+    clock = FakeClock()
+    sink = MemorySink()
+    config = make_config(window, batching={"max_rows": 2, "max_delay": max_delay})
+    engine = Engine(config, sinks=[sink], clock=clock)
+    row = {"k": [1], "s": ["a"], "e": [0], "x": [1.0], "u": [1]}
+    engine.push(pd.DataFrame({"t": [10_000, 10_000], **{k: v * 2 for k, v in row.items()}}))
+    start = clock.now
+    clock.now = start + 0.19
+    engine.push(pd.DataFrame({"t": [10_050], **row}))  # waits: one row of two
+    assert engine.batcher.buffered_rows == 1
+    clock.now = start + (0.21 if max_delay < 200 else 0.3)  # 200 ms since the first batch
+    engine.poll()
+    clock.now = start + 0.8
+    engine.poll()  # max_delay has passed: the row's batch is cut
+    summary = engine.close()
+    assert summary["events"]["late"] == 0
+    assert sink.result("windows/w").to_pylist() == [
+        {"window_start": 10_000, "window_end": 10_100, "n": 3}
+    ]
+
+
 def test_a_slow_sink_does_not_count_as_idle_input() -> None:
     """Idle time counts from the end of a batch's work: a sink that takes 1.5 s per write
     (on the engine's clock) leaves lateness as it is with a fast one."""
