@@ -28,7 +28,7 @@ def parse_duration_ms(value: object) -> int:
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError(f"duration {value!r} is negative")
-        if float(value) != int(value):
+        if isinstance(value, float) and not value.is_integer():  # an int is exact as it is
             raise ValueError(f"duration {value!r} ms is not a whole number of milliseconds")
         return int(value)
     if isinstance(value, str):

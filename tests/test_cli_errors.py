@@ -163,11 +163,17 @@ def test_run_failing_part_way_leaves_readable_results(failure, tmp_path, capsys)
                  "--out", str(out)])  # fmt: skip
 
     assert code == 2
-    errors = [x for x in capsys.readouterr().err.splitlines() if x.startswith("gpu-engine run:")]
+    err = capsys.readouterr().err
+    errors = [x for x in err.splitlines() if x.startswith("gpu-engine run:")]
     assert len(errors) == 1 and "b.parquet" in errors[0]  # one line, naming the file
     summary = json.loads((out / "summary.json").read_text())
     assert summary["failed"] is True and "b.parquet" in summary["error"]
     events = summary["events"]
+    done = events["valid"] + events["quarantined"] + events["late"] + events["dead_lettered"]
+    # What was processed, not every event read (the failing batch was not).
+    note = " ".join(err.split())
+    assert f"{done:,} of the {events['in']:,} events read were processed before it" in note
+    assert (f"the other {events['in'] - done:,}" in note) == (events["in"] > done)
     assert events["in"] >= first.events
     assert events["valid"] + events["buffered"] + events["quarantined"] >= first.events
     parts = sorted(out.rglob("*.parquet"))

@@ -159,12 +159,7 @@ def _run(args: argparse.Namespace) -> int:
         # Only a run that started wrote this summary (not an earlier run's, left in --out).
         failed = failed_summary(out) if monitoring is not None else None
         if failed is not None:
-            events = int(failed["events"]["in"])
-            console.print(
-                f"the results of the {events:,} events read before it are in {escape(str(out))}/"
-                " (summary.json: failed)",
-                soft_wrap=True,
-            )
+            console.print(_failed_run_note(failed["events"], out), soft_wrap=True)
         return 2
     finally:
         if monitoring is not None:
@@ -174,6 +169,20 @@ def _run(args: argparse.Namespace) -> int:
     print(f"alerts fired: {', '.join(fired) if fired else 'none'} (see {out}/alerts.jsonl)")
     print(f"results in {out}/ (summary.json, windows/, quarantine/, late/, metrics/)")
     return 0 if summary["accounted"] else 1
+
+
+def _failed_run_note(events: dict[str, int], out: Path) -> str:
+    """What a run that stopped left behind: the events it had processed, whose results
+    are in ``out``, and those it had not (the failing batch, rows waiting for a batch)."""
+    read = int(events["in"])
+    done = sum(int(events.get(k, 0)) for k in ("valid", "quarantined", "late", "dead_lettered"))
+    note = (
+        f"{done:,} of the {read:,} events read were processed before it; their results are"
+        f" in {escape(str(out))}/ (summary.json: failed)"
+    )
+    if read > done:
+        note += f"; the other {read - done:,} (the failing batch, or rows waiting for one) were not"
+    return note
 
 
 def failed_summary(out: Path) -> dict[str, Any] | None:

@@ -97,7 +97,14 @@ def _duration_ms(value: object) -> int:
     """A duration in ms; a negative one is named as such, not as unreadable text."""
     if isinstance(value, str) and value.strip().startswith("-"):
         raise ValueError(f"duration {value.strip()!r} is negative; durations are 0 or more")
-    return parse_duration_ms(value)
+    ms = parse_duration_ms(value)
+    if ms > MAX_EVENT_TIME_BOUND_MS:
+        raise ValueError(
+            f"duration {value!r} is {ms:,} ms, beyond 2^61 ms (73 million years): window"
+            " arithmetic (an event time plus a size, the watermark's sentinels at ±2^62)"
+            " needs the headroom"
+        )
+    return ms
 
 
 DurationMs = Annotated[int, BeforeValidator(_duration_ms)]
@@ -107,7 +114,10 @@ DurationMs = Annotated[int, BeforeValidator(_duration_ms)]
 # before the epoch, or after 2100-01-01.
 DEFAULT_MIN_EVENT_TIME_MS = 0
 DEFAULT_MAX_EVENT_TIME_MS = 4_102_444_800_000
-MAX_EVENT_TIME_BOUND_MS = 2**61  # the widest a time field's min/max may be set
+MAX_EVENT_TIME_BOUND_MS = 2**61  # the widest a time field's min/max (and a duration) may be
+# The most rows a batch may hold: a cuDF column's (int32 sizes), and far past any batch
+# that helps (the kernels saturate a card at a few million rows).
+MAX_BATCH_ROWS = 2**31 - 1
 
 
 class _Strict(BaseModel):
@@ -199,7 +209,7 @@ class ValidationConfig(_Strict):
 class BatchingConfig(_Strict):
     """A micro-batch is cut at ``max_rows`` rows or ``max_delay`` after its first row."""
 
-    max_rows: int = Field(default=65_536, ge=1)
+    max_rows: int = Field(default=65_536, ge=1, le=MAX_BATCH_ROWS)
     max_delay: DurationMs = 50
 
 

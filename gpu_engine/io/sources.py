@@ -10,17 +10,18 @@ it like any bad row, so its row number and the run's accounting stay right.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from gpu_engine.errors import InputError
+from gpu_engine.parsing import utf8_text
 
 SourceBatch = tuple[pa.Table, str, int]  # (rows, source name, index of the first row)
 LINE_ERROR = "_line_error"  # why a source could not read a row (null: the row is fine)
@@ -31,7 +32,7 @@ _SHOWN = 200  # characters of a bad line quoted in its reason
 
 def _files(path: Path) -> list[Path]:
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in _SUFFIXES)
+        files = sorted(p for p in _walk(path) if p.suffix.lower() in _SUFFIXES)
         if not files:
             raise InputError(f"{path}: no .parquet, .csv or .jsonl files in this directory")
         return files
@@ -40,6 +41,20 @@ def _files(path: Path) -> list[Path]:
     if path.suffix.lower() not in _SUFFIXES:
         raise InputError(f"{path}: unknown format; use .parquet, .csv or .jsonl")
     return [path]
+
+
+def _walk(folder: Path) -> Iterator[Path]:
+    """The files under ``folder``, but hidden ones and those a writer marks as its own
+    (names starting with "." or "_", as Arrow's datasets skip: ``_SUCCESS``, a Spark
+    ``_temporary`` folder, macOS ``._x.parquet``). A folder that cannot be listed is an
+    error, not a silent gap in the input (``Path.rglob`` skips it)."""
+
+    def refuse(error: OSError) -> None:
+        raise InputError(f"{error.filename}: cannot list this folder ({error.strerror})")
+
+    for root, folders, names in os.walk(folder, onerror=refuse):
+        folders[:] = [f for f in folders if not f.startswith((".", "_"))]
+        yield from (Path(root) / n for n in names if not n.startswith((".", "_")))
 
 
 def read_batches(path: str | Path, batch_rows: int, columns: list[str]) -> Iterator[SourceBatch]:
@@ -78,7 +93,71 @@ def _parquet(file: Path, batch_rows: int, columns: list[str]) -> Iterator[pa.Tab
             yield pa.Table.from_batches([batch])
 
 
+_CSV_BLOCK = 1 << 20  # Arrow's default block: where a row ends is found within one
+
+
 def _csv(file: Path, batch_rows: int, columns: list[str]) -> Iterator[pa.Table]:
+    """The rows of a CSV file (:func:`_csv_blocks`). A row longer than Arrow's block
+    (a cell of a few MB, say) fails the read with "straddling object"; the file is then
+    read again in blocks eight times larger, from the row after the last one given."""
+    header = _csv_header(file)
+    _check_unique(file, header, columns)
+    if columns and header and not set(header) & set(columns):
+        raise InputError(
+            f"{file}: its header {_shown(','.join(header))} names none of the schema's fields"
+            f" ({', '.join(columns)}); is the header line missing, or the delimiter not a comma?"
+        )
+    block, given = _CSV_BLOCK, 0
+    held: pa.Table | None = None  # the last table read, kept back to check its last row
+    while True:
+        seen = 0
+        try:
+            for table in _csv_blocks(file, batch_rows, columns, block):
+                skip = min(max(given - seen, 0), table.num_rows)
+                seen += table.num_rows
+                if skip < table.num_rows:
+                    given += table.num_rows - skip
+                    if held is not None:
+                        yield held
+                    held = table.slice(skip)
+            break
+        except pa.ArrowInvalid as exc:
+            if "straddl" not in str(exc) or block > file.stat().st_size:
+                raise
+            block *= 8
+    if held is not None:
+        yield _unclosed_quote(file, held)
+
+
+def _unclosed_quote(file: Path, table: pa.Table) -> pa.Table:
+    """``table`` (the file's last rows), its last row unreadable where a quote opened in
+    it is never closed: Arrow reads the rest of the file into that value, rows and all,
+    without a word. Seen as an odd count of quote characters in the file (``""`` in a
+    value counts two), looked for only when the last row holds a line break."""
+    last = table.slice(table.num_rows - 1)
+    texts = [v for c in last.columns if pa.types.is_string(c.type) for v in c.to_pylist()]
+    broken = [v for v in texts if v is not None and ("\n" in v or "\r" in v)]
+    if not broken:
+        return table
+    quotes = 0
+    with file.open("rb") as handle:
+        while chunk := handle.read(1 << 24):
+            quotes += chunk.count(b'"')
+    if quotes % 2 == 0:
+        return table
+    reason = (
+        "a quote opened in this row is never closed, so the rest of the file was read"
+        f" into one value: {_shown(broken[0])}"
+    )
+    reasons: list[str | None] = [None] * table.num_rows
+    if LINE_ERROR in table.column_names:
+        reasons = table.column(LINE_ERROR).to_pylist()
+        table = table.drop_columns([LINE_ERROR])
+    reasons[-1] = reason
+    return table.append_column(LINE_ERROR, pa.array(reasons, pa.string()))
+
+
+def _csv_blocks(file: Path, batch_rows: int, columns: list[str], block: int) -> Iterator[pa.Table]:
     """Every column is read as text and parsed by the validator, so one bad cell
     quarantines its row instead of failing the whole file; so does a line that does not
     split into the header's fields, or text that is not UTF-8 (an unreadable row).
@@ -86,7 +165,6 @@ def _csv(file: Path, batch_rows: int, columns: list[str]) -> Iterator[pa.Table]:
     Arrow parses on one thread here: only then does it know a bad line's row number.
     """
     header = _csv_header(file)
-    _check_unique(file, header, columns)
     bad: list[tuple[int, str]] = []  # (data row, reason), in file order
 
     def unreadable(row: pacsv.InvalidRow) -> str:
@@ -99,7 +177,7 @@ def _csv(file: Path, batch_rows: int, columns: list[str]) -> Iterator[pa.Table]:
 
     reader = pacsv.open_csv(
         file,
-        read_options=pacsv.ReadOptions(use_threads=False),
+        read_options=pacsv.ReadOptions(use_threads=False, block_size=block),
         # Quoted values may hold line breaks (RFC 4180, Excel) even across Arrow's blocks.
         parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=unreadable),
         convert_options=pacsv.ConvertOptions(
@@ -155,30 +233,22 @@ def _csv_header(file: Path) -> list[str]:
 
 def _utf8(table: pa.Table) -> pa.Table:
     """Binary CSV columns as text. A value that is not UTF-8 makes its row unreadable
-    (that value null, the reason in ``LINE_ERROR``); found row by row only then."""
+    (that value null, the reason in ``LINE_ERROR``)."""
     columns: dict[str, pa.Array] = {}
     reasons: list[str | None] | None = None
     for name in table.column_names:
         column = table.column(name).combine_chunks()
-        try:
-            columns[name] = column.cast(pa.string())
+        columns[name], broken = utf8_text(column)
+        if broken is None:
             continue
-        except pa.ArrowInvalid:
-            pass
-        values = column.to_pylist()
         reasons = reasons if reasons is not None else [None] * table.num_rows
-        broken = np.zeros(table.num_rows, dtype=bool)
-        for i, value in enumerate(values):
-            if value is None:
-                continue
+        for i in np.flatnonzero(broken):
+            value = column[int(i)].as_py()
             try:
                 value.decode("utf-8")
             except UnicodeDecodeError as exc:
-                broken[i] = True
                 reason = f"column {name!r} is not UTF-8 text ({exc.reason}): {value!r}"
-                reasons[i] = reason if reasons[i] is None else f"{reasons[i]}; {reason}"
-        kept = pc.if_else(pa.array(broken), pa.scalar(None, column.type), column)
-        columns[name] = kept.cast(pa.string())
+            reasons[i] = reason if reasons[i] is None else f"{reasons[i]}; {reason}"
     text = pa.table(columns) if columns else table
     if reasons is not None:
         text = text.append_column(LINE_ERROR, pa.array(reasons, pa.string()))

@@ -1,0 +1,126 @@
+"""File sources at their edges: rows longer than Arrow's block, a quote never closed, a
+CSV without its header, hidden files and folders that cannot be listed; and the config
+limits that keep window arithmetic and batch sizes in range."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from engine_testing import make_config
+
+from gpu_engine.errors import ConfigError, InputError
+from gpu_engine.io.sources import LINE_ERROR, read_batches
+
+REPO = Path(__file__).resolve().parents[1]
+
+HEADER = "t,k,s"
+COLUMNS = ["t", "k", "s", "x"]
+
+
+def _rows(path: Path, batch_rows: int = 1000) -> list[dict[str, object]]:
+    rows = []
+    for table, source, first in read_batches(path, batch_rows, COLUMNS):
+        assert source == str(path)
+        assert first == len(rows)  # batches follow one another
+        rows.extend(table.to_pylist())
+    return rows
+
+
+@pytest.mark.parametrize("batch_rows", [1, 2, 1000])
+def test_a_row_longer_than_arrows_block_is_read(tmp_path: Path, batch_rows: int) -> None:
+    """A 3 MB cell (Arrow reads 1 MB blocks) failed the whole file: "straddling object
+    straddles two block boundaries (try to increase block size?)". The file is read again
+    in larger blocks, from the row after the last one given."""
+    long = "y" * (3 << 20)
+    path = tmp_path / "long.csv"
+    path.write_text(f'{HEADER}\n1,1,a\n2,2,"{long}"\n3,3,c\n')
+    rows = _rows(path, batch_rows)
+    assert [(r["t"], r["k"]) for r in rows] == [("1", "1"), ("2", "2"), ("3", "3")]
+    assert [len(str(r["s"])) for r in rows] == [1, len(long), 1]
+
+
+def test_a_quote_never_closed_makes_its_row_unreadable(tmp_path: Path) -> None:
+    """Arrow reads the rest of the file into the open value, rows and all, silently: two
+    events vanished into a key. Now that row is unreadable, with the reason."""
+    path = tmp_path / "open.csv"
+    path.write_text(f'{HEADER}\n1,1,a\n2,2,"eu\n3,3,c\n4,4,d\n')
+    rows = _rows(path)
+    assert len(rows) == 2 and rows[0][LINE_ERROR] is None
+    reason = str(rows[1][LINE_ERROR])
+    assert reason.startswith("a quote opened in this row is never closed")
+    assert "3,3,c" in reason
+
+
+def test_quoted_line_breaks_that_close_are_fine(tmp_path: Path) -> None:
+    path = tmp_path / "closed.csv"
+    path.write_text(f'{HEADER}\n1,1,"a ""quoted""\nword"\n2,2,"last\nrow"\n')
+    rows = _rows(path)
+    assert [r["s"] for r in rows] == ['a "quoted"\nword', "last\nrow"]
+    assert all(LINE_ERROR not in r or r[LINE_ERROR] is None for r in rows)
+
+
+def test_a_csv_whose_header_names_no_field_is_refused(tmp_path: Path) -> None:
+    """Without a header line, Arrow takes the first row for it: that row was lost and
+    every other row quarantined as missing the time field, with no word of the header."""
+    path = tmp_path / "headless.csv"
+    path.write_text("1,1,a\n2,2,b\n")
+    with pytest.raises(InputError, match=r"headless.csv: its header '1,1,a' names none of"):
+        _rows(path)
+
+
+def test_hidden_and_writer_files_in_a_folder_are_skipped(tmp_path: Path) -> None:
+    """As Arrow's datasets do: macOS' ``._x.csv``, Spark's ``_temporary``, ``.hidden``."""
+    (tmp_path / "a.csv").write_text(f"{HEADER}\n1,1,a\n")
+    (tmp_path / "._a.csv").write_bytes(b"\x00\x05\x16\x07 resource fork")
+    (tmp_path / "_temporary").mkdir()
+    (tmp_path / "_temporary" / "b.csv").write_text(f"{HEADER}\n2,2,b\n")
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "c.csv").write_text(f"{HEADER}\n3,3,c\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "d.csv").write_text(f"{HEADER}\n4,4,d\n")
+    got = [r["t"] for t, _, _ in read_batches(tmp_path, 10, COLUMNS) for r in t.to_pylist()]
+    assert got == ["1", "4"]
+
+
+@pytest.mark.skipif(
+    shutil.which("setpriv") is None or os.geteuid() != 0, reason="needs root and setpriv"
+)
+def test_a_folder_that_cannot_be_listed_is_an_error(request: pytest.FixtureRequest) -> None:
+    """``Path.rglob`` skipped it without a word, and its events were missing from the run.
+    (Root reads any folder, so the reader runs as nobody.)"""
+    folder = Path(tempfile.mkdtemp(prefix="unlistable-"))  # pytest's own is root's alone
+    request.addfinalizer(lambda: shutil.rmtree(folder, ignore_errors=True))
+    (folder / "locked").mkdir(parents=True)
+    (folder / "a.csv").write_text(f"{HEADER}\n1,1,a\n")
+    (folder / "locked" / "b.csv").write_text(f"{HEADER}\n2,2,b\n")
+    folder.chmod(0o755)
+    (folder / "locked").chmod(0o000)
+    script = (
+        "from gpu_engine.io.sources import read_batches\n"
+        f"list(read_batches({str(folder)!r}, 10, ['t']))\n"
+    )
+    run = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+         sys.executable, "-c", script],
+        cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    (folder / "locked").chmod(0o755)
+    assert run.returncode != 0
+    assert f"InputError: {folder / 'locked'}: cannot list this folder" in run.stderr
+
+
+def test_durations_past_two_to_the_61_ms_are_refused() -> None:
+    """A 1e20-day size raised OverflowError in the operator; 1e11 days (8.6e18 ms) ran and
+    emitted nothing, past the watermark's sentinels at ±2^62."""
+    make_config({"type": "tumbling", "size": 2**61})  # the widest allowed
+    for size in (2**61 + 1, "100000000000d", "100000000000000000000d"):
+        with pytest.raises(ConfigError, match=r"beyond 2\^61 ms"):
+            make_config({"type": "tumbling", "size": size})
+    with pytest.raises(ConfigError, match="less than or equal to 2147483647"):
+        make_config({"type": "tumbling", "size": 10}, batching={"max_rows": 2**31})
