@@ -124,3 +124,18 @@ def test_durations_past_two_to_the_61_ms_are_refused() -> None:
             make_config({"type": "tumbling", "size": size})
     with pytest.raises(ConfigError, match="less than or equal to 2147483647"):
         make_config({"type": "tumbling", "size": 10}, batching={"max_rows": 2**31})
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "\ufeff \n"])
+def test_an_empty_csv_holds_no_rows(tmp_path: Path, text: str) -> None:
+    """As an empty JSON-lines file does; it was an error ("Empty CSV file")."""
+    path = tmp_path / "empty.csv"
+    path.write_text(text)
+    assert _rows(path) == []
+
+
+def test_a_where_with_an_empty_list_is_refused() -> None:
+    """It matches no row, so its count was 0 in every window without a word."""
+    agg = {"name": "n", "op": "count", "where": {"e": []}}
+    with pytest.raises(ConfigError, match=r"where.e: an empty list matches no row"):
+        make_config({"type": "tumbling", "size": 10, "aggregations": [agg]})

@@ -36,6 +36,8 @@ def cross_check(config: EngineConfig) -> list[str]:
                     problems.append(f"{path}.where.{column}: not a field of schema.fields")
                     continue
                 ftype = fields[column].type
+                if value == []:  # matches no row: the count is 0 in every window, a slip
+                    problems.append(f"{path}.where.{column}: an empty list matches no row")
                 for v in value if isinstance(value, list) else [value]:
                     problem = value_problem(ftype, v)
                     if problem is not None:

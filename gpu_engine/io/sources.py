@@ -100,6 +100,8 @@ def _csv(file: Path, batch_rows: int, columns: list[str]) -> Iterator[pa.Table]:
     """The rows of a CSV file (:func:`_csv_blocks`). A row longer than Arrow's block
     (a cell of a few MB, say) fails the read with "straddling object"; the file is then
     read again in blocks eight times larger, from the row after the last one given."""
+    if not _first_byte(file):  # no header, no rows: a writer that had nothing to write
+        return
     header = _csv_header(file)
     _check_unique(file, header, columns)
     if columns and header and not set(header) & set(columns):
