@@ -18,7 +18,15 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from gpu_engine.config.models import DEFAULT_MAX_EVENT_TIME_MS, DEFAULT_MIN_EVENT_TIME_MS
+
 _CHUNK = 1 << 18
+# The Zipf sampler holds about 32 bytes per content id (weights, CDF, id permutation):
+# 100M ids take about 3 GB; 10B would need 320 GB and end in a MemoryError.
+MAX_CONTENT = 100_000_000
+# Arrival positions are float64 (event index / events): exact up to 2^53 events; past
+# 2^63 the int64 index overflows (10^400 events ended in an OverflowError traceback).
+MAX_EVENTS = 2**53
 REGIONS = ["us-east", "us-west", "eu-west", "eu-central", "ap-south", "ap-east", "sa", "af"]
 EVENT_TYPE_PROBS = [0.60, 0.15, 0.03, 0.17, 0.05]  # view, like, share, skip, complete
 BAD_KINDS = (
@@ -54,6 +62,26 @@ class GeneratorSpec:
                 raise ValueError(f"{name} = {getattr(self, name)} is below {low}")
         if not 0.0 <= self.bad_fraction <= 1.0:  # False for NaN too
             raise ValueError(f"bad_fraction = {self.bad_fraction} is not between 0 and 1")
+        if self.events > MAX_EVENTS:
+            raise ValueError(f"events = {self.events} is above {MAX_EVENTS:,} (2^53)")
+        if self.n_content > MAX_CONTENT:
+            raise ValueError(
+                f"n_content = {self.n_content} is above {MAX_CONTENT:,}, the most the Zipf"
+                " sampler holds in memory (about 32 bytes per id)"
+            )
+        # Event times outside the engine's default bounds are quarantined as absurd, and
+        # past int64 they wrap (a 10^14-day duration wrote INT64_MIN event times).
+        if self.start_ms < DEFAULT_MIN_EVENT_TIME_MS:
+            raise ValueError(
+                f"start_ms = {self.start_ms} is before {DEFAULT_MIN_EVENT_TIME_MS}, the"
+                " earliest event time the engine accepts (1970-01-01)"
+            )
+        if self.start_ms + self.duration_ms > DEFAULT_MAX_EVENT_TIME_MS:
+            raise ValueError(
+                f"start_ms + duration_ms = {self.start_ms + self.duration_ms} is after"
+                f" {DEFAULT_MAX_EVENT_TIME_MS}, the latest event time the engine accepts"
+                " (2100-01-01)"
+            )
 
 
 class _Zipf:

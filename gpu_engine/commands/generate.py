@@ -5,23 +5,33 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
-from gpu_engine.generator import GeneratorSpec, write_events
+from gpu_engine.config.models import DEFAULT_MAX_EVENT_TIME_MS, DEFAULT_MIN_EVENT_TIME_MS
+from gpu_engine.generator import MAX_CONTENT, MAX_EVENTS, GeneratorSpec, write_events
 from gpu_engine.units import parse_duration_ms
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("generate", help="write synthetic events to a file")
-    add_generator_options(parser, min_events=0)
+    add_generator_options(parser, min_events=0, start_ms=GeneratorSpec.start_ms)
     parser.add_argument("--out", required=True, help="output file (.parquet, .csv or .jsonl)")
     parser.set_defaults(func=_generate)
 
 
-def add_generator_options(parser: argparse.ArgumentParser, min_events: int = 1) -> None:
-    """The generator's options, each checked by argparse so a bad value names its option."""
+def add_generator_options(
+    parser: argparse.ArgumentParser, min_events: int = 1, start_ms: int | None = None
+) -> None:
+    """The generator's options, each checked by argparse so a bad value names its option.
+
+    ``start_ms``: where the stream starts; ``None`` for ``run``'s live data, which ends
+    now. Either way ``--duration`` may not take event times outside the engine's
+    default bounds (before 1970 or after 2100: quarantined as absurd, or wrapped).
+    """
     parser.add_argument(
-        "--events", type=_count_at_least(min_events), default=1_000_000,
+        "--events", type=_count_at_least(min_events, MAX_EVENTS), default=1_000_000,
         help="number of events (1M, 100k)",
     )  # fmt: skip
     parser.add_argument("--seed", type=_count_at_least(0), default=0)
@@ -30,10 +40,10 @@ def add_generator_options(parser: argparse.ArgumentParser, min_events: int = 1) 
     )
     parser.add_argument("--disorder", type=_duration, default="2s",
                         help="maximum out-of-order delay")  # fmt: skip
-    parser.add_argument("--duration", type=_duration, default="10m",
+    parser.add_argument("--duration", type=_span(start_ms), default="10m",
                         help="event-time span of the stream")  # fmt: skip
-    parser.add_argument("--content", type=_count_at_least(1), default=100_000,
-                        help="distinct content ids (at least 1)")  # fmt: skip
+    parser.add_argument("--content", type=_count_at_least(1, MAX_CONTENT), default=100_000,
+                        help=f"distinct content ids (1 to {MAX_CONTENT:,})")  # fmt: skip
     parser.add_argument("--profile", choices=["flat", "ramp", "diurnal"], default="diurnal")
     parser.add_argument("--kind", choices=["short-video", "nexmark-bids"], default="short-video",
                         help="which stream to generate")  # fmt: skip
@@ -68,13 +78,17 @@ def _count(text: str) -> int:
     return value
 
 
-def _count_at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse type: a count (``100k``) of at least ``minimum``."""
+def _count_at_least(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a count (``100k``) of at least ``minimum`` (and at most ``maximum``)."""
 
     def parse(text: str) -> int:
         value = _count(text)
         if value < minimum:
             raise argparse.ArgumentTypeError(f"{text.strip()!r} is below {minimum}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(
+                f"{text.strip()!r} is above {maximum:,}, the most supported"
+            )
         return value
 
     parse.__name__ = "count"  # argparse names the type in some messages
@@ -101,6 +115,40 @@ def _duration(text: str) -> int:
         return parse_duration_ms(int(text) if text.isdigit() else text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    except OverflowError:  # 400 digits, then "d": float infinity
+        raise argparse.ArgumentTypeError(f"{text!r} is too long a duration") from None
+
+
+def _span(start_ms: int | None) -> Callable[[str], int]:
+    """An argparse type: a ``_duration`` that keeps the stream's event times inside the
+    engine's default bounds, from ``start_ms`` on or (``None``) ending now."""
+
+    def parse(text: str) -> int:
+        value = _duration(text)
+        if start_ms is None:
+            most = int(time.time() * 1000) - DEFAULT_MIN_EVENT_TIME_MS
+            why = (
+                "a longer stream ending now would start before 1970-01-01, the earliest"
+                " event time the engine accepts"
+            )
+        else:
+            most = DEFAULT_MAX_EVENT_TIME_MS - start_ms
+            why = (
+                f"a longer stream from {_utc(start_ms)} would end after 2100-01-01,"
+                " the latest event time the engine accepts"
+            )
+        if value > most:
+            raise argparse.ArgumentTypeError(
+                f"{text.strip()!r} is longer than {most // 86_400_000:,}d: {why}"
+            )
+        return value
+
+    parse.__name__ = "duration"
+    return parse
+
+
+def _utc(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _generate(args: argparse.Namespace) -> int:

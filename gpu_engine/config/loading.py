@@ -52,13 +52,24 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> EngineCon
     return config
 
 
+def not_utf8(exc: UnicodeDecodeError) -> str:
+    """Where a file stops being UTF-8: Python's message names neither the file nor the line."""
+    line = exc.object[: exc.start].count(b"\n") + 1
+    return (
+        f"byte 0x{exc.object[exc.start]:02x} on line {line} (offset {exc.start}) is not UTF-8"
+        f" ({exc.reason}); save the file as UTF-8"
+    )
+
+
 def load_config(path: str | Path) -> EngineConfig:
     """Load and validate a YAML configuration file."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read configuration {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:  # its text alone names neither the file nor the fix
+        raise ConfigError(f"cannot read configuration {path}: {not_utf8(exc)}") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -44,21 +44,80 @@ def register(subparsers: Any) -> None:
     alerts.set_defaults(func=lambda _ns: (alerts.print_help(), 2)[1])
 
 
-def read_states(out: Path) -> dict[str, dict[str, Any]]:
-    """Latest record per alert from the last run recorded in ``OUT/alerts.jsonl``."""
+def read_states(out: Path, skipped: list[int] | None = None) -> dict[str, dict[str, Any]]:
+    """Latest record per alert from the last run recorded in ``OUT/alerts.jsonl``.
+
+    Lines that are not records of the shape the monitor writes (a damaged or hand-edited
+    file) are left out and their numbers added to ``skipped``, so that one bad line
+    neither hides the others nor ends in a traceback; a torn last line (the engine is
+    writing it) is left out silently. Raises ``OSError`` if the file cannot be read.
+    """
     states: dict[str, dict[str, Any]] = {}
     path = out / ALERTS_FILE
     if not path.exists():
         return states
-    for line in path.read_text(encoding="utf-8").splitlines():
+    lines = path.read_bytes().split(b"\n")  # bytes: a torn line may end mid-character
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
         try:
-            rec = json.loads(line)
-        except ValueError:
-            continue  # a torn last line while the engine writes
+            rec = json.loads(raw.decode("utf-8"))
+        except ValueError:  # UnicodeDecodeError too
+            rec = None
+        if not _is_record(rec):
+            if number < len(lines) and skipped is not None:  # the last is unterminated
+                skipped.append(number)
+            continue
         if rec.get("event") == "monitor_started":
             states.clear()
         elif "alert_id" in rec:
             states[rec["alert_id"]] = rec
+    return states
+
+
+def _is_record(rec: Any) -> bool:
+    """An object, and if it is an alert's, with the fields ``list`` and ``ack`` use typed as
+    ``Alert.record`` writes them (else ``"state": null`` or a string ``annotations``
+    would crash the listing)."""
+    if not isinstance(rec, dict):
+        return False
+    if "alert_id" not in rec:
+        return True  # monitor_started / monitor_stopped
+    annotations = rec.get("annotations") or {}
+    return (
+        isinstance(rec["alert_id"], str)
+        and isinstance(rec.get("state"), str)
+        and isinstance(rec.get("severity", ""), str)
+        and isinstance(annotations, dict)
+        and isinstance(annotations.get("summary", ""), str)
+    )
+
+
+def _load_states(out: Path, action: str) -> dict[str, dict[str, Any]] | None:
+    """``read_states`` for a command: skipped lines are reported on stderr; ``None`` (the
+    command exits 2) if the file cannot be read, e.g. when it is a folder."""
+    skipped: list[int] = []
+    try:
+        states = read_states(out, skipped)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        print(
+            f"gpu-engine alerts {action}: cannot read {out / ALERTS_FILE}: {reason}",
+            file=sys.stderr,
+        )
+        return None
+    if skipped:
+        shown = ", ".join(map(str, skipped[:10])) + (", ..." if len(skipped) > 10 else "")
+        what = (
+            f"line that is not an alert record (line {shown})"
+            if len(skipped) == 1
+            else f"lines that are not alert records (lines {shown})"
+        )
+        print(
+            f"gpu-engine alerts {action}: warning: skipped {len(skipped)} {what}"
+            f" in {out / ALERTS_FILE}",
+            file=sys.stderr,
+        )
     return states
 
 
@@ -67,7 +126,9 @@ def cmd_ack(ns: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():  # the ack file is created inside it
         print(f"gpu-engine alerts ack: --out {out} is not a folder", file=sys.stderr)
         return 2
-    states = read_states(out)
+    states = _load_states(out, "ack")
+    if states is None:
+        return 2
     known = states.get(ns.alert_id)
     if known is None:  # a typo would otherwise be "acknowledged" and stop nothing
         print(f"gpu-engine alerts ack: {_unknown_alert(ns.alert_id, out, states)}", file=sys.stderr)
@@ -106,7 +167,9 @@ def cmd_list(ns: argparse.Namespace) -> int:
         what = "is not a folder" if out.exists() else "does not exist"
         print(f"gpu-engine alerts list: --out {out} {what}", file=sys.stderr)
         return 2
-    states = read_states(out)
+    states = _load_states(out, "list")
+    if states is None:
+        return 2
     rows = [r for r in states.values() if ns.all or r.get("state") in ("pending", "firing")]
     rows.sort(
         key=lambda r: (

@@ -55,6 +55,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gpu_engine.config.loading import not_utf8
 from gpu_engine.errors import ConfigError
 from gpu_engine.units import DurationMs
 
@@ -487,9 +488,11 @@ def load_monitor_config(path: str | Path, *, check_metrics: bool = True) -> Moni
     """
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read monitor configuration {path}: {exc}") from None
+    except UnicodeDecodeError as exc:  # else a traceback naming neither file nor line
+        raise ConfigError(f"cannot read monitor configuration {path}: {not_utf8(exc)}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
     if isinstance(data, Mapping) and set(data) == {"monitor"}:

@@ -6,11 +6,14 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from gpu_engine.optimizer.problem import (
+    MAX_BATCH,
+    MAX_WORKERS,
     ProblemError,
     Weights,
     format_validation_error,
@@ -61,12 +64,32 @@ def register(subparsers: Any) -> None:
         default="0.4,0.3,0.3",
         help="with --metrics: latency,cost,reliability objective weights",
     )
-    p.add_argument("--max-workers", type=int, default=64)
-    p.add_argument("--max-batch", type=int, default=65536)
-    p.add_argument("--recent", type=int, default=5000, help="batches per stage to fit on")
-    p.add_argument("--iterations", type=int, default=1000)
+    p.add_argument("--max-workers", type=_int_in(1, MAX_WORKERS), default=64)
+    p.add_argument("--max-batch", type=_int_in(1, MAX_BATCH), default=65536)
+    p.add_argument("--recent", type=_int_in(1), default=5000, help="batches per stage to fit on")
+    p.add_argument("--iterations", type=_int_in(1), default=1000)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.set_defaults(func=run)
+
+
+def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high``, so that a bad value is an
+    error naming its option (``--iterations -5`` ran no iterations and reported the start,
+    ``--max-workers 0`` quietly meant the measured workers)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text!r} is below {low}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"{text!r} is above {high}, the most supported")
+        return value
+
+    parse.__name__ = "whole number"  # argparse names the type in some messages
+    return parse
 
 
 def _error(msg: str) -> int:

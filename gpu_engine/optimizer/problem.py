@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from gpu_engine.config.loading import not_utf8
 from gpu_engine.units import DurationMs
 
 NonNeg = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
@@ -30,6 +31,7 @@ Positive = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
 # problems are refused with the reason rather than mis-solved or a traceback.
 MIN_RATE = 1e-6  # events/s: one event per 11.6 days
 MAX_BATCH = 2**31  # rows per batch
+MAX_WORKERS = 4096  # per stage
 
 
 class ProblemError(ValueError):
@@ -79,8 +81,8 @@ class Stage(BaseModel):
             raise ValueError(f"workers bounds {list(self.workers)} are not [low, high]")
         if self.batch[0] > self.batch[1]:
             raise ValueError(f"batch bounds {list(self.batch)} are not [low, high]")
-        if self.workers[1] > 4096:
-            raise ValueError("at most 4096 workers per stage are supported")
+        if self.workers[1] > MAX_WORKERS:
+            raise ValueError(f"at most {MAX_WORKERS} workers per stage are supported")
         if self.batch[1] > MAX_BATCH:
             raise ValueError(f"batch sizes up to {MAX_BATCH} (2^31) rows are supported")
         return self
@@ -156,9 +158,11 @@ def parse_problem(data: object) -> Problem:
 def load_problem(path: str | Path) -> Problem:
     """Read and validate a problem YAML file."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ProblemError(f"cannot read problem file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:  # else a traceback naming neither file nor line
+        raise ProblemError(f"cannot read problem file {path}: {not_utf8(exc)}") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
