@@ -139,3 +139,20 @@ def test_a_where_with_an_empty_list_is_refused() -> None:
     agg = {"name": "n", "op": "count", "where": {"e": []}}
     with pytest.raises(ConfigError, match=r"where.e: an empty list matches no row"):
         make_config({"type": "tumbling", "size": 10, "aggregations": [agg]})
+
+
+def test_a_json_object_or_array_as_a_value_makes_its_row_unreadable(tmp_path: Path) -> None:
+    """Where Arrow cannot read the file (types mixed across lines), such a value was read
+    as its JSON text, and a string field took it as valid."""
+    path = tmp_path / "nested.jsonl"
+    path.write_text(
+        '{"t": 1, "k": 1, "s": "a"}\n{"t": 2, "k": 2, "s": {"name": "b"}}\n'
+        '{"t": 3, "k": [3, 4], "s": "c"}\n{"t": 4, "k": "5", "s": "d"}\n'
+    )
+    reasons = [r[LINE_ERROR] for r in _rows(path)]
+    assert reasons == [
+        None,
+        """column 's' holds a JSON object, not a value: '{"name": "b"}'""",
+        "column 'k' holds a JSON array, not a value: '[3, 4]'",
+        None,
+    ]

@@ -354,12 +354,22 @@ def _line_records(file: Path) -> Iterator[_Record]:
 
 def _records_table(records: Iterable[_Record], columns: list[str]) -> pa.Table:
     """The wanted columns of ``records`` as text (exact: Python keeps big integers), and
-    ``LINE_ERROR`` (always there, so a table of unreadable rows alone has its rows)."""
+    ``LINE_ERROR`` (always there, so a table of unreadable rows alone has its rows).
+
+    A JSON object or array where a field's value should be makes its row unreadable, as
+    such a column does when Arrow reads the file (a struct or list no field takes):
+    read as its JSON text, it passed as a string."""
     objects: list[dict[str, object]] = []
     reasons: list[str | None] = []
     for record, reason in records:
         objects.append(record if record is not None else {})
-        reasons.append(reason)
+        nested = [
+            f"column {name!r} holds a JSON {'object' if isinstance(value, dict) else 'array'},"
+            f" not a value: {_shown(value)}"
+            for name in columns
+            if isinstance(value := objects[-1].get(name), dict | list)
+        ]
+        reasons.append("; ".join(nested) if nested and reason is None else reason)
     names = [c for c in columns if any(c in r for r in objects)]
     data = {n: pa.array([_text(r.get(n)) for r in objects], pa.string()) for n in names}
     data[LINE_ERROR] = pa.array(reasons, pa.string())
