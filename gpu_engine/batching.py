@@ -1,8 +1,9 @@
 """Micro-batching: cut the input into batches of ``max_rows`` rows or ``max_delay`` of waiting.
 
 Frames are Arrow tables, or device frames (``DeviceFrame`` of the CUDA backend), which
-bring their own ``slice(lo, hi)``, ``concat(parts)``, ``layout`` and ``owned()``: a
-device batch is buffered, cut and merged on the device like a host one.
+bring their own ``slice(lo, hi)``, ``concat(parts)``, ``layout``, ``owned()`` and
+``to_arrow()``: a device batch is buffered, cut and merged on the device like a host one,
+and batched with host rows (or device rows of another layout) as the CPU backend would.
 """
 
 from __future__ import annotations
@@ -51,11 +52,10 @@ class MicroBatcher:
         ready: list[Batch] = []
         pending = self._pending
         if pending.rows:
-            joins = (
-                pending.source == source
-                and pending.first_row + pending.rows == first_row
-                and _layout(pending.parts[-1]) == _layout(table)
-            )
+            joins = pending.source == source and pending.first_row + pending.rows == first_row
+            if joins and _layout(pending.parts[-1]) != _layout(table):
+                table = self._as_arrow(table)
+            joins = joins and _layout(pending.parts[-1]) == _layout(table)
             schema = _shared_schema(pending, table) if joins else None
             if joins and (schema is not None or not isinstance(table, pa.Table)):
                 pending.schema = schema
@@ -78,6 +78,20 @@ class MicroBatcher:
             pending.parts[i] = _owned(pending.parts[i])
         pending.owned = len(pending.parts)
         return ready
+
+    def _as_arrow(self, table: Any) -> pa.Table:
+        """``table`` and the buffered parts as Arrow tables, as the CPU backend reads them
+        (device frames of another layout: a host push after device ones, a column of
+        another dtype), so that both backends cut the same batches; the batch is staged on
+        the device again when it is processed."""
+        pending = self._pending
+        if not isinstance(pending.parts[0], pa.Table):
+            pending.parts = [part.to_arrow() for part in pending.parts]
+            pending.owned = len(pending.parts)  # host copies
+            pending.schema = pa.unify_schemas(
+                [part.schema for part in pending.parts], promote_options="permissive"
+            )
+        return table if isinstance(table, pa.Table) else table.to_arrow()
 
     def due(self, now: float) -> list[Batch]:
         """The buffered rows as a batch if they have waited ``max_delay``."""

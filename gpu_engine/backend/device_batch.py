@@ -131,16 +131,27 @@ class DeviceFrame:
 
     @property
     def layout(self) -> tuple[tuple[str, str], ...]:
-        """Column names, places and types: frames of one layout can be concatenated."""
+        """Column names, places and types: frames of one layout can be concatenated (null
+        flags or none: a cuDF column has them only in chunks that hold a null)."""
         return tuple(
-            (name, f"device {np.dtype(c.values.dtype).str} {c.is_null is not None}")
+            (name, f"device {np.dtype(c.values.dtype).str}")
             if isinstance(c, DeviceColumn) else (name, f"host {c.type}")
             for name, c in self.columns.items()
         )  # fmt: skip
 
+    def to_arrow(self) -> pa.Table:
+        """A host copy, as the CPU backend reads the same push: where frames of two
+        layouts meet in one batch (a device push, then a host one), they are batched as
+        the CPU backend batches them, since the batch's bounds decide which rows are late."""
+        return pa.table({
+            name: c.to_arrow() if isinstance(c, DeviceColumn) else c
+            for name, c in self.columns.items()
+        })  # fmt: skip
+
     @classmethod
     def concat(cls, parts: list[DeviceFrame]) -> DeviceFrame:
-        """The rows of ``parts`` (one layout) in one frame, copied on the device."""
+        """The rows of ``parts`` (one layout) in one frame, copied on the device; null flags
+        of 0 where a part has none for a column that another part has them for."""
         if len(parts) == 1 and parts[0].owns:
             return parts[0]
         n = sum(p.num_rows for p in parts)
@@ -152,8 +163,10 @@ class DeviceFrame:
                 continue
             values = _stacked([c.values for c in pieces], n, first.values.dtype)
             is_null = None
-            if first.is_null is not None:
-                is_null = _stacked([c.is_null for c in pieces], n, np.uint8)
+            if any(c.is_null is not None for c in pieces):
+                flags = [full(len(c), 0, np.uint8) if c.is_null is None else c.is_null
+                         for c in pieces]  # fmt: skip
+                is_null = _stacked(flags, n, np.uint8)
             columns[name] = DeviceColumn(values, is_null)
         hosts = [p.host for p in parts]
         host = None if any(h is None for h in hosts) else pa.concat_tables(hosts)

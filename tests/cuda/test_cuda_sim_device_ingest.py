@@ -431,3 +431,65 @@ def test_values_the_cpu_quarantines_one_by_one_are_quarantined_alike(
     want, got = _cpu_and_cuda(config, table)
     assert got == want
     assert want[1]["quarantined"] == quarantined
+
+
+def _second_push(kind: str) -> Any:
+    times = np.array([6000, 100], np.int64)
+    if kind == "host":
+        return pd.DataFrame({"t": times, "x": [3.0, 4.0]})
+    if kind == "null flags":
+        return {"t": cuda.to_device(times),
+                "x": DeviceColumn(cuda.to_device(np.array([3.0, 0.0])),
+                                  cuda.to_device(np.array([0, 1], np.uint8)))}  # fmt: skip
+    return {"t": cuda.to_device(times.astype(np.int32)), "x": cuda.to_device(np.array([3.0, 4.0]))}
+
+
+@pytest.mark.parametrize("kind", ["host", "null flags", "int32 times"])
+def test_pushes_of_another_layout_share_a_batch_as_on_the_cpu(kind: str) -> None:
+    """A device push, then one of another layout (host rows, null flags, a narrower dtype):
+    the CUDA backend cut the rows waiting at the switch into a batch of their own, and a
+    batch's bounds decide which rows are late (t = 100 after t = 5001 came out late)."""
+    fields = {"t": {"type": "int64", "required": True}, "x": {"type": "float64", "nullable": True}}
+    out = []
+    for backend in ("cpu", "cuda"):
+        config = parse_config({
+            "schema": {"time": "t", "fields": fields}, "backend": backend, "workers": 1,
+            "batching": {"max_rows": 4},
+            "windows": [{"name": "w", "type": "tumbling", "size": 1000,
+                         "aggregations": [{"name": "n", "op": "count"}]}],
+        })  # fmt: skip
+        sink = MemorySink()
+        engine = Engine(config, sinks=[sink])
+        engine.push({"t": cuda.to_device(np.array([5000, 5001], np.int64)),
+                     "x": cuda.to_device(np.array([1.0, 2.0]))})  # fmt: skip
+        engine.push(_second_push(kind))
+        summary = engine.close()
+        out.append((summary["events"], sink.result("windows/w").to_pylist()))
+    assert out[1] == out[0]
+    assert out[0][0]["late"] == 0 and [w["n"] for w in out[0][1]] == [1, 2, 1]
+
+
+def test_device_pushes_with_and_without_null_flags_stay_on_the_device() -> None:
+    """cuDF gives a column null flags only in chunks that hold a null: such chunks join
+    on the device (flags of 0 for the others), not through the host."""
+    fields = {"t": {"type": "int64", "required": True}, "x": {"type": "float64", "nullable": True}}
+    out = []
+    for backend in ("cpu", "cuda"):
+        config = parse_config({
+            "schema": {"time": "t", "fields": fields}, "backend": backend, "workers": 1,
+            "windows": [{"name": "w", "type": "tumbling", "size": 1000,
+                         "aggregations": [{"name": "n", "op": "count"},
+                                          {"name": "x_min", "op": "min", "column": "x"}]}],
+        })  # fmt: skip
+        sink = MemorySink()
+        engine = Engine(config, sinks=[sink])
+        engine.push(_second_push("null flags"))
+        engine.push({"t": cuda.to_device(np.array([6001, 6002])),
+                     "x": cuda.to_device(np.array([5.0, 2.0]))})  # fmt: skip
+        parts = engine.batcher._pending.parts
+        assert len(parts) == 2
+        assert not any(isinstance(p, pa.Table) for p in parts) or backend == "cpu"
+        engine.close()
+        out.append(sink.result("windows/w").to_pylist())
+    assert out[1] == out[0]
+    assert [(w["n"], w["x_min"]) for w in out[0]] == [(1, None), (3, 2.0)]
