@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from gpu_engine.config.models import EngineConfig, WindowSpec
 from gpu_engine.errors import EngineError
 from gpu_engine.io.frames import to_arrow
 from gpu_engine.io.sinks import MemorySink, Sink
-from gpu_engine.parsing import as_bytes, is_text, utf8_text
+from gpu_engine.parsing import as_bytes, is_text, utf8_text, value_of
 from gpu_engine.validation import ARROW_TYPES, ValidatedBatch, Validator
 from gpu_engine.windows.operator import NEVER, WindowOperator, make_operator
 from gpu_engine.windows.sharded import ShardedWindows
@@ -214,11 +215,19 @@ class Engine:
         self._pool.shutdown(wait=True)
         for sink in self.sinks:  # sinks that write in the background finish first
             _flush(sink)
-        self.summary_data = self.summary()
-        self._write_batch_metrics()
-        for sink in self.sinks:
-            sink.close(self.summary_data)
-        return self.summary_data
+        summary = self.summary()
+        # Every sink is closed (its files finished) though another fails; the first
+        # failure is raised, and ``close`` then aborts with it (a failed summary).
+        failures: list[Exception] = []
+        for finish in (self._write_batch_metrics, *(partial(s.close, summary) for s in self.sinks)):
+            try:
+                finish()
+            except Exception as error:  # each must run
+                failures.append(error)
+        if failures:
+            raise failures[0]
+        self.summary_data = summary
+        return summary
 
     def abort(self, error: BaseException) -> dict[str, Any] | None:
         """The run stopped part-way: close the sinks and give them a failed summary.
@@ -491,4 +500,12 @@ def _rows_as_python(table: pa.Table) -> list[dict[str, Any]]:
         if is_text(column.type) and utf8_text(column)[1] is not None:
             column = as_bytes(column)
         columns[name] = column
-    return pa.table(columns).to_pylist()
+    readable = pa.table(columns)
+    try:
+        return readable.to_pylist()
+    except (ValueError, OverflowError):  # a time past year 9999 in a list, say
+        names = readable.column_names
+        return [
+            {name: value_of(readable.column(name), row) for name in names}
+            for row in range(readable.num_rows)
+        ]

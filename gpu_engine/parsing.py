@@ -90,13 +90,24 @@ def as_bytes(array: pa.Array) -> pa.Array:
 
 def value_of(column: pa.Array | pa.ChunkedArray, row: int) -> Any:
     """Row ``row`` of ``column`` as Python for a message: the bytes of text that is not
-    UTF-8, the ticks of a time past the range of Python's ``datetime``."""
+    UTF-8, the ticks of a time past the range of Python's ``datetime``, and Arrow's own
+    text of anything else Python cannot hold (such a time in a list, say)."""
     try:
         return column[row].as_py()
     except UnicodeDecodeError:
         return as_bytes(_one(column, row))[0].as_py()
     except (ValueError, OverflowError):
-        return pc.cast(_one(column, row), pa.int64())[0].as_py()
+        one = _one(column, row)
+        if pa.types.is_temporal(one.type):
+            return pc.cast(one, pa.int64())[0].as_py()
+        return _ArrowText(one.to_string(indent=0, window=5).replace("\n", " "))
+
+
+class _ArrowText(str):
+    """Arrow's text of a value, shown as it is (not quoted) by ``repr``."""
+
+    def __repr__(self) -> str:
+        return str(self)
 
 
 def _one(column: pa.Array | pa.ChunkedArray, row: int) -> pa.Array:
@@ -124,6 +135,20 @@ def timestamp_ms(array: pa.Array) -> pa.Array:
     ticks = array.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
     is_null = array.is_null().to_numpy(zero_copy_only=False) if array.null_count else None
     return pa.array(np.floor_divide(ticks, per_ms), mask=is_null).cast(target)
+
+
+def timestamp_ms_rows(array: pa.Array) -> tuple[pa.Array, np.ndarray | None]:
+    """:func:`timestamp_ms`, and the rows in seconds past the int64 range of milliseconds
+    (null in the result; None when there are none): Arrow's cast fails the whole column
+    for one such value."""
+    if array.type.unit != "s":
+        return timestamp_ms(array), None
+    seconds = array.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+    limit = np.iinfo(np.int64).max // 1000
+    failed = (seconds > limit) | (seconds < -limit)
+    if not failed.any():
+        return timestamp_ms(array), None
+    return timestamp_ms(pc.if_else(pa.array(failed), pa.scalar(None, array.type), array)), failed
 
 
 def text_to_int64(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:

@@ -44,7 +44,7 @@ from gpu_engine.parsing import (
     text_to_bool,
     text_to_float,
     text_to_int64,
-    timestamp_ms,
+    timestamp_ms_rows,
     trimmed,
     utf8_text,
     value_of,
@@ -180,11 +180,11 @@ class Validator:
         if pa.types.is_decimal(array.type):  # read as its exact text, as a CSV's numbers
             array = pc.cast(array, pa.string())
         not_utf8 = None
-        if is_text(array.type) or (spec.type == "string" and is_bytes(array.type)):
+        if is_text(array.type) or is_bytes(array.type):  # bytes: text, as a CSV's are
             array, not_utf8 = utf8_text(array)
         try:
             cast = self._cast(array, spec, name)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError, TypeError):
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
             cast = None
         if cast is None:  # no value of this column fits: each non-null row fails
             failed = array.is_valid().to_numpy(zero_copy_only=False)
@@ -210,7 +210,8 @@ class Validator:
                 Cast(*text_to_bool(array)) if kind == "bool" else self._parse_numbers(array, kind)
             )
         if pa.types.is_timestamp(array.type) and kind == "int64":
-            return Cast(timestamp_ms(array).cast(pa.int64()), None)
+            ms, failed = timestamp_ms_rows(array)
+            return Cast(ms.cast(pa.int64()), failed)
         if pa.types.is_integer(array.type) or pa.types.is_floating(array.type):
             return (
                 Cast(pc.cast(array, pa.bool_()), None)
@@ -283,7 +284,7 @@ class Validator:
         (:class:`~gpu_engine.parsing.DateFormats`), UTC if it names no zone.
         """
         if pa.types.is_timestamp(array.type):
-            return Cast(timestamp_ms(array), None)
+            return Cast(*timestamp_ms_rows(array))
         if pa.types.is_integer(array.type):
             whole = Validator._cast_number(array, "int64")
             return Cast(whole.array.cast(pa.timestamp("ms")), whole.failed)
@@ -419,7 +420,7 @@ class Validator:
         if code == codes.NOT_ALLOWED:
             return f"{shown} is not one of {spec.allowed}"
         if code == codes.UNPARSEABLE:
-            if isinstance(raw, bytes) and (is_text(column.type) or spec.type == "string"):
+            if isinstance(raw, bytes) and not _decodes(raw):
                 return f"{shown} is not UTF-8 text"
             if not _readable_type(column.type, spec.type):
                 return f"{shown} cannot be read as {spec.type} (its column is {column.type})"
@@ -464,9 +465,17 @@ def _readable_type(kind: pa.DataType, field_type: str) -> bool:
     if pa.types.is_boolean(kind):
         return field_type != "timestamp"
     return (
-        is_text(kind) or pa.types.is_integer(kind) or pa.types.is_floating(kind)
-        or pa.types.is_decimal(kind)
+        is_text(kind) or is_bytes(kind) or pa.types.is_integer(kind)
+        or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
     )  # fmt: skip
+
+
+def _decodes(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _num(value: float) -> str:

@@ -220,3 +220,67 @@ def test_quarantined_pushes_whose_columns_clash_in_type_come_back_as_one_table()
     assert quarantine is not None
     assert quarantine["x"].to_pylist() == ["[1.0, 2.0]", "{'a': 3.0}"]
     assert quarantine["_field"].to_pylist() == ["x", "x"]
+
+
+def test_a_time_past_the_ms_range_fails_its_row_only() -> None:
+    """2^62 s overflows int64 ms: Arrow's cast failed the whole column, so the valid
+    row beside it was quarantined too."""
+    seconds = pa.array([1_000, 2**62, None], pa.timestamp("s"))
+    table = pa.table({**_rows(3), "t": pa.array([1_000_000, 1_000_001, 1_000_002]),
+                      "u": seconds})  # fmt: skip
+    sink, _summary = run_engine(make_config(COUNT), table)
+    quarantine = sink.result("quarantine")
+    assert quarantine is not None and quarantine["_row"].to_pylist() == [1]
+    assert quarantine["_reason"].to_pylist() == [
+        f"u={2**62} cannot be read as int64 (its column is timestamp[s])"
+    ]
+    windows = sink.result("windows/w")
+    assert windows is not None
+    assert sum(u for u in windows["u_sum"].to_pylist() if u is not None) == 1_000_000  # 1000 s
+
+
+def test_values_python_cannot_hold_are_shown_and_quarantined() -> None:
+    """A list of times past year 9999 and an int past int64 in an object column: the
+    message (and a dead letter) read such values through Python, and raised."""
+    times = pa.array([[1], [2**62]], pa.list_(pa.timestamp("s")))
+    sink, summary = run_engine(make_config(COUNT), pa.table({**_rows(2), "x": times}))
+    quarantine = sink.result("quarantine")
+    assert quarantine is not None and summary["events"]["quarantined"] == 2
+    assert str(2**62) in quarantine["_reason"][1].as_py()
+    engine = Engine(make_config(COUNT), sinks=[sink := MemorySink()])
+    engine.push(pd.DataFrame({"t": [1_000_000, 1_000_001], "k": [1, 2], "e": [0, 0],
+                              "u": np.array([5, 2**70], dtype=object)}))  # fmt: skip
+    engine.close()
+    quarantine = sink.result("quarantine")
+    assert quarantine is not None
+    assert quarantine["_reason"].to_pylist() == [f"u='{2**70}' is not an integer that fits int64"]
+
+
+def test_binary_columns_are_read_as_text_in_any_field() -> None:
+    """Older Parquet writers (Impala, Hive) store text as plain binary."""
+    table = pa.table({**_rows(3), "u": pa.array([b"12", b" 7 ", b"x"], pa.binary())})
+    sink, _summary = run_engine(make_config(COUNT), table)
+    quarantine = sink.result("quarantine")
+    assert quarantine is not None
+    assert quarantine["_reason"].to_pylist() == ["u=b'x' is not an integer that fits int64"]
+    windows = sink.result("windows/w")
+    assert windows is not None
+    assert sum(u for u in windows["u_sum"].to_pylist() if u is not None) == 19
+
+
+class _FailingSink(MemorySink):
+    def close(self, summary: dict[str, Any]) -> None:
+        raise OSError("disk full")
+
+
+def test_a_sink_that_fails_to_close_leaves_the_others_closed(tmp_path: Path) -> None:
+    """The summary was set before the sinks closed, so the abort that followed a failed
+    ``close`` did nothing: the next sink's Parquet files had no footer, no summary.json."""
+    out = tmp_path
+    engine = Engine(make_config(COUNT), sinks=[_FailingSink(), ParquetSink(out)])
+    engine.push(pa.table(_rows(3)))
+    with pytest.raises(OSError, match="disk full"):
+        engine.close()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["failed"] is True and summary["error"] == "disk full"
+    assert pq.read_table(out / "windows" / "w")["n"].to_pylist() == [1, 1, 1]

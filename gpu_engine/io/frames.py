@@ -33,7 +33,7 @@ def to_arrow(frame: Any) -> pa.Table:
     if module.startswith("pandas"):
         try:
             return pa.Table.from_pandas(frame, preserve_index=False)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
             return _mixed_pandas(frame)
     if hasattr(frame, "__arrow_c_stream__"):
         return pa.table(frame)
@@ -54,7 +54,7 @@ def _mixed_pandas(frame: Any) -> pa.Table:
         values = frame[name]
         try:
             columns[str(name)] = pa.array(values, from_pandas=True)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
             if values.dtype != object:
                 raise InputError(f"cannot read pushed column {name!r} ({values.dtype})") from None
             columns[str(name)] = _object_text(values)
@@ -66,7 +66,9 @@ def _object_text(values: Any) -> pa.Array:
     return pa.array([None if v is None or v != v else str(v) for v in values], pa.string())
 
 
-_UNREADABLE = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError)
+_UNREADABLE = (
+    pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError, OverflowError
+)  # fmt: skip
 
 
 def _pushed_column(name: str, values: Any) -> pa.Array:

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from gpu_engine.config.loading import not_utf8
+from gpu_engine.config.models import MAX_BATCH_ROWS
 from gpu_engine.units import DurationMs
 
 NonNeg = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
@@ -30,7 +31,7 @@ Positive = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
 # unstable queues), and a batch bound past 2^63 breaks the int64 batch search; such
 # problems are refused with the reason rather than mis-solved or a traceback.
 MIN_RATE = 1e-6  # events/s: one event per 11.6 days
-MAX_BATCH = 2**31  # rows per batch
+MAX_BATCH = MAX_BATCH_ROWS  # rows per batch: what the engine's batching.max_rows takes
 MAX_WORKERS = 4096  # per stage
 
 
@@ -84,7 +85,7 @@ class Stage(BaseModel):
         if self.workers[1] > MAX_WORKERS:
             raise ValueError(f"at most {MAX_WORKERS} workers per stage are supported")
         if self.batch[1] > MAX_BATCH:
-            raise ValueError(f"batch sizes up to {MAX_BATCH} (2^31) rows are supported")
+            raise ValueError(f"batch sizes up to {MAX_BATCH} (2^31 - 1) rows are supported")
         return self
 
 
