@@ -40,7 +40,7 @@ def _yaml(tmp_path: Path, rate: str, batch: str = "[1, 65536]") -> Path:
     [
         ("1e-300", "[1, 65536]", "arrival_rate", "below 1e-06"),
         ("1e-7", "[1, 65536]", "arrival_rate", "one event per 11.6 days"),
-        ("1000", "[1, 100000000000000000000]", "stages[0]", "up to 2147483648"),
+        ("1000", "[1, 100000000000000000000]", "stages[0]", "up to 2147483647"),
     ],
 )
 def test_out_of_range_values_are_refused_with_the_reason(
