@@ -54,6 +54,13 @@ class MicroBatcher:
         if pending.rows:
             joins = pending.source == source and pending.first_row + pending.rows == first_row
             if joins and _layout(pending.parts[-1]) != _layout(table):
+                need = self.max_rows - pending.rows
+                if not isinstance(table, pa.Table) and need < table.num_rows:
+                    # Only the rows that fill this batch go through the host: the rest
+                    # start the next batch on the device.
+                    head = self.add(_slice(table, 0, need), source, first_row, now)
+                    tail = _slice(table, need, table.num_rows)
+                    return head + self.add(tail, source, first_row + need, now)
                 table = self._as_arrow(table)
             joins = joins and _layout(pending.parts[-1]) == _layout(table)
             schema = _shared_schema(pending, table) if joins else None

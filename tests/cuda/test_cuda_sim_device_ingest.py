@@ -493,3 +493,37 @@ def test_device_pushes_with_and_without_null_flags_stay_on_the_device() -> None:
         out.append(sink.result("windows/w").to_pylist())
     assert out[1] == out[0]
     assert [(w["n"], w["x_min"]) for w in out[0]] == [(1, None), (3, 2.0)]
+
+
+def test_after_a_host_push_device_pushes_go_back_to_the_device() -> None:
+    """Only the rows that fill the batch a host push joined go through the host: the
+    device rows after them start the next batch on the device (every later push went
+    through the host until the buffer happened to empty)."""
+    fields = {"t": {"type": "int64", "required": True}, "x": {"type": "float64", "nullable": True}}
+    out = []
+    for backend in ("cpu", "cuda"):
+        config = parse_config({
+            "schema": {"time": "t", "fields": fields}, "backend": backend, "workers": 1,
+            "batching": {"max_rows": 5},
+            "windows": [{"name": "w", "type": "tumbling", "size": 1000,
+                         "aggregations": [{"name": "n", "op": "count"},
+                                          {"name": "x_sum", "op": "sum", "column": "x"}]}],
+        })  # fmt: skip
+        sink = MemorySink()
+        engine = Engine(config, sinks=[sink])
+
+        def device(start: int) -> dict[str, Any]:
+            t = np.arange(start, start + 3, dtype=np.int64) * 400
+            return {"t": cuda.to_device(t), "x": cuda.to_device(t / 100.0)}
+
+        engine.push(device(0))
+        engine.push(pd.DataFrame({"t": [1300], "x": [1.0]}))  # 4 rows wait, as Arrow
+        engine.push(device(4))  # one row fills the batch; two wait
+        parts = engine.batcher._pending.parts
+        assert engine.batcher.buffered_rows == 2
+        assert backend == "cpu" or not any(isinstance(p, pa.Table) for p in parts)
+        engine.push(device(7))
+        engine.close()
+        out.append(sink.result("windows/w").to_pylist())
+    assert out[1] == out[0]
+    assert sum(w["n"] for w in out[0]) == 10
