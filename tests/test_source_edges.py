@@ -4,6 +4,8 @@ limits that keep window arithmetic and batch sizes in range."""
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import shutil
 import subprocess
@@ -11,11 +13,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from engine_testing import make_config
 
 from gpu_engine.errors import ConfigError, InputError
 from gpu_engine.io.sources import LINE_ERROR, read_batches
+from kernels.csv_quotes import open_quote_at_end
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,6 +59,26 @@ def test_a_quote_never_closed_makes_its_row_unreadable(tmp_path: Path) -> None:
     reason = str(rows[1][LINE_ERROR])
     assert reason.startswith("a quote opened in this row is never closed")
     assert "3,3,c" in reason
+
+
+def test_a_quote_never_closed_in_a_column_no_field_reads_is_found_too(tmp_path: Path) -> None:
+    """The file's last column is read for the check even when the schema has no use for
+    it (here ``comment``): the rows it swallowed were lost without a word."""
+    path = tmp_path / "open.csv"
+    path.write_text('t,k,s,comment\n1,1,a,ok\n2,2,b,"oops\n3,3,c,fine\n4,4,d,fine\n')
+    rows = _rows(path)
+    assert [r["t"] for r in rows] == ["1", "2"] and "comment" not in rows[0]
+    assert str(rows[1][LINE_ERROR]).startswith("a quote opened in this row is never closed")
+
+
+def test_a_quote_inside_an_unquoted_value_is_a_character(tmp_path: Path) -> None:
+    """As Arrow reads it (``5" screen``): counting quotes took it for an opening one, and
+    a valid last row holding a line break was quarantined."""
+    path = tmp_path / "inch.csv"
+    path.write_text(f'{HEADER}\n1,1,5" screen\n2,2,"multi\nline"\n')
+    rows = _rows(path)
+    assert [r["s"] for r in rows] == ['5" screen', "multi\nline"]
+    assert all(r.get(LINE_ERROR) is None for r in rows)
 
 
 def test_quoted_line_breaks_that_close_are_fine(tmp_path: Path) -> None:
@@ -156,3 +180,26 @@ def test_a_json_object_or_array_as_a_value_makes_its_row_unreadable(tmp_path: Pa
         "column 'k' holds a JSON array, not a value: '[3, 4]'",
         None,
     ]
+
+
+def test_the_open_quote_scan_agrees_with_pythons_csv_module() -> None:
+    """On random text of quotes, delimiters, line breaks and letters: a file ends inside
+    a quoted value exactly when Python's strict reader says "unexpected end of data"
+    (texts it refuses for another reason, a quote after a closing one, are skipped)."""
+    rng = np.random.default_rng(5)
+    compared = 0
+    for _ in range(3000):
+        text = "".join(rng.choice(list('ab,"\n\r'), size=int(rng.integers(0, 30))))
+        try:
+            list(csv.reader(io.StringIO(text, newline=""), strict=True))
+            expected = False
+        except csv.Error as error:
+            if "unexpected end of data" not in str(error):
+                continue
+            expected = True
+        data = np.frombuffer(text.encode(), np.uint8)
+        opened = int(open_quote_at_end(data, ord(","), ord('"')))
+        assert (opened >= 0) == expected, repr(text)
+        assert opened < 0 or text[opened] == '"'
+        compared += 1
+    assert compared > 1500

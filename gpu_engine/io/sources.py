@@ -109,18 +109,22 @@ def _csv(file: Path, batch_rows: int, columns: list[str]) -> Iterator[pa.Table]:
             f"{file}: its header {_shown(','.join(header))} names none of the schema's fields"
             f" ({', '.join(columns)}); is the header line missing, or the delimiter not a comma?"
         )
+    # The file's last column is read too, if the schema has no use for it: a quote never
+    # closed in it swallows the rest of the file, and only its value shows that.
+    last = header[-1] if header and header[-1] not in columns else None
+    read = [*columns, last] if last is not None else columns
     block, given = _CSV_BLOCK, 0
     held: pa.Table | None = None  # the last table read, kept back to check its last row
     while True:
         seen = 0
         try:
-            for table in _csv_blocks(file, batch_rows, columns, block):
+            for table in _csv_blocks(file, batch_rows, read, block, raw=last):
                 skip = min(max(given - seen, 0), table.num_rows)
                 seen += table.num_rows
                 if skip < table.num_rows:
                     given += table.num_rows - skip
                     if held is not None:
-                        yield held
+                        yield _without(held, last)
                     held = table.slice(skip)
             break
         except pa.ArrowInvalid as exc:
@@ -128,38 +132,46 @@ def _csv(file: Path, batch_rows: int, columns: list[str]) -> Iterator[pa.Table]:
                 raise
             block *= 8
     if held is not None:
-        yield _unclosed_quote(file, held)
+        yield _without(_unclosed_quote(file, held, header[-1]), last)
 
 
-def _unclosed_quote(file: Path, table: pa.Table) -> pa.Table:
-    """``table`` (the file's last rows), its last row unreadable where a quote opened in
-    it is never closed: Arrow reads the rest of the file into that value, rows and all,
-    without a word. Seen as an odd count of quote characters in the file (``""`` in a
-    value counts two), looked for only when the last row holds a line break."""
-    last = table.slice(table.num_rows - 1)
-    texts = [v for c in last.columns if pa.types.is_string(c.type) for v in c.to_pylist()]
-    broken = [v for v in texts if v is not None and ("\n" in v or "\r" in v)]
-    if not broken:
+def _without(table: pa.Table, column: str | None) -> pa.Table:
+    return table if column is None else table.drop_columns([column])
+
+
+def _unclosed_quote(file: Path, table: pa.Table, last_column: str) -> pa.Table:
+    """``table`` (the file's last rows), its last row unreadable where the file ends
+    inside a quoted value: Arrow reads the rest of the file into that value of the last
+    column, rows and all, without a word. Looked for (a scan of the file,
+    :func:`kernels.csv_quotes.open_quote_at_end`) only when that value holds a line break."""
+    value = table.column(last_column)[table.num_rows - 1].as_py()
+    if value is None or not any(b in _as_raw(value) for b in (b"\n", b"\r")):
         return table
-    quotes = 0
-    with file.open("rb") as handle:
-        while chunk := handle.read(1 << 24):
-            quotes += chunk.count(b'"')
-    if quotes % 2 == 0:
+    from kernels.csv_quotes import open_quote_at_end
+
+    data = np.memmap(file, dtype=np.uint8, mode="r")
+    opened = int(open_quote_at_end(data, ord(","), ord('"')))
+    if opened < 0:
         return table
     reason = (
         "a quote opened in this row is never closed, so the rest of the file was read"
-        f" into one value: {_shown(broken[0])}"
+        f" into one value: {_shown(bytes(data[opened : opened + _SHOWN + 1]))}"
     )
     reasons: list[str | None] = [None] * table.num_rows
     if LINE_ERROR in table.column_names:
         reasons = table.column(LINE_ERROR).to_pylist()
         table = table.drop_columns([LINE_ERROR])
-    reasons[-1] = reason
+    reasons[-1] = reason if reasons[-1] is None else f"{reasons[-1]}; {reason}"
     return table.append_column(LINE_ERROR, pa.array(reasons, pa.string()))
 
 
-def _csv_blocks(file: Path, batch_rows: int, columns: list[str], block: int) -> Iterator[pa.Table]:
+def _as_raw(value: str | bytes) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
+
+
+def _csv_blocks(
+    file: Path, batch_rows: int, columns: list[str], block: int, raw: str | None = None
+) -> Iterator[pa.Table]:
     """Every column is read as text and parsed by the validator, so one bad cell
     quarantines its row instead of failing the whole file; so does a line that does not
     split into the header's fields, or text that is not UTF-8 (an unreadable row).
@@ -197,7 +209,7 @@ def _csv_blocks(file: Path, batch_rows: int, columns: list[str], block: int) -> 
     pending: list[pa.Table] = []
     rows = 0
     for batch in reader:
-        table = _utf8(pa.Table.from_batches([batch]))
+        table = _utf8(pa.Table.from_batches([batch]), raw)
         take = placed
         # An unreadable row goes in this table if the good rows before it end here.
         while take < len(bad) and bad[take][0] - take <= good + table.num_rows:
@@ -233,13 +245,17 @@ def _csv_header(file: Path) -> list[str]:
         probe.close()
 
 
-def _utf8(table: pa.Table) -> pa.Table:
+def _utf8(table: pa.Table, raw: str | None = None) -> pa.Table:
     """Binary CSV columns as text. A value that is not UTF-8 makes its row unreadable
-    (that value null, the reason in ``LINE_ERROR``)."""
+    (that value null, the reason in ``LINE_ERROR``). Column ``raw`` (read for no field)
+    stays bytes, unchecked."""
     columns: dict[str, pa.Array] = {}
     reasons: list[str | None] | None = None
     for name in table.column_names:
         column = table.column(name).combine_chunks()
+        if name == raw:
+            columns[name] = column
+            continue
         columns[name], broken = utf8_text(column)
         if broken is None:
             continue
