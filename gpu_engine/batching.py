@@ -55,7 +55,13 @@ class MicroBatcher:
             joins = pending.source == source and pending.first_row + pending.rows == first_row
             if joins and _layout(pending.parts[-1]) != _layout(table):
                 need = self.max_rows - pending.rows
-                if not isinstance(table, pa.Table) and need < table.num_rows:
+                if (
+                    not isinstance(table, pa.Table)
+                    and need < table.num_rows
+                    and (
+                        self._keeps_its_types(_slice(table, 0, need).to_arrow(), table.arrow_schema)
+                    )
+                ):
                     # Only the rows that fill this batch go through the host: the rest
                     # start the next batch on the device.
                     head = self.add(_slice(table, 0, need), source, first_row, now)
@@ -85,6 +91,16 @@ class MicroBatcher:
             pending.parts[i] = _owned(pending.parts[i])
         pending.owned = len(pending.parts)
         return ready
+
+    def _keeps_its_types(self, head: pa.Table, schema: pa.Schema) -> bool:
+        """Whether the buffered rows and ``head`` join in a batch whose schema is
+        ``schema``: then the rest of a device push can start the next batch on the device,
+        as the CPU backend's rest of that batch (Arrow, of the batch's schema) would take
+        the pushes that follow alike; where the batch widens a type (int32 to int64, int64
+        to float64), the CPU's rest has the wider one and decides later joins by it."""
+        self._as_arrow(head)  # the buffered parts as Arrow
+        merged = _shared_schema(self._pending, head)
+        return merged is not None and merged.equals(schema)
 
     def _as_arrow(self, table: Any) -> pa.Table:
         """``table`` and the buffered parts as Arrow tables, as the CPU backend reads them

@@ -284,3 +284,17 @@ def test_a_sink_that_fails_to_close_leaves_the_others_closed(tmp_path: Path) -> 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["failed"] is True and summary["error"] == "disk full"
     assert pq.read_table(out / "windows" / "w")["n"].to_pylist() == [1, 1, 1]
+
+
+def test_quarantined_times_in_two_zones_past_pythons_datetime_come_back_as_text() -> None:
+    """The text fallback read them through Python, whose ``datetime`` stops at 9999."""
+    config = make_config({**COUNT, "keys": []})
+    sink = MemorySink()
+    with Engine(config, sinks=[sink]) as engine:
+        for zone in ("UTC", "Europe/Paris"):
+            stamps = pa.array([2**61], pa.timestamp("ms", tz=zone))
+            engine.push(pa.table({**_rows(1), "t": stamps}))
+            engine.flush()
+    quarantine = sink.result("quarantine")
+    assert quarantine is not None and quarantine.num_rows == 2
+    assert quarantine["_reason"].to_pylist() == [f"t={2**61} is above max 4102444800000"] * 2

@@ -139,6 +139,14 @@ class DeviceFrame:
             for name, c in self.columns.items()
         )  # fmt: skip
 
+    @property
+    def arrow_schema(self) -> pa.Schema:
+        """The schema of :meth:`to_arrow`, without the copy."""
+        return pa.schema([
+            (name, pa.from_numpy_dtype(c.values.dtype) if isinstance(c, DeviceColumn) else c.type)
+            for name, c in self.columns.items()
+        ])  # fmt: skip
+
     def to_arrow(self) -> pa.Table:
         """A host copy, as the CPU backend reads the same push: where frames of two
         layouts meet in one batch (a device push, then a host one), they are batched as

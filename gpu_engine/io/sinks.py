@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from gpu_engine.io.frames import ResultFrame, from_arrow
+from gpu_engine.parsing import value_of
 
 
 class Sink(Protocol):
@@ -185,8 +187,7 @@ def _concatenated(tables: list[pa.Table]) -> pa.Table:
     def as_text(table: pa.Table) -> pa.Table:
         for index, name in enumerate(table.column_names):
             if name in clash:
-                text = [None if v is None else str(v) for v in table.column(index).to_pylist()]
-                table = table.set_column(index, name, pa.array(text, pa.string()))
+                table = table.set_column(index, name, _text_of(table.column(index)))
         return table
 
     return pa.concat_tables([as_text(t) for t in tables], promote_options="permissive")
@@ -228,3 +229,14 @@ class CallbackSink:
 
     def close(self, summary: dict[str, Any]) -> None:
         pass
+
+
+def _text_of(column: pa.ChunkedArray) -> pa.Array:
+    """A column's values as text: Arrow's cast where it has one (times in any zone, past
+    Python's ``datetime`` too), else Python's spelling (a list, a struct)."""
+    try:
+        return pc.cast(column.combine_chunks(), pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    values = (value_of(column, i) for i in range(len(column)))
+    return pa.array([None if v is None else str(v) for v in values], pa.string())

@@ -527,3 +527,28 @@ def test_after_a_host_push_device_pushes_go_back_to_the_device() -> None:
         out.append(sink.result("windows/w").to_pylist())
     assert out[1] == out[0]
     assert sum(w["n"] for w in out[0]) == 10
+
+
+def test_a_device_rest_whose_batch_widened_a_type_is_batched_as_on_the_cpu() -> None:
+    """The rest of a device push (int64 x) after a host row (float64 x) filled a batch:
+    on the CPU that rest has the batch's float64 x and refuses to join 2^53 + 1 (which no
+    float64 holds), so t = 1500 comes in a batch after t = 5000 and is late. On the device
+    the rest kept int64 and took it, on time."""
+    out = []
+    for backend in ("cpu", "cuda"):
+        config = parse_config({
+            "schema": {"time": "t", "fields": {"t": {"type": "int64"}, "x": {"type": "float64"}}},
+            "windows": [{"name": "w", "type": "tumbling", "size": 1000,
+                         "aggregations": [{"name": "n", "op": "count"}]}],
+            "backend": backend, "workers": 1, "batching": {"max_rows": 4},
+        })  # fmt: skip
+        sink = MemorySink()
+        engine = Engine(config, sinks=[sink])
+        engine.push(pd.DataFrame({"t": [1000], "x": [1.5]}))
+        engine.push({"t": cuda.to_device(np.array([1001, 1002, 1003, 5000], np.int64)),
+                     "x": cuda.to_device(np.array([1, 2, 3, 4], np.int64))})  # fmt: skip
+        engine.push({"t": cuda.to_device(np.array([1500], np.int64)),
+                     "x": cuda.to_device(np.array([2**53 + 1], np.int64))})  # fmt: skip
+        out.append((engine.close()["events"], sink.result("windows/w").to_pylist()))
+    assert out[1] == out[0]
+    assert out[0][0]["late"] == 1
