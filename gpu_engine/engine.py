@@ -219,7 +219,9 @@ class Engine:
         # Every sink is closed (its files finished) though another fails; the first
         # failure is raised, and ``close`` then aborts with it (a failed summary).
         failures: list[Exception] = []
-        for finish in (self._write_batch_metrics, *(partial(s.close, summary) for s in self.sinks)):
+        finishers: list[Callable[[], None]] = [self._write_batch_metrics]
+        finishers += [partial(sink.close, summary) for sink in self.sinks]
+        for finish in finishers:
             try:
                 finish()
             except Exception as error:  # each must run
