@@ -54,20 +54,11 @@ class MicroBatcher:
         if pending.rows:
             joins = pending.source == source and pending.first_row + pending.rows == first_row
             if joins and _layout(pending.parts[-1]) != _layout(table):
-                need = self.max_rows - pending.rows
-                if (
-                    not isinstance(table, pa.Table)
-                    and need < table.num_rows
-                    and (
-                        self._keeps_its_types(_slice(table, 0, need).to_arrow(), table.arrow_schema)
-                    )
-                ):
-                    # Only the rows that fill this batch go through the host: the rest
-                    # start the next batch on the device.
-                    head = self.add(_slice(table, 0, need), source, first_row, now)
-                    tail = _slice(table, need, table.num_rows)
-                    return head + self.add(tail, source, first_row + need, now)
-                table = self._as_arrow(table)
+                self._buffered_as_arrow()
+                table, rest = self._arrow_head(table)
+                if rest is not None:  # the device rows after this batch's stay there
+                    head = self.add(table, source, first_row, now)
+                    return head + self.add(rest, source, first_row + table.num_rows, now)
             joins = joins and _layout(pending.parts[-1]) == _layout(table)
             schema = _shared_schema(pending, table) if joins else None
             if joins and (schema is not None or not isinstance(table, pa.Table)):
@@ -92,21 +83,11 @@ class MicroBatcher:
         pending.owned = len(pending.parts)
         return ready
 
-    def _keeps_its_types(self, head: pa.Table, schema: pa.Schema) -> bool:
-        """Whether the buffered rows and ``head`` join in a batch whose schema is
-        ``schema``: then the rest of a device push can start the next batch on the device,
-        as the CPU backend's rest of that batch (Arrow, of the batch's schema) would take
-        the pushes that follow alike; where the batch widens a type (int32 to int64, int64
-        to float64), the CPU's rest has the wider one and decides later joins by it."""
-        self._as_arrow(head)  # the buffered parts as Arrow
-        merged = _shared_schema(self._pending, head)
-        return merged is not None and merged.equals(schema)
-
-    def _as_arrow(self, table: Any) -> pa.Table:
-        """``table`` and the buffered parts as Arrow tables, as the CPU backend reads them
-        (device frames of another layout: a host push after device ones, a column of
-        another dtype), so that both backends cut the same batches; the batch is staged on
-        the device again when it is processed."""
+    def _buffered_as_arrow(self) -> None:
+        """The buffered parts as Arrow tables, as the CPU backend reads them, where a push
+        of another layout joins them (a host push after device ones, a column of another
+        dtype), so that both backends cut the same batches; the batch is staged on the
+        device again when it is processed."""
         pending = self._pending
         if not isinstance(pending.parts[0], pa.Table):
             pending.parts = [part.to_arrow() for part in pending.parts]
@@ -114,7 +95,23 @@ class MicroBatcher:
             pending.schema = pa.unify_schemas(
                 [part.schema for part in pending.parts], promote_options="permissive"
             )
-        return table if isinstance(table, pa.Table) else table.to_arrow()
+
+    def _arrow_head(self, table: Any) -> tuple[pa.Table, Any]:
+        """``table``, joining Arrow buffered rows, as Arrow, and None; for a device frame
+        longer than the batch needs, only the rows that fill it, and the rest left on the
+        device (to start the next batch there) where the batch keeps the rest's types. The
+        CPU backend's rest of that batch has the batch's schema and decides later joins by
+        it, so where the batch widens a type (int32 to int64, int64 to float64) the whole
+        frame joins as Arrow."""
+        if isinstance(table, pa.Table):
+            return table, None
+        need = self.max_rows - self._pending.rows
+        if need < table.num_rows:
+            head = _slice(table, 0, need).to_arrow()
+            merged = _shared_schema(self._pending, head)
+            if merged is not None and merged.equals(table.arrow_schema):
+                return head, _slice(table, need, table.num_rows)
+        return table.to_arrow(), None
 
     def due(self, now: float) -> list[Batch]:
         """The buffered rows as a batch if they have waited ``max_delay``."""

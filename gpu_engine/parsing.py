@@ -57,13 +57,18 @@ def utf8_text(array: pa.Array) -> tuple[pa.Array, np.ndarray | None]:
         raw = pc.cast(raw, pa.large_binary())
     broken = np.zeros(len(raw), dtype=bool)
     for i, value in enumerate(raw.to_pylist()):
-        if value is not None:
-            try:
-                value.decode("utf-8")
-            except UnicodeDecodeError:
-                broken[i] = True
+        broken[i] = value is not None and utf8_error(value) is not None
     kept = pc.if_else(pa.array(broken), pa.scalar(None, raw.type), raw)
     return pc.cast(kept, pa.string()), broken
+
+
+def utf8_error(value: bytes) -> str | None:
+    """Why ``value`` is not UTF-8 (the decoder's reason), or None when it is."""
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return str(error.reason)
+    return None
 
 
 def _ascii_only(text: pa.Array) -> bool:

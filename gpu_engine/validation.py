@@ -46,6 +46,7 @@ from gpu_engine.parsing import (
     text_to_int64,
     timestamp_ms_rows,
     trimmed,
+    utf8_error,
     utf8_text,
     value_of,
 )
@@ -120,7 +121,7 @@ class Validator:
                 self.missing_column(name, spec, index, n, source, reason_codes)
                 columns[name] = pa.nulls(n, ARROW_TYPES[spec.type])
                 continue
-            cast = self.cast(table.column(name), spec, name, source)
+            cast = self.cast(table.column(name), spec, name)
             columns[name] = cast.array
             self.check(name, spec, cast, index, reason_codes)
         valid_table = pa.table(columns)
@@ -166,9 +167,7 @@ class Validator:
         return bad, self.quarantine(rows, bad_index, reason, failed_field, source, first_row)
 
     # -- casting ------------------------------------------------------------------------
-    def cast(
-        self, column: pa.ChunkedArray | pa.Array, spec: FieldSpec, name: str, source: str
-    ) -> Cast:
+    def cast(self, column: pa.ChunkedArray | pa.Array, spec: FieldSpec, name: str) -> Cast:
         """``column`` in the field's type, with the rows that failed to cast: values the
         type cannot hold, text that is not UTF-8, and every value of a column of a type
         that cannot be read as the field's (a struct in a float field, say). Those rows
@@ -420,7 +419,7 @@ class Validator:
         if code == codes.NOT_ALLOWED:
             return f"{shown} is not one of {spec.allowed}"
         if code == codes.UNPARSEABLE:
-            if isinstance(raw, bytes) and not _decodes(raw):
+            if isinstance(raw, bytes) and utf8_error(raw) is not None:
                 return f"{shown} is not UTF-8 text"
             if not _readable_type(column.type, spec.type):
                 return f"{shown} cannot be read as {spec.type} (its column is {column.type})"
@@ -468,14 +467,6 @@ def _readable_type(kind: pa.DataType, field_type: str) -> bool:
         is_text(kind) or is_bytes(kind) or pa.types.is_integer(kind)
         or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
     )  # fmt: skip
-
-
-def _decodes(raw: bytes) -> bool:
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 def _num(value: float) -> str:

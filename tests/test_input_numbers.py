@@ -70,7 +70,7 @@ def _run(frames: list[pa.Table], config: Any) -> tuple[MemorySink, dict[str, Any
 def _cast(values: pa.Array, kind: str) -> tuple[list[Any], list[bool]]:
     """``values`` cast to field type ``kind``: (values, failed) per row."""
     schema = SchemaConfig.model_validate({"time": "t", "fields": {"t": {"type": "int64"}}})
-    cast = Validator(schema, ValidationConfig()).cast(values, FieldSpec(type=kind), "c", "test")
+    cast = Validator(schema, ValidationConfig()).cast(values, FieldSpec(type=kind), "c")
     failed = cast.failed if cast.failed is not None else np.zeros(len(values), bool)
     return cast.array.to_pylist(), [bool(f) for f in failed]
 
@@ -336,7 +336,7 @@ def test_date_text_takes_one_format_per_field_fixed_by_its_first_values() -> Non
     spec = schema.fields["ts"]
 
     def cast(validator: Validator, values: list[str | None]) -> tuple[list[Any], list[bool]]:
-        result = validator.cast(pa.array(values), spec, "ts", "test")
+        result = validator.cast(pa.array(values), spec, "ts")
         failed = result.failed if result.failed is not None else np.zeros(len(values), bool)
         return result.array.to_pylist(), [bool(f) for f in failed]
 

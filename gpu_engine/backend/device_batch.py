@@ -450,7 +450,7 @@ def validate(validator: Any, frame: DeviceFrame, source: str, first_row: int) ->
         widened = _widen(spec, column) if isinstance(column, DeviceColumn) else None
         if widened is None:  # the host path, for this column only
             host = column.to_arrow() if isinstance(column, DeviceColumn) else column
-            cast: Cast = validator.cast(host, spec, name, source)
+            cast: Cast = validator.cast(host, spec, name)
             validator.check(name, spec, cast, index, reason_codes)
             columns[name] = cast.array
             continue

@@ -21,7 +21,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from gpu_engine.errors import InputError
-from gpu_engine.parsing import utf8_text
+from gpu_engine.parsing import utf8_error, utf8_text
 
 SourceBatch = tuple[pa.Table, str, int]  # (rows, source name, index of the first row)
 LINE_ERROR = "_line_error"  # why a source could not read a row (null: the row is fine)
@@ -118,7 +118,7 @@ def _csv(file: Path, batch_rows: int, columns: list[str]) -> Iterator[pa.Table]:
     while True:
         seen = 0
         try:
-            for table in _csv_blocks(file, batch_rows, read, block, raw=last):
+            for table in _csv_blocks(file, batch_rows, read, header, block, raw=last):
                 skip = min(max(given - seen, 0), table.num_rows)
                 seen += table.num_rows
                 if skip < table.num_rows:
@@ -170,7 +170,12 @@ def _as_raw(value: str | bytes) -> bytes:
 
 
 def _csv_blocks(
-    file: Path, batch_rows: int, columns: list[str], block: int, raw: str | None = None
+    file: Path,
+    batch_rows: int,
+    columns: list[str],
+    header: list[str],
+    block: int,
+    raw: str | None = None,
 ) -> Iterator[pa.Table]:
     """Every column is read as text and parsed by the validator, so one bad cell
     quarantines its row instead of failing the whole file; so does a line that does not
@@ -178,7 +183,6 @@ def _csv_blocks(
 
     Arrow parses on one thread here: only then does it know a bad line's row number.
     """
-    header = _csv_header(file)
     bad: list[tuple[int, str]] = []  # (data row, reason), in file order
 
     def unreadable(row: pacsv.InvalidRow) -> str:
@@ -262,10 +266,7 @@ def _utf8(table: pa.Table, raw: str | None = None) -> pa.Table:
         reasons = reasons if reasons is not None else [None] * table.num_rows
         for i in np.flatnonzero(broken):
             value = column[int(i)].as_py()
-            try:
-                value.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                reason = f"column {name!r} is not UTF-8 text ({exc.reason}): {value!r}"
+            reason = f"column {name!r} is not UTF-8 text ({utf8_error(value)}): {value!r}"
             reasons[i] = reason if reasons[i] is None else f"{reasons[i]}; {reason}"
     text = pa.table(columns) if columns else table
     if reasons is not None:

@@ -433,6 +433,20 @@ def test_values_the_cpu_quarantines_one_by_one_are_quarantined_alike(
     assert want[1]["quarantined"] == quarantined
 
 
+def _tx_engine(
+    backend: str, aggs: list[dict[str, Any]], max_rows: int = 65_536
+) -> tuple[Engine, MemorySink]:
+    """An engine over ``t`` (int64) and ``x`` (nullable float64), one tumbling window."""
+    fields = {"t": {"type": "int64", "required": True}, "x": {"type": "float64", "nullable": True}}
+    config = parse_config({
+        "schema": {"time": "t", "fields": fields}, "backend": backend, "workers": 1,
+        "batching": {"max_rows": max_rows},
+        "windows": [{"name": "w", "type": "tumbling", "size": 1000, "aggregations": aggs}],
+    })  # fmt: skip
+    sink = MemorySink()
+    return Engine(config, sinks=[sink]), sink
+
+
 def _second_push(kind: str) -> Any:
     times = np.array([6000, 100], np.int64)
     if kind == "host":
@@ -449,17 +463,9 @@ def test_pushes_of_another_layout_share_a_batch_as_on_the_cpu(kind: str) -> None
     """A device push, then one of another layout (host rows, null flags, a narrower dtype):
     the CUDA backend cut the rows waiting at the switch into a batch of their own, and a
     batch's bounds decide which rows are late (t = 100 after t = 5001 came out late)."""
-    fields = {"t": {"type": "int64", "required": True}, "x": {"type": "float64", "nullable": True}}
     out = []
     for backend in ("cpu", "cuda"):
-        config = parse_config({
-            "schema": {"time": "t", "fields": fields}, "backend": backend, "workers": 1,
-            "batching": {"max_rows": 4},
-            "windows": [{"name": "w", "type": "tumbling", "size": 1000,
-                         "aggregations": [{"name": "n", "op": "count"}]}],
-        })  # fmt: skip
-        sink = MemorySink()
-        engine = Engine(config, sinks=[sink])
+        engine, sink = _tx_engine(backend, [{"name": "n", "op": "count"}], max_rows=4)
         engine.push({"t": cuda.to_device(np.array([5000, 5001], np.int64)),
                      "x": cuda.to_device(np.array([1.0, 2.0]))})  # fmt: skip
         engine.push(_second_push(kind))
@@ -472,17 +478,10 @@ def test_pushes_of_another_layout_share_a_batch_as_on_the_cpu(kind: str) -> None
 def test_device_pushes_with_and_without_null_flags_stay_on_the_device() -> None:
     """cuDF gives a column null flags only in chunks that hold a null: such chunks join
     on the device (flags of 0 for the others), not through the host."""
-    fields = {"t": {"type": "int64", "required": True}, "x": {"type": "float64", "nullable": True}}
+    aggs = [{"name": "n", "op": "count"}, {"name": "x_min", "op": "min", "column": "x"}]
     out = []
     for backend in ("cpu", "cuda"):
-        config = parse_config({
-            "schema": {"time": "t", "fields": fields}, "backend": backend, "workers": 1,
-            "windows": [{"name": "w", "type": "tumbling", "size": 1000,
-                         "aggregations": [{"name": "n", "op": "count"},
-                                          {"name": "x_min", "op": "min", "column": "x"}]}],
-        })  # fmt: skip
-        sink = MemorySink()
-        engine = Engine(config, sinks=[sink])
+        engine, sink = _tx_engine(backend, aggs)
         engine.push(_second_push("null flags"))
         engine.push({"t": cuda.to_device(np.array([6001, 6002])),
                      "x": cuda.to_device(np.array([5.0, 2.0]))})  # fmt: skip
@@ -499,18 +498,10 @@ def test_after_a_host_push_device_pushes_go_back_to_the_device() -> None:
     """Only the rows that fill the batch a host push joined go through the host: the
     device rows after them start the next batch on the device (every later push went
     through the host until the buffer happened to empty)."""
-    fields = {"t": {"type": "int64", "required": True}, "x": {"type": "float64", "nullable": True}}
+    aggs = [{"name": "n", "op": "count"}, {"name": "x_sum", "op": "sum", "column": "x"}]
     out = []
     for backend in ("cpu", "cuda"):
-        config = parse_config({
-            "schema": {"time": "t", "fields": fields}, "backend": backend, "workers": 1,
-            "batching": {"max_rows": 5},
-            "windows": [{"name": "w", "type": "tumbling", "size": 1000,
-                         "aggregations": [{"name": "n", "op": "count"},
-                                          {"name": "x_sum", "op": "sum", "column": "x"}]}],
-        })  # fmt: skip
-        sink = MemorySink()
-        engine = Engine(config, sinks=[sink])
+        engine, sink = _tx_engine(backend, aggs, max_rows=5)
 
         def device(start: int) -> dict[str, Any]:
             t = np.arange(start, start + 3, dtype=np.int64) * 400
@@ -536,14 +527,7 @@ def test_a_device_rest_whose_batch_widened_a_type_is_batched_as_on_the_cpu() -> 
     the rest kept int64 and took it, on time."""
     out = []
     for backend in ("cpu", "cuda"):
-        config = parse_config({
-            "schema": {"time": "t", "fields": {"t": {"type": "int64"}, "x": {"type": "float64"}}},
-            "windows": [{"name": "w", "type": "tumbling", "size": 1000,
-                         "aggregations": [{"name": "n", "op": "count"}]}],
-            "backend": backend, "workers": 1, "batching": {"max_rows": 4},
-        })  # fmt: skip
-        sink = MemorySink()
-        engine = Engine(config, sinks=[sink])
+        engine, sink = _tx_engine(backend, [{"name": "n", "op": "count"}], max_rows=4)
         engine.push(pd.DataFrame({"t": [1000], "x": [1.5]}))
         engine.push({"t": cuda.to_device(np.array([1001, 1002, 1003, 5000], np.int64)),
                      "x": cuda.to_device(np.array([1, 2, 3, 4], np.int64))})  # fmt: skip

@@ -54,7 +54,7 @@ def test_device_casts_match_the_host(source: str, target: str) -> None:
     validator = Validator(schema, ValidationConfig())
     column = DeviceColumn(cuda.to_device(values), cuda.to_device(is_null.view(np.uint8)))
     widened = _widen(spec, column)
-    host = validator.cast(pa.array(values, mask=is_null), spec, "v", "test")
+    host = validator.cast(pa.array(values, mask=is_null), spec, "v")
     if widened is None:  # the host path casts this column: it is the oracle itself
         wide_into_float = np.dtype(source).kind in "iu" and target.startswith("float")
         assert wide_into_float or source == "uint64", (source, target)
