@@ -7,6 +7,10 @@ Usage::
     engine.poll()           # let time-based rules act (batch timeout, idle watermark)
     summary = engine.close()
 
+or ``Engine(config, poll_every=0.01)`` to have a background thread poll. The engine is
+safe to push to from several threads: its calls take one lock, so batches are processed
+one at a time, in the order their rows were pushed.
+
 Every event that enters is counted exactly once as valid (windowed),
 quarantined, late (for every window) or dead-lettered.
 """
@@ -14,15 +18,16 @@ quarantined, late (for every window) or dead-lettered.
 from __future__ import annotations
 
 import os
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
-from functools import partial
+from functools import partial, wraps
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -35,11 +40,27 @@ from gpu_engine.errors import EngineError
 from gpu_engine.io.frames import to_arrow
 from gpu_engine.io.sinks import MemorySink, Sink
 from gpu_engine.parsing import as_bytes, is_text, utf8_text, value_of
+from gpu_engine.poller import BackgroundPoller
 from gpu_engine.validation import ARROW_TYPES, ValidatedBatch, Validator
 from gpu_engine.windows.operator import NEVER, WindowOperator, make_operator
 from gpu_engine.windows.sharded import ShardedWindows
 
 BatchListener = Callable[["BatchReport"], None]
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _serialised(
+    method: Callable[Concatenate[Engine, _P], _R],
+) -> Callable[Concatenate[Engine, _P], _R]:
+    """Run an engine method under the engine's lock: one call at a time, from any thread."""
+
+    @wraps(method)
+    def locked(self: Engine, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked
 
 
 @dataclass
@@ -118,7 +139,12 @@ class Engine:
         clock: Callable[[], float] = time.monotonic,
         listeners: Iterable[BatchListener] = (),
         metrics_dir: str | Path | None = None,
+        poll_every: float | None = None,
     ) -> None:
+        """``poll_every``: seconds between polls by a background thread (see
+        :mod:`gpu_engine.poller`); None leaves polling to the caller."""
+        self._lock = threading.RLock()
+        self._poller = None if poll_every is None else BackgroundPoller(self._poll_once, poll_every)
         self.config = config
         self.backend = select_backend(config.backend, config.device_memory_limit)
         self.sinks: list[Sink] = list(sinks) if sinks is not None else [MemorySink()]
@@ -159,8 +185,11 @@ class Engine:
         self._closed = False
         self.summary_data: dict[str, Any] | None = None
         self.summary_extra: dict[str, Any] = {}  # added to the summary by embedders
+        if self._poller is not None:
+            self._poller.start()
 
     # -- input --------------------------------------------------------------------------
+    @_serialised
     def push(self, frame: Any, source: str = "push", first_row: int | None = None) -> None:
         """Add rows; full batches are processed before this returns.
 
@@ -179,6 +208,7 @@ class Engine:
         self.counts.received += rows
         self._process_all(self.batcher.add(table, source, first_row, self.clock()))
 
+    @_serialised
     def poll(self, now: float | None = None) -> None:
         """Apply the time-based rules: cut a batch after ``max_delay``, advance idle watermarks."""
         self._check_open()
@@ -189,6 +219,7 @@ class Engine:
                 operator.poll(now)
         self._emit_ready()
 
+    @_serialised
     def flush(self) -> None:
         """Process everything buffered (the windows stay open)."""
         self._check_open()
@@ -196,14 +227,29 @@ class Engine:
 
     def close(self) -> dict[str, Any]:
         """End of input: process the rest, emit every open window, close sinks, return summary."""
-        if self._closed:
-            assert self.summary_data is not None
-            return self.summary_data
-        try:
-            return self._close()
-        except BaseException as error:  # the sinks still get a footer and a summary
-            self.abort(error)
-            raise
+        self._stop_polling()
+        with self._lock:
+            if self._closed:
+                assert self.summary_data is not None
+                return self.summary_data
+            try:
+                return self._close()
+            except BaseException as error:  # the sinks still get a footer and a summary
+                self.abort(error)
+                raise
+
+    def _poll_once(self) -> bool:
+        """The background thread's poll; False once the engine is closed."""
+        with self._lock:
+            if self._closed:
+                return False
+            self.poll()
+            return True
+
+    def _stop_polling(self) -> None:
+        """Stop the background poller, outside the lock (it may be waiting for it)."""
+        if self._poller is not None:
+            self._poller.stop()
 
     def _close(self) -> dict[str, Any]:
         self.flush()
@@ -239,6 +285,11 @@ class Engine:
         is the counts so far with ``failed: true`` and the error (rows still waiting for
         a batch are ``buffered``). None when the engine had already closed cleanly.
         """
+        self._stop_polling()
+        with self._lock:
+            return self._abort(error)
+
+    def _abort(self, error: BaseException) -> dict[str, Any] | None:
         if self.summary_data is not None:  # closed, or aborted already: nothing to close
             return self.summary_data if self.summary_data.get("failed") else None
         self._closed = True
@@ -427,6 +478,7 @@ class Engine:
     def watermarks(self) -> dict[str, int]:
         return {op.spec.name: op.watermark for op in self.operators}
 
+    @_serialised
     def summary(self) -> dict[str, Any]:
         elapsed = max(self.clock() - self._started, 1e-9)
         latencies = np.asarray(self._timings.latencies) * 1000
@@ -467,6 +519,7 @@ class Engine:
             **self.summary_extra,
         }
 
+    @_serialised
     def batch_metrics(self) -> pa.Table:
         """Per batch and stage: time_s, stage, rows, seconds, workers (the optimizer's input)."""
         wall, stage, rows, seconds = (
@@ -491,6 +544,8 @@ class Engine:
     def _check_open(self) -> None:
         if self._closed:
             raise EngineError("the engine is closed; create a new Engine for more input")
+        if self._poller is not None and self._poller.error is not None:
+            raise self._poller.error  # the background poll failed: the run cannot go on
 
 
 def _rows_as_python(table: pa.Table) -> list[dict[str, Any]]:

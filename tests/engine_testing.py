@@ -6,6 +6,7 @@ Imported by name (``from engine_testing import ...``); a module called
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -96,6 +97,28 @@ def run_engine(
         engine.push(part)
     summary = engine.close()
     return sink, summary
+
+
+def push_from_threads(engine: Engine, threads: int, pushes: int) -> pd.DataFrame:
+    """``threads`` threads each push ``pushes`` random frames of 1-40 rows into ``engine``,
+    all at once; every row pushed, as one frame."""
+    parts: list[list[pd.DataFrame]] = [[] for _ in range(threads)]
+    start = threading.Barrier(threads)
+
+    def pusher(i: int) -> None:
+        rng = np.random.default_rng(100 + i)
+        start.wait()
+        for _ in range(pushes):
+            part = random_events(rng, int(rng.integers(1, 41)), span_ms=3000)
+            parts[i].append(part)
+            engine.push(part)
+
+    running = [threading.Thread(target=pusher, args=(i,)) for i in range(threads)]
+    for thread in running:
+        thread.start()
+    for thread in running:
+        thread.join()
+    return pd.concat([part for own in parts for part in own], ignore_index=True)
 
 
 def window_frame(sink: MemorySink, name: str = "w") -> pd.DataFrame:

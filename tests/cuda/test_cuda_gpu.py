@@ -155,3 +155,36 @@ def test_the_occupancy_calculator_agrees_with_the_driver(
     out = capsys.readouterr().out
     assert code == 0, out
     assert "KERNEL_RESOURCES PASS" in out
+
+
+def test_pushes_from_many_threads_with_a_background_poller_match_the_cpu() -> None:
+    """Kernels launched from the pushers' threads and the poller's, one at a time (the
+    simulator cannot launch from several threads): the CUDA backend's windows equal the
+    CPU backend's over the same rows."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the core suite's helpers
+    from engine_testing import (
+        ALL_AGGS,
+        assert_frames_match,
+        make_config,
+        push_from_threads,
+        run_engine,
+        window_frame,
+    )
+
+    from gpu_engine.engine import Engine
+    from gpu_engine.io.sinks import MemorySink
+
+    window = {"type": "tumbling", "size": 1000, "keys": ["k"], "allowed_lateness": 3_600_000,
+              "aggregations": ALL_AGGS}  # fmt: skip
+    batching = {"max_rows": 256, "max_delay": 1}
+    sink = MemorySink()
+    engine = Engine(make_config(window, batching=batching, backend="cuda"), sinks=[sink],
+                    poll_every=0.001)  # fmt: skip
+    frame = push_from_threads(engine, threads=4, pushes=100)
+    summary = engine.close()
+    assert summary["accounted"] and summary["events"]["valid"] == len(frame)
+    cpu, _ = run_engine(make_config(window, batching=batching), frame)
+    names = ["window_start", "window_end", "k", *(agg["name"] for agg in ALL_AGGS)]
+    assert_frames_match(window_frame(sink), window_frame(cpu), names)

@@ -1,0 +1,61 @@
+"""A background thread that applies an engine's time-based rules on its own.
+
+Why: the batch timeout (``max_delay``) and the idle watermark act only when something
+polls the engine. A file run polls after every batch, but an embedder that pushes when
+requests arrive may not push again for a long while, and rows would wait in the buffer,
+and windows stay open, until it did. Flink's buffer timeout fires by itself; this gives
+the push API the same.
+
+The thread holds the engine weakly, so an engine dropped without ``close`` does not live
+on through it; it stops when the engine closes, or at the first error, which the
+engine's next call raises.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import weakref
+from collections.abc import Callable
+
+
+class BackgroundPoller:
+    """Calls ``poll_once`` every ``every_s`` seconds until it returns False or fails."""
+
+    def __init__(self, poll_once: Callable[[], bool], every_s: float) -> None:
+        if isinstance(every_s, bool) or not isinstance(every_s, int | float):
+            raise TypeError(f"poll_every must be a number of seconds, not {every_s!r}")
+        if not (math.isfinite(every_s) and every_s > 0):
+            raise ValueError(f"poll_every must be a positive number of seconds, not {every_s!r}")
+        self.every_s = float(every_s)
+        self.error: BaseException | None = None
+        self._poll_once = weakref.WeakMethod(poll_once)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tiktoktoe-poll", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self.every_s):
+            poll_once = self._poll_once()
+            if poll_once is None:  # the engine is gone
+                return
+            try:
+                if not poll_once():
+                    return
+            except BaseException as error:  # handed to the engine's caller, not lost
+                self.error = error
+                return
+            finally:
+                del poll_once
+
+    def stop(self) -> None:
+        """Stop and wait for the thread (unless called from it: a sink closing the engine)."""
+        self._stopping.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join()

@@ -1,0 +1,125 @@
+"""The push API without a caller that polls: a background thread applies the batch
+timeout and the idle watermark (``Engine(poll_every=...)``), and pushes from several
+threads at once lose or double nothing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+from engine_testing import (
+    ALL_AGGS,
+    assert_frames_match,
+    duckdb_windows,
+    make_config,
+    push_from_threads,
+    random_events,
+    window_frame,
+)
+
+from gpu_engine.engine import Engine
+from gpu_engine.errors import EngineError, SchemaError
+from gpu_engine.io.sinks import MemorySink
+
+TUMBLING = {"type": "tumbling", "size": 1000, "keys": ["k"]}
+COMPARED = ["window_start", "window_end", "k", "n", "likes", "x_sum", "x_min", "x_max", "u_sum"]
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
+def _events(n: int, seed: int = 0) -> pd.DataFrame:
+    return random_events(np.random.default_rng(seed), n, span_ms=3000)
+
+
+def test_the_batch_timeout_fires_with_no_call_after_the_push() -> None:
+    config = make_config(TUMBLING, batching={"max_rows": 1000, "max_delay": 50})
+    polled = Engine(config, sinks=[MemorySink()], poll_every=0.01)
+    unpolled = Engine(config, sinks=[MemorySink()])
+    for engine in (polled, unpolled):
+        engine.push(_events(10))
+    assert _wait_for(lambda: polled.summary()["events"]["valid"] == 10)
+    assert polled.summary()["events"]["buffered"] == 0
+    assert polled.summary()["latency_ms"]["p50"] >= 50  # cut by the timeout, not at once
+    assert unpolled.summary()["events"]["buffered"] == 10  # nothing polls it
+    for engine in (polled, unpolled):
+        assert engine.close()["accounted"]
+
+
+def test_the_idle_watermark_emits_windows_with_no_call_after_the_push() -> None:
+    window = {**TUMBLING, "idle_timeout": 100, "aggregations": ALL_AGGS}
+    sink = MemorySink()
+    engine = Engine(make_config(window, batching={"max_delay": 20}), sinks=[sink], poll_every=0.01)
+    frame = _events(300)
+    expected = duckdb_windows(frame, window, ALL_AGGS)
+    engine.push(frame)
+    # Event time spans 3 s; after 100 ms idle, the watermark follows processing time.
+    assert _wait_for(lambda: engine.summary()["windows_emitted"] == len(expected), seconds=10)
+    emitted = window_frame(sink)
+    engine.close()
+    assert_frames_match(emitted, expected, COMPARED)
+    assert len(window_frame(sink)) == len(emitted)  # every window was out before close
+
+
+def test_pushes_from_many_threads_at_once_are_each_counted_once() -> None:
+    """Eight threads push 1-40 rows at a time while the poller cuts batches: the windows
+    equal DuckDB's over every row pushed, and the summary accounts for each."""
+    window = {**TUMBLING, "allowed_lateness": 3_600_000, "aggregations": ALL_AGGS}
+    config = make_config(window, batching={"max_rows": 256, "max_delay": 1}, workers=2)
+    sink = MemorySink()
+    engine = Engine(config, sinks=[sink], poll_every=0.001)
+    frame = push_from_threads(engine, threads=8, pushes=120)
+    summary = engine.close()
+    assert summary["events"]["in"] == summary["events"]["valid"] == len(frame)
+    assert summary["accounted"] and summary["batches"] > 1
+    assert_frames_match(window_frame(sink), duckdb_windows(frame, window, ALL_AGGS), COMPARED)
+
+
+def test_a_failure_in_the_background_is_raised_by_the_next_call() -> None:
+    config = make_config(TUMBLING, batching={"max_delay": 10}, validation={"on_error": "fail"})
+    sink = MemorySink()
+    engine = Engine(config, sinks=[sink], poll_every=0.005)
+    bad = _events(3)
+    bad.loc[1, "e"] = 9  # not an allowed value
+    engine.push(bad)
+    assert engine._poller is not None
+    assert _wait_for(lambda: engine._poller is not None and engine._poller.error is not None)
+    with pytest.raises(SchemaError, match="row 1"):
+        engine.push(_events(3))
+    with pytest.raises(SchemaError, match="row 1"):
+        engine.close()
+    assert engine.summary_data is not None and engine.summary_data["failed"]
+    assert not engine._poller.running
+
+
+def test_close_stops_the_poller_and_a_closed_engine_refuses_pushes() -> None:
+    engine = Engine(make_config(TUMBLING), sinks=[MemorySink()], poll_every=0.005)
+    assert engine._poller is not None and engine._poller.running
+    engine.push(_events(5))
+    assert engine.close()["events"]["valid"] == 5
+    assert not engine._poller.running
+    with pytest.raises(EngineError, match="closed"):
+        engine.push(_events(5))
+
+
+def test_an_engine_dropped_without_close_does_not_keep_its_poller() -> None:
+    engine = Engine(make_config(TUMBLING), sinks=[MemorySink()], poll_every=0.005)
+    poller = engine._poller
+    assert poller is not None
+    del engine
+    assert _wait_for(lambda: not poller.running)
+
+
+@pytest.mark.parametrize("every", [0, -1.0, float("nan"), float("inf"), "10ms", True])
+def test_poll_every_must_be_a_positive_number_of_seconds(every: object) -> None:
+    with pytest.raises((TypeError, ValueError), match="poll_every"):
+        Engine(make_config(TUMBLING), poll_every=every)  # type: ignore[arg-type]
