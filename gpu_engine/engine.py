@@ -41,7 +41,7 @@ from gpu_engine.io.frames import to_arrow
 from gpu_engine.io.sinks import MemorySink, Sink
 from gpu_engine.parsing import as_bytes, is_text, utf8_text, value_of
 from gpu_engine.poller import BackgroundPoller
-from gpu_engine.validation import ARROW_TYPES, ValidatedBatch, Validator
+from gpu_engine.validation import ValidatedBatch, Validator, arrow_type
 from gpu_engine.windows.operator import NEVER, WindowOperator, make_operator
 from gpu_engine.windows.sharded import ShardedWindows
 
@@ -154,10 +154,8 @@ class Engine:
         schema = config.event_schema
         self.validator = Validator(schema, config.validation, self.backend)
         self.batcher = MicroBatcher(config.batching.max_rows, config.batching.max_delay)
-        time_type = (
-            pa.timestamp("ms") if schema.fields[schema.time].type == "timestamp" else (pa.int64())
-        )
-        key_types = {name: ARROW_TYPES[spec.type] for name, spec in schema.fields.items()}
+        time_type = arrow_type(schema.fields[schema.time])  # int64, or ms in the field's tz
+        key_types = {name: arrow_type(spec) for name, spec in schema.fields.items()}
         # Device state: one worker by default, as the device is one (on an H100, two CUDA
         # workers were no faster than one; benchmarks/RESULTS.md, 2026-11-27).
         self.workers = config.workers or (

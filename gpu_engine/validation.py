@@ -66,6 +66,15 @@ ARROW_TYPES: dict[str, pa.DataType] = {
     "string": pa.string(),
     "timestamp": pa.timestamp("ms"),
 }
+
+
+def arrow_type(spec: FieldSpec) -> pa.DataType:
+    """The Arrow type a field's values are cast to: its type's, a timestamp in its ``tz``."""
+    if spec.type == "timestamp" and spec.tz is not None:
+        return pa.timestamp("ms", tz=spec.tz)
+    return ARROW_TYPES[spec.type]
+
+
 _EMPTY_U8 = np.empty(0, dtype=np.uint8)
 _EMPTY_F8 = np.empty(0, dtype=np.float64)
 QUARANTINE_COLUMNS = ("_reason_code", "_field", "_reason", "_source", "_row")
@@ -119,7 +128,7 @@ class Validator:
         for index, (name, spec) in enumerate(self.schema.fields.items()):
             if name not in table.column_names:
                 self.missing_column(name, spec, index, n, source, reason_codes)
-                columns[name] = pa.nulls(n, ARROW_TYPES[spec.type])
+                columns[name] = pa.nulls(n, arrow_type(spec))
                 continue
             cast = self.cast(table.column(name), spec, name)
             columns[name] = cast.array
@@ -187,14 +196,14 @@ class Validator:
             cast = None
         if cast is None:  # no value of this column fits: each non-null row fails
             failed = array.is_valid().to_numpy(zero_copy_only=False)
-            cast = Cast(pa.nulls(len(array), ARROW_TYPES[spec.type]), failed)
+            cast = Cast(pa.nulls(len(array), arrow_type(spec)), failed)
         if not_utf8 is not None:
             cast = Cast(cast.array, not_utf8 if cast.failed is None else cast.failed | not_utf8)
         return cast
 
     def _cast(self, array: pa.Array, spec: FieldSpec, name: str) -> Cast | None:
         """``array`` in the field's type; None when its type cannot be read as that."""
-        target = ARROW_TYPES[spec.type]
+        target = arrow_type(spec)
         if array.type == target:
             return Cast(array, None)
         kind = spec.type
@@ -203,7 +212,10 @@ class Validator:
         if kind == "string":
             return Cast(pc.cast(array, pa.string()), None)
         if kind == "timestamp":
-            return self._cast_timestamp(array, name)
+            cast = self._cast_timestamp(array, name)
+            if cast is None or spec.tz is None:  # no zone asked for: the input's is kept
+                return cast
+            return Cast(cast.array.cast(target), cast.failed)
         if is_text(array.type):
             return (
                 Cast(*text_to_bool(array)) if kind == "bool" else self._parse_numbers(array, kind)

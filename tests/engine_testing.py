@@ -198,6 +198,48 @@ def timestamp_extremes_case(backend: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     return got[["first_seen", "last_seen"]], expected.reset_index(drop=True)
 
 
+def time_zone_case(window: dict[str, Any], backend: str) -> tuple[MemorySink, pd.DataFrame]:
+    """A time field and a second timestamp field with ``tz: America/New_York``, pushed
+    as instants in other zones (Tokyo, UTC, naive = UTC) and as epoch ms, batch by batch:
+    (the engine's sink, every row pushed with ``t_ms`` and ``seen_ms`` as epoch ms) on
+    ``backend``. The windows must be the epoch-ms ones, in New York time. One more row,
+    at the epoch, is late."""
+    fields = {**BASE_FIELDS, "t": {"type": "timestamp", "required": True, "tz": NEW_YORK},
+              "seen": {"type": "timestamp", "nullable": True, "tz": NEW_YORK}}  # fmt: skip
+    aggs = [{"name": "n", "op": "count"}, {"name": "x_sum", "op": "sum", "column": "x"},
+            {"name": "first_seen", "op": "min", "column": "seen"},
+            {"name": "last_seen", "op": "max", "column": "seen"}]  # fmt: skip
+    frame = random_events(np.random.default_rng(5), 200, n_keys=3, span_ms=6000,
+                          disorder_ms=1500)  # fmt: skip
+    frame["seen"] = frame["t"] - 86_400_000 + np.arange(len(frame))
+    frame.loc[[3, 50], "seen"] = None
+    config = make_config({**window, "keys": ["k"], "aggregations": aggs, "allowed_lateness": 2000},
+                         schema={"time": "t", "fields": fields}, backend=backend,
+                         batching={"max_rows": 40})  # fmt: skip
+    sink = MemorySink()
+    engine = Engine(config, sinks=[sink])
+    zones = ["Asia/Tokyo", "UTC", None, "epoch ms", "+05:30"]
+    for i, start in enumerate(range(0, len(frame), 40)):
+        part = frame.iloc[start : start + 40].copy()
+        zone = zones[i % len(zones)]
+        for column in ("t", "seen"):
+            if zone == "epoch ms":
+                part[column] = part[column].astype("Int64")
+                continue
+            instants = pd.to_datetime(part[column], unit="ms").astype("datetime64[ms]")
+            part[column] = (
+                instants if zone is None else instants.dt.tz_localize("UTC").dt.tz_convert(zone)
+            )
+        engine.push(part)
+    late = frame.iloc[:1].assign(t=pd.Timestamp(0, tz="Asia/Tokyo"), seen=None)
+    engine.push(late)  # late for every window: it comes out on its own, zoned too
+    engine.close()
+    return sink, frame.rename(columns={"t": "t_ms", "seen": "seen_ms"})
+
+
+NEW_YORK = "America/New_York"
+
+
 def huge_moments_case(backend: str) -> tuple[list[list[float]], list[list[float]]]:
     """``var`` and ``std`` of values whose squares overflow (means past 1.3e154): numpy's
     answers (0 for equal values, inf otherwise), not NaN (a window's first pane times

@@ -435,7 +435,7 @@ def _missing(spec: FieldSpec, n: int) -> Column:
 
 def validate(validator: Any, frame: DeviceFrame, source: str, first_row: int) -> Any:
     """The device twin of ``Validator.validate``: same rules, reasons and messages."""
-    from gpu_engine.validation import ARROW_TYPES, Cast, ValidatedBatch
+    from gpu_engine.validation import Cast, ValidatedBatch
 
     schema, config = validator.schema, validator.config
     n = frame.num_rows
@@ -471,7 +471,7 @@ def validate(validator: Any, frame: DeviceFrame, source: str, first_row: int) ->
             name, spec, values, _NO_FLAGS if is_null is None else is_null,
             _NO_FLAGS if failed is None else failed, index, reason_codes,
         )  # fmt: skip
-    valid = DeviceFrame(columns, n, _output_types(schema, frame, ARROW_TYPES), schema.time)
+    valid = DeviceFrame(columns, n, _output_types(schema, frame), schema.time)
     time_column = valid.columns[schema.time]
     # A device time column is read back with the reason codes, before the quarantine's and
     # the take's kernels are queued (one wait, not two); a host one once its failed (null)
@@ -489,15 +489,18 @@ def validate(validator: Any, frame: DeviceFrame, source: str, first_row: int) ->
     return ValidatedBatch(valid, times, quarantine, n)
 
 
-def _output_types(
-    schema: Any, frame: DeviceFrame, arrow_types: dict[str, pa.DataType]
-) -> dict[str, pa.DataType]:
-    """The Arrow type of every validated column, as the host path casts it: the schema's,
-    with a host timestamp column's time zone kept (``Validator._cast_timestamp``)."""
-    types = {name: arrow_types[spec.type] for name, spec in schema.fields.items()}
+def _output_types(schema: Any, frame: DeviceFrame) -> dict[str, pa.DataType]:
+    """The Arrow type of every validated column, as the host path casts it: the schema's
+    (a timestamp in its field's ``tz``), else with a host timestamp column's time zone
+    kept (``Validator._cast_timestamp``)."""
+    from gpu_engine.validation import arrow_type
+
+    types = {name: arrow_type(spec) for name, spec in schema.fields.items()}
     if frame.host is not None:
         for name, spec in schema.fields.items():
-            if spec.type != "timestamp" or name not in frame.host.column_names:
+            if spec.type != "timestamp" or spec.tz is not None:
+                continue
+            if name not in frame.host.column_names:
                 continue
             source = frame.host.schema.field(name).type
             if pa.types.is_timestamp(source) and source.tz:

@@ -124,6 +124,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def time_zone_problem(tz: str) -> str | None:
+    """Why Arrow cannot use ``tz`` as a time zone (None when it can): the engine's
+    output columns are Arrow timestamps in that zone, so Arrow's own database decides."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        pc.hour(pa.array([0], pa.timestamp("ms", tz=tz)))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+        return f"tz {tz!r} is not a time zone Arrow knows ({error})"
+    return None
+
+
 class FieldSpec(_Strict):
     """One column of the input schema and the rules its values must satisfy."""
 
@@ -134,6 +147,7 @@ class FieldSpec(_Strict):
     max: float | None = None
     allowed: list[Scalar] | None = None
     allow_nan: bool = False
+    tz: str | None = None  # a timestamp field's output zone: IANA name or +HH:MM
 
     @model_validator(mode="after")
     def _consistent(self) -> FieldSpec:
@@ -145,6 +159,12 @@ class FieldSpec(_Strict):
             raise ValueError(f"min {self.min} is above max {self.max}")
         if self.allow_nan and self.type not in FLOAT_TYPES:
             raise ValueError(f"allow_nan applies to float fields only, not {self.type}")
+        if self.tz is not None:
+            if self.type != "timestamp":
+                raise ValueError(f"tz applies to timestamp fields only, not {self.type}")
+            problem = time_zone_problem(self.tz)
+            if problem is not None:
+                raise ValueError(problem)
         if self.allowed is not None:
             if not self.allowed:
                 raise ValueError("allowed must list at least one value")

@@ -173,7 +173,7 @@ class AggregationPlan:
         for spec, op, exact in zip(self.specs, self.ops, self.exact_int, strict=True):
             column = self.fields[spec.column] if spec.column is not None else None
             if op in (MIN, MAX) and column is not None and column.type == "timestamp":
-                types.append(pa.timestamp("ms"))
+                types.append(pa.timestamp("ms", tz=column.tz))
             elif op in (COUNT, DISTINCT) or exact:
                 types.append(pa.int64())
             else:

@@ -26,6 +26,7 @@ from engine_testing import (  # noqa: E402
     nan_where_case,
     random_events,
     run_engine,
+    time_zone_case,
     timestamp_extremes_case,
     window_frame,
 )
@@ -130,6 +131,23 @@ def test_integers_past_2_to_the_53_on_the_device_as_on_the_cpu(window) -> None:
 def test_min_and_max_of_a_timestamp_field_are_timestamps_on_the_device() -> None:
     got, expected = timestamp_extremes_case("cuda")
     pd.testing.assert_frame_equal(got, expected)
+
+
+@pytest.mark.parametrize(
+    "window",
+    [{"type": "sliding", "size": 2000, "slide": 500}, {"type": "session", "gap": 300}],
+    ids=["sliding", "session"],
+)
+def test_a_fields_time_zone_on_the_device(window: dict) -> None:
+    """Window bounds, timestamp min/max and late rows in the field's ``tz``, as on the CPU."""
+    device, _ = time_zone_case(window, "cuda")
+    cpu, _ = time_zone_case(window, "cpu")
+    order = [("window_start", "ascending"), ("k", "ascending")]
+    got, expected = (sink.result("windows/w").sort_by(order) for sink in (device, cpu))
+    assert got.schema == expected.schema
+    assert got.drop_columns(["x_sum"]).equals(expected.drop_columns(["x_sum"]))
+    np.testing.assert_allclose(got.column("x_sum"), expected.column("x_sum"), rtol=1e-12)
+    assert device.result("late/w").equals(cpu.result("late/w"))
 
 
 @pytest.mark.filterwarnings("ignore:.*overflow encountered:RuntimeWarning")
