@@ -49,6 +49,17 @@ def test_a_row_longer_than_arrows_block_is_read(tmp_path: Path, batch_rows: int)
     assert [len(str(r["s"])) for r in rows] == [1, len(long), 1]
 
 
+@pytest.mark.parametrize("megabytes", [3, 20])
+def test_a_first_row_longer_than_arrows_block_is_read(tmp_path: Path, megabytes: int) -> None:
+    """Opening the file reads its header and first row in one block: a first row over
+    about 2 MB stopped the run there ("straddling object"), before any row was read."""
+    long = "y" * (megabytes << 20)
+    path = tmp_path / "long_first.csv"
+    path.write_text(f'{HEADER}\n1,1,"{long}"\n2,2,b\n')
+    rows = _rows(path)
+    assert [(r["t"], len(str(r["s"]))) for r in rows] == [("1", len(long)), ("2", 1)]
+
+
 def test_a_quote_never_closed_makes_its_row_unreadable(tmp_path: Path) -> None:
     """Arrow reads the rest of the file into the open value, rows and all, silently: two
     events vanished into a key. Now that row is unreadable, with the reason."""

@@ -237,12 +237,22 @@ def _csv_blocks(
 
 def _csv_header(file: Path) -> list[str]:
     """The column names as Arrow's CSV reader sees them: a UTF-8 byte-order mark (Excel
-    writes one) is dropped, which Python's csv module would keep in the first name."""
-    probe = pacsv.open_csv(
-        file,
-        read_options=pacsv.ReadOptions(use_threads=False),
-        parse_options=pacsv.ParseOptions(invalid_row_handler=lambda row: "skip"),
-    )
+    writes one) is dropped, which Python's csv module would keep in the first name.
+    Arrow reads the first block to open the file, so a first row longer than a block is
+    read in larger blocks, as :func:`_csv` reads the rows."""
+    block = _CSV_BLOCK
+    while True:
+        try:
+            probe = pacsv.open_csv(
+                file,
+                read_options=pacsv.ReadOptions(use_threads=False, block_size=block),
+                parse_options=pacsv.ParseOptions(invalid_row_handler=lambda row: "skip"),
+            )
+            break
+        except pa.ArrowInvalid as exc:
+            if "straddl" not in str(exc) or block > file.stat().st_size:
+                raise
+            block *= 8
     try:
         return list(probe.schema.names)
     finally:
