@@ -152,9 +152,16 @@ def test_missing_file_and_bad_yaml(tmp_path) -> None:
 
 @pytest.mark.parametrize(
     ("text", "ms"),
-    [("50ms", 50), ("2s", 2000), ("1.5s", 1500), ("5m", 300_000), ("1h", 3_600_000), (250, 250)],
-)
+    [("50ms", 50), ("2s", 2000), ("1.5s", 1500), ("5m", 300_000), ("1h", 3_600_000), (250, 250),
+     ("2305843009213693953ms", 2**61 + 1), ("9007199254740993s", (2**53 + 1) * 1000),
+     ("0.001s", 1), ("1.0000000000000001s", None)],
+)  # fmt: skip
 def test_durations(text, ms) -> None:
+    """Exactly, past 2^53 too (they were read through a float and rounded)."""
+    if ms is None:  # not a whole ms, though a float would round it to one
+        with pytest.raises(ValueError, match="whole number"):
+            parse_duration_ms(text)
+        return
     assert parse_duration_ms(text) == ms
     assert parse_duration_ms(format_duration_ms(ms)) == ms
 
