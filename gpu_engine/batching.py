@@ -113,6 +113,14 @@ class MicroBatcher:
                 return head, _slice(table, need, table.num_rows)
         return table.to_arrow(), None
 
+    def overdue_s(self, now: float) -> float:
+        """How far the oldest buffered row is past ``max_delay`` (0 when none is): rows
+        stuck because nothing polls (see ``Engine(poll_every=...)``)."""
+        pending = self._pending
+        if not pending.rows:
+            return 0.0
+        return max(0.0, now - pending.since - self.max_delay_s)
+
     def due(self, now: float) -> list[Batch]:
         """The buffered rows as a batch if they have waited ``max_delay``."""
         if self._pending.rows and now - self._pending.since >= self.max_delay_s:

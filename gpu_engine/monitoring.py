@@ -41,6 +41,10 @@ class EngineMonitoring:
     def attach(self, engine: Engine) -> None:
         """Register the actions this engine can carry out when a rule asks for them."""
         self.engine = engine
+        batcher = engine.batcher
+        self.metrics.watch_batcher(
+            lambda: batcher.buffered_rows, lambda: batcher.overdue_s(engine.clock())
+        )
         self.monitor.actions.register("shrink_batch_delay", self._shrink_batch_delay)
         self.monitor.actions.register("run_optimizer", self._run_optimizer)
 
@@ -101,8 +105,6 @@ class EngineMonitoring:
             self.metrics.record_error("engine", "dead_letter")
         if report.watermark_ms is not None:
             self.metrics.set_watermark_lag(time.time() - report.watermark_ms / 1000.0)
-        if self.engine is not None:
-            self.metrics.set_queue_depth(self.engine.batcher.buffered_rows)
 
     # -- sink ---------------------------------------------------------------------------
     def windows(self, name: str, table: pa.Table) -> None:

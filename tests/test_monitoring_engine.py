@@ -130,3 +130,35 @@ def test_a_batch_that_cannot_be_processed_is_dead_lettered_and_counted(tmp_path,
     assert dead.num_rows == 100
     assert set(dead.column("_error").to_pylist()) == {"RuntimeError: disk on fire"}
     assert dead.column("_row").to_pylist() == list(range(100, 200))
+
+
+def test_rows_left_waiting_because_nothing_polls_raise_batch_overdue(tmp_path, rng) -> None:
+    """An embedder that pushes and never polls leaves rows in the batcher: the queue depth
+    and the overdue seconds are read when sampled (no batch reports them, as stuck rows
+    make none), and the built-in BatchOverdue fires; a poll clears it."""
+    from gpu_engine.engine import Engine
+
+    now = {"t": 0.0}  # the engine's clock; the monitor ticks at the same times
+    config = make_config(WINDOW, batching={"max_rows": 1000, "max_delay": "50ms"})
+    monitoring = EngineMonitoring(tmp_path)
+    engine = Engine(config, sinks=[monitoring], listeners=[monitoring.on_batch],
+                    clock=lambda: now["t"])  # fmt: skip
+    monitoring.attach(engine)
+    try:
+        engine.push(random_events(rng, 40))
+        firing = []
+        for second in range(1, 9):
+            now["t"] = float(second)
+            monitoring.monitor.tick(now=float(second))
+            firing.append([a.rule for a in monitoring.monitor.firing()])
+        sample = monitoring.monitor.last_sample
+        assert sample is not None
+        assert sample.values[("queue_depth", ())] == 40
+        assert abs(sample.values[("batch_overdue_seconds", ())] - (8 - 0.05)) < 1e-9
+        assert "BatchOverdue" not in firing[4] and "BatchOverdue" in firing[7]  # for: 5s
+        engine.poll()
+        monitoring.monitor.tick(now=9.0)
+        assert monitoring.monitor.last_sample.values[("batch_overdue_seconds", ())] == 0
+    finally:
+        engine.close()
+        monitoring.stop()

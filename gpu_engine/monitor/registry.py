@@ -12,7 +12,8 @@ Exposed series (Prometheus names):
 - ``tiktoktoe_batch_rows`` and ``tiktoktoe_batch_seconds`` histograms
 - ``tiktoktoe_e2e_latency_seconds`` histogram (processing time minus event time)
 - ``tiktoktoe_stage_seconds_total{stage}``
-- ``tiktoktoe_queue_depth``, ``tiktoktoe_watermark_lag_seconds`` gauges
+- ``tiktoktoe_queue_depth``, ``tiktoktoe_batch_overdue_seconds``,
+  ``tiktoktoe_watermark_lag_seconds`` gauges
 - ``tiktoktoe_windows_emitted_total{window}``
 - ``tiktoktoe_worker_events_total{worker}``, ``tiktoktoe_worker_errors_total{worker,kind}``
 - ``tiktoktoe_process_cpu_seconds_total``, ``tiktoktoe_process_resident_memory_bytes``
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.registry import CollectorRegistry
@@ -113,7 +114,14 @@ class EngineMetrics:
             ["stage"],
             registry=r,
         )
-        self._queue = Gauge("tiktoktoe_queue_depth", "Batches waiting to be processed.", registry=r)
+        self._queue = Gauge(
+            "tiktoktoe_queue_depth", "Rows pushed and waiting for their micro-batch.", registry=r
+        )
+        self._overdue = Gauge(
+            "tiktoktoe_batch_overdue_seconds",
+            "How far the oldest row waiting for its micro-batch is past max_delay.",
+            registry=r,
+        )
         self._wm_lag = Gauge(
             "tiktoktoe_watermark_lag_seconds", "Wall clock minus the watermark.", registry=r
         )
@@ -191,6 +199,14 @@ class EngineMetrics:
 
     def set_queue_depth(self, n: int | float) -> None:
         self._queue.set(n)
+
+    def watch_batcher(
+        self, buffered_rows: Callable[[], float], overdue_s: Callable[[], float]
+    ) -> None:
+        """Read the queue depth and the overdue seconds when sampled or scraped: a batch's
+        report cannot say that rows are stuck, since stuck rows make no batch."""
+        self._queue.set_function(buffered_rows)
+        self._overdue.set_function(overdue_s)
 
     def set_watermark_lag(self, seconds: float) -> None:
         self._wm_lag.set(seconds)

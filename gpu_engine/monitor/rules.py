@@ -335,7 +335,8 @@ class MonitorConfig(_Strict):
 
     @classmethod
     def default(cls) -> MonitorConfig:
-        """Built-in rules for the demo: latency, quarantine rate, throughput trend and anomaly."""
+        """Built-in rules: batch latency, quarantine rate, dead letters, throughput trend and
+        anomaly, and rows left waiting past their batch timeout."""
         return cls.model_validate(
             {
                 "interval": "1s",
@@ -396,15 +397,16 @@ class MonitorConfig(_Strict):
                         "annotations": {"summary": "events in {value:.0f}/s is a spike"},
                     },
                     {
-                        "name": "QueueBacklog",
+                        "name": "BatchOverdue",
                         "kind": "threshold",
-                        "expr": "queue_depth > 100",
-                        "for": "10s",
+                        "expr": "batch_overdue_seconds > 1",
+                        "for": "5s",
                         "keep_firing_for": "10s",
-                        "severity": "critical",
-                        "labels": {"component": "engine"},
-                        "annotations": {"summary": "{value:.0f} batches queued"},
-                        "actions": [{"name": "scale_workers", "params": {"delta": 1}}],
+                        "severity": "warning",
+                        "labels": {"component": "ingest"},
+                        "annotations": {
+                            "summary": "rows {value:.1f}s past max_delay: nothing polls the engine"
+                        },
                     },
                 ],
                 "escalation": {
