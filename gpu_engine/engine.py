@@ -53,12 +53,26 @@ _R = TypeVar("_R")
 def _serialised(
     method: Callable[Concatenate[Engine, _P], _R],
 ) -> Callable[Concatenate[Engine, _P], _R]:
-    """Run an engine method under the engine's lock: one call at a time, from any thread."""
+    """Run an engine call under the engine's lock: one call at a time, from any thread.
+
+    A call made from a sink or listener while the engine is in a call of its own (on the
+    same thread: the lock is re-entrant) is refused: it would run in the middle of a
+    batch, which is neither counted nor fully written yet."""
 
     @wraps(method)
     def locked(self: Engine, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         with self._lock:
-            return method(self, *args, **kwargs)
+            if self._in_call:
+                raise EngineError(
+                    f"Engine.{method.__name__.lstrip('_')}() was called from a sink or"
+                    " listener while the engine was processing; call it once the"
+                    " engine's own call has returned"
+                )
+            self._in_call = True
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                self._in_call = False
 
     return locked
 
@@ -144,6 +158,7 @@ class Engine:
         """``poll_every``: seconds between polls by a background thread (see
         :mod:`gpu_engine.poller`); None leaves polling to the caller."""
         self._lock = threading.RLock()
+        self._in_call = False  # inside a serialised call (see _serialised)
         self._poller = None if poll_every is None else BackgroundPoller(self._poll_once, poll_every)
         self.config = config
         self.backend = select_backend(config.backend, config.device_memory_limit)
@@ -210,7 +225,9 @@ class Engine:
     def poll(self, now: float | None = None) -> None:
         """Apply the time-based rules: cut a batch after ``max_delay``, advance idle watermarks."""
         self._check_open()
-        now = self.clock() if now is None else now
+        self._poll(self.clock() if now is None else now)
+
+    def _poll(self, now: float) -> None:
         self._process_all(self.batcher.due(now))
         if not self.batcher.buffered_rows:  # rows waiting for a batch are input: not idle
             for operator in self.operators:
@@ -223,34 +240,36 @@ class Engine:
         self._check_open()
         self._process_all(self.batcher.drain())
 
+    @_serialised
     def close(self) -> dict[str, Any]:
         """End of input: process the rest, emit every open window, close sinks, return summary."""
         self._stop_polling()
-        with self._lock:
-            if self._closed:
-                assert self.summary_data is not None
-                return self.summary_data
-            try:
-                return self._close()
-            except BaseException as error:  # the sinks still get a footer and a summary
-                self.abort(error)
-                raise
+        if self._closed:
+            assert self.summary_data is not None
+            return self.summary_data
+        try:
+            return self._close()
+        except BaseException as error:  # the sinks still get a footer and a summary
+            self._abort(error)
+            raise
 
+    @_serialised
     def _poll_once(self) -> bool:
         """The background thread's poll; False once the engine is closed."""
-        with self._lock:
-            if self._closed:
-                return False
-            self.poll()
-            return True
+        if self._closed:
+            return False
+        self._poll(self.clock())
+        return True
 
     def _stop_polling(self) -> None:
-        """Stop the background poller, outside the lock (it may be waiting for it)."""
+        """Ask the background poller to stop. Not joined: it may be waiting for the lock
+        this thread holds; once it has it, it sees the engine closed and ends."""
         if self._poller is not None:
             self._poller.stop()
 
     def _close(self) -> dict[str, Any]:
-        self.flush()
+        self._check_open()
+        self._process_all(self.batcher.drain())
         for operator in self.operators:
             table = operator.close()
             if table is not None:
@@ -275,6 +294,7 @@ class Engine:
         self.summary_data = summary
         return summary
 
+    @_serialised
     def abort(self, error: BaseException) -> dict[str, Any] | None:
         """The run stopped part-way: close the sinks and give them a failed summary.
 
@@ -282,10 +302,10 @@ class Engine:
         is unreadable and the events processed so far are unaccounted for. The summary
         is the counts so far with ``failed: true`` and the error (rows still waiting for
         a batch are ``buffered``). None when the engine had already closed cleanly.
+        From another thread, it waits for a call in progress (a push, say) to return.
         """
         self._stop_polling()
-        with self._lock:
-            return self._abort(error)
+        return self._abort(error)
 
     def _abort(self, error: BaseException) -> dict[str, Any] | None:
         if self.summary_data is not None:  # closed, or aborted already: nothing to close
@@ -476,7 +496,6 @@ class Engine:
     def watermarks(self) -> dict[str, int]:
         return {op.spec.name: op.watermark for op in self.operators}
 
-    @_serialised
     def summary(self) -> dict[str, Any]:
         elapsed = max(self.clock() - self._started, 1e-9)
         latencies = np.asarray(self._timings.latencies) * 1000
@@ -517,12 +536,11 @@ class Engine:
             **self.summary_extra,
         }
 
-    @_serialised
     def batch_metrics(self) -> pa.Table:
-        """Per batch and stage: time_s, stage, rows, seconds, workers (the optimizer's input)."""
-        wall, stage, rows, seconds = (
-            zip(*self._timings.rows, strict=True) if self._timings.rows else ((), (), (), ())
-        )
+        """Per batch and stage: time_s, stage, rows, seconds, workers (the optimizer's input).
+        Not under the lock: the monitor's thread reads it while a batch is processed."""
+        timings = list(self._timings.rows)  # a snapshot: batches may be added meanwhile
+        wall, stage, rows, seconds = zip(*timings, strict=True) if timings else ((), (), (), ())
         return pa.table(
             {
                 "time_s": pa.array(wall, pa.float64()),
@@ -538,6 +556,10 @@ class Engine:
             return
         self.metrics_dir.mkdir(parents=True, exist_ok=True)
         pq.write_table(self.batch_metrics(), self.metrics_dir / "batches.parquet")
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def _check_open(self) -> None:
         if self._closed:

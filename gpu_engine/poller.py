@@ -8,7 +8,8 @@ the push API the same.
 
 The thread holds the engine weakly, so an engine dropped without ``close`` does not live
 on through it; it stops when the engine closes, or at the first error, which the
-engine's next call raises.
+engine's next call raises. Its polls take the engine's lock like any call, so they wait
+for a push in progress and a push waits for them.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class BackgroundPoller:
                 del poll_once
 
     def stop(self) -> None:
-        """Stop and wait for the thread (unless called from it: a sink closing the engine)."""
+        """Ask the thread to stop; it ends at its next wake-up, or at once if it is waiting
+        for the engine's lock (the engine is closed by then). Not joined, since the caller
+        may hold that lock."""
         self._stopping.set()
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join()

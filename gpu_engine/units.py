@@ -8,7 +8,7 @@ unit of event time.
 from __future__ import annotations
 
 import re
-from decimal import Decimal
+from fractions import Fraction
 from typing import Annotated
 
 from pydantic import BeforeValidator
@@ -35,8 +35,8 @@ def parse_duration_ms(value: object) -> int:
     if isinstance(value, str):
         match = _DURATION.match(value)
         if match:
-            ms = Decimal(match.group(1)) * _UNIT_MS[match.group(2)]  # exact: no float
-            if ms != ms.to_integral_value():
+            ms = Fraction(match.group(1)) * _UNIT_MS[match.group(2)]  # exact, any length
+            if ms.denominator != 1:
                 raise ValueError(f"duration {value!r} is not a whole number of milliseconds")
             return int(ms)
     raise ValueError(f"{value!r} is not a duration; write e.g. '50ms', '2s', '5m', '1h'")

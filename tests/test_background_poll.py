@@ -4,8 +4,10 @@ threads at once lose or double nothing."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -98,7 +100,7 @@ def test_a_failure_in_the_background_is_raised_by_the_next_call() -> None:
     with pytest.raises(SchemaError, match="row 1"):
         engine.close()
     assert engine.summary_data is not None and engine.summary_data["failed"]
-    assert not engine._poller.running
+    assert _wait_for(lambda: engine._poller is not None and not engine._poller.running)
 
 
 def test_close_stops_the_poller_and_a_closed_engine_refuses_pushes() -> None:
@@ -106,7 +108,7 @@ def test_close_stops_the_poller_and_a_closed_engine_refuses_pushes() -> None:
     assert engine._poller is not None and engine._poller.running
     engine.push(_events(5))
     assert engine.close()["events"]["valid"] == 5
-    assert not engine._poller.running
+    assert _wait_for(lambda: engine._poller is not None and not engine._poller.running)
     with pytest.raises(EngineError, match="closed"):
         engine.push(_events(5))
 
@@ -123,3 +125,83 @@ def test_an_engine_dropped_without_close_does_not_keep_its_poller() -> None:
 def test_poll_every_must_be_a_positive_number_of_seconds(every: object) -> None:
     with pytest.raises((TypeError, ValueError), match="poll_every"):
         Engine(make_config(TUMBLING), poll_every=every)  # type: ignore[arg-type]
+
+
+def _finishes(call: Callable[[], object], seconds: float = 30.0) -> list[object]:
+    """``call``'s result or exception, from a daemon thread: [] if it did not return in
+    ``seconds`` (a deadlock)."""
+    out: list[object] = []
+
+    def run() -> None:
+        try:
+            out.append(call())
+        except Exception as error:
+            out.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return out
+
+
+def _row(t: int) -> pd.DataFrame:
+    return pd.DataFrame({"t": [t], "k": [1], "s": ["a"], "e": [0], "x": [1.0], "u": [1]})
+
+
+def test_a_sink_that_calls_the_engine_mid_batch_is_refused_not_deadlocked() -> None:
+    """A sink calling ``close()`` while its push holds the lock (and the poller waits for
+    it) hung the push; from the poller's thread it closed the engine on a batch not yet
+    counted. It is refused, naming the call, and the engine closes afterwards whole."""
+
+    class ClosingSink(MemorySink):
+        engine: Engine | None = None
+        refused: ClassVar[list[Exception]] = []
+
+        def late(self, name: str, table: object) -> None:
+            super().late(name, table)  # type: ignore[arg-type]
+            time.sleep(0.1)  # the poller is waiting for the lock by now
+            assert self.engine is not None
+            try:
+                self.engine.close()
+            except EngineError as error:
+                self.refused.append(error)
+
+    config = make_config(TUMBLING, batching={"max_rows": 2, "max_delay": 1000})
+    sink = ClosingSink()
+    engine = Engine(config, sinks=[sink], poll_every=0.01)
+    sink.engine = engine
+    engine.push(pd.concat([_row(10_000), _row(10_001)]))
+    assert _finishes(lambda: engine.push(pd.concat([_row(0), _row(1)]))) == [None]  # late
+    assert len(sink.refused) == 1
+    assert "Engine.close() was called from a sink or listener" in str(sink.refused[0])
+    summary = engine.close()
+    assert summary["accounted"] and summary["events"]["late"] == 2
+
+
+def test_a_monitor_action_reading_the_engine_does_not_deadlock_a_push(tmp_path) -> None:
+    """The monitor's thread runs ``run_optimizer`` (which reads ``batch_metrics``) holding
+    the monitor's lock while a push emits a window the monitor watches: reading the engine
+    took its lock, and each side waited for the other."""
+    from gpu_engine.monitor import MonitorConfig
+    from gpu_engine.monitoring import EngineMonitoring
+
+    class SlowSink(MemorySink):
+        def windows(self, name: str, table: object) -> None:
+            super().windows(name, table)  # type: ignore[arg-type]
+            time.sleep(0.1)
+
+    rules = MonitorConfig.model_validate({"interval": "20ms", "rules": [
+        {"name": "Opt", "kind": "threshold", "expr": "window:w.n > 0",
+         "actions": [{"name": "run_optimizer"}]}]})  # fmt: skip
+    monitoring = EngineMonitoring(tmp_path, rules)
+    window = {"type": "tumbling", "size": 1000, "aggregations": [{"name": "n", "op": "count"}]}
+    config = make_config(window, batching={"max_rows": 2, "max_delay": 1000})
+    engine = Engine(config, sinks=[SlowSink(), monitoring], listeners=[monitoring.on_batch])
+    monitoring.attach(engine)
+    monitoring.start()
+    try:
+        frame = pd.concat([_row(i * 1000) for i in range(12)], ignore_index=True)
+        assert _finishes(lambda: engine.push(frame)) == [None]
+        assert engine.close()["accounted"]
+    finally:
+        monitoring.stop()

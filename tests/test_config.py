@@ -154,7 +154,8 @@ def test_missing_file_and_bad_yaml(tmp_path) -> None:
     ("text", "ms"),
     [("50ms", 50), ("2s", 2000), ("1.5s", 1500), ("5m", 300_000), ("1h", 3_600_000), (250, 250),
      ("2305843009213693953ms", 2**61 + 1), ("9007199254740993s", (2**53 + 1) * 1000),
-     ("0.001s", 1), ("1.0000000000000001s", None)],
+     ("0.001s", 1), ("1.0000000000000001s", None), ("1.0000000000000000000000000001s", None),
+     ("2305843009213693952.0000000001ms", None), ("9" * 40 + "ms", int("9" * 40))],
 )  # fmt: skip
 def test_durations(text, ms) -> None:
     """Exactly, past 2^53 too (they were read through a float and rounded)."""

@@ -159,6 +159,12 @@ def test_rows_left_waiting_because_nothing_polls_raise_batch_overdue(tmp_path, r
         engine.poll()
         monitoring.monitor.tick(now=9.0)
         assert monitoring.monitor.last_sample.values[("batch_overdue_seconds", ())] == 0
+        engine.push(random_events(rng, 5))
+        engine.abort(RuntimeError("stopped"))  # its 5 rows will wait for ever: not overdue
+        now["t"] = 30.0
+        monitoring.monitor.tick(now=30.0)
+        values = monitoring.monitor.last_sample.values
+        assert values[("batch_overdue_seconds", ())] == values[("queue_depth", ())] == 0
     finally:
         engine.close()
         monitoring.stop()

@@ -125,14 +125,18 @@ class _Strict(BaseModel):
 
 
 def time_zone_problem(tz: str) -> str | None:
-    """Why Arrow cannot use ``tz`` as a time zone (None when it can): the engine's
-    output columns are Arrow timestamps in that zone, so Arrow's own database decides."""
+    """Why ``tz`` cannot be a time zone of the engine's outputs (None when it can): they
+    are Arrow timestamps in that zone, read by Arrow's compute and by Python."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if not tz.strip():
+        return "tz must name a time zone (leave it out for naive UTC times)"
+    zoned = pa.array([0], pa.timestamp("ms", tz=tz))
     try:
-        pc.hour(pa.array([0], pa.timestamp("ms", tz=tz)))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+        pc.hour(zoned)  # Arrow's own database
+        zoned.to_pylist()  # and Python's, which pandas outputs and messages use
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as error:
         return f"tz {tz!r} is not a time zone Arrow knows ({error})"
     return None
 

@@ -102,7 +102,7 @@ def _csv(file: Path, batch_rows: int, columns: list[str]) -> Iterator[pa.Table]:
     read again in blocks eight times larger, from the row after the last one given."""
     if not _first_byte(file):  # no header, no rows: a writer that had nothing to write
         return
-    header = _csv_header(file)
+    header, block = _csv_header(file)
     _check_unique(file, header, columns)
     if columns and header and not set(header) & set(columns):
         raise InputError(
@@ -113,7 +113,7 @@ def _csv(file: Path, batch_rows: int, columns: list[str]) -> Iterator[pa.Table]:
     # closed in it swallows the rest of the file, and only its value shows that.
     last = header[-1] if header and header[-1] not in columns else None
     read = [*columns, last] if last is not None else columns
-    block, given = _CSV_BLOCK, 0
+    given = 0
     held: pa.Table | None = None  # the last table read, kept back to check its last row
     while True:
         seen = 0
@@ -128,9 +128,7 @@ def _csv(file: Path, batch_rows: int, columns: list[str]) -> Iterator[pa.Table]:
                     held = table.slice(skip)
             break
         except pa.ArrowInvalid as exc:
-            if "straddl" not in str(exc) or block > file.stat().st_size:
-                raise
-            block *= 8
+            block = _larger_block(exc, block, file)
     if held is not None:
         yield _without(_unclosed_quote(file, held, header[-1]), last)
 
@@ -235,11 +233,10 @@ def _csv_blocks(
         yield pa.concat_tables(pending, promote_options="permissive")
 
 
-def _csv_header(file: Path) -> list[str]:
-    """The column names as Arrow's CSV reader sees them: a UTF-8 byte-order mark (Excel
-    writes one) is dropped, which Python's csv module would keep in the first name.
-    Arrow reads the first block to open the file, so a first row longer than a block is
-    read in larger blocks, as :func:`_csv` reads the rows."""
+def _csv_header(file: Path) -> tuple[list[str], int]:
+    """The column names as Arrow's CSV reader sees them (a UTF-8 byte-order mark, which
+    Excel writes, is dropped; Python's csv module would keep it in the first name), and
+    the block that opening the file took: Arrow reads the header and first row in one."""
     block = _CSV_BLOCK
     while True:
         try:
@@ -250,13 +247,19 @@ def _csv_header(file: Path) -> list[str]:
             )
             break
         except pa.ArrowInvalid as exc:
-            if "straddl" not in str(exc) or block > file.stat().st_size:
-                raise
-            block *= 8
+            block = _larger_block(exc, block, file)
     try:
-        return list(probe.schema.names)
+        return list(probe.schema.names), block
     finally:
         probe.close()
+
+
+def _larger_block(error: pa.ArrowInvalid, block: int, file: Path) -> int:
+    """The next block to try after ``error``: eight times ``block`` where a row was longer
+    than it ("straddling object"); else, or past the file's size, ``error`` is raised."""
+    if "straddl" not in str(error) or block > file.stat().st_size:
+        raise error
+    return block * 8
 
 
 def _utf8(table: pa.Table, raw: str | None = None) -> pa.Table:

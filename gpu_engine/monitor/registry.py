@@ -198,6 +198,7 @@ class EngineMetrics:
             wchild.inc(rows)  # type: ignore[attr-defined]
 
     def set_queue_depth(self, n: int | float) -> None:
+        """For a registry with no engine to read (``watch_batcher`` replaces it)."""
         self._queue.set(n)
 
     def watch_batcher(
