@@ -2,7 +2,8 @@
 
 Integers and booleans are their own atoms; strings get codes from a
 dictionary that lives as long as the operator, so codes are stable across
-batches. A nullable key column contributes a second atom (is-null), so a
+batches (a string no window state holds any more is forgotten, and gets a new
+code if it comes back). A nullable key column contributes a second atom (is-null), so a
 null key is a group of its own, as in SQL ``GROUP BY``.
 """
 
@@ -19,11 +20,21 @@ from gpu_engine.windows.aggregations import numbers
 
 
 class _StringCodes:
-    """A growing dictionary string -> code, stable for the life of the operator."""
+    """A growing dictionary string -> code, stable while some window state holds the code.
+
+    Codes are never reused. Strings whose codes no state holds any more are forgotten
+    (:meth:`keep_only`), so on a stream whose string keys churn the dictionary holds
+    the keys of the open windows, not every key the stream ever had.
+    """
 
     def __init__(self) -> None:
         self.code_of: dict[str, int] = {}
-        self.values: list[str] = []
+        self.value_of: dict[int, str] = {}
+        self.next_code = 0
+        self.kept = 0  # strings kept by the last keep_only
+
+    def __len__(self) -> int:
+        return len(self.code_of)
 
     def encode(self, array: pa.Array) -> np.ndarray:
         encoded = pc.dictionary_encode(array)
@@ -34,19 +45,31 @@ class _StringCodes:
         for i, value in enumerate(batch_values):
             code = self.code_of.get(value)
             if code is None:
-                code = len(self.values)
+                code = self.next_code
+                self.next_code += 1
                 self.code_of[value] = code
-                self.values.append(value)
+                self.value_of[code] = value
             local[i] = code
         indices = encoded.indices.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
         codes = local[indices] if len(local) else np.zeros(len(indices), dtype=np.int64)
         return codes
 
     def decode(self, codes: np.ndarray) -> pa.Array:
-        # The trailing "" stands for null keys (code 0 with the is-null atom set)
-        # when no string has been seen yet.
-        values = np.asarray([*self.values, ""], dtype=object)
-        return pa.array(values[codes], type=pa.string())
+        # "" stands for null keys (code 0, or a forgotten code, with the is-null atom set).
+        distinct, inverse = np.unique(codes, return_inverse=True)
+        values = np.asarray([self.value_of.get(int(c), "") for c in distinct], dtype=object)
+        return pa.array(values[inverse], type=pa.string())
+
+    def crowded(self) -> bool:
+        """Whether the dictionary has more than doubled since it was last pruned."""
+        return len(self) > 2 * self.kept + 256
+
+    def keep_only(self, codes: np.ndarray) -> None:
+        """Forget the strings whose codes are not among ``codes``."""
+        live = set(np.unique(codes).tolist())
+        self.value_of = {c: v for c, v in self.value_of.items() if c in live}
+        self.code_of = {v: c for c, v in self.value_of.items()}
+        self.kept = len(self)
 
 
 class KeyEncoder:
@@ -82,6 +105,25 @@ class KeyEncoder:
             return values, None
         is_null = array.is_null().to_numpy(zero_copy_only=False)
         return np.where(is_null, 0, values), is_null
+
+    @property
+    def n_strings(self) -> int:
+        """Strings held in the dictionaries of the string key columns."""
+        return sum(len(codes) for codes in self._strings.values())
+
+    def crowded(self) -> bool:
+        """Whether a string dictionary has more than doubled since it was last pruned."""
+        return any(codes.crowded() for codes in self._strings.values())
+
+    def forget_unused(self, live_atoms: Sequence[np.ndarray]) -> None:
+        """Forget the strings of keys that are in none of ``live_atoms`` (``(n, width)``
+        atoms of every key some window state still holds)."""
+        col = 0
+        for key in self.keys:
+            if key in self._strings:
+                codes = [atoms[:, col] for atoms in live_atoms]
+                self._strings[key].keep_only(np.concatenate([np.empty(0, np.int64), *codes]))
+            col += 2 if self.nullable[key] else 1
 
     def decode(self, atoms: np.ndarray, arrow_types: dict[str, pa.DataType]) -> list[pa.Array]:
         """Output columns (one per key, in config order) for rows of ``atoms``."""

@@ -10,6 +10,7 @@ and :class:`SessionWindows` (per-key sessions that merge).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -49,6 +50,7 @@ class WindowOperator(ABC):
         self.last_input_at: float | None = None
         self.windows_emitted = 0
         self.late_events = 0
+        self.owns_encoder = True  # False in a shard: the shards' owner prunes their encoder
 
     # -- the batch path ---------------------------------------------------------------
     def process(self, table: pa.Table, times: np.ndarray, now: float) -> np.ndarray:
@@ -107,6 +109,8 @@ class WindowOperator(ABC):
             return None
         table = self._emit(self.watermark)
         self.emitted_until = self.watermark
+        if self.owns_encoder:
+            forget_dead_keys([self])
         if table is None or table.num_rows == 0:
             return None
         table = self.apply_top_k(table)
@@ -141,6 +145,10 @@ class WindowOperator(ABC):
 
     @abstractmethod
     def _state_bytes(self) -> int: ...
+
+    @abstractmethod
+    def key_atoms(self) -> np.ndarray:
+        """``(n, width)`` atoms of (at least) every key the state holds (host state only)."""
 
     # -- output -------------------------------------------------------------------------
     def _output(
@@ -239,6 +247,9 @@ class PaneWindows(WindowOperator):
     def _state_bytes(self) -> int:
         return self.panes.nbytes
 
+    def key_atoms(self) -> np.ndarray:
+        return self.panes.keys[:, 1:]
+
 
 class SessionWindows(WindowOperator):
     """Per-key sessions closed by ``gap`` without events; out-of-order events merge them.
@@ -278,6 +289,20 @@ class SessionWindows(WindowOperator):
 
     def _state_bytes(self) -> int:
         return int(self.sessions.nbytes)
+
+    def key_atoms(self) -> np.ndarray:
+        return self.sessions.key_ids.keys  # keys of open sessions, and some of closed ones
+
+
+def forget_dead_keys(operators: Sequence[WindowOperator]) -> None:
+    """Let the operators' shared key encoder forget the strings of keys none of them holds
+    state for any more, once its dictionaries have doubled (amortised). String keys that
+    churn would otherwise grow it with the length of the stream. Host state only: on a
+    device the dictionary is left as it is.
+    """
+    encoder = operators[0].encoder
+    if encoder.crowded() and all(op.backend.host_state for op in operators):
+        encoder.forget_unused([op.key_atoms() for op in operators])
 
 
 def make_operator(

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from gpu_engine.optimizer.balance import KeyBalancer
-from gpu_engine.windows.operator import PaneWindows, WindowOperator
+from gpu_engine.windows.operator import PaneWindows, WindowOperator, forget_dead_keys
 from kernels.partition import split_by_shard
 from kernels.sketches import hash_int64
 
@@ -46,6 +46,8 @@ class ShardedWindows:
         for op in shards[1:]:
             # One encoder: a batch is encoded once, and string codes mean the same in every shard.
             op.encoder = shards[0].encoder
+        for op in shards:
+            op.owns_encoder = False  # pruned here, from the keys of every shard
         self.shards = shards
         self.pool = pool
         self.spec = shards[0].spec
@@ -116,6 +118,7 @@ class ShardedWindows:
 
     def emit_ready(self) -> pa.Table | None:
         table = self._gather([self.pool.submit(op.emit_ready) for op in self.shards])
+        forget_dead_keys(self.shards)
         if self.balancer is not None and self.balancer.maybe_rebalance():
             self._migrate()
         return table
