@@ -21,6 +21,7 @@ import os
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
@@ -109,17 +110,33 @@ class BatchReport:
     watermark_ms: int | None  # the lowest watermark over the windows
 
 
+KEPT_BATCHES = 10_000  # batches whose timings are kept (an embedded engine runs for days)
+
+
 @dataclass
 class _Timings:
-    rows: list[tuple[float, str, int, float]] = field(default_factory=list)
-    latencies: list[float] = field(default_factory=list)
+    """Per-batch timings of the last ``KEPT_BATCHES`` batches (the optimizer's input and
+    the summary's latency percentiles), and totals over every batch."""
 
-    def seconds_by_stage(self) -> dict[str, float]:
-        """Seconds per stage over all batches (from ``rows``)."""
-        totals: dict[str, float] = {}
-        for _, stage, _, seconds in self.rows:
-            totals[stage] = totals.get(stage, 0.0) + seconds
-        return totals
+    # Per batch: (wall time, rows, seconds by stage).
+    stages: deque[tuple[float, int, dict[str, float]]] = field(
+        default_factory=lambda: deque(maxlen=KEPT_BATCHES)
+    )
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=KEPT_BATCHES))
+    batches: int = 0
+    seconds_by_stage: dict[str, float] = field(default_factory=dict)
+
+    def add(self, wall: float, rows: int, stage: dict[str, float], latency: float) -> None:
+        self.batches += 1
+        self.latencies.append(latency)
+        self.stages.append((wall, rows, stage))
+        for name, seconds in stage.items():
+            self.seconds_by_stage[name] = self.seconds_by_stage.get(name, 0.0) + seconds
+
+    def rows(self) -> list[tuple[float, str, int, float]]:
+        """(wall time, stage, rows, seconds) per kept batch and stage."""
+        batches = list(self.stages)  # a snapshot: batches may be added meanwhile
+        return [(wall, name, n, s) for wall, n, stage in batches for name, s in stage.items()]
 
 
 ROWS_PER_WORKER = 16_384
@@ -458,11 +475,8 @@ class Engine:
         finished: float,
     ) -> None:
         latency = finished - batch.arrived_at
-        self._timings.latencies.append(latency)
         self._busy_s += sum(stage.values())
-        wall = time.time()
-        for name, seconds in stage.items():
-            self._timings.rows.append((wall, name, rows, seconds))
+        self._timings.add(time.time(), rows, stage, latency)
         if self.listeners:
             times = validated.times
             report = BatchReport(
@@ -498,7 +512,7 @@ class Engine:
 
     def summary(self) -> dict[str, Any]:
         elapsed = max(self.clock() - self._started, 1e-9)
-        latencies = np.asarray(self._timings.latencies) * 1000
+        latencies = np.asarray(list(self._timings.latencies)) * 1000  # list: one snapshot
         c = self.counts
         return {
             "events": {
@@ -520,10 +534,10 @@ class Engine:
                 }
                 for op in self.operators
             },
-            "batches": len(latencies),
+            "batches": self._timings.batches,
             "elapsed_s": elapsed,
             "busy_s": self._busy_s,
-            "stage_s": self._timings.seconds_by_stage(),
+            "stage_s": dict(self._timings.seconds_by_stage),
             "throughput_events_per_s": c.received / elapsed,
             "processing_events_per_s": c.received / self._busy_s if self._busy_s else 0.0,
             "latency_ms": {
@@ -539,7 +553,7 @@ class Engine:
     def batch_metrics(self) -> pa.Table:
         """Per batch and stage: time_s, stage, rows, seconds, workers (the optimizer's input).
         Not under the lock: the monitor's thread reads it while a batch is processed."""
-        timings = list(self._timings.rows)  # a snapshot: batches may be added meanwhile
+        timings = self._timings.rows()
         wall, stage, rows, seconds = zip(*timings, strict=True) if timings else ((), (), (), ())
         return pa.table(
             {
@@ -552,7 +566,7 @@ class Engine:
         )
 
     def _write_batch_metrics(self) -> None:
-        if self.metrics_dir is None or not self._timings.rows:
+        if self.metrics_dir is None or not self._timings.batches:
             return
         self.metrics_dir.mkdir(parents=True, exist_ok=True)
         pq.write_table(self.batch_metrics(), self.metrics_dir / "batches.parquet")

@@ -20,6 +20,7 @@ import pytest
 from gpu_engine.config import parse_config
 from gpu_engine.engine import Engine
 from gpu_engine.io.sinks import CallbackSink, MemorySink
+from gpu_engine.optimizer.balance import KeyBalancer
 from gpu_engine.windows.keys import KeyEncoder
 from gpu_engine.windows.panes import PaneState
 from gpu_engine.windows.sessions import SessionState
@@ -50,6 +51,7 @@ WINDOWS: dict[str, dict[str, Any]] = {
     # every user has events in one batch only: its session never sees another event
     "session": {"type": "session", "gap": 500, "keys": ["u"]},
     "string_keys": {"type": "tumbling", "size": 1000, "keys": ["s"]},
+    "adaptive": {"type": "tumbling", "size": 1000, "keys": ["k"]},  # key_balancing: adaptive
 }
 
 
@@ -68,6 +70,7 @@ def _config(window: dict[str, Any], workers: int) -> Any:
             "batching": {"max_rows": ROWS, "max_delay": "1h"},  # one push, one batch
             "backend": "cpu",
             "workers": workers,
+            "key_balancing": "adaptive" if window is WINDOWS["adaptive"] else "hash",
         }
     )
 
@@ -90,6 +93,7 @@ def _batch(rng: np.random.Generator, b: int) -> pd.DataFrame:
 class Soak(NamedTuple):
     states: list[int]  # the window's state_bytes after each batch
     strings: list[int]  # strings its key encoder holds (not in state_bytes) after each batch
+    balanced: list[int]  # keys the adaptive balancer holds loads for after each batch
 
 
 @functools.cache
@@ -102,11 +106,13 @@ def _stream() -> list[pa.Table]:
 def _soak(window: str, workers: int = 1) -> Soak:
     """Run the stream through ``window``."""
     engine = Engine(_config(WINDOWS[window], workers), sinks=[CallbackSink(lambda n, t: None)])
-    soak = Soak([], [])
+    soak = Soak([], [], [])
+    balancer = getattr(engine.operators[0], "balancer", None)
     for table in _stream():
         engine.push(table)
         soak.states.append(engine.summary()["windows"]["w"]["state_bytes"])
         soak.strings.append(_encoder(engine).n_strings)
+        soak.balanced.append(0 if balancer is None else balancer.n_keys)
     return soak
 
 
@@ -127,6 +133,9 @@ def test_state_plateaus_on_a_long_stream(window: str, workers: int) -> None:
     soak = _soak(window, workers)
     assert _growth(soak.states) <= MARGIN, soak.states[N // 2 :: 10]
     assert _growth(soak.strings) <= MARGIN, soak.strings[N // 2 :: 10]
+    assert _growth(soak.balanced) <= MARGIN, soak.balanced[N // 2 :: 10]
+    if window == "adaptive" and workers > 1:
+        assert max(soak.balanced) > 0
 
 
 @pytest.mark.parametrize(
@@ -136,6 +145,7 @@ def test_state_plateaus_on_a_long_stream(window: str, workers: int) -> None:
         ("sliding_top_k", PaneState, "drop_panes_before"),
         ("session", SessionState, "_compact"),
         ("string_keys", KeyEncoder, "forget_unused"),
+        ("adaptive", KeyBalancer, "keep_only"),
     ],
 )
 def test_the_plateau_check_fails_without_freeing(
@@ -146,10 +156,12 @@ def test_the_plateau_check_fails_without_freeing(
         "drop_panes_before": lambda self, first_live: self,
         "_compact": lambda self: None,
         "forget_unused": lambda self, live_atoms: None,
+        "keep_only": lambda self, keys: None,
     }[freeing]
     monkeypatch.setattr(owner, freeing, keep_all)
-    soak = _soak(window)
-    assert _growth(soak.strings if window == "string_keys" else soak.states) > MARGIN
+    soak = _soak(window, workers=2 if window == "adaptive" else 1)
+    grown = {"string_keys": soak.strings, "adaptive": soak.balanced}.get(window, soak.states)
+    assert _growth(grown) > MARGIN
 
 
 def test_string_dictionary_holds_the_open_windows_keys_only() -> None:
@@ -158,10 +170,12 @@ def test_string_dictionary_holds_the_open_windows_keys_only() -> None:
     assert max(_soak("string_keys").strings) < seen / 2
 
 
-def test_forgotten_string_keys_that_come_back_are_aggregated_afresh() -> None:
-    """A string forgotten after its windows closed gets a new code when it comes back;
-    every window still equals a group-by over its events."""
-    config = _config(WINDOWS["string_keys"], workers=2)
+@pytest.mark.parametrize(("window", "key"), [("string_keys", "s"), ("adaptive", "k")])
+def test_forgotten_keys_that_come_back_are_aggregated_afresh(window: str, key: str) -> None:
+    """A string forgotten after its windows closed gets a new code when it comes back, and
+    a key the adaptive balancer forgot is placed afresh; every window still equals a
+    group-by over its events."""
+    config = _config(WINDOWS[window], workers=2)
     sink = MemorySink()
     engine = Engine(config, sinks=[sink])
     rng = np.random.default_rng(1)
@@ -169,11 +183,14 @@ def test_forgotten_string_keys_that_come_back_are_aggregated_afresh() -> None:
     for b in range(2 * N):
         frame = _batch(rng, b)
         # ids of epoch e come back in epoch e + 8 (their strings long forgotten)
-        frame["s"] = np.char.add("id-", (frame["k"] % (8 * KEYS)).astype(str)).astype(object)
+        frame["k"] = frame["k"] % (8 * KEYS)
+        frame["s"] = np.char.add("id-", frame["k"].astype(str)).astype(object)
         frames.append(frame)
         engine.push(frame)
     summary = engine.close()
-    assert _encoder(engine).n_strings < 8 * KEYS  # some were forgotten on the way
+    balancer = engine.operators[0].balancer  # type: ignore[union-attr]
+    forgotten = _encoder(engine).n_strings if key == "s" else balancer.n_keys
+    assert forgotten < 8 * KEYS  # some were forgotten on the way
     events = pd.concat(frames, ignore_index=True)
     events["window_start"] = events["t"] // 1000 * 1000
     late = sink.result("late/w")
@@ -182,12 +199,36 @@ def test_forgotten_string_keys_that_come_back_are_aggregated_afresh() -> None:
         gone = late.to_pandas()[["t", "k", "u"]].assign(late=True)
         events = events.merge(gone, on=["t", "k", "u"], how="left")
         events = events[events["late"].isna()]
-    groups = events.groupby(["window_start", "s"])
+    groups = events.groupby(["window_start", key])
     expected = groups.agg(n=("t", "size"), users=("u", "nunique"))
     expected["x_sum"] = groups["x"].sum(min_count=1)  # null where every x is
-    got = sink.result("windows/w").to_pandas().set_index(["window_start", "s"])
+    got = sink.result("windows/w").to_pandas().set_index(["window_start", key])
     got = got.loc[expected.index]
     assert len(got) == len(expected) == sink.result("windows/w").num_rows
     np.testing.assert_array_equal(got["n"], expected["n"])
     np.testing.assert_array_equal(got["users"], expected["users"])
     np.testing.assert_allclose(got["x_sum"], expected["x_sum"], rtol=1e-9)
+
+
+def test_the_engines_batch_timings_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each batch added four timing rows and a latency for ever (an embedded engine runs
+    for days); the last ``KEPT_BATCHES`` are kept, and the summary's counts and stage
+    totals still cover every batch."""
+    import gpu_engine.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "KEPT_BATCHES", 5)
+    config = parse_config({"schema": {"time": "t", "fields": {"t": {"type": "int64"}}},
+                           "windows": [{"name": "w", "type": "tumbling", "size": 1000,
+                                        "aggregations": [{"name": "n", "op": "count"}]}],
+                           "batching": {"max_rows": 1}, "backend": "cpu"})  # fmt: skip
+    engine = Engine(config, sinks=[MemorySink()])
+    for t in range(20):
+        engine.push(pd.DataFrame({"t": [T0 + t]}))
+    metrics = engine.batch_metrics().to_pandas()
+    summary = engine.close()
+    assert summary["batches"] == 20
+    assert len(engine._timings.latencies) == 5
+    assert len(metrics) == 5 * 3 and metrics["time_s"].is_monotonic_increasing  # 3 stages
+    kept = metrics.groupby("stage")["seconds"].sum()
+    for stage, seconds in summary["stage_s"].items():
+        assert seconds >= kept[stage] > 0

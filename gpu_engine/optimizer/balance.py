@@ -175,6 +175,22 @@ class KeyBalancer:
         merged[pos] = (1 - self.smoothing) * merged[pos] + self.smoothing * loads
         self._key_h, self._key_load = allh, merged
 
+    @property
+    def n_keys(self) -> int:
+        """Keys whose load is held."""
+        return int(self._key_h.size)
+
+    def keep_only(self, keys: ArrayLike | Sequence[object]) -> None:
+        """Forget the load, override and split of every key not in ``keys`` (the keys some
+        state still holds). On a stream whose keys churn they would grow for ever, and
+        the stale loads of keys gone would steer the rebalancing."""
+        live = np.unique(key_hash(keys).ravel())
+        held = np.isin(self._key_h, live)
+        self._key_h, self._key_load = self._key_h[held], self._key_load[held]
+        kept = set(live.tolist())
+        self._override = {h: w for h, w in self._override.items() if h in kept}
+        self._split = {h: r for h, r in self._split.items() if h in kept}
+
     def _worker_index(self) -> dict[int, int]:
         return {w: i for i, w in enumerate(self._workers)}
 

@@ -61,6 +61,7 @@ class ShardedWindows:
             # hot keys are never split: each key's state must live in exactly one shard
             self.balancer = KeyBalancer(len(shards), hot_fraction=math.inf)
         self.last_shard_rows: list[int] = [0] * len(shards)  # rows each shard took last batch
+        self._balanced_keys = 0  # keys the balancer kept when it last forgot the dead
         encoder = shards[0].encoder
         self._nullable = [encoder.nullable[k] for k in self.spec.keys]
 
@@ -119,9 +120,20 @@ class ShardedWindows:
     def emit_ready(self) -> pa.Table | None:
         table = self._gather([self.pool.submit(op.emit_ready) for op in self.shards])
         forget_dead_keys(self.shards)
-        if self.balancer is not None and self.balancer.maybe_rebalance():
-            self._migrate()
+        if self.balancer is not None:
+            self._forget_balanced_keys(self.balancer)
+            if self.balancer.maybe_rebalance():
+                self._migrate()
         return table
+
+    def _forget_balanced_keys(self, balancer: KeyBalancer) -> None:
+        """Let the balancer forget keys no shard holds state for, once it holds twice the
+        keys it kept last time (amortised): it learns every key of the stream."""
+        if balancer.n_keys <= 2 * self._balanced_keys + 256:
+            return
+        live = [atom_hashes(op.key_atoms(), self._nullable) for op in self.shards]
+        balancer.keep_only(np.concatenate(live).view(np.int64))
+        self._balanced_keys = balancer.n_keys
 
     def _migrate(self) -> None:
         """Move the live pane rows of keys whose placement changed to their new shard."""
