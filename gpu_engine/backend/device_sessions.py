@@ -75,6 +75,11 @@ class DeviceSessionState:
         return self._n
 
     @property
+    def key_atoms(self) -> np.ndarray:
+        """As :attr:`SessionState.key_atoms`, on the host (a copy: read rarely)."""
+        return to_host(self.key_ids.keys)
+
+    @property
     def nbytes(self) -> int:
         arrays = (self._kid, self._starts, self._ends, self._dead)
         return (self.key_ids.nbytes + self.agg.nbytes + self.sketches.nbytes

@@ -148,7 +148,7 @@ class WindowOperator(ABC):
 
     @abstractmethod
     def key_atoms(self) -> np.ndarray:
-        """``(n, width)`` atoms of (at least) every key the state holds (host state only)."""
+        """``(n, width)`` atoms (on the host) of at least every key the state holds."""
 
     # -- output -------------------------------------------------------------------------
     def _output(
@@ -291,17 +291,17 @@ class SessionWindows(WindowOperator):
         return int(self.sessions.nbytes)
 
     def key_atoms(self) -> np.ndarray:
-        return self.sessions.key_ids.keys  # keys of open sessions, and some of closed ones
+        return self.sessions.key_atoms  # keys of open sessions, and some of closed ones
 
 
 def forget_dead_keys(operators: Sequence[WindowOperator]) -> None:
     """Let the operators' shared key encoder forget the strings of keys none of them holds
-    state for any more, once its dictionaries have doubled (amortised). String keys that
-    churn would otherwise grow it with the length of the stream. Host state only: on a
-    device the dictionary is left as it is.
+    state for any more, once its dictionaries have doubled (amortised: device state copies
+    its keys to the host for it). String keys that churn would otherwise grow it with the
+    length of the stream.
     """
     encoder = operators[0].encoder
-    if encoder.crowded() and all(op.backend.host_state for op in operators):
+    if encoder.crowded():
         encoder.forget_unused([op.key_atoms() for op in operators])
 
 

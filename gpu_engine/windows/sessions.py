@@ -125,6 +125,12 @@ class SessionState:
         return self._dead[: len(self)]
 
     @property
+    def key_atoms(self) -> np.ndarray:
+        """Atoms of every key with an open session (and of some closed since the last
+        compaction)."""
+        return self.key_ids.keys
+
+    @property
     def nbytes(self) -> int:
         arrays = (self._kid, self._starts, self._ends, self._dead)
         return self.sessions.nbytes + self.key_ids.nbytes + sum(int(a.nbytes) for a in arrays)

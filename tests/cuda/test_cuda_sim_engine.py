@@ -258,3 +258,46 @@ def test_one_worker_by_default_on_a_device() -> None:
     batching = {"max_rows": 1 << 20}  # the CPU default would be one worker per core
     assert Engine(make_config(window, backend="cuda", batching=batching)).workers == 1
     assert Engine(make_config(window, backend="cuda", batching=batching, workers=3)).workers == 3
+
+
+@pytest.mark.parametrize(
+    "window",
+    [{"type": "tumbling", "size": 1000}, {"type": "session", "gap": 300}],
+    ids=["tumbling", "session"],
+)
+def test_churning_string_keys_are_forgotten_on_the_device(
+    window: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The string dictionary forgets keys no device state holds (it kept every key of the
+    stream on the device backend), and the windows still equal the CPU backend's. (It
+    prunes here once it holds 16 more strings than twice those kept, not 256: the
+    simulator is slow.)"""
+    from gpu_engine.engine import Engine
+    from gpu_engine.io.sinks import MemorySink
+    from gpu_engine.windows import keys
+
+    monkeypatch.setattr(keys._StringCodes, "crowded", lambda self: len(self) > 2 * self.kept + 16)
+
+    aggs = [{"name": "n", "op": "count"}, {"name": "u_sum", "op": "sum", "column": "u"}]
+    rng = np.random.default_rng(4)
+    frames = []
+    for b in range(12):  # 10 new ids a batch, 120 in all
+        frame = random_events(rng, 10, n_keys=1, span_ms=300, null_share=0.0)
+        frame["t"] = frame["t"] + b * 300
+        frame["s"] = [f"id-{b * 10 + i}" for i in range(10)]
+        frames.append(frame)
+    results, held = {}, {}
+    for backend in ("cuda", "cpu"):
+        config = make_config({**window, "keys": ["s"], "aggregations": aggs},
+                             backend=backend, batching={"max_rows": 10})  # fmt: skip
+        sink = MemorySink()
+        engine = Engine(config, sinks=[sink])
+        for frame in frames:
+            engine.push(frame)
+        held[backend] = engine.operators[0].encoder.n_strings  # type: ignore[union-attr]
+        engine.close()
+        results[backend] = window_frame(sink).sort_values(["window_start", "s"])
+    assert held["cuda"] < 120 / 2 and held["cpu"] < 120 / 2, held
+    pd.testing.assert_frame_equal(
+        results["cuda"].reset_index(drop=True), results["cpu"].reset_index(drop=True)
+    )
