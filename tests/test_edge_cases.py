@@ -248,8 +248,13 @@ def test_closed_engine_refuses_input() -> None:
         {"type": "tumbling", "size": 2000, "keys": []},
     ],
 )
-def test_workers_agree_with_one_worker(window, rng) -> None:
-    """Key-partitioned shards give the same rows and the same late events as one worker."""
+@pytest.mark.parametrize("parallel_rows", [1, 10_000], ids=["on_the_pool", "one_by_one"])
+def test_workers_agree_with_one_worker(window, parallel_rows, rng, monkeypatch) -> None:
+    """Key-partitioned shards give the same rows and the same late events as one worker,
+    whether the shards of a batch run on the pool's threads or one after the other."""
+    import gpu_engine.windows.sharded as sharded
+
+    monkeypatch.setattr(sharded, "PARALLEL_ROWS", parallel_rows)
     frame = random_events(rng, 4000, n_keys=9, span_ms=40_000, disorder_ms=6000)
     results = []
     for workers in (1, 3):

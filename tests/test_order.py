@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kernels.order import INSERTION_MAX, MERGE_MAX, lexsort_by_id
+from kernels.order import INSERTION_MAX, MERGE_MAX, SPARSE_IDS, lexsort_by_id, order_by_id
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -50,3 +50,16 @@ def test_a_major_key_outside_the_bound_is_an_error_not_a_stray_write() -> None:
         lexsort_by_id(np.zeros(2, np.int64), np.array([0]), 3)
     with pytest.raises(TypeError, match="minor keys must be integers, not float64"):
         lexsort_by_id(np.zeros(1), np.array([0]), 3)
+
+
+@pytest.mark.parametrize("n_major", [1, 50, 5_000, 2_000_000])
+@pytest.mark.parametrize("n", [0, 1, 100, 3_000])
+def test_order_by_id_is_lexsorts_permutation_sparse_or_dense(n: int, n_major: int) -> None:
+    """Either path (a comparison sort where ids outnumber items ``SPARSE_IDS`` times, as
+    for (100, 5,000), else the counting sort, as for (3,000, 5,000)) gives ``np.lexsort``'s
+    permutation, ties in input order."""
+    assert SPARSE_IDS * 100 < 5_000 < SPARSE_IDS * 3_000  # both paths are run
+    rng = np.random.default_rng(n + n_major)
+    major = rng.integers(0, n_major, n)
+    minor = rng.integers(-3, 4, n)
+    np.testing.assert_array_equal(order_by_id(minor, major, n_major), np.lexsort((minor, major)))

@@ -17,7 +17,7 @@ import pyarrow as pa
 from gpu_engine.windows.aggregations import AggregationPlan, PreparedBatch
 from gpu_engine.windows.state import GroupState
 from kernels.hashindex import HashIndex
-from kernels.order import lexsort_by_id
+from kernels.order import order_by_id
 from kernels.sessions import merge_intervals
 
 _INT64_MAX = np.iinfo(np.int64).max  # also: a merged session without an open row yet
@@ -48,7 +48,7 @@ def late_events(
     cand_kid = np.concatenate([kid[related], owner])
     start = np.concatenate([times[related], open_start])
     end = np.concatenate([times[related] + gap, open_end])
-    order, _ = lexsort_by_id(start, cand_kid, len(keys))
+    order = order_by_id(start, cand_kid, len(keys))
     group = np.empty(len(order), dtype=np.int64)
     n_groups = merge_intervals(
         np.ascontiguousarray(cand_kid[order]).reshape(-1, 1), start[order], end[order], group
@@ -142,7 +142,7 @@ class SessionState:
         kid = self.key_ids.insert(batch.atoms[events])
         n = len(times)
         # Events of the batch, cut into sessions of their own ...
-        order, _ = lexsort_by_id(times, kid, len(self.key_ids))
+        order = order_by_id(times, kid, len(self.key_ids))
         sorted_kid = np.ascontiguousarray(kid[order])
         sorted_times = times[order]
         ids = np.empty(n, dtype=np.int64)
@@ -163,7 +163,7 @@ class SessionState:
         cand_kid = np.concatenate([self.kid[open_rows], sorted_kid[first]])
         cand_start = np.concatenate([self.starts[open_rows], sorted_times[first]])
         cand_end = np.concatenate([self.ends[open_rows], sorted_times[last] + self.gap])
-        order, _ = lexsort_by_id(cand_start, cand_kid, len(self.key_ids))
+        order = order_by_id(cand_start, cand_kid, len(self.key_ids))
         merged = np.empty(len(order), dtype=np.int64)
         n_merged = merge_intervals(
             np.ascontiguousarray(cand_kid[order]).reshape(-1, 1),

@@ -10,7 +10,10 @@ close the same windows at the same time and agree on which events are late.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -19,6 +22,12 @@ from gpu_engine.optimizer.balance import KeyBalancer
 from gpu_engine.windows.operator import PaneWindows, WindowOperator, forget_dead_keys
 from kernels.partition import split_by_shard
 from kernels.sketches import hash_int64
+
+# Batches of fewer rows run their shards one after the other: on the pool, a 2-worker
+# engine took 3.7 ms a 100-row batch of the full short-video config (one worker: 1.7 ms),
+# and about as long as one after the other at 2,000 rows (benchmarks/RESULTS.md).
+PARALLEL_ROWS = 2048
+_T = TypeVar("_T")
 
 
 def atom_hashes(atoms: np.ndarray, nullable: list[bool]) -> np.ndarray:
@@ -61,6 +70,7 @@ class ShardedWindows:
             # hot keys are never split: each key's state must live in exactly one shard
             self.balancer = KeyBalancer(len(shards), hot_fraction=math.inf)
         self.last_shard_rows: list[int] = [0] * len(shards)  # rows each shard took last batch
+        self._parallel = True  # whether the shards run on the pool (see _each)
         self._balanced_keys = 0  # keys the balancer kept when it last forgot the dead
         encoder = shards[0].encoder
         self._nullable = [encoder.nullable[k] for k in self.spec.keys]
@@ -88,13 +98,14 @@ class ShardedWindows:
             self.balancer.observe((unique.view(np.int64), counts.astype(np.float64)))
         parts = split_by_shard(shard, len(self.shards))
         self.last_shard_rows = [len(events) for events in parts]
-        futures = [
-            self.pool.submit(op.process_prepared, batch, events, now)
-            for op, events in zip(self.shards, parts, strict=True)
-        ]
+        self._parallel = len(times) >= PARALLEL_ROWS
+        shard_late = self._each(
+            [partial(op.process_prepared, batch, events, now)
+             for op, events in zip(self.shards, parts, strict=True)]
+        )  # fmt: skip
         late = np.zeros(len(times), dtype=bool)
-        for events, future in zip(parts, futures, strict=True):
-            late[events] = future.result()
+        for events, shard in zip(parts, shard_late, strict=True):
+            late[events] = shard
         self._sync(now)
         return late
 
@@ -118,7 +129,7 @@ class ShardedWindows:
                 op.last_input_at = now
 
     def emit_ready(self) -> pa.Table | None:
-        table = self._gather([self.pool.submit(op.emit_ready) for op in self.shards])
+        table = self._gather(self._each([op.emit_ready for op in self.shards]))
         forget_dead_keys(self.shards)
         if self.balancer is not None:
             self._forget_balanced_keys(self.balancer)
@@ -159,10 +170,20 @@ class ShardedWindows:
             op.panes = op.panes.regroup(stay, keys[stay], keys.shape[1])
 
     def close(self) -> pa.Table | None:
-        return self._gather([self.pool.submit(op.close) for op in self.shards])
+        self._parallel = True  # every open window: the most emission work
+        return self._gather(self._each([op.close for op in self.shards]))
 
-    def _gather(self, futures: list) -> pa.Table | None:
-        tables = [t for t in (f.result() for f in futures) if t is not None]
+    def _each(self, calls: list[Callable[[], _T]]) -> list[_T]:
+        """One call per shard, each shard's results in shard order: on the pool's threads
+        after a batch of ``PARALLEL_ROWS`` or more, else one after the other on this one,
+        where handing work to a thread and back costs more than the work."""
+        if not self._parallel:
+            return [call() for call in calls]
+        futures = [self.pool.submit(call) for call in calls]
+        return [future.result() for future in futures]
+
+    def _gather(self, results: list[pa.Table | None]) -> pa.Table | None:
+        tables = [t for t in results if t is not None]
         if not tables:
             return None
         table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]

@@ -12,7 +12,7 @@ import numpy as np
 from gpu_engine.windows.aggregations import AggregationPlan, BatchValues
 from kernels.aggregate import QUANTILE, merge_into, update_events
 from kernels.hashindex import HashIndex
-from kernels.order import lexsort_by_id
+from kernels.order import lexsort_by_id, order_by_id
 from kernels.sketches import (
     combine_sketches,
     count_entries,
@@ -258,7 +258,7 @@ class GroupState:
             mine = keys[:, 1] == a
             rows, buckets, cnt = keys[mine, 0], keys[mine, 2], counts[mine]
             if self.plan.ops[a] == QUANTILE:
-                order, _ = lexsort_by_id(buckets, rows, int(rows.max(initial=-1)) + 1)
+                order = order_by_id(buckets, rows, int(rows.max(initial=-1)) + 1)
                 values = np.empty(n, dtype=np.float64)
                 valid = np.empty(n, dtype=np.bool_)
                 spec_q = self.plan.specs[a].q
