@@ -141,6 +141,15 @@ def _print(obj: Any) -> None:
     print(json.dumps(_clean(obj), indent=2, allow_nan=False))
 
 
+# The problem's fields that options set, named as the options in errors.
+_OPTION_OF_FIELD = {
+    "budget": "argument --budget",
+    "sla": "argument --sla",
+    "price": "argument --price",
+    "failure_prob": "argument --failure-prob",
+}
+
+
 def run(args: argparse.Namespace) -> int:
     """Solve and print JSON; see ``EPILOG`` for the exit status."""
     from gpu_engine.optimizer.fit import (
@@ -181,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
                 max_batch=args.max_batch,
             )
         except ValidationError as exc:
-            return _error(format_validation_error(exc))
+            return _error(format_validation_error(exc, _OPTION_OF_FIELD))
         alloc = solve([problem], iterations=args.iterations, device=device)[0]
         cur_w = [s.workers for s in fit.stages]
         cur_b = [s.batch for s in fit.stages]

@@ -6,6 +6,7 @@ names its path (``stages[1].workers``) rather than a silently ignored setting.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -134,15 +135,16 @@ class Problem(BaseModel):
         return self.prices.gpu if stage.device == "gpu" else self.prices.cpu
 
 
-def format_validation_error(exc: ValidationError) -> str:
-    """One line per error, each naming the field path as written in the YAML."""
+def format_validation_error(exc: ValidationError, names: Mapping[str, str] | None = None) -> str:
+    """One line per error, each naming the field path as written in the YAML, or, for a
+    top-level field in ``names`` (a command-line option, say), by that name."""
     lines = []
     for err in exc.errors():
         path = ""
         for part in err["loc"]:
             path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
         msg = err["msg"].removeprefix("Value error, ")
-        lines.append(f"{path or '<root>'}: {msg}")
+        lines.append(f"{(names or {}).get(path) or path or '<root>'}: {msg}")
     return "\n".join(lines)
 
 

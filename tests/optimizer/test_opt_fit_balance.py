@@ -117,6 +117,25 @@ def test_metrics_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert gpu_engine_main(["optimize", "--metrics", str(d)]) == 2
 
 
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--budget", "0"], "argument --budget: Input should be greater than 0"),
+        (["--sla", "10parsecs"], "argument --sla: '10parsecs' is not a duration"),
+        (["--price", "nan"], "argument --price: Input should be a finite number"),
+        (["--failure-prob", "2"], "argument --failure-prob: Input should be less than 1"),
+    ],
+)
+def test_metrics_option_errors_name_the_option(
+    option: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """They named the model's field (``failure_prob: ...``), not the option given."""
+    _write_metrics(tmp_path / "metrics")
+    argv = ["optimize", "--metrics", str(tmp_path / "metrics"), "--budget", "2", "--sla", "50ms"]
+    assert gpu_engine_main([*argv, *option]) == 2
+    assert message in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------- balancing
 
 N_KEYS = 100_000
