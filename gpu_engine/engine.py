@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial, wraps
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -74,6 +74,7 @@ def _serialised(
                 return method(self, *args, **kwargs)
             finally:
                 self._in_call = False
+                self._at_rest = (replace(self.counts), self.batcher.buffered_rows)
 
     return locked
 
@@ -208,6 +209,8 @@ class Engine:
         # Host batches to the device (None: they stay host tables; see cuda_host_frames).
         self._stage = self.backend.frame_stager(schema.fields, config.cuda_host_frames)
         self.counts = Counts()
+        # The counts and buffered rows as the last call left them (see _counts_now).
+        self._at_rest: tuple[Counts, int] = (Counts(), 0)
         self._pushed: dict[str, int] = {}
         self._timings = _Timings()
         self._started = clock()
@@ -428,6 +431,7 @@ class Engine:
             table = operator.emit_ready()
             if table is not None:
                 self._write_windows(operator, table)
+            operator.forget_dead_keys()
 
     def _write_windows(self, operator: WindowOperator | ShardedWindows, table: pa.Table) -> None:
         for sink in self.sinks:
@@ -513,7 +517,7 @@ class Engine:
     def summary(self) -> dict[str, Any]:
         elapsed = max(self.clock() - self._started, 1e-9)
         latencies = np.asarray(list(self._timings.latencies)) * 1000  # list: one snapshot
-        c = self.counts
+        c, buffered = self._counts_now()
         return {
             "events": {
                 "in": c.received,
@@ -521,9 +525,9 @@ class Engine:
                 "quarantined": c.quarantined,
                 "late": c.late,
                 "dead_lettered": c.dead_lettered,
-                "buffered": self.batcher.buffered_rows,
+                "buffered": buffered,
             },
-            "accounted": c.accounted + self.batcher.buffered_rows == c.received,
+            "accounted": c.accounted + buffered == c.received,
             "windows_emitted": sum(op.windows_emitted for op in self.operators),
             "windows": {
                 op.spec.name: {
@@ -549,6 +553,17 @@ class Engine:
             "quarantine_written": self.config.validation.on_error == "quarantine",
             **self.summary_extra,
         }
+
+    def _counts_now(self) -> tuple[Counts, int]:
+        """The live counts within the engine's own call (its close, its sinks); from any
+        other thread, those the last call left, which add up (mid-batch, the rows in are
+        counted before their outcomes)."""
+        if not self._lock.acquire(blocking=False):  # another thread is in a call
+            return self._at_rest
+        try:  # this thread holds it now, and held it already if it is in a call
+            return (self.counts, self.batcher.buffered_rows) if self._in_call else self._at_rest
+        finally:
+            self._lock.release()
 
     def batch_metrics(self) -> pa.Table:
         """Per batch and stage: time_s, stage, rows, seconds, workers (the optimizer's input).

@@ -9,7 +9,6 @@ carry out.
 from __future__ import annotations
 
 import time
-import weakref
 from pathlib import Path
 from typing import Any
 
@@ -42,17 +41,12 @@ class EngineMonitoring:
     def attach(self, engine: Engine) -> None:
         """Register the actions this engine can carry out when a rule asks for them."""
         self.engine = engine
-        live = weakref.ref(engine)  # the gauges must not keep a dropped engine alive
 
-        def buffered_rows() -> float:
-            running = live()
-            return 0 if running is None or running.closed else running.batcher.buffered_rows
+        def buffered_rows() -> float:  # rows of a closed engine wait for nothing any more
+            return 0 if engine.closed else engine.batcher.buffered_rows
 
-        def overdue_s() -> float:  # rows of a closed engine wait for nothing any more
-            running = live()
-            if running is None or running.closed:
-                return 0.0
-            return running.batcher.overdue_s(running.clock())
+        def overdue_s() -> float:
+            return 0.0 if engine.closed else engine.batcher.overdue_s(engine.clock())
 
         self.metrics.watch_batcher(buffered_rows, overdue_s)
         self.monitor.actions.register("shrink_batch_delay", self._shrink_batch_delay)

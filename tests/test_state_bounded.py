@@ -232,3 +232,18 @@ def test_the_engines_batch_timings_are_bounded(monkeypatch: pytest.MonkeyPatch) 
     kept = metrics.groupby("stage")["seconds"].sum()
     for stage, seconds in summary["stage_s"].items():
         assert seconds >= kept[stage] > 0
+
+
+def test_a_forgotten_code_is_an_error_unless_its_row_is_null() -> None:
+    """Decoding must never turn a code that state still holds, but the dictionary forgot,
+    into a wrong key (it came out as "")."""
+    from gpu_engine.windows.keys import _StringCodes
+
+    codes = _StringCodes()
+    codes.encode(pa.array(["a", "b", "c"]))
+    codes.keep_only(np.array([0, 2]))  # "b" (code 1) forgotten
+    assert codes.decode(np.array([2, 0, 2])).to_pylist() == ["c", "a", "c"]
+    null = np.array([False, True])
+    assert codes.decode(np.array([0, 1]), null).to_pylist() == ["a", None]
+    with pytest.raises(AssertionError, match="forgotten"):
+        codes.decode(np.array([0, 1]))

@@ -135,9 +135,12 @@ def time_zone_problem(tz: str) -> str | None:
     zoned = pa.array([0], pa.timestamp("ms", tz=tz))
     try:
         pc.hour(zoned)  # Arrow's own database
-        zoned.to_pylist()  # and Python's, which pandas outputs and messages use
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as error:
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
         return f"tz {tz!r} is not a time zone Arrow knows ({error})"
+    try:
+        zoned.to_pylist()  # and Python's, which pandas outputs and messages use
+    except (pa.ArrowInvalid, ValueError) as error:
+        return f"tz {tz!r} is not a time zone Python can read ({error})"
     return None
 
 

@@ -54,11 +54,22 @@ class _StringCodes:
         codes = local[indices] if len(local) else np.zeros(len(indices), dtype=np.int64)
         return codes
 
-    def decode(self, codes: np.ndarray) -> pa.Array:
-        # "" stands for null keys (code 0, or a forgotten code, with the is-null atom set).
-        distinct, inverse = np.unique(codes, return_inverse=True)
-        values = np.asarray([self.value_of.get(int(c), "") for c in distinct], dtype=object)
-        return pa.array(values[inverse], type=pa.string())
+    def decode(self, codes: np.ndarray, is_null: np.ndarray | None = None) -> pa.Array:
+        """The strings of ``codes``, null where ``is_null`` (their code means nothing)."""
+        if self.next_code <= 4 * len(codes):  # a table of every code, taken from
+            table = np.full(self.next_code + 1, None, dtype=object)
+            table[list(self.value_of)] = list(self.value_of.values())
+            index = codes
+        else:  # few codes beside the dictionary's span: a table of the distinct ones
+            distinct, index = np.unique(codes, return_inverse=True)
+            table = np.asarray([self.value_of.get(int(c)) for c in distinct], dtype=object)
+        array = pa.array(table, type=pa.string()).take(pa.array(index))
+        unknown = array.is_null().to_numpy(zero_copy_only=False)
+        if is_null is not None:
+            unknown &= ~is_null
+        if unknown.any():  # a code some state holds was forgotten: never give wrong keys
+            raise AssertionError(f"string key codes {np.unique(codes[unknown])[:5]} forgotten")
+        return array
 
     def crowded(self) -> bool:
         """Whether the dictionary has more than doubled since it was last pruned."""
@@ -137,8 +148,8 @@ class KeyEncoder:
                 mask = atoms[:, col].astype(bool)
                 col += 1
             if self.types[key] == "string":
-                array = self._strings[key].decode(values)
-                if mask is not None and mask.any():
+                array = self._strings[key].decode(values, mask)
+                if mask is not None and mask.any():  # a null key whose code 0 is a string
                     array = pc.if_else(pa.array(mask), pa.nulls(len(array), pa.string()), array)
             else:
                 array = pa.array(values, mask=mask).cast(arrow_types[key])

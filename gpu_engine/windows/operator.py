@@ -10,7 +10,6 @@ and :class:`SessionWindows` (per-key sessions that merge).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -50,7 +49,6 @@ class WindowOperator(ABC):
         self.last_input_at: float | None = None
         self.windows_emitted = 0
         self.late_events = 0
-        self.owns_encoder = True  # False in a shard: the shards' owner prunes their encoder
 
     # -- the batch path ---------------------------------------------------------------
     def process(self, table: pa.Table, times: np.ndarray, now: float) -> np.ndarray:
@@ -109,8 +107,6 @@ class WindowOperator(ABC):
             return None
         table = self._emit(self.watermark)
         self.emitted_until = self.watermark
-        if self.owns_encoder:
-            forget_dead_keys([self])
         if table is None or table.num_rows == 0:
             return None
         table = self.apply_top_k(table)
@@ -145,6 +141,14 @@ class WindowOperator(ABC):
 
     @abstractmethod
     def _state_bytes(self) -> int: ...
+
+    def forget_dead_keys(self) -> None:
+        """Let the key encoder forget the strings of keys the state holds no more, once its
+        dictionaries have doubled (amortised: device state copies its keys to the host for
+        it). String keys that churn would otherwise grow it with the stream. The engine
+        calls it after each emission (a shard's owner does, for all its shards at once)."""
+        if self.encoder.crowded():
+            self.encoder.forget_unused([self.key_atoms()])
 
     @abstractmethod
     def key_atoms(self) -> np.ndarray:
@@ -292,17 +296,6 @@ class SessionWindows(WindowOperator):
 
     def key_atoms(self) -> np.ndarray:
         return self.sessions.key_atoms  # keys of open sessions, and some of closed ones
-
-
-def forget_dead_keys(operators: Sequence[WindowOperator]) -> None:
-    """Let the operators' shared key encoder forget the strings of keys none of them holds
-    state for any more, once its dictionaries have doubled (amortised: device state copies
-    its keys to the host for it). String keys that churn would otherwise grow it with the
-    length of the stream.
-    """
-    encoder = operators[0].encoder
-    if encoder.crowded():
-        encoder.forget_unused([op.key_atoms() for op in operators])
 
 
 def make_operator(

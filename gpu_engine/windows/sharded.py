@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from gpu_engine.optimizer.balance import KeyBalancer
-from gpu_engine.windows.operator import PaneWindows, WindowOperator, forget_dead_keys
+from gpu_engine.windows.operator import PaneWindows, WindowOperator
 from kernels.partition import split_by_shard
 from kernels.sketches import hash_int64
 
@@ -55,8 +55,6 @@ class ShardedWindows:
         for op in shards[1:]:
             # One encoder: a batch is encoded once, and string codes mean the same in every shard.
             op.encoder = shards[0].encoder
-        for op in shards:
-            op.owns_encoder = False  # pruned here, from the keys of every shard
         self.shards = shards
         self.pool = pool
         self.spec = shards[0].spec
@@ -70,7 +68,6 @@ class ShardedWindows:
             # hot keys are never split: each key's state must live in exactly one shard
             self.balancer = KeyBalancer(len(shards), hot_fraction=math.inf)
         self.last_shard_rows: list[int] = [0] * len(shards)  # rows each shard took last batch
-        self._parallel = True  # whether the shards run on the pool (see _each)
         self._balanced_keys = 0  # keys the balancer kept when it last forgot the dead
         encoder = shards[0].encoder
         self._nullable = [encoder.nullable[k] for k in self.spec.keys]
@@ -98,10 +95,10 @@ class ShardedWindows:
             self.balancer.observe((unique.view(np.int64), counts.astype(np.float64)))
         parts = split_by_shard(shard, len(self.shards))
         self.last_shard_rows = [len(events) for events in parts]
-        self._parallel = len(times) >= PARALLEL_ROWS
         shard_late = self._each(
             [partial(op.process_prepared, batch, events, now)
-             for op, events in zip(self.shards, parts, strict=True)]
+             for op, events in zip(self.shards, parts, strict=True)],
+            parallel=len(times) >= PARALLEL_ROWS,
         )  # fmt: skip
         late = np.zeros(len(times), dtype=bool)
         for events, shard in zip(parts, shard_late, strict=True):
@@ -129,22 +126,29 @@ class ShardedWindows:
                 op.last_input_at = now
 
     def emit_ready(self) -> pa.Table | None:
-        table = self._gather(self._each([op.emit_ready for op in self.shards]))
-        forget_dead_keys(self.shards)
-        if self.balancer is not None:
-            self._forget_balanced_keys(self.balancer)
-            if self.balancer.maybe_rebalance():
-                self._migrate()
+        parallel = sum(self.last_shard_rows) >= PARALLEL_ROWS  # as the batch before
+        table = self._gather(self._each([op.emit_ready for op in self.shards], parallel))
+        if self.balancer is not None and self.balancer.maybe_rebalance():
+            self._migrate()
         return table
 
-    def _forget_balanced_keys(self, balancer: KeyBalancer) -> None:
-        """Let the balancer forget keys no shard holds state for, once it holds twice the
-        keys it kept last time (amortised): it learns every key of the stream."""
-        if balancer.n_keys <= 2 * self._balanced_keys + 256:
+    def forget_dead_keys(self) -> None:
+        """The shards' shared encoder forgets strings, and the balancer keys, that no shard
+        holds state for, each once it has doubled since it last did (one snapshot of the
+        shards' keys serves both)."""
+        encoder, balancer = self.shards[0].encoder, self.balancer
+        strings_due = encoder.crowded()
+        balancer_due = balancer is not None and balancer.n_keys > 2 * self._balanced_keys + 256
+        if not (strings_due or balancer_due):
             return
-        live = [atom_hashes(op.key_atoms(), self._nullable) for op in self.shards]
-        balancer.keep_only(np.concatenate(live).view(np.int64))
-        self._balanced_keys = balancer.n_keys
+        live = [op.key_atoms() for op in self.shards]
+        if strings_due:
+            encoder.forget_unused(live)
+        if balancer is not None and balancer_due:
+            balancer.keep_only(
+                np.concatenate([atom_hashes(a, self._nullable) for a in live]).view(np.int64)
+            )
+            self._balanced_keys = balancer.n_keys
 
     def _migrate(self) -> None:
         """Move the live pane rows of keys whose placement changed to their new shard."""
@@ -170,14 +174,13 @@ class ShardedWindows:
             op.panes = op.panes.regroup(stay, keys[stay], keys.shape[1])
 
     def close(self) -> pa.Table | None:
-        self._parallel = True  # every open window: the most emission work
-        return self._gather(self._each([op.close for op in self.shards]))
+        return self._gather(self._each([op.close for op in self.shards], parallel=True))
 
-    def _each(self, calls: list[Callable[[], _T]]) -> list[_T]:
-        """One call per shard, each shard's results in shard order: on the pool's threads
-        after a batch of ``PARALLEL_ROWS`` or more, else one after the other on this one,
-        where handing work to a thread and back costs more than the work."""
-        if not self._parallel:
+    def _each(self, calls: list[Callable[[], _T]], parallel: bool) -> list[_T]:
+        """One call per shard, their results in shard order: on the pool's threads, or one
+        after the other on this one (for a batch under ``PARALLEL_ROWS``, where handing
+        work to a thread and back costs more than the work)."""
+        if not parallel:
             return [call() for call in calls]
         futures = [self.pool.submit(call) for call in calls]
         return [future.result() for future in futures]
