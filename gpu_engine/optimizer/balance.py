@@ -82,6 +82,7 @@ class KeyBalancer:
         self._override: dict[int, int] = {}  # key hash -> worker, where not the ring's choice
         self._split: dict[int, list[int]] = {}  # hot key hash -> replica workers
         self._rr = 0
+        self.kept = 0  # keys held after the last keep_only
         for _ in range(workers):
             self._add_ring(self._new_id())
 
@@ -190,6 +191,7 @@ class KeyBalancer:
         kept = set(live.tolist())
         self._override = {h: w for h, w in self._override.items() if h in kept}
         self._split = {h: r for h, r in self._split.items() if h in kept}
+        self.kept = self.n_keys
 
     def _worker_index(self) -> dict[int, int]:
         return {w: i for i, w in enumerate(self._workers)}

@@ -19,6 +19,12 @@ from gpu_engine.config.models import FieldSpec
 from gpu_engine.windows.aggregations import numbers
 
 
+def outgrown(size: int, kept: int) -> bool:
+    """Whether a table that held ``kept`` entries when it was last pruned has more than
+    doubled since: pruning then, and only then, costs each entry added a constant."""
+    return size > 2 * kept + 256
+
+
 class _StringCodes:
     """A growing dictionary string -> code, stable while some window state holds the code.
 
@@ -73,7 +79,7 @@ class _StringCodes:
 
     def crowded(self) -> bool:
         """Whether the dictionary has more than doubled since it was last pruned."""
-        return len(self) > 2 * self.kept + 256
+        return outgrown(len(self), self.kept)
 
     def keep_only(self, codes: np.ndarray) -> None:
         """Forget the strings whose codes are not among ``codes``."""

@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from gpu_engine.optimizer.balance import KeyBalancer
+from gpu_engine.windows.keys import outgrown
 from gpu_engine.windows.operator import PaneWindows, WindowOperator
 from kernels.partition import split_by_shard
 from kernels.sketches import hash_int64
@@ -68,7 +69,6 @@ class ShardedWindows:
             # hot keys are never split: each key's state must live in exactly one shard
             self.balancer = KeyBalancer(len(shards), hot_fraction=math.inf)
         self.last_shard_rows: list[int] = [0] * len(shards)  # rows each shard took last batch
-        self._balanced_keys = 0  # keys the balancer kept when it last forgot the dead
         encoder = shards[0].encoder
         self._nullable = [encoder.nullable[k] for k in self.spec.keys]
 
@@ -138,7 +138,7 @@ class ShardedWindows:
         shards' keys serves both)."""
         encoder, balancer = self.shards[0].encoder, self.balancer
         strings_due = encoder.crowded()
-        balancer_due = balancer is not None and balancer.n_keys > 2 * self._balanced_keys + 256
+        balancer_due = balancer is not None and outgrown(balancer.n_keys, balancer.kept)
         if not (strings_due or balancer_due):
             return
         live = [op.key_atoms() for op in self.shards]
@@ -148,7 +148,6 @@ class ShardedWindows:
             balancer.keep_only(
                 np.concatenate([atom_hashes(a, self._nullable) for a in live]).view(np.int64)
             )
-            self._balanced_keys = balancer.n_keys
 
     def _migrate(self) -> None:
         """Move the live pane rows of keys whose placement changed to their new shard."""
