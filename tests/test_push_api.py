@@ -117,3 +117,44 @@ def test_a_push_does_not_reread_the_rows_already_buffered(monkeypatch) -> None:
     assert calls["owned"] == 300
     assert calls["casts"] == 1 + 200 + 99  # the widening push, the 200 before, the rest
     assert window_frame(sink)["u_sum"].tolist() == [sum(range(300)) - 200]
+
+
+def test_rows_left_waiting_are_not_changed_by_the_caller_reusing_its_buffers() -> None:
+    """A host that fills one set of numpy arrays for every push (or edits the pandas frame
+    it pushed) changed the rows still waiting for a batch: Arrow takes numpy and pandas
+    columns without copying. 7 pushes of 300 rows into batches of 1,000: each batch but
+    the last holds rows of a push that had returned before the buffer was refilled."""
+    import numpy as np
+    import pyarrow as pa
+
+    n, pushes = 300, 7
+    t = np.empty(n, dtype=np.int64)
+    u = np.empty(n, dtype=np.int64)
+
+    def fill(i: int) -> None:
+        t[:] = 1_000_100 + i * n + np.arange(n)
+        u[:] = i + 1
+
+    def as_dict() -> dict:
+        return {"t": t, "k": np.ones(n, dtype=np.int64), "s": np.full(n, "a"),
+                "e": np.zeros(n, dtype=np.int64), "x": np.ones(n), "u": u}  # fmt: skip
+
+    def as_arrow() -> pa.Table:
+        return pa.table(as_dict())
+
+    def as_pandas() -> pd.DataFrame:
+        return pd.DataFrame(as_dict(), copy=False)
+
+    for make in (as_dict, as_arrow, as_pandas):
+        sink = MemorySink()
+        with Engine(make_config(WINDOW, batching={"max_rows": 1000}), sinks=[sink]) as engine:
+            for i in range(pushes):
+                fill(i)
+                frame = make()
+                engine.push(frame)
+                if make is as_pandas:  # edited in place once pushed
+                    frame.loc[0, "u"] = -1
+        assert engine.summary_data is not None and engine.summary_data["accounted"]
+        assert engine.summary_data["events"]["valid"] == n * pushes
+        total = int(window_frame(sink)["u_sum"].sum())
+        assert total == n * sum(range(1, pushes + 1)), make.__name__
