@@ -15,6 +15,15 @@ With ``--batch-rows N``, every push of ``N`` rows is a whole batch (``max_rows: 
 processed before ``push`` returns: it reports the milliseconds a push takes (p50, p99,
 after the first fifth, which compiles and warms), per worker count, i.e. the latency a
 small batch of the full configuration costs.
+
+With ``--serve RATE``, pushes of ``--rows`` rows are paced at ``RATE`` events/s, as a
+server pushes what it serves, into an engine that polls itself: once with
+``poll_every`` (a push that fills a batch, or comes while the poller processes one,
+waits for that batch) and once with ``background=True`` (a push only queues its rows).
+It reports how long the pushes took (p50, p99, p99.9, max after the first fifth): the
+latency the engine adds to the request that pushes.
+
+    python -m benchmarks.push --events 300k --rows 50 --serve 50k
 """
 
 from __future__ import annotations
@@ -78,13 +87,57 @@ def batch_latency(events: int, rows: int, workers: int, seed: int = 0) -> dict[s
             "mean_ms": float(kept.mean()), "batches": len(times)}  # fmt: skip
 
 
+def serve(events: int, rows: int, rate: float, background: bool, seed: int = 0) -> dict[str, float]:
+    """Milliseconds each paced push of ``rows`` rows took, and the run's summary."""
+    table = pa.concat_tables(generate(GeneratorSpec(events=events, seed=seed, bad_fraction=0.0)))
+    pushes = [table.slice(start, rows) for start in range(0, table.num_rows, rows)]
+    if background:
+        engine = Engine(load_config(CONFIG), sinks=[MemorySink()], background=True)
+    else:
+        engine = Engine(load_config(CONFIG), sinks=[MemorySink()], poll_every=0.01)
+    times = []
+    started = time.perf_counter()
+    for i, part in enumerate(pushes):
+        due = started + i * rows / rate
+        while (wait := due - time.perf_counter()) > 0:
+            time.sleep(wait)
+        began = time.perf_counter()
+        engine.push(part)
+        times.append(time.perf_counter() - began)
+    pushed = time.perf_counter()
+    summary = engine.close()
+    assert summary["accounted"] and summary["events"]["in"] == events
+    kept = np.asarray(times[len(times) // 5 :]) * 1000
+    return {
+        "p50_ms": float(np.percentile(kept, 50)),
+        "p99_ms": float(np.percentile(kept, 99)),
+        "p999_ms": float(np.percentile(kept, 99.9)),
+        "max_ms": float(kept.max()),
+        "behind_s": pushed - started - (len(pushes) - 1) * rows / rate,
+        "batch_p99_ms": summary["latency_ms"]["p99"],
+        "batches": summary["batches"],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=_count, default=20_000)
     parser.add_argument("--rows", type=_count, default=1, help="rows a push")
     parser.add_argument("--batch-rows", type=_count, help="time pushes of one batch this size")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--serve", type=_count, help="pace pushes at this many events/s")
     args = parser.parse_args(argv)
+    if args.serve:
+        for background in (False, True):
+            r = serve(args.events, max(args.rows, 1), args.serve, background)
+            mode = "background=True " if background else "poll_every=0.01"
+            print(
+                f"{mode}: push p50 {r['p50_ms']:.3f} ms, p99 {r['p99_ms']:.3f} ms, "
+                f"p99.9 {r['p999_ms']:.3f} ms, max {r['max_ms']:.1f} ms; "
+                f"pushes ended {r['behind_s']:.2f} s behind the pace; "
+                f"batch latency p99 {r['batch_p99_ms']:.0f} ms ({r['batches']} batches)"
+            )
+        return 0
     if args.batch_rows:
         for workers in args.workers:
             r = batch_latency(args.events, max(args.batch_rows, 1), workers)

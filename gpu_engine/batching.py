@@ -74,12 +74,12 @@ class MicroBatcher:
             pending.rows += table.num_rows
         while self._pending.rows >= self.max_rows:
             ready.append(self._cut(self.max_rows, now))
-        # Rows left waiting must not change if the caller reuses its buffers (host or
-        # device); each part is made to own them once (not every part at every push: pushes of a row
+        # Rows left waiting must not change if the caller reuses its (device) buffers; each
+        # part is made to own them once (not every part at every push: pushes of a row
         # each made that quadratic).
         pending = self._pending
         for i in range(pending.owned, len(pending.parts)):
-            pending.parts[i] = _owned(pending.parts[i])
+            pending.parts[i] = own_buffers(pending.parts[i])
         pending.owned = len(pending.parts)
         return ready
 
@@ -210,12 +210,9 @@ def _slice(frame: Any, lo: int, hi: int) -> Any:
     return frame.slice(lo, hi - lo) if isinstance(frame, pa.Table) else frame.slice(lo, hi)
 
 
-def _owned(frame: Any) -> Any:
-    """``frame`` in buffers of its own. A host table pushed from numpy arrays or pandas
-    (Arrow takes both without copying) is still the caller's memory, which the caller
-    may refill for its next push, as it may a device buffer."""
-    if not isinstance(frame, pa.Table):
-        return frame.owned()
-    memory = pa.default_cpu_memory_manager()
-    batches = [batch.copy_to(memory) for batch in frame.to_batches()]
-    return pa.Table.from_batches(batches, schema=frame.schema)
+def own_buffers(frame: Any) -> Any:
+    """``frame`` in buffers that the caller cannot change: a device frame is copied on the
+    device; an Arrow table is taken as it is (Arrow's buffers are immutable, and
+    :func:`gpu_engine.io.frames.to_arrow` copies the numpy and pandas columns it would
+    otherwise share with the caller)."""
+    return frame if isinstance(frame, pa.Table) else frame.owned()

@@ -35,9 +35,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gpu_engine.backend import select_backend
-from gpu_engine.batching import Batch, MicroBatcher
+from gpu_engine.batching import Batch, MicroBatcher, own_buffers
 from gpu_engine.config.models import EngineConfig, WindowSpec
 from gpu_engine.errors import EngineError
+from gpu_engine.intake import Intake, Pushed
 from gpu_engine.io.frames import to_arrow
 from gpu_engine.io.sinks import MemorySink, Sink
 from gpu_engine.parsing import as_bytes, is_text, utf8_text, value_of
@@ -64,17 +65,13 @@ def _serialised(
     def locked(self: Engine, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         with self._lock:
             if self._in_call:
-                raise EngineError(
-                    f"Engine.{method.__name__.lstrip('_')}() was called from a sink or"
-                    " listener while the engine was processing; call it once the"
-                    " engine's own call has returned"
-                )
-            self._in_call = True
+                self._refuse_reentry(method.__name__.lstrip("_"))
+            self._in_call, self._call_thread = True, threading.get_ident()
             try:
                 return method(self, *args, **kwargs)
             finally:
-                self._in_call = False
-                self._at_rest = (replace(self.counts), self.batcher.buffered_rows)
+                self._in_call, self._call_thread = False, None
+                self._settle()
 
     return locked
 
@@ -172,12 +169,30 @@ class Engine:
         listeners: Iterable[BatchListener] = (),
         metrics_dir: str | Path | None = None,
         poll_every: float | None = None,
+        background: bool = False,
+        max_queued_rows: int | None = None,
     ) -> None:
         """``poll_every``: seconds between polls by a background thread (see
-        :mod:`gpu_engine.poller`); None leaves polling to the caller."""
+        :mod:`gpu_engine.poller`); None leaves polling to the caller.
+
+        ``background``: a push only queues its rows, and a thread of the engine's
+        processes them and polls (every ``poll_every`` seconds, by default half of
+        ``max_delay``); see :mod:`gpu_engine.intake`. ``max_queued_rows`` bounds the
+        queue (by default four batches): a push that would pass it waits for room.
+        """
         self._lock = threading.RLock()
         self._in_call = False  # inside a serialised call (see _serialised)
-        self._poller = None if poll_every is None else BackgroundPoller(self._poll_once, poll_every)
+        self._call_thread: int | None = None  # the thread in that call
+        self._poller: BackgroundPoller | None = None
+        self._intake: Intake | None = None
+        if background:
+            every = max(config.batching.max_delay, 2) / 2000 if poll_every is None else poll_every
+            queued = 4 * config.batching.max_rows if max_queued_rows is None else max_queued_rows
+            self._intake = Intake(self._feed_once, every, queued)
+        elif max_queued_rows is not None:
+            raise ValueError("max_queued_rows bounds the queue of Engine(background=True)")
+        elif poll_every is not None:
+            self._poller = BackgroundPoller(self._poll_once, poll_every)
         self.config = config
         self.backend = select_backend(config.backend, config.device_memory_limit)
         self.sinks: list[Sink] = list(sinks) if sinks is not None else [MemorySink()]
@@ -209,8 +224,9 @@ class Engine:
         # Host batches to the device (None: they stay host tables; see cuda_host_frames).
         self._stage = self.backend.frame_stager(schema.fields, config.cuda_host_frames)
         self.counts = Counts()
-        # The counts and buffered rows as the last call left them (see _counts_now).
-        self._at_rest: tuple[Counts, int] = (Counts(), 0)
+        # The counts, buffered rows and queued rows (those in flight included) as the last
+        # call left them (see _counts_now): one tuple, read without a lock.
+        self._at_rest: tuple[Counts, int, int] = (Counts(), 0, 0)
         self._pushed: dict[str, int] = {}
         self._timings = _Timings()
         self._started = clock()
@@ -218,28 +234,75 @@ class Engine:
         self._closed = False
         self.summary_data: dict[str, Any] | None = None
         self.summary_extra: dict[str, Any] = {}  # added to the summary by embedders
+        self._polled_at = clock()
         if self._poller is not None:
             self._poller.start()
+        if self._intake is not None:
+            self._intake.start()
 
     # -- input --------------------------------------------------------------------------
-    @_serialised
     def push(self, frame: Any, source: str = "push", first_row: int | None = None) -> None:
-        """Add rows; full batches are processed before this returns.
+        """Add rows; full batches are processed before this returns (with
+        ``background=True``, the rows are queued and this returns at once).
 
         Device columns on the CUDA backend (a cuDF DataFrame, a dict of CuPy, Numba or
         torch CUDA arrays) stay on the device, where they are batched like host rows:
-        full batches are views of them; rows left waiting for the next push are copied
-        on the device, so the caller may reuse its buffers once this returns.
+        full batches are views of them. Rows kept for later (waiting for the next push,
+        or queued) are copied, on the host or the device, so the caller may reuse its
+        buffers once this returns.
         """
-        self._check_open()
+        if self._intake is None:
+            self._push_now(frame, source, first_row)
+            return
+        if self._in_call and self._call_thread == threading.get_ident():
+            self._refuse_reentry("push")  # a full queue would wait for this very thread
+        table = own_buffers(self._table_of(frame))
+        intake = self._intake
+        with intake.lock:  # rows are numbered in the order their pushes are queued
+            if first_row is None:
+                first_row = self._pushed.get(source, 0)
+            self._pushed[source] = first_row + table.num_rows
+            intake.put(Pushed(table, source, first_row, self.clock()), self._check_intake)
+            counts, buffered, pending = self._at_rest
+            self._at_rest = (counts, buffered, pending + table.num_rows)
+
+    def _table_of(self, frame: Any) -> Any:
         device = self.backend.device_frame(frame)
-        table = device if device is not None else to_arrow(frame)
-        rows = table.num_rows
+        return device if device is not None else to_arrow(frame)
+
+    @_serialised
+    def _push_now(self, frame: Any, source: str, first_row: int | None) -> None:
+        self._check_open()
+        table = self._table_of(frame)
         if first_row is None:
             first_row = self._pushed.get(source, 0)
-        self._pushed[source] = first_row + rows
-        self.counts.received += rows
-        self._process_all(self.batcher.add(table, source, first_row, self.clock()))
+        self._pushed[source] = first_row + table.num_rows
+        self._add(table, source, first_row, self.clock())
+
+    def _add(self, table: Any, source: str, first_row: int, at: float) -> None:
+        self.counts.received += table.num_rows
+        self._process_all(self.batcher.add(table, source, first_row, at))
+
+    @_serialised
+    def _feed_once(self) -> bool:
+        """The intake thread's turn: process the oldest queued push, and poll when there
+        was none or ``poll_every`` has passed; False once the engine is closed."""
+        if self._closed:
+            return False
+        assert self._intake is not None
+        item = self._intake.take()
+        if item is not None:
+            self._add(item.table, item.source, item.first_row, item.at)
+        now = self.clock()
+        if item is None or now - self._polled_at >= self._intake.every_s:
+            self._poll(now)
+        return True
+
+    def _feed_all(self) -> None:
+        """Process every queued push, in this thread (flush and close)."""
+        while self._intake is not None and (item := self._intake.take()) is not None:
+            self._add(item.table, item.source, item.first_row, item.at)
+            self._settle()
 
     @_serialised
     def poll(self, now: float | None = None) -> None:
@@ -248,16 +311,18 @@ class Engine:
         self._poll(self.clock() if now is None else now)
 
     def _poll(self, now: float) -> None:
+        self._polled_at = now
         self._process_all(self.batcher.due(now))
-        if not self.batcher.buffered_rows:  # rows waiting for a batch are input: not idle
+        if not self.waiting_rows:  # rows waiting for a batch are input: not idle
             for operator in self.operators:
                 operator.poll(now)
         self._emit_ready()
 
     @_serialised
     def flush(self) -> None:
-        """Process everything buffered (the windows stay open)."""
+        """Process everything buffered and queued (the windows stay open)."""
         self._check_open()
+        self._feed_all()
         self._process_all(self.batcher.drain())
 
     @_serialised
@@ -282,13 +347,16 @@ class Engine:
         return True
 
     def _stop_polling(self) -> None:
-        """Ask the background poller to stop. Not joined: it may be waiting for the lock
-        this thread holds; once it has it, it sees the engine closed and ends."""
+        """Ask the background poller or intake to stop. Not joined: it may be waiting for
+        the lock this thread holds; once it has it, it sees the engine closed and ends."""
         if self._poller is not None:
             self._poller.stop()
+        if self._intake is not None:
+            self._intake.close()  # pushes from now on fail; the queued ones are fed here
 
     def _close(self) -> dict[str, Any]:
         self._check_open()
+        self._feed_all()
         self._process_all(self.batcher.drain())
         for operator in self.operators:
             table = operator.close()
@@ -517,7 +585,7 @@ class Engine:
     def summary(self) -> dict[str, Any]:
         elapsed = max(self.clock() - self._started, 1e-9)
         latencies = np.asarray(list(self._timings.latencies)) * 1000  # list: one snapshot
-        c, buffered = self._counts_now()
+        c, buffered, queued = self._counts_now()
         return {
             "events": {
                 "in": c.received,
@@ -526,8 +594,9 @@ class Engine:
                 "late": c.late,
                 "dead_lettered": c.dead_lettered,
                 "buffered": buffered,
+                "queued": queued,
             },
-            "accounted": c.accounted + buffered == c.received,
+            "accounted": c.accounted + buffered + queued == c.received,
             "windows_emitted": sum(op.windows_emitted for op in self.operators),
             "windows": {
                 op.spec.name: {
@@ -554,16 +623,52 @@ class Engine:
             **self.summary_extra,
         }
 
-    def _counts_now(self) -> tuple[Counts, int]:
-        """The live counts within the engine's own call (its close, its sinks); from any
-        other thread, those the last call left, which add up (mid-batch, the rows in are
-        counted before their outcomes)."""
+    def _counts_now(self) -> tuple[Counts, int, int]:
+        """(counts, rows buffered for a batch, rows queued) now: live within the engine's
+        own call (its close, its sinks); from any other thread, as the last call left
+        them, which add up (mid-batch, the rows in are counted before their outcomes).
+        Queued rows count as in; a queued push taken by a call in progress is queued
+        until that call ends."""
         if not self._lock.acquire(blocking=False):  # another thread is in a call
-            return self._at_rest
+            return self._rest_counts()
         try:  # this thread holds it now, and held it already if it is in a call
-            return (self.counts, self.batcher.buffered_rows) if self._in_call else self._at_rest
+            if not self._in_call:
+                return self._rest_counts()
+            queued = self._intake.queued_rows if self._intake is not None else 0
+            counts = replace(self.counts, received=self.counts.received + queued)
+            return counts, self.batcher.buffered_rows, queued
         finally:
             self._lock.release()
+
+    def _rest_counts(self) -> tuple[Counts, int, int]:
+        counts, buffered, queued = self._at_rest  # one snapshot (see _settle)
+        return replace(counts, received=counts.received + queued), buffered, queued
+
+    def _settle(self) -> None:
+        """Take the counts at rest (for other threads' summaries) at the end of a call or
+        of a queued push: with the intake, under its lock (as pushes add to the queued
+        rows), in the same snapshot as the push they now count stops being queued."""
+        counts, buffered = replace(self.counts), self.batcher.buffered_rows
+        if self._intake is None:
+            self._at_rest = (counts, buffered, 0)
+            return
+        with self._intake.lock:
+            queued = self._at_rest[2] - self._intake.in_flight_rows
+            self._at_rest = (counts, buffered, queued)
+            self._intake.in_flight_rows = 0
+
+    @property
+    def waiting_rows(self) -> int:
+        """Rows in, not yet in a processed batch: buffered for one, or queued."""
+        queued = self._intake.queued_rows if self._intake is not None else 0
+        return self.batcher.buffered_rows + queued
+
+    @staticmethod
+    def _refuse_reentry(call: str) -> None:
+        raise EngineError(
+            f"Engine.{call}() was called from a sink or listener while the engine was"
+            " processing; call it once the engine's own call has returned"
+        )
 
     def batch_metrics(self) -> pa.Table:
         """Per batch and stage: time_s, stage, rows, seconds, workers (the optimizer's input).
@@ -592,9 +697,25 @@ class Engine:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise EngineError("the engine is closed; create a new Engine for more input")
-        if self._poller is not None and self._poller.error is not None:
-            raise self._poller.error  # the background poll failed: the run cannot go on
+            _refuse_closed()
+        self._check_threads()
+
+    def _check_intake(self) -> None:
+        """Whether a push may be queued (called under the intake's lock): the intake closes
+        when the engine does, and when its thread fails (that failure is the reason)."""
+        assert self._intake is not None
+        self._check_threads()
+        if self._intake.closed:
+            _refuse_closed()
+
+    def _check_threads(self) -> None:
+        for thread in (self._poller, self._intake):
+            if thread is not None and thread.error is not None:
+                raise thread.error  # the background thread failed: the run cannot go on
+
+
+def _refuse_closed() -> None:
+    raise EngineError("the engine is closed; create a new Engine for more input")
 
 
 def _rows_as_python(table: pa.Table) -> list[dict[str, Any]]:

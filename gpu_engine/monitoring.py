@@ -43,7 +43,7 @@ class EngineMonitoring:
         self.engine = engine
 
         def buffered_rows() -> float:  # rows of a closed engine wait for nothing any more
-            return 0 if engine.closed else engine.batcher.buffered_rows
+            return 0 if engine.closed else engine.waiting_rows
 
         def overdue_s() -> float:
             return 0.0 if engine.closed else engine.batcher.overdue_s(engine.clock())

@@ -20,15 +20,20 @@ import weakref
 from collections.abc import Callable
 
 
+def poll_interval(every_s: object) -> float:
+    """``poll_every`` as seconds, or the error that says what it must be."""
+    if isinstance(every_s, bool) or not isinstance(every_s, int | float):
+        raise TypeError(f"poll_every must be a number of seconds, not {every_s!r}")
+    if not (math.isfinite(every_s) and every_s > 0):
+        raise ValueError(f"poll_every must be a positive number of seconds, not {every_s!r}")
+    return float(every_s)
+
+
 class BackgroundPoller:
     """Calls ``poll_once`` every ``every_s`` seconds until it returns False or fails."""
 
     def __init__(self, poll_once: Callable[[], bool], every_s: float) -> None:
-        if isinstance(every_s, bool) or not isinstance(every_s, int | float):
-            raise TypeError(f"poll_every must be a number of seconds, not {every_s!r}")
-        if not (math.isfinite(every_s) and every_s > 0):
-            raise ValueError(f"poll_every must be a positive number of seconds, not {every_s!r}")
-        self.every_s = float(every_s)
+        self.every_s = poll_interval(every_s)
         self.error: BaseException | None = None
         self._poll_once = weakref.WeakMethod(poll_once)
         self._stopping = threading.Event()

@@ -7,6 +7,8 @@ Imported by name (``from engine_testing import ...``); a module called
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -351,3 +353,54 @@ def assert_frames_match(actual: pd.DataFrame, expected: pd.DataFrame, columns: l
         av = np.asarray(a[~a_null], dtype=np.float64)
         ev = np.asarray(e[~e_null], dtype=np.float64)
         np.testing.assert_allclose(av, ev, rtol=1e-9, atol=1e-9, err_msg=col)
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 120.0) -> bool:
+    """Whether ``condition`` came true within ``seconds`` (a cold first run compiles)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.005)
+    return condition()
+
+
+def summaries_read_during(engine: Engine, pushes: Callable[[], None]) -> tuple[int, list]:
+    """(reads, torn) of ``engine.summary()`` read from another thread while ``pushes``
+    runs: how many reads, and the events of those that did not add up."""
+    torn: list[dict] = []
+    reads = [0]
+    done = threading.Event()
+
+    def reader() -> None:
+        while not done.is_set():
+            summary = engine.summary()
+            reads[0] += 1
+            if not summary["accounted"]:
+                torn.append(summary["events"])
+            time.sleep(0.0005)  # a reader that spins starves the pushes of the GIL
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        pushes()
+    finally:
+        done.set()
+        thread.join()
+    return reads[0], torn
+
+
+def in_thread(call: Callable[[], object]) -> tuple[threading.Thread, list[object]]:
+    """A started daemon thread running ``call``, and the list its result or exception
+    goes to (empty while it runs: a deadlock leaves it so)."""
+    out: list[object] = []
+
+    def run() -> None:
+        try:
+            out.append(call())
+        except Exception as error:
+            out.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, out

@@ -4,7 +4,6 @@ threads at once lose or double nothing."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from typing import ClassVar
@@ -16,9 +15,12 @@ from engine_testing import (
     ALL_AGGS,
     assert_frames_match,
     duckdb_windows,
+    in_thread,
     make_config,
     push_from_threads,
     random_events,
+    summaries_read_during,
+    wait_for,
     window_frame,
 )
 
@@ -28,15 +30,6 @@ from gpu_engine.io.sinks import MemorySink
 
 TUMBLING = {"type": "tumbling", "size": 1000, "keys": ["k"]}
 COMPARED = ["window_start", "window_end", "k", "n", "likes", "x_sum", "x_min", "x_max", "u_sum"]
-
-
-def _wait_for(condition: Callable[[], bool], seconds: float = 120.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 def _events(n: int, seed: int = 0) -> pd.DataFrame:
@@ -49,7 +42,7 @@ def test_the_batch_timeout_fires_with_no_call_after_the_push() -> None:
     unpolled = Engine(config, sinks=[MemorySink()])
     for engine in (polled, unpolled):
         engine.push(_events(10))
-    assert _wait_for(lambda: polled.summary()["events"]["valid"] == 10)
+    assert wait_for(lambda: polled.summary()["events"]["valid"] == 10)
     assert polled.summary()["events"]["buffered"] == 0
     assert polled.summary()["latency_ms"]["p50"] >= 50  # cut by the timeout, not at once
     assert unpolled.summary()["events"]["buffered"] == 10  # nothing polls it
@@ -65,7 +58,7 @@ def test_the_idle_watermark_emits_windows_with_no_call_after_the_push() -> None:
     expected = duckdb_windows(frame, window, ALL_AGGS)
     engine.push(frame)
     # Event time spans 3 s; after 100 ms idle, the watermark follows processing time.
-    assert _wait_for(lambda: engine.summary()["windows_emitted"] == len(expected))
+    assert wait_for(lambda: engine.summary()["windows_emitted"] == len(expected))
     emitted = window_frame(sink)
     engine.close()
     assert_frames_match(emitted, expected, COMPARED)
@@ -94,13 +87,13 @@ def test_a_failure_in_the_background_is_raised_by_the_next_call() -> None:
     bad.loc[1, "e"] = 9  # not an allowed value
     engine.push(bad)
     assert engine._poller is not None
-    assert _wait_for(lambda: engine._poller is not None and engine._poller.error is not None)
+    assert wait_for(lambda: engine._poller is not None and engine._poller.error is not None)
     with pytest.raises(SchemaError, match="row 1"):
         engine.push(_events(3))
     with pytest.raises(SchemaError, match="row 1"):
         engine.close()
     assert engine.summary_data is not None and engine.summary_data["failed"]
-    assert _wait_for(lambda: engine._poller is not None and not engine._poller.running)
+    assert wait_for(lambda: engine._poller is not None and not engine._poller.running)
 
 
 def test_close_stops_the_poller_and_a_closed_engine_refuses_pushes() -> None:
@@ -108,7 +101,7 @@ def test_close_stops_the_poller_and_a_closed_engine_refuses_pushes() -> None:
     assert engine._poller is not None and engine._poller.running
     engine.push(_events(5))
     assert engine.close()["events"]["valid"] == 5
-    assert _wait_for(lambda: engine._poller is not None and not engine._poller.running)
+    assert wait_for(lambda: engine._poller is not None and not engine._poller.running)
     with pytest.raises(EngineError, match="closed"):
         engine.push(_events(5))
 
@@ -118,7 +111,7 @@ def test_an_engine_dropped_without_close_does_not_keep_its_poller() -> None:
     poller = engine._poller
     assert poller is not None
     del engine
-    assert _wait_for(lambda: not poller.running)
+    assert wait_for(lambda: not poller.running)
 
 
 @pytest.mark.parametrize("every", [0, -1.0, float("nan"), float("inf"), "10ms", True])
@@ -130,16 +123,7 @@ def test_poll_every_must_be_a_positive_number_of_seconds(every: object) -> None:
 def _finishes(call: Callable[[], object], seconds: float = 120.0) -> list[object]:
     """``call``'s result or exception, from a daemon thread: [] if it did not return in
     ``seconds`` (a deadlock)."""
-    out: list[object] = []
-
-    def run() -> None:
-        try:
-            out.append(call())
-        except Exception as error:
-            out.append(error)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
+    thread, out = in_thread(call)
     thread.join(seconds)
     return out
 
@@ -212,23 +196,12 @@ def test_a_summary_read_from_another_thread_always_adds_up() -> None:
     ``summary()`` from its own thread saw ``accounted: False`` nearly every time."""
     window = {**TUMBLING, "allowed_lateness": 3_600_000}
     engine = Engine(make_config(window, batching={"max_rows": 256}), sinks=[MemorySink()])
-    torn: list[dict] = []
-    reads = [0]
-    done = threading.Event()
-
-    def reader() -> None:
-        while not done.is_set():
-            summary = engine.summary()
-            reads[0] += 1
-            if not summary["accounted"]:
-                torn.append(summary["events"])
-
-    thread = threading.Thread(target=reader)
-    thread.start()
     rng = np.random.default_rng(9)
-    for _ in range(150):
-        engine.push(random_events(rng, int(rng.integers(1, 600)), span_ms=3000))
-    done.set()
-    thread.join()
-    assert reads[0] > 100 and torn == []
+
+    def pushes() -> None:
+        for _ in range(150):
+            engine.push(random_events(rng, int(rng.integers(1, 600)), span_ms=3000))
+
+    reads, torn = summaries_read_during(engine, pushes)
+    assert reads > 100 and torn == []
     assert engine.close()["accounted"]

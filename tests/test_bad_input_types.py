@@ -71,7 +71,7 @@ def test_text_that_is_not_utf8_is_quarantined_in_its_row(source: str, tmp_path: 
                 engine.push(batch, source=name, first_row=first)
         summary = engine.close()
     assert summary["events"] == {"in": 5, "valid": 3, "quarantined": 2, "late": 0,
-                                 "dead_lettered": 0, "buffered": 0}  # fmt: skip
+                                 "dead_lettered": 0, "buffered": 0, "queued": 0}  # fmt: skip
     quarantine = sink.result("quarantine")
     assert quarantine is not None
     rows = quarantine.to_pylist()  # readable: the bad text is null there, quoted in _reason

@@ -4,6 +4,7 @@ quarantined one by one, never a failure of the whole push or of ``close()``."""
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 from engine_testing import make_config, window_frame
 
 from gpu_engine.engine import Engine
@@ -97,7 +98,7 @@ def test_a_push_does_not_reread_the_rows_already_buffered(monkeypatch) -> None:
     from gpu_engine import batching
 
     calls = {"owned": 0, "casts": 0}
-    owned, casts = batching._owned, batching._casts_exactly
+    owned, casts = batching.own_buffers, batching._casts_exactly
 
     def count(name, real):
         def counted(*args):
@@ -106,7 +107,7 @@ def test_a_push_does_not_reread_the_rows_already_buffered(monkeypatch) -> None:
 
         return counted
 
-    monkeypatch.setattr(batching, "_owned", count("owned", owned))
+    monkeypatch.setattr(batching, "own_buffers", count("owned", owned))
     monkeypatch.setattr(batching, "_casts_exactly", count("casts", casts))
     pushes = [_frame([i]) for i in range(300)]
     pushes[200] = _frame([None]).astype({"u": "float64"})  # widens the int64 parts' schema
@@ -119,13 +120,17 @@ def test_a_push_does_not_reread_the_rows_already_buffered(monkeypatch) -> None:
     assert window_frame(sink)["u_sum"].tolist() == [sum(range(300)) - 200]
 
 
-def test_rows_left_waiting_are_not_changed_by_the_caller_reusing_its_buffers() -> None:
+@pytest.mark.parametrize("background", [False, True])
+def test_rows_left_waiting_are_not_changed_by_the_caller_reusing_its_buffers(
+    background: bool,
+) -> None:
     """A host that fills one set of numpy arrays for every push (or edits the pandas frame
     it pushed) changed the rows still waiting for a batch: Arrow takes numpy and pandas
     columns without copying. 7 pushes of 300 rows into batches of 1,000: each batch but
-    the last holds rows of a push that had returned before the buffer was refilled."""
+    the last holds rows of a push that had returned before the buffer was refilled (with
+    ``background=True``, every push is queued before it is batched). Arrow tables are
+    taken as they are: Arrow's buffers are immutable."""
     import numpy as np
-    import pyarrow as pa
 
     n, pushes = 300, 7
     t = np.empty(n, dtype=np.int64)
@@ -139,15 +144,21 @@ def test_rows_left_waiting_are_not_changed_by_the_caller_reusing_its_buffers() -
         return {"t": t, "k": np.ones(n, dtype=np.int64), "s": np.full(n, "a"),
                 "e": np.zeros(n, dtype=np.int64), "x": np.ones(n), "u": u}  # fmt: skip
 
-    def as_arrow() -> pa.Table:
-        return pa.table(as_dict())
+    def as_series() -> dict:
+        return {name: pd.Series(values, copy=False) for name, values in as_dict().items()}
+
+    def as_masked() -> dict:
+        return {name: np.ma.masked_array(values, mask=np.zeros(n, dtype=bool))
+                if values.dtype != object else values
+                for name, values in as_dict().items()}  # fmt: skip
 
     def as_pandas() -> pd.DataFrame:
         return pd.DataFrame(as_dict(), copy=False)
 
-    for make in (as_dict, as_arrow, as_pandas):
+    for make in (as_dict, as_series, as_masked, as_pandas):
         sink = MemorySink()
-        with Engine(make_config(WINDOW, batching={"max_rows": 1000}), sinks=[sink]) as engine:
+        config = make_config(WINDOW, batching={"max_rows": 1000})
+        with Engine(config, sinks=[sink], background=background) as engine:
             for i in range(pushes):
                 fill(i)
                 frame = make()

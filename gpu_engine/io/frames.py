@@ -16,7 +16,10 @@ ResultFrame = Literal["arrow", "pandas", "cudf", "auto"]
 
 
 def to_arrow(frame: Any) -> pa.Table:
-    """A pyarrow Table of ``frame`` (zero-copy where the source allows it)."""
+    """A pyarrow Table of ``frame``: Arrow input as it is (its buffers are immutable),
+    other frames in buffers of their own. Arrow would share the memory of numpy arrays
+    and pandas columns, which the caller may refill or edit once its push has returned,
+    while the engine still holds the rows (waiting for a batch, or queued)."""
     if isinstance(frame, pa.Table):
         return frame
     if isinstance(frame, pa.RecordBatch):
@@ -32,15 +35,28 @@ def to_arrow(frame: Any) -> pa.Table:
         return frame.to_arrow()
     if module.startswith("pandas"):
         try:
-            return pa.Table.from_pandas(frame, preserve_index=False)
+            table = pa.Table.from_pandas(frame, preserve_index=False)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-            return _mixed_pandas(frame)
+            table = _mixed_pandas(frame)
+        return _detached(table)
     if hasattr(frame, "__arrow_c_stream__"):
         return pa.table(frame)
     raise InputError(
         f"cannot read a {type(frame).__name__}: push a pandas or cuDF DataFrame, a pyarrow "
         "Table or RecordBatch, or a dict of numpy or device (CuPy, Numba, torch) arrays"
     )
+
+
+def _detached(table: pa.Table) -> pa.Table:
+    """``table`` with its fixed-width columns (those Arrow may have taken from numpy without
+    copying) copied; concatenation copies only the rows a column holds."""
+    columns = [
+        pa.concat_arrays(column.chunks)
+        if pa.types.is_primitive(column.type) and column.num_chunks
+        else column
+        for column in table.columns
+    ]
+    return pa.Table.from_arrays(columns, schema=table.schema)
 
 
 def _mixed_pandas(frame: Any) -> pa.Table:
@@ -99,13 +115,15 @@ def column_to_arrow(values: Any) -> pa.Array:
         return values.to_arrow()
     # CuPy, Numba or torch CUDA arrays are copied to the host once, here, on the CPU
     # backend; on the CUDA backend the engine keeps them on the device (device_batch).
-    values = host_copy(values)
-    if isinstance(values, np.ma.MaskedArray):
-        return pa.array(values.data, mask=np.ma.getmaskarray(values))
-    array = np.asarray(values)
+    copied = host_copy(values)
+    # Arrow takes a numeric array's memory as it is: the caller's, unless copied above.
+    own = copied is not values
+    if isinstance(copied, np.ma.MaskedArray):
+        return pa.array(np.array(copied.data, copy=not own), mask=np.ma.getmaskarray(copied))
+    array = np.asarray(copied)
     if array.dtype == object:
         return pa.array(array, from_pandas=True)  # None and NaN are nulls, as in pandas
-    return pa.array(array)
+    return pa.array(array if own else array.copy())
 
 
 def to_pandas(table: pa.Table) -> Any:

@@ -157,10 +157,14 @@ def test_the_occupancy_calculator_agrees_with_the_driver(
     assert "KERNEL_RESOURCES PASS" in out
 
 
-def test_pushes_from_many_threads_with_a_background_poller_match_the_cpu() -> None:
+@pytest.mark.parametrize("background", [False, True])
+def test_pushes_from_many_threads_with_a_background_poller_match_the_cpu(
+    background: bool,
+) -> None:
     """Kernels launched from the pushers' threads and the poller's, one at a time (the
-    simulator cannot launch from several threads): the CUDA backend's windows equal the
-    CPU backend's over the same rows."""
+    simulator cannot launch from several threads), or from the engine's own thread with
+    ``background=True``: the CUDA backend's windows equal the CPU backend's over the same
+    rows."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the core suite's helpers
@@ -181,7 +185,7 @@ def test_pushes_from_many_threads_with_a_background_poller_match_the_cpu() -> No
     batching = {"max_rows": 256, "max_delay": 1}
     sink = MemorySink()
     engine = Engine(make_config(window, batching=batching, backend="cuda"), sinks=[sink],
-                    poll_every=0.001)  # fmt: skip
+                    poll_every=0.001, background=background)  # fmt: skip
     frame = push_from_threads(engine, threads=4, pushes=100)
     summary = engine.close()
     assert summary["accounted"] and summary["events"]["valid"] == len(frame)

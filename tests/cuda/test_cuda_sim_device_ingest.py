@@ -221,14 +221,16 @@ def test_host_frames_on_the_device_path_match_cpu_tables(zone: str | None) -> No
         pd.testing.assert_frame_equal(got_table.to_pandas(), want_table.to_pandas())
 
 
-def test_buffered_device_rows_survive_the_caller_reusing_its_buffers() -> None:
-    """Rows waiting for a full batch are the engine's copy: overwriting the pushed
-    device arrays after ``push`` returns changes nothing."""
+@pytest.mark.parametrize("background", [False, True])
+def test_buffered_device_rows_survive_the_caller_reusing_its_buffers(background: bool) -> None:
+    """Rows waiting for a full batch (or, with ``background=True``, queued) are the
+    engine's copy: overwriting the pushed device arrays after ``push`` returns changes
+    nothing. (In the background, the engine's thread launches the kernels.)"""
     columns = _columns(100, seed=11)
     window = {"type": "tumbling", "size": 1000, "keys": ["k"]}
     want_sink, want, _ = _run(_config(window, "cpu", 1), _parts(columns, 50, _host))
     sink = MemorySink()
-    engine = Engine(_config(window, "cuda", 1), sinks=[sink])
+    engine = Engine(_config(window, "cuda", 1), sinks=[sink], background=background)
     for part in _parts(columns, 50, _device):  # 50 rows wait for the next 14 each time
         engine.push(part)
         for value in part.values():

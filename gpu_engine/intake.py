@@ -1,0 +1,147 @@
+"""Pushes queued for a background thread, so that a push never waits for a batch.
+
+Why: a push that fills a batch processes it before returning, and a push made while
+another thread (or the poller) processes one waits for the engine's lock. An inference
+host that pushes from its request threads would add a batch's processing time (tens to
+hundreds of milliseconds) to the unlucky request. With ``Engine(..., background=True)``
+a push only queues its rows; this module's thread feeds them to the engine in the order
+they were queued, and polls the engine between pushes, like
+:class:`gpu_engine.poller.BackgroundPoller`.
+
+The queue is bounded in rows: a push that would take it past ``max_rows`` waits for room
+(backpressure, as a full buffer in Flink stops its source), unless the queue is empty, so
+that a push larger than the bound is still taken. The thread holds the engine weakly; a
+failure in it is raised by the engine's next call, and the rows still queued are counted
+as such in the summary.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gpu_engine.poller import poll_interval
+
+
+@dataclass
+class Pushed:
+    """One push waiting for the engine: its rows (owned: the caller may reuse its
+    buffers), and where and when they came from."""
+
+    table: Any  # a pyarrow Table, or a device frame
+    source: str
+    first_row: int
+    at: float  # the engine's clock when it was pushed
+
+    @property
+    def rows(self) -> int:
+        return int(self.table.num_rows)
+
+
+class Intake:
+    """A bounded queue of pushes and the thread that feeds them to an engine.
+
+    ``feed_once`` (the engine's) takes one push with :meth:`take` and processes it, or
+    polls when there is none; it returns False once the engine is closed.
+    """
+
+    def __init__(self, feed_once: Callable[[], bool], every_s: float, max_rows: int) -> None:
+        if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
+            raise ValueError(f"max_queued_rows must be a positive integer, not {max_rows!r}")
+        self.every_s = poll_interval(every_s)
+        self.max_rows = max_rows
+        self.error: BaseException | None = None
+        self.lock = threading.Condition()  # guards everything below, and the engine's
+        # snapshot of its counts at rest (see Engine._settle)
+        self._items: deque[Pushed] = deque()
+        self.queued_rows = 0
+        self.in_flight_rows = 0  # taken by the engine, not yet in its counts at rest
+        self._closed = False
+        self._tickets = 0  # pushes that asked to queue, and the first not yet served
+        self._serving = 0
+        self._skipped: set[int] = set()  # asked, then refused before their turn
+        self._feed_once = weakref.WeakMethod(feed_once)
+        self._thread = threading.Thread(target=self._run, name="tiktoktoe-intake", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def put(self, item: Pushed, check: Callable[[], None]) -> None:
+        """Queue ``item``, waiting while the queue is full, behind the pushes that were
+        waiting already (in the order of their calls). ``check`` raises (under the
+        queue's lock) if the engine can take no more input: closed, or failed."""
+        with self.lock:
+            ticket = self._tickets
+            self._tickets += 1
+            try:
+                check()
+                while ticket != self._serving or (
+                    self.queued_rows and self.queued_rows + item.rows > self.max_rows
+                ):
+                    self.lock.wait()
+                    check()
+                self._items.append(item)
+                self.queued_rows += item.rows
+            finally:  # queued, or refused: the next in line may go
+                if ticket == self._serving:
+                    self._serving += 1
+                else:  # refused while waiting its turn (the engine closed, or failed)
+                    self._skipped.add(ticket)
+                while self._serving in self._skipped:
+                    self._skipped.remove(self._serving)
+                    self._serving += 1
+                self.lock.notify_all()
+
+    def take(self) -> Pushed | None:
+        """The oldest push, now in flight (the caller holds the engine's lock, so pushes
+        are processed in the order they were queued); None when there is none."""
+        with self.lock:
+            if not self._items:
+                return None
+            item = self._items.popleft()
+            self.queued_rows -= item.rows
+            self.in_flight_rows = item.rows
+            self.lock.notify_all()  # room for a waiting push
+            return item
+
+    def close(self) -> None:
+        """No more pushes: waiting and later ones fail; the thread ends at its next turn
+        (not joined: the caller may hold the engine's lock, which the thread may be
+        waiting for)."""
+        with self.lock:
+            self._closed = True
+            self.lock.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _run(self) -> None:
+        while True:
+            with self.lock:
+                if not self._items and not self._closed:
+                    self.lock.wait(self.every_s)
+                if self._closed:
+                    return
+            feed_once = self._feed_once()
+            if feed_once is None:  # the engine is gone
+                return
+            try:
+                if not feed_once():
+                    return
+            except BaseException as error:  # handed to the engine's caller, not lost
+                with self.lock:
+                    self.error = error
+                    self._closed = True  # nothing more is fed: pushes now fail
+                    self.lock.notify_all()
+                return
+            finally:
+                del feed_once
