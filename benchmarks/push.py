@@ -1,7 +1,7 @@
 """The in-process push API at small pushes: events pushed a few at a time, as a host that
 embeds the engine pushes what it has just served.
 
-    python -m benchmarks.push --events 20k --rows 1
+    python -m benchmarks.push --events 20k --rows 1 [--background]
     python -m benchmarks.push --events 200k --batch-rows 100 --workers 1 2
 
 Pushes ``--events`` synthetic short-video events in pushes of ``--rows`` rows into an
@@ -44,10 +44,10 @@ from gpu_engine.io.sinks import MemorySink
 CONFIG = Path(__file__).resolve().parents[1] / "gpu_engine" / "examples" / "short_video.yaml"
 
 
-def measure(events: int, rows: int, seed: int = 0) -> dict[str, float]:
+def measure(events: int, rows: int, seed: int = 0, background: bool = False) -> dict[str, float]:
     table = pa.concat_tables(generate(GeneratorSpec(events=events, seed=seed, bad_fraction=0.0)))
     pushes = [table.slice(start, rows) for start in range(0, table.num_rows, rows)]
-    engine = Engine(load_config(CONFIG), sinks=[MemorySink()])
+    engine = Engine(load_config(CONFIG), sinks=[MemorySink()], background=background)
     started = time.perf_counter()
     for part in pushes:
         engine.push(part)
@@ -126,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-rows", type=_count, help="time pushes of one batch this size")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--serve", type=_count, help="pace pushes at this many events/s")
+    parser.add_argument("--background", action="store_true", help="Engine(background=True)")
     args = parser.parse_args(argv)
     if args.serve:
         for background in (False, True):
@@ -145,9 +146,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"p99 {r['p99_ms']:.2f} ms, mean {r['mean_ms']:.2f} ms "
                   f"({r['batches']:,} batches)")  # fmt: skip
         return 0
-    result = measure(args.events, max(args.rows, 1))
+    result = measure(args.events, max(args.rows, 1), background=args.background)
     print(
-        f"{args.events:,} events in {result['pushes']:,} pushes of {args.rows} row(s): "
+        f"{args.events:,} events in {result['pushes']:,} pushes of {args.rows} row(s)"
+        f"{' (background)' if args.background else ''}: "
         f"push {result['push_s']:.3f} s, close {result['close_s']:.3f} s, "
         f"{result['events_per_s']:,.0f} events/s, {result['batches']} batches"
     )

@@ -17,6 +17,7 @@ quarantined, late (for every window) or dead-lettered.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -188,7 +189,7 @@ class Engine:
         if background:
             every = max(config.batching.max_delay, 2) / 2000 if poll_every is None else poll_every
             queued = 4 * config.batching.max_rows if max_queued_rows is None else max_queued_rows
-            self._intake = Intake(self._feed_once, every, queued)
+            self._intake = Intake(self._feed_once, every, queued, config.batching.max_rows)
         elif max_queued_rows is not None:
             raise ValueError("max_queued_rows bounds the queue of Engine(background=True)")
         elif poll_every is not None:
@@ -285,24 +286,29 @@ class Engine:
 
     @_serialised
     def _feed_once(self) -> bool:
-        """The intake thread's turn: process the oldest queued push, and poll when there
-        was none or ``poll_every`` has passed; False once the engine is closed."""
+        """The intake thread's turn: process the oldest queued pushes (about a batch of
+        rows: pushes of a row each cost a call each otherwise), and poll when there was
+        none or ``poll_every`` has passed; False once the engine is closed."""
         if self._closed:
             return False
         assert self._intake is not None
-        item = self._intake.take()
-        if item is not None:
-            self._add(item.table, item.source, item.first_row, item.at)
+        fed = self._feed_all(self.batcher.max_rows)
         now = self.clock()
-        if item is None or now - self._polled_at >= self._intake.every_s:
+        if not fed or now - self._polled_at >= self._intake.every_s:
             self._poll(now)
         return True
 
-    def _feed_all(self) -> None:
-        """Process every queued push, in this thread (flush and close)."""
-        while self._intake is not None and (item := self._intake.take()) is not None:
+    def _feed_all(self, max_rows: float = math.inf) -> int:
+        """Process queued pushes in order, in this thread, until about ``max_rows`` rows
+        (by default all: flush and close); the rows processed."""
+        fed = 0
+        while fed < max_rows and self._intake is not None:
+            item = self._intake.take(max_rows - fed)
+            if item is None:
+                break
             self._add(item.table, item.source, item.first_row, item.at)
-            self._settle()
+            fed += item.rows
+        return fed
 
     @_serialised
     def poll(self, now: float | None = None) -> None:

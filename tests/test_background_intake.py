@@ -109,24 +109,44 @@ def test_a_full_queue_makes_a_push_wait_for_room_in_the_order_pushes_came() -> N
     assert engine_rows.close()["events"]["valid"] == 50
 
 
-def test_rows_are_numbered_in_push_order_as_without_the_queue() -> None:
-    """Row numbers (the quarantine's ``_row``) and batches are those of a plain engine."""
-    pushes = [_events(int(n), seed=int(n)) for n in np.random.default_rng(3).integers(1, 60, 40)]
-    for i, frame in enumerate(pushes):
-        if i % 3 == 0:
-            frame.loc[0, "e"] = 9  # not allowed: quarantined
-    config = make_config(TUMBLING, batching={"max_rows": 64, "max_delay": 60_000})
+def test_rows_are_numbered_and_batched_in_push_order_as_without_the_queue() -> None:
+    """Row numbers (the quarantine's ``_source`` and ``_row``), batches and windows are those
+    of a plain engine, though the engine's thread takes runs of queued pushes that
+    continue one another as one. Rows are numbered on from the last push, whatever its
+    source; runs are broken by: the other source (every third push); a gap in the row
+    numbers (every eleventh); a ``u`` column of float64 (every seventh: another schema)."""
+    rng = np.random.default_rng(3)
+    pushes = []
+    end = 0
+    for i, n in enumerate(rng.integers(1, 30, 80)):
+        frame = _events(int(n), seed=i)
+        frame.loc[0, "e"] = 9  # not allowed: each push's first row is quarantined
+        if i % 7 == 0:
+            frame["u"] = frame["u"].astype("float64")
+        first = end + (1000 if i % 11 == 0 else 0)
+        pushes.append((frame, "ab"[(i // 3) % 2], first))
+        end = first + len(frame)
+    window = {**LATE_OK, "aggregations": ALL_AGGS}
+    config = make_config(window, batching={"max_rows": 64, "max_delay": 60_000})
     results = []
     for background in (False, True):
         sink = MemorySink()
-        engine = Engine(config, sinks=[sink], background=background)
-        for frame in pushes:
-            engine.push(frame)
+        gate = _Gate()  # holds the engine's thread in the first batch: the rest queue up
+        if not background:
+            gate.opened.set()
+        bound = 100_000 if background else None
+        engine = Engine(config, sinks=[sink], listeners=[gate], background=background,
+                        poll_every=60.0, max_queued_rows=bound)  # fmt: skip
+        for frame, source, first in pushes:
+            engine.push(frame, source=source, first_row=first)
+        gate.opened.set()
         summary = engine.close()
         quarantine = sink.result("quarantine")
         assert quarantine is not None
-        results.append((summary["batches"], quarantine.column("_row").to_pylist()))
-    assert results[0] == results[1]
+        rows = quarantine.select(["_source", "_row"]).to_pylist()
+        results.append((summary["batches"], rows, window_frame(sink)))
+    assert results[0][:2] == results[1][:2]
+    assert_frames_match(results[1][2], results[0][2], COMPARED)
 
 
 def test_a_failure_in_the_engines_thread_is_raised_by_the_next_call() -> None:
