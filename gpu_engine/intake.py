@@ -63,8 +63,10 @@ class Intake:
         # each ran at a third of their speed).
         self.batch_rows = batch_rows
         self.error: BaseException | None = None
-        self.lock = threading.Condition()  # guards everything below, and the engine's
+        self.lock = threading.RLock()  # guards everything below, and the engine's
         # snapshot of its counts at rest (see Engine._settle)
+        self._room = threading.Condition(self.lock)  # pushes wait here for their turn
+        self._work = threading.Condition(self.lock)  # the thread waits here for rows
         self._items: deque[Pushed] = deque()
         self.queued_rows = 0
         self.in_flight_rows = 0  # taken by the engine since its counts at rest were taken
@@ -96,8 +98,9 @@ class Intake:
                     self.queued_rows and self.queued_rows + item.rows > self.max_rows
                 ):
                     self._waiting += 1
+                    self._work.notify()  # the thread may be waiting for a batch of rows
                     try:
-                        self.lock.wait()
+                        self._room.wait()
                     finally:
                         self._waiting -= 1
                     check()
@@ -111,8 +114,10 @@ class Intake:
                 while self._serving in self._skipped:
                     self._skipped.remove(self._serving)
                     self._serving += 1
-                if self._waiting or self.queued_rows >= self.batch_rows:
-                    self.lock.notify_all()
+                if self._waiting:
+                    self._room.notify_all()  # the next in line
+                if self.queued_rows >= self.batch_rows:
+                    self._work.notify()
 
     def take(self, max_rows: float) -> Pushed | None:
         """The oldest push, with the Arrow pushes after it that continue it (same source,
@@ -131,7 +136,7 @@ class Intake:
             self.queued_rows -= rows
             self.in_flight_rows += rows
             if self._waiting:
-                self.lock.notify_all()  # room for a waiting push
+                self._room.notify_all()  # room for a waiting push
         if len(run) == 1:
             return run[0]
         first = run[0]  # the run waits from its first push on (timeouts never late)
@@ -144,17 +149,21 @@ class Intake:
         waiting for)."""
         with self.lock:
             self._closed = True
-            self.lock.notify_all()
+            self._wake_all()
 
     @property
     def closed(self) -> bool:
         return self._closed
 
+    def _wake_all(self) -> None:
+        self._room.notify_all()
+        self._work.notify_all()
+
     def _run(self) -> None:
         while True:
             with self.lock:
-                if self.queued_rows < self.batch_rows and not self._closed:
-                    self.lock.wait(self.every_s)
+                if self.queued_rows < self.batch_rows and not self._waiting and not self._closed:
+                    self._work.wait(self.every_s)
                 if self._closed:
                     return
             feed_once = self._feed_once()
@@ -167,7 +176,7 @@ class Intake:
                 with self.lock:
                     self.error = error
                     self._closed = True  # nothing more is fed: pushes now fail
-                    self.lock.notify_all()
+                    self._wake_all()
                 return
             finally:
                 del feed_once

@@ -267,3 +267,15 @@ def test_a_summary_read_from_another_thread_always_adds_up() -> None:
     reads, torn = summaries_read_during(engine, pushes)
     assert reads > 100 and torn == []
     assert engine.close()["accounted"]
+
+
+def test_a_push_waiting_for_room_wakes_the_engines_thread() -> None:
+    """The thread waits for a batch of rows or ``poll_every`` (here 10 s); a queue bound
+    under a batch left each push that had to wait for room waiting that long."""
+    config = make_config(TUMBLING, batching={"max_rows": 40, "max_delay": 20_000})
+    engine = Engine(config, sinks=[MemorySink()], background=True, max_queued_rows=5)
+    began = time.monotonic()
+    for seed in range(3):
+        engine.push(_events(4, seed=seed))
+    assert time.monotonic() - began < 5.0
+    assert engine.close()["events"]["in"] == 12

@@ -169,3 +169,21 @@ def test_rows_left_waiting_are_not_changed_by_the_caller_reusing_its_buffers(
         assert engine.summary_data["events"]["valid"] == n * pushes
         total = int(window_frame(sink)["u_sum"].sum())
         assert total == n * sum(range(1, pushes + 1)), make.__name__
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_a_categorical_column_edited_after_the_push_changes_nothing(background: bool) -> None:
+    """Arrow takes a categorical's codes (and an extension type's storage) from pandas
+    without a copy, and ``.loc`` writes them in place."""
+    window = {**WINDOW, "aggregations": [
+        {"name": "n", "op": "count"},
+        {"name": "s_distinct", "op": "count_distinct", "column": "s"}]}  # fmt: skip
+    sink = MemorySink()
+    with Engine(make_config(window, batching={"max_rows": 1000}), sinks=[sink],
+                background=background) as engine:  # fmt: skip
+        frame = _frame([1, 2, 3])
+        frame["s"] = pd.Categorical(["a", "b", "c"])
+        engine.push(frame)
+        frame.loc[0, "s"] = "c"
+        frame.loc[1, "s"] = "c"
+    assert window_frame(sink)[["n", "s_distinct"]].to_dict("records") == [{"n": 3, "s_distinct": 3}]

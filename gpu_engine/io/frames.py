@@ -48,14 +48,11 @@ def to_arrow(frame: Any) -> pa.Table:
 
 
 def _detached(table: pa.Table) -> pa.Table:
-    """``table`` with its fixed-width columns (those Arrow may have taken from numpy without
-    copying) copied; concatenation copies only the rows a column holds."""
-    columns = [
-        pa.concat_arrays(column.chunks)
-        if pa.types.is_primitive(column.type) and column.num_chunks
-        else column
-        for column in table.columns
-    ]
+    """``table`` with every column copied: Arrow takes numeric columns from numpy, the
+    codes of a categorical and the storage of an extension type (a period) without a
+    copy, and pandas edits them in place. Concatenation copies only the rows a column
+    holds."""
+    columns = [pa.concat_arrays(c.chunks) if c.num_chunks else c for c in table.columns]
     return pa.Table.from_arrays(columns, schema=table.schema)
 
 
