@@ -168,3 +168,34 @@ def test_rows_left_waiting_because_nothing_polls_raise_batch_overdue(tmp_path, r
     finally:
         engine.close()
         monitoring.stop()
+
+
+def test_the_queue_depth_counts_rows_queued_by_background_pushes(tmp_path, rng) -> None:
+    """With ``background=True``, rows wait in the engine's queue before the batcher: they
+    are in the queue depth too."""
+    import threading
+
+    from gpu_engine.engine import Engine
+
+    entered, opened = threading.Event(), threading.Event()
+
+    def hold(report: object) -> None:
+        entered.set()
+        opened.wait(120)
+
+    config = make_config(WINDOW, batching={"max_rows": 10, "max_delay": "50ms"})
+    monitoring = EngineMonitoring(tmp_path)
+    engine = Engine(config, sinks=[monitoring], background=True,
+                    listeners=[monitoring.on_batch, hold])  # fmt: skip
+    monitoring.attach(engine)
+    try:
+        engine.push(random_events(rng, 10))  # a batch: its listener holds the thread
+        assert entered.wait(120)
+        engine.push(random_events(rng, 25))
+        monitoring.monitor.tick(now=1.0)
+        sample = monitoring.monitor.last_sample
+        assert sample is not None and sample.values[("queue_depth", ())] == 25
+    finally:
+        opened.set()
+        assert engine.close()["accounted"]
+        monitoring.stop()
