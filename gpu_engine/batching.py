@@ -113,6 +113,11 @@ class MicroBatcher:
                 return head, _slice(table, need, table.num_rows)
         return table.to_arrow(), None
 
+    @property
+    def waiting_since(self) -> float | None:
+        """When the oldest buffered row arrived; None when none is buffered."""
+        return self._pending.since if self._pending.rows else None
+
     def overdue_s(self, now: float) -> float:
         """How far the oldest buffered row is past ``max_delay`` (0 when none is): rows
         stuck because nothing polls (see ``Engine(poll_every=...)``)."""
@@ -203,7 +208,8 @@ def _concat(parts: list[Any]) -> Any:
     if not isinstance(parts[0], pa.Table):
         return type(parts[0]).concat(parts)
     table = pa.concat_tables(parts, promote_options="permissive")
-    return table.combine_chunks() if len(parts) > 1 else table
+    chunked = len(parts) > 1 or any(column.num_chunks > 1 for column in table.columns)
+    return table.combine_chunks() if chunked else table  # one chunk a column: faster reads
 
 
 def _slice(frame: Any, lo: int, hi: int) -> Any:

@@ -189,7 +189,7 @@ class Engine:
         if background:
             every = max(config.batching.max_delay, 2) / 2000 if poll_every is None else poll_every
             queued = 4 * config.batching.max_rows if max_queued_rows is None else max_queued_rows
-            self._intake = Intake(self._feed_once, every, queued, config.batching.max_rows)
+            self._intake = Intake(self._feed_once, every, queued)
         elif max_queued_rows is not None:
             raise ValueError("max_queued_rows bounds the queue of Engine(background=True)")
         elif poll_every is not None:
@@ -287,8 +287,8 @@ class Engine:
     @_serialised
     def _feed_once(self) -> bool:
         """The intake thread's turn: process the oldest queued pushes (about a batch of
-        rows: pushes of a row each cost a call each otherwise), and poll when there was
-        none or ``poll_every`` has passed; False once the engine is closed."""
+        rows), and poll when there was none or ``poll_every`` has passed; False once the
+        engine is closed."""
         if self._closed:
             return False
         assert self._intake is not None
@@ -300,12 +300,19 @@ class Engine:
 
     def _feed_all(self, max_rows: float = math.inf) -> int:
         """Process queued pushes in order, in this thread, until about ``max_rows`` rows
-        (by default all: flush and close); the rows processed."""
+        (by default all: flush and close); the rows processed.
+
+        Each push is batched as if the engine had been polled when it came: the batch
+        waiting for it is cut first if its ``max_delay`` had passed by then. So the
+        batches do not depend on when this thread gets to the queue."""
         fed = 0
+        batcher = self.batcher
         while fed < max_rows and self._intake is not None:
-            item = self._intake.take(max_rows - fed)
+            room = batcher.max_rows - batcher.buffered_rows
+            item = self._intake.take(room, batcher.waiting_since, batcher.max_delay_s)
             if item is None:
                 break
+            self._process_all(batcher.due(item.at))
             self._add(item.table, item.source, item.first_row, item.at)
             fed += item.rows
         return fed

@@ -17,6 +17,7 @@ as such in the summary.
 
 from __future__ import annotations
 
+import math
 import threading
 import weakref
 from collections import deque
@@ -51,17 +52,11 @@ class Intake:
     polls when there is none; it returns False once the engine is closed.
     """
 
-    def __init__(
-        self, feed_once: Callable[[], bool], every_s: float, max_rows: int, batch_rows: int
-    ) -> None:
+    def __init__(self, feed_once: Callable[[], bool], every_s: float, max_rows: int) -> None:
         if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
             raise ValueError(f"max_queued_rows must be a positive integer, not {max_rows!r}")
         self.every_s = poll_interval(every_s)
         self.max_rows = max_rows
-        # The thread wakes every_s, or once a batch of rows is queued: not at every push,
-        # which would hand the interpreter's lock back and forth at each (pushes of a row
-        # each ran at a third of their speed).
-        self.batch_rows = batch_rows
         self.error: BaseException | None = None
         self.lock = threading.RLock()  # guards everything below, and the engine's
         # snapshot of its counts at rest (see Engine._settle)
@@ -98,7 +93,6 @@ class Intake:
                     self.queued_rows and self.queued_rows + item.rows > self.max_rows
                 ):
                     self._waiting += 1
-                    self._work.notify()  # the thread may be waiting for a batch of rows
                     try:
                         self._room.wait()
                     finally:
@@ -106,6 +100,7 @@ class Intake:
                     check()
                 self._items.append(item)
                 self.queued_rows += item.rows
+                self._work.notify()
             finally:  # queued, or refused: the next in line may go
                 if ticket == self._serving:
                     self._serving += 1
@@ -116,21 +111,25 @@ class Intake:
                     self._serving += 1
                 if self._waiting:
                     self._room.notify_all()  # the next in line
-                if self.queued_rows >= self.batch_rows:
-                    self._work.notify()
 
-    def take(self, max_rows: float) -> Pushed | None:
+    def take(
+        self, max_rows: float, since: float | None = None, delay: float = math.inf
+    ) -> Pushed | None:
         """The oldest push, with the Arrow pushes after it that continue it (same source,
-        the next rows, same schema) up to about ``max_rows`` rows, as one; now in flight
-        (the caller holds the engine's lock, so pushes are processed in the order they
-        were queued). None when there is none. One push of a row each would otherwise
-        cost the engine a batcher call each."""
+        the next rows, same schema) as one, now in flight (the caller holds the engine's
+        lock, so pushes are processed in the order they were queued); None when there is
+        none. A push joins the run while the run stays within ``max_rows`` rows (the rest
+        of the batch being filled) and it came within ``delay`` of ``since`` (when that
+        batch's first row came; the run's first push's time if None), before the batch
+        is due: so a run is batched as its pushes would be one by one. One push of a row
+        each would otherwise cost the engine a batcher call each."""
         with self.lock:
             if not self._items:
                 return None
             run = [self._items.popleft()]
             rows = run[0].rows
-            while self._items and rows < max_rows and _continues(run[-1], self._items[0]):
+            until = (run[0].at if since is None else since) + delay
+            while self._items and _joins(run[-1], self._items[0], max_rows - rows, until):
                 run.append(self._items.popleft())
                 rows += run[-1].rows
             self.queued_rows -= rows
@@ -139,8 +138,8 @@ class Intake:
                 self._room.notify_all()  # room for a waiting push
         if len(run) == 1:
             return run[0]
-        first = run[0]  # the run waits from its first push on (timeouts never late)
-        table = pa.concat_tables([item.table for item in run]).combine_chunks()
+        first = run[0]
+        table = pa.concat_tables([item.table for item in run])  # no copy: cannot fail
         return Pushed(table, first.source, first.first_row, first.at)
 
     def close(self) -> None:
@@ -162,7 +161,7 @@ class Intake:
     def _run(self) -> None:
         while True:
             with self.lock:
-                if self.queued_rows < self.batch_rows and not self._waiting and not self._closed:
+                if not self._items and not self._closed:
                     self._work.wait(self.every_s)
                 if self._closed:
                     return
@@ -182,10 +181,13 @@ class Intake:
                 del feed_once
 
 
-def _continues(last: Pushed, item: Pushed) -> bool:
-    """Whether ``item`` takes up where ``last`` left off, as Arrow of the same schema."""
+def _joins(last: Pushed, item: Pushed, room: float, until: float) -> bool:
+    """Whether ``item`` takes up where ``last`` left off, as Arrow of the same schema, with
+    ``room`` for its rows and before ``until``."""
     return (
-        isinstance(item.table, pa.Table)
+        item.rows <= room
+        and item.at < until
+        and isinstance(item.table, pa.Table)
         and isinstance(last.table, pa.Table)
         and item.source == last.source
         and item.first_row == last.first_row + last.rows

@@ -279,3 +279,74 @@ def test_a_push_waiting_for_room_wakes_the_engines_thread() -> None:
         engine.push(_events(4, seed=seed))
     assert time.monotonic() - began < 5.0
     assert engine.close()["events"]["in"] == 12
+
+
+def test_rows_that_complete_a_batch_are_processed_at_once() -> None:
+    """With rows already buffered (or a push of another source, which cuts the batch
+    waiting), a push that completes a batch is processed at once, as without the queue;
+    the engine's thread slept until ``poll_every`` (here 5 s) when it woke only for a
+    batch's worth of queued rows."""
+    config = make_config(LATE_OK, batching={"max_rows": 64, "max_delay": 60_000})
+    engine = Engine(config, sinks=[MemorySink()], background=True, poll_every=5.0)
+    for seed in range(3):  # 150 rows: two whole batches, one of them mostly buffered rows
+        engine.push(_events(50, seed=seed))
+    assert wait_for(lambda: engine.summary()["batches"] == 2, seconds=2.5)
+    engine.push(_events(30, seed=5), source="other")  # the 22 rows waiting are cut
+    assert wait_for(lambda: engine.summary()["batches"] == 3, seconds=2.5)
+    assert engine.close()["accounted"]
+
+
+def _batch_sizes_at_times(background: bool) -> list[int]:
+    """Batch sizes of pushes of 30 rows at t = 0, 5 and 8 s (the engine's clock), a poll
+    at 12 and 40 rows at 13, in batches of 64 rows or 10 s; behind a first batch that
+    holds the engine's thread until the three pushes are queued."""
+    config = make_config(LATE_OK, batching={"max_rows": 64, "max_delay": 10_000})
+    frames = [_events(n, seed=i) for i, n in enumerate([30, 30, 30, 40])]
+    now = [0.0]
+    gate = _Gate()
+    if not background:
+        gate.opened.set()
+    sizes: list[int] = []
+    engine = Engine(config, sinks=[MemorySink()], clock=lambda: now[0],
+                    listeners=[gate, lambda report: sizes.append(report.rows)],
+                    background=background, poll_every=60.0)  # fmt: skip
+    engine.push(_events(64, seed=9))
+    assert gate.entered.wait(120)
+    for t, frame in zip([0.0, 5.0, 8.0], frames, strict=False):
+        now[0] = t
+        engine.push(frame)
+    gate.opened.set()
+    assert wait_for(lambda: engine.summary()["events"]["queued"] == 0)
+    now[0] = 12.0
+    engine.poll()
+    now[0] = 13.0
+    engine.push(frames[3])
+    engine.close()
+    return sizes
+
+
+def test_batches_do_not_depend_on_when_the_thread_gets_to_the_queue() -> None:
+    """Taken as one run, the three pushes' leftover rows were dated t = 0 and cut by the
+    poll at 12 (26 rows), where the engine without the queue dates them 8."""
+    assert _batch_sizes_at_times(False) == _batch_sizes_at_times(True) == [64, 64, 64, 2]
+
+
+def test_a_push_waiting_for_room_does_not_make_the_thread_spin(monkeypatch) -> None:
+    """A woken push counted as waiting until it had the lock back, and the thread did not
+    sleep while one waited: it polled about a thousand times a push."""
+    polls = [0]
+    real_poll = Engine._poll
+
+    def counted(self: Engine, now: float) -> None:
+        polls[0] += 1
+        real_poll(self, now)
+
+    monkeypatch.setattr(Engine, "_poll", counted)
+    config = make_config(LATE_OK, batching={"max_rows": 64, "max_delay": 60_000})
+    engine = Engine(config, sinks=[MemorySink()], background=True, max_queued_rows=1,
+                    poll_every=30.0)  # fmt: skip
+    frame = _events(1)
+    for _ in range(300):
+        engine.push(frame)
+    assert engine.close()["events"]["in"] == 300
+    assert polls[0] < 300
