@@ -208,8 +208,7 @@ def _concat(parts: list[Any]) -> Any:
     if not isinstance(parts[0], pa.Table):
         return type(parts[0]).concat(parts)
     table = pa.concat_tables(parts, promote_options="permissive")
-    chunked = len(parts) > 1 or any(column.num_chunks > 1 for column in table.columns)
-    return table.combine_chunks() if chunked else table  # one chunk a column: faster reads
+    return table.combine_chunks() if len(parts) > 1 else table
 
 
 def _slice(frame: Any, lo: int, hi: int) -> Any:

@@ -263,7 +263,7 @@ class Engine:
             if first_row is None:
                 first_row = self._pushed.get(source, 0)
             self._pushed[source] = first_row + table.num_rows
-            intake.put(Pushed(table, source, first_row, self.clock()), self._check_intake)
+            intake.put(Pushed(table, source, first_row, at=0.0), self._check_intake, self.clock)
             counts, buffered, pending = self._at_rest
             self._at_rest = (counts, buffered, pending + table.num_rows)
 
@@ -293,8 +293,8 @@ class Engine:
             return False
         assert self._intake is not None
         fed = self._feed_all(self.batcher.max_rows)
-        now = self.clock()
-        if not fed or now - self._polled_at >= self._intake.every_s:
+        now = self._intake.dated_now(self.clock)  # None while pushes are still queued
+        if now is not None and (not fed or now - self._polled_at >= self._intake.every_s):
             self._poll(now)
         return True
 

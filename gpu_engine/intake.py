@@ -22,6 +22,7 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,10 +81,12 @@ class Intake:
     def running(self) -> bool:
         return self._thread.is_alive()
 
-    def put(self, item: Pushed, check: Callable[[], None]) -> None:
+    def put(self, item: Pushed, check: Callable[[], None], clock: Callable[[], float]) -> None:
         """Queue ``item``, waiting while the queue is full, behind the pushes that were
-        waiting already (in the order of their calls). ``check`` raises (under the
-        queue's lock) if the engine can take no more input: closed, or failed."""
+        waiting already (in the order of their calls), and date it by ``clock`` then (a
+        push is dated when it is taken, as the engine without the queue dates one when it
+        has the engine's lock). ``check`` raises (under the queue's lock) if the engine
+        can take no more input: closed, or failed."""
         with self.lock:
             ticket = self._tickets
             self._tickets += 1
@@ -98,6 +101,7 @@ class Intake:
                     finally:
                         self._waiting -= 1
                     check()
+                item.at = clock()
                 self._items.append(item)
                 self.queued_rows += item.rows
                 self._work.notify()
@@ -128,8 +132,8 @@ class Intake:
                 return None
             run = [self._items.popleft()]
             rows = run[0].rows
-            until = (run[0].at if since is None else since) + delay
-            while self._items and _joins(run[-1], self._items[0], max_rows - rows, until):
+            since = run[0].at if since is None else since
+            while self._items and _joins(run[-1], self._items[0], max_rows - rows, since, delay):
                 run.append(self._items.popleft())
                 rows += run[-1].rows
             self.queued_rows -= rows
@@ -140,6 +144,10 @@ class Intake:
             return run[0]
         first = run[0]
         table = pa.concat_tables([item.table for item in run])  # no copy: cannot fail
+        # One chunk a column (a run of a thousand one-row pushes validates slowly), where
+        # Arrow can: not for dictionary columns whose chunks have their own dictionaries.
+        with suppress(pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            table = table.combine_chunks()
         return Pushed(table, first.source, first.first_row, first.at)
 
     def close(self) -> None:
@@ -153,6 +161,12 @@ class Intake:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    def dated_now(self, clock: Callable[[], float]) -> float | None:
+        """``clock()`` if no push is queued, else None: a push queued later is dated no
+        earlier, so a poll at that time cannot cut a batch before a push that came first."""
+        with self.lock:
+            return None if self._items else clock()
 
     def _wake_all(self) -> None:
         self._room.notify_all()
@@ -181,12 +195,13 @@ class Intake:
                 del feed_once
 
 
-def _joins(last: Pushed, item: Pushed, room: float, until: float) -> bool:
+def _joins(last: Pushed, item: Pushed, room: float, since: float, delay: float) -> bool:
     """Whether ``item`` takes up where ``last`` left off, as Arrow of the same schema, with
-    ``room`` for its rows and before ``until``."""
+    ``room`` for its rows, and before the batch that began at ``since`` is due (the test
+    of ``MicroBatcher.due``, written the same way so that rounding agrees)."""
     return (
         item.rows <= room
-        and item.at < until
+        and not item.at - since >= delay
         and isinstance(item.table, pa.Table)
         and isinstance(last.table, pa.Table)
         and item.source == last.source

@@ -167,12 +167,12 @@ def test_a_failure_in_the_engines_thread_is_raised_by_the_next_call() -> None:
 
 def test_abort_leaves_the_queued_rows_counted_as_queued() -> None:
     gate = _Gate()
-    config = make_config(TUMBLING, batching={"max_rows": 10})
+    config = make_config(TUMBLING, batching={"max_rows": 10, "max_delay": 60_000})
     sink = MemorySink()
     engine = Engine(config, sinks=[sink], listeners=[gate], background=True)
     engine.push(_events(10))
     assert gate.entered.wait(120)
-    engine.push(_events(7))
+    engine.push(_events(7))  # not a batch, nor due: queued or buffered when the abort comes
     aborting, out = in_thread(lambda: engine.abort(RuntimeError("stop")))
     time.sleep(0.2)
     gate.opened.set()  # the batch in progress finishes, then the abort
@@ -350,3 +350,53 @@ def test_a_push_waiting_for_room_does_not_make_the_thread_spin(monkeypatch) -> N
         engine.push(frame)
     assert engine.close()["events"]["in"] == 300
     assert polls[0] < 300
+
+
+def _sizes_behind_a_held_batch(pushes: list[tuple[float, int]], thread_at: float) -> list[list]:
+    """Batch sizes of ``(time, rows)`` pushes behind a first push of 70 rows at t = 0, in
+    batches of 64 rows or 10 s: without the queue (polled right before each push and at
+    ``thread_at``), and with it (the engine's thread held in the first batch until the
+    clock reads ``thread_at``)."""
+    return [_held_run(background, pushes, thread_at) for background in (False, True)]
+
+
+def _held_run(background: bool, pushes: list[tuple[float, int]], thread_at: float) -> list[int]:
+    config = make_config(LATE_OK, batching={"max_rows": 64, "max_delay": 10_000})
+    now = [0.0]
+    gate = _Gate()
+    if not background:
+        gate.opened.set()
+    sizes: list[int] = []
+    bound = 10_000 if background else None
+    engine = Engine(config, sinks=[MemorySink()], clock=lambda: now[0],
+                    listeners=[gate, lambda report: sizes.append(report.rows)],
+                    background=background, max_queued_rows=bound)  # fmt: skip
+    engine.push(_events(70))
+    assert gate.entered.wait(120)
+    for i, (t, rows) in enumerate(pushes):
+        now[0] = t
+        if not background:
+            engine.poll()
+        engine.push(_events(rows, seed=i + 1))
+    now[0] = thread_at
+    if not background:
+        engine.poll()
+    gate.opened.set()
+    assert wait_for(lambda: engine.summary()["events"]["queued"] == 0)
+    engine.close()
+    return sizes
+
+
+def test_the_thread_polls_no_later_than_a_push_still_queued() -> None:
+    """10 rows at t = 9 wait in the queue while the thread is held until t = 12: its poll at
+    12 cut the 6 rows buffered since t = 0 (due at 10) before the push of t = 9 joined them."""
+    sync, queued = _sizes_behind_a_held_batch([(9.0, 10)], thread_at=12.0)
+    assert sync == queued == [64, 16]
+
+
+def test_a_run_ends_where_the_batch_timeout_would_cut_it_to_the_last_bit() -> None:
+    """14.469 - 4.469 >= 10 but 14.469 < 4.469 + 10 in floating point: the run's test and
+    the batcher's must be written alike, or the run takes a push the batcher would not."""
+    assert 14.469 - 4.469 >= 10.0 and 14.469 < 4.469 + 10.0
+    sync, queued = _sizes_behind_a_held_batch([(4.469, 10), (14.469, 10)], thread_at=14.469)
+    assert sync == queued

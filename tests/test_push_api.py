@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from engine_testing import make_config, window_frame
+from engine_testing import make_config, random_events, window_frame
 
 from gpu_engine.engine import Engine
 from gpu_engine.io.sinks import MemorySink
@@ -187,3 +187,23 @@ def test_a_categorical_column_edited_after_the_push_changes_nothing(background: 
         frame.loc[0, "s"] = "c"
         frame.loc[1, "s"] = "c"
     assert window_frame(sink)[["n", "s_distinct"]].to_dict("records") == [{"n": 3, "s_distinct": 3}]
+
+
+def test_a_dictionary_column_whose_chunks_have_their_own_dictionaries() -> None:
+    """Four chunks, each with its own 100 strings as int8 codes (no one dictionary of them
+    all fits int8): each batch lies in one chunk and reads as it is; combining the whole
+    push's chunks at once (as a run of queued pushes may) failed the push."""
+    import numpy as np
+    import pyarrow as pa
+
+    base = pa.Table.from_pandas(random_events(np.random.default_rng(0), 200), preserve_index=False)
+    codes = [pa.array(np.arange(n) % 100, pa.int8()) for n in (64, 64, 64, 8)]
+    words = [pa.array([f"v{i}_{j}" for j in range(100)]) for i in range(len(codes))]
+    pairs = zip(codes, words, strict=True)
+    column = pa.chunked_array([pa.DictionaryArray.from_arrays(c, w) for c, w in pairs])
+    for table in (base.set_column(base.schema.get_field_index("s"), "s", column),
+                  base.append_column("tag", column)):  # fmt: skip
+        engine = Engine(make_config(WINDOW, batching={"max_rows": 64}), sinks=[MemorySink()])
+        engine.push(table)
+        summary = engine.close()
+        assert summary["events"]["valid"] == 200 and summary["accounted"]
