@@ -13,6 +13,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from gpu_engine.parsing import contiguous_table
+
 
 @dataclass
 class Batch:
@@ -208,7 +210,7 @@ def _concat(parts: list[Any]) -> Any:
     if not isinstance(parts[0], pa.Table):
         return type(parts[0]).concat(parts)
     table = pa.concat_tables(parts, promote_options="permissive")
-    return table.combine_chunks() if len(parts) > 1 else table
+    return contiguous_table(table) if len(parts) > 1 else table
 
 
 def _slice(frame: Any, lo: int, hi: int) -> Any:

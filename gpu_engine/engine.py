@@ -42,7 +42,7 @@ from gpu_engine.errors import EngineError
 from gpu_engine.intake import Intake, Pushed
 from gpu_engine.io.frames import to_arrow
 from gpu_engine.io.sinks import MemorySink, Sink
-from gpu_engine.parsing import as_bytes, is_text, utf8_text, value_of
+from gpu_engine.parsing import as_bytes, contiguous, is_text, utf8_text, value_of
 from gpu_engine.poller import BackgroundPoller
 from gpu_engine.validation import ValidatedBatch, Validator, arrow_type
 from gpu_engine.windows.operator import NEVER, WindowOperator, make_operator
@@ -736,7 +736,7 @@ def _rows_as_python(table: pa.Table) -> list[dict[str, Any]]:
     be why the batch failed, and the rows must still be written)."""
     columns = {}
     for name in table.column_names:
-        column = table.column(name).combine_chunks()
+        column = contiguous(table.column(name))
         if is_text(column.type) and utf8_text(column)[1] is not None:
             column = as_bytes(column)
         columns[name] = column

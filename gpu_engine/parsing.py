@@ -116,8 +116,29 @@ class _ArrowText(str):
 
 
 def _one(column: pa.Array | pa.ChunkedArray, row: int) -> pa.Array:
-    one = column.slice(row, 1)
-    return one.combine_chunks() if isinstance(one, pa.ChunkedArray) else one
+    return contiguous(column.slice(row, 1))
+
+
+def contiguous(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """``column`` as one array. A dictionary column whose chunks each bring their own
+    dictionary (Parquet's row groups, Arrow tables concatenated) may not combine, when
+    the dictionaries together outgrow the index type: its values are decoded first."""
+    if not isinstance(column, pa.ChunkedArray):
+        return column
+    try:
+        return column.combine_chunks()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        if not pa.types.is_dictionary(column.type):
+            raise
+        return column.cast(column.type.value_type).combine_chunks()
+
+
+def contiguous_table(table: pa.Table) -> pa.Table:
+    """``table`` with one chunk a column (see :func:`contiguous`)."""
+    try:
+        return table.combine_chunks()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pa.table({name: contiguous(table.column(name)) for name in table.column_names})
 
 
 def trimmed(array: pa.Array) -> pa.Array:

@@ -36,6 +36,7 @@ from gpu_engine.errors import SchemaError
 from gpu_engine.io.sources import LINE_ERROR
 from gpu_engine.parsing import (
     DateFormats,
+    contiguous,
     datetimes,
     epoch_ms,
     is_bytes,
@@ -182,7 +183,7 @@ class Validator:
         that cannot be read as the field's (a struct in a float field, say). Those rows
         are quarantined with their reason like any other bad row (in fail mode, the
         first is raised), so one bad file or push neither stops a run nor is lost."""
-        array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        array = contiguous(column)
         if pa.types.is_dictionary(array.type):  # a pandas categorical, say: cast its values
             array = array.dictionary_decode()
         if pa.types.is_decimal(array.type):  # read as its exact text, as a CSV's numbers

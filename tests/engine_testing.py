@@ -404,3 +404,18 @@ def in_thread(call: Callable[[], object]) -> tuple[threading.Thread, list[object
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread, out
+
+
+def dictionary_chunks_case(rows: int, chunk: int) -> tuple[pd.DataFrame, pa.Table]:
+    """Random events, and the same as Arrow with column ``s`` made of chunks of ``chunk``
+    rows that each bring their own 100 strings as int8 codes (as Parquet's row groups or
+    concatenated tables do): no one dictionary of two chunks fits int8."""
+    frame = random_events(np.random.default_rng(0), rows)
+    base = pa.Table.from_pandas(frame, preserve_index=False)
+    starts = range(0, rows, chunk)
+    codes = [pa.array(np.arange(min(chunk, rows - c)) % 100, pa.int8()) for c in starts]
+    words = [pa.array([f"v{c}_{j}" for j in range(100)]) for c in starts]
+    pairs = zip(codes, words, strict=True)
+    column = pa.chunked_array([pa.DictionaryArray.from_arrays(c, w) for c, w in pairs])
+    frame["s"] = column.cast(pa.string()).to_pylist()
+    return frame, base.set_column(base.schema.get_field_index("s"), "s", column)

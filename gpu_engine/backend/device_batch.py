@@ -36,7 +36,7 @@ import pyarrow as pa
 
 from gpu_engine.config.models import FLOAT_TYPES, INTEGER_TYPES, FieldSpec
 from gpu_engine.errors import InputError
-from gpu_engine.parsing import timestamp_ms
+from gpu_engine.parsing import contiguous, timestamp_ms
 from gpu_engine.windows.aggregations import (
     AggregationPlan,
     BatchValues,
@@ -362,7 +362,7 @@ class DeviceColumns:
         column = self.frame.columns[name]
         every_row = index is self._every_row  # no gather needed
         if not isinstance(column, DeviceColumn):  # cast on the host (strings, text, ...)
-            host = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+            host = contiguous(column)
             keys = as_device(host_sketch_keys(host, is_quantile))
             return keys if every_row else ingest.take(keys, index)
         values = column.values if every_row else ingest.take(column.values, index)
@@ -528,7 +528,7 @@ class HostFrameStager:
         has_nulls: list[bool] = []
         columns: dict[str, Column] = {}
         for name in table.column_names:
-            array = table.column(name).combine_chunks()
+            array = contiguous(table.column(name))
             field_type = self.numeric.get(name)
             values = None if field_type is None else _fixed_width(array, field_type)
             columns[name] = array

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from gpu_engine.io.frames import ResultFrame, from_arrow
-from gpu_engine.parsing import value_of
+from gpu_engine.parsing import contiguous, value_of
 
 
 class Sink(Protocol):
@@ -235,7 +235,7 @@ def _text_of(column: pa.ChunkedArray) -> pa.Array:
     """A column's values as text: Arrow's cast where it has one (times in any zone, past
     Python's ``datetime`` too), else Python's spelling (a list, a struct)."""
     try:
-        return pc.cast(column.combine_chunks(), pa.string())
+        return pc.cast(contiguous(column), pa.string())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
     values = (value_of(column, i) for i in range(len(column)))

@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the core suite's
 from engine_testing import (  # noqa: E402
     ALL_AGGS,
     big_integers_case,
+    dictionary_chunks_case,
     huge_moments_case,
     make_config,
     nan_where_case,
@@ -301,3 +302,19 @@ def test_churning_string_keys_are_forgotten_on_the_device(
     pd.testing.assert_frame_equal(
         results["cuda"].reset_index(drop=True), results["cpu"].reset_index(drop=True)
     )
+
+
+def test_a_dictionary_column_whose_chunks_have_their_own_dictionaries_on_the_device() -> None:
+    """Host frames staged on the device: a batch over two chunks whose dictionaries do not
+    combine in int8 gives the CPU backend's windows."""
+    _, table = dictionary_chunks_case(200, 100)
+    window = {"type": "tumbling", "size": 1000, "keys": ["k", "s"], "aggregations": ALL_AGGS}
+    results = []
+    for backend in ("cpu", "cuda"):
+        sink, summary = run_engine(make_config(window, backend=backend, batching={"max_rows": 64}),
+                                   table)  # fmt: skip
+        assert summary["accounted"] and summary["events"]["valid"] == 200
+        results.append(window_frame(sink).sort_values(["window_start", "k", "s"]))
+    pd.testing.assert_frame_equal(results[1].reset_index(drop=True),
+                                  results[0].reset_index(drop=True),
+                                  check_exact=False, rtol=1e-9)  # fmt: skip
