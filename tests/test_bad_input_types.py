@@ -190,6 +190,16 @@ def test_a_pushed_column_that_cannot_be_read_is_named(column: Any, message: str)
     assert str(error.value).startswith(message)
 
 
+@pytest.mark.parametrize("background", [False, True])
+def test_a_pandas_frame_arrow_cannot_read_is_an_input_error(background: bool) -> None:
+    """A sparse column made Arrow raise a bare TypeError out of ``push``."""
+    frame = pd.DataFrame({"t": np.arange(3), "k": pd.arrays.SparseArray([0, 0, 1])})
+    engine = Engine(make_config(COUNT), sinks=[MemorySink()], background=background)
+    with pytest.raises(InputError, match=r"pandas frame: Sparse pandas data \(column k\)"):
+        engine.push(frame)
+    assert engine.close()["events"]["in"] == 0
+
+
 def test_a_close_that_fails_still_leaves_readable_files_and_a_failed_summary(
     tmp_path: Path,
 ) -> None:

@@ -38,6 +38,8 @@ def to_arrow(frame: Any) -> pa.Table:
             table = pa.Table.from_pandas(frame, preserve_index=False)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
             table = _mixed_pandas(frame)
+        except TypeError as exc:  # "Sparse pandas data (column a) not supported"
+            raise InputError(f"cannot read the pushed pandas frame: {exc}") from None
         return _detached(table)
     if hasattr(frame, "__arrow_c_stream__"):
         return pa.table(frame)
