@@ -122,15 +122,33 @@ def _one(column: pa.Array | pa.ChunkedArray, row: int) -> pa.Array:
 def contiguous(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     """``column`` as one array. A dictionary column whose chunks each bring their own
     dictionary (Parquet's row groups, Arrow tables concatenated) may not combine, when
-    the dictionaries together outgrow the index type: its values are decoded first."""
+    the dictionaries together outgrow the index type: its values are decoded first (in
+    a list or struct column too)."""
     if not isinstance(column, pa.ChunkedArray):
         return column
     try:
         return column.combine_chunks()
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        if not pa.types.is_dictionary(column.type):
+        decoded = without_dictionaries(column.type)
+        if decoded == column.type:
             raise
-        return column.cast(column.type.value_type).combine_chunks()
+        return column.cast(decoded).combine_chunks()
+
+
+def without_dictionaries(kind: pa.DataType) -> pa.DataType:
+    """``kind`` with each dictionary type in it replaced by its value type."""
+    if pa.types.is_dictionary(kind):
+        return without_dictionaries(kind.value_type)
+    if pa.types.is_list(kind):
+        return pa.list_(kind.value_field.with_type(without_dictionaries(kind.value_type)))
+    if pa.types.is_large_list(kind):
+        return pa.large_list(kind.value_field.with_type(without_dictionaries(kind.value_type)))
+    if pa.types.is_fixed_size_list(kind):
+        field = kind.value_field.with_type(without_dictionaries(kind.value_type))
+        return pa.list_(field, kind.list_size)
+    if pa.types.is_struct(kind):
+        return pa.struct([f.with_type(without_dictionaries(f.type)) for f in kind])
+    return kind
 
 
 def contiguous_table(table: pa.Table) -> pa.Table:

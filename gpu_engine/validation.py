@@ -37,6 +37,7 @@ from gpu_engine.io.sources import LINE_ERROR
 from gpu_engine.parsing import (
     DateFormats,
     contiguous,
+    contiguous_table,
     datetimes,
     epoch_ms,
     is_bytes,
@@ -136,7 +137,7 @@ class Validator:
             self.check(name, spec, cast, index, reason_codes)
         valid_table = pa.table(columns)
         bad, quarantine = self.failures(
-            reason_codes, lambda rows: table.take(pa.array(rows)), source, first_row
+            reason_codes, lambda rows: _taken(table, rows), source, first_row
         )
         if bad is not None:
             valid_table = valid_table.filter(pa.array(~bad))
@@ -484,3 +485,13 @@ def _readable_type(kind: pa.DataType, field_type: str) -> bool:
 
 def _num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _taken(table: pa.Table, rows: np.ndarray) -> pa.Table:
+    """Rows ``rows`` of ``table``, as they came. Arrow's take concatenates a chunked
+    column's chunks first, which fails for dictionaries that do not combine; their values
+    are decoded then (see :func:`gpu_engine.parsing.contiguous`)."""
+    try:
+        return table.take(pa.array(rows))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return contiguous_table(table).take(pa.array(rows))

@@ -9,6 +9,7 @@ import pytest
 from engine_testing import dictionary_chunks_case, make_config, window_frame
 
 from gpu_engine.engine import Engine
+from gpu_engine.errors import SchemaError
 from gpu_engine.io.sinks import MemorySink
 
 WINDOW = {"type": "tumbling", "size": 1000, "keys": ["k"]}
@@ -214,3 +215,44 @@ def test_a_dictionary_column_whose_chunks_have_their_own_dictionaries(
         assert summary["events"]["valid"] == rows and summary["accounted"]
         got = window_frame(sink).sort_values(["window_start", "k"])
         assert got["s_distinct"].tolist() == oracle.sort_index().tolist()
+
+
+def test_a_bad_row_in_a_batch_over_chunks_whose_dictionaries_do_not_combine() -> None:
+    """Taking the bad row for the quarantine (Arrow's take combines the chunks) failed, and
+    sent the whole batch to dead letters; in fail mode nothing was raised."""
+    frame, table = dictionary_chunks_case(200, 100)
+    keys = table.column("k").to_pylist()
+    keys[70] = None  # not nullable: quarantined, in the batch of rows 64-127
+    bad = table.set_column(table.schema.get_field_index("k"), "k", pa.array(keys, pa.int64()))
+    sink = MemorySink()
+    engine = Engine(make_config(WINDOW, batching={"max_rows": 64}), sinks=[sink])
+    engine.push(bad)
+    events = engine.close()["events"]
+    assert (events["valid"], events["quarantined"], events["dead_lettered"]) == (199, 1, 0)
+    quarantine = sink.result("quarantine")
+    assert quarantine is not None and quarantine.column("s").to_pylist() == [frame["s"][70]]
+    config = make_config(WINDOW, batching={"max_rows": 64}, validation={"on_error": "fail"})
+    failing = Engine(config, sinks=[MemorySink()])
+    with pytest.raises(SchemaError, match="push, row 70: k is null"):
+        failing.push(bad)
+
+
+def test_nested_dictionaries_and_arrow_backed_pandas_columns_that_do_not_combine() -> None:
+    """A list of such dictionaries (an extra column) made the batcher fail at close, the
+    rows never processed; a pandas column of ``pd.ArrowDtype`` over such chunks made the
+    copy at the edge fail."""
+    _, table = dictionary_chunks_case(200, 100)
+    listed = pa.chunked_array(
+        [
+            pa.ListArray.from_arrays(pa.array(range(len(c) + 1), pa.int32()), c)
+            for c in table.column("s").chunks
+        ]
+    )
+    for pushed in (table.append_column("tags", listed).slice(0, 100),
+                   table.to_pandas(types_mapper=pd.ArrowDtype)):  # fmt: skip
+        engine = Engine(make_config(WINDOW, batching={"max_rows": 256}), sinks=[MemorySink()])
+        engine.push(pushed)
+        if isinstance(pushed, pa.Table):
+            engine.push(table.append_column("tags", listed).slice(100, 100))
+        summary = engine.close()
+        assert summary["events"]["valid"] == 200 and summary["accounted"]

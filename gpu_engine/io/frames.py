@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from gpu_engine.backend import host_copy
 from gpu_engine.errors import ConfigError, InputError
+from gpu_engine.parsing import contiguous
 
 ResultFrame = Literal["arrow", "pandas", "cudf", "auto"]
 
@@ -54,8 +55,20 @@ def _detached(table: pa.Table) -> pa.Table:
     codes of a categorical and the storage of an extension type (a period) without a
     copy, and pandas edits them in place. Concatenation copies only the rows a column
     holds."""
-    columns = [pa.concat_arrays(c.chunks) if c.num_chunks else c for c in table.columns]
-    return pa.Table.from_arrays(columns, schema=table.schema)
+    columns = [_copied(column) for column in table.columns]
+    if all(c.type == f.type for c, f in zip(columns, table.schema, strict=True)):
+        return pa.Table.from_arrays(columns, schema=table.schema)
+    return pa.Table.from_arrays(columns, names=table.column_names)  # a column decoded
+
+
+def _copied(column: pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    if not column.num_chunks:
+        return column
+    try:
+        return pa.concat_arrays(column.chunks)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # dictionaries that do not
+        return contiguous(column)  # combine: decoded (so copied) by contiguous
+
 
 
 def _mixed_pandas(frame: Any) -> pa.Table:
