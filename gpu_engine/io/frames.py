@@ -70,7 +70,6 @@ def _copied(column: pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
         return contiguous(column)  # combine: decoded (so copied) by contiguous
 
 
-
 def _mixed_pandas(frame: Any) -> pa.Table:
     """A pandas frame whose object columns mix types (``[1, "x"]``), their values as text.
 
