@@ -5,7 +5,7 @@ another thread (or the poller) processes one waits for the engine's lock. An inf
 host that pushes from its request threads would add a batch's processing time (tens to
 hundreds of milliseconds) to the unlucky request. With ``Engine(..., background=True)``
 a push only queues its rows; this module's thread feeds them to the engine in the order
-they were queued, and polls the engine between pushes, like
+they were queued, and polls the engine when the queue is empty, like
 :class:`gpu_engine.poller.BackgroundPoller`.
 
 The queue is bounded in rows: a push that would take it past ``max_rows`` waits for room
@@ -39,7 +39,7 @@ class Pushed:
     table: Any  # a pyarrow Table, or a device frame
     source: str
     first_row: int
-    at: float  # the engine's clock when it was pushed
+    at: float  # the engine's clock when it was queued (set by Intake.put)
     rows: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -49,8 +49,8 @@ class Pushed:
 class Intake:
     """A bounded queue of pushes and the thread that feeds them to an engine.
 
-    ``feed_once`` (the engine's) takes one push with :meth:`take` and processes it, or
-    polls when there is none; it returns False once the engine is closed.
+    ``feed_once`` (the engine's) takes runs of pushes with :meth:`take` and processes
+    them, and polls once there are none; it returns False once the engine is closed.
     """
 
     def __init__(self, feed_once: Callable[[], bool], every_s: float, max_rows: int) -> None:
@@ -83,9 +83,9 @@ class Intake:
 
     def put(self, item: Pushed, check: Callable[[], None], clock: Callable[[], float]) -> None:
         """Queue ``item``, waiting while the queue is full, behind the pushes that were
-        waiting already (in the order of their calls), and date it by ``clock`` then (a
-        push is dated when it is taken, as the engine without the queue dates one when it
-        has the engine's lock). ``check`` raises (under the queue's lock) if the engine
+        waiting already (in the order of their calls), and date it by ``clock`` as it is
+        queued (as the engine without the queue dates a push once it has the engine's
+        lock). ``check`` raises (under the queue's lock) if the engine
         can take no more input: closed, or failed."""
         with self.lock:
             ticket = self._tickets
