@@ -287,8 +287,8 @@ class Engine:
     @_serialised
     def _feed_once(self) -> bool:
         """The intake thread's turn: process the oldest queued pushes (about a batch of
-        rows), and poll when there was none or ``poll_every`` has passed; False once the
-        engine is closed."""
+        rows), then, once the queue is empty, poll if there were none or ``poll_every``
+        has passed; False once the engine is closed."""
         if self._closed:
             return False
         assert self._intake is not None
