@@ -148,6 +148,10 @@ def without_dictionaries(kind: pa.DataType) -> pa.DataType:
         return pa.list_(field, kind.list_size)
     if pa.types.is_struct(kind):
         return pa.struct([f.with_type(without_dictionaries(f.type)) for f in kind])
+    if pa.types.is_map(kind):
+        return pa.map_(kind.key_field.with_type(without_dictionaries(kind.key_type)),
+                       kind.item_field.with_type(without_dictionaries(kind.item_type)),
+                       kind.keys_sorted)  # fmt: skip
     return kind
 
 
@@ -156,7 +160,10 @@ def contiguous_table(table: pa.Table) -> pa.Table:
     try:
         return table.combine_chunks()
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return pa.table({name: contiguous(table.column(name)) for name in table.column_names})
+        columns = [contiguous(column) for column in table.columns]
+        fields = [f.with_type(c.type) for f, c in zip(table.schema, columns, strict=True)]
+        schema = pa.schema(fields, metadata=table.schema.metadata)
+        return pa.Table.from_arrays(columns, schema=schema)  # names (even twice) kept
 
 
 def trimmed(array: pa.Array) -> pa.Array:
