@@ -28,7 +28,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from gpu_engine.poller import poll_interval
+from gpu_engine.poller import call_weakly, poll_interval
 
 
 @dataclass
@@ -179,20 +179,14 @@ class Intake:
                     self._work.wait(self.every_s)
                 if self._closed:
                     return
-            feed_once = self._feed_once()
-            if feed_once is None:  # the engine is gone
-                return
-            try:
-                if not feed_once():
-                    return
-            except BaseException as error:  # handed to the engine's caller, not lost
+            go_on, error = call_weakly(self._feed_once)
+            if error is not None:
                 with self.lock:
                     self.error = error
                     self._closed = True  # nothing more is fed: pushes now fail
                     self._wake_all()
+            if not go_on:
                 return
-            finally:
-                del feed_once
 
 
 def _joins(last: Pushed, item: Pushed, room: float, since: float, delay: float) -> bool:

@@ -29,6 +29,23 @@ def poll_interval(every_s: object) -> float:
     return float(every_s)
 
 
+def call_weakly(
+    method: weakref.WeakMethod[Callable[[], bool]],
+) -> tuple[bool, BaseException | None]:
+    """Call an engine's method held weakly, for a thread of the engine's: (go on, the error
+    it raised, to hand to the engine's caller). Not going on once the engine is gone, the
+    method says so, or it failed. The engine is held only during the call."""
+    bound = method()
+    if bound is None:  # the engine is gone
+        return False, None
+    try:
+        return bool(bound()), None
+    except BaseException as error:
+        return False, error
+    finally:
+        del bound  # the error's traceback keeps this frame: it must not keep the engine
+
+
 class BackgroundPoller:
     """Calls ``poll_once`` every ``every_s`` seconds until it returns False or fails."""
 
@@ -48,17 +65,9 @@ class BackgroundPoller:
 
     def _run(self) -> None:
         while not self._stopping.wait(self.every_s):
-            poll_once = self._poll_once()
-            if poll_once is None:  # the engine is gone
+            go_on, self.error = call_weakly(self._poll_once)
+            if not go_on:
                 return
-            try:
-                if not poll_once():
-                    return
-            except BaseException as error:  # handed to the engine's caller, not lost
-                self.error = error
-                return
-            finally:
-                del poll_once
 
     def stop(self) -> None:
         """Ask the thread to stop; it ends at its next wake-up, or at once if it is waiting
