@@ -60,7 +60,9 @@ def _serialised(
 
     A call made from a sink or listener while the engine is in a call of its own (on the
     same thread: the lock is re-entrant) is refused: it would run in the middle of a
-    batch, which is neither counted nor fully written yet."""
+    batch, which is neither counted nor fully written yet. A sink or listener that
+    raised during the call has its error raised once the call is done (see
+    :meth:`Engine._hand_on`)."""
 
     @wraps(method)
     def locked(self: Engine, *args: _P.args, **kwargs: _P.kwargs) -> _R:
@@ -69,10 +71,12 @@ def _serialised(
                 self._refuse_reentry(method.__name__.lstrip("_"))
             self._in_call, self._call_thread = True, threading.get_ident()
             try:
-                return method(self, *args, **kwargs)
+                result = method(self, *args, **kwargs)
             finally:
                 self._in_call, self._call_thread = False, None
                 self._settle()
+            self._raise_handed_on_failure()
+            return result
 
     return locked
 
@@ -183,6 +187,7 @@ class Engine:
         """
         self._lock = threading.RLock()
         self._in_call = False  # inside a serialised call (see _serialised)
+        self._failed_output: Exception | None = None  # a sink's or listener's (see _hand_on)
         self._call_thread: int | None = None  # the thread in that call
         self._poller: BackgroundPoller | None = None
         self._intake: Intake | None = None
@@ -375,6 +380,7 @@ class Engine:
             table = operator.close()
             if table is not None:
                 self._write_windows(operator, table)
+        self._raise_handed_on_failure()  # close then aborts: the sinks get a failed summary
         self._closed = True
         self._pool.shutdown(wait=True)
         for sink in self.sinks:  # sinks that write in the background finish first
@@ -412,6 +418,7 @@ class Engine:
         if self.summary_data is not None:  # closed, or aborted already: nothing to close
             return self.summary_data if self.summary_data.get("failed") else None
         self._closed = True
+        self._failed_output = None  # abort reports its own error, and must not raise
         self._pool.shutdown(wait=True)
         summary = {**self.summary(), "failed": True, "error": str(error)}
         self.summary_data = summary
@@ -490,7 +497,7 @@ class Engine:
         self.counts.quarantined += validated.n_quarantined
         if validated.quarantine is not None and self.config.validation.on_error == "quarantine":
             for sink in self.sinks:
-                sink.quarantine(validated.quarantine)
+                self._hand_on(sink.quarantine, validated.quarantine)
         self._record(batch, rows, valid, validated, n_late, stage, finished)
         done = self.clock()
         for operator in self.operators:
@@ -504,7 +511,7 @@ class Engine:
             if late.any():
                 late_rows = validated.valid.filter(pa.array(late))
                 for sink in self.sinks:
-                    sink.late(operator.spec.name, late_rows)
+                    self._hand_on(sink.late, operator.spec.name, late_rows)
         return late_everywhere
 
     def _emit_ready(self) -> None:
@@ -516,7 +523,23 @@ class Engine:
 
     def _write_windows(self, operator: WindowOperator | ShardedWindows, table: pa.Table) -> None:
         for sink in self.sinks:
-            sink.windows(operator.spec.name, table)
+            self._hand_on(sink.windows, operator.spec.name, table)
+
+    def _hand_on(self, output: Callable[..., None], *args: Any) -> None:
+        """Give a sink or listener its output. One that raises keeps neither the other
+        sinks from theirs nor the call from processing and counting its batches (rows
+        handed to the batcher would be lost): its error, the first of the call, is
+        raised when the call ends, or by ``close`` before the sinks are closed."""
+        try:
+            output(*args)
+        except Exception as error:
+            if self._failed_output is None:
+                self._failed_output = error
+
+    def _raise_handed_on_failure(self) -> None:
+        error, self._failed_output = self._failed_output, None
+        if error is not None:
+            raise error
 
     def _dead_letter(self, batch: Batch, exc: Exception) -> None:
         rows = batch.table.num_rows
@@ -531,7 +554,7 @@ class Engine:
             }
         )
         for sink in self.sinks:
-            sink.dead_letter(table)
+            self._hand_on(sink.dead_letter, table)
         now = self.clock()
         report = BatchReport(
             rows=rows,
@@ -547,7 +570,7 @@ class Engine:
             watermark_ms=self._lowest_watermark(),
         )
         for listener in self.listeners:
-            listener(report)
+            self._hand_on(listener, report)
 
     def _record(
         self,
@@ -578,7 +601,7 @@ class Engine:
                 watermark_ms=self._lowest_watermark(),
             )
             for listener in self.listeners:
-                listener(report)
+                self._hand_on(listener, report)
 
     def _worker_rows(self, rows: int) -> dict[str, int]:
         for operator in self.operators:

@@ -6,9 +6,10 @@ Imported by name (``from engine_testing import ...``); a module called
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -419,3 +420,25 @@ def dictionary_chunks_case(rows: int, chunk: int) -> tuple[pd.DataFrame, pa.Tabl
     column = pa.chunked_array([pa.DictionaryArray.from_arrays(c, w) for c, w in pairs])
     frame["s"] = column.cast(pa.string()).to_pylist()
     return frame, base.set_column(base.schema.get_field_index("s"), "s", column)
+
+
+@contextlib.contextmanager
+def validation_failing_at(call: int, message: str) -> Iterator[None]:
+    """Fault injection: the ``call``-th batch's validation raises ``RuntimeError(message)``
+    (its rows are then dead-lettered)."""
+    from gpu_engine.validation import Validator
+
+    original = Validator.validate
+    calls = {"n": 0}
+
+    def flaky(self, table, source, first_row):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise RuntimeError(message)
+        return original(self, table, source, first_row)
+
+    Validator.validate = flaky  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Validator.validate = original  # type: ignore[method-assign]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import urllib.request
 
-from engine_testing import make_config, random_events
+from engine_testing import make_config, random_events, validation_failing_at
 from prometheus_client.parser import text_string_to_metric_families
 
 from gpu_engine.monitoring import EngineMonitoring
@@ -97,28 +97,16 @@ def test_run_optimizer_action_applies_batch_size_and_delay(tmp_path, rng) -> Non
 
 def test_a_batch_that_cannot_be_processed_is_dead_lettered_and_counted(tmp_path, rng) -> None:
     """Fault injection: validation breaks on one batch; its rows are dead-lettered, not lost."""
-    from gpu_engine.validation import Validator
-
     config = make_config(WINDOW, batching={"max_rows": 100}, workers=1)
     monitoring = EngineMonitoring(tmp_path)
-    original = Validator.validate
-    calls = {"n": 0}
-
-    def flaky(self, table, source, first_row):  # type: ignore[no-untyped-def]
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise RuntimeError("disk on fire")
-        return original(self, table, source, first_row)
-
-    Validator.validate = flaky  # type: ignore[method-assign]
     try:
-        frame = random_events(rng, 300, span_ms=3000)
-        summary = run_pipeline(config, iter([(frame, "t", 0)]), tmp_path, monitoring=monitoring)  # type: ignore[arg-type]
+        with validation_failing_at(2, "disk on fire"):
+            frame = random_events(rng, 300, span_ms=3000)
+            summary = run_pipeline(config, iter([(frame, "t", 0)]), tmp_path, monitoring=monitoring)  # type: ignore[arg-type]
         values = monitoring.metrics.registry.get_sample_value(
             "tiktoktoe_worker_errors_total", {"worker": "engine", "kind": "dead_letter"}
         )
     finally:
-        Validator.validate = original  # type: ignore[method-assign]
         monitoring.stop()
     events = summary["events"]
     assert events["dead_lettered"] == 100

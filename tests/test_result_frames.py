@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from engine_testing import make_config, random_events
+from engine_testing import make_config, random_events, validation_failing_at
 
 from gpu_engine.engine import Engine
 from gpu_engine.errors import ConfigError
@@ -105,3 +105,35 @@ def test_cudf_frames_equal_arrow() -> None:  # pragma: no cover - needs cuDF
         got = sink.result("windows/w", frame=frame)
         assert isinstance(got, cudf.DataFrame)
         pd.testing.assert_frame_equal(got.to_pandas(), sink.result("windows/w", frame="pandas"))
+
+
+def test_callback_sink_hands_on_dead_letters_and_the_summary() -> None:
+    """A batch that cannot be processed is dead-lettered: an embedder with only a
+    ``CallbackSink`` must see its rows (they were counted but dropped before)."""
+    seen: dict[str, list] = {"dead": [], "summary": []}
+    sink = CallbackSink(
+        lambda name, f: None,
+        on_dead_letter=seen["dead"].append,
+        on_close=seen["summary"].append,
+        frame="pandas",
+    )
+    with validation_failing_at(2, "disk on fire"):
+        _run(sink)
+    (dead,) = seen["dead"]
+    assert isinstance(dead, pd.DataFrame)
+    assert dead["_row"].tolist() == list(range(100, 200))
+    assert set(dead["_error"]) == {"RuntimeError: disk on fire"}
+    (summary,) = seen["summary"]
+    assert summary["events"]["dead_lettered"] == 100 and summary["events"]["in"] == 400
+
+
+def test_callback_sink_gets_the_failed_summary_of_an_aborted_run() -> None:
+    summaries: list[dict] = []
+    engine = Engine(
+        make_config(WINDOW), sinks=[CallbackSink(lambda n, f: None, on_close=summaries.append)]
+    )
+    engine.push(random_events(np.random.default_rng(4), 50, span_ms=1000))
+    engine.abort(RuntimeError("host shutting down"))
+    (summary,) = summaries
+    assert summary["failed"] is True and summary["error"] == "host shutting down"
+    assert summary["events"]["in"] == 50

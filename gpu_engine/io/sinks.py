@@ -196,8 +196,12 @@ def _concatenated(tables: list[pa.Table]) -> pa.Table:
 class CallbackSink:
     """Calls ``on_windows(name, frame)`` for every emitted set of windows (for embedding).
 
-    ``frame`` picks what the callbacks receive: Arrow tables (default), pandas frames,
-    cuDF frames, or ``auto`` (cuDF when installed, else Arrow).
+    The other outputs go to their own callbacks where given: ``on_quarantine(frame)``,
+    ``on_late(name, frame)``, ``on_dead_letter(frame)`` (a batch that could not be
+    processed: ``_source``, ``_row``, ``_error``, ``_values``) and ``on_close(summary)``
+    (the run's summary, also after ``abort``, then marked failed). ``frame`` picks what
+    the callbacks receive: Arrow tables (default), pandas frames, cuDF frames, or
+    ``auto`` (cuDF when installed, else Arrow).
     """
 
     def __init__(
@@ -206,10 +210,14 @@ class CallbackSink:
         on_quarantine: Callable[[Any], None] | None = None,
         on_late: Callable[[str, Any], None] | None = None,
         frame: ResultFrame = "arrow",
+        on_dead_letter: Callable[[Any], None] | None = None,
+        on_close: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.on_windows = on_windows
         self.on_quarantine = on_quarantine
         self.on_late = on_late
+        self.on_dead_letter = on_dead_letter
+        self.on_close = on_close
         self.frame = frame
         from_arrow(pa.table({}), frame)  # an unknown or unavailable frame fails here, early
 
@@ -225,10 +233,12 @@ class CallbackSink:
             self.on_late(name, from_arrow(table, self.frame))
 
     def dead_letter(self, table: pa.Table) -> None:
-        pass
+        if self.on_dead_letter:
+            self.on_dead_letter(from_arrow(table, self.frame))
 
     def close(self, summary: dict[str, Any]) -> None:
-        pass
+        if self.on_close:
+            self.on_close(summary)
 
 
 def _text_of(column: pa.ChunkedArray) -> pa.Array:
