@@ -4,9 +4,10 @@ States: ``inactive → pending → firing → resolved``. A true condition makes
 alert pending (or firing at once with ``for: 0``); it fires once the condition
 has held for ``for`` (counted in whole evaluation intervals, so at most
 ``for`` plus one interval after the condition starts). A firing alert resolves
-only after the condition has been false for ``keep_firing_for`` (hysteresis
-against flapping). A resolved alert whose condition returns starts a new
-episode (pending again).
+only once the condition has been false for ``keep_firing_for``, counted from the
+first evaluation that found it false (hysteresis against flapping; a true
+evaluation in between starts the count again). A resolved alert whose condition
+returns starts a new episode (pending again).
 """
 
 from __future__ import annotations
@@ -74,23 +75,23 @@ class Alert:
     fired_at: float | None = None
     resolved_at: float | None = None
     last_true: float | None = None
+    false_since: float | None = None  # the first false evaluation while firing
     acknowledged: bool = False
     inhibited: bool = False
     episode: int = 0
     interval_s: float = 0.0
 
-    @property
-    def _for_due(self) -> float:
-        """``for`` rounded down to whole evaluation intervals (minus 5 % jitter slack).
+    def _due(self, seconds: float) -> float:
+        """``seconds`` rounded down to whole evaluation intervals (minus 5 % jitter slack).
 
         The condition is first seen up to one interval after it starts to hold;
         counting ``for`` in whole intervals keeps firing at most ``for`` plus one
         interval after onset, and equals Prometheus when ``for`` is a multiple
-        of the interval.
+        of the interval (``keep_firing_for`` likewise).
         """
         if self.interval_s <= 0:
-            return self.for_s
-        whole = math.floor(self.for_s / self.interval_s + 1e-9) * self.interval_s
+            return seconds
+        whole = math.floor(seconds / self.interval_s + 1e-9) * self.interval_s
         return max(0.0, whole - 0.05 * self.interval_s)
 
     def observe(
@@ -104,26 +105,30 @@ class Alert:
             self._annotate(extra)  # inactive alerts are never shown: skip the formatting
         if holds:
             self.last_true = now
+            self.false_since = None
             if self.state in (AlertState.INACTIVE, AlertState.RESOLVED):
                 self.episode += 1
                 self.acknowledged = False
                 self.active_since = now
                 self.fired_at = self.resolved_at = None
                 self.state = AlertState.PENDING
-            if (
-                self.state is AlertState.PENDING
-                and now - (now if self.active_since is None else self.active_since) >= self._for_due
-            ):
+            if self.state is AlertState.PENDING and now - (
+                now if self.active_since is None else self.active_since
+            ) >= self._due(self.for_s):
                 self.state = AlertState.FIRING
                 self.fired_at = now
         elif self.state is AlertState.PENDING:
             self.state = AlertState.INACTIVE
             self.active_since = None
-        elif self.state is AlertState.FIRING and (
-            now - (self.last_true if self.last_true is not None else now) >= self.keep_firing_for_s
-        ):
-            self.state = AlertState.RESOLVED
-            self.resolved_at = now
+        elif self.state is AlertState.FIRING:
+            if self.false_since is None:
+                self.false_since = now
+            if self.keep_firing_for_s <= 0 or (
+                now - self.false_since >= self._due(self.keep_firing_for_s)
+            ):
+                self.state = AlertState.RESOLVED
+                self.resolved_at = now
+                self.false_since = None
         return prev if self.state is not prev else None
 
     def _annotate(self, extra: Mapping[str, Any]) -> None:
@@ -148,8 +153,8 @@ class Alert:
             "severity": self.severity,
             "labels": dict(self.labels),
             "annotations": dict(self.annotations),
-            "value": None if math.isnan(self.value) else self.value,
-            "threshold": self.threshold,
+            "value": json_number(self.value),
+            "threshold": None if self.threshold is None else json_number(self.threshold),
             "active_since": self.active_since,
             "fired_at": self.fired_at,
             "resolved_at": self.resolved_at,
@@ -157,6 +162,16 @@ class Alert:
             "acknowledged": self.acknowledged,
             "inhibited": self.inhibited,
         }
+
+
+def json_number(value: float) -> float | str | None:
+    """A value as strict JSON takes it: NaN (no value) as null, ±inf as Prometheus
+    spells them (``"+Inf"``, ``"-Inf"``); Python's json would write bare ``Infinity``."""
+    if math.isnan(value):
+        return None
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return value
 
 
 def group_key(labels: Mapping[str, str], by: Sequence[str]) -> tuple[tuple[str, str], ...]:
@@ -177,8 +192,10 @@ def apply_inhibition(alerts: Iterable[Alert], rules: Sequence[InhibitRule]) -> l
     """Set ``inhibited`` on every alert; return those whose flag changed.
 
     A firing ``source``-severity alert silences firing or pending ``target``
-    alerts whose ``equal`` labels all match its own (and are present on it).
-    Linear time: the sources' label tuples are counted first.
+    alerts whose ``equal`` labels all match its own (and are present on it). As in
+    Alertmanager, an alert that is itself a source of the rule is not silenced by it
+    (so two critical alerts of a rule that targets critical ones do not silence each
+    other). Linear time: the sources' label tuples are counted first.
     """
     alerts = list(alerts)
     sources: list[dict[tuple[str | None, ...], int]] = []
@@ -200,14 +217,14 @@ def apply_inhibition(alerts: Iterable[Alert], rules: Sequence[InhibitRule]) -> l
             for rule, counts in zip(rules, sources, strict=True):
                 if a.severity not in rule.target or not counts:
                     continue
-                key = tuple(a.labels.get(k) for k in rule.equal)
-                n = counts.get(key, 0)
-                is_own_source = (
+                is_a_source = (
                     a.state is AlertState.FIRING
                     and a.severity == rule.source
                     and all(k in a.labels for k in rule.equal)
                 )
-                if n - (1 if is_own_source else 0) > 0:  # never inhibited by itself
+                if is_a_source:  # sources of a rule that targets them don't silence each other
+                    continue
+                if counts.get(tuple(a.labels.get(k) for k in rule.equal), 0) > 0:
                     inhibited = True
                     break
         if inhibited != a.inhibited:

@@ -2,7 +2,9 @@
 
 A rule's selector may match several series (e.g. one per region); each gets
 its own detector state and its own alert. Series that vanish evaluate as
-false, so their alerts resolve instead of hanging.
+false, so their alerts resolve instead of hanging. Trend and anomaly rules
+skip an infinite sample as if it were missing: one would hold their running
+fit, level or deviation at inf or NaN for good. Threshold rules compare it.
 """
 
 from __future__ import annotations
@@ -58,7 +60,10 @@ class RuleEvaluator:
                 continue
             if value is None or math.isnan(value):
                 continue
-            out[labels] = self._one(now, labels, float(value))
+            value = float(value)
+            if math.isinf(value) and not isinstance(self.rule, ThresholdRule):
+                continue
+            out[labels] = self._one(now, labels, value)
         for labels in self._state.keys() - out.keys():
             out[labels] = (False, math.nan, {})
         return out

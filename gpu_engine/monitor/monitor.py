@@ -47,9 +47,17 @@ METRICS_DIR = "metrics"
 
 
 class MetricSource(Protocol):
-    """What the monitor samples: ``EngineMetrics`` live, or a ``ReplaySource``."""
+    """What the monitor samples: ``EngineMetrics`` live, or a ``ReplaySource``.
 
-    def sample(self, now: float) -> Sample: ...
+    ``range_s``: the trailing range of histogram quantiles and ratios (``range``)."""
+
+    def sample(self, now: float, range_s: float = 0.0) -> Sample: ...
+
+
+def _rank(holds: bool, value: float) -> tuple[bool, bool]:
+    """Which of the series that step one alert it follows: one that holds, then one
+    with a value (a vanished series has none)."""
+    return holds, not math.isnan(value)
 
 
 def window_series_name(window: str, column: str) -> str:
@@ -166,7 +174,7 @@ class Monitor:
         with self._lock:
             now = self.clock() if now is None else now
             self._poll_acks(now)
-            sample = self.metrics.sample(now)
+            sample = self.metrics.sample(now, self.config.range / 1000)
             values = dict(sample.values)
             for series in self._windows.values():
                 values.update(series)
@@ -178,10 +186,17 @@ class Monitor:
             newly_firing = []
             by_name = index_by_name(values)
             for i, ev in enumerate(self.evaluators):
+                # Series whose labels become one alert's (the rule's labels override theirs)
+                # step it once: it holds when any of them does.
+                steps: dict[str, tuple[Alert, bool, float, dict[str, Any]]] = {}
                 for labels, (holds, value, extra) in ev.evaluate(now, values, by_name).items():
                     alert = self._alert_cache.get((i, labels))
                     if alert is None:
                         alert = self._alert_cache[(i, labels)] = self._alert_for(ev, labels)
+                    seen = steps.get(alert.id)
+                    if seen is None or _rank(holds, value) > _rank(seen[1], seen[2]):
+                        steps[alert.id] = (alert, holds, value, extra)
+                for alert, holds, value, extra in steps.values():
                     prev = alert.observe(holds, now, value, extra)
                     if prev is not None:
                         result.changes.append(

@@ -36,7 +36,7 @@ from collections.abc import Callable, Mapping
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.registry import CollectorRegistry
 
-from .sampler import Sample, Sampler
+from .sampler import PREFIX, Sample, Sampler
 from .system import GPU_SERIES, ProcessCollector, nvml_collector
 
 OUTCOMES = ("valid", "quarantined", "late", "dead_lettered")
@@ -219,24 +219,29 @@ class EngineMetrics:
         self._errors.labels(worker=worker, kind=kind).inc()
 
     # -- interval side ----------------------------------------------------------------------
-    def sample(self, now: float | None = None) -> Sample:
+    def sample(self, now: float | None = None, range_s: float = 0.0) -> Sample:
         """Take the interval's sample (rates since the previous call) and add the aliases.
 
-        The ``Monitor`` calls this once per interval; calling it elsewhere too
-        would shorten the Monitor's rate window, so other readers should use
-        ``last_sample``/``snapshot(fresh=False)``.
+        Histogram quantiles and means, and ``quarantine_ratio``, are over ``range_s``
+        (at least the interval; see :mod:`.sampler`). The ``Monitor`` calls this once
+        per interval; calling it elsewhere too would shorten the Monitor's rate window,
+        so other readers should use ``last_sample``/``snapshot(fresh=False)``.
         """
-        s = self._sampler.sample(time.time() if now is None else now)
+        sampler = self._sampler
+        s = sampler.sample(time.time() if now is None else now, range_s)
         v = s.values
         for o in OUTCOMES:
             rate = v.get(("events_per_s", (("outcome", o),)))
             if rate is not None:
                 v[(f"events_{o}_per_s", ())] = rate
         rate_in = v.get(("events_in_per_s", ()))
-        quarantined = v.get(("events_quarantined_per_s", ()))
-        if rate_in and quarantined is not None:
-            v[("quarantine_ratio", ())] = quarantined / rate_in
-        elif rate_in == 0.0:
+        events_in = sampler.increase_over_range((f"{PREFIX}events_in_total", ()))
+        quarantined = sampler.increase_over_range(
+            (f"{PREFIX}events_total", (("outcome", "quarantined"),))
+        )
+        if rate_in is not None and events_in and quarantined is not None:
+            v[("quarantine_ratio", ())] = quarantined / events_in
+        elif rate_in is not None:  # no event over the range (or none quarantined yet)
             v[("quarantine_ratio", ())] = 0.0
         errors = [x for (n, _), x in v.items() if n == "worker_errors_per_s"]
         if rate_in is not None:

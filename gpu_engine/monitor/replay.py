@@ -44,7 +44,9 @@ class ReplaySource:
         """Recorded sample times, in order (empty for a function trace)."""
         return sorted(self.recorded) if self.recorded is not None else []
 
-    def sample(self, now: float) -> Sample:
+    def sample(self, now: float, range_s: float = 0.0) -> Sample:
+        """The values recorded (or traced) at ``now``: already derived, so ``range_s``
+        does not apply."""
         if self.recorded is not None:
             values = dict(self.recorded.get(now, {}))
         else:

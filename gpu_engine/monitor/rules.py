@@ -40,12 +40,14 @@ Example::
 Metric names are the flat names of ``EngineMetrics.snapshot()`` or window
 series ``window:<window>.<column>{<key>="<value>"}`` (see ``Monitor.observe_window``).
 A selector without labels matches every label set of that name; each matching
-series is its own alert (its labels are added to the alert's).
+series is its own alert (its labels are added to the alert's). Series whose labels
+the rule's own ``labels`` make equal are one alert, which holds when any of them does.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -79,7 +81,10 @@ _RULE_NAME = r"^[A-Za-z_][A-Za-z0-9_.\-]*$"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+    # No inf or NaN in a setting: a threshold or sigma of inf is a typo, not a rule.
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, frozen=True, allow_inf_nan=False
+    )
 
 
 def _check_selector(value: str) -> str:
@@ -136,6 +141,8 @@ class ThresholdRule(_RuleBase):
             number = float(m.group("num"))
         except ValueError:
             raise ValueError(f"{m.group('num')!r} in {expr!r} is not a number") from None
+        if not math.isfinite(number):
+            raise ValueError(f"{m.group('num')!r} in {expr!r} is not a finite number")
         return parse_selector(m.group("sel")), m.group("op"), number
 
     @property
@@ -211,6 +218,15 @@ class RobustZParams(_Strict):
     threshold: float = Field(3.5, gt=0)
     min_samples: int = Field(10, ge=3)
     direction: Literal["both", "up", "down"] = "both"
+
+    @model_validator(mode="after")
+    def _fills(self) -> RobustZParams:
+        if self.min_samples > self.window:
+            raise ValueError(
+                f"min_samples ({self.min_samples}) is more than the window holds"
+                f" ({self.window}): the detector could never score a sample"
+            )
+        return self
 
 
 DetectorParams = Annotated[EwmaParams | CusumParams | RobustZParams, Field(discriminator="kind")]
@@ -302,6 +318,10 @@ class MonitorConfig(_Strict):
     """The monitor's whole configuration (``monitor:`` section or a file of its own)."""
 
     interval: DurationMs = 1000
+    # Histogram quantiles and means, and quarantine_ratio, are over the intervals that
+    # ended within ``range`` (at least the last one): a rule on batch_seconds_p99 then
+    # holds between batches that finish less often than once an interval.
+    range: DurationMs = 10_000
     flush_every: int = Field(60, ge=1, description="samples per Parquet part")
     rules: list[Rule] = Field(default_factory=list)
     channels: dict[str, ChannelConfig] = Field(default_factory=dict)
@@ -378,9 +398,12 @@ class MonitorConfig(_Strict):
                         "metric": "events_in_per_s",
                         "window": "30s",
                         "method": "relative_change",
-                        "smoothing": "holt",
+                        # The least-squares line, not Holt: Holt's trend times 30 s
+                        # swung past -30 % on steady rates with 10 % noise; and for 5 s,
+                        # as the fit on a steady rate with 20 % noise touched -31 %.
                         "op": "<",
                         "threshold": -0.3,
+                        "for": "5s",
                         "keep_firing_for": "10s",
                         "severity": "warning",
                         "labels": {"component": "ingest"},

@@ -1,17 +1,23 @@
 """Turn the cumulative Prometheus registry into a per-interval time series.
 
 Prometheus stores cumulative counters and bucket counts; rules and the
-Parquet history want what happened *in the last interval*: per-second rates
-for counters, current values for gauges and p50/p95/p99 for histograms
-(``histogram_quantile`` over the interval's bucket increments). The sampler
-keeps the previous cumulative values and derives those, so one registry walk
-per interval is the whole collection cost.
+Parquet history want what happened lately: per-second rates for counters over
+the last interval, current values for gauges, and p50/p95/p99 and the mean of
+histograms over a trailing range (``histogram_quantile(q, rate(x[range]))``;
+by default the last interval). The sampler keeps the previous cumulative values
+and the range's increments, so one registry walk per interval is the whole
+collection cost.
+
+Why a range for quantiles: an interval in which no batch finished has no
+quantile, and a rule's ``for`` restarts at such a gap, so with batches that
+finish less often than once an interval a latency rule could never fire.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +79,9 @@ class Sampler:
         self.prefix = prefix
         self._prev_time: float | None = None
         self._prev: dict[tuple[str, Labels], float] = {}
+        # (interval end, increments of every counter and histogram sample in it)
+        self._recent: deque[tuple[float, dict[tuple[str, Labels], float]]] = deque()
+        self._over_range: dict[tuple[str, Labels], float] = {}
 
     def series_names(self) -> set[str]:
         """Every flat name ``sample`` can produce from this registry's metric families.
@@ -96,36 +105,58 @@ class Sampler:
     def _short(self, name: str) -> str:
         return name[len(self.prefix) :] if name.startswith(self.prefix) else name
 
-    def sample(self, now: float) -> Sample:
-        """Walk the registry once; rates are over ``now`` minus the previous call's time.
+    def sample(self, now: float, range_s: float = 0.0) -> Sample:
+        """Walk the registry once. Rates are over ``now`` minus the previous call's time;
+        histogram quantiles and means over the intervals that ended within ``range_s``
+        of ``now`` (at least the last one).
 
         The first call only primes the counters (no rates, no quantiles), the
         Prometheus ``rate()`` behaviour with a single point. A counter that went
-        down is treated as reset to zero.
+        down is treated as reset to zero. A call at or before the previous one's
+        time gives gauges only: the interval stays open, so no increment is lost.
         """
         dt = None if self._prev_time is None else now - self._prev_time
         out = Sample(time_s=now)
+        families = list(self.registry.collect())
+        if dt is not None and dt <= 0:
+            for family in families:
+                if family.type == "gauge":
+                    self._gauge(family.samples, family.name, out)
+            return out
         current: dict[tuple[str, Labels], float] = {}
-        for family in self.registry.collect():
-            base = self._short(family.name)
-            if family.type == "counter":
-                for s in family.samples:
-                    if not s.name.endswith("_total"):
-                        continue
-                    labels = tuple(sorted(s.labels.items()))
-                    key = (s.name, labels)
+        increments: dict[tuple[str, Labels], float] = {}
+        for family in families:
+            for s in family.samples:
+                counted = (family.type == "counter" and s.name.endswith("_total")) or (
+                    family.type == "histogram" and s.name.endswith(("_bucket", "_count", "_sum"))
+                )
+                if counted:
+                    key = (s.name, tuple(sorted(s.labels.items())))
                     current[key] = s.value
                     inc = self._increase(key, s.value)
-                    if dt and dt > 0 and inc is not None:
-                        out.values[(f"{base}_per_s", labels)] = inc / dt
-            elif family.type == "gauge":
+                    if inc is not None:
+                        increments[key] = inc
+        self._keep_range(now, range_s, increments)
+        for family in families:
+            base = self._short(family.name)
+            if family.type == "counter" and dt:
                 for s in family.samples:
-                    out.values[(base, tuple(sorted(s.labels.items())))] = float(s.value)
-            elif family.type == "histogram":
-                self._histogram(family.samples, base, dt, current, out)
+                    key = (s.name, tuple(sorted(s.labels.items())))
+                    if key in increments:
+                        out.values[(f"{base}_per_s", key[1])] = increments[key] / dt
+            elif family.type == "gauge":
+                self._gauge(family.samples, family.name, out)
+            elif family.type == "histogram" and dt:
+                self._histogram(family.samples, base, dt, increments, out)
         self._prev = current
         self._prev_time = now
         return out
+
+    def _gauge(self, samples: Iterable[object], name: str, out: Sample) -> None:
+        base = self._short(name)
+        for s in samples:
+            labels: dict[str, str] = s.labels  # type: ignore[attr-defined]
+            out.values[(base, tuple(sorted(labels.items())))] = float(s.value)  # type: ignore[attr-defined]
 
     def _increase(self, key: tuple[str, Labels], value: float) -> float | None:
         prev = self._prev.get(key)
@@ -133,37 +164,54 @@ class Sampler:
             return None if self._prev_time is None else value
         return value - prev if value >= prev else value
 
+    def _keep_range(
+        self, now: float, range_s: float, increments: dict[tuple[str, Labels], float]
+    ) -> None:
+        """Add this interval's increments to the range, drop the intervals that ended
+        ``range_s`` or more ago, and sum what is left."""
+        if self._prev_time is not None:
+            self._recent.append((now, increments))
+        while len(self._recent) > 1 and self._recent[0][0] <= now - range_s + 1e-9:
+            self._recent.popleft()
+        sums: dict[tuple[str, Labels], list[float]] = {}
+        for _, interval in self._recent:
+            for key, inc in interval.items():
+                sums.setdefault(key, []).append(inc)
+        self._over_range = {key: math.fsum(incs) for key, incs in sums.items()}
+
+    def increase_over_range(self, key: tuple[str, Labels]) -> float | None:
+        """A counter's or histogram sample's increase over the last ``sample``'s range
+        (its full name and sorted labels, ``le`` included); None before two samples."""
+        return self._over_range.get(key)
+
     def _histogram(
         self,
         samples: Iterable[object],
         base: str,
-        dt: float | None,
-        current: dict[tuple[str, Labels], float],
+        dt: float,
+        increments: dict[tuple[str, Labels], float],
         out: Sample,
     ) -> None:
         groups: dict[Labels, list[tuple[float, float]]] = {}
-        counts: dict[Labels, tuple[float, float]] = {}
+        counts: dict[Labels, float] = {}
+        ranged: dict[Labels, tuple[float, float]] = {}  # count and sum over the range
         for s in samples:
             name: str = s.name  # type: ignore[attr-defined]
             raw: dict[str, str] = s.labels  # type: ignore[attr-defined]
-            value: float = s.value  # type: ignore[attr-defined]
+            key = (name, tuple(sorted(raw.items())))
+            over_range = self._over_range.get(key)
             if name.endswith("_bucket"):
                 labels = tuple(sorted((k, v) for k, v in raw.items() if k != "le"))
-                key = (name, tuple(sorted(raw.items())))
-                current[key] = value
-                inc = self._increase(key, value)
-                if inc is not None:
-                    groups.setdefault(labels, []).append((float(raw["le"]), inc))
-            elif name.endswith("_count") or name.endswith("_sum"):
-                labels = tuple(sorted(raw.items()))
-                key = (name, labels)
-                current[key] = value
-                inc = self._increase(key, value)
-                if inc is not None:
-                    c, sm = counts.get(labels, (0.0, 0.0))
-                    counts[labels] = (inc, sm) if name.endswith("_count") else (c, inc)
-        if not dt or dt <= 0:
-            return
+                if over_range is not None:
+                    groups.setdefault(labels, []).append((float(raw["le"]), over_range))
+            elif name.endswith(("_count", "_sum")) and over_range is not None:
+                c, total = ranged.get(key[1], (0.0, 0.0))
+                if name.endswith("_count"):
+                    ranged[key[1]] = (over_range, total)
+                    if key in increments:
+                        counts[key[1]] = increments[key]
+                else:
+                    ranged[key[1]] = (c, over_range)
         for labels, buckets in groups.items():
             buckets.sort()
             if buckets and buckets[-1][1] > 0:
@@ -171,8 +219,9 @@ class Sampler:
                     out.values[(f"{base}_p{round(q * 100)}", labels)] = histogram_quantile(
                         q, buckets
                     )
-        for labels, (count, total) in counts.items():
+        for labels, count in counts.items():
             out.values[(f"{base}_count_per_s", labels)] = count / dt
+        for labels, (count, total) in ranged.items():
             if count > 0:
                 out.values[(f"{base}_mean", labels)] = total / count
 

@@ -29,8 +29,12 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+_ESCAPED = re.compile(r"\\(.)", re.DOTALL)
+
+
 def _unescape(value: str) -> str:
-    return value.replace("\\n", "\n").replace('\\"', '"').replace("\\\\", "\\")
+    """PromQL's string escapes, in one pass (``\\n`` is a newline, ``\\\\`` a backslash)."""
+    return _ESCAPED.sub(lambda m: "\n" if m.group(1) == "n" else m.group(1), value)
 
 
 def render(key: SeriesKey) -> str:
@@ -83,10 +87,11 @@ def _split_matchers(body: str) -> list[str]:
 
 
 def matches(selector: SeriesKey, key: SeriesKey) -> bool:
-    """Prometheus semantics: same name, and the selector's labels are a subset of the series'."""
+    """Prometheus semantics: same name, and each of the selector's labels equal to the
+    series' (``k=""`` matches a series without ``k``)."""
     if selector[0] != key[0]:
         return False
     if not selector[1]:
         return True
     have = dict(key[1])
-    return all(have.get(k) == v for k, v in selector[1])
+    return all(have.get(k, "") == v for k, v in selector[1])

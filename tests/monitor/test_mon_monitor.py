@@ -77,6 +77,7 @@ def test_samples_parquet_and_alerts_jsonl(tmp_path) -> None:
     cfg = MonitorConfig.model_validate(
         {
             "flush_every": 4,
+            "range": "1s",  # the ratio of each interval alone
             "rules": [{"name": "Q", "kind": "threshold", "expr": "quarantine_ratio > 0.2"}],
         }
     )
