@@ -57,25 +57,33 @@ class EngineMonitoring:
     ) -> dict[str, Any]:
         """Fit the queueing model to this run's batches, solve it, apply what can change live.
 
-        The micro-batch size and delay change at once (they are the ingest stage's
-        batch and ``max_delay``); worker counts are reported for the next start,
-        since the key-partitioned state is fixed for the life of a run.
+        Worker counts are reported for the next start, since the key-partitioned state
+        is fixed for the life of a run. What changes at once is the micro-batch size and
+        delay, which every stage shares: the one size that gives the workers the run has
+        now the lowest predicted latency within the SLA (not one stage's own optimum,
+        which can leave another stage unstable); nothing changes when no size meets it.
         """
         from gpu_engine.optimizer.fit import fit_metrics, problem_from_metrics
+        from gpu_engine.optimizer.shared_batch import best_shared_batch
         from gpu_engine.optimizer.solver import recommend
 
         assert self.engine is not None
         fit = fit_metrics(self.engine.batch_metrics().to_pandas())
-        allocation = recommend(problem_from_metrics(fit, budget, sla, price=price))
-        ingest = allocation.stages[0]
+        problem = problem_from_metrics(fit, budget, sla, price=price)
+        allocation = recommend(problem)
+        workers_now = [stage.workers for stage in fit.stages]
+        shared = best_shared_batch(problem, workers_now)
         batcher = self.engine.batcher
-        if allocation.feasible:
-            batcher.max_rows = int(ingest.batch)
-            batcher.max_delay_s = max(0.001, float(ingest.max_delay_ms) / 1000.0)
+        if shared is not None:
+            batcher.max_rows = shared.batch
+            batcher.max_delay_s = max(0.001, shared.max_delay_s)
         return {
             "feasible": allocation.feasible,
             "binding": allocation.binding,
             "applied": {"max_rows": batcher.max_rows, "max_delay_s": batcher.max_delay_s},
+            "applied_meets_sla": shared is not None,
+            "predicted_latency_s_now": None if shared is None else shared.prediction.latency_s,
+            "workers_now": {st.name: st.workers for st in fit.stages},
             "workers_next_start": {s.name: s.workers for s in allocation.stages},
             "predicted_latency_s": allocation.latency_s,
             "cost": allocation.cost,

@@ -91,6 +91,7 @@ def test_run_optimizer_action_applies_batch_size_and_delay(tmp_path, rng) -> Non
     batcher = monitoring.engine.batcher
     result = outcome.result or ""
     assert "'feasible': True" in result
+    assert "'applied_meets_sla': True" in result  # one size every stage can carry
     assert f"'max_rows': {batcher.max_rows}" in result
     assert batcher.max_rows != 100 or batcher.max_delay_s != 0.05  # something was retuned
 

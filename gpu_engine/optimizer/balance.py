@@ -36,15 +36,23 @@ def _splitmix64(x: U64) -> U64:
 
 
 def key_hash(keys: ArrayLike | Sequence[object]) -> U64:
-    """64-bit hashes of integer keys (vectorised) or of any other keys via their ``str``."""
-    arr = np.asarray(keys)
-    if arr.dtype.kind in ("i", "u"):
-        return _splitmix64(arr.astype(np.int64).view(np.uint64).astype(np.uint64))
-    out = np.empty(arr.size, dtype=np.uint64)
-    for i, k in enumerate(arr.ravel().tolist()):
-        digest = hashlib.blake2b(str(k).encode(), digest_size=8).digest()
-        out[i] = int.from_bytes(digest, "little")
-    return out.reshape(arr.shape)
+    """64-bit hashes, one per key: integers by splitmix64 (vectorised for integer arrays),
+    any other key (a string, a tuple of a composite key) by BLAKE2b of its type and
+    ``repr``. So a key's hash does not depend on the keys beside it, ``1`` and ``"1"``
+    are two keys, and a tuple is one key, not a row of several."""
+    if isinstance(keys, np.ndarray) and keys.dtype.kind in ("i", "u"):
+        return _splitmix64(keys.astype(np.int64).view(np.uint64))
+    items = keys.ravel().tolist() if isinstance(keys, np.ndarray) else list(keys)  # type: ignore[arg-type]
+    out = np.empty(len(items), dtype=np.uint64)
+    for i, key in enumerate(items):
+        if isinstance(key, np.generic):
+            key = key.item()
+        if isinstance(key, int) and not isinstance(key, bool) and -(1 << 63) <= key <= _MASK:
+            out[i] = _splitmix64(np.array([key & _MASK], dtype=np.uint64))[0]
+        else:
+            text = f"{type(key).__qualname__}:{key!r}".encode()
+            out[i] = int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little")
+    return out
 
 
 def jain_index(loads: ArrayLike) -> float:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from gpu_engine.optimizer.problem import Problem, Stage, Weights
+from gpu_engine.optimizer.problem import MAX_WORKERS, Problem, Stage, Weights
 
 PIPELINE_ORDER = ("ingest", "validate", "aggregate", "emit")
 METRIC_COLUMNS = {"time_s": "f", "stage": "O", "rows": "i", "seconds": "f", "workers": "i"}
@@ -210,8 +210,21 @@ def read_metrics(path: str | Path) -> pd.DataFrame:
             raise MetricsError(f"{p}: column {col!r} must be numeric, not {df[col].dtype}")
     if df.empty:
         raise MetricsError(f"{p}: no batches")
-    if (df["rows"] <= 0).any() or (df["seconds"] < 0).any() or (df["workers"] < 1).any():
-        raise MetricsError(f"{p}: rows and workers must be positive and seconds non-negative")
+    seconds = df["seconds"].to_numpy(np.float64)
+    workers = df["workers"].to_numpy()
+    checks = (  # what a bad value is, said of it
+        ("stage", df["stage"].isna().to_numpy(), "a null stage name"),
+        ("time_s", ~np.isfinite(df["time_s"].to_numpy(np.float64)), "{} is not a finite time"),
+        ("seconds", ~(np.isfinite(seconds) & (seconds >= 0)), "{} is not a duration"),
+        ("rows", df["rows"].to_numpy() <= 0, "{} is not a positive row count"),
+        ("workers", workers < 1, "{} is not a positive worker count"),
+        ("workers", workers > MAX_WORKERS, f"{{}} is more than the {MAX_WORKERS} workers modelled"),
+    )
+    for column, bad, what in checks:
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            said = what.format(df[column].iloc[row])
+            raise MetricsError(f"{p}: column {column!r}, row {row}: {said}")
     return df
 
 

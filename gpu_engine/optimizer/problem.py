@@ -113,10 +113,15 @@ class Problem(BaseModel):
             )
         return value
 
+    @field_validator("sla")
+    @classmethod
+    def _sla_positive(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("sla must be positive")
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> Problem:
-        if self.sla <= 0:
-            raise ValueError("sla must be positive")
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
             raise ValueError(f"stage names must be unique, got {names}")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -456,13 +456,16 @@ class IntegerModel:
     def batch_for(self, w: np.ndarray) -> np.ndarray:
         return np.array([t.batch[w[i] - self.lo[i]] for i, t in enumerate(self.tables)])
 
-    def min_cost_meeting_sla(self) -> np.ndarray | None:
-        """Exact cheapest worker vector whose best latency meets the SLA (None if none).
+    def _front(
+        self, within: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Pareto-optimal worker vectors over (cost, best latency), and their latencies,
+        among those whose cost and latency pass ``within``; by cost, latency falling.
 
-        Dynamic programme over stages keeping only Pareto-optimal (cost, latency)
-        partial allocations; exact because both add up over stages.
+        Dynamic programme over stages keeping only the Pareto front of the partial
+        allocations; exact because both add up over stages and only grow, so a partial
+        allocation that fails ``within`` cannot be completed into one that passes.
         """
-        sla = self.problem.sla_s * (1 + 1e-12)
         cost = np.zeros(1)
         lat = np.zeros(1)
         choices = np.zeros((1, 0), dtype=np.int64)
@@ -473,7 +476,7 @@ class IntegerModel:
             l2 = (lat[:, None] + ol[None, :]).ravel()
             parent = np.repeat(np.arange(len(cost)), len(ow))
             pick = np.tile(ow, len(cost))
-            keep = l2 <= sla
+            keep = within(c2, l2)
             c2, l2, parent, pick = c2[keep], l2[keep], parent[keep], pick[keep]
             if c2.size == 0:
                 return None
@@ -483,7 +486,19 @@ class IntegerModel:
             front = l2 < prev_min
             cost, lat = c2[front], l2[front]
             choices = np.concatenate([choices[parent[front]], pick[front][:, None]], axis=1)
-        return choices[0]
+        return choices, lat
+
+    def min_cost_meeting_sla(self) -> np.ndarray | None:
+        """Exact cheapest worker vector whose best latency meets the SLA (None if none)."""
+        sla = self.problem.sla_s * (1 + 1e-12)
+        front = self._front(lambda cost, lat: lat <= sla)
+        return None if front is None else front[0][0]
+
+    def fastest_within_budget(self) -> np.ndarray | None:
+        """Exact lowest-latency stable worker vector within the budget (None if none)."""
+        budget = self.problem.budget * (1 + 1e-12)
+        front = self._front(lambda cost, lat: cost <= budget)
+        return None if front is None else front[0][-1]
 
     def local_search(self, start: np.ndarray, radius: int, max_steps: int = 10_000) -> np.ndarray:
         """Best-improvement search over the box of neighbours within ``radius`` per stage."""
@@ -602,15 +617,18 @@ def integer_solution(
             load = problem.arrival_rate * (problem.stages[i].a / b[i] + problem.stages[i].c)
             return _allocation(
                 problem, w, b, False, f"stability:{names[i]}",
-                f"stage {names[i]} needs {load:.4g} workers even at the largest batch, "
-                f"more than its bound {int(im.hi[i])}",
+                f"stage {names[i]} offers a load of {load:.4g} workers even at the largest "
+                f"batch; a stable queue needs more workers than its load, and its bound is "
+                f"{int(im.hi[i])}",
                 None, relaxed_obj,
             )  # fmt: skip
     fastest = np.array([int(t.workers[np.argmin(t.latency)]) for t in im.tables])
     min_latency = sum(float(np.min(t.latency)) for t in im.tables)
     if min_latency > problem.sla_s * (1 + 1e-12):
+        within_budget = im.fastest_within_budget()  # closest to the SLA, other limits kept
+        closest = fastest if within_budget is None else within_budget
         return _allocation(
-            problem, fastest, im.batch_for(fastest), False, "sla",
+            problem, closest, im.batch_for(closest), False, "sla",
             f"the lowest latency any allocation reaches is {min_latency * 1e3:.4g} ms, "
             f"above the SLA of {problem.sla} ms",
             None, relaxed_obj,

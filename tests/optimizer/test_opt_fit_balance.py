@@ -11,7 +11,7 @@ import pytest
 from scipy.optimize import nnls
 
 from gpu_engine.cli import main as gpu_engine_main
-from gpu_engine.optimizer.balance import KeyBalancer, jain_index
+from gpu_engine.optimizer.balance import KeyBalancer, jain_index, key_hash
 from gpu_engine.optimizer.fit import OnlineServiceFit, arrival_rate, fit_service_time
 from gpu_engine.optimizer.model import predict
 from gpu_engine.optimizer.problem import Problem, Stage
@@ -136,6 +136,44 @@ def test_metrics_option_errors_name_the_option(
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("seconds", np.nan, "column 'seconds', row 5: nan is not a duration"),
+        ("seconds", np.inf, "column 'seconds', row 5: inf is not a duration"),
+        ("seconds", -1.0, "column 'seconds', row 5: -1.0 is not a duration"),
+        ("time_s", np.nan, "column 'time_s', row 5: nan is not a finite time"),
+        ("stage", None, "column 'stage', row 5: a null stage name"),
+        ("workers", 5000, "column 'workers', row 5: 5000 is more than the 4096 workers"),
+        ("rows", 0, "column 'rows', row 5: 0 is not a positive row count"),
+    ],
+)
+def test_a_bad_metric_value_is_named_by_column_and_row(
+    column: str, value: object, message: str, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """One NaN among 600 timings read as 'measured service time is zero', a null stage
+    as 'no batches to fit', 5000 workers as '<root>: at most 4096 ...'."""
+    _write_metrics(tmp_path / "m")
+    path = tmp_path / "m" / "batches.parquet"
+    frame = pd.read_parquet(path)
+    frame = frame.reset_index(drop=True)
+    frame.loc[5, column] = value
+    frame.to_parquet(path)
+    argv = ["optimize", "--metrics", str(path), "--budget", "2", "--sla", "50ms"]
+    assert gpu_engine_main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_zero_sla_option_is_named_as_the_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write_metrics(tmp_path / "m")
+    argv = ["optimize", "--metrics", str(tmp_path / "m"), "--budget", "2", "--sla", "0ms"]
+    assert gpu_engine_main(argv) == 2
+    assert "argument --sla: sla must be positive" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------- balancing
 
 N_KEYS = 100_000
@@ -215,3 +253,21 @@ def test_split_keys_rotate_and_string_keys_work() -> None:
     got = kb.assign(["hot"] * 40)
     assert set(got.tolist()) == set(reps)
     assert np.bincount(got).max() - np.bincount(got)[np.bincount(got) > 0].min() <= 1
+
+
+def test_a_key_hash_is_its_own_whatever_keys_share_the_call() -> None:
+    """A string key beside integer keys used to switch them all to hashing their text
+    (176 of the keys 0..199 changed worker); 1 and "1" merged; a tuple key was a row."""
+    ints = list(range(200))
+    alone = key_hash(np.array(ints, dtype=np.int64))
+    assert np.array_equal(key_hash(ints), alone)
+    assert np.array_equal(key_hash([*ints, "x", ("eu", 1)])[:200], alone)
+    big = [2**63 - 1, -(2**63), 2**64 - 1, -1]
+    assert np.array_equal(key_hash(big)[:2], key_hash(np.array(big[:2], dtype=np.int64)))
+    assert key_hash(big)[2] == key_hash(big)[3]  # the same 64 bits, as in a uint64 column
+    assert len(set(key_hash([1, "1", 1.0, True, ("1",)]).tolist())) == 5
+    balancer = KeyBalancer(4)
+    composite = [("us", 1), ("eu", 2), ("ap", 3)]
+    assert balancer.placement(composite).shape == (3,)
+    balancer.observe({("us", 1): 5.0, ("eu", 2): 1.0, 1: 3.0, "1": 4.0})
+    assert sorted(balancer._key_load.tolist()) == [1.0, 3.0, 4.0, 5.0]

@@ -155,6 +155,7 @@ def test_infeasible_verdicts_name_the_binding_constraint() -> None:
     assert (a_tight.feasible, a_tight.binding) == (False, "budget")
     assert a_tight.min_cost_for_sla == pytest.approx(ref["min_cost_sla"])
     assert (a_flood.feasible, a_flood.binding) == (False, "stability:aggregate")
+    assert a_flood.reason is not None and "needs more workers than its load" in a_flood.reason
     assert not oracle_exhaustive(too_fast)["feasible"]
     assert (a_fast.feasible, a_fast.binding) == (False, "sla")
 
@@ -304,3 +305,37 @@ def test_integer_phase_never_reports_feasible_problem_infeasible_from_bad_start(
     al = integer_solution(p, np.array([1.0, 1.0, 1.0]))
     ref = oracle_exhaustive(p)
     assert al.feasible and al.cost == pytest.approx(ref["min_cost"])
+
+
+def test_an_unreachable_sla_gives_the_fastest_allocation_within_the_budget() -> None:
+    """The allocation reported for a binding SLA was the fastest one at any cost, over a
+    budget that a slower one kept; now the fastest within the budget (the oracle tries
+    every worker vector)."""
+    rng = np.random.default_rng(11)
+    checked = 0
+    for _ in range(30):
+        stages = [
+            Stage(name=f"s{i}", a=float(rng.uniform(1e-3, 2e-2)), c=float(rng.uniform(0, 1e-5)),
+                  price=float(rng.uniform(0.05, 0.5)), workers=(1, 6), batch=(1, 64))
+            for i in range(3)
+        ]  # fmt: skip
+        problem = Problem(
+            arrival_rate=float(rng.uniform(200, 2000)), budget=float(rng.uniform(0.5, 3)),
+            sla=1, stages=stages,
+        )  # fmt: skip
+        allocation = integer_solution(problem)
+        if allocation.binding != "sla":
+            continue
+        tabs = [oracle_table(problem.arrival_rate, s.a, s.c, 6, 64)[0] for s in stages]
+        prices = [problem.stage_price(i) for i in range(3)]
+        best = math.inf
+        for w in np.ndindex(6, 6, 6):
+            cost = sum(p * (k + 1) for p, k in zip(prices, w, strict=True))
+            if cost <= problem.budget * (1 + 1e-12):
+                best = min(best, sum(t[k] for t, k in zip(tabs, w, strict=True)))
+        if math.isinf(best):  # nothing stable within the budget: the fastest is reported
+            continue
+        assert allocation.cost <= problem.budget * (1 + 1e-12)
+        assert allocation.latency_s == pytest.approx(best, rel=1e-9)
+        checked += 1
+    assert checked >= 5
