@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 
 from gpu_engine.backend import select_backend
 from gpu_engine.batching import Batch, MicroBatcher, own_buffers
-from gpu_engine.config.models import EngineConfig, WindowSpec
+from gpu_engine.config.models import EngineConfig, FieldSpec, WindowSpec
 from gpu_engine.errors import EngineError
 from gpu_engine.intake import Intake, Pushed
 from gpu_engine.io.frames import to_arrow
@@ -152,6 +152,18 @@ def _flush(sink: Sink) -> None:
         flush()
 
 
+def _as_aggregated(fields: dict[str, FieldSpec], mode: str) -> dict[str, FieldSpec]:
+    """The fields as the windows see their values: with validation ``off`` a float
+    field's NaN passes whatever its ``allow_nan`` says (min and max must skip it)."""
+    if mode != "off":
+        return fields
+    floats = ("float32", "float64")
+    return {
+        name: spec.model_copy(update={"allow_nan": True}) if spec.type in floats else spec
+        for name, spec in fields.items()
+    }
+
+
 def default_workers(batch_rows: int, cores: int | None = None) -> int:
     """One worker per ``ROWS_PER_WORKER`` rows of a batch, at most one per core.
 
@@ -217,11 +229,13 @@ class Engine:
         )
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="tiktoktoe-worker")
 
+        fields = _as_aggregated(schema.fields, config.validation.mode)
+
         def build(spec: WindowSpec) -> WindowOperator | ShardedWindows:
             if self.workers == 1 or not spec.keys:
-                return make_operator(spec, schema.fields, key_types, time_type, self.backend)
+                return make_operator(spec, fields, key_types, time_type, self.backend)
             shards = [
-                make_operator(spec, schema.fields, key_types, time_type, self.backend)
+                make_operator(spec, fields, key_types, time_type, self.backend)
                 for _ in range(self.workers)
             ]
             return ShardedWindows(shards, self._pool, config.key_balancing == "adaptive")

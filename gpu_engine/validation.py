@@ -363,6 +363,9 @@ class Validator:
         mode = self.config.mode
         lo, hi = self._bounds(name, spec)
         allowed = np.asarray(spec.allowed, dtype=np.float64) if spec.allowed else _EMPTY_F8
+        if spec.type == "float32":  # compared as the column's type: 0.1 is float32 0.1
+            lo, hi = float(np.float32(lo)), float(np.float32(hi))
+            allowed = allowed.astype(np.float32).astype(np.float64)
         reason_codes.check_numeric(
             values, is_null, failed, index, spec.nullable, spec.allow_nan or mode == "off",
             mode == "strict" or name == self.schema.time, lo, hi, allowed,

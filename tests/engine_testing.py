@@ -155,6 +155,51 @@ def nan_where_case(backend: str) -> tuple[list[list[int]], list[int]]:
     return window_frame(sink)[["n", "nans", "nan_or_1"]].values.tolist(), expected
 
 
+
+def nan_min_max_case(
+    window: dict[str, Any], backend: str, n: int = 3000
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``min``/``max`` of an ``allow_nan`` float field skip NaN: the engine's windows and
+    numpy's ``nanmin``/``nanmax`` per key and window (null where a window holds NaN or
+    null only; they gave +inf / -inf). Random data with many NaNs, some infinities, and
+    keys whose values are all NaN; tumbling or session ``window`` (the simulator suite
+    runs it on ``backend: cuda``)."""
+    rng = np.random.default_rng(12)
+    fields = {**BASE_FIELDS, "x": {"type": "float64", "nullable": True, "allow_nan": True},
+              "y": {"type": "float32", "nullable": True, "allow_nan": True}}  # fmt: skip
+    aggs = [{"name": "n", "op": "count"},
+            {"name": "x_min", "op": "min", "column": "x"},
+            {"name": "x_max", "op": "max", "column": "x"},
+            {"name": "y_max", "op": "max", "column": "y", "where": {"e": [0, 1]}},
+            {"name": "x_p50", "op": "quantile", "column": "x", "q": 0.5}]  # fmt: skip
+    frame = random_events(rng, n, n_keys=40, span_ms=20_000, null_share=0.0)
+    x = rng.normal(0, 10, n)
+    x[rng.random(n) < 0.5] = np.nan
+    x[rng.random(n) < 0.02] = np.inf
+    x[frame["k"].to_numpy() % 7 == 0] = np.nan  # keys with NaN only
+    y = rng.normal(0, 10, n).astype(np.float32)
+    y[rng.random(n) < 0.6] = np.nan
+    is_null = rng.random(n) < 0.05
+    table = pa.Table.from_pandas(frame.drop(columns=["x"]), preserve_index=False)
+    table = table.append_column("x", pa.array(x, mask=is_null))
+    table = table.append_column("y", pa.array(y, type=pa.float32()))
+    config = make_config({**window, "keys": ["k"], "aggregations": aggs},
+                         schema={"time": "t", "fields": fields}, backend=backend)  # fmt: skip
+    sink, summary = run_engine(config, table)
+    assert summary["events"]["valid"] == n
+    got = window_frame(sink)
+    if window["type"] != "tumbling":  # sessions: the caller compares backends
+        got = got.sort_values(["k", "window_start"]).reset_index(drop=True)
+        return got, got
+    data = table.to_pandas()
+    data["window_start"] = data["t"] // window["size"] * window["size"]
+    data["y_kept"] = data["y"].where(data["e"].isin([0, 1]))
+    expected = data.groupby(["k", "window_start"]).agg(
+        n=("t", "size"), x_min=("x", "min"), x_max=("x", "max"), y_max=("y_kept", "max")
+    )  # pandas skips NaN and null alike, and gives NaN for none left
+    got = got.set_index(["k", "window_start"]).sort_index()
+    return got[["n", "x_min", "x_max", "y_max"]], expected.sort_index()
+
 def big_integers_case(window: dict[str, Any], backend: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``min``, ``max`` and ``sum`` of int64 values past 2^53 are exact, and ``mean`` does
     not wrap where the sum does: (what the engine gave, what Python's integers give) per

@@ -11,6 +11,7 @@ from engine_testing import (
     big_integers_case,
     huge_moments_case,
     make_config,
+    nan_min_max_case,
     nan_where_case,
     random_events,
     run_engine,
@@ -19,7 +20,7 @@ from engine_testing import (
 )
 
 from gpu_engine.engine import Engine
-from gpu_engine.errors import EngineError
+from gpu_engine.errors import ConfigError, EngineError, InputError
 from gpu_engine.io.sinks import CallbackSink, MemorySink
 
 
@@ -414,3 +415,59 @@ def test_a_float_column_beside_an_integer_extreme_is_not_cast_to_int64() -> None
     out = window_frame(sink)
     assert out["u_min"].tolist() == [int(frame["u"].min())]
     assert out["x_max"].tolist() == [np.nanmax(x)]
+
+
+def test_min_and_max_skip_nan_and_give_null_for_nan_only() -> None:
+    got, expected = nan_min_max_case({"type": "tumbling", "size": 1000}, "cpu")
+    assert (got["x_min"].isna() == expected["x_min"].isna()).all()
+    assert expected["x_min"].isna().any() and np.isinf(expected["x_min"]).any()
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+
+
+def test_float32_where_allowed_and_bounds_compare_as_float32() -> None:
+    """``allowed: [0.1]`` quarantined a float32 0.1 (compared as float64) and ``max: 0.1``
+    too, while ``where: {w: 0.1}`` matched it; ``where`` values an exact Arrow cast
+    refuses (2^24 + 1 on float32, 2^53 + 1 on float64) crashed the first batch. Now all
+    compare as the column's type, as numpy does (``w == np.float32(value)``)."""
+    fields = {**BASE_FIELDS, "w": {"type": "float32", "allowed": [0.1, 0.5, 16777216.0]},
+              "v": {"type": "float32", "min": 0.1, "max": 0.3},
+              "x": {"type": "float64", "nullable": True}}  # fmt: skip
+    aggs = [{"name": "n", "op": "count"},
+            {"name": "tenth", "op": "count", "where": {"w": 0.1}},
+            {"name": "big32", "op": "count", "where": {"w": 16777217}},
+            {"name": "big64", "op": "count", "where": {"x": 2**53 + 1}}]  # fmt: skip
+    frame = random_events(np.random.default_rng(2), 6, n_keys=1, span_ms=900, null_share=0.0)
+    w = np.array([0.1, 0.1, 0.5, 16777216.0, 0.5, 0.1], dtype=np.float32)
+    v = np.array([0.1, 0.3, 0.2, 0.1, 0.3, 0.2], dtype=np.float32)
+    frame["w"], frame["v"] = w, v
+    frame["x"] = [2.0**53, 1.0, 2.0**53, 0.0, 1.0, 1.0]
+    config = make_config({"type": "tumbling", "size": 1000, "aggregations": aggs},
+                         schema={"time": "t", "fields": fields})  # fmt: skip
+    sink, summary = run_engine(config, frame)
+    assert summary["events"]["quarantined"] == 0
+    out = window_frame(sink)
+    expected = [6, int((w == np.float32(0.1)).sum()), int((w == np.float32(16777217)).sum()),
+                int((frame["x"].to_numpy() == np.float64(2**53 + 1)).sum())]  # fmt: skip
+    assert out[["n", "tenth", "big32", "big64"]].values.tolist() == [expected] == [[6, 3, 1, 2]]
+
+
+def test_a_where_value_that_float32_makes_zero_is_refused_at_load() -> None:
+    fields = {**BASE_FIELDS, "w": {"type": "float32"}}
+    aggs = [{"name": "tiny", "op": "count", "where": {"w": 1e-50}}]
+    with pytest.raises(ConfigError, match=r"where\.w: 1e-50 is 0\.0 as a float32"):
+        make_config({"type": "tumbling", "size": 1000, "aggregations": aggs},
+                    schema={"time": "t", "fields": fields})  # fmt: skip
+
+
+def test_a_frame_naming_a_column_twice_is_refused_before_it_is_counted() -> None:
+    """It was buffered, then broke every later flush and close (Arrow cannot join it)."""
+    engine = Engine(make_config(SLIDING), sinks=[MemorySink()])
+    frame = random_events(np.random.default_rng(1), 4)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    doubled = table.append_column("x", table.column("x"))
+    for pushed in (doubled, doubled.to_batches()[0], frame.rename(columns={"u": "x"})):
+        with pytest.raises(InputError, match=r"names column\(s\) \['x'\] more than once"):
+            engine.push(pushed)
+    assert engine.summary()["events"]["in"] == 0
+    engine.push(frame)
+    assert engine.close()["events"]["in"] == 4

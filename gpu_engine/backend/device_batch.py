@@ -27,6 +27,7 @@ Imported only by the backend, only when CUDA is selected.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -44,6 +45,7 @@ from gpu_engine.windows.aggregations import (
     host_sketch_keys,
     numbers,
     value_in,
+    wanted_as,
 )
 from gpu_engine.windows.keys import KeyEncoder
 from kernels import validate as codes
@@ -338,13 +340,16 @@ class DeviceColumns:
         arrow_type = self.frame.arrow_types[name]
         if not isinstance(column, DeviceColumn):
             return as_device(np.asarray(value_in(column, wanted, arrow_type), dtype=np.uint8))
-        wanted_values = pa.array(wanted).cast(arrow_type)  # the host path's cast (and errors)
+        wanted_values = wanted_as(wanted, arrow_type)  # the host path's cast (and errors)
         wanted_np = wanted_values.to_numpy(zero_copy_only=False).astype(column.values.dtype)
         hit = ingest.isin(column.values, wanted_np)
         return hit if column.is_null is None else ingest.both(hit, column.is_null, negate_b=True)
 
     def both(self, a: Any, b: Any) -> Any:
         return ingest.both(a, b)
+
+    def not_nan(self, name: str) -> Any:
+        return ingest.not_flags(self.isin(name, [math.nan]))  # isin: any NaN is NaN
 
     def rows_of(self, mask: Any) -> Any:
         """An event index aligned with the rows: row ``i``, or -1 where ``mask`` is unset.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
+import numpy as np
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -69,7 +70,8 @@ def value_problem(field_type: str, value: Scalar) -> str | None:
     """Why ``value`` can never equal a value of a ``field_type`` column (None if it can).
 
     Checked at load, because the engine casts ``where`` and ``allowed`` values to the
-    column's type only when the first batch arrives, and fails there.
+    column's type only when the first batch arrives, and fails there. A number for a
+    float field is rounded to its type (0.1 is float32 0.1), unless that makes it zero.
     """
     shown = str(value).lower() if isinstance(value, bool) else repr(value)  # as in YAML
     wrong = f"{shown} is not of type {field_type}"
@@ -84,6 +86,8 @@ def value_problem(field_type: str, value: Scalar) -> str | None:
     if field_type in FLOAT_TYPES:
         if field_type == "float32" and abs(value) > FLOAT32_MAX:
             return f"{value!r} does not fit float32"
+        if field_type == "float32" and value != 0 and np.float32(value) == 0:
+            return f"{value!r} is 0.0 as a float32, so it would match zeros"
         return None
     if isinstance(value, float) and not value.is_integer():
         return f"{value!r} is not a whole number, as {field_type} needs"

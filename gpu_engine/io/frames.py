@@ -20,7 +20,25 @@ def to_arrow(frame: Any) -> pa.Table:
     """A pyarrow Table of ``frame``: Arrow input as it is (its buffers are immutable),
     other frames in buffers of their own. Arrow would share the memory of numpy arrays
     and pandas columns, which the caller may refill or edit once its push has returned,
-    while the engine still holds the rows (waiting for a batch, or queued)."""
+    while the engine still holds the rows (waiting for a batch, or queued).
+
+    A frame that names a column twice is refused: which of the two is meant is unknown,
+    and Arrow could not join its rows to a batch's later."""
+    if isinstance(frame, pa.Table | pa.RecordBatch):
+        names = [str(name) for name in frame.column_names]
+    elif isinstance(frame, Mapping):
+        names = []  # its keys are unique
+    else:  # pandas or cuDF
+        names = [str(name) for name in getattr(frame, "columns", ())]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise InputError(
+            f"the pushed frame names column(s) {twice} more than once: which is meant is unknown"
+        )
+    return _as_arrow(frame)
+
+
+def _as_arrow(frame: Any) -> pa.Table:
     if isinstance(frame, pa.Table):
         return frame
     if isinstance(frame, pa.RecordBatch):

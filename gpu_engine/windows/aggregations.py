@@ -111,6 +111,16 @@ class AggregationPlan:
         int_mean = self.is_int & (self.ops == OP_CODES["mean"])
         self.needs_int = bool(np.any(self.exact_int | int_mean))
         self.sketch_aggs = [a for a, op in enumerate(self.ops) if op in (QUANTILE, DISTINCT)]
+        # min and max skip NaN: a NaN row takes no part in them, so a window whose values
+        # are all NaN gives null, as one whose values are all null does (not the kernels'
+        # starting +inf / -inf). Only where NaN can pass validation (allow_nan).
+        self.skips_nan = [
+            op in (MIN, MAX)
+            and spec.column is not None
+            and fields[spec.column].type in ("float32", "float64")
+            and fields[spec.column].allow_nan
+            for spec, op in zip(specs, self.ops, strict=True)
+        ]
         # State columns the generated combine kernels read (see kernels.specialize).
         self.combine_reads = {"ist"}
         if self.needs_int:
@@ -132,7 +142,7 @@ class AggregationPlan:
         """Kernel inputs from the columns of one batch, on the host or on a device."""
         fcols, icols = source.value_rows(self.value_columns, self.needs_int)
         mask_rows: list[Any] = []
-        mask_keys: dict[tuple[str | None, str], int] = {}
+        mask_keys: dict[tuple[str | None, str, bool], int] = {}
         mask_of = np.full(len(self.specs), -1, dtype=np.int64)
         sketch_inputs = []
         # Sketches of one column, filter and kind (p50 and p99 of one column) share their
@@ -145,8 +155,12 @@ class AggregationPlan:
             for name, value in (spec.where or {}).items():
                 hit = source.isin(name, value if isinstance(value, list) else [value])
                 mask = hit if mask is None else source.both(mask, hit)
+            if self.skips_nan[a]:
+                assert column is not None
+                number = source.not_nan(column)
+                mask = number if mask is None else source.both(mask, number)
             if mask is not None:
-                key = (column, where)
+                key = (column, where, self.skips_nan[a])
                 if key not in mask_keys:
                     mask_keys[key] = len(mask_rows)
                     mask_rows.append(mask)
@@ -249,6 +263,10 @@ class ColumnSource(Protocol):
 
     def both(self, a: Any, b: Any) -> Any: ...
 
+    def not_nan(self, name: str) -> Any:
+        """Mask of the rows of float column ``name`` that are not NaN (nulls: either)."""
+        ...
+
     def rows_of(self, mask: Any) -> Any:
         """Row numbers of the set rows of ``mask`` (None: all rows); a device source may keep
         every row instead, with -1 where ``mask`` is unset, which the sketches skip."""
@@ -299,6 +317,9 @@ class ArrowColumns:
     def both(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return a & b
 
+    def not_nan(self, name: str) -> np.ndarray:
+        return ~np.isnan(numbers(self.table.column(name)).astype(np.float64))
+
     def rows_of(self, mask: np.ndarray | None) -> np.ndarray:
         return np.flatnonzero(mask) if mask is not None else np.arange(self.num_rows)
 
@@ -325,10 +346,20 @@ def value_in(column: Any, wanted: list[Any], arrow_type: pa.DataType) -> np.ndar
     """Where a host column's values are among ``wanted`` (cast to ``arrow_type``); False
     where null. Floats compare by value, so -0.0 is 0, and any NaN matches a wanted NaN,
     whatever its sign or payload (Arrow's ``is_in`` compares bits), as on the device."""
-    value_set = pa.array(wanted).cast(arrow_type)
+    value_set = wanted_as(wanted, arrow_type)
     if pa.types.is_floating(arrow_type):
         column, value_set = _by_value(column), _by_value(value_set)
     return numbers(pc.is_in(column, value_set=value_set), fill=False)
+
+
+def wanted_as(wanted: list[Any], arrow_type: pa.DataType) -> pa.Array:
+    """``where`` values as ``arrow_type``. Numbers for a float column are rounded to it
+    as numpy and pandas do (0.1 on a float32 field is float32 0.1; an integer past 2^53
+    on a float64 one its nearest double), not refused by Arrow's exact cast."""
+    if pa.types.is_floating(arrow_type):
+        values = np.asarray(wanted, dtype=np.float64).astype(arrow_type.to_pandas_dtype())
+        return pa.array(values, arrow_type)
+    return pa.array(wanted).cast(arrow_type)
 
 
 def _by_value(floats: Any) -> Any:

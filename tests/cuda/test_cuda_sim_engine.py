@@ -24,6 +24,7 @@ from engine_testing import (  # noqa: E402
     dictionary_chunks_case,
     huge_moments_case,
     make_config,
+    nan_min_max_case,
     nan_where_case,
     random_events,
     run_engine,
@@ -189,6 +190,18 @@ def test_sketches_of_columns_cast_on_the_host_match_the_cpu() -> None:
 def test_where_nan_matches_every_nan_on_the_device() -> None:
     got, expected = nan_where_case("cuda")
     assert got == [expected] == [[8, 4, 5]]
+
+
+def test_min_and_max_skip_nan_on_the_device() -> None:
+    """A window of NaN only gives null, not the kernels' starting +inf / -inf."""
+    got, expected = nan_min_max_case({"type": "tumbling", "size": 1000}, "cuda", n=300)
+    assert expected["x_min"].isna().any()
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+    session = {"type": "session", "gap": 300}
+    cpu, _ = nan_min_max_case(session, "cpu", n=300)
+    gpu, _ = nan_min_max_case(session, "cuda", n=300)
+    assert cpu["x_min"].isna().any()
+    pd.testing.assert_frame_equal(gpu, cpu)
 
 
 def test_cuda_top_k_matches_cpu() -> None:
