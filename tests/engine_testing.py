@@ -155,7 +155,6 @@ def nan_where_case(backend: str) -> tuple[list[list[int]], list[int]]:
     return window_frame(sink)[["n", "nans", "nan_or_1"]].values.tolist(), expected
 
 
-
 def nan_min_max_case(
     window: dict[str, Any], backend: str, n: int = 3000
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -199,6 +198,7 @@ def nan_min_max_case(
     )  # pandas skips NaN and null alike, and gives NaN for none left
     got = got.set_index(["k", "window_start"]).sort_index()
     return got[["n", "x_min", "x_max", "y_max"]], expected.sort_index()
+
 
 def big_integers_case(window: dict[str, Any], backend: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``min``, ``max`` and ``sum`` of int64 values past 2^53 are exact, and ``mean`` does
