@@ -72,6 +72,11 @@ def _serialised(
             self._in_call, self._call_thread = True, threading.get_ident()
             try:
                 result = method(self, *args, **kwargs)
+            except BaseException as error:  # its own error: the sink's goes with it
+                if self._failed_output is not None:
+                    error.add_note(f"a sink or listener also raised: {self._failed_output!r}")
+                    self._failed_output = None
+                raise
             finally:
                 self._in_call, self._call_thread = False, None
                 self._settle()
@@ -410,7 +415,7 @@ class Engine:
                 finish()
             except Exception as error:  # each must run
                 failures.append(error)
-        if failures:
+        if failures:  # ``close`` aborts: every sink closed again, with a failed summary
             raise failures[0]
         self.summary_data = summary
         return summary

@@ -471,3 +471,23 @@ def test_a_frame_naming_a_column_twice_is_refused_before_it_is_counted() -> None
     assert engine.summary()["events"]["in"] == 0
     engine.push(frame)
     assert engine.close()["events"]["in"] == 4
+
+
+def test_an_arrow_stream_naming_a_column_twice_is_refused_too() -> None:
+    engine = Engine(make_config(SLIDING), sinks=[MemorySink()])
+    table = pa.Table.from_pandas(random_events(np.random.default_rng(1), 4), preserve_index=False)
+    doubled = table.append_column("x", table.column("x"))
+    reader = pa.RecordBatchReader.from_batches(doubled.schema, doubled.to_batches())
+    with pytest.raises(InputError, match=r"names column\(s\) \['x'\] more than once"):
+        engine.push(reader)
+    assert engine.close()["events"]["in"] == 0
+
+
+@pytest.mark.parametrize(("bound", "message"), [
+    ({"min": 1e-50}, r"min 1e-50 is 0\.0 as a float32"),
+    ({"max": 1e39}, r"max 1e\+39 does not fit float32"),
+])  # fmt: skip
+def test_float32_bounds_that_float32_cannot_hold_are_refused(bound, message) -> None:
+    fields = {**BASE_FIELDS, "w": {"type": "float32", "allow_nan": True, **bound}}
+    with pytest.raises(ConfigError, match=message):
+        make_config(SLIDING, schema={"time": "t", "fields": fields})

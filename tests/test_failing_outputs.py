@@ -134,3 +134,45 @@ def test_a_sink_failing_in_the_background_stops_the_run_accounted() -> None:
     assert summary is not None and summary["failed"] is True and summary["accounted"]
     events = summary["events"]
     assert events["in"] == events["valid"] + events["quarantined"] + events["late"]
+
+
+def test_an_output_error_goes_with_the_calls_own_error_and_no_further() -> None:
+    """A listener failed on batch 1 and batch 2 of the same push failed validation
+    (``on_error: fail``): the push raised the validation error, and the listener's
+    error, left pending, was raised by the next call that had nothing to do with it."""
+    from gpu_engine.errors import EngineError
+
+    def listener(report: BatchReport) -> None:
+        raise RuntimeError("listener broke")
+
+    config = make_config(
+        WINDOW, batching={"max_rows": 100}, validation={"mode": "strict", "on_error": "fail"}
+    )
+    engine = Engine(config, sinks=[MemorySink()], listeners=[listener])
+    frame = _events(200)
+    frame["e"] = 1
+    frame.loc[150, "e"] = 9  # batch 2 fails
+    with pytest.raises(EngineError) as raised:
+        engine.push(frame)
+    assert any("listener broke" in note for note in raised.value.__notes__)
+    engine.poll()  # nothing pending any more
+    engine.abort(RuntimeError("stop"))
+
+
+def test_a_sink_whose_own_close_raises_leaves_every_sink_a_failed_summary_last() -> None:
+    """The run then failed: a sink closed before the failing one is closed again, so
+    the last summary every sink gets says so (``CallbackSink`` documents the second
+    call)."""
+    summaries: list[dict[str, Any]] = []
+
+    class BrokenClose(MemorySink):
+        def close(self, summary: dict[str, Any]) -> None:
+            raise OSError("disk full")
+
+    good = CallbackSink(lambda name, frame: None, on_close=summaries.append)
+    engine = Engine(make_config(WINDOW), sinks=[good, BrokenClose()])
+    engine.push(_events(50))
+    with pytest.raises(OSError, match="disk full"):
+        engine.close()
+    assert [s.get("failed", False) for s in summaries] == [False, True]
+    assert summaries[-1]["error"] == "disk full" and summaries[-1]["events"]["in"] == 50

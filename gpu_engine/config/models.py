@@ -87,7 +87,7 @@ def value_problem(field_type: str, value: Scalar) -> str | None:
         if field_type == "float32" and abs(value) > FLOAT32_MAX:
             return f"{value!r} does not fit float32"
         if field_type == "float32" and value != 0 and np.float32(value) == 0:
-            return f"{value!r} is 0.0 as a float32, so it would match zeros"
+            return f"{value!r} is 0.0 as a float32 (values are compared as the field's type)"
         return None
     if isinstance(value, float) and not value.is_integer():
         return f"{value!r} is not a whole number, as {field_type} needs"
@@ -168,6 +168,11 @@ class FieldSpec(_Strict):
             raise ValueError(f"min/max need a numeric type, not {self.type}")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min {self.min} is above max {self.max}")
+        if self.type == "float32":  # bounds are compared as float32: they must be one
+            for which, bound in (("min", self.min), ("max", self.max)):
+                problem = None if bound is None else value_problem("float32", bound)
+                if problem is not None:
+                    raise ValueError(f"{which} {problem}")
         if self.allow_nan and self.type not in FLOAT_TYPES:
             raise ValueError(f"allow_nan applies to float fields only, not {self.type}")
         if self.tz is not None:

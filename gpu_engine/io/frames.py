@@ -24,18 +24,20 @@ def to_arrow(frame: Any) -> pa.Table:
 
     A frame that names a column twice is refused: which of the two is meant is unknown,
     and Arrow could not join its rows to a batch's later."""
-    if isinstance(frame, pa.Table | pa.RecordBatch):
-        names = [str(name) for name in frame.column_names]
-    elif isinstance(frame, Mapping):
-        names = []  # its keys are unique
-    else:  # pandas or cuDF
-        names = [str(name) for name in getattr(frame, "columns", ())]
+    if not isinstance(frame, pa.Table | pa.RecordBatch | Mapping):  # pandas, cuDF
+        _refuse_repeated_names(getattr(frame, "columns", ()))  # before pandas refuses them
+    table = _as_arrow(frame)
+    _refuse_repeated_names(table.column_names)  # Arrow tables, batches and streams
+    return table
+
+
+def _refuse_repeated_names(columns: Any) -> None:
+    names = [str(name) for name in columns]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
         raise InputError(
             f"the pushed frame names column(s) {twice} more than once: which is meant is unknown"
         )
-    return _as_arrow(frame)
 
 
 def _as_arrow(frame: Any) -> pa.Table:

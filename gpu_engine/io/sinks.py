@@ -199,7 +199,8 @@ class CallbackSink:
     The other outputs go to their own callbacks where given: ``on_quarantine(frame)``,
     ``on_late(name, frame)``, ``on_dead_letter(frame)`` (a batch that could not be
     processed: ``_source``, ``_row``, ``_error``, ``_values``) and ``on_close(summary)``
-    (the run's summary, also after ``abort``, then marked failed). ``frame`` picks what
+    (the run's summary, also after ``abort``, then marked failed; called a second time,
+    with the failed summary, when another sink's close raised). ``frame`` picks what
     the callbacks receive: Arrow tables (default), pandas frames, cuDF frames, or
     ``auto`` (cuDF when installed, else Arrow).
     """

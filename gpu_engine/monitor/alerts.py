@@ -5,8 +5,8 @@ alert pending (or firing at once with ``for: 0``); it fires once the condition
 has held for ``for`` (counted in whole evaluation intervals, so at most
 ``for`` plus one interval after the condition starts). A firing alert resolves
 only once the condition has been false for ``keep_firing_for``, counted from the
-first evaluation that found it false (hysteresis against flapping; a true
-evaluation in between starts the count again). A resolved alert whose condition
+first evaluation that found it false, as Prometheus does (hysteresis against
+flapping; a true evaluation in between starts the count again). A resolved alert whose condition
 returns starts a new episode (pending again).
 """
 
@@ -87,7 +87,7 @@ class Alert:
         The condition is first seen up to one interval after it starts to hold;
         counting ``for`` in whole intervals keeps firing at most ``for`` plus one
         interval after onset, and equals Prometheus when ``for`` is a multiple
-        of the interval (``keep_firing_for`` likewise).
+        of the interval.
         """
         if self.interval_s <= 0:
             return seconds
@@ -123,8 +123,9 @@ class Alert:
         elif self.state is AlertState.FIRING:
             if self.false_since is None:
                 self.false_since = now
+            slack = 0.05 * self.interval_s  # evaluations come a little early or late
             if self.keep_firing_for_s <= 0 or (
-                now - self.false_since >= self._due(self.keep_firing_for_s)
+                now - self.false_since >= self.keep_firing_for_s - slack
             ):
                 self.state = AlertState.RESOLVED
                 self.resolved_at = now

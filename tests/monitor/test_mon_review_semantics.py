@@ -17,7 +17,7 @@ from gpu_engine.monitor.sampler import Sampler
 from gpu_engine.monitor.series import matches, parse_selector
 
 
-def _prometheus_states(truth: list[bool], for_s: int, keep_s: int) -> list[str]:
+def _prometheus_states(truth: list[bool], for_s: int, keep_s: float) -> list[str]:
     """Prometheus' alerting state machine (rules/alerting.go), one evaluation a second:
     a firing alert keeps firing while ``ts - KeepFiringSince < keep_firing_for``, where
     KeepFiringSince is the first false evaluation (reset by a true one)."""
@@ -39,9 +39,9 @@ def _prometheus_states(truth: list[bool], for_s: int, keep_s: int) -> list[str]:
     return out
 
 
-def _monitor_states(truth: list[bool], for_s: int, keep_s: int) -> list[str]:
+def _monitor_states(truth: list[bool], for_s: int, keep_s: float) -> list[str]:
     rule = {"name": "R", "kind": "threshold", "expr": "m > 0", "for": f"{for_s}s"}
-    config = {"rules": [{**rule, "keep_firing_for": f"{keep_s}s"}]}
+    config = {"rules": [{**rule, "keep_firing_for": f"{round(keep_s * 1000)}ms"}]}
     source = ReplaySource(lambda t: {"m": 1.0 if truth[int(t)] else 0.0})
     mon = Monitor(MonitorConfig.model_validate(config), None, metrics=source, clock=lambda: 0.0)
     states = []
@@ -59,7 +59,8 @@ def test_alert_states_equal_prometheus_on_random_conditions() -> None:
         rng = np.random.default_rng(5)
         for _ in range(120):
             truth = [bool(x) for x in rng.random(40) < rng.uniform(0.2, 0.9)]
-            for_s, keep_s = (int(x) for x in rng.integers(0, 5, size=2))
+            for_s = int(rng.integers(0, 5))
+            keep_s = float(rng.choice([0, 0.5, 1, 1.5, 2, 2.5, 3, 4]))  # under an interval too
             expected = _prometheus_states(truth, for_s, keep_s)
             assert _monitor_states(truth, for_s, keep_s) == expected, (truth, for_s, keep_s)
         flapping = [True, False] * 6
