@@ -92,6 +92,27 @@ def test_out_that_is_a_file_is_refused(tmp_path, capsys) -> None:
     assert target.read_bytes() == b"not a folder"
 
 
+@pytest.mark.parametrize("given", ["missing.parquet", "events.txt", "empty-folder"])
+def test_a_bad_input_path_is_refused_before_out_is_touched(tmp_path, capsys, given) -> None:
+    """With --overwrite, a mistyped --input removed the earlier results and then failed;
+    without it, it left a failed summary.json that refused the next, right run."""
+    out = tmp_path / "d"
+    assert main([*RUN, "--bad-fraction", "0.02", "--out", str(out)]) == 0
+    before = sorted(p.name for p in out.iterdir())
+    (tmp_path / "events.txt").write_text("t\n1\n")
+    (tmp_path / "empty-folder").mkdir()
+    for extra in ([], ["--overwrite"]):
+        argv = ["run", "--no-progress", "--input", str(tmp_path / given), "--out", str(out)]
+        assert main([*argv, *extra]) == 2
+        assert str(tmp_path / given) in capsys.readouterr().err
+        assert sorted(p.name for p in out.iterdir()) == before
+        assert json.loads((out / "summary.json").read_text())["events"]["in"] == 3000
+    fresh = tmp_path / "fresh"
+    argv = ["run", "--no-progress", "--input", str(tmp_path / given), "--out", str(fresh)]
+    assert main(argv) == 2
+    assert not fresh.exists()
+
+
 def test_earlier_results_are_kept_unless_overwrite(tmp_path, capsys) -> None:
     out = tmp_path / "d"
     assert main([*RUN, "--bad-fraction", "0.02", "--out", str(out)]) == 0

@@ -125,7 +125,7 @@ def test_integer_text_with_a_zero_fraction_is_the_integer_exactly() -> None:
     assert values == [2**53 + 1, 2**62 + 1, -7, 12, 0] and not any(failed)
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".jsonl", "-mixed.jsonl"])
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", "-mixed.jsonl", "-float.jsonl"])
 def test_big_integer_keys_from_text_files_match_pandas(tmp_path, suffix) -> None:
     rng = np.random.default_rng(7)
     n = 400
@@ -140,6 +140,10 @@ def test_big_integer_keys_from_text_files_match_pandas(tmp_path, suffix) -> None
         lines = [json.dumps({"t": int(t), "user": int(u)}) for t, u in frame.itertuples(False)]
         if suffix == "-mixed.jsonl":  # a text value: the file is read line by line, as text
             lines.append(json.dumps({"t": "late", "user": 1}))
+        if suffix == "-float.jsonl":  # one user written 5.0: Arrow read the column as float64
+            t, _ = frame.iloc[0]
+            lines[0] = json.dumps({"t": int(t), "user": 5.0})
+            frame.loc[0, "user"] = 5
         path.write_text("\n".join(lines) + "\n")
     config = _config({"t": {"type": "int64"}, "user": {"type": "int64", "min": 0}}, keys=["user"])
     sink, summary = _run_file(path, config)

@@ -24,6 +24,7 @@ from gpu_engine.commands.startup import lighten_startup
 from gpu_engine.config import load_config
 from gpu_engine.errors import EngineError
 from gpu_engine.io.sinks import ParquetSink
+from gpu_engine.io.sources import input_files
 from gpu_engine.monitor import load_monitor_config
 from gpu_engine.monitor.live import render
 from gpu_engine.monitor.monitor import ACKS_FILE, ACTIONS_FILE, ALERTS_FILE, METRICS_DIR
@@ -118,6 +119,8 @@ def _run(args: argparse.Namespace) -> int:
         config = load_config(args.config or default_config_path())
         if args.backend:
             config = config.model_copy(update={"backend": args.backend})
+        if args.input:  # before --out is touched: a mistyped path removes no results
+            input_files(Path(args.input))
         check_out(out, args.overwrite)
         spec = None if args.input else spec_from_args(args)
         if spec is not None:  # live data: event times end now, so end-to-end latency is real

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
@@ -30,16 +31,18 @@ _SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "
 _SHOWN = 200  # characters of a bad line quoted in its reason
 
 
-def _files(path: Path) -> list[Path]:
+def input_files(path: Path) -> list[Path]:
+    """The files an input path names (a file, or the event files of a folder); an
+    ``InputError`` that says why where there are none (checked before a run starts)."""
     if path.is_dir():
         files = sorted(p for p in _walk(path) if p.suffix.lower() in _SUFFIXES)
         if not files:
-            raise InputError(f"{path}: no .parquet, .csv or .jsonl files in this directory")
+            raise InputError(f"{path}: no {', '.join(_SUFFIXES)} files in this directory")
         return files
     if not path.exists():
         raise InputError(f"{path}: no such file or directory")
     if path.suffix.lower() not in _SUFFIXES:
-        raise InputError(f"{path}: unknown format; use .parquet, .csv or .jsonl")
+        raise InputError(f"{path}: unknown format; use {', '.join(_SUFFIXES)} (Parquet, CSV, JSON)")
     return [path]
 
 
@@ -59,7 +62,7 @@ def _walk(folder: Path) -> Iterator[Path]:
 
 def read_batches(path: str | Path, batch_rows: int, columns: list[str]) -> Iterator[SourceBatch]:
     """Batches of at most ``batch_rows`` rows from a file or a directory of files."""
-    for file in _files(Path(path)):
+    for file in input_files(Path(path)):
         kind = _SUFFIXES[file.suffix.lower()]
         reader = {"parquet": _parquet, "csv": _csv, "json": _json}[kind]
         row = 0
@@ -313,7 +316,9 @@ def _json(file: Path, batch_rows: int, columns: list[str]) -> Iterator[pa.Table]
     Arrow reads well-formed lines with their types. A file it cannot read (a column of
     mixed types, a line that is not an object or not JSON) is read line by line here,
     every value as text for the validator to parse (and quarantine), each bad line an
-    unreadable row in its place.
+    unreadable row in its place. So is a file where Arrow made a column of numbers
+    float64 (one line wrote ``1.0``) and a value reaches 2^53: float64 may have rounded
+    it, and an integer field must get it exactly.
     """
     items = _json_array(file) if _first_byte(file) == b"[" else None
     if items is not None:
@@ -323,9 +328,21 @@ def _json(file: Path, batch_rows: int, columns: list[str]) -> Iterator[pa.Table]
             table = pajson.read_json(file)
             table = table.select([c for c in columns if c in table.column_names])
         except pa.ArrowInvalid:
+            table = None
+        if table is None or any(_past_exact_doubles(column) for column in table.columns):
             table = _records_table(_line_records(file), columns)
     for start in range(0, table.num_rows, batch_rows):
         yield table.slice(start, batch_rows)
+
+
+def _past_exact_doubles(column: pa.ChunkedArray) -> bool:
+    """Whether a float64 column read from JSON holds a value of 2^53 or more in size,
+    past which float64 no longer holds every integer (Arrow parsed the text into it)."""
+    if not pa.types.is_floating(column.type):
+        return False
+    finite = pc.filter(column, pc.is_finite(column))
+    largest = pc.max(pc.abs(finite)).as_py()
+    return largest is not None and largest >= 2.0**53
 
 
 def _first_byte(file: Path) -> bytes:
