@@ -140,6 +140,7 @@ class StageMetrics:
     rows_p90: float = 0.0
     batches: int = 0  # batches fitted on
     identified: bool = True  # batch sizes varied enough to separate a from c
+    set_aside: int = 0  # batches left out of the fit as outliers (see fit_robustly)
 
     def spread_text(self) -> str:
         """How (little) this stage's batch sizes varied, for messages."""
@@ -149,6 +150,25 @@ class StageMetrics:
             f"the middle 80% of its {self.batches} batches span only "
             f"{self.rows_p10:.0f}..{self.rows_p90:.0f} rows"
         )
+
+
+OUTLIER_SCALE = 10.0  # robust standard deviations past which a batch is set aside
+
+
+def fit_robustly(rows: np.ndarray, seconds: np.ndarray) -> tuple[ServiceFit, np.ndarray]:
+    """``fit_service_time`` without the batches that took far longer than the rest say
+    they should, and which were kept. One 11-second batch (the kernels' compilation)
+    among 20-millisecond ones made the plain fit's error 1.5 s. A batch is set aside
+    when its residual passes ``OUTLIER_SCALE`` robust standard deviations (1.4826 times
+    the median absolute residual) of a first fit on every batch, then the rest refitted;
+    only slow ones, and never more than half."""
+    fit = fit_service_time(rows, seconds)
+    residual = seconds - (fit.a + fit.c * rows)
+    spread = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
+    keep = residual <= np.median(residual) + OUTLIER_SCALE * max(spread, 1e-9)
+    if keep.all() or keep.sum() < max(3, rows.size // 2):
+        return fit, np.ones(rows.size, dtype=bool)
+    return fit_service_time(rows[keep], seconds[keep]), keep
 
 
 def batches_identify_fixed_cost(rows: ArrayLike) -> tuple[bool, float, float]:
@@ -170,10 +190,18 @@ class MetricsFit:
     stages: list[StageMetrics]
 
     def warnings(self) -> list[str]:
-        """Plain-language caveats of this fit (stages whose batch size is kept as measured)."""
+        """Plain-language caveats of this fit: batches set aside as outliers, stages whose
+        batch size is kept as measured."""
+        out = [
+            f"stage {s.name}: {s.set_aside} of {s.batches + s.set_aside} batches took far"
+            " longer than the fit of the others and were left out of it (the first batch"
+            " of a run compiles kernels, say)"
+            for s in self.stages
+            if s.set_aside
+        ]
         fixed = [s for s in self.stages if not s.identified]
         if not fixed:
-            return []
+            return out
         groups: dict[str, list[str]] = {}
         for s in fixed:
             groups.setdefault(s.spread_text(), []).append(s.name)
@@ -185,9 +213,10 @@ class MetricsFit:
             else ", ".join(f"{s.batch} rows for {s.name}" for s in fixed)
         )
         return [
+            *out,
             "batch sizes did not vary enough to tell a stage's fixed cost per batch from "
             f"its cost per event ({detail}), so these stages keep their measured batch size "
-            f"({kept}) and only their workers are optimised; {VARY_BATCHES_HINT}"
+            f"({kept}) and only their workers are optimised; {VARY_BATCHES_HINT}",
         ]
 
 
@@ -242,9 +271,9 @@ def fit_metrics(df: pd.DataFrame, recent: int | None = 5000) -> MetricsFit:
         part = df[df["stage"].astype(str) == name]
         if recent is not None:
             part = part.tail(recent)
-        rows = part["rows"].to_numpy()
-        fit = fit_service_time(rows, part["seconds"].to_numpy())
-        identified, p10, p90 = batches_identify_fixed_cost(rows)
+        rows = part["rows"].to_numpy().astype(np.float64)
+        fit, kept = fit_robustly(rows, part["seconds"].to_numpy(np.float64))
+        identified, p10, p90 = batches_identify_fixed_cost(rows[kept])
         stages.append(
             StageMetrics(
                 name=name,
@@ -253,8 +282,9 @@ def fit_metrics(df: pd.DataFrame, recent: int | None = 5000) -> MetricsFit:
                 batch=max(1, round(float(part["rows"].median()))),
                 rows_p10=p10,
                 rows_p90=p90,
-                batches=len(part),
+                batches=int(kept.sum()),
                 identified=identified,
+                set_aside=int((~kept).sum()),
             )
         )
     first = df[df["stage"].astype(str) == names[0]]

@@ -12,7 +12,13 @@ from scipy.optimize import nnls
 
 from gpu_engine.cli import main as gpu_engine_main
 from gpu_engine.optimizer.balance import KeyBalancer, jain_index, key_hash
-from gpu_engine.optimizer.fit import OnlineServiceFit, arrival_rate, fit_service_time
+from gpu_engine.optimizer.fit import (
+    OnlineServiceFit,
+    arrival_rate,
+    fit_metrics,
+    fit_service_time,
+    read_metrics,
+)
 from gpu_engine.optimizer.model import predict
 from gpu_engine.optimizer.problem import Problem, Stage
 
@@ -40,6 +46,28 @@ def test_online_fit_follows_a_change_in_the_pipeline() -> None:
         of.update(b, a + c * b + rng.normal(0, 2e-5, b.size))
     fit = of.fit()
     assert fit.a == pytest.approx(4e-4, rel=0.02) and fit.c == pytest.approx(8e-7, rel=0.02)
+
+
+def test_a_slow_first_batch_is_set_aside_from_the_metrics_fit(tmp_path: Path) -> None:
+    """A run's first batch compiles kernels (11 s among batches of milliseconds): it set
+    the plain fit's error to 1.5 s. The fit of the other batches equals scipy's NNLS
+    on them alone, and a warning says a batch was left out."""
+    _write_metrics(tmp_path / "m")
+    frame = read_metrics(tmp_path / "m").sort_values("time_s", kind="stable")
+    first = frame.groupby("stage").head(1).index
+    frame.loc[first, "seconds"] = 11.0
+    fit = fit_metrics(frame)
+    for stage in fit.stages:
+        part = frame[frame["stage"] == stage.name].drop(index=first, errors="ignore")
+        b, secs = part["rows"].to_numpy(float), part["seconds"].to_numpy(float)
+        ref, _ = nnls(np.c_[np.ones_like(b), b], secs)
+        assert stage.set_aside == 1 and stage.batches == len(part)
+        assert stage.fit.a == pytest.approx(ref[0], abs=1e-10)
+        assert stage.fit.c == pytest.approx(ref[1], abs=1e-13)
+        assert stage.fit.rmse < 1e-4
+    assert any("1 of 600 batches" in w for w in fit.warnings())
+    clean = fit_metrics(read_metrics(tmp_path / "m"))  # noise alone sets nothing aside
+    assert [s.set_aside for s in clean.stages] == [0, 0, 0] and clean.warnings() == []
 
 
 def test_arrival_rate_is_unbiased_on_a_poisson_stream() -> None:
