@@ -82,6 +82,7 @@ class Sampler:
         # (interval end, increments of every counter and histogram sample in it)
         self._recent: deque[tuple[float, dict[tuple[str, Labels], float]]] = deque()
         self._over_range: dict[tuple[str, Labels], float] = {}
+        self._held: dict[tuple[str, Labels], int] = {}
 
     def series_names(self) -> set[str]:
         """Every flat name ``sample`` can produce from this registry's metric families.
@@ -167,17 +168,23 @@ class Sampler:
     def _keep_range(
         self, now: float, range_s: float, increments: dict[tuple[str, Labels], float]
     ) -> None:
-        """Add this interval's increments to the range, drop the intervals that ended
-        ``range_s`` or more ago, and sum what is left."""
+        """Add this interval's increments to the range's sums and take out those of the
+        intervals that ended ``range_s`` or more ago: a tick's cost does not grow with
+        the range."""
         if self._prev_time is not None:
             self._recent.append((now, increments))
+            self._count_in(increments, 1)
         while len(self._recent) > 1 and self._recent[0][0] <= now - range_s + 1e-9:
-            self._recent.popleft()
-        sums: dict[tuple[str, Labels], list[float]] = {}
-        for _, interval in self._recent:
-            for key, inc in interval.items():
-                sums.setdefault(key, []).append(inc)
-        self._over_range = {key: math.fsum(incs) for key, incs in sums.items()}
+            self._count_in(self._recent.popleft()[1], -1)
+
+    def _count_in(self, increments: dict[tuple[str, Labels], float], sign: int) -> None:
+        for key, inc in increments.items():
+            held = self._held.get(key, 0) + sign  # intervals in the range that have the key
+            if held:
+                self._held[key] = held
+                self._over_range[key] = self._over_range.get(key, 0.0) + sign * inc
+            else:
+                del self._held[key], self._over_range[key]
 
     def increase_over_range(self, key: tuple[str, Labels]) -> float | None:
         """A counter's or histogram sample's increase over the last ``sample``'s range

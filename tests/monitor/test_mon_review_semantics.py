@@ -279,3 +279,31 @@ def test_a_clock_standing_still_loses_no_increment() -> None:
     sampler.sample(0.0)  # no time passed: no rate, and the 100 events stay to be counted
     sample = sampler.sample(1.0)
     assert sample.values[("events_in_per_s", ())] == pytest.approx(100)
+
+
+def test_the_range_sums_equal_a_recount_over_irregular_ticks() -> None:
+    """The range keeps running sums (a tick's cost does not grow with the range): they
+    equal the increments of the intervals that ended within the range, recounted."""
+    metrics = EngineMetrics(process=False, gpu=False)
+    sampler = Sampler(metrics.registry)
+    rng = np.random.default_rng(4)
+    now, ticks = 0.0, []  # (time, events in during the interval that ended then)
+    sampler.sample(now)
+    key = ("tiktoktoe_events_in_total", ())
+    window = ("tiktoktoe_windows_emitted_total", (("window", "late_one"),))
+    for step in range(400):
+        events = int(rng.integers(0, 5)) * 100
+        if events:
+            metrics.record_batch(events, events, 0, 0, 0, 0.01)
+        if step == 200:
+            metrics.add_windows_emitted("late_one", 3)  # a series that appears mid-run
+        now += float(rng.uniform(0.5, 1.5))
+        ticks.append((now, events))
+        sampler.sample(now, range_s=7.0)
+        inside = [n for t, n in ticks if t > now - 7.0 + 1e-9]
+        assert sampler.increase_over_range(key) == float(sum(inside))
+        if step < 200:
+            assert sampler.increase_over_range(window) is None  # not yet a series
+        else:  # 3 while the interval it came in is in the range, then 0
+            came_in = ticks[200][0] > now - 7.0 + 1e-9
+            assert sampler.increase_over_range(window) == (3.0 if came_in else 0.0)
