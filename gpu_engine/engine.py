@@ -17,6 +17,7 @@ quarantined, late (for every window) or dead-lettered.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import threading
@@ -68,14 +69,17 @@ def _serialised(
     def locked(self: Engine, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         with self._lock:
             if self._in_call:
-                self._refuse_reentry(method.__name__.lstrip("_"))
+                self._refuse_reentry(method.__name__.lstrip("_").removesuffix("_now"))
             self._in_call, self._call_thread = True, threading.get_ident()
             try:
                 result = method(self, *args, **kwargs)
-            except BaseException as error:  # its own error: the sink's goes with it
-                if self._failed_output is not None:
+            except BaseException as error:
+                if self._failed_output is not None:  # its own error: the sink's goes with it
                     error.add_note(f"a sink or listener also raised: {self._failed_output!r}")
                     self._failed_output = None
+                if self._broken:  # a batch half done: the run cannot go on
+                    self._broken = False
+                    self._abort(error)  # its summary counts what the call put back
                 raise
             finally:
                 self._in_call, self._call_thread = False, None
@@ -205,6 +209,9 @@ class Engine:
         self._lock = threading.RLock()
         self._in_call = False  # inside a serialised call (see _serialised)
         self._failed_output: Exception | None = None  # a sink's or listener's (see _hand_on)
+        self._in_output = False  # in a sink or listener (see _counts_now)
+        self._stranded_rows = 0  # of batches a failure left unprocessed (see _process_all)
+        self._broken = False  # a batch failed half done: the call ends the run
         self._call_thread: int | None = None  # the thread in that call
         self._poller: BackgroundPoller | None = None
         self._intake: Intake | None = None
@@ -336,7 +343,11 @@ class Engine:
             item = self._intake.take(room, batcher.waiting_since, batcher.max_delay_s)
             if item is None:
                 break
-            self._process_all(batcher.due(item.at))
+            try:
+                self._process_all(batcher.due(item.at))
+            except BaseException:  # the run ends: the push is still queued, not lost
+                self._intake.give_back(item)
+                raise
             self._add(item.table, item.source, item.first_row, item.at)
             fed += item.rows
         return fed
@@ -357,16 +368,25 @@ class Engine:
 
     @_serialised
     def flush(self) -> None:
-        """Process everything buffered and queued (the windows stay open)."""
+        """Process everything buffered and queued (the windows stay open): what was
+        queued when it was called, so that pushes that go on do not keep it from
+        returning (nor a ``close`` from another thread waiting behind it)."""
         self._check_open()
-        self._feed_all()
+        self._feed_all(self._intake.queued_rows if self._intake is not None else 0)
         self._process_all(self.batcher.drain())
 
-    @_serialised
     def close(self) -> dict[str, Any]:
-        """End of input: process the rest, emit every open window, close sinks, return summary."""
-        self._stop_polling()
-        if self._closed:
+        """End of input: process the rest, emit every open window, close sinks, return summary.
+
+        The background thread is stopped first, so that this call does not wait behind
+        it while pushes go on (then refused); the rows queued are processed here."""
+        self._stop_threads_for("close")
+        return self._close_now()
+
+    @_serialised
+    def _close_now(self) -> dict[str, Any]:
+        if self._closed:  # a failure of the engine's own thread ended it: said here too
+            self._check_threads()
             assert self.summary_data is not None
             return self.summary_data
         try:
@@ -420,7 +440,6 @@ class Engine:
         self.summary_data = summary
         return summary
 
-    @_serialised
     def abort(self, error: BaseException) -> dict[str, Any] | None:
         """The run stopped part-way: close the sinks and give them a failed summary.
 
@@ -430,8 +449,19 @@ class Engine:
         a batch are ``buffered``). None when the engine had already closed cleanly.
         From another thread, it waits for a call in progress (a push, say) to return.
         """
-        self._stop_polling()
+        self._stop_threads_for("abort")
+        return self._abort_now(error)
+
+    @_serialised
+    def _abort_now(self, error: BaseException) -> dict[str, Any] | None:
         return self._abort(error)
+
+    def _stop_threads_for(self, call: str) -> None:
+        """Stop the poller or intake (pushes from now on are refused), unless ``call`` is
+        made from a sink or listener on the engine's own thread, which is refused."""
+        if self._in_call and self._call_thread == threading.get_ident():
+            self._refuse_reentry(call)
+        self._stop_polling()
 
     def _abort(self, error: BaseException) -> dict[str, Any] | None:
         if self.summary_data is not None:  # closed, or aborted already: nothing to close
@@ -466,16 +496,22 @@ class Engine:
     def _process_all(self, batches: list[Batch]) -> None:
         """Process ``batches`` in order; where host batches go to a device, batch n + 1 is
         staged (its copy queued) before batch n is processed, so the two overlap."""
-        if self._stage is None:
-            for batch in batches:
-                self._process(batch, batch.table, {})
-            return
-        staged = self._staged(batches[0]) if batches else None
+        staged = self._staged(batches[0]) if batches and self._stage is not None else None
         for i, batch in enumerate(batches):
-            current = staged
-            staged = self._staged(batches[i + 1]) if i + 1 < len(batches) else None
-            assert current is not None
-            self._process(batch, *current)
+            try:
+                if self._stage is None:
+                    self._process(batch, batch.table, {})
+                    continue
+                current = staged
+                staged = self._staged(batches[i + 1]) if i + 1 < len(batches) else None
+                assert current is not None
+                self._process(batch, *current)
+            except BaseException:  # a batch half done: the call ends the run (_serialised)
+                # Its rows and those of the batches after it were taken from the batcher:
+                # counted as buffered (never processed) in the failed summary.
+                self._stranded_rows += sum(b.table.num_rows for b in batches[i:])
+                self._broken = True
+                raise
 
     def _staged(self, batch: Batch) -> tuple[Any, dict[str, float]]:
         """The batch's frame on the device (or the error that stopped it) and its seconds."""
@@ -549,11 +585,14 @@ class Engine:
         sinks from theirs nor the call from processing and counting its batches (rows
         handed to the batcher would be lost): its error, the first of the call, is
         raised when the call ends, or by ``close`` before the sinks are closed."""
+        self._in_output = True
         try:
             output(*args)
         except Exception as error:
             if self._failed_output is None:
                 self._failed_output = error
+        finally:
+            self._in_output = False
 
     def _raise_handed_on_failure(self) -> None:
         error, self._failed_output = self._failed_output, None
@@ -687,11 +726,11 @@ class Engine:
         if not self._lock.acquire(blocking=False):  # another thread is in a call
             return self._rest_counts()
         try:  # this thread holds it now, and held it already if it is in a call
-            if not self._in_call:
+            if not self._in_call or self._in_output:  # mid-batch, a sink's view: at rest
                 return self._rest_counts()
             queued = self._intake.queued_rows if self._intake is not None else 0
             counts = replace(self.counts, received=self.counts.received + queued)
-            return counts, self.batcher.buffered_rows, queued
+            return counts, self._buffered_rows, queued
         finally:
             self._lock.release()
 
@@ -703,7 +742,7 @@ class Engine:
         """Take the counts at rest (for other threads' summaries) at the end of a call or
         of a queued push: with the intake, under its lock (as pushes add to the queued
         rows), in the same snapshot as the push they now count stops being queued."""
-        counts, buffered = replace(self.counts), self.batcher.buffered_rows
+        counts, buffered = replace(self.counts), self._buffered_rows
         if self._intake is None:
             self._at_rest = (counts, buffered, 0)
             return
@@ -713,10 +752,14 @@ class Engine:
             self._intake.in_flight_rows = 0
 
     @property
+    def _buffered_rows(self) -> int:
+        return self.batcher.buffered_rows + self._stranded_rows
+
+    @property
     def waiting_rows(self) -> int:
         """Rows in, not yet in a processed batch: buffered for one, or queued."""
         queued = self._intake.queued_rows if self._intake is not None else 0
-        return self.batcher.buffered_rows + queued
+        return self._buffered_rows + queued
 
     @staticmethod
     def _refuse_reentry(call: str) -> None:
@@ -751,9 +794,9 @@ class Engine:
         return self._closed
 
     def _check_open(self) -> None:
+        self._check_threads()  # first: a thread's failure is why the engine closed
         if self._closed:
             _refuse_closed()
-        self._check_threads()
 
     def _check_intake(self) -> None:
         """Whether a push may be queued (called under the intake's lock): the intake closes
@@ -766,7 +809,18 @@ class Engine:
     def _check_threads(self) -> None:
         for thread in (self._poller, self._intake):
             if thread is not None and thread.error is not None:
-                raise thread.error  # the background thread failed: the run cannot go on
+                # The background thread failed: the run cannot go on.
+                raise _raised_again(thread.error) from thread.error
+
+
+def _raised_again(error: BaseException) -> BaseException:
+    """A new exception like ``error`` (its type, message and notes) for another call to
+    raise: raising the one object at every call grew its traceback by each call's
+    frames, which kept what they held (every refused push's rows) alive."""
+    try:
+        return copy.copy(error)
+    except Exception:  # an exception type that copy cannot rebuild
+        return EngineError(f"the engine's background thread failed: {error!r}")
 
 
 def _refuse_closed() -> None:

@@ -150,6 +150,14 @@ class Intake:
             table = table.combine_chunks()
         return Pushed(table, first.source, first.first_row, first.at)
 
+    def give_back(self, item: Pushed) -> None:
+        """A push taken that the engine failed before it could process: queued again, at
+        the front, so the run's summary counts it as queued rather than losing it."""
+        with self.lock:
+            self._items.appendleft(item)
+            self.queued_rows += item.rows
+            self.in_flight_rows -= item.rows
+
     def close(self) -> None:
         """No more pushes: waiting and later ones fail; the thread ends at its next turn
         (not joined: the caller may hold the engine's lock, which the thread may be

@@ -287,7 +287,8 @@ def final_value(op, is_int, k, isum, f0, f1):  # pragma: no cover - compiled
         return (integer_mean(isum, f0, k) if is_int else f0 / k), True
     if k < 2:  # STD / VAR: sample statistics need two values
         return math.nan, False
-    var = max(f1, 0.0) / (k - 1)
+    # -inf: Welford's x - mean overflowed (values 3.4e308 apart), so the squares did too
+    var = (math.inf if f1 == -math.inf else max(f1, 0.0)) / (k - 1)
     return (math.sqrt(var) if op == STD else var), True
 
 

@@ -98,7 +98,8 @@ def _combine_source(ops: tuple[int, ...], is_int: tuple[bool, ...]) -> str:
                 f"out_f[{a}, p] = {mean} if n{a} > 0 else math.nan",
             ]
         else:
-            value = f"max(m{a}, 0.0) / (n{a} - 1)"
+            # -inf: Welford's x - mean overflowed, so the squares did too (final_value)
+            value = f"(math.inf if m{a} == -math.inf else max(m{a}, 0.0)) / (n{a} - 1)"
             if op == STD:
                 value = f"math.sqrt({value})"
             final += [

@@ -491,3 +491,19 @@ def test_float32_bounds_that_float32_cannot_hold_are_refused(bound, message) -> 
     fields = {**BASE_FIELDS, "w": {"type": "float32", "allow_nan": True, **bound}}
     with pytest.raises(ConfigError, match=message):
         make_config(SLIDING, schema={"time": "t", "fields": fields})
+
+
+@pytest.mark.parametrize("values", [[1.7e308, -1.7e308], [1e308, 1e308, -1e308]])
+def test_a_variance_whose_deviations_overflow_is_inf_not_zero(values) -> None:
+    """Welford's ``x - mean`` overflowed to -inf and the clamp at 0 made the variance 0."""
+    aggs = [{"name": "x_var", "op": "var", "column": "x"},
+            {"name": "x_std", "op": "std", "column": "x"}]  # fmt: skip
+    frame = random_events(np.random.default_rng(1), len(values), n_keys=1, span_ms=900)
+    frame["x"] = values
+    sink, _ = run_engine(make_config({"type": "tumbling", "size": 1000, "aggregations": aggs}),
+                         frame)  # fmt: skip
+    out = window_frame(sink)
+    with np.errstate(over="ignore", invalid="ignore"):
+        expected = float(np.var(values, ddof=1))
+    assert expected == np.inf
+    assert out[["x_var", "x_std"]].values.tolist() == [[np.inf, np.inf]]

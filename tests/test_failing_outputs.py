@@ -155,8 +155,11 @@ def test_an_output_error_goes_with_the_calls_own_error_and_no_further() -> None:
     with pytest.raises(EngineError) as raised:
         engine.push(frame)
     assert any("listener broke" in note for note in raised.value.__notes__)
-    engine.poll()  # nothing pending any more
-    engine.abort(RuntimeError("stop"))
+    with pytest.raises(EngineError, match="closed"):  # fail mode ended the run, no more
+        engine.poll()
+    summary = engine.summary_data
+    assert summary is not None and summary["failed"] and summary["accounted"]
+    assert summary["events"]["buffered"] == 100  # the failed batch and the one after it
 
 
 def test_a_sink_whose_own_close_raises_leaves_every_sink_a_failed_summary_last() -> None:

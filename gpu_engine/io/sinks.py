@@ -129,8 +129,11 @@ class ParquetSink:
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
-        for writer in self._writers.values():
-            writer.close()
+        for writer in self._writers.values():  # each, though another fails
+            try:
+                writer.close()
+            except Exception as exc:
+                self._error = self._error or exc
         if self._error is None or summary.get("failed"):
             (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         self._raise_failure()
