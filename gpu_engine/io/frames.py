@@ -24,20 +24,24 @@ def to_arrow(frame: Any) -> pa.Table:
 
     A frame that names a column twice is refused: which of the two is meant is unknown,
     and Arrow could not join its rows to a batch's later."""
-    if not isinstance(frame, pa.Table | pa.RecordBatch | Mapping):  # pandas, cuDF
-        _refuse_repeated_names(getattr(frame, "columns", ()))  # before pandas refuses them
-    table = _as_arrow(frame)
-    _refuse_repeated_names(table.column_names)  # Arrow tables, batches and streams
+    if isinstance(frame, pa.Table):  # the common case first: a push is a hot path
+        table = frame
+    else:
+        if not isinstance(frame, pa.RecordBatch | Mapping):  # pandas, cuDF
+            _refuse_repeated_names(getattr(frame, "columns", ()))  # before pandas refuses
+        table = _as_arrow(frame)
+    _refuse_repeated_names(table.schema.names)  # Arrow tables, batches, streams (fast)
     return table
 
 
 def _refuse_repeated_names(columns: Any) -> None:
-    names = [str(name) for name in columns]
-    twice = sorted({name for name in names if names.count(name) > 1})
-    if twice:
-        raise InputError(
-            f"the pushed frame names column(s) {twice} more than once: which is meant is unknown"
-        )
+    names = list(columns)
+    if len(set(names)) == len(names):
+        return
+    twice = sorted({str(name) for name in names if names.count(name) > 1})
+    raise InputError(
+        f"the pushed frame names column(s) {twice} more than once: which is meant is unknown"
+    )
 
 
 def _as_arrow(frame: Any) -> pa.Table:
