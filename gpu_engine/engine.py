@@ -17,7 +17,6 @@ quarantined, late (for every window) or dead-lettered.
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import threading
@@ -212,6 +211,7 @@ class Engine:
         self._in_output = False  # in a sink or listener (see _counts_now)
         self._stranded_rows = 0  # of batches a failure left unprocessed (see _process_all)
         self._broken = False  # a batch failed half done: the call ends the run
+        self._batch_counted = False  # the batch in progress has its outcomes counted
         self._call_thread: int | None = None  # the thread in that call
         self._poller: BackgroundPoller | None = None
         self._intake: Intake | None = None
@@ -467,6 +467,7 @@ class Engine:
         if self.summary_data is not None:  # closed, or aborted already: nothing to close
             return self.summary_data if self.summary_data.get("failed") else None
         self._closed = True
+        self._stop_polling()  # pushes are refused from now on, whoever ended the run
         self._failed_output = None  # abort reports its own error, and must not raise
         self._pool.shutdown(wait=True)
         summary = {**self.summary(), "failed": True, "error": str(error)}
@@ -489,7 +490,7 @@ class Engine:
         a run that stopped part-way, whose summary says failed (see :meth:`abort`)."""
         if error is not None:
             self.abort(error)
-        elif not self._closed:
+        else:  # closed already: returns its summary, or raises a thread's failure
             self.close()
 
     # -- the batch path -----------------------------------------------------------------
@@ -509,7 +510,8 @@ class Engine:
             except BaseException:  # a batch half done: the call ends the run (_serialised)
                 # Its rows and those of the batches after it were taken from the batcher:
                 # counted as buffered (never processed) in the failed summary.
-                self._stranded_rows += sum(b.table.num_rows for b in batches[i:])
+                left = batches[i + 1 :] if self._batch_counted else batches[i:]
+                self._stranded_rows += sum(b.table.num_rows for b in left)
                 self._broken = True
                 raise
 
@@ -526,6 +528,7 @@ class Engine:
         return frame, {"ingest": self.clock() - start}
 
     def _process(self, batch: Batch, frame: Any, stage: dict[str, float]) -> None:
+        self._batch_counted = False
         start = self.clock()
         rows = batch.table.num_rows
         try:
@@ -550,6 +553,7 @@ class Engine:
         self.counts.valid += valid
         self.counts.late += n_late
         self.counts.quarantined += validated.n_quarantined
+        self._batch_counted = True  # an interrupt from here on does not strand its rows
         if validated.quarantine is not None and self.config.validation.on_error == "quarantine":
             for sink in self.sinks:
                 self._hand_on(sink.quarantine, validated.quarantine)
@@ -602,6 +606,7 @@ class Engine:
     def _dead_letter(self, batch: Batch, exc: Exception) -> None:
         rows = batch.table.num_rows
         self.counts.dead_lettered += rows
+        self._batch_counted = True
         error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         table = pa.table(
             {
@@ -817,10 +822,16 @@ def _raised_again(error: BaseException) -> BaseException:
     """A new exception like ``error`` (its type, message and notes) for another call to
     raise: raising the one object at every call grew its traceback by each call's
     frames, which kept what they held (every refused push's rows) alive."""
-    try:
-        return copy.copy(error)
-    except Exception:  # an exception type that copy cannot rebuild
+    kind = type(error)
+    try:  # not through __init__, which may format its message again
+        again = kind.__new__(kind)
+        again.args = error.args
+        again.__dict__.update(error.__dict__)
+        if hasattr(error, "__notes__"):
+            again.__notes__ = list(error.__notes__)  # its own: notes added to it stay there
+    except Exception:  # a type that cannot be made so
         return EngineError(f"the engine's background thread failed: {error!r}")
+    return again
 
 
 def _refuse_closed() -> None:

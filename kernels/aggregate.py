@@ -375,7 +375,7 @@ def combine_finalize(
             elif n < 2:
                 ok = False
             else:
-                var = max(m2[a], 0.0) / (n - 1)
+                var = (math.inf if m2[a] == -math.inf else max(m2[a], 0.0)) / (n - 1)
                 value = math.sqrt(var) if op == STD else var
             out_f[a, p] = value if ok else math.nan
             valid[a, p] = ok

@@ -14,7 +14,7 @@ import pytest
 from engine_testing import in_thread, make_config, random_events, wait_for
 
 from gpu_engine.engine import BatchReport, Engine
-from gpu_engine.errors import EngineError, SchemaError
+from gpu_engine.errors import EngineError, InputError, SchemaError
 from gpu_engine.io.sinks import CallbackSink, MemorySink
 
 WINDOW = {"type": "tumbling", "size": 1000, "keys": ["k"], "allowed_lateness": 3_600_000}
@@ -174,3 +174,91 @@ def test_a_push_from_a_listener_is_refused_by_its_own_name() -> None:
                     listeners=[lambda report: engine.push(frame)])  # fmt: skip
     with pytest.raises(EngineError, match=r"Engine\.push\(\) was called from a sink"):
         engine.push(frame)
+
+
+def test_an_interrupt_in_a_listener_after_a_batch_is_counted_strands_only_the_rest() -> None:
+    """The batch's outcomes were counted before its listener ran: counting its rows as
+    buffered too made 250 of 200."""
+    calls = {"n": 0}
+
+    def listener(report: BatchReport) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+
+    engine = Engine(make_config(WINDOW, batching={"max_rows": 50}), sinks=[MemorySink()],
+                    listeners=[listener])  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):
+        engine.push(random_events(np.random.default_rng(5), 200, span_ms=3000))
+    summary = engine.summary_data
+    assert summary is not None and _adds_up(summary) and summary["events"]["buffered"] == 100
+
+
+def test_a_run_ended_by_the_callers_flush_refuses_later_pushes() -> None:
+    """With ``background=True`` a ``flush`` that failed ended the run but left the queue
+    open: the next push returned, uncounted by the sinks, and the one after hung."""
+    config = make_config(WINDOW, batching={"max_rows": 100, "max_delay": 60_000},
+                         validation={"on_error": "fail"})  # fmt: skip
+    sink = MemorySink()
+    engine = Engine(config, sinks=[sink], background=True, max_queued_rows=20)
+    bad = random_events(np.random.default_rng(1), 10)
+    bad.loc[1, "e"] = 9
+    engine.push(bad)
+    with pytest.raises(SchemaError):
+        engine.flush()
+    for _ in range(3):
+        with pytest.raises(EngineError, match="closed"):
+            engine.push(random_events(np.random.default_rng(2), 10))
+    assert sink.summary is not None and sink.summary["failed"] and _adds_up(sink.summary)
+    assert sink.summary["events"]["in"] == 10
+
+
+@pytest.mark.parametrize("mode", ["background", "poll_every"])
+def test_a_with_block_raises_a_failure_of_the_engines_thread(mode: str) -> None:
+    """The thread now ends the run itself, and ``__exit__`` skipped a closed engine."""
+    config = make_config(WINDOW, batching={"max_rows": 100, "max_delay": 5},
+                         validation={"on_error": "fail"})  # fmt: skip
+    kwargs: dict[str, Any] = {"background": True} if mode == "background" else {"poll_every": 0.005}
+    bad = random_events(np.random.default_rng(1), 3)
+    bad.loc[1, "e"] = 9
+    with pytest.raises(SchemaError), Engine(config, sinks=[MemorySink()], **kwargs) as engine:
+        engine.push(bad)
+        thread = engine._intake if mode == "background" else engine._poller
+        assert thread is not None and wait_for(lambda: thread.error is not None)
+
+
+class _Quota(Exception):
+    """An exception that formats its own message (a rebuild through __init__ doubled it)."""
+
+    def __init__(self, used: int) -> None:
+        super().__init__(f"quota exceeded: {used} rows")
+        self.used = used
+
+
+def test_a_thread_failure_raised_again_keeps_its_message_and_its_own_notes() -> None:
+    config = make_config(WINDOW, batching={"max_rows": 100, "max_delay": 5})
+
+    def listener(report: BatchReport) -> None:
+        raise _Quota(10)
+
+    engine = Engine(config, sinks=[MemorySink()], background=True, listeners=[listener])
+    engine.push(random_events(np.random.default_rng(1), 3))
+    assert engine._intake is not None and wait_for(lambda: engine._intake.error is not None)
+    for request in range(3):
+        with pytest.raises(_Quota) as raised:
+            engine.push(random_events(np.random.default_rng(2), 3))
+        assert str(raised.value) == "quota exceeded: 10 rows" and raised.value.used == 10
+        raised.value.add_note(f"handled by request {request}")
+        assert len(raised.value.__notes__) == 1
+    assert not getattr(engine._intake.error, "__notes__", [])
+    with pytest.raises(_Quota):
+        engine.close()
+
+
+def test_dict_keys_that_are_one_name_as_text_are_refused() -> None:
+    engine = Engine(make_config(WINDOW), sinks=[MemorySink()])
+    frame = random_events(np.random.default_rng(1), 3)
+    columns = {name: frame[name].to_numpy() for name in frame.columns}
+    with pytest.raises(InputError, match=r"names column\(s\) \['1'\] more than once"):
+        engine.push({**columns, 1: np.zeros(3), "1": np.ones(3)})
+    assert engine.close()["events"]["in"] == 0

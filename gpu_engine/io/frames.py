@@ -50,6 +50,7 @@ def _as_arrow(frame: Any) -> pa.Table:
     if isinstance(frame, pa.RecordBatch):
         return pa.Table.from_batches([frame])
     if isinstance(frame, Mapping):
+        _refuse_repeated_names(str(k) for k in frame)  # {1: ..., "1": ...} would be one
         columns = {str(k): _pushed_column(str(k), v) for k, v in frame.items()}
         try:
             return pa.table(columns)
