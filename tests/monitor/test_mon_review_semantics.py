@@ -307,3 +307,30 @@ def test_the_range_sums_equal_a_recount_over_irregular_ticks() -> None:
         else:  # 3 while the interval it came in is in the range, then 0
             came_in = ticks[200][0] > now - 7.0 + 1e-9
             assert sampler.increase_over_range(window) == (3.0 if came_in else 0.0)
+
+
+def test_the_default_ingest_anomaly_rule_lets_a_cold_start_be_and_catches_a_spike() -> None:
+    """The demo's cold run (12 s of no events while kernels compile, then its rate) fired
+    IngestRateAnomaly on the start."""
+    rng = np.random.default_rng(3)
+    rates = np.concatenate([np.zeros(12), rng.normal(40_000, 2_000, 300)])
+    rates[250] = 400_000  # a real spike
+
+    def fired(series: np.ndarray) -> list[float]:
+        mon = Monitor(
+            MonitorConfig.default(), None,
+            metrics=ReplaySource(lambda t: {"events_in_per_s": float(series[int(t)])}),
+            clock=lambda: 0.0,
+        )  # fmt: skip
+        out = []
+        for t in range(len(series)):
+            for change in mon.tick(float(t)).changes:
+                if change["rule"] == "IngestRateAnomaly" and change["state"] == "firing":
+                    out.append(float(t))
+        return out
+
+    logging.disable(logging.WARNING)
+    try:
+        assert fired(rates) == [250.0]
+    finally:
+        logging.disable(logging.NOTSET)
