@@ -174,32 +174,34 @@ def test_quantiles_and_the_ratio_span_the_range() -> None:
     assert 0.5 < values[("batch_seconds_p99", ())] <= 0.75
 
 
+def _default_rule_firing(rule: str, ingest_rates: np.ndarray) -> list[float]:
+    """When the default ``rule`` fired on a replayed ``events_in_per_s``, one value a second."""
+    mon = Monitor(
+        MonitorConfig.default(), None,
+        metrics=ReplaySource(lambda t: {"events_in_per_s": float(ingest_rates[int(t)])}),
+        clock=lambda: 0.0,
+    )  # fmt: skip
+    fired = []
+    logging.disable(logging.WARNING)
+    try:
+        for t in range(len(ingest_rates)):
+            for change in mon.tick(float(t)).changes:
+                if change["rule"] == rule and change["state"] == "firing":
+                    fired.append(float(t))
+    finally:
+        logging.disable(logging.NOTSET)
+    return fired
+
+
 def test_a_steady_noisy_rate_does_not_make_throughput_falling_fire() -> None:
     rng = np.random.default_rng(0)
     rates = rng.normal(1000, 100, 600).clip(0)
-
-    def run(series: np.ndarray) -> list[float]:
-        mon = Monitor(
-            MonitorConfig.default(), None,
-            metrics=ReplaySource(lambda t: {"events_in_per_s": float(series[int(t)])}),
-            clock=lambda: 0.0,
-        )  # fmt: skip
-        fired = []
-        for t in range(len(series)):
-            for change in mon.tick(float(t)).changes:
-                if change["rule"] == "ThroughputFalling" and change["state"] == "firing":
-                    fired.append(float(t))
-        return fired
-
-    logging.disable(logging.WARNING)
-    try:
-        assert run(rates) == []
-        assert run(np.tile([0.0, 1000.0], 150)) == []  # a batch every other second
-        falling = np.concatenate([rates[:100], np.linspace(1000, 300, 30), rates[:60] * 0.3])
-        (fired,) = run(falling)
-        assert 100 < fired < 140
-    finally:
-        logging.disable(logging.NOTSET)
+    assert _default_rule_firing("ThroughputFalling", rates) == []
+    steps = np.tile([0.0, 1000.0], 150)  # a batch every other second
+    assert _default_rule_firing("ThroughputFalling", steps) == []
+    falling = np.concatenate([rates[:100], np.linspace(1000, 300, 30), rates[:60] * 0.3])
+    (fired,) = _default_rule_firing("ThroughputFalling", falling)
+    assert 100 < fired < 140
 
 
 def test_settings_that_could_never_work_are_refused() -> None:
@@ -315,22 +317,4 @@ def test_the_default_ingest_anomaly_rule_lets_a_cold_start_be_and_catches_a_spik
     rng = np.random.default_rng(3)
     rates = np.concatenate([np.zeros(12), rng.normal(40_000, 2_000, 300)])
     rates[250] = 400_000  # a real spike
-
-    def fired(series: np.ndarray) -> list[float]:
-        mon = Monitor(
-            MonitorConfig.default(), None,
-            metrics=ReplaySource(lambda t: {"events_in_per_s": float(series[int(t)])}),
-            clock=lambda: 0.0,
-        )  # fmt: skip
-        out = []
-        for t in range(len(series)):
-            for change in mon.tick(float(t)).changes:
-                if change["rule"] == "IngestRateAnomaly" and change["state"] == "firing":
-                    out.append(float(t))
-        return out
-
-    logging.disable(logging.WARNING)
-    try:
-        assert fired(rates) == [250.0]
-    finally:
-        logging.disable(logging.NOTSET)
+    assert _default_rule_firing("IngestRateAnomaly", rates) == [250.0]
