@@ -211,7 +211,6 @@ class Engine:
         self._in_output = False  # in a sink or listener (see _counts_now)
         self._stranded_rows = 0  # of batches a failure left unprocessed (see _process_all)
         self._broken = False  # a batch failed half done: the call ends the run
-        self._batch_counted = False  # the batch in progress has its outcomes counted
         self._call_thread: int | None = None  # the thread in that call
         self._poller: BackgroundPoller | None = None
         self._intake: Intake | None = None
@@ -499,6 +498,7 @@ class Engine:
         staged (its copy queued) before batch n is processed, so the two overlap."""
         staged = self._staged(batches[0]) if batches and self._stage is not None else None
         for i, batch in enumerate(batches):
+            accounted = self.counts.accounted  # to tell whether batch i was counted
             try:
                 if self._stage is None:
                     self._process(batch, batch.table, {})
@@ -509,9 +509,10 @@ class Engine:
                 self._process(batch, *current)
             except BaseException:  # a batch half done: the call ends the run (_serialised)
                 # Its rows and those of the batches after it were taken from the batcher:
-                # counted as buffered (never processed) in the failed summary.
-                left = batches[i + 1 :] if self._batch_counted else batches[i:]
-                self._stranded_rows += sum(b.table.num_rows for b in left)
+                # counted as buffered (never processed) in the failed summary, but for
+                # the rows of batch i already counted (an interrupt in its listener).
+                left = sum(b.table.num_rows for b in batches[i:])
+                self._stranded_rows += left - (self.counts.accounted - accounted)
                 self._broken = True
                 raise
 
@@ -528,7 +529,6 @@ class Engine:
         return frame, {"ingest": self.clock() - start}
 
     def _process(self, batch: Batch, frame: Any, stage: dict[str, float]) -> None:
-        self._batch_counted = False
         start = self.clock()
         rows = batch.table.num_rows
         try:
@@ -553,7 +553,6 @@ class Engine:
         self.counts.valid += valid
         self.counts.late += n_late
         self.counts.quarantined += validated.n_quarantined
-        self._batch_counted = True  # an interrupt from here on does not strand its rows
         if validated.quarantine is not None and self.config.validation.on_error == "quarantine":
             for sink in self.sinks:
                 self._hand_on(sink.quarantine, validated.quarantine)
@@ -606,7 +605,6 @@ class Engine:
     def _dead_letter(self, batch: Batch, exc: Exception) -> None:
         rows = batch.table.num_rows
         self.counts.dead_lettered += rows
-        self._batch_counted = True
         error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         table = pa.table(
             {

@@ -28,7 +28,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from gpu_engine.poller import call_weakly, poll_interval
+from gpu_engine.poller import EngineThread, call_weakly, poll_interval
 
 
 @dataclass
@@ -46,7 +46,7 @@ class Pushed:
         self.rows = int(self.table.num_rows)
 
 
-class Intake:
+class Intake(EngineThread):
     """A bounded queue of pushes and the thread that feeds them to an engine.
 
     ``feed_once`` (the engine's) takes runs of pushes with :meth:`take` and processes
@@ -56,9 +56,9 @@ class Intake:
     def __init__(self, feed_once: Callable[[], bool], every_s: float, max_rows: int) -> None:
         if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
             raise ValueError(f"max_queued_rows must be a positive integer, not {max_rows!r}")
+        super().__init__("tiktoktoe-intake")
         self.every_s = poll_interval(every_s)
         self.max_rows = max_rows
-        self.error: BaseException | None = None
         self.lock = threading.RLock()  # guards everything below, and the engine's
         # snapshot of its counts at rest (see Engine._settle)
         self._room = threading.Condition(self.lock)  # pushes wait here for their turn
@@ -72,14 +72,6 @@ class Intake:
         self._skipped: set[int] = set()  # asked, then refused before their turn
         self._waiting = 0  # pushes waiting for their turn or for room
         self._feed_once = weakref.WeakMethod(feed_once)
-        self._thread = threading.Thread(target=self._run, name="tiktoktoe-intake", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive()
 
     def put(self, item: Pushed, check: Callable[[], None], clock: Callable[[], float]) -> None:
         """Queue ``item``, waiting while the queue is full, behind the pushes that were

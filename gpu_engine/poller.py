@@ -46,15 +46,16 @@ def call_weakly(
         del bound  # the error's traceback keeps this frame: it must not keep the engine
 
 
-class BackgroundPoller:
-    """Calls ``poll_once`` every ``every_s`` seconds until it returns False or fails."""
+class EngineThread:
+    """A daemon thread of an engine's (the poller, the intake): its start, whether it
+    runs, and the failure that ended it (raised by the engine's next call)."""
 
-    def __init__(self, poll_once: Callable[[], bool], every_s: float) -> None:
-        self.every_s = poll_interval(every_s)
+    def __init__(self, name: str) -> None:
         self.error: BaseException | None = None
-        self._poll_once = weakref.WeakMethod(poll_once)
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="tiktoktoe-poll", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _run(self) -> None:
+        raise NotImplementedError
 
     def start(self) -> None:
         self._thread.start()
@@ -62,6 +63,16 @@ class BackgroundPoller:
     @property
     def running(self) -> bool:
         return self._thread.is_alive()
+
+
+class BackgroundPoller(EngineThread):
+    """Calls ``poll_once`` every ``every_s`` seconds until it returns False or fails."""
+
+    def __init__(self, poll_once: Callable[[], bool], every_s: float) -> None:
+        super().__init__("tiktoktoe-poll")
+        self.every_s = poll_interval(every_s)
+        self._poll_once = weakref.WeakMethod(poll_once)
+        self._stopping = threading.Event()
 
     def _run(self) -> None:
         while not self._stopping.wait(self.every_s):

@@ -38,18 +38,23 @@ def _total_latency(problem: Problem, workers: Sequence[int], batches: np.ndarray
     return total
 
 
-def _candidates(low: int, high: int, problem: Problem, workers: Sequence[int]) -> np.ndarray:
-    """Every size in ``[low, high]``, or a log grid and every size around its best point."""
+def _searched(
+    low: int, high: int, problem: Problem, workers: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Batch sizes and their total latencies: every size in ``[low, high]``, or a log
+    grid and every size around its best point (each size's latency computed once)."""
     if high - low < EXHAUSTIVE_UP_TO:
-        return np.arange(low, high + 1, dtype=np.float64)
+        batches = np.arange(low, high + 1, dtype=np.float64)
+        return batches, _total_latency(problem, workers, batches)
     grid = np.unique(np.round(np.geomspace(low, high, GRID_POINTS)))
     latency = _total_latency(problem, workers, grid)
     if not np.isfinite(latency).any():
-        return grid
+        return grid, latency
     k = int(np.argmin(latency))
     lo, hi = grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]
-    hi = min(hi, lo + EXHAUSTIVE_UP_TO - 1)
-    return np.unique(np.concatenate([grid, np.arange(lo, hi + 1, dtype=np.float64)]))
+    around = np.arange(lo, min(hi, lo + EXHAUSTIVE_UP_TO - 1) + 1, dtype=np.float64)
+    around_latency = _total_latency(problem, workers, around)
+    return np.concatenate([grid, around]), np.concatenate([latency, around_latency])
 
 
 def best_shared_batch(problem: Problem, workers: Sequence[int]) -> SharedBatch | None:
@@ -62,8 +67,7 @@ def best_shared_batch(problem: Problem, workers: Sequence[int]) -> SharedBatch |
     high = min(stage.batch[1] for stage in problem.stages)
     if low > high:
         return None
-    batches = _candidates(low, high, problem, workers)
-    latency = _total_latency(problem, workers, batches)
+    batches, latency = _searched(low, high, problem, workers)
     meets = np.isfinite(latency) & (latency <= problem.sla_s * (1 + 1e-12))
     if not meets.any():
         return None
