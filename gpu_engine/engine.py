@@ -119,6 +119,7 @@ class BatchReport:
     finished_at: float
     worker_rows: dict[str, int]  # rows each worker (key shard) aggregated, first keyed window
     watermark_ms: int | None  # the lowest watermark over the windows
+    event_times_ms: np.ndarray | None = None  # each valid row's event time (int64 epoch ms)
 
 
 KEPT_BATCHES = 10_000  # batches whose timings are kept (an embedded engine runs for days)
@@ -660,6 +661,7 @@ class Engine:
                 finished_at=finished,
                 worker_rows=self._worker_rows(rows),
                 watermark_ms=self._lowest_watermark(),
+                event_times_ms=times,
             )
             for listener in self.listeners:
                 self._hand_on(listener, report)

@@ -99,9 +99,8 @@ class EngineMonitoring:
 
     # -- engine listener ----------------------------------------------------------------
     def on_batch(self, report: BatchReport) -> None:
-        lag = None
-        if report.max_event_time_ms is not None:
-            lag = time.time() - report.max_event_time_ms / 1000.0
+        if report.event_times_ms is not None:
+            self.metrics.record_event_times(report.event_times_ms, time.time())
         self.metrics.record_batch(
             rows_in=report.rows,
             valid=report.valid,
@@ -110,7 +109,6 @@ class EngineMonitoring:
             dead_lettered=report.dead_lettered,
             seconds=sum(report.stage_seconds.values()),
             stage_seconds=report.stage_seconds,
-            event_time_lag_s=lag,
             worker_rows=report.worker_rows,
         )
         if report.dead_lettered:

@@ -10,7 +10,8 @@ Exposed series (Prometheus names):
 - ``tiktoktoe_events_in_total``;
   ``tiktoktoe_events_total{outcome=valid|quarantined|late|dead_lettered}``
 - ``tiktoktoe_batch_rows`` and ``tiktoktoe_batch_seconds`` histograms
-- ``tiktoktoe_e2e_latency_seconds`` histogram (processing time minus event time)
+- ``tiktoktoe_e2e_latency_seconds`` histogram (processing time minus event time, of
+  every valid event: ``record_event_times``)
 - ``tiktoktoe_stage_seconds_total{stage}``
 - ``tiktoktoe_queue_depth``, ``tiktoktoe_batch_overdue_seconds``,
   ``tiktoktoe_watermark_lag_seconds`` gauges
@@ -33,9 +34,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
+import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.registry import CollectorRegistry
 
+from .lag import LagHistogram
 from .sampler import PREFIX, Sample, Sampler
 from .system import GPU_SERIES, ProcessCollector, nvml_collector
 
@@ -102,12 +105,12 @@ class EngineMetrics:
             buckets=BATCH_SECONDS_BUCKETS,
             registry=r,
         )
-        self._latency = Histogram(
+        self._latency = LagHistogram(
             "tiktoktoe_e2e_latency_seconds",
-            "Processing time minus event time, per batch.",
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+            "Processing time minus event time, per valid event.",
+            LATENCY_BUCKETS,
         )
+        r.register(self._latency)
         self._stage = Counter(
             "tiktoktoe_stage_seconds_total",
             "Wall time spent per pipeline stage.",
@@ -163,7 +166,11 @@ class EngineMetrics:
         worker: str = "0",
         worker_rows: Mapping[str, int] | None = None,
     ) -> None:
-        """Record one processed batch; O(stages) counter increments, no allocation per event."""
+        """Record one processed batch; O(stages) counter increments, no allocation per event.
+
+        ``event_time_lag_s`` is one observation of the end-to-end latency; the engine's
+        listener gives every event's instead (``record_event_times``).
+        """
         self._events_in.inc(rows_in)
         out = self._outcome
         if valid:
@@ -196,6 +203,10 @@ class EngineMetrics:
                         name, self._worker_events.labels(worker=name)
                     )
             wchild.inc(rows)  # type: ignore[attr-defined]
+
+    def record_event_times(self, times_ms: np.ndarray, now_s: float) -> None:
+        """The end-to-end latency of each event of a batch: ``now_s`` minus its time."""
+        self._latency.observe_event_times(times_ms, now_s)
 
     def set_queue_depth(self, n: int | float) -> None:
         """For a registry with no engine to read (``watch_batcher`` replaces it)."""
