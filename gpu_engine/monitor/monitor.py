@@ -7,7 +7,9 @@ One ``tick(now)`` is one evaluation interval:
 3. buffer the sample for ``OUT/metrics/samples-*.parquet``;
 4. evaluate every rule on every matching series and step the alert state machines;
 5. apply inhibition, run the actions of newly firing alerts;
-6. start/stop escalation chains and deliver what is due, grouped by labels;
+6. start/stop escalation chains and deliver what is due, grouped by labels; a resolved
+   notice goes to every channel told the alert fired, even if an ack or inhibition
+   stopped its chain since;
 7. append every state change to ``OUT/alerts.jsonl``.
 
 ``start()``/``stop()`` run ticks on a background thread every ``interval``.
@@ -102,6 +104,9 @@ class Monitor:
             self.config.channels, self.out_dir, callbacks
         )
         self.escalator = Escalator(self.config.escalation)
+        # Channels told that an alert fired whose chain an ack or inhibition stopped: they
+        # are told when it resolves too (an acknowledged page still closes).
+        self._told_before: dict[str, list[str]] = {}
         self.evaluators = [RuleEvaluator(r) for r in self.config.rules]
         self.alerts: dict[str, Alert] = {}
         self._alert_cache: dict[tuple[int, Labels], Alert] = {}
@@ -219,10 +224,11 @@ class Monitor:
                 )
                 if notifiable:
                     self.escalator.start(alert.id, alert.severity, now)
-                elif self.escalator.active(alert.id):
-                    notified = self.escalator.stop(alert.id)
-                    if alert.state is AlertState.RESOLVED:
-                        resolved.extend((ch, alert) for ch in notified)
+                    continue
+                if self.escalator.active(alert.id):
+                    self._silenced(alert.id, self.escalator.stop(alert.id))
+                if alert.state is AlertState.RESOLVED and alert.id in self._told_before:
+                    resolved.extend((ch, alert) for ch in self._told_before.pop(alert.id))
             result.deliveries = self._deliver(self.escalator.advance(now), resolved, now)
             self._append_records(result.changes)
             self.recent_changes.extend(result.changes)
@@ -325,12 +331,18 @@ class Monitor:
             if alert.acknowledged:
                 return True
             alert.acknowledged = True
-            self.escalator.stop(alert_id)
+            self._silenced(alert_id, self.escalator.stop(alert_id))
             rec = self._change(alert, "acknowledged", now)
             rec["by"] = by
             self._append_records([rec])
             self.recent_changes.append(rec)
             return True
+
+    def _silenced(self, alert_id: str, notified: list[str]) -> None:
+        """Remember the channels a stopped chain had told, for the resolved notice."""
+        if notified:
+            told = self._told_before.setdefault(alert_id, [])
+            told.extend(ch for ch in notified if ch not in told)
 
     def _poll_acks(self, now: float) -> None:
         if self.out_dir is None:

@@ -106,6 +106,50 @@ def test_acknowledgement_stops_the_chain(make_monitor, tmp_path) -> None:
     assert [r["time_s"] for r in records if r.get("event") == "acknowledged"] == [20.0]
 
 
+def test_an_acknowledged_alert_still_sends_resolved_to_the_channels_it_paged(
+    make_monitor,
+) -> None:
+    """An ack stops the repeats, not the closing notice (a pager's incident closes)."""
+    _, sent = _run(make_monitor, until=60, ack_at=20, bad_to=30)
+    assert sent == [
+        (7.0, "pager", "firing", 0),
+        (17.0, "pager", "firing", 0),
+        (30.0, "pager", "resolved", 0),
+    ]
+
+
+def test_an_alert_inhibited_then_resolved_sends_resolved_once(make_monitor) -> None:
+    """Paged, then inhibited by a critical alert, then resolved while still inhibited: the
+    pager hears it resolved once; a later firing is a new page."""
+    config = {
+        **CONFIG,
+        "escalation": {"warning": [{"notify": "pager"}], "critical": [{"notify": "manager"}]},
+        "rules": [
+            {**CONFIG["rules"][0], "severity": "warning"},
+            {"name": "Down", "kind": "threshold", "expr": "down > 0", "severity": "critical",
+             "labels": {"component": "engine"}},
+        ],
+    }  # fmt: skip
+    sent: list[tuple[float, str, str, list[str]]] = []
+
+    def callback(p):
+        sent.append((p["time_s"], p["channel"], p["status"], [a["rule"] for a in p["alerts"]]))
+
+    def trace(t: float) -> dict[str, float]:
+        return {"queue_depth": 500 if t < 20 or t >= 40 else 3, "down": 1 if 10 <= t < 30 else 0}
+
+    mon = make_monitor(config, trace, callbacks={"pager": callback, "manager": callback})
+    for t in range(50):
+        mon.tick(float(t))
+    assert sent == [
+        (2.0, "pager", "firing", ["Backlog"]),
+        (10.0, "manager", "firing", ["Down"]),
+        (20.0, "pager", "resolved", ["Backlog"]),
+        (30.0, "manager", "resolved", ["Down"]),
+        (42.0, "pager", "firing", ["Backlog"]),
+    ]
+
+
 def test_ack_via_file_reaches_a_running_monitor(make_monitor, tmp_path) -> None:
     """The CLI writes OUT/alerts_acks.jsonl; the monitor applies it on its next tick."""
     from gpu_engine.cli import main
