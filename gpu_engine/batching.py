@@ -129,19 +129,28 @@ class MicroBatcher:
         return max(0.0, now - pending.since - self.max_delay_s)
 
     def due(self, now: float) -> list[Batch]:
-        """The buffered rows as a batch if they have waited ``max_delay``."""
-        if self._pending.rows and now - self._pending.since >= self.max_delay_s:
+        """The buffered rows as batches if they have waited ``max_delay``; else the full
+        batches among them (rows buffered before ``max_rows`` was made smaller)."""
+        pending = self._pending
+        if pending.rows and now - pending.since >= self.max_delay_s:
             return self._cut_all()
-        return []
+        ready = []
+        while self._pending.rows >= self.max_rows:
+            ready.append(self._cut(self.max_rows, pending.since))
+        return ready
 
     def drain(self) -> list[Batch]:
         """Everything buffered (end of input)."""
         return self._cut_all()
 
     def _cut_all(self) -> list[Batch]:
-        if not self._pending.rows:
-            return []
-        return [self._cut(self._pending.rows, self._pending.since)]
+        """The buffered rows as batches of at most ``max_rows`` (which a running engine
+        may have made smaller since they came)."""
+        since = self._pending.since
+        ready = []
+        while self._pending.rows:
+            ready.append(self._cut(min(self._pending.rows, self.max_rows), since))
+        return ready
 
     def _cut(self, rows: int, now: float) -> Batch:
         pending = self._pending

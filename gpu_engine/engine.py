@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 
 from gpu_engine.backend import select_backend
 from gpu_engine.batching import Batch, MicroBatcher, own_buffers
-from gpu_engine.config.models import EngineConfig, FieldSpec, WindowSpec
+from gpu_engine.config.models import MAX_BATCH_ROWS, EngineConfig, FieldSpec, WindowSpec
 from gpu_engine.errors import EngineError
 from gpu_engine.intake import Intake, Pushed
 from gpu_engine.io.frames import to_arrow
@@ -215,6 +215,7 @@ class Engine:
         self._call_thread: int | None = None  # the thread in that call
         self._poller: BackgroundPoller | None = None
         self._intake: Intake | None = None
+        self._poll_follows_delay = poll_every is None  # see set_batching
         if background:
             every = max(config.batching.max_delay, 2) / 2000 if poll_every is None else poll_every
             queued = 4 * config.batching.max_rows if max_queued_rows is None else max_queued_rows
@@ -365,6 +366,38 @@ class Engine:
             for operator in self.operators:
                 operator.poll(now)
         self._emit_ready()
+
+    def set_batching(
+        self, *, max_rows: int | None = None, max_delay_s: float | None = None
+    ) -> None:
+        """Change the micro-batch size and timeout of the running engine (an optimizer's
+        or a monitor action's allocation), from any thread, without waiting for a batch in
+        progress: the batcher reads them at its next push or poll. Rows already buffered
+        past a smaller ``max_rows`` are cut into batches of it then, without waiting for
+        ``max_delay``. With ``background=True`` and no ``poll_every``, the thread's polls
+        follow the new ``max_delay`` (half of it)."""
+        if max_rows is not None and (
+            isinstance(max_rows, bool)
+            or not isinstance(max_rows, int)
+            or not 1 <= max_rows <= MAX_BATCH_ROWS
+        ):
+            raise ValueError(
+                f"max_rows must be an integer in [1, {MAX_BATCH_ROWS}], not {max_rows!r}"
+            )
+        if max_delay_s is not None and (
+            isinstance(max_delay_s, bool)
+            or not isinstance(max_delay_s, int | float)
+            or not (math.isfinite(max_delay_s) and max_delay_s > 0)
+        ):
+            raise ValueError(
+                f"max_delay_s must be a positive number of seconds, not {max_delay_s!r}"
+            )
+        if max_rows is not None:  # a closed engine's batcher is never read again
+            self.batcher.max_rows = max_rows
+        if max_delay_s is not None:
+            self.batcher.max_delay_s = float(max_delay_s)
+            if self._intake is not None and self._poll_follows_delay:
+                self._intake.every_s = max(max_delay_s, 0.002) / 2
 
     @_serialised
     def flush(self) -> None:

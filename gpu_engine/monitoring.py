@@ -59,30 +59,31 @@ class EngineMonitoring:
 
         Worker counts are reported for the next start, since the key-partitioned state
         is fixed for the life of a run. What changes at once is the micro-batch size and
-        delay, which every stage shares: the one size that gives the workers the run has
-        now the lowest predicted latency within the SLA (not one stage's own optimum,
-        which can leave another stage unstable); nothing changes when no size meets it.
+        delay: the size that gives the engine as it runs (one batch at a time, its stages
+        in turn: :mod:`gpu_engine.optimizer.shared_batch`) the lowest predicted latency
+        within the SLA; nothing changes when no size meets it.
         """
         from gpu_engine.optimizer.fit import fit_metrics, problem_from_metrics
-        from gpu_engine.optimizer.shared_batch import best_shared_batch
+        from gpu_engine.optimizer.shared_batch import best_shared_batch, engine_utilisation
         from gpu_engine.optimizer.solver import recommend
 
         assert self.engine is not None
         fit = fit_metrics(self.engine.batch_metrics().to_pandas())
         problem = problem_from_metrics(fit, budget, sla, price=price)
         allocation = recommend(problem)
-        workers_now = [stage.workers for stage in fit.stages]
-        shared = best_shared_batch(problem, workers_now)
-        batcher = self.engine.batcher
+        shared = best_shared_batch(problem)
         if shared is not None:
-            batcher.max_rows = shared.batch
-            batcher.max_delay_s = max(0.001, shared.max_delay_s)
+            self.engine.set_batching(
+                max_rows=shared.batch, max_delay_s=max(0.001, shared.max_delay_s)
+            )
+        batcher = self.engine.batcher
         return {
             "feasible": allocation.feasible,
             "binding": allocation.binding,
             "applied": {"max_rows": batcher.max_rows, "max_delay_s": batcher.max_delay_s},
             "applied_meets_sla": shared is not None,
-            "predicted_latency_s_now": None if shared is None else shared.prediction.latency_s,
+            "predicted_latency_s_now": None if shared is None else shared.latency_s,
+            "utilisation_now": engine_utilisation(problem, batcher.max_rows),
             "workers_now": {st.name: st.workers for st in fit.stages},
             "workers_next_start": {s.name: s.workers for s in allocation.stages},
             "predicted_latency_s": allocation.latency_s,
@@ -92,10 +93,9 @@ class EngineMonitoring:
 
     def _shrink_batch_delay(self, alert: Any = None, factor: float = 0.5) -> dict[str, float]:
         assert self.engine is not None
-        batcher = self.engine.batcher
-        before = batcher.max_delay_s
-        batcher.max_delay_s = max(0.001, before * factor)
-        return {"max_delay_s_before": before, "max_delay_s_after": batcher.max_delay_s}
+        before = self.engine.batcher.max_delay_s
+        self.engine.set_batching(max_delay_s=max(0.001, before * factor))
+        return {"max_delay_s_before": before, "max_delay_s_after": self.engine.batcher.max_delay_s}
 
     # -- engine listener ----------------------------------------------------------------
     def on_batch(self, report: BatchReport) -> None:

@@ -1,11 +1,12 @@
 """Automated responses: named actions that rules trigger and the runtime implements.
 
-The engine registers e.g. ``scale_workers``, ``shrink_batch_delay``,
-``shed_load``; the optimizer registers ``run_optimizer``. A rule lists action
-names (with parameters); when its alert starts firing the monitor calls
-``execute``. Every call and its outcome is logged, kept in ``history`` and
-appended to ``OUT/actions.jsonl``; an unknown action or an exception is an
-outcome, never a crash of the monitor.
+An engine run (``gpu_engine.monitoring.EngineMonitoring``) registers
+``shrink_batch_delay`` and ``run_optimizer`` (``ENGINE_ACTIONS``, with the parameters
+they take; rule files loaded for a run are checked against it); an embedding
+registers its own. A rule lists action names (with parameters); when its alert
+starts firing the monitor calls ``execute``. Every call and its outcome is logged,
+kept in ``history`` and appended to ``OUT/actions.jsonl``; an unknown action or an
+exception is an outcome, never a crash of the monitor.
 """
 
 from __future__ import annotations
@@ -22,7 +23,11 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 ActionFn = Callable[..., Any]
-KNOWN_ACTIONS = ("scale_workers", "shrink_batch_delay", "shed_load", "run_optimizer")
+# The actions an engine run registers, with the keyword parameters each takes.
+ENGINE_ACTIONS: dict[str, tuple[str, ...]] = {
+    "shrink_batch_delay": ("factor",),
+    "run_optimizer": ("budget", "sla", "price"),
+}
 
 
 @dataclass

@@ -50,7 +50,7 @@ import difflib
 import math
 import operator
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -61,6 +61,7 @@ from gpu_engine.config.loading import not_utf8
 from gpu_engine.errors import ConfigError
 from gpu_engine.units import DurationMs
 
+from .actions import ENGINE_ACTIONS
 from .series import SeriesKey, parse_selector
 
 Severity = Literal["critical", "warning", "info"]
@@ -513,11 +514,46 @@ def check_rule_metrics(
         )
 
 
+def check_rule_actions(
+    config: MonitorConfig,
+    known: Mapping[str, Sequence[str]],
+    source: str = "<monitor config>",
+) -> None:
+    """Refuse actions that are not registered, or parameters they do not take: such an
+    action would only be logged as missing, or fail, when its alert first fires."""
+    lines = []
+    for i, rule in enumerate(config.rules):
+        for action in rule.actions:
+            if action.name not in known:
+                close = difflib.get_close_matches(action.name, list(known), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                lines.append(f"  rules[{i}] ({rule.name}): unknown action {action.name!r}{hint}")
+                continue
+            extra = sorted(set(action.params) - set(known[action.name]))
+            if extra:
+                takes = ", ".join(known[action.name]) or "none"
+                lines.append(
+                    f"  rules[{i}] ({rule.name}): action {action.name!r} takes no parameter"
+                    f" {', '.join(map(repr, extra))} (it takes: {takes})"
+                )
+    if lines:
+        raise ConfigError(
+            "\n".join(
+                [
+                    f"invalid monitor configuration in {source}:",
+                    *lines,
+                    f"  known actions: {', '.join(sorted(known))}",
+                ]
+            )
+        )
+
+
 def load_monitor_config(path: str | Path, *, check_metrics: bool = True) -> MonitorConfig:
     """Load a YAML file; accepts the monitor section at top level or under ``monitor:``.
 
     With ``check_metrics`` (the default: files are written for engine runs) every
-    rule's metric must be one the engine produces, checked before a run starts.
+    rule's metric must be one the engine produces, and every action one an engine run
+    registers, checked before a run starts.
     """
     path = Path(path)
     try:
@@ -535,4 +571,5 @@ def load_monitor_config(path: str | Path, *, check_metrics: bool = True) -> Moni
         from .registry import engine_series_names  # prometheus_client only when needed
 
         check_rule_metrics(config, engine_series_names(), str(path))
+        check_rule_actions(config, ENGINE_ACTIONS, str(path))
     return config
