@@ -645,7 +645,7 @@ class Engine:
                 "_source": pa.array([batch.source] * rows, pa.string()),
                 "_row": pa.array(np.arange(rows, dtype=np.int64) + batch.first_row),
                 "_error": pa.array([error] * rows, pa.string()),
-                "_values": pa.array([str(r) for r in _rows_as_python(batch.table)], pa.string()),
+                "_values": pa.array(_dead_values(batch.table), pa.string()),
             }
         )
         for sink in self.sinks:
@@ -869,6 +869,19 @@ def _raised_again(error: BaseException) -> BaseException:
 
 def _refuse_closed() -> None:
     raise EngineError("the engine is closed; create a new Engine for more input")
+
+
+def _dead_values(table: Any) -> list[str]:
+    """Each dead-lettered row's values as text; a device batch's read back first (it has
+    no Arrow columns), and where even that fails, the reason in every row's place."""
+    if not isinstance(table, pa.Table):
+        try:
+            table = table.to_arrow()
+        except Exception as exc:  # the rows are still counted and written, without values
+            return [f"<not readable from the device: {type(exc).__name__}: {exc}>"] * int(
+                table.num_rows
+            )
+    return [str(row) for row in _rows_as_python(table)]
 
 
 def _rows_as_python(table: pa.Table) -> list[dict[str, Any]]:

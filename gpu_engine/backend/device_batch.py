@@ -117,6 +117,13 @@ class DeviceFrame:
         self.time = time
         self.host = host  # the host table this frame was uploaded from, if any
         self.owns = owns  # its device memory is the engine's, not the caller's
+        self.copies: Any = None  # its upload's CopiesDone, waited for before it is read
+
+    def await_copies(self) -> None:
+        """Make the default stream wait for this frame's upload (staged ahead of its turn)."""
+        if self.copies is not None:
+            self.copies.wait()
+            self.copies = None
 
     @property
     def column_names(self) -> list[str]:
@@ -153,6 +160,7 @@ class DeviceFrame:
         """A host copy, as the CPU backend reads the same push: where frames of two
         layouts meet in one batch (a device push, then a host one), they are batched as
         the CPU backend batches them, since the batch's bounds decide which rows are late."""
+        self.await_copies()
         return pa.table({
             name: c.to_arrow() if isinstance(c, DeviceColumn) else c
             for name, c in self.columns.items()
@@ -183,8 +191,15 @@ class DeviceFrame:
         return cls(columns, n, parts[0].arrow_types, parts[0].time, host, owns=True)
 
     def owned(self) -> DeviceFrame:
-        """This frame in the engine's own device memory (a copy if it is the caller's)."""
-        return self if self.owns else DeviceFrame.concat([self])
+        """This frame in the engine's own device memory (a copy if it is the caller's),
+        copied before this returns: the copies are queued on the default stream, and the
+        caller may overwrite its buffers from a stream that does not wait for that one
+        (a torch side stream, a non-blocking CuPy stream) once its push returns."""
+        if self.owns:
+            return self
+        copied = DeviceFrame.concat([self])
+        cuda.default_stream().synchronize()
+        return copied
 
     def take(self, rows: np.ndarray) -> DeviceFrame:
         """Rows ``rows`` (host row numbers, uploaded once; gathered on the device)."""
@@ -221,6 +236,7 @@ class DeviceFrame:
 
     def validated_by(self, validator: Any, source: str, first_row: int) -> Any:
         """:meth:`gpu_engine.validation.Validator.validate` of this frame, on the device."""
+        self.await_copies()
         return validate(validator, self, source, first_row)
 
     def prepared(
@@ -396,8 +412,8 @@ def _widen(spec: FieldSpec, column: DeviceColumn) -> tuple[Any, Any] | None:
             return None
         values = values.view(np.int64)
         dtype = np.dtype(np.int64)
-    if dtype.kind not in "biuf":
-        return None
+    if dtype.name not in ingest.SOURCE_DTYPES and dtype.kind != "b":
+        return None  # no device cast kernel for it (float16, say): the host casts it
     if spec.type in FLOAT_TYPES:
         exact = 2.0**24 if spec.type == "float32" else 2.0**53  # integers a float holds exactly
         wide = dtype.kind in "iu" and 2 ** (8 * dtype.itemsize) > exact
@@ -544,11 +560,14 @@ class HostFrameStager:
             has_nulls.append(bool(array.null_count))
             if array.null_count:
                 arrays.append(array.is_null().to_numpy(zero_copy_only=False).view(np.uint8))
-        device = iter(self.stager.upload(arrays))
+        uploaded, copies = self.stager.upload(arrays)
+        device = iter(uploaded)
         for name, nulls in zip(names, has_nulls, strict=True):
             values_d = next(device)
             columns[name] = DeviceColumn(values_d, next(device) if nulls else None)
-        return DeviceFrame(columns, table.num_rows, host=table)
+        frame = DeviceFrame(columns, table.num_rows, host=table)
+        frame.copies = copies
+        return frame
 
 
 def _fixed_width(array: pa.Array, field_type: str) -> np.ndarray | None:
@@ -607,17 +626,36 @@ def _is_cudf(values: Any) -> bool:
 
 def _column(name: str, values: Any) -> Column:
     if isinstance(values, DeviceColumn):  # values with null flags, as the caller built them
-        return DeviceColumn(_view(values.values), _view(values.is_null))
+        column = DeviceColumn(_view(values.values), _view(values.is_null))
+        _check_1d(name, column.values)
+        flags = column.is_null
+        if flags is not None and np.dtype(flags.dtype) == np.bool_:
+            column.is_null = flags.view(np.uint8)  # same bytes: no copy
+        return column if _kernels_read(column) else column.to_arrow()
     if _is_cudf(values):
         return _cudf_column(values)
     if is_device_array(values):
-        values = _view(values)
-        if values.ndim != 1:
-            raise InputError(f"column {name!r} must be 1-D, not of shape {values.shape}")
-        return DeviceColumn(values)
+        column = DeviceColumn(_view(values))
+        _check_1d(name, column.values)
+        return column if _kernels_read(column) else column.to_arrow()
     from gpu_engine.io.frames import column_to_arrow
 
     return column_to_arrow(values)
+
+
+def _check_1d(name: str, values: Any) -> None:
+    if values.ndim != 1:
+        raise InputError(f"column {name!r} must be 1-D, not of shape {values.shape}")
+
+
+def _kernels_read(column: DeviceColumn) -> bool:
+    """Whether the device kernels can read the column where it lies: contiguous values,
+    and null flags of one byte. Others (a strided view such as ``matrix[:, 1]``, flags of
+    int32) are copied to the host, as the CPU backend reads them, and uploaded from there."""
+    parts = [column.values] if column.is_null is None else [column.values, column.is_null]
+    if any(not part.is_c_contiguous() for part in parts):
+        return False
+    return column.is_null is None or np.dtype(column.is_null.dtype) == np.uint8
 
 
 def _view(values: Any) -> Any:
