@@ -177,14 +177,29 @@ class PinnedUploader:
         return buffers[c]
 
 
+class CopiesDone:
+    """A batch's copies on the copy stream: :meth:`wait` makes the default stream wait
+    for them, once, just before the batch's first kernel (not when they are queued)."""
+
+    def __init__(self, event: Any) -> None:
+        self._event: Any = event
+
+    def wait(self) -> None:
+        if self._event is not None:
+            self._event.wait(cuda.default_stream())
+            self._event = None
+
+
 class PinnedStager:
     """Whole batches to fresh device arrays through reused pinned buffers (``depth`` sets).
 
     The copies run on the copy stream, so the upload of batch ``n + 1`` (staged before
     batch ``n`` is processed) overlaps batch ``n``'s kernels; the default stream waits
-    for a batch's copies before anything it launches next. A set of pinned buffers is
-    rewritten only once the copies out of it have finished. Device arrays are fresh
-    per batch, so no kernel can still be reading one that is being refilled.
+    for a batch's copies when that batch is processed (:class:`CopiesDone`): waiting as
+    they were queued made batch ``n``'s kernels wait for batch ``n + 1``'s copies. A set
+    of pinned buffers is rewritten only once the copies out of it have finished. Device
+    arrays are fresh per batch, so no kernel can still be reading one that is being
+    refilled.
     """
 
     def __init__(self, depth: int = 2) -> None:
@@ -195,8 +210,9 @@ class PinnedStager:
         self.copies = 0
         self.bytes_copied = 0
 
-    def upload(self, arrays: Sequence[np.ndarray]) -> list[Any]:
-        """Device copies of ``arrays`` (1-D), queued on the copy stream."""
+    def upload(self, arrays: Sequence[np.ndarray]) -> tuple[list[Any], CopiesDone]:
+        """Device copies of ``arrays`` (1-D), queued on the copy stream, and what the
+        default stream must wait for before it reads them."""
         slot = self.turn
         self.turn = (self.turn + 1) % len(self.sets)
         self.copied[slot].synchronize()  # the last copies out of these pinned buffers are done
@@ -216,8 +232,9 @@ class PinnedStager:
                 self.bytes_copied += int(array.nbytes)
             out.append(device)
         self.copied[slot].record(self.stream)
-        self.copied[slot].wait(cuda.default_stream())
-        return out
+        return out, CopiesDone(self.copied[slot])
 
 
-__all__ = ["DEFAULT_CHUNK_ROWS", "Column", "PinnedStager", "PinnedUploader", "copy_stream"]
+__all__ = [
+    "DEFAULT_CHUNK_ROWS", "Column", "CopiesDone", "PinnedStager", "PinnedUploader", "copy_stream",
+]  # fmt: skip

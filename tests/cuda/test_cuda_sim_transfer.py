@@ -186,3 +186,45 @@ def test_small_uploads_through_pinned_buffers_keep_their_values() -> None:
         assert got.dtype == host.dtype and got.shape == host.shape
         np.testing.assert_array_equal(got, host)
     assert to_host(as_device(np.empty(0, np.int16))).shape == (0,)
+
+
+def test_a_staged_batch_is_waited_for_when_it_is_read_not_when_it_is_queued(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The engine stages batch n + 1 before it processes batch n. Waiting for a batch's
+    copies when they were queued made batch n's kernels wait for batch n + 1's copies
+    (no overlap); the default stream now waits for each batch's own copies when that
+    batch is validated. Recorded with stand-in events (the simulator's are no-ops)."""
+    import pyarrow as pa
+
+    from gpu_engine.backend import transfer
+    from gpu_engine.backend.device_batch import HostFrameStager
+    from gpu_engine.config.models import FieldSpec
+
+    log: list[tuple[str, int]] = []
+
+    class Event:
+        def __init__(self) -> None:
+            self.id = len([e for e in log if e[0] == "new"])
+            log.append(("new", self.id))
+
+        def record(self, stream: object) -> None:
+            log.append(("record", self.id))
+
+        def wait(self, stream: object) -> None:
+            log.append(("wait", self.id))
+
+        def synchronize(self) -> None:
+            log.append(("sync", self.id))
+
+    monkeypatch.setattr(transfer, "_event", Event)
+    stager = HostFrameStager({"t": FieldSpec(type="int64"), "x": FieldSpec(type="float64")})
+    table = pa.table({"t": np.arange(5, dtype=np.int64), "x": np.ones(5)})
+    first, second = stager(table), stager(table)  # batch n, then n + 1 staged ahead
+    assert [e for e in log if e[0] == "wait"] == []
+    first.await_copies()
+    first.await_copies()  # once only
+    assert [e for e in log if e[0] == "wait"] == [("wait", 0)]
+    second.to_arrow()  # a host copy of the columns waits for them too
+    assert [e for e in log if e[0] == "wait"] == [("wait", 0), ("wait", 1)]
+    np.testing.assert_array_equal(second.to_arrow().column("x").to_numpy(), np.ones(5))
