@@ -126,3 +126,39 @@ def test_importing_the_cuda_kernels_defers_frees(env: str | None, want: int) -> 
     out = subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True,
                          text=True, check=True)  # fmt: skip
     assert int(out.stdout) == want
+
+
+def test_a_block_freed_by_the_garbage_collector_inside_take_does_not_hang_it() -> None:
+    """The cyclic GC may run at any allocation, take()'s own (its marker's event) included,
+    and free a pooled array caught in a reference cycle: its finalizer gives the block
+    back from inside take(). That took take()'s lock again, in the same thread: a hang."""
+    import gc
+    import threading
+    import weakref
+
+    pointers = iter(range(0x1000, 0x100000, 0x1000))
+
+    def new_marker() -> object:
+        gc.collect()  # a collection at this allocation, as Python may start one
+        return object()
+
+    cache = BlockCache(lambda size: next(pointers), lambda p: None, new_marker, lambda m: True)
+
+    class PooledArray:  # a DeviceNDArray whose memory gives its block back when collected
+        me: object = None
+
+    def pooled() -> PooledArray:
+        pointer, size = cache.take(1024)
+        array = PooledArray()
+        weakref.finalize(array, cache.give, pointer, size)
+        return array
+
+    first = pooled()
+    cycle = pooled()
+    cycle.me = cycle  # garbage only the cyclic collector frees
+    del cycle, first  # first's block is queued: the next take() makes a marker
+    done = threading.Event()
+    threading.Thread(target=lambda: (cache.take(1024), done.set()), daemon=True).start()
+    assert done.wait(10), "take() hung on its own lock"
+    cache.take(1024)
+    assert cache.hits + cache.misses == 4

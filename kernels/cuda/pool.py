@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import threading
 import weakref
 from collections import defaultdict, deque
@@ -65,7 +66,10 @@ class BlockCache:
         self._alloc, self._free = alloc, free
         self._new_marker, self._passed = new_marker, passed
         self._is_out_of_memory = is_out_of_memory
-        self._queued: list[tuple[Any, int]] = []  # freed, no marker yet
+        # Freed, no marker yet: a queue that takes no lock, since a finalizer may run
+        # (the cyclic GC) inside take() itself, which holds the lock (a lock here hung
+        # the thread for good).
+        self._queued: queue.SimpleQueue[tuple[Any, int]] = queue.SimpleQueue()
         self._ready: dict[int, deque[tuple[Any, Any]]] = defaultdict(deque)  # size -> (ptr, marker)
         self._lock = threading.Lock()
         self.cached_bytes = 0
@@ -73,21 +77,30 @@ class BlockCache:
         self.misses = 0
 
     def give(self, pointer: Any, size: int) -> None:
-        """Take back block ``pointer`` of class ``size`` (no CUDA call: any thread, any time)."""
-        with self._lock:
-            self._queued.append((pointer, size))
+        """Take back block ``pointer`` of class ``size`` (no CUDA call and no lock: any
+        thread, any time, a finalizer inside :meth:`take` included)."""
+        self._queued.put((pointer, size))
+
+    def _freed(self) -> list[tuple[Any, int]]:
+        """The blocks given back since the last call (under the lock)."""
+        blocks = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                blocks.append(self._queued.get_nowait())
+        for _, size in blocks:
             self.cached_bytes += size
+        return blocks
 
     def take(self, nbytes: int) -> tuple[Any, int]:
         """(pointer, size class) of a block for ``nbytes``: a cached one the device is done
         with, else a new one from the driver."""
         size = block_size(nbytes)
         with self._lock:
-            if self._queued:
+            freed = self._freed()
+            if freed:
                 marker = self._new_marker()
-                for pointer, queued_size in self._queued:
+                for pointer, queued_size in freed:
                     self._ready[queued_size].append((pointer, marker))
-                self._queued.clear()
             ready = self._ready.get(size)
             if ready and self._passed(ready[0][1]):
                 pointer, _ = ready.popleft()
@@ -106,9 +119,8 @@ class BlockCache:
     def release(self) -> None:
         """Give every cached block back to the driver (``cuMemFree`` waits for the device)."""
         with self._lock:
-            blocks = [pointer for pointer, _ in self._queued]
+            blocks = [pointer for pointer, _ in self._freed()]
             blocks += [pointer for ready in self._ready.values() for pointer, _ in ready]
-            self._queued.clear()
             self._ready.clear()
             self.cached_bytes = 0
         for pointer in blocks:
