@@ -15,10 +15,12 @@ Numba's host work a launch (``benchmarks.launch_cost``).
 
 The parameters are exactly those Numba's ``_Kernel._prepare_args`` passes (the
 test suite compares the two on every argument type the kernels use), handed to
-the same ``cuda.core.launch`` Numba calls. An argument that does not fit the
-signature (a CuPy or cuDF buffer, a non-contiguous or broadcast view, a wrong
-dtype, a scalar ctypes cannot convert) sends that one launch through Numba's own
-path, which converts it or raises its usual error.
+the same ``cuda.core.launch`` Numba calls. A foreign device array (CuPy, cuDF) is
+viewed as a Numba one first. An argument that does not fit the signature (a
+non-contiguous or broadcast view, a wrong dtype or ndim, a scalar ctypes cannot
+convert, a missing argument) is a ``TypeError`` naming the kernel and the argument:
+Numba's own path does not check a one-signature kernel's arguments (it launches its
+only overload), so it would read a float32 array as float64 on a card.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 import numpy as np
 from cuda.core import LaunchConfig, launch
 from numba import types
+from numba.cuda import as_cuda_array
 from numba.cuda._compat import CUDA_CORE_GE_1_0
 from numba.cuda.cudadrv.devicearray import DeviceNDArrayBase
 
@@ -61,8 +64,12 @@ def _array_packer(expected: Any) -> Packer:
         found = array.__dict__.get(_PARAMS) if hasattr(array, "__dict__") else None
         if found is None:
             if not isinstance(array, DeviceNDArrayBase):
-                return False  # e.g. a CuPy array: Numba's path wraps it
-            found = array.__dict__[_PARAMS] = array_params(array)
+                try:  # e.g. a CuPy array: viewed as Numba's launch would (not kept)
+                    found = array_params(as_cuda_array(array))
+                except Exception:
+                    return False
+            else:
+                found = array.__dict__[_PARAMS] = array_params(array)
         if not (found[2] and found[1] == ndim and found[0] == dtype):
             return False
         out.extend(found[3])
@@ -75,7 +82,7 @@ def _scalar_packer(convert: Callable[[Any], Any]) -> Packer:
     def pack(value: Any, out: list[Any]) -> bool:
         try:
             out.append(convert(value))
-        except TypeError:  # e.g. a float for an integer: Numba's path raises its own error
+        except TypeError:  # e.g. a float for an integer
             return False
         return True
 
@@ -103,6 +110,7 @@ class PreparedKernel:
     def __init__(self, dispatcher: Any) -> None:
         (compiled,) = dispatcher.overloads.values()
         self.dispatcher = dispatcher
+        self.name = getattr(getattr(dispatcher, "py_func", None), "__name__", repr(dispatcher))
         self.compiled = compiled
         self.packers = [packer(t) for t in compiled.argument_types]
         self._launches: dict[Any, _Launch] = {}
@@ -126,11 +134,10 @@ class PreparedKernel:
 
 
 class _Launch:
-    """One grid of a :class:`PreparedKernel`; Numba's configuration is the fallback."""
+    """One grid of a :class:`PreparedKernel`, configured as Numba configures it."""
 
     def __init__(self, prepared: PreparedKernel, numba_launch: Any) -> None:
         self.prepared = prepared
-        self.numba_launch = numba_launch
         self.stream = numba_launch.stream
         grid, block = numba_launch.griddim, numba_launch.blockdim
         if CUDA_CORE_GE_1_0:  # the same configuration as Numba's _Kernel.launch builds
@@ -140,16 +147,28 @@ class _Launch:
                                        cooperative_launch=False)  # fmt: skip
 
     def __call__(self, *args: Any) -> None:
-        packers = self.prepared.packers
+        prepared = self.prepared
+        packers = prepared.packers
+        if len(args) != len(packers):
+            raise TypeError(
+                f"kernel {prepared.name} takes {len(packers)} arguments, not {len(args)}"
+            )
         params: list[Any] = []
-        if len(args) == len(packers):
-            for pack, arg in zip(packers, args, strict=True):
-                if not pack(arg, params):
-                    break
-            else:
-                launch(self.stream, self.config, self.prepared.function(), *params)
-                return
-        self.numba_launch(*args)
+        for i, (pack, arg) in enumerate(zip(packers, args, strict=True)):
+            if not pack(arg, params):
+                raise TypeError(
+                    f"kernel {prepared.name}: argument {i} is {_described(arg)}, where its"
+                    f" signature has {prepared.compiled.argument_types[i]}"
+                )
+        launch(self.stream, self.config, prepared.function(), *params)
+
+
+def _described(value: Any) -> str:
+    """An argument as the error shows it: an array's dtype, shape and strides."""
+    if hasattr(value, "dtype") and hasattr(value, "shape"):
+        kind, strides = type(value).__name__, getattr(value, "strides", None)
+        return f"{kind}(dtype={value.dtype}, shape={value.shape}, strides={strides})"
+    return f"{type(value).__name__} {value!r}"
 
 
 __all__ = ["PreparedKernel", "array_params", "packer"]

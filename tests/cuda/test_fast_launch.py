@@ -4,7 +4,7 @@ No device is needed: Numba device arrays are built over fake device memory, and 
 parameters :mod:`kernels.cuda.launcher` packs are compared with those of Numba's
 ``_Kernel._prepare_args`` for every argument of every shipped kernel signature. Then a
 prepared kernel is driven with a stand-in for ``cuda.core.launch``: packed parameters
-when every argument fits its signature, Numba's own launch otherwise. Runs in the
+when every argument fits its signature, a TypeError naming the argument otherwise. Runs in the
 PTX process (not under the simulator, whose arrays are not Numba device arrays).
 """
 
@@ -145,7 +145,7 @@ class _Dispatcher:
         return self.launches.setdefault(dims, _NumbaLaunch(dims))
 
 
-def test_prepared_kernel_launches_packed_parameters_or_falls_back(
+def test_prepared_kernel_launches_packed_parameters_or_refuses_what_does_not_fit(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     launched: list[tuple[Any, ...]] = []
@@ -169,11 +169,20 @@ def test_prepared_kernel_launches_packed_parameters_or_falls_back(
         prepared[blocks, 256]
     assert len(prepared._launches) <= prepared.GRIDS_KEPT
 
+    # Numba's own path does not check a one-signature kernel's arguments (it launches
+    # its only overload): these would be read as the signature's on a card.
     as_float32 = _device_array((2, 5), np.float32)
-    prepared[4, 256](ids, as_float32, 3, True)  # Numba's path raises its usual TypeError
-    prepared[4, 256](ids, values, 3)  # a missing argument: Numba's error too
+    with pytest.raises(TypeError, match=r"argument 1 is DeviceNDArray\(dtype=float32"):
+        prepared[4, 256](ids, as_float32, 3, True)
+    strided = DeviceNDArray((5,), (16,), np.int64, gpu_data=_Memory(1 << 20))
+    with pytest.raises(TypeError, match=r"argument 0 is .*strides=\(16,\)\), where its"):
+        prepared[4, 256](strided, values, 3, True)
+    with pytest.raises(TypeError, match=r"argument 2 is float 3\.5"):
+        prepared[4, 256](ids, values, 3.5, True)
+    with pytest.raises(TypeError, match="takes 4 arguments, not 3"):
+        prepared[4, 256](ids, values, 3)
     assert len(launched) == 1
-    assert [len(call) for call in dispatcher.launches[4, 256].calls] == [4, 3]
+    assert not dispatcher.launches[4, 256].calls
 
 
 def test_a_numba_cuda_without_the_launchers_imports_keeps_numbas_dispatcher() -> None:
