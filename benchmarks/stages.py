@@ -4,6 +4,9 @@
     python -m benchmarks.stages --events 10M validate             # validation of all batches
     python -m benchmarks.stages ingest                            # pane-ingest micro-benchmark
 
+``--events`` and ``--seed`` apply to all three (``ingest``: synthetic keys and times drawn
+with that seed; by default 60 batches of ``--batch-rows``, the first 3 not timed).
+
 ``engine`` also compares commits: run this file with ``PYTHONPATH`` pointing at
 another checkout (``PYTHONPATH=../old python benchmarks/stages.py engine``).
 """
@@ -22,7 +25,7 @@ from gpu_engine.commands.generate import _count
 BATCH_ROWS = 65_536
 
 
-def best_of(repeat: int, fn) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+def best_of(repeat: int, fn) -> tuple[float, float]:
     """(wall, process CPU) seconds of the fastest of ``repeat`` calls."""
     best = (float("inf"), float("inf"))
     for _ in range(repeat):
@@ -32,47 +35,58 @@ def best_of(repeat: int, fn) -> tuple[float, float]:  # type: ignore[no-untyped-
     return best
 
 
-def engine(events: int, workers: int, repeat: int) -> None:
-    table = pq.read_table(dataset(events, 0), columns=COLUMNS)
+def engine(events: int, workers: int, repeat: int, seed: int = 0) -> None:
+    table = pq.read_table(dataset(events, seed), columns=COLUMNS)
     run_engine(table.slice(0, min(events, 1_000_000)), workers=workers)  # JIT, caches
     wall, cpu = best_of(repeat, lambda: run_engine(table, workers=workers))
     print(f"engine, {workers} worker(s), {events:,} events: wall {wall:.3f} s, CPU {cpu:.3f} s")
 
 
-def validate(events: int, repeat: int) -> None:
+def validate(events: int, repeat: int, seed: int = 0, rows: int = BATCH_ROWS) -> None:
     from gpu_engine.validation import Validator
 
-    table = pq.read_table(dataset(events, 0), columns=COLUMNS)
+    table = pq.read_table(dataset(events, seed), columns=COLUMNS)
     config = engine_config(1)
     validator = Validator(config.event_schema, config.validation)
-    batches = [table.slice(i, BATCH_ROWS) for i in range(0, table.num_rows, BATCH_ROWS)]
+    batches = [table.slice(i, rows) for i in range(0, table.num_rows, rows)]
     validator.validate(batches[0], "bench", 0)
     wall, _ = best_of(repeat, lambda: [validator.validate(b, "bench", 0) for b in batches])
     print(f"validation of {events:,} events in {len(batches)} batches: {wall:.3f} s")
 
 
-def ingest(batches: int = 60, rows: int = BATCH_ROWS) -> None:
-    """ns per event of the index lookups and of the updates, state at its working size."""
+UNTIMED_BATCHES = 3  # ingest: the state's first growth
+
+
+def ingest(events: int = 60 * BATCH_ROWS, seed: int = 0, rows: int = BATCH_ROWS) -> None:
+    """ns per event of the index lookups and of the updates, state at its working size:
+    ``events`` in batches of ``rows`` (the last one shorter), the first
+    ``UNTIMED_BATCHES`` not timed."""
+    batches = -(-events // rows)
+    if batches <= UNTIMED_BATCHES:
+        raise ValueError(
+            f"ingest of {events:,} events in batches of {rows:,}: {batches} batch(es), but"
+            f" the first {UNTIMED_BATCHES} are not timed; give more --events"
+        )
     from numba import njit
 
     from kernels.aggregate import AggState, update_row
     from kernels.hashindex import HashIndex, find_or_add
 
     @njit(nogil=True)
-    def lookups(times, atoms, slots, stored, n, ids):  # type: ignore[no-untyped-def]
+    def lookups(times, atoms, slots, stored, n, ids):
         for i in range(times.shape[0]):
             ids[i], n = find_or_add(slots, stored, n, times[i] // 1000, atoms, i)
         return n
 
     @njit(nogil=True)
-    def updates(ids, ops, col_of, mask_of, is_int, fcols, icols, masks, state):  # type: ignore[no-untyped-def]
+    def updates(ids, ops, col_of, mask_of, is_int, fcols, icols, masks, state):
         rows, ist, isum, f0, f1 = state
         for i in range(ids.shape[0]):
             update_row(ids[i], i, ops, col_of, mask_of, is_int, fcols, icols, masks,
                        rows, ist, isum, f0, f1)  # fmt: skip
 
-    rng = np.random.default_rng(0)
-    total = batches * rows
+    rng = np.random.default_rng(seed)
+    total = events
     keys = (rng.zipf(1.1, total) % 100_000).astype(np.int64)
     times = (np.arange(total) * (600_000 / total)).astype(np.int64) - rng.integers(0, 2000, total)
     ops = np.array([0, 1, 2, 4, 0])  # count, sum, mean, max, filtered count
@@ -80,13 +94,15 @@ def ingest(batches: int = 60, rows: int = BATCH_ROWS) -> None:
     is_int = np.zeros(5, np.bool_)
     index, state = HashIndex(2, 1024), AggState(ops, 1024)
     spent = [0.0, 0.0]
+    measured = 0
     for b in range(batches):
-        part = slice(b * rows, (b + 1) * rows)
+        part = slice(b * rows, min((b + 1) * rows, total))
+        size = part.stop - part.start
         t, atoms = np.ascontiguousarray(times[part]), keys[part].reshape(-1, 1).copy()
-        fcols, masks = rng.random((2, rows)), np.ones((2, rows), np.uint8)
-        index.reserve(rows)
-        state.reserve(len(index) + rows)
-        ids = np.empty(rows, np.int64)
+        fcols, masks = rng.random((2, size)), np.ones((2, size), np.uint8)
+        index.reserve(size)
+        state.reserve(len(index) + size)
+        ids = np.empty(size, np.int64)
         slots, stored, n = index.raw()
         t0 = time.perf_counter()
         index.set_count(lookups(t, atoms, slots, stored, n, ids))
@@ -95,31 +111,42 @@ def ingest(batches: int = 60, rows: int = BATCH_ROWS) -> None:
         updates(ids, ops, col_of, mask_of, is_int, fcols, np.empty((0, 0), np.int64), masks,
                 columns)  # fmt: skip
         t2 = time.perf_counter()
-        if b >= 3:  # past the first growth of the state
+        if b >= UNTIMED_BATCHES:  # past the first growth of the state
             spent[0] += t1 - t0
             spent[1] += t2 - t1
+            measured += size
         alive = np.flatnonzero(index.keys[:, 0] >= t.max() // 1000 - 8)  # ~8 live panes
         if 2 * len(alive) < len(index):
             state.keep_rows(alive, len(index))
             index.keep_rows(alive)
-    measured = (batches - 3) * rows
-    print(f"pane ingest: lookup {spent[0] / measured * 1e9:.1f} ns/event, "
-          f"update {spent[1] / measured * 1e9:.1f} ns/event")  # fmt: skip
+    print(f"pane ingest of {events:,} events (seed {seed}, {measured:,} timed): lookup "
+          f"{spent[0] / measured * 1e9:.1f} ns/event, update {spent[1] / measured * 1e9:.1f}"
+          " ns/event")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("what", choices=["engine", "validate", "ingest"])
-    parser.add_argument("--events", type=_count, default=10_000_000)
+    parser.add_argument(
+        "--events", type=_count, help="default: 10M; ingest: 60 batches of --batch-rows"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-rows", type=_count, default=BATCH_ROWS)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
+    rows = max(args.batch_rows, 1)
     if args.what == "engine":
-        engine(args.events, args.workers, args.repeat)
+        events = 10_000_000 if args.events is None else args.events
+        engine(events, args.workers, args.repeat, args.seed)
     elif args.what == "validate":
-        validate(args.events, args.repeat)
+        events = 10_000_000 if args.events is None else args.events
+        validate(events, args.repeat, args.seed, rows)
     else:
-        ingest()
+        events = 60 * rows if args.events is None else args.events
+        if -(-events // rows) <= UNTIMED_BATCHES:
+            parser.error(f"ingest needs more than {UNTIMED_BATCHES} batches of --batch-rows")
+        ingest(events, args.seed, rows)
     return 0
 
 

@@ -8,14 +8,15 @@ seed. Workload: sliding 5 s / 1 s windows per ``content_id`` with count,
 sum(watch_ms), mean(watch_ms), max(latency_ms) and count where event_type = 1.
 Each contender runs in its own process (so peak memory is its own), on the
 same in-memory columns, median of ``--repeat`` runs after a warm-up. Every
-result must equal the engine's (floats within 1e-9 relative) before anything
-is printed.
+result must equal the reference's (floats within 1e-9 relative) before anything
+is printed: the engine's, or without ``engine`` in ``--only`` the first contender's.
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import queue as queues
 import resource
 import statistics
 import time
@@ -227,10 +228,22 @@ def measure(name: str, path: Path, repeat: int) -> dict[str, Any]:
     out = CACHE / f"result-{name}.parquet"
     proc = ctx.Process(target=_child, args=(name, str(path), repeat, str(out), queue))
     proc.start()
-    info = queue.get()
+    info = None
+    while info is None:  # not a bare get(): a child that dies never puts its result
+        try:
+            info = queue.get(timeout=1.0)
+        except queues.Empty:
+            if not proc.is_alive():
+                try:  # what it put just before exiting may still be in the pipe
+                    info = queue.get(timeout=1.0)
+                except queues.Empty:
+                    break
     proc.join()
-    if proc.exitcode != 0:
-        raise RuntimeError(f"{name} failed with exit code {proc.exitcode}")
+    if proc.exitcode != 0 or info is None:
+        raise RuntimeError(
+            f"contender {name!r} exited with code {proc.exitcode}"
+            + ("" if info is not None else " without a result")
+        )
     info["result"] = pd.read_parquet(out)
     return dict(info)
 
@@ -281,26 +294,33 @@ def main(argv: list[str] | None = None) -> int:
         help="contenders (engine = one worker per core, engine-1w = a single worker)",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    if not args.only:
+        parser.error("--only names no contender")
     path = dataset(args.events, args.seed)
     results = {name: measure(name, path, args.repeat) for name in args.only}
-    reference = results.get("engine")
-    if reference is not None:
-        for name, info in results.items():
-            if name != "engine":
-                check_equal(name, info["result"], reference["result"])
+    # The engine is the reference; without it, the first contender named.
+    ref_name = "engine" if "engine" in results else next(iter(results))
+    reference = results[ref_name]
+    compared = [name for name in results if name != ref_name]
+    for name in compared:
+        check_equal(name, results[name]["result"], reference["result"])
     print(f"{args.events:,} events, sliding 5s/1s per content_id, median of {args.repeat} runs")
-    print(f"{'contender':<10}{'seconds':>10}{'events/s':>16}{'vs engine':>11}{'peak MB':>10}")
-    engine_s = statistics.median(reference["times"]) if reference else None
+    vs = f"vs {ref_name}"
+    print(f"{'contender':<10}{'seconds':>10}{'events/s':>16}{vs:>14}{'peak MB':>10}")
+    ref_s = statistics.median(reference["times"])
     for name, info in results.items():
         seconds = statistics.median(info["times"])
-        ratio = f"{seconds / engine_s:.2f}x" if engine_s else "-"
         print(
-            f"{name:<10}{seconds:>10.3f}{args.events / seconds:>16,.0f}{ratio:>11}"
+            f"{name:<10}{seconds:>10.3f}{args.events / seconds:>16,.0f}{seconds / ref_s:>13.2f}x"
             f"{info['peak_bytes'] / 2**20:>10,.0f}"
         )
     read = statistics.median(info["read_s"] for info in results.values())
-    print(f"(Parquet read, not included above: {read:.3f} s; rows out: "
-          f"{len(next(iter(results.values()))['result']):,}; all results equal)")  # fmt: skip
+    if compared:
+        verdict = f"all results equal ({', '.join(compared)} checked against {ref_name})"
+    else:
+        verdict = "a single contender: nothing compared"
+    print(f"(Parquet read, not included above: {read:.3f} s; rows out of {ref_name}: "
+          f"{len(reference['result']):,}; {verdict})")  # fmt: skip
     return 0
 
 
