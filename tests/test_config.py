@@ -109,6 +109,14 @@ def test_examples_load(name) -> None:
             r"aggregations\[1\]\.where\.region: 3 is not of type string",
         ),
         (lambda d: d.update(validaton={}), r"validaton: unknown field"),
+        (
+            lambda d: (
+                d["schema"]["fields"]["event_time"].update(type="timestamp"),
+                d["windows"][0]["aggregations"][7].update(column="event_time"),
+            ),
+            r"aggregations\[7\]\.column: op quantile of timestamp field 'event_time': the"
+            r" sketch's 1 % relative error is of the time since 1970",
+        ),
     ],
 )
 def test_mistakes_name_their_path(tmp_path, edit, message) -> None:

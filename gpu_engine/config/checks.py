@@ -31,6 +31,12 @@ def cross_check(config: EngineConfig) -> list[str]:
                         f"{path}.column: op {agg.op} needs a numeric column,"
                         f" {agg.column!r} is {fields[agg.column].type}"
                     )
+                elif agg.op == "quantile" and fields[agg.column].type == "timestamp":
+                    problems.append(
+                        f"{path}.column: op quantile of timestamp field {agg.column!r}: the"
+                        " sketch's 1 % relative error is of the time since 1970 (months);"
+                        " use min/max, or a duration field"
+                    )
             for column, value in (agg.where or {}).items():
                 if column not in fields:
                     problems.append(f"{path}.where.{column}: not a field of schema.fields")
