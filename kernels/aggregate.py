@@ -191,7 +191,7 @@ def update_row(
         else:  # STD / VAR: Welford
             k = ist[r, a]
             delta = x - f0[r, a]
-            f0[r, a] += delta / k
+            f0[r, a] = next_mean(f0[r, a], x, delta, k - 1, 1)
             f1[r, a] += delta * (x - f0[r, a])
 
 
@@ -214,6 +214,19 @@ def update_events(
 
 
 @njit(inline="always")
+def next_mean(mean_a, mean_b, delta, n_a, n_b):  # pragma: no cover - compiled
+    """The mean of two parts, ``delta = mean_b - mean_a``. Where that difference of two
+    finite means overflowed (values near ±1.7e308), the weighted sum instead: adding
+    ``delta * n_b / total`` made the mean infinite, and the next part's delta then
+    ``inf - inf``, so the variance came out NaN or inf by how events fell into batches.
+    The squared deviations overflow to +inf either way, numpy's variance there."""
+    total = n_a + n_b
+    if math.isinf(delta) and math.isfinite(mean_a) and math.isfinite(mean_b):
+        return mean_a * (n_a / total) + mean_b * (n_b / total)
+    return mean_a + delta * n_b / total
+
+
+@njit(inline="always")
 def chan(n_a, mean_a, m2_a, n_b, mean_b, m2_b):  # pragma: no cover - compiled
     """(mean, M2) of two parts combined (Chan et al.), part ``a`` possibly empty.
 
@@ -224,7 +237,8 @@ def chan(n_a, mean_a, m2_a, n_b, mean_b, m2_b):  # pragma: no cover - compiled
         return mean_b, m2_b
     total = n_a + n_b
     delta = mean_b - mean_a
-    return mean_a + delta * n_b / total, m2_a + (m2_b + delta * delta * n_a * n_b / total)
+    mean = next_mean(mean_a, mean_b, delta, n_a, n_b)
+    return mean, m2_a + (m2_b + delta * delta * n_a * n_b / total)
 
 
 @njit(nogil=True, cache=True)

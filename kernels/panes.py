@@ -3,6 +3,11 @@
 The events of a batch (or of one worker's share of it, given as row numbers)
 go straight from the batch's columns into the pane state; nothing is copied
 per worker and no (pane, key) matrix is built.
+
+Numba's disk cache renews ``ingest_panes`` when this file changes, not when
+``kernels.aggregate.update_row`` or ``kernels.hashindex.find_or_add``, which it
+compiles in, do: after editing those, delete ``kernels/__pycache__/*.nb[ic]`` (a
+variance fix once seemed not to work here because of it).
 """
 
 from __future__ import annotations

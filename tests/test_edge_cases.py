@@ -507,3 +507,37 @@ def test_a_variance_whose_deviations_overflow_is_inf_not_zero(values) -> None:
         expected = float(np.var(values, ddof=1))
     assert expected == np.inf
     assert out[["x_var", "x_std"]].values.tolist() == [[np.inf, np.inf]]
+
+
+@pytest.mark.parametrize(
+    ("window", "chunk"),
+    [
+        ({"type": "tumbling", "size": 3000}, 3),
+        ({"type": "tumbling", "size": 3000}, 1),
+        ({"type": "sliding", "size": 3000, "slide": 1000}, 3),  # three panes combined
+        ({"type": "session", "gap": 5000}, 3),
+        ({"type": "session", "gap": 5000}, 1),  # sessions merged across batches
+    ],
+)
+@pytest.mark.parametrize(
+    "values", [[1.7e308, -1.7e308, 1.7e308], [-1e308, 1.5e308, -1.6e308, 1.7e308, 2.0]]
+)
+def test_a_variance_past_float64_is_inf_however_events_fall_into_batches_and_panes(
+    window, chunk, values
+) -> None:
+    """Numpy's variance of these is inf. The mean's update ``mean + (x - mean) / k``
+    overflowed to ±inf, and the next value's ``x - mean`` was then ``inf - inf``: NaN in
+    one batch, inf in one-row batches or three panes (a review's case)."""
+    aggs = [{"name": "x_var", "op": "var", "column": "x"},
+            {"name": "x_std", "op": "std", "column": "x"}]  # fmt: skip
+    frame = random_events(np.random.default_rng(2), len(values), n_keys=1, span_ms=10)
+    frame["t"] = 1_000_000 + 1000 * np.arange(len(values)) // len(values) * 2
+    frame["x"] = values
+    config = make_config({**window, "aggregations": aggs}, batching={"max_rows": chunk})
+    sink, _ = run_engine(config, frame, chunk=chunk)
+    out = window_frame(sink)
+    whole = out[out["window_start"] == out["window_start"].min()]
+    with np.errstate(over="ignore", invalid="ignore"):
+        expected = float(np.var(values, ddof=1))
+    assert expected == np.inf
+    assert whole[["x_var", "x_std"]].values.tolist() == [[np.inf, np.inf]]
