@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import inspect
 import json
 import math
 import platform
@@ -116,12 +115,11 @@ def slsqp_solve(problem: Problem, starts: int = 20, seed: int = 0) -> tuple[floa
 
 def slsqp_version() -> str:
     """A hash of what the cached SLSQP answers depend on: the problems and their prices
-    (``problem.py``), the plain-Python model and the SLSQP loop (this file), the
+    (``problem.py``), the plain-Python model and the SLSQP loop (this whole file), the
     feasibility tolerance and scipy's version. The torch model (``model.py``) is not in
     it: SLSQP never calls it."""
     digest = hashlib.sha256(Path(problem_module.__file__).read_bytes())
-    for fn in (scalar_model, slsqp_solve):
-        digest.update(inspect.getsource(fn).encode())
+    digest.update(Path(__file__).read_bytes())  # the model, the loop and their helpers
     digest.update(f"{FEAS_TOL!r} scipy {scipy.__version__}".encode())
     return digest.hexdigest()[:16]
 

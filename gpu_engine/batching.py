@@ -52,6 +52,8 @@ class MicroBatcher:
     def add(self, table: Any, source: str, first_row: int, now: float) -> list[Batch]:
         """Buffer ``table``; return the batches that are full."""
         ready: list[Batch] = []
+        while self._pending.rows >= self.max_rows:  # buffered before max_rows was lowered
+            ready.append(self._cut(self.max_rows, self._pending.since))
         pending = self._pending
         if pending.rows:
             joins = pending.source == source and pending.first_row + pending.rows == first_row

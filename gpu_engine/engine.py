@@ -397,7 +397,7 @@ class Engine:
         if max_delay_s is not None:
             self.batcher.max_delay_s = float(max_delay_s)
             if self._intake is not None and self._poll_follows_delay:
-                self._intake.every_s = max(max_delay_s, 0.002) / 2
+                self._intake.set_every(max(max_delay_s, 0.002) / 2)
 
     @_serialised
     def flush(self) -> None:
@@ -565,6 +565,10 @@ class Engine:
     def _process(self, batch: Batch, frame: Any, stage: dict[str, float]) -> None:
         start = self.clock()
         rows = batch.table.num_rows
+        # A frame staged ahead (its copies queued on the copy stream) is waited for now,
+        # whichever path reads it or drops it: the device pool reuses a dropped frame's
+        # blocks behind the default stream, which must be past the copies into them.
+        getattr(frame, "await_copies", _no_wait)()
         try:
             if isinstance(frame, Exception):
                 raise frame
@@ -869,6 +873,10 @@ def _raised_again(error: BaseException) -> BaseException:
 
 def _refuse_closed() -> None:
     raise EngineError("the engine is closed; create a new Engine for more input")
+
+
+def _no_wait() -> None:
+    """A frame with nothing in flight (Arrow, or a device push)."""
 
 
 def _dead_values(table: Any) -> list[str]:

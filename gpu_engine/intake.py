@@ -162,6 +162,13 @@ class Intake(EngineThread):
     def closed(self) -> bool:
         return self._closed
 
+    def set_every(self, every_s: float) -> None:
+        """Poll every ``every_s`` from now: the thread is woken, so a wait begun with the
+        old interval (half a long ``max_delay``) does not hold buffered rows back."""
+        with self.lock:
+            self.every_s = poll_interval(every_s)
+            self._work.notify_all()
+
     def dated_now(self, clock: Callable[[], float]) -> float | None:
         """``clock()`` if no push is queued, else None: a push queued later is dated no
         earlier, so a poll at that time cannot cut a batch before a push that came first."""

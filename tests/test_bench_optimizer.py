@@ -56,10 +56,15 @@ def test_the_cache_key_names_the_model_the_answers_come_from(
     key = bench.slsqp_cache_key(INSTANCES, SEED, 1)
     assert key.startswith(f"n{INSTANCES}-seed{SEED}-starts1-model")
 
-    def other_model(problem: Any, x: Any) -> tuple[float, list[float]]:
-        return 0.0, []
+    from pathlib import Path
 
-    monkeypatch.setattr(bench, "scalar_model", other_model)
+    read = Path.read_bytes
+
+    def edited(path: Path) -> bytes:  # the benchmark's own file, as if its model changed
+        data = read(path)
+        return data + b"# edited" if path.name == "optimizer.py" else data
+
+    monkeypatch.setattr(Path, "read_bytes", edited)
     assert bench.slsqp_cache_key(INSTANCES, SEED, 1) != key
 
 

@@ -61,23 +61,34 @@ def test_a_smaller_max_rows_at_close_still_cuts_batches_of_it() -> None:
     )
 
 
-def test_a_background_engine_polls_at_half_the_new_max_delay() -> None:
-    """Started with a 2 s delay (polls every second), changed to 10 ms: a push is
-    processed within a few tens of milliseconds, not at the next one-second poll."""
-    config = make_config(TUMBLING, batching={"max_rows": 10_000, "max_delay": 2000})
+def test_rows_waiting_in_a_background_engine_go_when_the_delay_is_made_shorter() -> None:
+    """The thread waits half the old delay (3 s here) between polls: made shorter, the
+    wait is cut short, so the rows already waiting go at the new delay (a monitor's
+    shrink_batch_delay on a latency alert); they waited out the old wait before."""
+    config = make_config(TUMBLING, batching={"max_rows": 10_000, "max_delay": 6000})
     done: list[float] = []
     engine = Engine(config, background=True, listeners=[lambda r: done.append(time.monotonic())])
     try:
         engine.push(random_events(np.random.default_rng(2), 10))
         engine.flush()  # the first batch compiles the kernels
-        engine.set_batching(max_delay_s=0.01)
-        time.sleep(1.1)  # the thread is in a wait of the old interval now
-        pushed = time.monotonic()
         engine.push(random_events(np.random.default_rng(3), 10))
-        assert wait_for(lambda: len(done) == 2, 5)
-        assert done[1] - pushed < 0.5
+        time.sleep(0.3)  # the thread has taken the push and waits its 3 s
+        changed = time.monotonic()
+        engine.set_batching(max_delay_s=0.01)
+        assert wait_for(lambda: len(done) == 2, 10)
+        assert done[1] - changed < 1.0
     finally:
         engine.close()
+
+
+def test_a_push_after_max_rows_was_lowered_cuts_the_full_batches_first() -> None:
+    engine, sizes, _ = _engine(max_rows=1000, max_delay=60_000)
+    frame = random_events(np.random.default_rng(4), 1100)
+    engine.push(frame.iloc[:800])
+    engine.set_batching(max_rows=100)
+    engine.push(frame.iloc[800:])
+    assert sizes == [100] * 11
+    assert engine.close()["events"]["valid"] == 1100
 
 
 @pytest.mark.parametrize(
@@ -130,4 +141,4 @@ def test_a_rule_file_naming_an_action_no_run_registers_is_refused(tmp_path) -> N
     )
     assert "known actions: run_optimizer, shrink_batch_delay" in text
     assert str(rules) in text
-    load_monitor_config(rules, check_metrics=False)  # a monitor of an embedding's own actions
+    load_monitor_config(rules, check_actions=False)  # a monitor of an embedding's own actions

@@ -122,6 +122,9 @@ class PinnedUploader:
             slot.copied.wait(default)
             yield lo, hi, slot.views
             slot.done.record(default)
+        if self.pinned_source:  # copies read the caller's arrays: done before they are its
+            for slot in self.slots:
+                slot.copied.synchronize()
 
     def _enqueue(self, slot: _Slot, columns: Sequence[Column], n: int, lo: int, hi: int) -> None:
         """Stage rows ``lo..hi-1`` into ``slot``'s pinned buffers and copy them asynchronously."""

@@ -7,7 +7,8 @@ Integration API for the engine::
     metrics = EngineMetrics()                 # hot path: record_batch(...) once per batch
     monitor = Monitor(MonitorConfig.default(), out_dir, metrics=metrics)
     server = serve_metrics(metrics.registry, port=9108)   # --metrics-port
-    monitor.actions.register("scale_workers", lambda alert, delta=1: ...)
+    monitor.actions.register("scale_workers", lambda alert, delta=1: ...)  # your own
+    # (a rule file naming it: load_monitor_config(path, check_actions=False))
     monitor.start()
     ...  monitor.observe_window("region_errors", frame)  # window outputs → rules
     monitor.stop(); server.stop()

@@ -548,12 +548,15 @@ def check_rule_actions(
         )
 
 
-def load_monitor_config(path: str | Path, *, check_metrics: bool = True) -> MonitorConfig:
+def load_monitor_config(
+    path: str | Path, *, check_metrics: bool = True, check_actions: bool = True
+) -> MonitorConfig:
     """Load a YAML file; accepts the monitor section at top level or under ``monitor:``.
 
     With ``check_metrics`` (the default: files are written for engine runs) every
-    rule's metric must be one the engine produces, and every action one an engine run
-    registers, checked before a run starts.
+    rule's metric must be one the engine produces, and with ``check_actions`` every
+    action one an engine run registers (``ENGINE_ACTIONS``), checked before a run
+    starts. A :class:`Monitor` with actions of its own loads with ``check_actions=False``.
     """
     path = Path(path)
     try:
@@ -571,5 +574,6 @@ def load_monitor_config(path: str | Path, *, check_metrics: bool = True) -> Moni
         from .registry import engine_series_names  # prometheus_client only when needed
 
         check_rule_metrics(config, engine_series_names(), str(path))
+    if check_actions:
         check_rule_actions(config, ENGINE_ACTIONS, str(path))
     return config

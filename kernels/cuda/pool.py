@@ -14,7 +14,8 @@ interpreter shuts down, so it makes no CUDA call); the next allocation records o
 event on the default stream behind every block queued since, and a block is
 reused only once its event has completed. Every kernel that used the block was
 launched before it was dropped, and the engine's copies on its copy stream are
-waited for by the default stream, so no work can still touch a reused block,
+waited for by the default stream (a staged batch's when the engine takes it up, even to
+drop it: ``Engine._process``), so no work can still touch a reused block,
 whichever stream writes it next. When an allocation fails for lack of memory, the
 cache is given back to the driver and the allocation is tried once more.
 
@@ -72,7 +73,7 @@ class BlockCache:
         self._queued: queue.SimpleQueue[tuple[Any, int]] = queue.SimpleQueue()
         self._ready: dict[int, deque[tuple[Any, Any]]] = defaultdict(deque)  # size -> (ptr, marker)
         self._lock = threading.Lock()
-        self.cached_bytes = 0
+        self.cached_bytes = 0  # blocks held, counted once take() or release() sees them
         self.hits = 0
         self.misses = 0
 

@@ -126,3 +126,59 @@ def test_a_device_batch_that_cannot_be_validated_is_dead_lettered_with_its_value
     assert dead["_values"].iloc[0] == str(
         {"t": int(host["t"][0]), "k": int(host["k"][0]), "x": float(host["x"][0])}
     )
+
+
+def test_a_device_push_after_max_rows_was_lowered_below_the_buffered_rows() -> None:
+    """80 host rows wait for a batch of 100; the size drops to 10 (a monitor action); a
+    device push then joins them. The join sliced the device rows at ``max_rows`` minus the
+    rows buffered, a negative count: frames of -70 and 100 rows over 30."""
+    host = _host(110, seed=4)
+
+    def run(backend: str, device: bool) -> tuple[MemorySink, dict]:
+        config = parse_config({
+            "schema": {"time": "t", "fields": FIELDS},
+            "windows": [{"name": "w", "type": "tumbling", "size": 1000, "keys": ["k"],
+                         "aggregations": AGGS}],
+            "backend": backend, "workers": 1, "batching": {"max_rows": 100},
+        })  # fmt: skip
+        sink = MemorySink()
+        engine = Engine(config, sinks=[sink])
+        engine.push({name: v[:80] for name, v in host.items()})
+        engine.set_batching(max_rows=10)
+        rest = {name: v[80:] for name, v in host.items()}
+        engine.push({name: cuda.to_device(v) for name, v in rest.items()} if device else rest)
+        return sink, engine.close()
+
+    want_sink, want = run("cpu", False)
+    got_sink, got = run("cuda", True)
+    assert got["events"] == want["events"] and got["events"]["valid"] == 110
+    keys = ["window_start", "k"]
+    pd.testing.assert_frame_equal(
+        window_frame(got_sink).sort_values(keys).reset_index(drop=True),
+        window_frame(want_sink).sort_values(keys).reset_index(drop=True),
+        check_exact=False, rtol=1e-6,
+    )  # fmt: skip
+
+
+def test_a_staged_batch_is_waited_for_even_when_it_is_never_validated_on_the_device(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Host batches are staged (their copies queued) a batch ahead. One whose validation
+    fails before the device reads it is dropped: the default stream must still wait for
+    its copies, or the device pool hands its blocks out while the copies write them."""
+    from gpu_engine.backend.device_batch import DeviceFrame
+
+    waited: list[int] = []
+    original = DeviceFrame.await_copies
+
+    def await_copies(self: DeviceFrame) -> None:
+        if self.copies is not None:
+            waited.append(self.num_rows)
+        original(self)
+
+    monkeypatch.setattr(DeviceFrame, "await_copies", await_copies)
+    host = _host(64, seed=5)
+    with validation_failing_at(1, "disk on fire"):
+        _, summary = _run("cuda", [pd.DataFrame(host)])  # two host batches of 32
+    assert summary["events"]["dead_lettered"] == 32 and summary["events"]["valid"] == 32
+    assert waited == [32, 32]
