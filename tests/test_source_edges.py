@@ -214,3 +214,32 @@ def test_the_open_quote_scan_agrees_with_pythons_csv_module() -> None:
         assert opened < 0 or text[opened] == '"'
         compared += 1
     assert compared > 1500
+
+
+def test_json_nested_past_the_readers_depth_is_a_bad_line_or_a_named_refusal(
+    tmp_path: Path,
+) -> None:
+    """``json.loads`` raises RecursionError past about a thousand levels: it escaped as a
+    raw traceback, with no summary of the file's rows."""
+    deep = "[" * 100_000 + "]" * 100_000
+    lines = tmp_path / "deep.jsonl"
+    lines.write_text(f'{{"t": 1, "k": 2}}\n{deep}\n{{"t": 3, "k": {deep}}}\n{{"t": 4, "k": 5}}\n')
+    rows = _rows(lines)
+    assert [row["t"] for row in rows] == ["1", None, None, "4"]
+    assert [str(row[LINE_ERROR])[:40] for row in rows[1:3]] == [
+        "line 2 nests deeper than the reader foll",
+        "line 3 nests deeper than the reader foll",
+    ]
+    array = tmp_path / "deep.json"
+    array.write_text(f'[{{"t": 1}}, {deep}]')
+    with pytest.raises(InputError, match=r"deep\.json: its JSON nests deeper than the reader"):
+        _rows(array)
+
+
+@pytest.mark.parametrize("text", [b"t,k,s", b"t,k,s  ", b"\xef\xbb\xbft,k,s"])
+def test_a_csv_of_a_header_with_no_line_break_has_no_rows(tmp_path: Path, text: bytes) -> None:
+    """Arrow cannot tell its columns ("Empty CSV file or block"): the run failed, where
+    the same header with a line break after it reads as no rows."""
+    path = tmp_path / "header.csv"
+    path.write_bytes(text)
+    assert _rows(path) == []

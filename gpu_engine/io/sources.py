@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -105,7 +107,20 @@ def _csv(file: Path, batch_rows: int, columns: list[str]) -> Iterator[pa.Table]:
     read again in blocks eight times larger, from the row after the last one given."""
     if not _first_byte(file):  # no header, no rows: a writer that had nothing to write
         return
-    header, block = _csv_header(file)
+    if _header_line_only(file):  # Arrow cannot read a header with no line break after it
+        return
+    # Arrow decodes a line it cannot split (for the handler that quarantines it) as UTF-8
+    # first, and fails the whole file where that line holds other bytes. Such a file is
+    # read again through Latin-1, which decodes any byte, and its values turned back into
+    # the file's bytes (:func:`_latin1_undone`): so each fault still quarantines its row.
+    encoding: str | None = None
+    try:
+        header, block = _csv_header(file)
+    except pa.ArrowInvalid as exc:
+        if _PARSE_ERROR not in str(exc):
+            raise
+        encoding = "latin-1"
+        header, block = _csv_header(file, encoding)
     _check_unique(file, header, columns)
     if columns and header and not set(header) & set(columns):
         raise InputError(
@@ -121,7 +136,7 @@ def _csv(file: Path, batch_rows: int, columns: list[str]) -> Iterator[pa.Table]:
     while True:
         seen = 0
         try:
-            for table in _csv_blocks(file, batch_rows, read, header, block, raw=last):
+            for table in _csv_blocks(file, batch_rows, read, header, block, last, encoding):
                 skip = min(max(given - seen, 0), table.num_rows)
                 seen += table.num_rows
                 if skip < table.num_rows:
@@ -131,6 +146,9 @@ def _csv(file: Path, batch_rows: int, columns: list[str]) -> Iterator[pa.Table]:
                     held = table.slice(skip)
             break
         except pa.ArrowInvalid as exc:
+            if encoding is None and _PARSE_ERROR in str(exc):
+                encoding = "latin-1"  # again, from the row after the last one given
+                continue
             block = _larger_block(exc, block, file)
     if held is not None:
         yield _without(_unclosed_quote(file, held, header[-1]), last)
@@ -170,6 +188,48 @@ def _as_raw(value: str | bytes) -> bytes:
     return value if isinstance(value, bytes) else value.encode()
 
 
+_PARSE_ERROR = "CSV parse error"
+_BOM = b"\xef\xbb\xbf"
+
+
+class _QuietUndecodableRows:
+    """Silences what Arrow prints ("Exception ignored in ...") when it cannot decode a
+    line it cannot split for the invalid-row handler; the read then fails and is done
+    again through Latin-1 (see :func:`_csv`). Other unraisable errors still print."""
+
+    def __enter__(self) -> None:
+        self.previous = sys.unraisablehook
+
+        def hook(unraisable: Any) -> None:
+            if not isinstance(unraisable.exc_value, UnicodeDecodeError):
+                self.previous(unraisable)
+
+        sys.unraisablehook = hook
+
+    def __exit__(self, *exc: object) -> None:
+        sys.unraisablehook = self.previous
+
+
+def _latin1(name: str) -> str:
+    """A name as Arrow reads it from the file through Latin-1."""
+    return name.encode("utf-8").decode("latin-1")
+
+
+def _latin1_undone(table: pa.Table, names: dict[str, str]) -> pa.Table:
+    """A table read through Latin-1 (binary columns: the UTF-8 of each byte's Latin-1
+    character) with the file's own bytes and column names (``names``: Arrow's to the
+    header's) again."""
+    columns = {}
+    for name in table.column_names:
+        column = table.column(name)
+        if pa.types.is_binary(column.type):
+            values = [None if v is None else v.decode("utf-8").encode("latin-1")
+                      for v in column.to_pylist()]  # fmt: skip
+            column = pa.chunked_array([pa.array(values, pa.binary())])
+        columns[names.get(name, name)] = column
+    return pa.table(columns)
+
+
 def _csv_blocks(
     file: Path,
     batch_rows: int,
@@ -177,6 +237,7 @@ def _csv_blocks(
     header: list[str],
     block: int,
     raw: str | None = None,
+    encoding: str | None = None,
 ) -> Iterator[pa.Table]:
     """Every column is read as text and parsed by the validator, so one bad cell
     quarantines its row instead of failing the whole file; so does a line that does not
@@ -191,30 +252,52 @@ def _csv_blocks(
             return "error"
         # ``number`` counts records from 1 with the header, so data row = number - 2.
         counts = f"expected {row.expected_columns} columns, got {row.actual_columns}"
-        bad.append((row.number - 2, f"CSV parse error: {counts}: {_shown(row.text)}"))
+        text = row.text.encode("latin-1") if encoding else row.text
+        bad.append((row.number - 2, f"{_PARSE_ERROR}: {counts}: {_shown(text)}"))
         return "skip"
 
-    reader = pacsv.open_csv(
-        file,
-        read_options=pacsv.ReadOptions(use_threads=False, block_size=block),
-        # Quoted values may hold line breaks (RFC 4180, Excel) even across Arrow's blocks.
-        parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=unreadable),
-        convert_options=pacsv.ConvertOptions(
-            column_types={name: pa.binary() for name in header},  # UTF-8 checked per cell
-            # Only an empty, unquoted cell is null (as in DuckDB): Arrow's default list
-            # would make the text NA (North America), "null" or "nan" a null.
-            null_values=[""],
-            strings_can_be_null=True,
-            quoted_strings_can_be_null=False,
-            include_columns=[c for c in columns if c in header],
-        ),
-    )
-    text_schema = pa.schema([(name, pa.string()) for name in reader.schema.names])
+    arrow_names = {name: _latin1(name) if encoding else name for name in header}
+    if encoding and header:
+        with open(file, "rb") as fh:  # through Latin-1 a byte-order mark stays in the name
+            if fh.read(3) == _BOM:
+                arrow_names[header[0]] = _latin1("\ufeff" + header[0])
+
+    def named(name: str) -> str:
+        return arrow_names[name]
+
+    with _QuietUndecodableRows():
+        reader = pacsv.open_csv(
+            file,
+            read_options=pacsv.ReadOptions(
+                use_threads=False, block_size=block, encoding=encoding or "utf8"
+            ),
+            # Quoted values may hold line breaks (RFC 4180, Excel), even across blocks.
+            parse_options=pacsv.ParseOptions(
+                newlines_in_values=True, invalid_row_handler=unreadable
+            ),
+            convert_options=pacsv.ConvertOptions(
+                column_types={named(name): pa.binary() for name in header},  # UTF-8 checked
+                # Only an empty, unquoted cell is null (as in DuckDB): Arrow's default list
+                # would make the text NA (North America), "null" or "nan" a null.
+                null_values=[""],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+                include_columns=[named(c) for c in columns if c in header],
+            ),
+        )
+    names = {arrow: name for name, arrow in arrow_names.items()}
+    text_schema = pa.schema([(names[name], pa.string()) for name in reader.schema.names])
     good = placed = 0  # good rows read, unreadable rows put in place
     pending: list[pa.Table] = []
     rows = 0
-    for batch in reader:
-        table = _utf8(pa.Table.from_batches([batch]), raw)
+    batches = iter(reader)
+    while True:
+        with _QuietUndecodableRows():
+            batch = next(batches, None)
+        if batch is None:
+            break
+        read = pa.Table.from_batches([batch])
+        table = _utf8(_latin1_undone(read, names) if encoding else read, raw)
         take = placed
         # An unreadable row goes in this table if the good rows before it end here.
         while take < len(bad) and bad[take][0] - take <= good + table.num_rows:
@@ -236,25 +319,33 @@ def _csv_blocks(
         yield pa.concat_tables(pending, promote_options="permissive")
 
 
-def _csv_header(file: Path) -> tuple[list[str], int]:
+def _csv_header(file: Path, encoding: str | None = None) -> tuple[list[str], int]:
     """The column names as Arrow's CSV reader sees them (a UTF-8 byte-order mark, which
     Excel writes, is dropped; Python's csv module would keep it in the first name), and
-    the block that opening the file took: Arrow reads the header and first row in one."""
+    the block that opening the file took: Arrow reads the header and first row in one.
+    Through Latin-1 (``encoding``), the names are the header's UTF-8 text again."""
     block = _CSV_BLOCK
     while True:
         try:
-            probe = pacsv.open_csv(
-                file,
-                read_options=pacsv.ReadOptions(use_threads=False, block_size=block),
-                parse_options=pacsv.ParseOptions(invalid_row_handler=lambda row: "skip"),
-            )
+            with _QuietUndecodableRows():
+                probe = pacsv.open_csv(
+                    file,
+                    read_options=pacsv.ReadOptions(
+                        use_threads=False, block_size=block, encoding=encoding or "utf8"
+                    ),
+                    parse_options=pacsv.ParseOptions(invalid_row_handler=lambda row: "skip"),
+                )
             break
         except pa.ArrowInvalid as exc:
             block = _larger_block(exc, block, file)
     try:
-        return list(probe.schema.names), block
+        names = list(probe.schema.names)
     finally:
         probe.close()
+    if encoding:
+        names = [n.encode("latin-1").decode("utf-8", "replace") for n in names]
+        names = [n.removeprefix("\ufeff") for n in names[:1]] + names[1:]
+    return names, block
 
 
 def _larger_block(error: pa.ArrowInvalid, block: int, file: Path) -> int:
@@ -358,6 +449,15 @@ def _first_byte(file: Path) -> bytes:
     return b""
 
 
+def _header_line_only(file: Path) -> bool:
+    """Whether the file is one line with no line break: a header and no rows. (Looked
+    for in files of up to 1 MiB; a longer header line is left to Arrow.)"""
+    if file.stat().st_size > 1 << 20:
+        return False
+    data = file.read_bytes().rstrip(b" \t")
+    return b"\n" not in data and b"\r" not in data
+
+
 _Record = tuple[dict[str, object] | None, str | None]  # (the object, or why there is none)
 
 
@@ -370,6 +470,11 @@ def _json_array(file: Path) -> list[object] | None:
         if exc.msg == "Extra data":
             return None
         raise
+    except RecursionError:
+        raise InputError(
+            f"{file}: its JSON nests deeper than the reader follows ({sys.getrecursionlimit()}"
+            " levels); no row of it was read"
+        ) from None
     assert isinstance(items, list)  # the file starts with "["
     return items
 
@@ -392,6 +497,12 @@ def _line_records(file: Path) -> Iterator[_Record]:
                 value = json.loads(line)
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 yield None, f"line {number} is not valid JSON ({exc}): {_shown(line)}"
+                continue
+            except RecursionError:
+                yield None, (
+                    f"line {number} nests deeper than the reader follows"
+                    f" ({sys.getrecursionlimit()} levels): {_shown(line)}"
+                )
                 continue
             if isinstance(value, dict):
                 yield value, None
