@@ -123,16 +123,19 @@ def contiguous(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     """``column`` as one array. A dictionary column whose chunks each bring their own
     dictionary (Parquet's row groups, Arrow tables concatenated) may not combine, when
     the dictionaries together outgrow the index type: its values are decoded first (in
-    a list or struct column too)."""
-    if not isinstance(column, pa.ChunkedArray):
-        return column
-    try:
-        return column.combine_chunks()
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        decoded = without_dictionaries(column.type)
-        if decoded == column.type:
-            raise
-        return column.cast(decoded).combine_chunks()
+    a list or struct column too). A run-end encoded column is decoded: Arrow's kernels
+    that pick rows (``take``, ``filter``) do not take it."""
+    if isinstance(column, pa.ChunkedArray):
+        try:
+            column = column.combine_chunks()
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            decoded = without_dictionaries(column.type)
+            if decoded == column.type:
+                raise
+            column = column.cast(decoded).combine_chunks()
+    if pa.types.is_run_end_encoded(column.type):
+        return pc.run_end_decode(column)
+    return column
 
 
 def without_dictionaries(kind: pa.DataType) -> pa.DataType:
@@ -202,6 +205,15 @@ def timestamp_ms_rows(array: pa.Array) -> tuple[pa.Array, np.ndarray | None]:
     return timestamp_ms(pc.if_else(pa.array(failed), pa.scalar(None, array.type), array)), failed
 
 
+def _cast_integer_text(text: pa.Array) -> pa.Array:
+    """Arrow's cast of text to int64, refusing (``ArrowInvalid``) what only it reads:
+    hexadecimal ("0x10" as 16), which the CSV path and every other reader quarantine."""
+    ints = pc.cast(text, pa.int64())
+    if pc.any(pc.match_substring(text, "x", ignore_case=True)).as_py():
+        raise pa.ArrowInvalid("hexadecimal integer text")
+    return ints
+
+
 def text_to_int64(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """Trimmed text as int64 values (0 where null or failed) and the rows that failed.
 
@@ -212,7 +224,7 @@ def text_to_int64(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """
     is_null = text.is_null().to_numpy(zero_copy_only=False)
     try:  # the common case: every value is integer text that fits
-        ints = pc.cast(text, pa.int64())
+        ints = _cast_integer_text(text)
         return ints.fill_null(0).to_numpy(zero_copy_only=False), np.zeros(len(text), bool)
     except pa.ArrowInvalid:
         pass
@@ -351,7 +363,7 @@ def text_timestamps(
     failed."""
     text = trimmed(array)
     try:  # the common case: every value is epoch ms as integer text
-        return pc.cast(text, pa.int64()).fill_null(0).to_numpy(), np.zeros(len(text), bool)
+        return _cast_integer_text(text).fill_null(0).to_numpy(), np.zeros(len(text), bool)
     except pa.ArrowInvalid:
         pass
     integral = pc.match_substring_regex(text, _INTEGER_TEXT).fill_null(False)

@@ -176,6 +176,27 @@ def test_a_pushed_dict_of_mixed_python_objects_is_read_as_text() -> None:
     assert summary["events"]["valid"] == 2
 
 
+def test_missing_values_and_odd_objects_in_a_mixed_column_are_read_as_text() -> None:
+    """The text of a mixed column compared each value with itself (``v != v``, for NaN):
+    pandas' NA, an array and a signalling Decimal raised from inside pandas and numpy,
+    naming no column, and the push counted nothing. Now NA, NaT, None and NaN are nulls
+    and anything else its text, quarantined where the field cannot read it."""
+    values = ["1", pd.NA, 2, np.array([1, 2]), Decimal("sNaN"), pd.NaT, None, float("nan")]
+    n = len(values)
+    frame = pd.DataFrame({"t": 1_000_000 + np.arange(n), "e": np.zeros(n, np.int8),
+                          "k": pd.Series(values, dtype=object)})  # fmt: skip
+    sink, summary = run_engine(make_config(COUNT), frame)
+    assert summary["events"]["in"] == n and summary["accounted"]
+    quarantine = sink.result("quarantine")
+    null = "k is null but the field is not nullable"
+    assert quarantine["_row"].to_pylist() == [1, 3, 4, 5, 6, 7]
+    assert quarantine["_reason"].to_pylist() == [
+        null, "k='[1 2]' is not an integer that fits int64",
+        "k='sNaN' is not an integer that fits int64", null, null, null,
+    ]  # fmt: skip
+    assert summary["events"]["valid"] == 2
+
+
 @pytest.mark.parametrize(
     "column, message",
     [
@@ -308,3 +329,57 @@ def test_quarantined_times_in_two_zones_past_pythons_datetime_come_back_as_text(
     quarantine = sink.result("quarantine")
     assert quarantine is not None and quarantine.num_rows == 2
     assert quarantine["_reason"].to_pylist() == [f"t={2**61} is above max 4102444800000"] * 2
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [pd.DataFrame(index=range(5)), pa.table({"x": pa.nulls(5)}).drop_columns(["x"])],
+    ids=["pandas", "arrow"],
+)
+def test_rows_without_columns_are_refused_and_the_engine_goes_on(frame: Any) -> None:
+    """A pandas frame's rows vanished (``in`` 0); an Arrow table's broke the quarantine at
+    close, every row unaccounted for."""
+    sink = MemorySink()
+    engine = Engine(make_config(COUNT), sinks=[sink])
+    with pytest.raises(InputError, match="the pushed frame has 5 rows but no columns"):
+        engine.push(frame)
+    engine.push(pa.table(_rows(3)))
+    summary = engine.close()
+    assert summary["events"]["in"] == 3 and summary["accounted"]
+    Engine(make_config(COUNT)).push(pd.DataFrame(index=range(0)))  # no rows: still fine
+
+
+def test_hexadecimal_text_is_not_read_as_an_integer() -> None:
+    """Arrow's cast reads "0x10" as 16; the CSV path (and every other reader) quarantines
+    it. Pushed, Parquet and JSON text went through Arrow's cast when every value of the
+    column passed it, in integer fields and in the time field."""
+    table = pa.table({
+        "t": pa.array(["1000000", "1000001", "0x10", "1000003"]),
+        "k": pa.array(["16", "0x10", "2", "0X1f"]),
+        "e": pa.array(np.zeros(4), pa.int8()),
+    })  # fmt: skip
+    sink, summary = run_engine(make_config(COUNT), table)
+    quarantine = sink.result("quarantine")
+    assert quarantine["_row"].to_pylist() == [1, 2, 3]
+    reasons = quarantine["_reason"].to_pylist()
+    assert reasons[0] == "k='0x10' is not an integer that fits int64"
+    assert reasons[1].startswith("t='0x10' ")
+    assert reasons[2] == "k='0X1f' is not an integer that fits int64"
+    assert summary["events"]["valid"] == 1
+
+
+def test_a_run_end_encoded_column_is_read_as_its_values() -> None:
+    """Arrow's take has no kernel for run-end encoded arrays: every row of such a push was
+    dead-lettered."""
+    n = 6
+    table = pa.table({**_rows(n), "k": pa.RunEndEncodedArray.from_arrays([2, 6], [7, 8])})
+    sink, summary = run_engine(make_config(COUNT), table)
+    assert summary["events"]["valid"] == n and summary["events"]["dead_lettered"] == 0
+    windows = sink.result("windows/w").to_pandas()
+    assert windows.groupby("k")["n"].sum().to_dict() == {7: 2, 8: 4}
+
+
+def test_a_pandas_column_arrow_has_no_type_for_is_refused_naming_it() -> None:
+    frame = pd.DataFrame({"t": [1_000_000], "k": np.array([1 + 2j]), "e": [0]})
+    with pytest.raises(InputError, match=r"cannot read pushed column 'k' \(complex128\)"):
+        Engine(make_config(COUNT)).push(frame)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 from gpu_engine.backend import host_copy
@@ -31,7 +32,19 @@ def to_arrow(frame: Any) -> pa.Table:
             _refuse_repeated_names(getattr(frame, "columns", ()))  # before pandas refuses
         table = _as_arrow(frame)
     _refuse_repeated_names(table.schema.names)  # Arrow tables, batches, streams (fast)
+    if not table.num_columns:
+        _refuse_rows_without_columns(frame, table)
     return table
+
+
+def _refuse_rows_without_columns(frame: Any, table: pa.Table) -> None:
+    """Rows with no column at all carry no field to validate, and no Arrow table can
+    hold them beside a batch's (a pandas frame's became 0 rows, silently; an Arrow one
+    broke the quarantine at close)."""
+    shape = getattr(frame, "shape", None)
+    rows = table.num_rows or (int(shape[0]) if shape else 0)
+    if rows:
+        raise InputError(f"the pushed frame has {rows} rows but no columns")
 
 
 def _refuse_repeated_names(columns: Any) -> None:
@@ -62,7 +75,7 @@ def _as_arrow(frame: Any) -> pa.Table:
     if module.startswith("pandas"):
         try:
             table = pa.Table.from_pandas(frame, preserve_index=False)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
             table = _mixed_pandas(frame)
         except TypeError as exc:  # "Sparse pandas data (column a) not supported"
             raise InputError(f"cannot read the pushed pandas frame: {exc}") from None
@@ -106,7 +119,7 @@ def _mixed_pandas(frame: Any) -> pa.Table:
         values = frame[name]
         try:
             columns[str(name)] = pa.array(values, from_pandas=True)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
             if values.dtype != object:
                 raise InputError(f"cannot read pushed column {name!r} ({values.dtype})") from None
             columns[str(name)] = _object_text(values)
@@ -114,8 +127,15 @@ def _mixed_pandas(frame: Any) -> pa.Table:
 
 
 def _object_text(values: Any) -> pa.Array:
-    """Python objects of mixed types as their text (None and NaN null)."""
-    return pa.array([None if v is None or v != v else str(v) for v in values], pa.string())
+    """Python objects of mixed types as their text (None, pandas' NA and NaT, NaN null).
+    Nothing else is compared: ``v != v`` raised for NA, an array, a signalling Decimal."""
+    return pa.array([None if _is_missing(v) else str(v) for v in values], pa.string())
+
+
+def _is_missing(value: object) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, float | np.floating) and bool(np.isnan(value))
 
 
 _UNREADABLE = (
