@@ -279,10 +279,15 @@ class Engine:
         ``background=True``, the rows are queued and this returns at once).
 
         Device columns on the CUDA backend (a cuDF DataFrame, a dict of CuPy, Numba or
-        torch CUDA arrays) stay on the device, where they are batched like host rows:
-        full batches are views of them. Rows kept for later (waiting for the next push,
-        or queued) are copied, on the host or the device, so the caller may reuse its
-        buffers once this returns.
+        torch CUDA arrays) stay on the device, where they are batched like host rows
+        (a batch's rows copied there, device to device). Rows kept for later (waiting for
+        the next push, or queued) are copied, on the host or the device, so the caller
+        may reuse its buffers once this returns.
+
+        ``source`` names where the rows come from (a file, a stream), for the row numbers
+        of quarantined and dead-lettered rows: ``first_row``, else after that source's
+        last push. The engine keeps one number per source for the run, so use a few
+        names, not one per request.
         """
         if self._intake is None:
             self._push_now(frame, source, first_row)

@@ -5,7 +5,7 @@ An engine run (``gpu_engine.monitoring.EngineMonitoring``) registers
 they take; rule files loaded for a run are checked against it); an embedding
 registers its own. A rule lists action names (with parameters); when its alert
 starts firing the monitor calls ``execute``. Every call and its outcome is logged,
-kept in ``history`` and appended to ``OUT/actions.jsonl``; an unknown action or an
+kept in ``history`` (the last 1,000) and appended to ``OUT/actions.jsonl``; an unknown action or an
 exception is an outcome, never a crash of the monitor.
 """
 
@@ -15,6 +15,7 @@ import json
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -49,7 +50,8 @@ class ActionRegistry:
 
     def __init__(self, log_path: Path | None = None) -> None:
         self._actions: dict[str, ActionFn] = {}
-        self.history: list[ActionOutcome] = []
+        # The last outcomes (all of them go to actions.jsonl): a list kept every one.
+        self.history: deque[ActionOutcome] = deque(maxlen=1000)
         self.log_path = log_path
         self._lock = threading.Lock()
 

@@ -35,6 +35,7 @@ class RuleEvaluator:
         self.rule = rule
         self.selector = rule.selector
         self._state: dict[Labels, Any] = {}
+        self._gone_since: dict[Labels, float] = {}  # series with state, absent since
         if isinstance(rule, ThresholdRule):
             _, self.op, self.threshold = rule.split_expr(rule.expr)
         else:
@@ -64,9 +65,20 @@ class RuleEvaluator:
             if math.isinf(value) and not isinstance(self.rule, ThresholdRule):
                 continue
             out[labels] = self._one(now, labels, value)
+            self._gone_since.pop(labels, None)
         for labels in self._state.keys() - out.keys():
             out[labels] = (False, math.nan, {})
+            self._gone_since.setdefault(labels, now)
         return out
+
+    def gone_since(self, labels: Labels) -> float | None:
+        """When the series last had a value, if it has none now (None while it has)."""
+        return self._gone_since.get(labels)
+
+    def forget(self, labels: Labels) -> None:
+        """Drop a series' state (it starts afresh if it comes back)."""
+        self._state.pop(labels, None)
+        self._gone_since.pop(labels, None)
 
     def _one(self, now: float, labels: Labels, value: float) -> Result:
         rule = self.rule

@@ -10,7 +10,8 @@ One ``tick(now)`` is one evaluation interval:
 6. start/stop escalation chains and deliver what is due, grouped by labels; a resolved
    notice goes to every channel told the alert fired, even if an ack or inhibition
    stopped its chain since;
-7. append every state change to ``OUT/alerts.jsonl``.
+7. forget alerts whose series have been gone ``forget_after`` (not pending or firing);
+8. append every state change to ``OUT/alerts.jsonl``.
 
 ``start()``/``stop()`` run ticks on a background thread every ``interval``.
 Everything takes ``now`` from the injected ``clock`` so tests replay traces
@@ -230,9 +231,33 @@ class Monitor:
                 if alert.state is AlertState.RESOLVED and alert.id in self._told_before:
                     resolved.extend((ch, alert) for ch in self._told_before.pop(alert.id))
             result.deliveries = self._deliver(self.escalator.advance(now), resolved, now)
+            self._forget_gone(now)
             self._append_records(result.changes)
             self.recent_changes.extend(result.changes)
             return result
+
+    def _forget_gone(self, now: float) -> None:
+        """Drop the alerts (and their series' rule state) that are neither pending nor
+        firing, owe no resolved notice, and whose series have had no value for
+        ``forget_after``; a series that comes back starts afresh."""
+        after = self.config.forget_after / 1000
+        quiet = (AlertState.INACTIVE, AlertState.RESOLVED)
+        gone = []
+        for (i, labels), alert in self._alert_cache.items():
+            since = self.evaluators[i].gone_since(labels)
+            if since is None or now - since < after or alert.state not in quiet:
+                continue
+            if alert.id in self._told_before or self.escalator.active(alert.id):
+                continue
+            gone.append((i, labels))
+        if not gone:
+            return
+        for i, labels in gone:
+            del self._alert_cache[(i, labels)]
+            self.evaluators[i].forget(labels)
+        held = {alert.id for alert in self._alert_cache.values()}
+        for aid in [aid for aid in self.alerts if aid not in held]:
+            del self.alerts[aid]
 
     def _alert_for(self, ev: RuleEvaluator, series_labels: Labels) -> Alert:
         rule = ev.rule

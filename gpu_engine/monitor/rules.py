@@ -323,6 +323,11 @@ class MonitorConfig(_Strict):
     # ended within ``range`` (at least the last one): a rule on batch_seconds_p99 then
     # holds between batches that finish less often than once an interval.
     range: DurationMs = 10_000
+    # An alert that is not pending or firing, whose series has had no value this long
+    # (a window key that stopped coming), is forgotten with its rule state: kept, they
+    # grew by every key a window ever had (gigabytes a day) and slowed every tick.
+    # Prometheus keeps a resolved alert 15 minutes.
+    forget_after: DurationMs = 900_000
     flush_every: int = Field(60, ge=1, description="samples per Parquet part")
     rules: list[Rule] = Field(default_factory=list)
     channels: dict[str, ChannelConfig] = Field(default_factory=dict)
