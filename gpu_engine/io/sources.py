@@ -499,9 +499,12 @@ def _line_records(file: Path) -> Iterator[_Record]:
                 yield None, f"line {number} is not valid JSON ({exc}): {_shown(line)}"
                 continue
             except RecursionError:
-                yield None, (
-                    f"line {number} nests deeper than the reader follows"
-                    f" ({sys.getrecursionlimit()} levels): {_shown(line)}"
+                yield (
+                    None,
+                    (
+                        f"line {number} nests deeper than the reader follows"
+                        f" ({sys.getrecursionlimit()} levels): {_shown(line)}"
+                    ),
                 )
                 continue
             if isinstance(value, dict):
