@@ -894,7 +894,14 @@ def _dead_values(table: Any) -> list[str]:
             return [f"<not readable from the device: {type(exc).__name__}: {exc}>"] * int(
                 table.num_rows
             )
-    return [str(row) for row in _rows_as_python(table)]
+    return [_row_text(row) for row in _rows_as_python(table)]
+
+
+def _row_text(row: dict[str, Any]) -> str:
+    try:
+        return str(row)
+    except RecursionError:  # a list nested past Python's depth (JSON Arrow read as lists)
+        return "<values nested too deeply to show>"
 
 
 def _rows_as_python(table: pa.Table) -> list[dict[str, Any]]:

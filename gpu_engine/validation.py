@@ -421,7 +421,7 @@ class Validator:
             return f"column {name!r} is missing from the input"
         column = table.column(name)
         raw = value_of(column, row)
-        shown = f"{name}={raw!r}"
+        shown = f"{name}={_shown_value(raw)}"
         lo, hi = self._bounds(name, spec)
         if code == codes.NULL:
             return f"{name} is null but the field is not nullable"
@@ -498,3 +498,11 @@ def _taken(table: pa.Table, rows: np.ndarray) -> pa.Table:
         return table.take(pa.array(rows))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return contiguous_table(table).take(pa.array(rows))
+
+
+def _shown_value(value: object) -> str:
+    """A value's repr for a reason; a list nested past Python's depth has none."""
+    try:
+        return repr(value)
+    except RecursionError:
+        return f"<a {type(value).__name__} nested too deeply to show>"

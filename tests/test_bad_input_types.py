@@ -377,6 +377,11 @@ def test_a_run_end_encoded_column_is_read_as_its_values() -> None:
     assert summary["events"]["valid"] == n and summary["events"]["dead_lettered"] == 0
     windows = sink.result("windows/w").to_pandas()
     assert windows.groupby("k")["n"].sum().to_dict() == {7: 2, 8: 4}
+    # with a row to quarantine, the valid rows are taken out of the batch (Arrow's take)
+    text = pa.RunEndEncodedArray.from_arrays([2, 5, 6], ["7", "x8", "9"])
+    sink, summary = run_engine(make_config(COUNT), pa.table({**_rows(n), "k": text}))
+    assert summary["events"]["valid"] == 3 and summary["events"]["quarantined"] == 3
+    assert summary["events"]["dead_lettered"] == 0
 
 
 def test_a_pandas_column_arrow_has_no_type_for_is_refused_naming_it() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -230,6 +231,17 @@ def test_json_nested_past_the_readers_depth_is_a_bad_line_or_a_named_refusal(
         "line 2 nests deeper than the reader foll",
         "line 3 nests deeper than the reader foll",
     ]
+    # Nested just under the parser's depth: parsed, but its JSON text could not be
+    # written for the reason (a RecursionError at 988-990 levels in a review). Which
+    # depth does that depends on the stack in use, so a range of them is read.
+    near = tmp_path / "near.jsonl"
+    for depth in range(940, 1000, 2):
+        nested = "[" * depth + "]" * depth
+        near.write_text(f'{{"t": 1, "k": 2}}\n{{"t": 3, "k": {nested}}}\n{{"t": 4, "k": 5}}\n')
+        rows = _rows(near)
+        assert len(rows) == 3 and (rows[0]["t"], rows[2]["t"]) == ("1", "4")
+        reason = str(rows[1][LINE_ERROR])  # too deep to parse, or to show: unreadable
+        assert "nests deeper than the reader follows" in reason or "holds a JSON" in reason
     array = tmp_path / "deep.json"
     array.write_text(f'[{{"t": 1}}, {deep}]')
     with pytest.raises(InputError, match=r"deep\.json: its JSON nests deeper than the reader"):
@@ -243,3 +255,60 @@ def test_a_csv_of_a_header_with_no_line_break_has_no_rows(tmp_path: Path, text: 
     path = tmp_path / "header.csv"
     path.write_bytes(text)
     assert _rows(path) == []
+    path.write_bytes(text.replace(b",", b";"))  # the header check still runs
+    with pytest.raises(InputError, match="names none of the schema's fields"):
+        _rows(path)
+
+
+def test_a_header_that_is_not_utf8_in_a_file_read_through_latin1_is_named(
+    tmp_path: Path,
+) -> None:
+    """A ragged line that is not UTF-8 has the file read again through Latin-1; a header
+    name that is not UTF-8 then crashed in Arrow (no such column in include_columns)."""
+    path = tmp_path / "bad.csv"
+    path.write_bytes(b"t,k,s\xff\n1,2,a\n3,\xff4\n")
+    with pytest.raises(InputError, match=r"bad\.csv: its header line is not UTF-8 text"):
+        _rows(path)
+
+
+def test_reading_a_faulty_csv_from_threads_keeps_other_unraisable_reports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Arrow's reports for such a line are silenced during the read; swapping the hook in
+    and out per read lost it under threads (another thread's swap left it muted)."""
+    import threading
+
+    seen: list[BaseException] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: seen.append(u.exc_value))
+    path = tmp_path / "faulty.csv"
+    path.write_bytes(b"t,k,s\n" + b"1,2,a\n" * 2000 + b"3,\xff4\n" + b"5,6,b\n" * 2000)
+    counts: list[int] = []
+    threads = [threading.Thread(target=lambda: counts.append(len(_rows(path, 100))))
+               for _ in range(4)]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert counts == [4001] * 4 and seen == []
+
+    class Broken:
+        def __del__(self) -> None:
+            raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "elsewhere")
+
+    Broken()  # reported, outside any read
+    assert [type(e) for e in seen] == [UnicodeDecodeError]
+
+
+def test_values_nested_past_pythons_depth_are_quarantined_not_a_crash(tmp_path: Path) -> None:
+    """Arrow reads JSON nested 960+ levels as lists: the quarantine's reason (its repr),
+    then the dead-letter path (its str), raised RecursionError and the run crashed."""
+    from gpu_engine.cli import main
+
+    nested = "[" * 970 + "1" + "]" * 970
+    path = tmp_path / "deep.jsonl"
+    path.write_text("".join(f'{{"event_time": {1_700_000_000_000 + i}, "content_id": {nested}}}\n'
+                            for i in range(3)))  # fmt: skip
+    out = tmp_path / "out"
+    assert main(["run", "--input", str(path), "--out", str(out), "--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["events"]["in"] == 3 == summary["events"]["quarantined"]

@@ -9,10 +9,12 @@ it like any bad row, so its row number and the run's accounting stay right.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +110,8 @@ def _csv(file: Path, batch_rows: int, columns: list[str]) -> Iterator[pa.Table]:
     if not _first_byte(file):  # no header, no rows: a writer that had nothing to write
         return
     if _header_line_only(file):  # Arrow cannot read a header with no line break after it
+        text = file.read_bytes().decode("utf-8", "replace").removeprefix("\ufeff")
+        _check_header(file, next(csv.reader([text.strip()])), columns)
         return
     # Arrow decodes a line it cannot split (for the handler that quarantines it) as UTF-8
     # first, and fails the whole file where that line holds other bytes. Such a file is
@@ -121,12 +125,7 @@ def _csv(file: Path, batch_rows: int, columns: list[str]) -> Iterator[pa.Table]:
             raise
         encoding = "latin-1"
         header, block = _csv_header(file, encoding)
-    _check_unique(file, header, columns)
-    if columns and header and not set(header) & set(columns):
-        raise InputError(
-            f"{file}: its header {_shown(','.join(header))} names none of the schema's fields"
-            f" ({', '.join(columns)}); is the header line missing, or the delimiter not a comma?"
-        )
+    _check_header(file, header, columns)
     # The file's last column is read too, if the schema has no use for it: a quote never
     # closed in it swallows the rest of the file, and only its value shows that.
     last = header[-1] if header and header[-1] not in columns else None
@@ -152,6 +151,15 @@ def _csv(file: Path, batch_rows: int, columns: list[str]) -> Iterator[pa.Table]:
             block = _larger_block(exc, block, file)
     if held is not None:
         yield _without(_unclosed_quote(file, held, header[-1]), last)
+
+
+def _check_header(file: Path, header: list[str], columns: list[str]) -> None:
+    _check_unique(file, header, columns)
+    if columns and header and not set(header) & set(columns):
+        raise InputError(
+            f"{file}: its header {_shown(','.join(header))} names none of the schema's fields"
+            f" ({', '.join(columns)}); is the header line missing, or the delimiter not a comma?"
+        )
 
 
 def _without(table: pa.Table, column: str | None) -> pa.Table:
@@ -195,19 +203,34 @@ _BOM = b"\xef\xbb\xbf"
 class _QuietUndecodableRows:
     """Silences what Arrow prints ("Exception ignored in ...") when it cannot decode a
     line it cannot split for the invalid-row handler; the read then fails and is done
-    again through Latin-1 (see :func:`_csv`). Other unraisable errors still print."""
+    again through Latin-1 (see :func:`_csv`). The hook is put in place by the first
+    thread to enter and taken out by the last to leave (a swap per read, under threads,
+    left it muted for good); meanwhile other unraisable errors still print."""
+
+    _lock = threading.Lock()
+    _inside = 0
+    _previous: Callable[[Any], Any] | None = None
 
     def __enter__(self) -> None:
-        self.previous = sys.unraisablehook
+        cls = type(self)
+        with cls._lock:
+            if cls._inside == 0:
+                previous = cls._previous = sys.unraisablehook
 
-        def hook(unraisable: Any) -> None:
-            if not isinstance(unraisable.exc_value, UnicodeDecodeError):
-                self.previous(unraisable)
+                def hook(unraisable: Any) -> None:
+                    if not isinstance(unraisable.exc_value, UnicodeDecodeError):
+                        previous(unraisable)
 
-        sys.unraisablehook = hook
+                sys.unraisablehook = hook
+            cls._inside += 1
 
     def __exit__(self, *exc: object) -> None:
-        sys.unraisablehook = self.previous
+        cls = type(self)
+        with cls._lock:
+            cls._inside -= 1
+            if cls._inside == 0 and cls._previous is not None:
+                sys.unraisablehook = cls._previous
+                cls._previous = None
 
 
 def _latin1(name: str) -> str:
@@ -343,7 +366,10 @@ def _csv_header(file: Path, encoding: str | None = None) -> tuple[list[str], int
     finally:
         probe.close()
     if encoding:
-        names = [n.encode("latin-1").decode("utf-8", "replace") for n in names]
+        try:  # as the header read as UTF-8 (its error names the file, as it did there)
+            names = [n.encode("latin-1").decode("utf-8") for n in names]
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{file}: its header line is not UTF-8 text ({exc})") from None
         names = [n.removeprefix("\ufeff") for n in names[:1]] + names[1:]
     return names, block
 
@@ -524,12 +550,17 @@ def _records_table(records: Iterable[_Record], columns: list[str]) -> pa.Table:
     reasons: list[str | None] = []
     for record, reason in records:
         objects.append(record if record is not None else {})
-        nested = [
-            f"column {name!r} holds a JSON {'object' if isinstance(value, dict) else 'array'},"
-            f" not a value: {_shown(value)}"
-            for name in columns
-            if isinstance(value := objects[-1].get(name), dict | list)
-        ]
+        try:  # a value nested nearly to the parser's depth has no JSON text within it
+            nested = [
+                f"column {name!r} holds a JSON"
+                f" {'object' if isinstance(value, dict) else 'array'}, not a value:"
+                f" {_shown(value)}"
+                for name in columns
+                if isinstance(value := objects[-1].get(name), dict | list)
+            ]
+        except RecursionError:  # its nested values are not kept (no text of them is)
+            nested = [f"a value nests deeper than the reader follows ({sys.getrecursionlimit()})"]
+            objects[-1] = {k: v for k, v in objects[-1].items() if not isinstance(v, dict | list)}
         reasons.append("; ".join(nested) if nested and reason is None else reason)
     names = [c for c in columns if any(c in r for r in objects)]
     data = {n: pa.array([_text(r.get(n)) for r in objects], pa.string()) for n in names}

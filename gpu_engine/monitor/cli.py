@@ -70,6 +70,8 @@ def read_states(out: Path, skipped: list[int] | None = None) -> dict[str, dict[s
             continue
         if rec.get("event") == "monitor_started":
             states.clear()
+        elif rec.get("event") == "forgotten":  # its series long gone (forget_after)
+            states.pop(rec.get("alert_id"), None)
         elif "alert_id" in rec:
             states[rec["alert_id"]] = rec
     return states

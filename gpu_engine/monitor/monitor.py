@@ -25,7 +25,7 @@ import logging
 import math
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 ALERTS_FILE = "alerts.jsonl"
 ACKS_FILE = "alerts_acks.jsonl"
+FORGOTTEN_EPISODES_KEPT = 100_000
 ACTIONS_FILE = "actions.jsonl"
 METRICS_DIR = "metrics"
 
@@ -108,6 +109,9 @@ class Monitor:
         # Channels told that an alert fired whose chain an ack or inhibition stopped: they
         # are told when it resolves too (an acknowledged page still closes).
         self._told_before: dict[str, list[str]] = {}
+        # The last episode of alerts forgotten (see _forget_gone), so that one that comes
+        # back counts on: notices keyed by (id, episode) keep two incidents apart.
+        self._episodes: OrderedDict[str, int] = OrderedDict()
         self.evaluators = [RuleEvaluator(r) for r in self.config.rules]
         self.alerts: dict[str, Alert] = {}
         self._alert_cache: dict[tuple[int, Labels], Alert] = {}
@@ -231,15 +235,16 @@ class Monitor:
                 if alert.state is AlertState.RESOLVED and alert.id in self._told_before:
                     resolved.extend((ch, alert) for ch in self._told_before.pop(alert.id))
             result.deliveries = self._deliver(self.escalator.advance(now), resolved, now)
-            self._forget_gone(now)
+            result.changes.extend(self._forget_gone(now))
             self._append_records(result.changes)
             self.recent_changes.extend(result.changes)
             return result
 
-    def _forget_gone(self, now: float) -> None:
+    def _forget_gone(self, now: float) -> list[dict[str, Any]]:
         """Drop the alerts (and their series' rule state) that are neither pending nor
         firing, owe no resolved notice, and whose series have had no value for
-        ``forget_after``; a series that comes back starts afresh."""
+        ``forget_after``; a series that comes back starts afresh, its alert at the next
+        episode. Returns a ``forgotten`` record for each (``alerts list`` drops it)."""
         after = self.config.forget_after / 1000
         quiet = (AlertState.INACTIVE, AlertState.RESOLVED)
         gone = []
@@ -251,13 +256,20 @@ class Monitor:
                 continue
             gone.append((i, labels))
         if not gone:
-            return
+            return []
         for i, labels in gone:
             del self._alert_cache[(i, labels)]
             self.evaluators[i].forget(labels)
         held = {alert.id for alert in self._alert_cache.values()}
+        records = []
         for aid in [aid for aid in self.alerts if aid not in held]:
-            del self.alerts[aid]
+            alert = self.alerts.pop(aid)
+            self._episodes[aid] = alert.episode
+            self._episodes.move_to_end(aid)
+            while len(self._episodes) > FORGOTTEN_EPISODES_KEPT:
+                self._episodes.popitem(last=False)
+            records.append(self._change(alert, "forgotten", now))
+        return records
 
     def _alert_for(self, ev: RuleEvaluator, series_labels: Labels) -> Alert:
         rule = ev.rule
@@ -276,6 +288,7 @@ class Monitor:
                 threshold=None if math.isnan(ev.threshold) else ev.threshold,
                 interval_s=self.config.interval / 1000,
             )
+            alert.episode = self._episodes.pop(aid, 0)  # one that was forgotten goes on
             self.alerts[aid] = alert
         return alert
 

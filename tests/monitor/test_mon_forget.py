@@ -41,19 +41,27 @@ def test_alerts_of_keys_that_stop_coming_are_forgotten(make_monitor) -> None:
     assert fired == resolved == [str(k) for k in range(0, 600, 4) if k + 2 < 600]
 
 
-def test_a_key_that_comes_back_after_it_was_forgotten_starts_afresh(make_monitor) -> None:
+def test_a_key_that_comes_back_after_it_was_forgotten_starts_afresh(make_monitor, tmp_path) -> None:
+    """Its rule state starts afresh, its alert at the next episode (notices keyed by id and
+    episode keep the two incidents apart); ``alerts list`` drops it while forgotten."""
+    from gpu_engine.monitor.cli import read_states
+
     def trace(t: float) -> dict[str, float]:
         return {'n{k="a"}': 9.0} if t < 3 or t >= 30 else {}
 
-    mon = make_monitor(_config("10s"), trace, callbacks={"cb": lambda p: None})
-    states = []
+    mon = make_monitor(_config("10s"), trace, out_dir=tmp_path, callbacks={"cb": lambda p: None})
+    states, listed = [], []
     for t in range(40):
         mon.tick(float(t))
-        states.append(sorted({a.state.value for a in mon.alerts.values() if a.rule == "Hot"}))
-    assert states[2] == ["firing"] and states[3] == ["resolved"]
+        hot = [a for a in mon.alerts.values() if a.rule == "Hot"]
+        states.append([(a.state.value, a.episode) for a in hot])
+        listed.append(sorted(r["rule"] for r in read_states(tmp_path).values()))
+    assert states[2] == [("firing", 1)] and states[3] == [("resolved", 1)]
     # gone from t = 3 (its first evaluation without a value): forgotten 10 s later
-    assert states[12] == ["resolved"] and states[13] == []
-    assert states[30] == ["firing"]  # back: a new alert
+    assert states[12] == [("resolved", 1)] and states[13] == []
+    assert listed[12] == ["Hot"] and listed[13] == []
+    assert states[30] == [("firing", 2)]  # back: the next episode
+    assert listed[30] == ["Hot"]
 
 
 def test_a_firing_or_pending_alert_is_kept_however_long_its_series_is_gone(make_monitor) -> None:
