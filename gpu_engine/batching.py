@@ -51,9 +51,7 @@ class MicroBatcher:
 
     def add(self, table: Any, source: str, first_row: int, now: float) -> list[Batch]:
         """Buffer ``table``; return the batches that are full."""
-        ready: list[Batch] = []
-        while self._pending.rows >= self.max_rows:  # buffered before max_rows was lowered
-            ready.append(self._cut(self.max_rows, self._pending.since))
+        ready = self._full_batches(self._pending.since)  # buffered before max_rows fell
         pending = self._pending
         if pending.rows:
             joins = pending.source == source and pending.first_row + pending.rows == first_row
@@ -76,8 +74,7 @@ class MicroBatcher:
         if table.num_rows:
             pending.parts.append(table)
             pending.rows += table.num_rows
-        while self._pending.rows >= self.max_rows:
-            ready.append(self._cut(self.max_rows, now))
+        ready.extend(self._full_batches(now))
         # Rows left waiting must not change if the caller reuses its (device) buffers; each
         # part is made to own them once (not every part at every push: pushes of a row
         # each made that quadratic).
@@ -136,9 +133,14 @@ class MicroBatcher:
         pending = self._pending
         if pending.rows and now - pending.since >= self.max_delay_s:
             return self._cut_all()
+        return self._full_batches(pending.since)
+
+    def _full_batches(self, since: float) -> list[Batch]:
+        """Batches of ``max_rows`` while that many are buffered; the rest waits from
+        ``since``."""
         ready = []
         while self._pending.rows >= self.max_rows:
-            ready.append(self._cut(self.max_rows, pending.since))
+            ready.append(self._cut(self.max_rows, since))
         return ready
 
     def drain(self) -> list[Batch]:

@@ -42,7 +42,7 @@ from gpu_engine.errors import EngineError
 from gpu_engine.intake import Intake, Pushed
 from gpu_engine.io.frames import to_arrow
 from gpu_engine.io.sinks import MemorySink, Sink
-from gpu_engine.parsing import as_bytes, contiguous, is_text, utf8_text, value_of
+from gpu_engine.parsing import as_bytes, contiguous, is_text, shown_repr, utf8_text, value_of
 from gpu_engine.poller import BackgroundPoller
 from gpu_engine.validation import ValidatedBatch, Validator, arrow_type
 from gpu_engine.windows.operator import NEVER, WindowOperator, make_operator
@@ -115,11 +115,16 @@ class BatchReport:
     dead_lettered: int
     stage_seconds: dict[str, float]
     latency_s: float
-    max_event_time_ms: int | None
     finished_at: float
     worker_rows: dict[str, int]  # rows each worker (key shard) aggregated, first keyed window
     watermark_ms: int | None  # the lowest watermark over the windows
     event_times_ms: np.ndarray | None = None  # each valid row's event time (int64 epoch ms)
+
+    @property
+    def max_event_time_ms(self) -> int | None:
+        """The batch's newest event time (None without valid rows)."""
+        times = self.event_times_ms
+        return int(times.max()) if times is not None and len(times) else None
 
 
 KEPT_BATCHES = 10_000  # batches whose timings are kept (an embedded engine runs for days)
@@ -668,7 +673,6 @@ class Engine:
             dead_lettered=rows,
             stage_seconds={},
             latency_s=now - batch.arrived_at,
-            max_event_time_ms=None,
             finished_at=now,
             worker_rows={},
             watermark_ms=self._lowest_watermark(),
@@ -699,7 +703,6 @@ class Engine:
                 dead_lettered=0,
                 stage_seconds=stage,
                 latency_s=latency,
-                max_event_time_ms=int(times.max()) if len(times) else None,
                 finished_at=finished,
                 worker_rows=self._worker_rows(rows),
                 watermark_ms=self._lowest_watermark(),
@@ -894,14 +897,7 @@ def _dead_values(table: Any) -> list[str]:
             return [f"<not readable from the device: {type(exc).__name__}: {exc}>"] * int(
                 table.num_rows
             )
-    return [_row_text(row) for row in _rows_as_python(table)]
-
-
-def _row_text(row: dict[str, Any]) -> str:
-    try:
-        return str(row)
-    except RecursionError:  # a list nested past Python's depth (JSON Arrow read as lists)
-        return "<values nested too deeply to show>"
+    return [shown_repr(row) for row in _rows_as_python(table)]
 
 
 def _rows_as_python(table: pa.Table) -> list[dict[str, Any]]:

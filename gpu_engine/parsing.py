@@ -176,6 +176,15 @@ def contiguous_table(table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)  # names (even twice) kept
 
 
+def shown_repr(value: object) -> str:
+    """A value's repr for a reason or a dead letter; a list nested past Python's depth
+    (JSON that Arrow read as lists) has none, and must not stop the row being written."""
+    try:
+        return repr(value)
+    except RecursionError:
+        return f"<a {type(value).__name__} nested too deeply to show>"
+
+
 def trimmed(array: pa.Array) -> pa.Array:
     return pc.utf8_trim_whitespace(pc.cast(array, pa.string()))
 

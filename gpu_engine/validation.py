@@ -42,6 +42,7 @@ from gpu_engine.parsing import (
     epoch_ms,
     is_bytes,
     is_text,
+    shown_repr,
     text_timestamps,
     text_to_bool,
     text_to_float,
@@ -421,7 +422,7 @@ class Validator:
             return f"column {name!r} is missing from the input"
         column = table.column(name)
         raw = value_of(column, row)
-        shown = f"{name}={_shown_value(raw)}"
+        shown = f"{name}={shown_repr(raw)}"
         lo, hi = self._bounds(name, spec)
         if code == codes.NULL:
             return f"{name} is null but the field is not nullable"
@@ -498,11 +499,3 @@ def _taken(table: pa.Table, rows: np.ndarray) -> pa.Table:
         return table.take(pa.array(rows))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return contiguous_table(table).take(pa.array(rows))
-
-
-def _shown_value(value: object) -> str:
-    """A value's repr for a reason; a list nested past Python's depth has none."""
-    try:
-        return repr(value)
-    except RecursionError:
-        return f"<a {type(value).__name__} nested too deeply to show>"

@@ -109,9 +109,9 @@ def _csv(file: Path, batch_rows: int, columns: list[str]) -> Iterator[pa.Table]:
     read again in blocks eight times larger, from the row after the last one given."""
     if not _first_byte(file):  # no header, no rows: a writer that had nothing to write
         return
-    if _header_line_only(file):  # Arrow cannot read a header with no line break after it
-        text = file.read_bytes().decode("utf-8", "replace").removeprefix("\ufeff")
-        _check_header(file, next(csv.reader([text.strip()])), columns)
+    lone = _lone_header(file)
+    if lone is not None:  # Arrow cannot read a header with no line break after it
+        _check_header(file, next(csv.reader([lone])), columns)
         return
     # Arrow decodes a line it cannot split (for the handler that quarantines it) as UTF-8
     # first, and fails the whole file where that line holds other bytes. Such a file is
@@ -285,9 +285,6 @@ def _csv_blocks(
             if fh.read(3) == _BOM:
                 arrow_names[header[0]] = _latin1("\ufeff" + header[0])
 
-    def named(name: str) -> str:
-        return arrow_names[name]
-
     with _QuietUndecodableRows():
         reader = pacsv.open_csv(
             file,
@@ -299,13 +296,13 @@ def _csv_blocks(
                 newlines_in_values=True, invalid_row_handler=unreadable
             ),
             convert_options=pacsv.ConvertOptions(
-                column_types={named(name): pa.binary() for name in header},  # UTF-8 checked
+                column_types={arrow_names[name]: pa.binary() for name in header},  # UTF-8 checked
                 # Only an empty, unquoted cell is null (as in DuckDB): Arrow's default list
                 # would make the text NA (North America), "null" or "nan" a null.
                 null_values=[""],
                 strings_can_be_null=True,
                 quoted_strings_can_be_null=False,
-                include_columns=[named(c) for c in columns if c in header],
+                include_columns=[arrow_names[c] for c in columns if c in header],
             ),
         )
     names = {arrow: name for name, arrow in arrow_names.items()}
@@ -475,13 +472,16 @@ def _first_byte(file: Path) -> bytes:
     return b""
 
 
-def _header_line_only(file: Path) -> bool:
-    """Whether the file is one line with no line break: a header and no rows. (Looked
-    for in files of up to 1 MiB; a longer header line is left to Arrow.)"""
+def _lone_header(file: Path) -> str | None:
+    """The text of a file that is one line with no line break (a header and no rows);
+    None for any other. (Looked for in files of up to 1 MiB; a longer header line is
+    left to Arrow.)"""
     if file.stat().st_size > 1 << 20:
-        return False
-    data = file.read_bytes().rstrip(b" \t")
-    return b"\n" not in data and b"\r" not in data
+        return None
+    data = file.read_bytes().strip(b" \t")
+    if b"\n" in data or b"\r" in data:
+        return None
+    return data.decode("utf-8", "replace").removeprefix("\ufeff")
 
 
 _Record = tuple[dict[str, object] | None, str | None]  # (the object, or why there is none)

@@ -45,9 +45,9 @@ log = logging.getLogger(__name__)
 
 ALERTS_FILE = "alerts.jsonl"
 ACKS_FILE = "alerts_acks.jsonl"
-FORGOTTEN_EPISODES_KEPT = 100_000
 ACTIONS_FILE = "actions.jsonl"
 METRICS_DIR = "metrics"
+FORGOTTEN_EPISODES_KEPT = 100_000  # forgotten alerts whose episode a return goes on from
 
 
 class MetricSource(Protocol):
