@@ -10,7 +10,7 @@ fit, level or deviation at inf or NaN for good. Threshold rules compare it.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from .detectors import Cusum, Ewma, Holt, LinearTrend, RobustZ
@@ -35,7 +35,10 @@ class RuleEvaluator:
         self.rule = rule
         self.selector = rule.selector
         self._state: dict[Labels, Any] = {}
-        self._gone_since: dict[Labels, float] = {}  # series with state, absent since
+        # Series with state that have no value: since when (oldest first, as they went).
+        self._gone_since: dict[Labels, float] = {}
+        self._present: set[Labels] = set()  # series with a value at the last evaluation
+        self._watched: set[Labels] = set()  # gone series still reported (see watch)
         if isinstance(rule, ThresholdRule):
             _, self.op, self.threshold = rule.split_expr(rule.expr)
         else:
@@ -66,19 +69,34 @@ class RuleEvaluator:
                 continue
             out[labels] = self._one(now, labels, value)
             self._gone_since.pop(labels, None)
-        for labels in self._state.keys() - out.keys():
-            out[labels] = (False, math.nan, {})
-            self._gone_since.setdefault(labels, now)
+        present = set(out)
+        # A series that went is reported false once, then only while watched: stepping
+        # the quiet alerts of every series ever gone made each tick slower by all of them.
+        for labels in (self._present - present) | (self._watched - present):
+            if labels in self._state:
+                out[labels] = (False, math.nan, {})
+                self._gone_since.setdefault(labels, now)
+        self._present = present
         return out
 
-    def gone_since(self, labels: Labels) -> float | None:
-        """When the series last had a value, if it has none now (None while it has)."""
-        return self._gone_since.get(labels)
+    def watch(self, labels: Labels, on: bool) -> None:
+        """Keep reporting a gone series (false) while its alert still fires, so that
+        ``keep_firing_for`` runs out and it resolves."""
+        if on:
+            self._watched.add(labels)
+        else:
+            self._watched.discard(labels)
+
+    def gone(self) -> Iterator[tuple[Labels, float]]:
+        """The gone series and since when, the longest gone first (stop at the first
+        not gone long enough: only those before it are read)."""
+        return iter(self._gone_since.items())
 
     def forget(self, labels: Labels) -> None:
         """Drop a series' state (it starts afresh if it comes back)."""
         self._state.pop(labels, None)
         self._gone_since.pop(labels, None)
+        self._watched.discard(labels)
 
     def _one(self, now: float, labels: Labels, value: float) -> Result:
         rule = self.rule

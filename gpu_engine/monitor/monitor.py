@@ -58,6 +58,9 @@ class MetricSource(Protocol):
     def sample(self, now: float, range_s: float = 0.0) -> Sample: ...
 
 
+_QUIET = (AlertState.INACTIVE, AlertState.RESOLVED)  # a false evaluation changes neither
+
+
 def _rank(holds: bool, value: float) -> tuple[bool, bool]:
     """Which of the series that step one alert it follows: one that holds, then one
     with a value (a vanished series has none)."""
@@ -199,10 +202,15 @@ class Monitor:
                 # Series whose labels become one alert's (the rule's labels override theirs)
                 # step it once: it holds when any of them does.
                 steps: dict[str, tuple[Alert, bool, float, dict[str, Any]]] = {}
+                gone: list[tuple[Labels, Alert]] = []
                 for labels, (holds, value, extra) in ev.evaluate(now, values, by_name).items():
                     alert = self._alert_cache.get((i, labels))
                     if alert is None:
                         alert = self._alert_cache[(i, labels)] = self._alert_for(ev, labels)
+                    if not holds and math.isnan(value):  # the series has gone
+                        gone.append((labels, alert))
+                        if alert.state in _QUIET:
+                            continue  # a step changes nothing
                     seen = steps.get(alert.id)
                     if seen is None or _rank(holds, value) > _rank(seen[1], seen[2]):
                         steps[alert.id] = (alert, holds, value, extra)
@@ -214,6 +222,8 @@ class Monitor:
                         )
                         if alert.state is AlertState.FIRING:
                             newly_firing.append((ev, alert))
+                for labels, alert in gone:  # still firing (keep_firing_for): stepped on
+                    ev.watch(labels, alert.state not in _QUIET)
             for alert in apply_inhibition(self.alerts.values(), self.config.inhibit):
                 event = "inhibited" if alert.inhibited else "uninhibited"
                 result.changes.append(self._change(alert, event, now))
@@ -246,15 +256,16 @@ class Monitor:
         ``forget_after``; a series that comes back starts afresh, its alert at the next
         episode. Returns a ``forgotten`` record for each (``alerts list`` drops it)."""
         after = self.config.forget_after / 1000
-        quiet = (AlertState.INACTIVE, AlertState.RESOLVED)
         gone = []
-        for (i, labels), alert in self._alert_cache.items():
-            since = self.evaluators[i].gone_since(labels)
-            if since is None or now - since < after or alert.state not in quiet:
-                continue
-            if alert.id in self._told_before or self.escalator.active(alert.id):
-                continue
-            gone.append((i, labels))
+        for i, ev in enumerate(self.evaluators):
+            for labels, since in ev.gone():  # the longest gone first
+                if now - since < after:
+                    break
+                alert = self._alert_cache[(i, labels)]
+                if alert.state not in _QUIET or alert.id in self._told_before:
+                    continue
+                if not self.escalator.active(alert.id):
+                    gone.append((i, labels))
         if not gone:
             return []
         for i, labels in gone:
