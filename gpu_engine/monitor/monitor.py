@@ -50,6 +50,10 @@ METRICS_DIR = "metrics"
 FORGOTTEN_EPISODES_KEPT = 100_000  # forgotten alerts whose episode a return goes on from
 
 
+# A notification to send: its channel (None: not available), message and delivery record.
+_Send = tuple["Channel | None", Payload, dict[str, Any]]
+
+
 class MetricSource(Protocol):
     """What the monitor samples: ``EngineMetrics`` live, or a ``ReplaySource``.
 
@@ -122,6 +126,9 @@ class Monitor:
         self.recent_changes: deque[dict[str, Any]] = deque(maxlen=200)
         self.last_sample: Sample | None = None
         self._windows: dict[str, dict[SeriesKey, float]] = {}
+        # The engine's thread sets window series under a lock of their own: a tick holds
+        # ``_lock`` while it evaluates, and must not make the engine wait for it.
+        self._windows_lock = threading.Lock()
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -177,78 +184,91 @@ class Monitor:
                 if v is None:
                     continue
                 series[(names[c], labels)] = float(v)
-        with self._lock:
+        with self._windows_lock:
             self._windows[window_name] = series
         return len(series)
 
     # -- evaluation -----------------------------------------------------------------------
     def tick(self, now: float | None = None) -> TickResult:
-        """Evaluate once at ``now`` (default: the clock)."""
+        """Evaluate once at ``now`` (default: the clock).
+
+        Actions and notifications run after the evaluation, outside its lock: a webhook
+        that hangs until its timeout, or a slow action, holds up neither acks nor the
+        window series the engine sets (``observe_window``)."""
         with self._lock:
             now = self.clock() if now is None else now
-            self._poll_acks(now)
-            sample = self.metrics.sample(now, self.config.range / 1000)
-            values = dict(sample.values)
-            for series in self._windows.values():
-                values.update(series)
-            sample = Sample(now, values)
-            self.last_sample = sample
-            if self.writer is not None:
-                self.writer.add(now, values)
-            result = TickResult(now, sample)
-            newly_firing = []
-            by_name = index_by_name(values)
-            for i, ev in enumerate(self.evaluators):
-                # Series whose labels become one alert's (the rule's labels override theirs)
-                # step it once: it holds when any of them does.
-                steps: dict[str, tuple[Alert, bool, float, dict[str, Any]]] = {}
-                gone: list[tuple[Labels, Alert]] = []
-                for labels, (holds, value, extra) in ev.evaluate(now, values, by_name).items():
-                    alert = self._alert_cache.get((i, labels))
-                    if alert is None:
-                        alert = self._alert_cache[(i, labels)] = self._alert_for(ev, labels)
-                    if not holds and math.isnan(value):  # the series has gone
-                        gone.append((labels, alert))
-                        if alert.state in _QUIET:
-                            continue  # a step changes nothing
-                    seen = steps.get(alert.id)
-                    if seen is None or _rank(holds, value) > _rank(seen[1], seen[2]):
-                        steps[alert.id] = (alert, holds, value, extra)
-                for alert, holds, value, extra in steps.values():
-                    prev = alert.observe(holds, now, value, extra)
-                    if prev is not None:
-                        result.changes.append(
-                            self._change(alert, "state", now, previous=prev.value)
-                        )
-                        if alert.state is AlertState.FIRING:
-                            newly_firing.append((ev, alert))
-                for labels, alert in gone:  # still firing (keep_firing_for): stepped on
-                    ev.watch(labels, alert.state not in _QUIET)
-            for alert in apply_inhibition(self.alerts.values(), self.config.inhibit):
-                event = "inhibited" if alert.inhibited else "uninhibited"
-                result.changes.append(self._change(alert, event, now))
-            for ev, alert in newly_firing:
-                for action in ev.rule.actions:
-                    self.actions.execute(action.name, alert.record(), action.params, now)
-            resolved: list[tuple[str, Alert]] = []
-            for alert in self.alerts.values():
-                notifiable = (
-                    alert.state is AlertState.FIRING
-                    and not alert.inhibited
-                    and not alert.acknowledged
-                )
-                if notifiable:
-                    self.escalator.start(alert.id, alert.severity, now)
-                    continue
-                if self.escalator.active(alert.id):
-                    self._silenced(alert.id, self.escalator.stop(alert.id))
-                if alert.state is AlertState.RESOLVED and alert.id in self._told_before:
-                    resolved.extend((ch, alert) for ch in self._told_before.pop(alert.id))
-            result.deliveries = self._deliver(self.escalator.advance(now), resolved, now)
-            result.changes.extend(self._forget_gone(now))
-            self._append_records(result.changes)
-            self.recent_changes.extend(result.changes)
-            return result
+            result, actions, sends = self._evaluate(now)
+        for ev, alert in actions:
+            for action in ev.rule.actions:
+                self.actions.execute(action.name, alert.record(), action.params, now)
+        result.deliveries = [self._send(*send) for send in sends]
+        with self._lock:
+            self.deliveries.extend(result.deliveries)
+        return result
+
+    def _evaluate(
+        self, now: float
+    ) -> tuple[TickResult, list[tuple[RuleEvaluator, Alert]], list[_Send]]:
+        """Steps 1-5, 7 and 8 of a tick: the result, the actions of the alerts that
+        started firing and the notifications due, for the caller to run and send."""
+        self._poll_acks(now)
+        sample = self.metrics.sample(now, self.config.range / 1000)
+        values = dict(sample.values)
+        with self._windows_lock:
+            windows = list(self._windows.values())
+        for series in windows:
+            values.update(series)
+        sample = Sample(now, values)
+        self.last_sample = sample
+        if self.writer is not None:
+            self.writer.add(now, values)
+        result = TickResult(now, sample)
+        newly_firing = []
+        by_name = index_by_name(values)
+        for i, ev in enumerate(self.evaluators):
+            # Series whose labels become one alert's (the rule's labels override theirs)
+            # step it once: it holds when any of them does.
+            steps: dict[str, tuple[Alert, bool, float, dict[str, Any]]] = {}
+            gone: list[tuple[Labels, Alert]] = []
+            for labels, (holds, value, extra) in ev.evaluate(now, values, by_name).items():
+                alert = self._alert_cache.get((i, labels))
+                if alert is None:
+                    alert = self._alert_cache[(i, labels)] = self._alert_for(ev, labels)
+                if not holds and math.isnan(value):  # the series has gone
+                    gone.append((labels, alert))
+                    if alert.state in _QUIET:
+                        continue  # a step changes nothing
+                seen = steps.get(alert.id)
+                if seen is None or _rank(holds, value) > _rank(seen[1], seen[2]):
+                    steps[alert.id] = (alert, holds, value, extra)
+            for alert, holds, value, extra in steps.values():
+                prev = alert.observe(holds, now, value, extra)
+                if prev is not None:
+                    result.changes.append(self._change(alert, "state", now, previous=prev.value))
+                    if alert.state is AlertState.FIRING:
+                        newly_firing.append((ev, alert))
+            for labels, alert in gone:  # still firing (keep_firing_for): stepped on
+                ev.watch(labels, alert.state not in _QUIET)
+        for alert in apply_inhibition(self.alerts.values(), self.config.inhibit):
+            event = "inhibited" if alert.inhibited else "uninhibited"
+            result.changes.append(self._change(alert, event, now))
+        resolved: list[tuple[str, Alert]] = []
+        for alert in self.alerts.values():
+            notifiable = (
+                alert.state is AlertState.FIRING and not alert.inhibited and not alert.acknowledged
+            )
+            if notifiable:
+                self.escalator.start(alert.id, alert.severity, now)
+                continue
+            if self.escalator.active(alert.id):
+                self._silenced(alert.id, self.escalator.stop(alert.id))
+            if alert.state is AlertState.RESOLVED and alert.id in self._told_before:
+                resolved.extend((ch, alert) for ch in self._told_before.pop(alert.id))
+        sends = self._notifications(self.escalator.advance(now), resolved, now)
+        result.changes.extend(self._forget_gone(now))
+        self._append_records(result.changes)
+        self.recent_changes.extend(result.changes)
+        return result, newly_firing, sends
 
     def _forget_gone(self, now: float) -> list[dict[str, Any]]:
         """Drop the alerts (and their series' rule state) that are neither pending nor
@@ -313,10 +333,10 @@ class Monitor:
         log.log(level, "alert %s %s: %s -> %s", alert.id, event, previous, alert.state.value)
         return rec
 
-    def _deliver(
+    def _notifications(
         self, due: list[Due], resolved: list[tuple[str, Alert]], now: float
-    ) -> list[dict[str, Any]]:
-        """Send due escalation steps and resolved notices, one message per channel and group."""
+    ) -> list[_Send]:
+        """Due escalation steps and resolved notices, one message per channel and group."""
         batches: dict[tuple[Any, ...], list[Alert]] = {}
         meta: dict[tuple[Any, ...], dict[str, Any]] = {}
         by = self.config.group_by
@@ -353,18 +373,21 @@ class Monitor:
                 "ok": True,
                 "error": None,
             }
-            sink = self.channels.get(channel)
-            try:
-                if sink is None:
-                    raise LookupError(f"channel {channel!r} is not available")
-                sink.send(payload)
-            except Exception as exc:  # a failing channel is recorded, evaluation goes on
-                record["ok"] = False
-                record["error"] = f"{type(exc).__name__}: {exc}"
-                log.warning("notification via %s failed: %s", channel, record["error"])
-            self.deliveries.append(record)
-            out.append(record)
+            out.append((self.channels.get(channel), payload, record))
         return out
+
+    @staticmethod
+    def _send(channel: Channel | None, payload: Payload, record: dict[str, Any]) -> dict[str, Any]:
+        """Send one notification; its delivery record, with the error if it failed."""
+        try:
+            if channel is None:
+                raise LookupError(f"channel {record['channel']!r} is not available")
+            channel.send(payload)
+        except Exception as exc:  # a failing channel is recorded, evaluation goes on
+            record["ok"] = False
+            record["error"] = f"{type(exc).__name__}: {exc}"
+            log.warning("notification via %s failed: %s", record["channel"], record["error"])
+        return record
 
     # -- acknowledgement ------------------------------------------------------------------
     def ack(self, alert_id: str, by: str = "api", now: float | None = None) -> bool:
