@@ -119,6 +119,7 @@ class BatchReport:
     worker_rows: dict[str, int]  # rows each worker (key shard) aggregated, first keyed window
     watermark_ms: int | None  # the lowest watermark over the windows
     event_times_ms: np.ndarray | None = None  # each valid row's event time (int64 epoch ms)
+    source: str = ""  # the batch's source (an input file's path, a push's ``source``)
 
     @property
     def max_event_time_ms(self) -> int | None:
@@ -292,7 +293,8 @@ class Engine:
         ``source`` names where the rows come from (a file, a stream), for the row numbers
         of quarantined and dead-lettered rows: ``first_row``, else after that source's
         last push. The engine keeps one number per source for the run, so use a few
-        names, not one per request.
+        names, not one per request. Sources share each window's watermark (the largest
+        event time from any of them): one behind another's progress has its events late.
         """
         if self._intake is None:
             self._push_now(frame, source, first_row)
@@ -513,7 +515,8 @@ class Engine:
         self._stop_polling()  # pushes are refused from now on, whoever ended the run
         self._failed_output = None  # abort reports its own error, and must not raise
         self._pool.shutdown(wait=True)
-        summary = {**self.summary(), "failed": True, "error": str(error)}
+        # An interrupt has no message: its name is the error.
+        summary = {**self.summary(), "failed": True, "error": str(error) or type(error).__name__}
         self.summary_data = summary
         for sink in self.sinks:
             # A sink that fails here failed before: that is the error being reported.
@@ -590,12 +593,12 @@ class Engine:
             return
         t1 = self.clock()
         stage["validate"] = t1 - start
-        late_everywhere = self._aggregate(validated, t1)
+        late_everywhere, late_rows = self._aggregate(validated, t1)
         t2 = self.clock()
         stage["aggregate"] = t2 - t1
-        self._emit_ready()
-        finished = self.clock()
-        stage["emit"] = finished - t2
+        # Counted before any of its outputs is handed on: a sink that raises an interrupt
+        # then leaves a batch counted as processed whose outputs are partly written, not
+        # one counted as never processed whose late rows and windows were written.
         n_late = int(late_everywhere.sum())
         valid = validated.valid.num_rows - n_late
         self.counts.valid += valid
@@ -604,21 +607,30 @@ class Engine:
         if validated.quarantine is not None and self.config.validation.on_error == "quarantine":
             for sink in self.sinks:
                 self._hand_on(sink.quarantine, validated.quarantine)
+        for name, rows_late in late_rows:
+            for sink in self.sinks:
+                self._hand_on(sink.late, name, rows_late)
+        self._emit_ready()
+        finished = self.clock()
+        stage["emit"] = finished - t2  # the batch's outputs handed on
         self._record(batch, rows, valid, validated, n_late, stage, finished)
         done = self.clock()
         for operator in self.operators:
             operator.busy_until(done)
 
-    def _aggregate(self, validated: ValidatedBatch, now: float) -> np.ndarray:
+    def _aggregate(
+        self, validated: ValidatedBatch, now: float
+    ) -> tuple[np.ndarray, list[tuple[str, pa.Table]]]:
+        """Each operator's aggregation of the batch: where rows were late in every window,
+        and each window's late rows (to hand on once the batch is counted)."""
         late_everywhere = np.ones(validated.valid.num_rows, dtype=bool)
+        late_rows = []
         for operator in self.operators:
             late = operator.process(validated.valid, validated.times, now)
             late_everywhere &= late
             if late.any():
-                late_rows = validated.valid.filter(pa.array(late))
-                for sink in self.sinks:
-                    self._hand_on(sink.late, operator.spec.name, late_rows)
-        return late_everywhere
+                late_rows.append((operator.spec.name, validated.valid.filter(pa.array(late))))
+        return late_everywhere, late_rows
 
     def _emit_ready(self) -> None:
         for operator in self.operators:
@@ -676,6 +688,7 @@ class Engine:
             finished_at=now,
             worker_rows={},
             watermark_ms=self._lowest_watermark(),
+            source=batch.source,
         )
         for listener in self.listeners:
             self._hand_on(listener, report)
@@ -707,6 +720,7 @@ class Engine:
                 worker_rows=self._worker_rows(rows),
                 watermark_ms=self._lowest_watermark(),
                 event_times_ms=times,
+                source=batch.source,
             )
             for listener in self.listeners:
                 self._hand_on(listener, report)

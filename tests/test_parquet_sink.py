@@ -37,7 +37,8 @@ def test_a_failed_write_is_raised_and_no_summary_claims_success(tmp_path: Path) 
     (tmp_path / "windows").write_text("a file where a folder should go")
     sink = ParquetSink(tmp_path)
     sink.windows("w", _table(0, 3))  # fails on the writer's thread
-    with pytest.raises(OSError, match=re.escape(f"writing results under {tmp_path} failed")):
+    part = tmp_path / "windows" / "w" / "part-00000.parquet"  # named in the error
+    with pytest.raises(OSError, match=re.escape(f"writing results to {part} failed")):
         sink.flush()
     with pytest.raises(OSError, match="failed"):
         sink.windows("w", _table(3, 3))

@@ -32,10 +32,9 @@ from gpu_engine.monitoring import EngineMonitoring
 from gpu_engine.runner import return_freed_memory_promptly, run_pipeline, source_batches
 
 DEMO_EVENTS = 500_000
-# What a run writes under --out (README's outputs table): a folder holding any of the
-# first five holds an earlier run's results; ``--overwrite`` removes all of them first.
-RESULTS = ParquetSink.OUTPUTS
-RUN_FILES = (*RESULTS, METRICS_DIR, ALERTS_FILE, ACTIONS_FILE, ACKS_FILE)
+# What a run writes under --out (README's outputs table): a folder holding any of them
+# holds an earlier run's results (or a killed run's logs); ``--overwrite`` removes them.
+RUN_FILES = (*ParquetSink.OUTPUTS, METRICS_DIR, ALERTS_FILE, ACTIONS_FILE, ACKS_FILE)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -85,13 +84,14 @@ def check_out(out: Path, overwrite: bool) -> None:
     """Refuse an --out that is not a folder, or that holds an earlier run's results.
 
     Why: a run writes only the outputs it has rows for, so a second run into the same
-    folder would leave the first one's quarantine or late rows beside its own summary.
+    folder would leave the first one's quarantine or late rows beside its own summary, and
+    its alert log and metric samples would go on from the first one's.
     """
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: is a file, not a folder")
     if overwrite or not out.is_dir():
         return
-    found = [name for name in RESULTS if (out / name).exists()]
+    found = [name for name in RUN_FILES if (out / name).exists()]
     if found:
         raise ValueError(
             f"--out {out}: holds the results of an earlier run ({', '.join(found)});"
@@ -157,32 +157,74 @@ def _run(args: argparse.Namespace) -> int:
                 progress=lambda n: progress.advance(task, n),
                 monitoring=monitoring,
             )
-    except (EngineError, ValueError, OSError) as exc:
-        console.print(f"[red]gpu-engine run: {escape(str(exc))}[/]", soft_wrap=True)
+    except (EngineError, ValueError, OSError, KeyboardInterrupt) as exc:
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        message = "interrupted" if interrupted else escape(str(exc))
+        console.print(f"[red]gpu-engine run: {message}[/]", soft_wrap=True)
+        _stop(monitoring, console)
         # Only a run that started wrote this summary (not an earlier run's, left in --out).
         failed = failed_summary(out) if monitoring is not None else None
         if failed is not None:
-            console.print(_failed_run_note(failed["events"], out), soft_wrap=True)
+            console.print(_failed_run_note(failed, out), soft_wrap=True)
+        return 130 if interrupted else 2
+    except BaseException:
+        _stop(monitoring, console)
+        raise
+    if not _stop(monitoring, console):
         return 2
-    finally:
-        if monitoring is not None:
-            monitoring.stop()
     Console().print(summary_table(summary))
+    for note in mostly_late_inputs(summary):
+        console.print(f"[yellow]{escape(note)}[/]", soft_wrap=True)
     fired = sorted({a.rule for a in monitoring.monitor.alerts.values() if a.fired_at is not None})
     print(f"alerts fired: {', '.join(fired) if fired else 'none'} (see {out}/alerts.jsonl)")
     print(f"results in {out}/ (summary.json, windows/, quarantine/, late/, metrics/)")
     return 0 if summary["accounted"] else 1
 
 
-def _failed_run_note(events: dict[str, int], out: Path) -> str:
+def mostly_late_inputs(summary: dict[str, Any]) -> list[str]:
+    """A note for each input at least half of whose events were late: the files of a
+    folder are read one after another and share one watermark, so a file whose event
+    times do not go on from those before it (a folder partitioned by region, say) is late."""
+    notes = []
+    for name, seen in (summary.get("late_inputs") or {}).items():
+        if seen["events"] and 2 * seen["late"] >= seen["events"]:
+            notes.append(
+                f"{seen['late']:,} of the {seen['events']:,} events of {name} were late: the"
+                " watermark had passed them. Files are read one after another, in name order,"
+                " under one watermark: their event times must go on from the files before"
+                " (or widen allowed_lateness)."
+            )
+    return notes
+
+
+def _stop(monitoring: EngineMonitoring | None, console: Console) -> bool:
+    """Stop the monitor, which writes its last samples and log lines: False (said) when
+    that fails, a full disk say, so the run exits 2 rather than with a traceback."""
+    if monitoring is None:
+        return True
+    try:
+        monitoring.stop()
+    except OSError as exc:
+        console.print(f"[red]gpu-engine run: {escape(str(exc))}[/]", soft_wrap=True)
+        return False
+    return True
+
+
+def _failed_run_note(summary: dict[str, Any], out: Path) -> str:
     """What a run that stopped left behind: the events it had processed, whose results
-    are in ``out``, and those it had not (the failing batch, rows waiting for a batch)."""
+    are in ``out`` (but for rows a failed write left out), and those it had not (the
+    failing batch, rows waiting for a batch)."""
+    events = summary["events"]
     read = int(events["in"])
     done = sum(int(events.get(k, 0)) for k in ("valid", "quarantined", "late", "dead_lettered"))
     note = (
         f"{done:,} of the {read:,} events read were processed before it; their results are"
         f" in {escape(str(out))}/ (summary.json: failed)"
     )
+    unwritten = summary.get("unwritten") or {}
+    if unwritten:
+        lacking = ", ".join(f"{rows:,} rows of {name}" for name, rows in unwritten.items())
+        note += f", but for what could not be written: {escape(lacking)} (summary.json: unwritten)"
     if read > done:
         note += f"; the other {read - done:,} (the failing batch, or rows waiting for one) were not"
     return note

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import queue
 import threading
 from collections import defaultdict
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -40,6 +42,12 @@ class _PartWriter:
         self.part = 0
         self.writer: pq.ParquetWriter | None = None
         self.schema: pa.Schema | None = None
+        self.rows_in_part = 0  # written to the open part (lost with it if it cannot close)
+        self.lost = 0  # rows written to parts that could not be finished
+
+    @property
+    def path(self) -> Path:
+        return self.folder / f"part-{self.part:05d}.parquet"
 
     def write(self, table: pa.Table) -> None:
         if self.writer is not None and not table.schema.equals(self.schema):
@@ -47,15 +55,25 @@ class _PartWriter:
             self.part += 1
         if self.writer is None:
             self.folder.mkdir(parents=True, exist_ok=True)
-            path = self.folder / f"part-{self.part:05d}.parquet"
-            self.writer = pq.ParquetWriter(path, table.schema)
+            self.writer = pq.ParquetWriter(self.path, table.schema)
             self.schema = table.schema
         self.writer.write_table(table)
+        self.rows_in_part += table.num_rows
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+        """Finish the open part. One that cannot be finished is removed (a part without
+        its footer is unreadable, and fails a reader of the whole folder too), its rows
+        counted in ``lost``, and the error raised."""
+        if self.writer is None:
+            return
+        writer, self.writer = self.writer, None
+        rows, self.rows_in_part = self.rows_in_part, 0
+        try:
+            writer.close()
+        except Exception:
+            self.lost += rows
+            self.path.unlink(missing_ok=True)
+            raise
 
 
 class ParquetSink:
@@ -65,7 +83,9 @@ class ParquetSink:
     the engine's next batch runs while Parquet encodes the last one's results (pyarrow
     releases the GIL). At most ``queued`` tables wait; a full queue holds the engine back
     rather than growing memory. A failed write is raised by the next call or by
-    ``close``, which writes ``summary.json`` only after every table is on disk.
+    ``close``, which writes ``summary.json`` only after every table is on disk. After a
+    failed write nothing more is written; a failed run's summary then counts, per output
+    (``windows/<name>``, ``quarantine``, ...), the rows its files lack (``unwritten``).
     """
 
     # What a run leaves under OUT (``gpu-engine run`` refuses to mix two runs' results).
@@ -77,6 +97,9 @@ class ParquetSink:
         self._writers: dict[Path, _PartWriter] = {}
         self._queue: queue.Queue[tuple[tuple[str, ...], pa.Table] | None] = queue.Queue(queued)
         self._error: BaseException | None = None
+        self._failed_at: Path | None = None  # the file a write failed in
+        self._unwritten: dict[str, int] = defaultdict(int)  # rows of each output not on disk
+        self._unwritten_lock = threading.Lock()  # counted by both threads
         self._thread = threading.Thread(target=self._write_all, name="parquet-sink", daemon=True)
         self._thread.start()
 
@@ -88,23 +111,35 @@ class ParquetSink:
 
     def _write_all(self) -> None:
         while (item := self._queue.get()) is not None:
-            if self._error is None:  # after a failure, drain without writing
+            parts, table = item
+            if self._error is None:  # after a failure, count what is not written
+                writer = self._writer(*parts)
                 try:
-                    self._writer(*item[0]).write(item[1])
+                    writer.write(table)
                 except BaseException as exc:  # re-raised on the engine's thread
-                    self._error = exc
+                    self._error, self._failed_at = exc, writer.path
+                    self._not_written(parts, table)
+                    with suppress(Exception):  # the part's rows so far, if it can be
+                        writer.close()
+            else:
+                self._not_written(parts, table)
             self._queue.task_done()
         self._queue.task_done()  # the closing None too, so a flush after close returns
 
+    def _not_written(self, parts: tuple[str, ...], table: pa.Table) -> None:
+        with self._unwritten_lock:
+            self._unwritten["/".join(parts)] += table.num_rows
+
     def _put(self, table: pa.Table, *parts: str) -> None:
-        self._raise_failure()
+        if self._error is not None:
+            self._not_written(parts, table)
+            self._raise_failure()
         self._queue.put((parts, table))
 
     def _raise_failure(self) -> None:
         if self._error is not None:
-            raise OSError(f"writing results under {self.out_dir} failed: {self._error}") from (
-                self._error
-            )
+            where = self._failed_at or self.out_dir
+            raise OSError(f"writing results to {where} failed: {self._error}") from self._error
 
     def windows(self, name: str, table: pa.Table) -> None:
         self._put(table, "windows", name)
@@ -133,10 +168,37 @@ class ParquetSink:
             try:
                 writer.close()
             except Exception as exc:
-                self._error = self._error or exc
+                if self._error is None:
+                    self._error, self._failed_at = exc, writer.path
         if self._error is None or summary.get("failed"):
-            (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            unwritten = self._rows_unwritten()
+            if unwritten:
+                summary = {**summary, "unwritten": unwritten}
+            self._write_summary(summary)
         self._raise_failure()
+
+    def _rows_unwritten(self) -> dict[str, int]:
+        """Rows of each output that its files lack: tables not written after a failure,
+        and the rows of parts that could not be finished (and were removed)."""
+        with self._unwritten_lock:
+            rows = dict(self._unwritten)
+        for folder, writer in self._writers.items():
+            if writer.lost:
+                output = folder.relative_to(self.out_dir).as_posix()
+                rows[output] = rows.get(output, 0) + writer.lost
+        return dict(sorted(rows.items()))
+
+    def _write_summary(self, summary: dict[str, Any]) -> None:
+        """``summary.json`` whole or not at all (a full disk leaves no empty file)."""
+        path = self.out_dir / "summary.json"
+        temporary = path.with_name(path.name + ".tmp")
+        try:
+            temporary.write_text(json.dumps(summary, indent=2) + "\n")
+            os.replace(temporary, path)
+        except OSError as exc:
+            temporary.unlink(missing_ok=True)
+            if self._error is None:
+                self._error, self._failed_at = exc, path
 
 
 class MemorySink:
