@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from gpu_engine.config.models import EngineConfig
-from gpu_engine.engine import BatchListener, Engine
+from gpu_engine.engine import BatchListener, BatchReport, Engine
 from gpu_engine.generator import GeneratorSpec, generate
 from gpu_engine.io.sinks import ParquetSink, Sink
 from gpu_engine.io.sources import SourceBatch, read_batches
@@ -53,10 +53,26 @@ def run_pipeline(
         startup.setdefault("first_batch_after_process_start_s", process_age_s())
 
     listeners.append(first_batch)
+    # Per input with late events: its events and how many were late (summary.json's
+    # ``late_inputs``). Files are read one after another and share one watermark, so a
+    # file whose times do not go on from the files before it is mostly late.
+    rows_read: dict[str, int] = {}
+    late_inputs: dict[str, dict[str, int]] = {}
+
+    def count_late(report: BatchReport) -> None:
+        rows_read[report.source] = rows_read.get(report.source, 0) + report.rows
+        if report.late or report.source in late_inputs:
+            seen = late_inputs.setdefault(report.source, {"events": 0, "late": 0})
+            seen["events"] = rows_read[report.source]
+            seen["late"] += report.late
+
+    listeners.append(count_late)
     if monitoring is not None:
         sinks.append(monitoring)
         listeners.append(monitoring.on_batch)
     engine = Engine(config, sinks=sinks, listeners=listeners, metrics_dir=Path(out_dir) / "metrics")
+    startup["late_inputs"] = late_inputs
+    engine.summary_extra = startup  # read when the summary is made (by close or abort)
     if monitoring is not None:
         monitoring.attach(engine)
     try:
@@ -65,7 +81,6 @@ def run_pipeline(
             engine.poll()
             if progress is not None:
                 progress(table.num_rows)
-        engine.summary_extra = startup
         return engine.close()
     except BaseException as exc:  # Ctrl-C too: what was written stays readable
         engine.abort(exc)
