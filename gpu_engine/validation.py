@@ -81,6 +81,9 @@ def arrow_type(spec: FieldSpec) -> pa.DataType:
 _EMPTY_U8 = np.empty(0, dtype=np.uint8)
 _EMPTY_F8 = np.empty(0, dtype=np.float64)
 QUARANTINE_COLUMNS = ("_reason_code", "_field", "_reason", "_source", "_row")
+# An input column of one of those names keeps its values in the quarantine under its name
+# with this appended (again, until the name is free): see ``_renamed_inputs``.
+INPUT_SUFFIX = "_input"
 
 
 @dataclass
@@ -398,6 +401,7 @@ class Validator:
         rows = _utf8_only(rows)
         if LINE_ERROR in rows.column_names:  # its text is in _reason now
             rows = rows.drop_columns([LINE_ERROR])
+        rows = _renamed_inputs(rows)
         extra = {
             "_reason_code": pa.array(reason[bad], pa.int8()),
             "_field": pa.array(names, pa.string()),
@@ -473,6 +477,26 @@ def _utf8_only(rows: pa.Table) -> pa.Table:
     return rows
 
 
+def _renamed_inputs(rows: pa.Table) -> pa.Table:
+    """Quarantined ``rows`` with each input column named like one of the
+    ``QUARANTINE_COLUMNS`` (a quarantine file read back in, a frame's own ``_reason``)
+    renamed: ``INPUT_SUFFIX`` appended, again until the name is none of the rows' nor the
+    quarantine's. Its values are kept, the engine's columns have their names, and the
+    names depend on the input's columns only, so they are the same batch after batch."""
+    names = rows.column_names
+    if not set(names) & set(QUARANTINE_COLUMNS):
+        return rows
+    taken = {*names, *QUARANTINE_COLUMNS}
+    renamed = []
+    for name in names:
+        if name in QUARANTINE_COLUMNS:
+            while name in taken:
+                name += INPUT_SUFFIX
+            taken.add(name)
+        renamed.append(name)
+    return rows.rename_columns(renamed)
+
+
 def _readable_type(kind: pa.DataType, field_type: str) -> bool:
     """Column types whose values a field of ``field_type`` may take, so that a failure
     is in the value; of others (a struct, a duration, a time past the ms range...) the
@@ -493,8 +517,9 @@ def _num(value: float) -> str:
 
 def _taken(table: pa.Table, rows: np.ndarray) -> pa.Table:
     """Rows ``rows`` of ``table``, as they came. Arrow's take concatenates a chunked
-    column's chunks first, which fails for dictionaries that do not combine; their values
-    are decoded then (see :func:`gpu_engine.parsing.contiguous`)."""
+    column's chunks first, which fails for dictionaries that do not combine, and has no
+    kernel for view types (``string_view``...): dictionaries are decoded then, and views
+    given as their plain twins, the same values (see :func:`gpu_engine.parsing.contiguous`)."""
     try:
         return table.take(pa.array(rows))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):

@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from gpu_engine.backend import host_copy
 from gpu_engine.errors import ConfigError, InputError
-from gpu_engine.parsing import contiguous
+from gpu_engine.parsing import contiguous, viewless_table
 
 ResultFrame = Literal["arrow", "pandas", "cudf", "auto"]
 
@@ -24,7 +24,10 @@ def to_arrow(frame: Any) -> pa.Table:
     while the engine still holds the rows (waiting for a batch, or queued).
 
     A frame that names a column twice is refused: which of the two is meant is unknown,
-    and Arrow could not join its rows to a batch's later."""
+    and Arrow could not join its rows to a batch's later. Columns of Arrow's view types
+    (Polars' ``CompatLevel.newest()``) are cast to their plain twins, the same values
+    (:func:`~gpu_engine.parsing.viewless_table`): Arrow cannot pick rows of them (a
+    quarantined row, on either backend)."""
     if isinstance(frame, pa.Table):  # the common case first: a push is a hot path
         table = frame
     else:
@@ -34,7 +37,7 @@ def to_arrow(frame: Any) -> pa.Table:
     _refuse_repeated_names(table.schema.names)  # Arrow tables, batches, streams (fast)
     if not table.num_columns:
         _refuse_rows_without_columns(frame, table)
-    return table
+    return viewless_table(table)
 
 
 def _refuse_rows_without_columns(frame: Any, table: pa.Table) -> None:

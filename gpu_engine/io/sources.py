@@ -427,26 +427,56 @@ def _with_unreadable(table: pa.Table, lines: list[tuple[int, str]], start: int) 
 def _json(file: Path, batch_rows: int, columns: list[str]) -> Iterator[pa.Table]:
     """JSON lines, or one JSON array of objects.
 
-    Arrow reads well-formed lines with their types. A file it cannot read (a column of
-    mixed types, a line that is not an object or not JSON) is read line by line here,
-    every value as text for the validator to parse (and quarantine), each bad line an
-    unreadable row in its place. So is a file where Arrow made a column of numbers
-    float64 (one line wrote ``1.0``) and a value reaches 2^53: float64 may have rounded
-    it, and an integer field must get it exactly.
+    Arrow reads well-formed lines with their types, and the objects of an array too,
+    written again as JSON lines (:func:`_array_lines`): they get the types the same rows
+    have in a ``.jsonl`` file. A file it cannot read (a column of mixed types, a line
+    or an item that is not an object, a line that is not JSON) is read row by row here,
+    every value as text for the validator to parse (and quarantine), each bad line or
+    item an unreadable row in its place. So is a file where Arrow made a column of
+    numbers float64 (one line wrote ``1.0``) and a value reaches 2^53: float64 may have
+    rounded it, and an integer field must get it exactly.
     """
     items = _json_array(file) if _first_byte(file) == b"[" else None
     if items is not None:
-        table = _records_table(_array_records(items), columns)
+        table = _typed_json(_array_lines(items), columns)
+        if table is None:
+            table = _records_table(_array_records(items), columns)
     else:
-        try:
-            table = pajson.read_json(file)
-            table = table.select([c for c in columns if c in table.column_names])
-        except pa.ArrowInvalid:
-            table = None
-        if table is None or any(_past_exact_doubles(column) for column in table.columns):
+        table = _typed_json(file, columns)
+        if table is None:
             table = _records_table(_line_records(file), columns)
     for start in range(0, table.num_rows, batch_rows):
         yield table.slice(start, batch_rows)
+
+
+def _typed_json(lines: Path | pa.BufferReader | None, columns: list[str]) -> pa.Table | None:
+    """The wanted columns of JSON lines, as Arrow reads and types them; None where it
+    cannot (``lines`` None too), or where a float64 column may have rounded an integer
+    (:func:`_past_exact_doubles`): the caller then reads every value as text."""
+    if lines is None:
+        return None
+    try:
+        table = pajson.read_json(lines)
+    except pa.ArrowInvalid:
+        return None
+    table = table.select([c for c in columns if c in table.column_names])
+    if any(_past_exact_doubles(column) for column in table.columns):
+        return None
+    return table
+
+
+def _array_lines(items: list[object]) -> pa.BufferReader | None:
+    """The items of a JSON array as JSON lines, for Arrow to read with the types it
+    gives the same rows in a ``.jsonl`` file; None where there are none, or an item is
+    not an object (its row is unreadable, as such a line makes Arrow's read fail) or
+    nests too deeply to be written again."""
+    if not items or not all(isinstance(item, dict) for item in items):
+        return None
+    try:
+        text = "\n".join(json.dumps(item) for item in items)  # ASCII: \u escapes
+    except RecursionError:
+        return None
+    return pa.BufferReader(text.encode("ascii"))
 
 
 def _past_exact_doubles(column: pa.ChunkedArray) -> bool:
