@@ -5,6 +5,9 @@ from __future__ import annotations
 from gpu_engine.config.models import FLOAT_TYPES, NUMERIC_TYPES, EngineConfig, value_problem
 
 _NEEDS_NUMBER = {"sum", "mean", "min", "max", "std", "var", "quantile"}
+# Of a timestamp field these would be sums (or squares) of epoch milliseconds, which
+# DuckDB ("No function matches sum(TIMESTAMP)") and Polars refuse.
+_NOT_OF_TIMESTAMPS = {"sum", "std", "var"}
 
 
 def cross_check(config: EngineConfig) -> list[str]:
@@ -36,6 +39,12 @@ def cross_check(config: EngineConfig) -> list[str]:
                         f"{path}.column: op quantile of timestamp field {agg.column!r}: the"
                         " sketch's 1 % relative error is of the time since 1970 (months);"
                         " use min/max, or a duration field"
+                    )
+                elif agg.op in _NOT_OF_TIMESTAMPS and fields[agg.column].type == "timestamp":
+                    problems.append(
+                        f"{path}.column: op {agg.op} of timestamp field {agg.column!r}: it would"
+                        " be of milliseconds since 1970, not a time (DuckDB and Polars refuse"
+                        " it); use min/max/mean, or a duration field"
                     )
             for column, value in (agg.where or {}).items():
                 if column not in fields:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,48 @@ def not_utf8(exc: UnicodeDecodeError) -> str:
     )
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping.
+
+    PyYAML keeps the last of them silently (a second ``windows:`` block replaced the
+    first); YAML 1.2 forbids duplicate keys. Keys that a ``<<`` merge brings in may still
+    be overridden, as YAML's merge keys allow.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                seen = first_line.get(key)
+            except TypeError:  # unhashable: the base class says so
+                continue
+            if seen is not None:
+                shown = key_node.value if isinstance(key_node, yaml.ScalarNode) else key
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {shown!r} is given twice in one mapping (first on line {seen}):"
+                    " YAML forbids duplicate keys, and the later one would silently replace"
+                    " the earlier",
+                    key_node.start_mark,
+                )
+            first_line[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(text: str, source: str) -> Any:
+    """Parse YAML ``text`` refusing duplicate keys; marks in errors name ``source``."""
+    loader = _UniqueKeyLoader(text)
+    loader.name = source  # the marks of its errors: "in <source>, line 3, column 5"
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def load_config(path: str | Path) -> EngineConfig:
     """Load and validate a YAML configuration file."""
     path = Path(path)
@@ -71,7 +113,7 @@ def load_config(path: str | Path) -> EngineConfig:
     except UnicodeDecodeError as exc:  # its text alone names neither the file nor the fix
         raise ConfigError(f"cannot read configuration {path}: {not_utf8(exc)}") from None
     try:
-        data = yaml.safe_load(text)
+        data = read_yaml(text, str(path))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
     return parse_config(data or {}, source=str(path))

@@ -9,6 +9,8 @@ rather than a silently ignored setting. Checks that span several sections
 from __future__ import annotations
 
 import math
+import unicodedata
+from collections import Counter
 from typing import Annotated, Literal
 
 import numpy as np
@@ -59,6 +61,10 @@ WINDOW_COLUMNS = frozenset({"window_start", "window_end"})
 # window over it (``PaneState.window_groups``), so memory grows with this ratio: 1,000
 # costs 24 KB per live key and pane, where 1h / 1ms (3.6M) asked for 15 GiB at once.
 MAX_WINDOWS_PER_EVENT = 1_000
+# The longest window or aggregation name: a window's name is a folder of the outputs
+# (``windows/<name>/``, ``late/<name>/``), and 255 bytes is the usual limit of one path
+# component; an aggregation's name is an output column.
+MAX_NAME_LENGTH = 100
 
 AggregationOp = Literal[
     "count", "sum", "mean", "min", "max", "std", "var", "quantile", "count_distinct"
@@ -95,6 +101,33 @@ def value_problem(field_type: str, value: Scalar) -> str | None:
     if not lo <= value <= hi:
         return f"{value!r} does not fit {field_type} ({lo} to {hi})"
     return None
+
+
+def _shown_bound(bound: float) -> str:
+    """A min/max as YAML would write it: 300, not 300.0."""
+    return str(int(bound)) if math.isfinite(bound) and bound.is_integer() else repr(bound)
+
+
+def _shown_name(name: str) -> str:
+    """A name as an error shows it: quoted, and cut short when long."""
+    return repr(name) if len(name) <= 40 else f"{name[:40]!r}... ({len(name)} characters)"
+
+
+def _name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name an output (None if it can): a window's or an aggregation's."""
+    if not name:
+        return "the name is empty"
+    if len(name) > MAX_NAME_LENGTH:
+        return f"name {_shown_name(name)} is too long: at most {MAX_NAME_LENGTH} characters"
+    control = next((c for c in name if unicodedata.category(c) == "Cc"), None)
+    if control is not None:
+        return f"name {_shown_name(name)} holds control character {control!r}"
+    return None
+
+
+def repeated(names: list[str]) -> list[str]:
+    """The names that occur more than once in ``names``, sorted."""
+    return sorted(name for name, n in Counter(names).items() if n > 1)
 
 
 def _duration_ms(value: object) -> int:
@@ -166,8 +199,23 @@ class FieldSpec(_Strict):
             raise ValueError("a required field cannot be nullable")
         if (self.min is not None or self.max is not None) and self.type not in NUMERIC_TYPES:
             raise ValueError(f"min/max need a numeric type, not {self.type}")
+        for which, bound in (("min", self.min), ("max", self.max)):
+            if bound is not None and math.isnan(bound):  # every comparison with NaN is false
+                raise ValueError(f"{which} is NaN, which bounds nothing (leave it out)")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min {self.min} is above max {self.max}")
+        if self.type in INTEGER_RANGES:  # a bound past the type's range leaves no value
+            lo, hi = INTEGER_RANGES[self.type]
+            if self.min is not None and self.min > hi:
+                raise ValueError(
+                    f"min {_shown_bound(self.min)} is above {self.type}'s largest value {hi}:"
+                    " no value can pass it"
+                )
+            if self.max is not None and self.max < lo:
+                raise ValueError(
+                    f"max {_shown_bound(self.max)} is below {self.type}'s smallest value {lo}:"
+                    " no value can pass it"
+                )
         if self.type == "float32":  # bounds are compared as float32: they must be one
             for which, bound in (("min", self.min), ("max", self.max)):
                 problem = None if bound is None else value_problem("float32", bound)
@@ -188,7 +236,29 @@ class FieldSpec(_Strict):
                 problem = value_problem(self.type, value)
                 if problem is not None:
                     raise ValueError(f"allowed value {problem}")
+            if (self.min is not None or self.max is not None) and not any(
+                self._within_bounds(value) for value in self.allowed
+            ):
+                bounds = " and ".join(
+                    f"{which} {_shown_bound(bound)}"
+                    for which, bound in (("min", self.min), ("max", self.max))
+                    if bound is not None
+                )
+                raise ValueError(
+                    f"none of the allowed values {self.allowed} is within {bounds}:"
+                    " no value can pass both"
+                )
         return self
+
+    def _within_bounds(self, value: Scalar) -> bool:
+        """Whether an allowed (numeric) ``value`` passes min and max, compared as the
+        field's type: float32 for a float32 field, else float64 (so a value that rounds
+        onto a bound counts as within it)."""
+        cast = np.float32 if self.type == "float32" else np.float64
+        v = cast(value)
+        return (self.min is None or bool(v >= cast(self.min))) and (
+            self.max is None or bool(v <= cast(self.max))
+        )
 
 
 class SchemaConfig(_Strict):
@@ -258,8 +328,21 @@ class AggregationSpec(_Strict):
     q: float | None = None
     where: dict[str, Scalar | list[Scalar]] | None = None
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        problem = _name_problem(name)
+        if problem is not None:
+            raise ValueError(f"{problem} (it names an output column)")
+        return name
+
     @model_validator(mode="after")
     def _arguments(self) -> AggregationSpec:
+        if self.op == "count" and self.column is not None:
+            raise ValueError(
+                "count takes no column (it counts events, nulls included); use a where, or"
+                f" count_distinct (aggregation {self.name!r} gives column {self.column!r})"
+            )
         if self.op != "count" and self.column is None:
             raise ValueError(f"op {self.op} needs a column")
         if self.op == "quantile":
@@ -291,6 +374,14 @@ class WindowSpec(_Strict):
     idle_timeout: DurationMs | None = None
     aggregations: list[AggregationSpec] = Field(min_length=1)
     top_k: TopKSpec | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        problem = _name_problem(name)
+        if problem is not None:
+            raise ValueError(f"{problem} (it names the output folder windows/<name>/)")
+        return name
 
     @model_validator(mode="after")
     def _shape(self) -> WindowSpec:
@@ -329,7 +420,7 @@ class WindowSpec(_Strict):
             )
         names = [a.name for a in self.aggregations]
         if len(set(names)) != len(names):
-            raise ValueError("aggregation names repeat")
+            raise ValueError(f"aggregation names repeat: {repeated(names)}")
         clash = set(names) & (WINDOW_COLUMNS | set(self.keys))
         if clash:
             raise ValueError(f"aggregation name(s) {sorted(clash)} clash with output columns")
@@ -384,7 +475,7 @@ class EngineConfig(_Strict):
     def _unique_window_names(cls, windows: list[WindowSpec]) -> list[WindowSpec]:
         names = [w.name for w in windows]
         if len(set(names)) != len(names):
-            raise ValueError("window names repeat")
+            raise ValueError(f"window names repeat: {repeated(names)}")
         return windows
 
     @property
