@@ -57,7 +57,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from gpu_engine.config.loading import not_utf8
+from gpu_engine.config.loading import not_utf8, read_yaml
 from gpu_engine.errors import ConfigError
 from gpu_engine.units import DurationMs
 
@@ -565,7 +565,7 @@ def load_monitor_config(
     """
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = read_yaml(path.read_text(encoding="utf-8"), str(path))
     except OSError as exc:
         raise ConfigError(f"cannot read monitor configuration {path}: {exc}") from None
     except UnicodeDecodeError as exc:  # else a traceback naming neither file nor line

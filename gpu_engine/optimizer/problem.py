@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from gpu_engine.config.loading import not_utf8
+from gpu_engine.config.loading import not_utf8, read_yaml
 from gpu_engine.config.models import MAX_BATCH_ROWS
 from gpu_engine.units import DurationMs
 
@@ -172,7 +172,7 @@ def load_problem(path: str | Path) -> Problem:
     except UnicodeDecodeError as exc:  # else a traceback naming neither file nor line
         raise ProblemError(f"cannot read problem file {path}: {not_utf8(exc)}") from None
     try:
-        data = yaml.safe_load(text)
+        data = read_yaml(text, str(path))
     except yaml.YAMLError as exc:
         raise ProblemError(f"{path} is not valid YAML: {exc}") from None
     return parse_problem(data)
