@@ -29,7 +29,10 @@ from gpu_engine.errors import InputError
 from gpu_engine.parsing import utf8_error, utf8_text
 
 SourceBatch = tuple[pa.Table, str, int]  # (rows, source name, index of the first row)
-LINE_ERROR = "_line_error"  # why a source could not read a row (null: the row is fine)
+# Why a source could not read a row (null: the row is fine). A name no frame brings (it
+# starts with NUL): a pushed column called "_line_error" was read as this marker, its
+# rows quarantined with its text as the reason and the column dropped.
+LINE_ERROR = "\x00line_error"
 _SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "json",
              ".ndjson": "json", ".json": "json"}  # fmt: skip
 _SHOWN = 200  # characters of a bad line quoted in its reason
