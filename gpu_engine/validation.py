@@ -12,6 +12,7 @@ scales with bad rows only. Rows a file source could not read (``LINE_ERROR``, se
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -21,12 +22,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from gpu_engine.backend import CPU, Backend
+from gpu_engine.backend import CPU, Backend, host_copy
 from gpu_engine.backend.validate import ReasonCodes
 from gpu_engine.config.models import (
     DEFAULT_MAX_EVENT_TIME_MS,
     DEFAULT_MIN_EVENT_TIME_MS,
     FLOAT_TYPES,
+    INTEGER_RANGES,
     INTEGER_TYPES,
     FieldSpec,
     SchemaConfig,
@@ -370,10 +372,13 @@ class Validator:
         if spec.type == "float32":  # compared as the column's type: 0.1 is float32 0.1
             lo, hi = float(np.float32(lo)), float(np.float32(hi))
             allowed = allowed.astype(np.float32).astype(np.float64)
+        check_range = mode == "strict" or name == self.schema.time
         reason_codes.check_numeric(
             values, is_null, failed, index, spec.nullable, spec.allow_nan or mode == "off",
-            mode == "strict" or name == self.schema.time, lo, hi, allowed,
+            check_range, lo, hi, allowed,
         )  # fmt: skip
+        if check_range and _rounded_rules(spec):
+            _check_int64_rules(spec, values, is_null, index, reason_codes)
 
     def _bounds(self, name: str, spec: FieldSpec) -> tuple[float, float]:
         lo = -np.inf if spec.min is None else float(spec.min)
@@ -435,9 +440,9 @@ class Validator:
         if code == codes.INFINITE:
             return f"{shown} is not finite"
         if code == codes.BELOW_MIN:
-            return f"{shown} is below min {_num(lo)}"
+            return f"{shown} is below min {_num(lo if spec.min is None else spec.min)}"
         if code == codes.ABOVE_MAX:
-            return f"{shown} is above max {_num(hi)}"
+            return f"{shown} is above max {_num(hi if spec.max is None else spec.max)}"
         if code == codes.NOT_ALLOWED:
             return f"{shown} is not one of {spec.allowed}"
         if code == codes.UNPARSEABLE:
@@ -475,6 +480,39 @@ def _utf8_only(rows: pa.Table) -> pa.Table:
             if broken is not None:
                 rows = rows.set_column(index, name, text)
     return rows
+
+
+_EXACT_DOUBLES = 2**53  # past it float64 no longer holds every integer
+
+
+def _rounded_rules(spec: FieldSpec) -> bool:
+    """Whether an int64 field's bounds or allowed values reach 2^53, past which the
+    kernels' float64 comparisons round (``max: 2**60`` let ``2**60 + 1`` through)."""
+    if spec.type != "int64":
+        return False
+    rules = [b for b in (spec.min, spec.max) if b is not None] + list(spec.allowed or [])
+    return any(isinstance(v, int | float) and abs(v) >= _EXACT_DOUBLES for v in rules)
+
+
+def _check_int64_rules(
+    spec: FieldSpec, values: Any, is_null: Any, index: int, reason_codes: ReasonCodes
+) -> None:
+    """The range and allowed-set rules of an int64 field in int64 arithmetic, after the
+    kernels' float64 pass: rounding there only ever lets a value through (a value that
+    passes exactly also passes rounded), so this marks the rows it let through wrongly;
+    rows with a reason keep theirs. On the host: configurations with such bounds only."""
+    v = np.asarray(host_copy(values), dtype=np.int64)
+    flags = np.asarray(host_copy(is_null))
+    present = np.ones(len(v), bool) if flags.shape[0] == 0 else flags == 0
+    low, high = INTEGER_RANGES["int64"]
+    if spec.min is not None and low < spec.min <= high:
+        reason_codes.mark_rows(present & (v < math.ceil(spec.min)), codes.BELOW_MIN, index)
+    if spec.max is not None and low <= spec.max < high:
+        reason_codes.mark_rows(present & (v > math.floor(spec.max)), codes.ABOVE_MAX, index)
+    if spec.allowed:
+        whole = [int(a) for a in spec.allowed if float(a).is_integer() and low <= a <= high]
+        listed = np.isin(v, np.array(whole, dtype=np.int64))
+        reason_codes.mark_rows(present & ~listed, codes.NOT_ALLOWED, index)
 
 
 def _renamed_inputs(rows: pa.Table) -> pa.Table:

@@ -10,6 +10,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -307,6 +308,79 @@ def huge_moments_case(backend: str) -> tuple[list[list[float]], list[list[float]
     with np.errstate(over="ignore", invalid="ignore"):
         expected = [[np.var(x, ddof=1), np.std(x, ddof=1)] for x in windows]
     return got, expected
+
+
+def large_mean_moments_case(window: dict[str, Any], backend: str) -> list[tuple[float, float]]:
+    """``var`` of values far from 0 (means of 1e15), whose float sums round: (what the
+    engine gave, the exact sample variance of the same doubles, by fractions) per window.
+    The device's two-pass moments squared deviations around a rounded mean: a constant
+    column had a std of 0.13, and 1e15 + {0, 1} a variance 56 % too large."""
+    rng = np.random.default_rng(7)
+    windows = [
+        np.full(100, 1e15 + 0.2),
+        1e15 + np.tile([0.0, 1.0], 100),
+        1e15 + rng.integers(0, 2, 150).astype(float),
+        3e14 + rng.normal(0, 1, 120),
+    ]
+    t = np.concatenate([1_000_000 + 2000 * w + np.sort(rng.integers(0, 1000, len(x)))
+                        for w, x in enumerate(windows)])  # fmt: skip
+    frame = random_events(rng, len(t), n_keys=1, null_share=0.0)
+    frame["t"] = t
+    frame["x"] = np.concatenate(windows)
+    aggs = [{"name": "x_var", "op": "var", "column": "x"}]
+    config = make_config({**window, "aggregations": aggs}, backend=backend)
+    sink, _ = run_engine(config, frame, chunk=47)
+    out = window_frame(sink).sort_values("window_start")
+    got = out.loc[(out["window_start"] - 1_000_000) % 2000 == 0, "x_var"].tolist()
+
+    def exact(x: np.ndarray) -> float:
+        values = [Fraction(float(v)) for v in x]
+        mean = sum(values) / len(values)
+        return float(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+    return list(zip(got, [exact(x) for x in windows], strict=True))
+
+
+def int64_bounds_case(backend: str) -> tuple[list[tuple[int, int | None]], list[tuple]]:
+    """Rules of an int64 field past 2^53, where float64 rounds: (each row's value and
+    the reason code the engine gave it, None when it passed; the same by Python's exact
+    integers). ``max: 2**60`` let ``2**60 + 1`` through, ``allowed: [2**53 + 1]`` let
+    ``2**53`` through."""
+    big = 2**60
+    fields = {
+        "t": {"type": "int64", "required": True},
+        "k": {"type": "int64", "required": True},
+        "u": {"type": "int64", "nullable": True, "min": -big - 3, "max": big},
+        "v": {"type": "int64", "nullable": True, "allowed": [2**53 + 1, -(2**62) - 1, 7]},
+    }
+    config = parse_config({
+        "schema": {"time": "t", "fields": fields},
+        "windows": [{"name": "w", "type": "tumbling", "size": 1000,
+                     "aggregations": [{"name": "n", "op": "count"}]}],
+        "backend": backend,
+    })  # fmt: skip
+    u = [big - 1, big, big + 1, big + 2, -big - 3, -big - 4, None, 5, 5, 5, 5]
+    v = [7, 7, 7, 7, 7, 7, 7, 2**53, 2**53 + 1, -(2**62) - 1, -(2**62)]
+    n = len(u)
+    table = pa.table({"t": pa.array(1_000_000 + np.arange(n)), "k": pa.array(np.zeros(n, int)),
+                      "u": pa.array(u, pa.int64()), "v": pa.array(v, pa.int64())})  # fmt: skip
+    sink, _ = run_engine(config, table)
+    quarantine = sink.result("quarantine")
+    got = {}
+    if quarantine is not None:
+        rows, reasons = quarantine.column("_row"), quarantine.column("_reason")
+        got = dict(zip(rows.to_pylist(), reasons.to_pylist(), strict=True))
+
+    def expected(row: int) -> str | None:
+        if u[row] is not None and u[row] < -big - 3:
+            return f"u={u[row]} is below min {-big - 3}"
+        if u[row] is not None and u[row] > big:
+            return f"u={u[row]} is above max {big}"
+        if v[row] not in fields["v"]["allowed"]:
+            return f"v={v[row]} is not one of {fields['v']['allowed']}"
+        return None
+
+    return [(row, got.get(row)) for row in range(n)], [(row, expected(row)) for row in range(n)]
 
 
 _SQL_AGG = {

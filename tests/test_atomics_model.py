@@ -50,7 +50,7 @@ def test_rows_repeated_in_a_tile_add_once_per_tile() -> None:
     pass1, pass2 = _count([0, 0, 0, 0, 1, 1, 1, 0], tile=4)
     # without tables: 2 per event; with: tile 1 holds row 0, tile 2 rows 1 and 0
     assert pass1[:4] == (16, 2 + 2 * 2, 5, 2)
-    assert pass2[:4] == (8, 1 + 2, 0, 0)
+    assert pass2[:4] == (2 * 8, 2 * (1 + 2), 0, 0)  # a square and a deviation each
 
 
 def test_masked_accumulators_and_skipped_events() -> None:
@@ -63,7 +63,7 @@ def test_events_past_the_probes_add_globally() -> None:
     ids = [TILE_SLOTS * k for k in range(TILE_PROBES + 2)]  # all hash to slot 0
     pass1, pass2 = _count(ids, tile=len(ids))
     assert pass1[:2] == (2 * len(ids), 2 * len(ids))  # 8 slots, 2 events straight through
-    assert pass2[:2] == (len(ids), len(ids))
+    assert pass2[:2] == (2 * len(ids), 2 * len(ids))
 
 
 def test_shared_adds_and_the_rounds_of_their_loops() -> None:
@@ -72,7 +72,7 @@ def test_shared_adds_and_the_rounds_of_their_loops() -> None:
     # per event a native count add and a looped sum add; the loop goes round once per
     # lane on the busiest slot: 4 (row 0) in tile 1, 3 (row 1) in tile 2
     assert pass1[4:] == (8, 8, 4 + 3)
-    assert pass2[4:] == (0, 8, 4 + 3)  # squared deviations: loops only
+    assert pass2[4:] == (0, 16, 2 * (4 + 3))  # squares and deviations: loops only
     as_floats, _ = _count(ids, tile=4, native=np.zeros_like(NATIVE))
     assert as_floats[4:] == (0, 16, 2 * (4 + 3))
     liked, _ = _count(ids, tile=4, likes=[1, 0, 1, 0, 0, 0, 0, 1])

@@ -10,6 +10,8 @@ from engine_testing import (
     BASE_FIELDS,
     big_integers_case,
     huge_moments_case,
+    int64_bounds_case,
+    large_mean_moments_case,
     make_config,
     nan_min_max_case,
     nan_where_case,
@@ -541,3 +543,23 @@ def test_a_variance_past_float64_is_inf_however_events_fall_into_batches_and_pan
         expected = float(np.var(values, ddof=1))
     assert expected == np.inf
     assert whole[["x_var", "x_std"]].values.tolist() == [[np.inf, np.inf]]
+
+
+@pytest.mark.parametrize(
+    "window",
+    [{"type": "tumbling", "size": 1000}, {"type": "sliding", "size": 1000, "slide": 500}],
+    ids=["tumbling", "sliding"],
+)
+def test_variance_of_values_far_from_zero(window) -> None:
+    """The CPU's Welford moments against the exact variance: a constant column's is 0; its
+    per-event mean, rounded to 1e15's ulp of 0.125, drifts up to 4 % on unit spreads
+    (the device's corrected two-pass moments are within 1e-3: its test)."""
+    got = large_mean_moments_case(window, "cpu")
+    assert got[0] == (0.0, 0.0) and got[1][0] == pytest.approx(got[1][1], rel=1e-9)
+    for value, exact in got[2:]:
+        assert value == pytest.approx(exact, rel=5e-2)
+
+
+def test_int64_rules_past_two_to_the_53_are_exact() -> None:
+    got, expected = int64_bounds_case("cpu")
+    assert got == expected

@@ -104,7 +104,9 @@ def value_problem(field_type: str, value: Scalar) -> str | None:
 
 
 def _shown_bound(bound: float) -> str:
-    """A min/max as YAML would write it: 300, not 300.0."""
+    """A min/max as YAML would write it: 300, not 300.0 (an int as it is, exactly)."""
+    if isinstance(bound, int):
+        return str(bound)
     return str(int(bound)) if math.isfinite(bound) and bound.is_integer() else repr(bound)
 
 
@@ -187,8 +189,8 @@ class FieldSpec(_Strict):
     type: FieldType
     required: bool = False
     nullable: bool = False
-    min: float | None = None
-    max: float | None = None
+    min: int | float | None = None  # an int is kept exact (int64 bounds past 2^53)
+    max: int | float | None = None
     allowed: list[Scalar] | None = None
     allow_nan: bool = False
     tz: str | None = None  # a timestamp field's output zone: IANA name or +HH:MM

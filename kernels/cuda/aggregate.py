@@ -17,9 +17,10 @@ Adding a batch of events takes three passes, each one thread per event:
    tile totals to the global accumulators (``TILE_SLOTS``), so a popular row takes one
    global atomic per tile rather than one per event. The table counts in int32,
    the one shared atomic add that is native on sm_90 (see ``TILE_COUNTS``);
-2. STD/VAR only: ``(x - mean)^2`` around the row's batch mean (its count and
-   sum from pass 1), since (n, mean, M2) cannot be updated atomically; through
-   the same kind of table;
+2. STD/VAR only: ``(x - mean)^2`` and ``x - mean`` around the row's batch mean
+   (its count and sum from pass 1), since (n, mean, M2) cannot be updated
+   atomically; the second takes the mean's rounding out of the first (the corrected
+   two-pass algorithm, :func:`_corrected`); through the same kind of table;
 3. the event that opened its row's count folds the row's accumulators into the
    state (Chan's formula for STD/VAR, exactly the CPU merge) and clears them:
    no atomics, and work in proportion to the batch, not to the state.
@@ -121,7 +122,9 @@ TILE_COUNT_DTYPE = _TILE_COUNT_DTYPES[_tile_counts]
 TILE_COUNTS = 2  # the row count and one masked count
 TILE_FLOATS = 2  # float sums
 TILE_INTS = 2  # integer sums
-TILE_SQUARES = 2  # pass 2's squared deviations
+TILE_SQUARES = 2  # pass 2's squared deviations (and, beside each, the deviations)
+_SQUARES_TILE_WIDTH = 2 * TILE_SQUARES  # a constant: shared array shapes must be
+_LARGEST_DOUBLE = float(np.finfo(np.float64).max)
 TILE_WIDTH = {"count": TILE_COUNTS, "float": TILE_FLOATS, "int": TILE_INTS,
               "squares": TILE_SQUARES}  # fmt: skip
 FREE = -1  # an unused slot of a table (row ids are never negative)
@@ -171,12 +174,34 @@ def _flush_one(tile, acc, s, col, r, slot):  # pragma: no cover - compiled
 
 
 @device_function
-def _flush(steps, kind, tile, acc, s, r):  # pragma: no cover - compiled
-    """:func:`_flush_one` for each step of ``kind`` whose column ``tile`` keeps."""
-    for k in range(steps.shape[0]):
-        col = steps[k, 6]
-        if steps[k, 0] == kind and col < tile.shape[1]:
-            _flush_one(tile, acc, s, col, r, steps[k, 3])
+def _add_deviation(acc, tile, r, s, col, slot, d):  # pragma: no cover - compiled
+    """Add ``d * d`` and ``d`` (a deviation from the row's batch mean) to accumulators
+    ``slot`` and ``slot + 1`` of row ``r``: in columns ``2 col`` and ``2 col + 1`` of the
+    tile's slot ``s`` when the row has a slot and the tile keeps that pair, else globally."""
+    if s >= 0 and col < TILE_SQUARES:
+        cuda.atomic.add(tile, (s, 2 * col), d * d)
+        cuda.atomic.add(tile, (s, 2 * col + 1), d)
+    else:
+        cuda.atomic.add(acc, (r, slot), d * d)
+        cuda.atomic.add(acc, (r, slot + 1), d)
+
+
+@device_function
+def _corrected(total, n, squares, deviations):  # pragma: no cover - compiled
+    """(mean, M2) of ``n`` values from their ``total`` and the sums of their deviations
+    from ``m = total / n``, squared and not: the corrected two-pass algorithm (Chan, Golub
+    and LeVeque, 1983), ``M2 = sum (x - m)^2 - (sum (x - m))^2 / n``, which takes out the
+    rounding of ``m``. Without it a column of 100 x (1e15 + 0.2) had a std of 0.13 (the
+    CPU's Welford: 0), and 1e15 + {0, 1} a variance 56 % too large. Squares past float64
+    give M2 as they are (inf), never inf - inf; where finite values' total passed it
+    (``m`` infinite, the squares +inf) the mean is kept at float64's largest, so that
+    later merges (Chan's formula, ``next_mean``) stay finite rather than inf - inf."""
+    m = total / n
+    if math.isinf(m) and squares == math.inf:  # finite values whose sum overflowed
+        return math.copysign(_LARGEST_DOUBLE, m), squares
+    if not (math.isfinite(m) and math.isfinite(squares)):
+        return m, squares
+    return m + deviations / n, max(squares - deviations * deviations / n, 0.0)
 
 
 @device_function
@@ -311,7 +336,7 @@ def _update_m2(ids, steps, fcols, masks, acc, tables):  # pragma: no cover - com
     """Pass 2 (STD/VAR only): squared deviations from the row's batch mean, which pass 1
     left in its count and sum accumulators; through the block's shared table as in pass 1."""
     table = cuda.shared.array(TILE_SLOTS, int64)
-    tile = cuda.shared.array((TILE_SLOTS, TILE_SQUARES), float64)
+    tile = cuda.shared.array((TILE_SLOTS, _SQUARES_TILE_WIDTH), float64)
     _clear_tile(table, tile)
     cuda.syncthreads()
     n = ids.shape[0]
@@ -331,13 +356,18 @@ def _update_m2(ids, steps, fcols, masks, acc, tables):  # pragma: no cover - com
                 if m >= 0 and masks[m, i] == 0:
                     continue
                 d = float64(fcols[steps[k, 2], i]) - acc[r, steps[k, 5]] / acc[r, steps[k, 4]]
-                _add_to(acc, tile, r, s, steps, k, d * d)
+                _add_deviation(acc, tile, r, s, steps[k, 6], steps[k, 3], d)
         cuda.syncthreads()
         for s in range(tid, TILE_SLOTS if tables else 0, width):
             r = table[s]
-            if r != FREE:
-                table[s] = FREE
-                _flush(steps, SQUARES, tile, acc, s, r)
+            if r == FREE:
+                continue
+            table[s] = FREE
+            for k in range(steps.shape[0]):
+                col = steps[k, 6]
+                if steps[k, 0] == SQUARES and col < TILE_SQUARES:
+                    _flush_one(tile, acc, s, 2 * col, r, steps[k, 3])
+                    _flush_one(tile, acc, s, 2 * col + 1, r, steps[k, 3] + 1)
         cuda.syncthreads()
 
 
@@ -362,8 +392,9 @@ def _fold(ids, owner, ops, is_int, fold, acc, acc_i, rows, ist, isum, f0, f1):  
                 continue
             op = ops[a]
             if op == STD or op == VAR:
-                f0[r, a], f1[r, a] = chan(ist[r, a], f0[r, a], f1[r, a], ns,
-                                           acc[r, fold[a, 1]] / ns, acc[r, fold[a, 2]])  # fmt: skip
+                sq = fold[a, 2]
+                mean, m2 = _corrected(acc[r, fold[a, 1]], ns, acc[r, sq], acc[r, sq + 1])
+                f0[r, a], f1[r, a] = chan(ist[r, a], f0[r, a], f1[r, a], ns, mean, m2)
             elif op == SUM and is_int[a]:
                 isum[r, a] += acc_i[r, fold[a, 1]]
             elif op == MEAN and is_int[a]:  # both sums (kernels.aggregate.integer_mean)
@@ -379,12 +410,13 @@ def _fold(ids, owner, ops, is_int, fold, acc, acc_i, rows, ist, isum, f0, f1):  
 
 
 def _combine_sig(dt: np.dtype) -> Any:
-    return types.void(_I1, types.int64, _I2, _F2, _F2, _I2, _F2, _F2)
+    return types.void(_I1, types.int64, _I2, _F2, _F2, _I2, _F2, _F2, _F2)
 
 
 @register("agg.combine_moments", ("int64",), _combine_sig)
-def _combine_moments(ops, n, ist, f0, f1, m_n, m_sum, m_m2):  # pragma: no cover - compiled
-    """Fold scratch moments (count, sum, M2) of rows ``0..n-1`` into (ist, f0, f1); clear them."""
+def _combine_moments(ops, n, ist, f0, f1, m_n, m_sum, m_m2, m_dev):  # pragma: no cover
+    """Fold scratch moments (count, sum, M2 and deviations around the merged mean, as
+    :func:`_corrected` takes them) of rows ``0..n-1`` into (ist, f0, f1); clear them."""
     n_aggs = ops.shape[0]
     for r in range(cuda.grid(1), n, cuda.gridsize(1)):
         for a in range(n_aggs):
@@ -394,12 +426,13 @@ def _combine_moments(ops, n, ist, f0, f1, m_n, m_sum, m_m2):  # pragma: no cover
             ns = m_n[r, a]
             if ns == 0:
                 continue
-            f0[r, a], f1[r, a] = chan(ist[r, a], f0[r, a], f1[r, a], ns, m_sum[r, a] / ns,
-                                       m_m2[r, a])  # fmt: skip
+            mean, m2 = _corrected(m_sum[r, a], ns, m_m2[r, a], m_dev[r, a])
+            f0[r, a], f1[r, a] = chan(ist[r, a], f0[r, a], f1[r, a], ns, mean, m2)
             ist[r, a] += ns
             m_n[r, a] = 0
             m_sum[r, a] = 0.0
             m_m2[r, a] = 0.0
+            m_dev[r, a] = 0.0
 
 
 def _merge_sig(dt: np.dtype) -> Any:
@@ -438,12 +471,15 @@ def _merge(
 
 
 def _merge_m2_sig(dt: np.dtype) -> Any:
-    return types.void(_I1, _I1, _I1, _I2, _F2, _F2, _I2, _F2, _F2)
+    return types.void(_I1, _I1, _I1, _I2, _F2, _F2, _I2, _F2, _F2, _F2)
 
 
 @register("agg.merge_m2", ("int64",), _merge_m2_sig)
-def _merge_m2(src_idx, dst_idx, ops, s_ist, s_f0, s_f1, m_n, m_sum, m_m2):  # pragma: no cover
-    """Pass 2 of STD/VAR merging: ``M2_s + n_s (mean_s - mean)^2`` around the merged mean."""
+def _merge_m2(
+    src_idx, dst_idx, ops, s_ist, s_f0, s_f1, m_n, m_sum, m_m2, m_dev
+):  # pragma: no cover - compiled
+    """Pass 2 of STD/VAR merging: ``M2_s + n_s (mean_s - mean)^2`` around the merged mean,
+    and ``n_s (mean_s - mean)``, with which :func:`_corrected` takes out its rounding."""
     n_aggs = ops.shape[0]
     for j in range(cuda.grid(1), src_idx.shape[0], cuda.gridsize(1)):
         s = src_idx[j]
@@ -457,6 +493,7 @@ def _merge_m2(src_idx, dst_idx, ops, s_ist, s_f0, s_f1, m_n, m_sum, m_m2):  # pr
                 continue
             delta = s_f0[s, a] - m_sum[d, a] / m_n[d, a]
             cuda.atomic.add(m_m2, (d, a), s_f1[s, a] + ns * delta * delta)
+            cuda.atomic.add(m_dev, (d, a), ns * delta)
 
 
 def _finalize_sig(dt: np.dtype) -> Any:
@@ -493,7 +530,7 @@ def _init_rows(ops, f0, isum, start, stop):  # pragma: no cover - compiled
 
 
 _COLUMNS = ("rows", "ist", "isum", "f0", "f1")
-_SCRATCH = ("m_n", "m_sum", "m_m2", "acc", "acc_i")
+_SCRATCH = ("m_n", "m_sum", "m_m2", "m_dev", "acc", "acc_i")
 
 
 @dataclass(frozen=True)
@@ -503,8 +540,8 @@ class _UpdatePlan:
     Why: aggregations share their inputs. ``count``, ``mean`` and ``std`` of one column
     all count the same events and two of them sum the same values, so pass 1 adds each
     event once per accumulator instead of once per aggregation (``benchmarks.gpu_kernels``'
-    nine aggregations: about 3 atomics an event, counting STD's second pass, where they
-    took 13), and the fold spreads the sums to the aggregations. Accumulator 0 counts the
+    nine aggregations: about 3 atomics an event, and 2 more in STD's second pass, where
+    they took 13), and the fold spreads the sums to the aggregations. Accumulator 0 counts the
     row's events (the unmasked count).
     """
 
@@ -552,7 +589,10 @@ def plan_tables(ops: np.ndarray, col_of: np.ndarray, mask_of: np.ndarray,
         elif op in (SUM, MEAN, STD, VAR):
             fold[a, 1] = slot(FLOAT_SUM, m, c, slots)
         if op in (STD, VAR):
+            fresh = (SQUARES, m, c) not in slots
             fold[a, 2] = slot(SQUARES, m, c, slots, count, int(fold[a, 1]))
+            if fresh:  # the next slot sums the deviations themselves (_corrected)
+                slots[(-SQUARES, m, c)] = len(slots)
         elif op == MIN:
             steps.append((INT_LOWEST if is_int[a] else LOWEST, m, c, a, -1, -1, -1))
         elif op == MAX:
@@ -607,6 +647,7 @@ class DeviceAggState:
     m_n: Any
     m_sum: Any
     m_m2: Any
+    m_dev: Any
 
     def __init__(self, ops: Any, capacity: int = 1024) -> None:
         self.ops_host = np.ascontiguousarray(to_host(ops), dtype=np.int64)
@@ -633,7 +674,8 @@ class DeviceAggState:
         layout = [("rows", capacity, 0, np.int64), ("ist", capacity, k, np.int64),
                   ("isum", capacity, k, np.int64), ("f0", capacity, k, np.float64),
                   ("f1", capacity, k, np.float64), ("m_n", scratch, k, np.int64),
-                  ("m_sum", scratch, k, np.float64), ("m_m2", scratch, k, np.float64)]  # fmt: skip
+                  ("m_sum", scratch, k, np.float64), ("m_m2", scratch, k, np.float64),
+                  ("m_dev", scratch, k, np.float64)]  # fmt: skip
         shapes = [((rows, cols) if cols else rows, dtype) for _, rows, cols, dtype in layout]
         arrays = empty_many(*shapes, zeroed=True)  # zero bits are 0 and 0.0 alike
         for (name, *_), array in zip(layout, arrays, strict=True):
@@ -669,7 +711,7 @@ class DeviceAggState:
     @property
     def bytes_per_row(self) -> int:
         """Device bytes one more row takes (state columns and scratch), for memory limits."""
-        moments = 3 * self.n_aggs if self.has_moments else 0
+        moments = 4 * self.n_aggs if self.has_moments else 0
         accumulators = max(self._widths[0], 1) + self._widths[1]  # before the first update too
         return 8 * (1 + 4 * self.n_aggs + moments + accumulators)
 
@@ -748,7 +790,15 @@ def _combine(state: DeviceAggState, n_rows: int | None) -> None:
     n = state.capacity if n_rows is None else min(n_rows, state.capacity)
     blocks, threads = launch(n)
     kernel("agg.combine_moments")[blocks, threads](
-        state.ops, n, state.ist, state.f0, state.f1, state.m_n, state.m_sum, state.m_m2
+        state.ops,
+        n,
+        state.ist,
+        state.f0,
+        state.f1,
+        state.m_n,
+        state.m_sum,
+        state.m_m2,
+        state.m_dev,
     )
 
 
@@ -772,7 +822,16 @@ def merge_rows(
     )  # fmt: skip
     if dst.has_moments:
         kernel("agg.merge_m2")[blocks, threads](
-            src_idx, dst_idx, dst.ops, src.ist, src.f0, src.f1, dst.m_n, dst.m_sum, dst.m_m2
+            src_idx,
+            dst_idx,
+            dst.ops,
+            src.ist,
+            src.f0,
+            src.f1,
+            dst.m_n,
+            dst.m_sum,
+            dst.m_m2,
+            dst.m_dev,
         )
         _combine(dst, n_rows)
 

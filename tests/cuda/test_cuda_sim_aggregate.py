@@ -159,7 +159,8 @@ def test_update_plan_shares_accumulators() -> None:
     assert kinds.count(gpu.SQUARES) == 3  # STD (1, 0), VAR (0, 2), STD (-1, 2)
     assert kinds.count(gpu.LOWEST) == 2 and kinds.count(gpu.HIGHEST) == 1
     assert kinds.count(gpu.INT_LOWEST) == 1 and kinds.count(gpu.INT_HIGHEST) == 1
-    assert (plan.width, plan.int_width, plan.has_squares) == (1 + 2 + 4 + 3, 2, True)
+    # each squared deviation's slot has its deviations' beside it (the corrected two-pass)
+    assert (plan.width, plan.int_width, plan.has_squares) == (1 + 2 + 4 + 2 * 3, 2, True)
     # each tile numbers its own accumulators: pass 1's int32 counts (the row count first)
     # take columns 0..2, its float sums 0..3 and its integer sums 0..1, pass 2's squares
     # 0..2; MIN/MAX none. Those past their tile's width (2 each) add globally.

@@ -23,6 +23,8 @@ from engine_testing import (  # noqa: E402
     big_integers_case,
     dictionary_chunks_case,
     huge_moments_case,
+    int64_bounds_case,
+    large_mean_moments_case,
     make_config,
     nan_min_max_case,
     nan_where_case,
@@ -331,3 +333,46 @@ def test_a_dictionary_column_whose_chunks_have_their_own_dictionaries_on_the_dev
     pd.testing.assert_frame_equal(results[1].reset_index(drop=True),
                                   results[0].reset_index(drop=True),
                                   check_exact=False, rtol=1e-9)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "window",
+    [{"type": "tumbling", "size": 1000}, {"type": "sliding", "size": 1000, "slide": 500}],
+    ids=["tumbling", "sliding"],
+)
+def test_variance_of_values_far_from_zero_on_the_device(window) -> None:
+    """The device's moments take out the rounding of the mean they square deviations
+    around (pass 2 of a batch, and merged panes): a constant column's variance is 0."""
+    got = large_mean_moments_case(window, "cuda")
+    assert got[0] == (0.0, 0.0)  # was a std of 0.13
+    for value, exact in got[1:]:
+        assert value == pytest.approx(exact, rel=1e-3)  # was 56 % too large
+
+
+def test_int64_rules_past_two_to_the_53_are_exact_on_the_device() -> None:
+    got, expected = int64_bounds_case("cuda")
+    assert got == expected
+
+
+@pytest.mark.filterwarnings("ignore:.*(overflow|invalid value) encountered:RuntimeWarning")
+@pytest.mark.parametrize("chunk", [1, 2, 5])
+def test_variance_of_finite_values_whose_sum_overflows_is_never_nan(chunk) -> None:
+    """Where finite values' sum passes float64 (the device's moments start from it), the
+    device's var is inf where the CPU's may be finite (0 for equal values), as numpy's
+    is; it was NaN (inf - inf), and batches after it kept it NaN."""
+    windows = [[1e308, 1e308, 1.0], [9e307, 9e307], [1e308, -1e308, 5.0], [1.0, 3.0]]
+    t = np.concatenate([1_000_000 + 1000 * w + np.arange(len(x)) for w, x in enumerate(windows)])
+    frame = random_events(np.random.default_rng(2), len(t), n_keys=1, null_share=0.0)
+    frame["t"] = t
+    frame["x"] = np.concatenate(windows)
+    aggs = [{"name": "x_var", "op": "var", "column": "x"}]
+    got = {}
+    for backend in ("cpu", "cuda"):
+        config = make_config({"type": "tumbling", "size": 1000, "aggregations": aggs},
+                             backend=backend)  # fmt: skip
+        sink, _ = run_engine(config, frame, chunk=chunk)
+        got[backend] = window_frame(sink).sort_values("window_start")["x_var"].tolist()
+    assert not np.isnan(got["cuda"]).any(), got
+    for device, cpu in zip(got["cuda"], got["cpu"], strict=True):
+        assert device == cpu or device == np.inf, got
+    assert got["cuda"][-1] == got["cpu"][-1] == 2.0
