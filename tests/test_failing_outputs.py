@@ -179,3 +179,19 @@ def test_a_sink_whose_own_close_raises_leaves_every_sink_a_failed_summary_last()
         engine.close()
     assert [s.get("failed", False) for s in summaries] == [False, True]
     assert summaries[-1]["error"] == "disk full" and summaries[-1]["events"]["in"] == 50
+
+
+def test_an_output_error_says_which_sink_and_window_raised_it() -> None:
+    def broken(name: str, table: Any) -> None:
+        raise RuntimeError("disk on fire")
+
+    def listener(report: BatchReport) -> None:
+        raise ValueError("bad listener")
+
+    engine = Engine(make_config(WINDOW, batching={"max_rows": 100}),
+                    sinks=[CallbackSink(broken)], listeners=[listener])  # fmt: skip
+    with pytest.raises(RuntimeError, match="disk on fire") as raised:
+        engine.push(_events())
+        engine.close()
+    notes = getattr(raised.value, "__notes__", [])
+    assert notes == ["(raised by CallbackSink.windows('w'))"], notes
