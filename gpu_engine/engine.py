@@ -129,6 +129,7 @@ class BatchReport:
 
 
 KEPT_BATCHES = 10_000  # batches whose timings are kept (an embedded engine runs for days)
+THREAD_JOIN_S = 5.0  # how long close/abort wait for the engine's background thread to end
 
 
 @dataclass
@@ -426,7 +427,10 @@ class Engine:
         The background thread is stopped first, so that this call does not wait behind
         it while pushes go on (then refused); the rows queued are processed here."""
         self._stop_threads_for("close")
-        return self._close_now()
+        try:
+            return self._close_now()
+        finally:
+            self._join_threads()
 
     @_serialised
     def _close_now(self) -> dict[str, Any]:
@@ -447,6 +451,14 @@ class Engine:
             return False
         self._poll(self.clock())
         return True
+
+    def _join_threads(self) -> None:
+        """Wait for the poller or intake, told to stop, to end: the lock is free now, and
+        once the thread has it, it sees the engine closed and returns. So no thread of the
+        engine's outlives ``close``/``abort`` (bounded, in case a sink holds it up)."""
+        for thread in (self._poller, self._intake):
+            if thread is not None:
+                thread.join(THREAD_JOIN_S)
 
     def _stop_polling(self) -> None:
         """Ask the background poller or intake to stop. Not joined: it may be waiting for
@@ -495,7 +507,10 @@ class Engine:
         From another thread, it waits for a call in progress (a push, say) to return.
         """
         self._stop_threads_for("abort")
-        return self._abort_now(error)
+        try:
+            return self._abort_now(error)
+        finally:
+            self._join_threads()
 
     @_serialised
     def _abort_now(self, error: BaseException) -> dict[str, Any] | None:

@@ -64,6 +64,12 @@ class EngineThread:
     def running(self) -> bool:
         return self._thread.is_alive()
 
+    def join(self, timeout_s: float) -> None:
+        """Wait up to ``timeout_s`` for the thread to end (told to stop already); not from
+        the thread itself."""
+        if self._thread is not threading.current_thread() and self._thread.ident is not None:
+            self._thread.join(timeout_s)
+
 
 class BackgroundPoller(EngineThread):
     """Calls ``poll_once`` every ``every_s`` seconds until it returns False or fails."""
