@@ -668,10 +668,24 @@ class Engine:
             output(*args)
         except Exception as error:
             if self._failed_output is None:
-                error.add_note(f"(raised by {_output_name(output, args)})")
+                note = f"(raised by {self._output_name(output, args)})"
+                if note not in getattr(error, "__notes__", ()):  # an error raised again
+                    error.add_note(note)
                 self._failed_output = error
         finally:
             self._in_output = False
+
+    def _output_name(self, output: Callable[..., Any], args: tuple[Any, ...]) -> str:
+        """Which sink's which output (and window), or which listener, an error came from:
+        ``ParquetSink.windows('region')``, ``listener EngineMonitoring.on_batch``."""
+        owner = getattr(output, "__self__", None)
+        name = getattr(output, "__name__", None) or type(output).__name__  # a callable object
+        if owner is not None:
+            name = f"{type(owner).__name__}.{name}"
+        if not any(owner is sink for sink in self.sinks):
+            return f"listener {name}"
+        window = f"({args[0]!r})" if args and isinstance(args[0], str) else ""
+        return f"{name}{window}"
 
     def _raise_handed_on_failure(self) -> None:
         error, self._failed_output = self._failed_output, None
@@ -915,17 +929,6 @@ def _refuse_closed() -> None:
 
 def _no_wait() -> None:
     """A frame with nothing in flight (Arrow, or a device push)."""
-
-
-def _output_name(output: Callable[..., Any], args: tuple[Any, ...]) -> str:
-    """Which sink's which output (and window), or which listener, an error came from:
-    ``ParquetSink.windows('region')``, ``listener on_batch``."""
-    owner = getattr(output, "__self__", None)
-    name = getattr(output, "__name__", type(output).__name__)
-    if owner is None:
-        return f"listener {name}"
-    window = f"({args[0]!r})" if args and isinstance(args[0], str) else ""
-    return f"{type(owner).__name__}.{name}{window}"
 
 
 def _dead_values(table: Any) -> list[str]:

@@ -270,3 +270,21 @@ def test_rules_no_value_can_pass_are_refused(field, message) -> None:
 )
 def test_rules_some_value_can_pass_still_load(field) -> None:
     assert parse_config(_config(field=field))
+
+
+def test_an_integer_bound_past_float64_is_refused_not_a_traceback() -> None:
+    """``min: 10**400`` (an int, kept exact) raised OverflowError from the NaN check."""
+    from gpu_engine.config.models import FieldSpec
+
+    with pytest.raises(ValueError, match=r"min \(1329 bits\) is beyond float64's range"):
+        FieldSpec(type="float64", min=10**400)
+
+
+def test_an_int64_allowed_set_is_compared_with_its_bounds_exactly() -> None:
+    """Rows are checked exactly past 2^53, so the load-time check must be too: 2^60 + 1
+    is above max 2^60, though both are the same float64."""
+    from gpu_engine.config.models import FieldSpec
+
+    with pytest.raises(ValueError, match="none of the allowed values"):
+        FieldSpec(type="int64", max=2**60, allowed=[2**60 + 1])
+    assert FieldSpec(type="int64", max=2**60, allowed=[2**60, 2**60 + 1]).allowed

@@ -195,3 +195,18 @@ def test_an_output_error_says_which_sink_and_window_raised_it() -> None:
         engine.close()
     notes = getattr(raised.value, "__notes__", [])
     assert notes == ["(raised by CallbackSink.windows('w'))"], notes
+
+
+def test_a_listener_method_is_named_a_listener_and_a_reraised_error_noted_once() -> None:
+    class Quota:
+        error = RuntimeError("over quota")  # the same object raised every time
+
+        def on_batch(self, report: BatchReport) -> None:
+            raise self.error
+
+    engine = Engine(make_config(WINDOW, batching={"max_rows": 100}),
+                    sinks=[MemorySink()], listeners=[Quota().on_batch])  # fmt: skip
+    for _ in range(3):
+        with pytest.raises(RuntimeError, match="over quota") as raised:
+            engine.push(_events())
+    assert raised.value.__notes__ == ["(raised by listener Quota.on_batch)"]

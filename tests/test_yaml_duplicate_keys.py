@@ -32,3 +32,14 @@ def test_problem_files_refuse_a_repeated_key(tmp_path) -> None:
     path.write_text("budget: 10\nbudget: 20\n")
     with pytest.raises(ProblemError, match=r"key 'budget' is given twice .*first on line 1"):
         load_problem(path)
+
+
+def test_an_alias_of_a_mapping_with_a_merge_is_not_a_repetition() -> None:
+    """PyYAML flattens a merge into its mapping in place; an alias of that mapping then
+    holds the merged key beside its own, which the check took for a repeated key."""
+    import yaml
+
+    from gpu_engine.config.loading import read_yaml
+
+    text = "c:\n  <<: &a {x: 1, <<: {x: 5}}\nd: *a\n"
+    assert read_yaml(text, "t.yaml") == yaml.safe_load(text)

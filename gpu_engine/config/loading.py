@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,18 +66,30 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
     PyYAML keeps the last of them silently (a second ``windows:`` block replaced the
     first); YAML 1.2 forbids duplicate keys. Keys that a ``<<`` merge brings in may still
-    be overridden, as YAML's merge keys allow.
+    be overridden, as YAML's merge keys allow. A mapping is checked before PyYAML
+    flattens its merges into it, in place, once: an alias of a mapping that had a merge
+    (``d: *a``) then holds the merged keys beside its own, which is not a repetition.
     """
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._checked: set[int] = set()  # mappings whose own keys were checked
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        if id(node) not in self._checked:
+            self._checked.add(id(node))
+            self._refuse_repeated_keys(node)
+        super().flatten_mapping(node)
+
+    def _refuse_repeated_keys(self, node: yaml.MappingNode) -> None:
         first_line: dict[Any, int] = {}
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue
-            key = self.construct_object(key_node, deep=deep)
+            key = self.construct_object(key_node, deep=True)
             try:
                 seen = first_line.get(key)
-            except TypeError:  # unhashable: the base class says so
+            except TypeError:  # unhashable: construct_mapping says so
                 continue
             if seen is not None:
                 shown = key_node.value if isinstance(key_node, yaml.ScalarNode) else key
@@ -90,7 +102,6 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                     key_node.start_mark,
                 )
             first_line[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep=deep)
 
 
 def read_yaml(text: str, source: str) -> Any:

@@ -9,6 +9,7 @@ rather than a silently ignored setting. Checks that span several sections
 from __future__ import annotations
 
 import math
+import sys
 import unicodedata
 from collections import Counter
 from typing import Annotated, Literal
@@ -202,8 +203,11 @@ class FieldSpec(_Strict):
         if (self.min is not None or self.max is not None) and self.type not in NUMERIC_TYPES:
             raise ValueError(f"min/max need a numeric type, not {self.type}")
         for which, bound in (("min", self.min), ("max", self.max)):
-            if bound is not None and math.isnan(bound):  # every comparison with NaN is false
+            if isinstance(bound, float) and math.isnan(bound):  # NaN compares false always
                 raise ValueError(f"{which} is NaN, which bounds nothing (leave it out)")
+            if isinstance(bound, int) and abs(bound) > sys.float_info.max:
+                bits = bound.bit_length()
+                raise ValueError(f"{which} ({bits} bits) is beyond float64's range (1.8e308)")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min {self.min} is above max {self.max}")
         if self.type in INTEGER_RANGES:  # a bound past the type's range leaves no value
@@ -254,8 +258,13 @@ class FieldSpec(_Strict):
 
     def _within_bounds(self, value: Scalar) -> bool:
         """Whether an allowed (numeric) ``value`` passes min and max, compared as the
-        field's type: float32 for a float32 field, else float64 (so a value that rounds
-        onto a bound counts as within it)."""
+        field's type: float32 for a float32 field, exactly for an int64 one (as its rows
+        are, past 2^53 too), else float64 (so a value that rounds onto a bound counts as
+        within it)."""
+        if self.type == "int64" and isinstance(value, int):
+            return (self.min is None or value >= self.min) and (
+                self.max is None or value <= self.max
+            )
         cast = np.float32 if self.type == "float32" else np.float64
         v = cast(value)
         return (self.min is None or bool(v >= cast(self.min))) and (

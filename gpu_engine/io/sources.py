@@ -29,9 +29,10 @@ from gpu_engine.errors import InputError
 from gpu_engine.parsing import utf8_error, utf8_text
 
 SourceBatch = tuple[pa.Table, str, int]  # (rows, source name, index of the first row)
-# Why a source could not read a row (null: the row is fine). A name no frame brings (it
-# starts with NUL): a pushed column called "_line_error" was read as this marker, its
-# rows quarantined with its text as the reason and the column dropped.
+# Why a source could not read a row (null: the row is fine). A name that starts with NUL,
+# which no schema field can have and data columns do not use: a pushed column called
+# "_line_error" was read as this marker, its rows quarantined with its text as the
+# reason and the column dropped. (A pushed column of this very name still would be.)
 LINE_ERROR = "\x00line_error"
 _SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "json",
              ".ndjson": "json", ".json": "json"}  # fmt: skip

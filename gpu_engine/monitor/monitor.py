@@ -6,12 +6,14 @@ One ``tick(now)`` is one evaluation interval:
 2. sample the registry (rates, gauges, quantiles) and add the window series;
 3. buffer the sample for ``OUT/metrics/samples-*.parquet``;
 4. evaluate every rule on every matching series and step the alert state machines;
-5. apply inhibition, run the actions of newly firing alerts;
-6. start/stop escalation chains and deliver what is due, grouped by labels; a resolved
+5. apply inhibition;
+6. start/stop escalation chains and gather what is due, grouped by labels; a resolved
    notice goes to every channel told the alert fired, even if an ack or inhibition
    stopped its chain since;
 7. forget alerts whose series have been gone ``forget_after`` (not pending or firing);
-8. append every state change to ``OUT/alerts.jsonl``.
+8. append every state change to ``OUT/alerts.jsonl``;
+9. outside the evaluation's lock (a slow webhook or action holds up neither acks nor the
+   engine), run the actions of newly firing alerts and send what step 6 gathered.
 
 ``start()``/``stop()`` run ticks on a background thread every ``interval``.
 Everything takes ``now`` from the injected ``clock`` so tests replay traces
@@ -130,6 +132,7 @@ class Monitor:
         # ``_lock`` while it evaluates, and must not make the engine wait for it.
         self._windows_lock = threading.Lock()
         self._lock = threading.RLock()
+        self._sending = threading.Lock()  # a tick's actions and notifications, in tick order
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.writer: SampleWriter | None = None
@@ -198,10 +201,17 @@ class Monitor:
         with self._lock:
             now = self.clock() if now is None else now
             result, actions, sends = self._evaluate(now)
-        for ev, alert in actions:
-            for action in ev.rule.actions:
-                self.actions.execute(action.name, alert.record(), action.params, now)
-        result.deliveries = [self._send(*send) for send in sends]
+            # Taken before the evaluation lock is let go: ticks that overlap (the final
+            # tick at stop, one called by hand) send in the order they evaluated, so a
+            # "resolved" notice never overtakes the "firing" one.
+            self._sending.acquire()
+        try:
+            for ev, alert in actions:
+                for action in ev.rule.actions:
+                    self.actions.execute(action.name, alert.record(), action.params, now)
+            result.deliveries = [self._send(*send) for send in sends]
+        finally:
+            self._sending.release()
         with self._lock:
             self.deliveries.extend(result.deliveries)
         return result
@@ -209,8 +219,8 @@ class Monitor:
     def _evaluate(
         self, now: float
     ) -> tuple[TickResult, list[tuple[RuleEvaluator, Alert]], list[_Send]]:
-        """Steps 1-5, 7 and 8 of a tick: the result, the actions of the alerts that
-        started firing and the notifications due, for the caller to run and send."""
+        """Steps 1-8 of a tick: the result, the alerts that started firing (whose actions
+        the caller runs) and the notifications due (which it sends), step 9."""
         self._poll_acks(now)
         sample = self.metrics.sample(now, self.config.range / 1000)
         values = dict(sample.values)

@@ -197,11 +197,14 @@ def _corrected(total, n, squares, deviations):  # pragma: no cover - compiled
     (``m`` infinite, the squares +inf) the mean is kept at float64's largest, so that
     later merges (Chan's formula, ``next_mean``) stay finite rather than inf - inf."""
     m = total / n
-    if math.isinf(m) and squares == math.inf:  # finite values whose sum overflowed
-        return math.copysign(_LARGEST_DOUBLE, m), squares
+    if squares == math.inf:  # finite values far apart, or whose sum overflowed
+        if math.isnan(m):  # merged parts' means of ±float64's largest: inf - inf
+            return 0.0, squares
+        return (math.copysign(_LARGEST_DOUBLE, m) if math.isinf(m) else m), squares
     if not (math.isfinite(m) and math.isfinite(squares)):
-        return m, squares
-    return m + deviations / n, max(squares - deviations * deviations / n, 0.0)
+        return m, squares  # NaN values: NaN, as the CPU gives
+    # deviations / n first: deviations^2 alone may pass float64 where squares does not
+    return m + deviations / n, max(squares - deviations * (deviations / n), 0.0)
 
 
 @device_function
@@ -491,8 +494,12 @@ def _merge_m2(
             ns = s_ist[s, a]
             if ns == 0:
                 continue
-            delta = s_f0[s, a] - m_sum[d, a] / m_n[d, a]
-            cuda.atomic.add(m_m2, (d, a), s_f1[s, a] + ns * delta * delta)
+            mean, m2 = s_f0[s, a], s_f1[s, a]
+            delta = mean - m_sum[d, a] / m_n[d, a]
+            squares = m2 + ns * delta * delta
+            if math.isnan(squares) and not (math.isnan(mean) or math.isnan(m2)):
+                squares, delta = math.inf, 0.0  # means of +-float64's largest: inf - inf
+            cuda.atomic.add(m_m2, (d, a), squares)
             cuda.atomic.add(m_dev, (d, a), ns * delta)
 
 

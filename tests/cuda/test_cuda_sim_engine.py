@@ -7,6 +7,7 @@ in ``benchmarks/gpu_check.sh``.
 from __future__ import annotations
 
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -356,11 +357,20 @@ def test_int64_rules_past_two_to_the_53_are_exact_on_the_device() -> None:
 
 @pytest.mark.filterwarnings("ignore:.*(overflow|invalid value) encountered:RuntimeWarning")
 @pytest.mark.parametrize("chunk", [1, 2, 5])
-def test_variance_of_finite_values_whose_sum_overflows_is_never_nan(chunk) -> None:
+@pytest.mark.parametrize(
+    "window",
+    [{"type": "tumbling", "size": 1000}, {"type": "sliding", "size": 2000, "slide": 1000}],
+    ids=["tumbling", "sliding"],
+)
+def test_variance_of_finite_values_whose_sum_overflows_is_never_nan(window, chunk) -> None:
     """Where finite values' sum passes float64 (the device's moments start from it), the
     device's var is inf where the CPU's may be finite (0 for equal values), as numpy's
-    is; it was NaN (inf - inf), and batches after it kept it NaN."""
-    windows = [[1e308, 1e308, 1.0], [9e307, 9e307], [1e308, -1e308, 5.0], [1.0, 3.0]]
+    is; it was NaN (inf - inf), and batches after it kept it NaN, as did merged panes of
+    +-float64's largest means (sliding). Deviations whose square passes float64 while
+    their squares' sum does not gave 0 (2^563 apart by 2^511: 3e307)."""
+    big, step = 2.0**563, 2.0**511
+    windows = [[1e308, 1e308], [-1e308, -1e308], [9e307, 9e307, 1.0], [1e308, -1e308, 5.0],
+               [big, big, big + step, big + step], [1.0, 3.0]]  # fmt: skip
     t = np.concatenate([1_000_000 + 1000 * w + np.arange(len(x)) for w, x in enumerate(windows)])
     frame = random_events(np.random.default_rng(2), len(t), n_keys=1, null_share=0.0)
     frame["t"] = t
@@ -368,11 +378,26 @@ def test_variance_of_finite_values_whose_sum_overflows_is_never_nan(chunk) -> No
     aggs = [{"name": "x_var", "op": "var", "column": "x"}]
     got = {}
     for backend in ("cpu", "cuda"):
-        config = make_config({"type": "tumbling", "size": 1000, "aggregations": aggs},
-                             backend=backend)  # fmt: skip
+        config = make_config({**window, "aggregations": aggs}, backend=backend)
         sink, _ = run_engine(config, frame, chunk=chunk)
-        got[backend] = window_frame(sink).sort_values("window_start")["x_var"].tolist()
-    assert not np.isnan(got["cuda"]).any(), got
-    for device, cpu in zip(got["cuda"], got["cpu"], strict=True):
-        assert device == cpu or device == np.inf, got
-    assert got["cuda"][-1] == got["cpu"][-1] == 2.0
+        out = window_frame(sink)
+        got[backend] = dict(zip(out["window_start"], out["x_var"], strict=True))
+    assert got["cuda"].keys() == got["cpu"].keys()
+    for start, device in got["cuda"].items():
+        inside = (frame["t"] >= start) & (frame["t"] < start + window["size"])
+        exact = _exact_variance(frame.loc[inside, "x"])
+        # inf where the sum overflowed (the CPU may be finite: 0 for equal values), else
+        # the exact variance: 2^563 apart by 2^511 gave 0, and numpy (and the CPU) 2x it
+        assert device == np.inf or device == pytest.approx(exact, rel=1e-9), (start, got)
+    assert got["cuda"][1_005_000] == got["cpu"][1_005_000] == 2.0
+
+
+def _exact_variance(values: pd.Series) -> float:
+    """The sample variance of ``values`` in exact fractions, as float64 (inf past it)."""
+    parts = [Fraction(float(v)) for v in values]
+    mean = sum(parts) / len(parts)
+    exact = sum((v - mean) ** 2 for v in parts) / (len(parts) - 1)
+    try:
+        return float(exact)
+    except OverflowError:
+        return np.inf

@@ -3,6 +3,7 @@ series the engine sets nor acks: they run after the evaluation, outside its lock
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,13 +19,16 @@ class _HangingServer:
     def __init__(self) -> None:
         self.release = threading.Event()
         self.posted = threading.Event()
-        release, posted = self.release, self.posted
+        self.log: list[tuple[str, str]] = []  # ("start" | "end", the notice's status)
+        release, posted, log = self.release, self.posted, self.log
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                self.rfile.read(int(self.headers["Content-Length"]))
+                status = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                log.append(("start", status["status"]))
                 posted.set()
                 release.wait(HANG_S)
+                log.append(("end", status["status"]))
                 self.send_response(200)
                 self.end_headers()
 
@@ -112,5 +116,26 @@ def test_an_action_runs_outside_the_evaluation_lock() -> None:
         assert waited < 1.0, f"waited {waited:.2f} s for an action"
         (outcome,) = monitor.actions.history
         assert outcome.status == "ok" and outcome.result == repr(alert.id)
+    finally:
+        server.close()
+
+
+def test_overlapping_ticks_send_in_the_order_they_evaluated() -> None:
+    """The final tick at stop may overlap the thread's: its "resolved" notice waits for
+    the "firing" one still being sent, rather than reaching the receiver beside it."""
+    server = _HangingServer()
+    try:
+        monitor = Monitor(_config(server.url))
+        monitor.observe_window("w", {"k": ["a"], "n": [1]})
+        firing, _ = _while_ticking(monitor, server.posted)
+        monitor.observe_window("w", {"k": ["a"], "n": [0]})
+        resolved = threading.Thread(target=monitor.tick, args=(1.0,), daemon=True)
+        resolved.start()
+        time.sleep(0.3)  # the second tick has evaluated, and waits to send
+        server.release.set()
+        firing.join(HANG_S)
+        resolved.join(HANG_S)
+        assert server.log == [("start", "firing"), ("end", "firing"),
+                              ("start", "resolved"), ("end", "resolved")]  # fmt: skip
     finally:
         server.close()
