@@ -35,6 +35,9 @@ BAD_KINDS = (
 )  # fmt: skip
 
 
+StreamKind = Literal["short-video", "nexmark-bids"]
+
+
 @dataclass(frozen=True)
 class GeneratorSpec:
     """What to generate; every field has a default that makes a realistic stream."""
@@ -50,7 +53,7 @@ class GeneratorSpec:
     disorder_ms: int = 2_000
     bad_fraction: float = 0.0
     profile: Literal["flat", "ramp", "diurnal"] = "diurnal"
-    kind: Literal["short-video", "nexmark-bids"] = "short-video"
+    kind: StreamKind = "short-video"
 
     def __post_init__(self) -> None:
         """Refuse values the sampling cannot use, naming the field (else: IndexError deep in
@@ -254,7 +257,24 @@ def write_events(spec: GeneratorSpec, path: str | Path) -> int:
 
 
 def _schema(spec: GeneratorSpec) -> pa.Schema:
-    return next(generate(GeneratorSpec(events=1, kind=spec.kind))).schema
+    return stream_schema(spec.kind)
+
+
+KINDS: tuple[StreamKind, ...] = ("short-video", "nexmark-bids")
+
+
+def stream_schema(kind: StreamKind) -> pa.Schema:
+    """The columns a stream of ``kind`` has."""
+    return next(generate(GeneratorSpec(events=1, kind=kind))).schema
+
+
+def kind_for(time_field: str, fields: list[str]) -> StreamKind | None:
+    """The stream whose columns hold a config's time field and most of its fields (the
+    synthetic data ``run`` makes for it), or None when no stream holds its time field."""
+    fitting = [k for k in KINDS if time_field in stream_schema(k).names]
+    if not fitting:
+        return None
+    return max(fitting, key=lambda k: len(set(fields) & set(stream_schema(k).names)))
 
 
 _NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
@@ -265,7 +285,7 @@ def _json_lines(table: pa.Table) -> str:
     null, which a run reads as a null): they are written as the strings "NaN",
     "Infinity" and "-Infinity", which the reader casts back, so a run over the .jsonl
     quarantines the same rows for the same reasons as one over the .parquet."""
-    frame = table.to_pandas()
+    frame = table.to_pandas(integer_object_nulls=True)  # ints with nulls stay ints, not 1.0
     for name in table.column_names:
         if not pa.types.is_floating(table.column(name).type):
             continue

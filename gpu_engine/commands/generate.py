@@ -8,13 +8,14 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from gpu_engine.config.models import (
     DEFAULT_MAX_EVENT_TIME_MS,
     DEFAULT_MIN_EVENT_TIME_MS,
     MAX_EVENT_TIME_BOUND_MS,
 )
-from gpu_engine.generator import MAX_CONTENT, MAX_EVENTS, GeneratorSpec, write_events
+from gpu_engine.generator import KINDS, MAX_CONTENT, MAX_EVENTS, GeneratorSpec, write_events
 from gpu_engine.units import parse_duration_ms
 
 
@@ -22,18 +23,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("generate", help="write synthetic events to a file")
     add_generator_options(parser, min_events=0, start_ms=GeneratorSpec.start_ms)
     parser.add_argument("--out", required=True, help="output file (.parquet, .csv or .jsonl)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.set_defaults(func=_generate)
 
 
 def add_generator_options(
     parser: argparse.ArgumentParser, min_events: int = 1, start_ms: int | None = None
-) -> None:
+) -> list[str]:
     """The generator's options, each checked by argparse so a bad value names its option.
 
     ``start_ms``: where the stream starts; ``None`` for ``run``'s live data, which ends
     now. Either way ``--duration`` may not take event times outside the engine's
     default bounds (before 1970 or after 2100: quarantined as absurd, or wrapped).
+    Returns the options' destinations (``events``, ``seed``, ...).
     """
+    before = len(parser._actions)
     parser.add_argument(
         "--events", type=_count_at_least(min_events, MAX_EVENTS), default=1_000_000,
         help="number of events (1M, 100k)",
@@ -49,8 +53,10 @@ def add_generator_options(
     parser.add_argument("--content", type=_count_at_least(1, MAX_CONTENT), default=100_000,
                         help=f"distinct content ids (1 to {MAX_CONTENT:,})")  # fmt: skip
     parser.add_argument("--profile", choices=["flat", "ramp", "diurnal"], default="diurnal")
-    parser.add_argument("--kind", choices=["short-video", "nexmark-bids"], default="short-video",
-                        help="which stream to generate")  # fmt: skip
+    parser.add_argument("--kind", choices=list(KINDS), default=None,
+                        help="which stream to generate (default: short-video; for run, the"
+                             " one whose columns the config's schema names)")  # fmt: skip
+    return [action.dest for action in parser._actions[before:]]
 
 
 def spec_from_args(args: argparse.Namespace) -> GeneratorSpec:
@@ -62,7 +68,7 @@ def spec_from_args(args: argparse.Namespace) -> GeneratorSpec:
         duration_ms=parse_duration_ms(args.duration),
         n_content=args.content,
         profile=args.profile,
-        kind=args.kind,
+        kind=args.kind or "short-video",
     )
 
 
@@ -165,6 +171,7 @@ def _utc(ms: int) -> str:
 
 def _generate(args: argparse.Namespace) -> int:
     try:
+        _check_out(Path(args.out), args.overwrite)
         spec = spec_from_args(args)
         total = write_events(spec, args.out)
     except (ValueError, OSError) as exc:
@@ -172,6 +179,15 @@ def _generate(args: argparse.Namespace) -> int:
         return 2
     print(f"wrote {total:,} events to {args.out}")
     return 0
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse a folder, and an existing file unless ``--overwrite`` (as ``run`` keeps an
+    earlier run's results): a mistyped --out replaced a million events without a word."""
+    if out.is_dir():
+        raise ValueError(f"--out {out}: is a folder; name the file to write (events.parquet)")
+    if out.exists() and not overwrite:
+        raise ValueError(f"--out {out}: exists; pass --overwrite to replace it")
 
 
 def _reason(exc: Exception, out: str) -> str:

@@ -22,7 +22,9 @@ from rich.table import Table
 from gpu_engine.commands.generate import add_generator_options, spec_from_args
 from gpu_engine.commands.startup import lighten_startup
 from gpu_engine.config import load_config
+from gpu_engine.config.models import EngineConfig
 from gpu_engine.errors import EngineError
+from gpu_engine.generator import KINDS, GeneratorSpec, kind_for, stream_schema
 from gpu_engine.io.sinks import ParquetSink
 from gpu_engine.io.sources import input_files
 from gpu_engine.monitor import load_monitor_config
@@ -47,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--input", help="Parquet/CSV/JSONL file or directory of events")
     source.add_argument("--synthetic", action="store_true", help="generate events (default)")
-    add_generator_options(parser, min_events=1)
+    generator = add_generator_options(parser, min_events=1)
     parser.set_defaults(events=DEMO_EVENTS, bad_fraction=0.001)
     parser.add_argument("--out", help="output folder (default: a new folder here)")
     parser.add_argument(
@@ -63,6 +65,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--monitor-config", help="YAML rules for the monitor (default: built-in)")
     parser.add_argument("--no-progress", action="store_true", help="no live view / progress bar")
     parser.set_defaults(func=_run)
+    defaults = vars(parser.parse_args([]))  # as argparse converts them
+    parser.set_defaults(generator_defaults={dest: defaults[dest] for dest in generator})
 
 
 def default_config_path() -> Path:
@@ -99,6 +103,29 @@ def check_out(out: Path, overwrite: bool) -> None:
         )
 
 
+def new_out_folder(now: float | None = None) -> Path:
+    """A folder of its own for a run given no --out: ``tiktoktoe-out-<time>``, then
+    ``-2``, ``-3``... Made here (not only named), so that two runs started in the same
+    second cannot pick the same one."""
+    base = f"tiktoktoe-out-{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}"
+    for n in range(1, 10_000):
+        path = Path(base if n == 1 else f"{base}-{n}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise ValueError(f"no free folder {base}-N here; pass --out")
+
+
+def _remove_unstarted_run(out: Path) -> None:
+    """Remove what a run that never started wrote (the monitor's first log line and
+    folders), so that the same command can be run again; not if it wrote any results."""
+    if not any((out / name).exists() for name in ParquetSink.OUTPUTS):
+        with suppress(OSError):
+            clear_previous_run(out)
+
+
 def clear_previous_run(out: Path) -> None:
     """Remove what an earlier run wrote under ``out`` (``RUN_FILES``), nothing else."""
     for name in RUN_FILES:
@@ -114,15 +141,20 @@ def _run(args: argparse.Namespace) -> int:
     return_freed_memory_promptly()
     console = Console(stderr=True)
     monitoring = None
-    out = Path(args.out or f"tiktoktoe-out-{time.strftime('%Y%m%d-%H%M%S')}")
+    out = Path(args.out) if args.out else None
+    claimed = False  # whether this run may remove what it wrote, should it not start
     try:
+        if out is None:
+            out = new_out_folder()
         config = load_config(args.config or default_config_path())
         if args.backend:
             config = config.model_copy(update={"backend": args.backend})
         if args.input:  # before --out is touched: a mistyped path removes no results
+            _refuse_generator_options(args.generator_defaults, args)
             input_files(Path(args.input))
         check_out(out, args.overwrite)
-        spec = None if args.input else spec_from_args(args)
+        claimed = True
+        spec = None if args.input else _synthetic_spec(args, config)
         if spec is not None:  # live data: event times end now, so end-to-end latency is real
             spec = replace(spec, start_ms=int(time.time() * 1000) - spec.duration_ms)
         batches = source_batches(config, args.input, spec)
@@ -163,9 +195,14 @@ def _run(args: argparse.Namespace) -> int:
         console.print(f"[red]gpu-engine run: {message}[/]", soft_wrap=True)
         _stop(monitoring, console)
         # Only a run that started wrote this summary (not an earlier run's, left in --out).
-        failed = failed_summary(out) if monitoring is not None else None
-        if failed is not None:
+        failed = failed_summary(out) if monitoring is not None and out is not None else None
+        if failed is not None and out is not None:
             console.print(_failed_run_note(failed, out), soft_wrap=True)
+        elif claimed and out is not None:  # it never started (a busy port, no device)
+            _remove_unstarted_run(out)
+        if failed is None and args.out is None and out is not None:
+            with suppress(OSError):  # the folder made for it, if nothing is left in it
+                out.rmdir()
         return 130 if interrupted else 2
     except BaseException:
         _stop(monitoring, console)
@@ -177,7 +214,9 @@ def _run(args: argparse.Namespace) -> int:
         console.print(f"[yellow]{escape(note)}[/]", soft_wrap=True)
     fired = sorted({a.rule for a in monitoring.monitor.alerts.values() if a.fired_at is not None})
     print(f"alerts fired: {', '.join(fired) if fired else 'none'} (see {out}/alerts.jsonl)")
-    print(f"results in {out}/ (summary.json, windows/, quarantine/, late/, metrics/)")
+    written = [f"{name}/" if (out / name).is_dir() else name for name in RUN_FILES
+               if (out / name).exists()]  # fmt: skip
+    print(f"results in {out}/ ({', '.join(written)})")
     return 0 if summary["accounted"] else 1
 
 
@@ -195,6 +234,37 @@ def mostly_late_inputs(summary: dict[str, Any]) -> list[str]:
                 " (or widen allowed_lateness)."
             )
     return notes
+
+
+def _synthetic_spec(args: argparse.Namespace, config: EngineConfig) -> GeneratorSpec:
+    """The synthetic stream for ``config``: ``--kind``, else the stream whose columns hold
+    the config's time field and most of its fields. A stream without them is refused:
+    every event would be quarantined for the missing columns, and the run exit 0."""
+    schema = config.event_schema
+    kind = args.kind or kind_for(schema.time, list(schema.fields))
+    if kind is not None and schema.time in stream_schema(kind).names:
+        return replace(spec_from_args(args), kind=kind)
+    if args.kind:
+        raise ValueError(
+            f"--kind {args.kind} makes {', '.join(stream_schema(args.kind).names)}, without"
+            f" the config's time field {schema.time!r}; leave --kind out, or give --input"
+        )
+    made = "; ".join(f"{k}: {', '.join(stream_schema(k).names)}" for k in KINDS)
+    raise ValueError(
+        f"no synthetic stream has the config's time field {schema.time!r}"
+        f" ({made}); give --input, or a config for one of these streams"
+    )
+
+
+def _refuse_generator_options(parser_defaults: dict[str, Any], args: argparse.Namespace) -> None:
+    """Generator options given with ``--input``, which reads files: they would be ignored."""
+    given = [f"--{name.replace('_', '-')}" for name, default in parser_defaults.items()
+             if getattr(args, name, default) != default]  # fmt: skip
+    if given:
+        raise ValueError(
+            f"{', '.join(given)} shape synthetic events; with --input they do nothing"
+            " (drop them, or drop --input)"
+        )
 
 
 def _stop(monitoring: EngineMonitoring | None, console: Console) -> bool:

@@ -100,6 +100,8 @@ def _parquet(file: Path, batch_rows: int, columns: list[str]) -> Iterator[pa.Tab
         names = handle.schema_arrow.names
         _check_unique(file, names, columns)
         present = [c for c in columns if c in names]
+        if columns and not present and handle.metadata.num_rows:
+            _refuse_foreign(file, f"its columns {_shown(','.join(names))}", columns)
         for batch in handle.iter_batches(batch_size=batch_rows, columns=present):
             yield pa.Table.from_batches([batch])
 
@@ -155,6 +157,15 @@ def _csv(file: Path, batch_rows: int, columns: list[str]) -> Iterator[pa.Table]:
             block = _larger_block(exc, block, file)
     if held is not None:
         yield _without(_unclosed_quote(file, held, header[-1]), last)
+
+
+def _refuse_foreign(file: Path, holding: str, columns: list[str]) -> None:
+    """A file none of whose columns is a schema field: another stream's data (every row
+    would be quarantined for its missing fields), or another file than meant."""
+    raise InputError(
+        f"{file}: {holding} name none of the schema's fields ({', '.join(columns)});"
+        " is it another stream's data, or the config another stream's?"
+    )
 
 
 def _check_header(file: Path, header: list[str], columns: list[str]) -> None:
@@ -449,6 +460,9 @@ def _json(file: Path, batch_rows: int, columns: list[str]) -> Iterator[pa.Table]
         table = _typed_json(file, columns)
         if table is None:
             table = _records_table(_line_records(file), columns)
+    fields = set(table.column_names) & {*columns, LINE_ERROR}  # unreadable rows count
+    if columns and table.num_rows and not fields:
+        _refuse_foreign(file, "its objects", columns)
     for start in range(0, table.num_rows, batch_rows):
         yield table.slice(start, batch_rows)
 
