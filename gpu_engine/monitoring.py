@@ -18,6 +18,8 @@ from gpu_engine.engine import BatchReport, Engine
 from gpu_engine.monitor import EngineMetrics, Monitor, MonitorConfig, serve_metrics
 from gpu_engine.monitor.exposition import MetricsServer
 
+WINDOW_BOUNDS = ("window_start", "window_end")  # a window's bounds: neither key nor value
+
 
 class EngineMonitoring:
     """Metrics, rules and the optional Prometheus endpoint of one run."""
@@ -37,10 +39,12 @@ class EngineMonitoring:
         rules_text = self.monitor.config.model_dump_json()
         self._watched = lambda window: f"window:{window}." in rules_text
         self.engine: Engine | None = None
+        self._window_keys: dict[str, list[str]] = {}  # each window's key columns (attach)
 
     def attach(self, engine: Engine) -> None:
         """Register the actions this engine can carry out when a rule asks for them."""
         self.engine = engine
+        self._window_keys = {w.name: list(w.keys) for w in engine.config.windows}
 
         def buffered_rows() -> float:  # rows of a closed engine wait for nothing any more
             return 0 if engine.closed else engine.waiting_rows
@@ -120,7 +124,17 @@ class EngineMonitoring:
     def windows(self, name: str, table: pa.Table) -> None:
         self.metrics.add_windows_emitted(name, table.num_rows)
         if self._watched(name):
-            self.monitor.observe_window(name, table)
+            keys = self._window_keys.get(name)
+            if keys is None:  # not attached: the monitor tells keys from values by type
+                self.monitor.observe_window(name, table)
+                return
+            # The window's own keys, whatever their type: an integer key (content_id) was
+            # taken for a value, and every key's rows then set one series, the last row's.
+            values = [f.name for f in table.schema
+                      if f.name not in keys and f.name not in WINDOW_BOUNDS
+                      and (pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
+                           or pa.types.is_boolean(f.type))]  # fmt: skip
+            self.monitor.observe_window(name, table, keys=keys, values=values)
 
     def quarantine(self, table: pa.Table) -> None:
         pass

@@ -188,3 +188,31 @@ def test_the_queue_depth_counts_rows_queued_by_background_pushes(tmp_path, rng) 
         opened.set()
         assert engine.close()["accounted"]
         monitoring.stop()
+
+
+def test_a_window_keyed_by_integers_gives_one_series_per_key(tmp_path, rng) -> None:
+    """The monitor told keys from values by type, so an integer key (``k``, a content id)
+    was a value: every key's rows set one series ``window:w.n``, the last row's, and a
+    rule saw one key's count instead of each key's."""
+    from gpu_engine.monitor import MonitorConfig
+
+    frame = random_events(rng, 3000, span_ms=2_000)
+    rules = MonitorConfig.model_validate({"rules": [
+        {"name": "Busy", "kind": "threshold", "expr": "window:w.n > 0", "severity": "info"},
+    ]})  # fmt: skip
+    monitoring = EngineMonitoring(tmp_path, rules)
+    try:
+        run_pipeline(make_config(WINDOW), iter([(frame, "test", 0)]), tmp_path,
+                     monitoring=monitoring)  # type: ignore[arg-type]  # fmt: skip
+    finally:
+        monitoring.stop()
+    sample = monitoring.monitor.last_sample
+    assert sample is not None
+    series = {labels: v for (name, labels), v in sample.values.items() if name == "window:w.n"}
+    last_window = frame["t"].max() // 1000 * 1000
+    expected = frame[frame["t"] // 1000 * 1000 == last_window].groupby("k").size()
+    assert {dict(labels)["k"]: v for labels, v in series.items()} == {
+        str(k): float(n) for k, n in expected.items()
+    }
+    names = {name for name, _ in sample.values if name.startswith("window:w.")}
+    assert "window:w.k" not in names and "window:w.window_start" not in names
