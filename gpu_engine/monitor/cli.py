@@ -8,6 +8,7 @@ is recorded even if no engine is running.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import json
 import sys
@@ -77,6 +78,24 @@ def read_states(out: Path, skipped: list[int] | None = None) -> dict[str, dict[s
     return states
 
 
+def last_run_ended(out: Path) -> bool:
+    """Whether the latest run recorded in ``OUT/alerts.jsonl`` has ended (its monitor
+    wrote ``monitor_stopped``): its alerts stay as it left them, and no monitor reads
+    acks for them any more (a new run reads only the acks written after it started)."""
+    path = out / ALERTS_FILE
+    if not path.exists():
+        return False
+    ended = False
+    for raw in path.read_bytes().split(b"\n"):
+        if b"monitor_st" not in raw:
+            continue
+        with contextlib.suppress(ValueError):  # a damaged line: read_states reports it
+            rec = json.loads(raw.decode("utf-8"))
+            event = rec.get("event") if isinstance(rec, dict) else None
+            ended = {"monitor_started": False, "monitor_stopped": True}.get(event, ended)
+    return ended
+
+
 def _is_record(rec: Any) -> bool:
     """An object, and if it is an alert's, with the fields ``list`` and ``ack`` use typed as
     ``Alert.record`` writes them (else ``"state": null`` or a string ``annotations``
@@ -135,6 +154,13 @@ def cmd_ack(ns: argparse.Namespace) -> int:
     if known is None:  # a typo would otherwise be "acknowledged" and stop nothing
         print(f"gpu-engine alerts ack: {_unknown_alert(ns.alert_id, out, states)}", file=sys.stderr)
         return 2
+    if last_run_ended(out):
+        print(
+            f"gpu-engine alerts ack: the run recorded in {out / ALERTS_FILE} has ended, so no"
+            f" monitor will read an ack for {ns.alert_id}; its alerts escalate no more",
+            file=sys.stderr,
+        )
+        return 2
     if known.get("state") not in ("pending", "firing"):
         print(
             f"warning: alert {ns.alert_id} is {known.get('state')}; recording the ack anyway",
@@ -184,6 +210,8 @@ def cmd_list(ns: argparse.Namespace) -> int:
         for r in rows:
             print(json.dumps(r, sort_keys=True))
         return 0
+    if last_run_ended(out):
+        print(f"the run recorded in {out / ALERTS_FILE} has ended: its alerts as it left them")
     if not rows:
         print("no active alerts" if not ns.all else "no alerts")
         return 0

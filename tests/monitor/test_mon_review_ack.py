@@ -48,3 +48,27 @@ def test_no_alerts_at_all_says_so_and_creates_nothing(
     assert main(["alerts", "ack", "nope", "--out", str(tmp_path)]) == 2
     assert "has recorded no alerts" in capsys.readouterr().err
     assert not (tmp_path / "alerts_acks.jsonl").exists()
+
+
+def test_an_ack_for_a_run_that_has_ended_is_refused_and_the_listing_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An ack of a finished run's alert was "acknowledged" (exit 0), though no monitor
+    would ever read it (a new run reads only acks written after it starts), and the
+    listing kept showing the alert firing as if the run were live."""
+    cfg = MonitorConfig.model_validate(
+        {"rules": [{"name": "Hot", "kind": "threshold", "expr": "x > 1"}]}
+    )
+    mon = Monitor(cfg, tmp_path, metrics=ReplaySource(lambda t: {"x": 5.0}))
+    mon.tick(0.0)
+    (alert,) = mon.alerts.values()
+    assert main(["alerts", "ack", alert.id, "--out", str(tmp_path)]) == 0  # running: taken
+    mon.stop()
+    capsys.readouterr()
+    assert main(["alerts", "ack", alert.id, "--out", str(tmp_path)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "has ended, so no monitor will read an ack" in err
+    assert main(["alerts", "list", "--out", str(tmp_path)]) == 0
+    assert "has ended: its alerts as it left them" in capsys.readouterr().out
+    Monitor(cfg, tmp_path, metrics=ReplaySource(lambda t: {"x": 5.0})).tick(0.0)  # a new run
+    assert main(["alerts", "ack", alert.id, "--out", str(tmp_path)]) == 0
