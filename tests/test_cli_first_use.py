@@ -119,3 +119,64 @@ def test_json_lines_keep_integer_ids_integers(tmp_path) -> None:
     ids = [r["content_id"] for r in rows]
     assert None in ids and all(isinstance(v, int) for v in ids if v is not None)
     assert os.path.getsize(path) > 0
+
+
+def test_a_refused_command_leaves_an_earlier_runs_files_alone(tmp_path, capsys) -> None:
+    """With --overwrite, a command refused after --out was checked (a bad rules file, a
+    --kind the config cannot use) removed a killed run's logs as its own."""
+    out = tmp_path / "o"
+    (out / "metrics").mkdir(parents=True)
+    (out / "alerts.jsonl").write_text('{"event": "monitor_started", "time_s": 1}\n')
+    (out / "metrics" / "samples-00000.parquet").write_bytes(b"x")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules: [{name: R, kind: threshold, expr: 'no_such_metric > 1'}]\n")
+    argv = ["run", "--no-progress", "--events", "2000", "--out", str(out), "--overwrite"]
+    assert main([*argv, "--monitor-config", str(rules)]) == 2
+    assert main([*argv, "--config", NEXMARK, "--kind", "short-video"]) == 2
+    assert (out / "alerts.jsonl").exists() and (out / "metrics" / "samples-00000.parquet").exists()
+
+
+def test_a_run_that_started_keeps_its_files_though_its_summary_failed(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    """Whether a run started is whether its engine was made, not which files exist: one
+    whose failed summary could not be written (a full disk) lost its logs and folder."""
+    from gpu_engine.io.sinks import ParquetSink
+
+    close = ParquetSink.close
+
+    def full_disk(self, summary):  # type: ignore[no-untyped-def]
+        if summary.get("failed"):
+            raise OSError(28, "No space left on device")
+        close(self, summary)
+
+    monkeypatch.setattr(ParquetSink, "close", full_disk)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    assert main(["generate", "--events", "500", "--out", str(folder / "a.parquet")]) == 0
+    pq.write_table(pa.table({"x": [1]}), folder / "b.parquet")  # another stream's file
+    out = tmp_path / "o"
+    assert main(["run", "--no-progress", "--input", str(folder), "--out", str(out)]) == 2
+    assert (out / "alerts.jsonl").exists()
+
+
+def test_a_json_file_of_another_stream_read_as_text_is_refused(tmp_path, capsys) -> None:
+    """Arrow cannot type ``x`` (a number, then text): the file is read row by row, whose
+    table always has the unreadable-row column, and the refusal was skipped."""
+    path = tmp_path / "other.jsonl"
+    path.write_text('{"x": 1}\n{"x": "a"}\n')
+    assert main(["run", "--no-progress", "--input", str(path), "--out", str(tmp_path / "o")]) == 2
+    assert "its objects name none of the schema's fields" in _err(capsys)
+
+
+@pytest.mark.parametrize(
+    "option", [["--seed", "0"], ["--disorder", "2s"], ["--kind", "short-video"]]
+)
+def test_generator_options_with_input_are_refused_at_their_defaults_too(
+    tmp_path, capsys, option
+) -> None:
+    path = tmp_path / "ev.parquet"
+    assert main(["generate", "--events", "200", "--out", str(path)]) == 0
+    argv = ["run", "--no-progress", "--input", str(path), "--out", str(tmp_path / "o"), *option]
+    assert main(argv) == 2
+    assert f"{option[0]} shape synthetic events" in _err(capsys)

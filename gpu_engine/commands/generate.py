@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from gpu_engine.config.models import (
     DEFAULT_MAX_EVENT_TIME_MS,
@@ -17,6 +18,18 @@ from gpu_engine.config.models import (
 )
 from gpu_engine.generator import KINDS, MAX_CONTENT, MAX_EVENTS, GeneratorSpec, write_events
 from gpu_engine.units import parse_duration_ms
+
+
+class _Given(argparse.Action):
+    """Stores the value, and records the option as given (``args.given_options``)."""
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+        values: Any, option_string: str | None = None,
+    ) -> None:  # fmt: skip
+        setattr(namespace, self.dest, values)
+        given = getattr(namespace, "given_options", None) or []
+        namespace.given_options = [*given, option_string]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,34 +42,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def add_generator_options(
     parser: argparse.ArgumentParser, min_events: int = 1, start_ms: int | None = None
-) -> list[str]:
+) -> None:
     """The generator's options, each checked by argparse so a bad value names its option.
 
     ``start_ms``: where the stream starts; ``None`` for ``run``'s live data, which ends
     now. Either way ``--duration`` may not take event times outside the engine's
     default bounds (before 1970 or after 2100: quarantined as absurd, or wrapped).
-    Returns the options' destinations (``events``, ``seed``, ...).
+    Each option given on the command line is recorded in ``args.given_options``
+    (``run`` refuses them with ``--input``, whatever their values).
     """
-    before = len(parser._actions)
+    given: dict[str, Any] = {"action": _Given}
     parser.add_argument(
         "--events", type=_count_at_least(min_events, MAX_EVENTS), default=1_000_000,
-        help="number of events (1M, 100k)",
+        help="number of events (1M, 100k)", **given,
     )  # fmt: skip
-    parser.add_argument("--seed", type=_count_at_least(0), default=0)
-    parser.add_argument(
-        "--bad-fraction", type=_fraction, default=0.0, help="share of invalid rows (0 to 1)"
-    )
+    parser.add_argument("--seed", type=_count_at_least(0), default=0, **given)
+    parser.add_argument("--bad-fraction", type=_fraction, default=0.0,
+                        help="share of invalid rows (0 to 1)", **given)  # fmt: skip
     parser.add_argument("--disorder", type=_duration, default="2s",
-                        help="maximum out-of-order delay")  # fmt: skip
+                        help="maximum out-of-order delay", **given)  # fmt: skip
     parser.add_argument("--duration", type=_span(start_ms), default="10m",
-                        help="event-time span of the stream")  # fmt: skip
+                        help="event-time span of the stream", **given)  # fmt: skip
     parser.add_argument("--content", type=_count_at_least(1, MAX_CONTENT), default=100_000,
-                        help=f"distinct content ids (1 to {MAX_CONTENT:,})")  # fmt: skip
-    parser.add_argument("--profile", choices=["flat", "ramp", "diurnal"], default="diurnal")
+                        help=f"distinct content ids (1 to {MAX_CONTENT:,})", **given)  # fmt: skip
+    parser.add_argument("--profile", choices=["flat", "ramp", "diurnal"], default="diurnal",
+                        **given)  # fmt: skip
     parser.add_argument("--kind", choices=list(KINDS), default=None,
                         help="which stream to generate (default: short-video; for run, the"
-                             " one whose columns the config's schema names)")  # fmt: skip
-    return [action.dest for action in parser._actions[before:]]
+                             " one whose columns the config's schema names)", **given)  # fmt: skip
 
 
 def spec_from_args(args: argparse.Namespace) -> GeneratorSpec:

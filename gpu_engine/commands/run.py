@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--input", help="Parquet/CSV/JSONL file or directory of events")
     source.add_argument("--synthetic", action="store_true", help="generate events (default)")
-    generator = add_generator_options(parser, min_events=1)
+    add_generator_options(parser, min_events=1)
     parser.set_defaults(events=DEMO_EVENTS, bad_fraction=0.001)
     parser.add_argument("--out", help="output folder (default: a new folder here)")
     parser.add_argument(
@@ -65,8 +65,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--monitor-config", help="YAML rules for the monitor (default: built-in)")
     parser.add_argument("--no-progress", action="store_true", help="no live view / progress bar")
     parser.set_defaults(func=_run)
-    defaults = vars(parser.parse_args([]))  # as argparse converts them
-    parser.set_defaults(generator_defaults={dest: defaults[dest] for dest in generator})
 
 
 def default_config_path() -> Path:
@@ -150,10 +148,9 @@ def _run(args: argparse.Namespace) -> int:
         if args.backend:
             config = config.model_copy(update={"backend": args.backend})
         if args.input:  # before --out is touched: a mistyped path removes no results
-            _refuse_generator_options(args.generator_defaults, args)
+            _refuse_generator_options(args)
             input_files(Path(args.input))
         check_out(out, args.overwrite)
-        claimed = True
         spec = None if args.input else _synthetic_spec(args, config)
         if spec is not None:  # live data: event times end now, so end-to-end latency is real
             spec = replace(spec, start_ms=int(time.time() * 1000) - spec.duration_ms)
@@ -163,6 +160,7 @@ def _run(args: argparse.Namespace) -> int:
             f"[bold]TikTokToe[/] {escape(str(label))} -> {escape(str(out))}", soft_wrap=True
         )
         monitor_config = load_monitor_config(args.monitor_config) if args.monitor_config else None
+        claimed = True  # every check passed: from here on this run writes to --out
         if args.overwrite and out.is_dir():
             clear_previous_run(out)
         monitoring = EngineMonitoring(out, monitor_config, args.metrics_port, args.metrics_addr)
@@ -198,8 +196,8 @@ def _run(args: argparse.Namespace) -> int:
         failed = failed_summary(out) if monitoring is not None and out is not None else None
         if failed is not None and out is not None:
             console.print(_failed_run_note(failed, out), soft_wrap=True)
-        elif claimed and out is not None:  # it never started (a busy port, no device)
-            _remove_unstarted_run(out)
+        elif claimed and out is not None and (monitoring is None or monitoring.engine is None):
+            _remove_unstarted_run(out)  # no engine was made: a busy port, no device
         if failed is None and args.out is None and out is not None:
             with suppress(OSError):  # the folder made for it, if nothing is left in it
                 out.rmdir()
@@ -256,10 +254,10 @@ def _synthetic_spec(args: argparse.Namespace, config: EngineConfig) -> Generator
     )
 
 
-def _refuse_generator_options(parser_defaults: dict[str, Any], args: argparse.Namespace) -> None:
-    """Generator options given with ``--input``, which reads files: they would be ignored."""
-    given = [f"--{name.replace('_', '-')}" for name, default in parser_defaults.items()
-             if getattr(args, name, default) != default]  # fmt: skip
+def _refuse_generator_options(args: argparse.Namespace) -> None:
+    """Generator options given with ``--input``, which reads files: they would be ignored
+    (whatever their values, the defaults' too)."""
+    given = list(dict.fromkeys(getattr(args, "given_options", None) or []))
     if given:
         raise ValueError(
             f"{', '.join(given)} shape synthetic events; with --input they do nothing"

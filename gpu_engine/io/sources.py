@@ -460,9 +460,10 @@ def _json(file: Path, batch_rows: int, columns: list[str]) -> Iterator[pa.Table]
         table = _typed_json(file, columns)
         if table is None:
             table = _records_table(_line_records(file), columns)
-    fields = set(table.column_names) & {*columns, LINE_ERROR}  # unreadable rows count
-    if columns and table.num_rows and not fields:
-        _refuse_foreign(file, "its objects", columns)
+    if columns and table.num_rows and not set(table.column_names) & set(columns):
+        unreadable = table.column(LINE_ERROR) if LINE_ERROR in table.column_names else None
+        if unreadable is None or unreadable.null_count:  # objects, not only unreadable lines
+            _refuse_foreign(file, "its objects", columns)
     for start in range(0, table.num_rows, batch_rows):
         yield table.slice(start, batch_rows)
 

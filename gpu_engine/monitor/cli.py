@@ -92,7 +92,8 @@ def last_run_ended(out: Path) -> bool:
         with contextlib.suppress(ValueError):  # a damaged line: read_states reports it
             rec = json.loads(raw.decode("utf-8"))
             event = rec.get("event") if isinstance(rec, dict) else None
-            ended = {"monitor_started": False, "monitor_stopped": True}.get(event, ended)
+            if event in ("monitor_started", "monitor_stopped"):
+                ended = event == "monitor_stopped"
     return ended
 
 
