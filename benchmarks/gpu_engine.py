@@ -186,7 +186,7 @@ def large_batches(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=_count, default=10_000_000)
     parser.add_argument("--full-events", type=_count, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=2)

@@ -226,7 +226,7 @@ def report(by_count: dict[int, list[Times]]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=300, help="launches with known arrays")
     parser.add_argument("--fresh", type=int, default=200, help="launches with new arrays")
     parser.add_argument("--arrays", action="store_true", help="time device arrays instead")

@@ -118,7 +118,7 @@ def report(label: str, result: tuple[int, list[Counter[str]]], top: int) -> None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=_count, default=8192)
     parser.add_argument("--batch", type=int, default=2048, help="batching.max_rows")
     parser.add_argument("--duration-ms", type=int, default=20_000, help="event-time span")

@@ -195,7 +195,7 @@ def report(r: dict[str, float]) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ticks", type=int, default=600)
     ap.add_argument("--batches-per-s", type=int, default=100)
     ap.add_argument("--write", type=Path, default=None, help="write the result section here")

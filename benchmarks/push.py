@@ -147,7 +147,7 @@ def serve(events: int, rows: int, rate: float, background: bool, seed: int = 0) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=_count, default=20_000)
     parser.add_argument("--rows", type=_count, default=1, help="rows a push")
     parser.add_argument("--batch-rows", type=_count, help="time pushes of one batch this size")

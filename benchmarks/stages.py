@@ -125,7 +125,7 @@ def ingest(events: int = 60 * BATCH_ROWS, seed: int = 0, rows: int = BATCH_ROWS)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("what", choices=["engine", "validate", "ingest"])
     parser.add_argument(
         "--events", type=_count, help="default: 10M; ingest: 60 batches of --batch-rows"

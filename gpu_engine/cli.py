@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import sys
 from collections.abc import Sequence
@@ -37,11 +38,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said by the subcommand's parser, with its usage (``run --confg``)
+        command = _command_parser(parser, args)
+        options = [o for a in command._actions for o in a.option_strings]
+        close = [m for x in extra for m in difflib.get_close_matches(x.split("=")[0], options, 1)]
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        command.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     return int(args.func(args))
+
+
+def _command_parser(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> argparse.ArgumentParser:
+    """The parser of the (sub)command ``args`` came through: ``alerts ack``'s, ``run``'s,
+    or the top level's."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for dest in ("command", "alerts_command"):
+                chosen = action.choices.get(getattr(args, dest, None) or "")
+                if chosen is not None:
+                    return _command_parser(chosen, args)
+    return parser
 
 
 if __name__ == "__main__":

@@ -180,3 +180,16 @@ def test_generator_options_with_input_are_refused_at_their_defaults_too(
     argv = ["run", "--no-progress", "--input", str(path), "--out", str(tmp_path / "o"), *option]
     assert main(argv) == 2
     assert f"{option[0]} shape synthetic events" in _err(capsys)
+
+
+def test_a_mistyped_option_is_named_by_its_commands_parser(capsys) -> None:
+    """``run --confg`` got the top level's usage (``gpu-engine [-h] COMMAND``)."""
+    with pytest.raises(SystemExit) as raised:
+        main(["run", "--confg", "x.yaml"])
+    assert raised.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: gpu-engine run" in err
+    assert (
+        "gpu-engine run: error: unrecognized arguments: --confg x.yaml (did you mean --config?)"
+        in (" ".join(err.split()))
+    )

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from gpu_engine.commands.options import Given
 from gpu_engine.config.models import (
     DEFAULT_MAX_EVENT_TIME_MS,
     DEFAULT_MIN_EVENT_TIME_MS,
@@ -18,18 +19,6 @@ from gpu_engine.config.models import (
 )
 from gpu_engine.generator import KINDS, MAX_CONTENT, MAX_EVENTS, GeneratorSpec, write_events
 from gpu_engine.units import parse_duration_ms
-
-
-class _Given(argparse.Action):
-    """Stores the value, and records the option as given (``args.given_options``)."""
-
-    def __call__(
-        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-        values: Any, option_string: str | None = None,
-    ) -> None:  # fmt: skip
-        setattr(namespace, self.dest, values)
-        given = getattr(namespace, "given_options", None) or []
-        namespace.given_options = [*given, option_string]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,7 +40,7 @@ def add_generator_options(
     Each option given on the command line is recorded in ``args.given_options``
     (``run`` refuses them with ``--input``, whatever their values).
     """
-    given: dict[str, Any] = {"action": _Given}
+    given: dict[str, Any] = {"action": Given}
     parser.add_argument(
         "--events", type=_count_at_least(min_events, MAX_EVENTS), default=1_000_000,
         help="number of events (1M, 100k)", **given,

@@ -20,6 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from gpu_engine.commands.generate import add_generator_options, spec_from_args
+from gpu_engine.commands.options import given_options
 from gpu_engine.commands.startup import lighten_startup
 from gpu_engine.config import load_config
 from gpu_engine.config.models import EngineConfig
@@ -257,7 +258,7 @@ def _synthetic_spec(args: argparse.Namespace, config: EngineConfig) -> Generator
 def _refuse_generator_options(args: argparse.Namespace) -> None:
     """Generator options given with ``--input``, which reads files: they would be ignored
     (whatever their values, the defaults' too)."""
-    given = list(dict.fromkeys(getattr(args, "given_options", None) or []))
+    given = given_options(args)
     if given:
         raise ValueError(
             f"{', '.join(given)} shape synthetic events; with --input they do nothing"

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from gpu_engine.commands.options import Given, given_options
 from gpu_engine.optimizer.problem import (
     MAX_BATCH,
     MAX_WORKERS,
@@ -55,18 +56,22 @@ def register(subparsers: Any) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--problem", metavar="FILE.yaml", help="problem file (stages, λ, limits)")
     src.add_argument("--metrics", metavar="DIR", help="metrics directory with batches.parquet")
-    p.add_argument("--budget", type=float, help="with --metrics: upper bound on total price")
-    p.add_argument("--sla", help="with --metrics: upper bound on mean latency, e.g. 50ms")
-    p.add_argument("--price", type=float, default=0.05, help="with --metrics: price per worker")
-    p.add_argument("--failure-prob", type=float, default=0.01, help="per-worker failure prob.")
-    p.add_argument(
-        "--weights",
-        default="0.4,0.3,0.3",
-        help="with --metrics: latency,cost,reliability objective weights",
-    )
-    p.add_argument("--max-workers", type=_int_in(1, MAX_WORKERS), default=64)
-    p.add_argument("--max-batch", type=_int_in(1, MAX_BATCH), default=65536)
-    p.add_argument("--recent", type=_int_in(1), default=5000, help="batches per stage to fit on")
+    fit: dict[str, Any] = {"action": Given}  # options of the --metrics fit only
+    p.add_argument("--budget", type=float, help="with --metrics: upper bound on total price",
+                   **fit)  # fmt: skip
+    p.add_argument("--sla", help="with --metrics: upper bound on mean latency, e.g. 50ms"
+                                 " (a number: ms)", **fit)  # fmt: skip
+    p.add_argument("--price", type=float, default=0.05, help="with --metrics: price per worker",
+                   **fit)  # fmt: skip
+    p.add_argument("--failure-prob", type=float, default=0.01, help="per-worker failure prob.",
+                   **fit)  # fmt: skip
+    p.add_argument("--weights", default="0.4,0.3,0.3",
+                   help="with --metrics: latency,cost,reliability objective weights",
+                   **fit)  # fmt: skip
+    p.add_argument("--max-workers", type=_int_in(1, MAX_WORKERS), default=64, **fit)
+    p.add_argument("--max-batch", type=_int_in(1, MAX_BATCH), default=65536, **fit)
+    p.add_argument("--recent", type=_int_in(1), default=5000, help="batches per stage to fit on",
+                   **fit)  # fmt: skip
     p.add_argument("--iterations", type=_int_in(1), default=1000)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.set_defaults(func=run)
@@ -164,6 +169,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         device = _device(args.device)
         if args.problem:
+            ignored = given_options(args)
+            if ignored:  # a problem file states its own
+                return _error(f"{', '.join(ignored)} fit --metrics; --problem FILE states its own")
             problem = load_problem(args.problem)
             alloc = solve([problem], iterations=args.iterations, device=device)[0]
             _print(_alloc_json(alloc))
@@ -182,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
             problem = problem_from_metrics(
                 fit,
                 budget=args.budget,
-                sla=args.sla,
+                sla=int(args.sla) if args.sla.strip().isdigit() else args.sla,  # ms
                 price=args.price,
                 failure_prob=args.failure_prob,
                 weights=weights,

@@ -299,3 +299,27 @@ def test_a_key_hash_is_its_own_whatever_keys_share_the_call() -> None:
     assert balancer.placement(composite).shape == (3,)
     balancer.observe({("us", 1): 5.0, ("eu", 2): 1.0, 1: 3.0, "1": 4.0})
     assert sorted(balancer._key_load.tolist()) == [1.0, 3.0, 4.0, 5.0]
+
+
+def test_sla_as_a_number_is_milliseconds_as_disorder_is(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--sla 50`` was refused as not a duration, where ``run --disorder 2`` is 2 ms."""
+    _write_metrics(tmp_path / "metrics")
+    argv = ["optimize", "--metrics", str(tmp_path / "metrics"), "--budget", "2.0",
+            "--iterations", "50"]  # fmt: skip
+    assert gpu_engine_main([*argv, "--sla", "50"]) == 0
+    as_number = json.loads(capsys.readouterr().out)
+    assert gpu_engine_main([*argv, "--sla", "50ms"]) == 0
+    assert as_number == json.loads(capsys.readouterr().out)
+
+
+def test_fit_options_with_a_problem_file_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``optimize --problem F --budget 5`` ignored --budget: the file states its own."""
+    problem = Path(__file__).parents[2] / "gpu_engine" / "examples" / "problem.yaml"
+    assert gpu_engine_main(["optimize", "--problem", str(problem), "--budget", "5",
+                            "--price", "0.05"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "--budget, --price fit --metrics; --problem FILE states its own" in err
