@@ -20,6 +20,7 @@ of the check with the first setting that passes.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import traceback
 
@@ -129,7 +130,10 @@ def aggregation_problems(rng: np.random.Generator, events: int = ROWS) -> list[s
     return found
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.preflight",
+                                     description=__doc__.split("\n\n")[0])  # fmt: skip
+    parser.parse_args(argv)  # no options: --help says what it does instead of doing it
     from kernels.cuda._core import KERNEL_CACHE, LAUNCH_PATH
 
     cache = "on" if KERNEL_CACHE else "off"

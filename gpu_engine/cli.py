@@ -38,13 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
+    tokens = list(sys.argv[1:] if argv is None else argv)
+    args, extra = parser.parse_known_args(tokens)
     if extra:  # said by the subcommand's parser, with its usage (``run --confg``)
-        command = _command_parser(parser, args)
-        options = [o for a in command._actions for o in a.option_strings]
-        close = [m for x in extra for m in difflib.get_close_matches(x.split("=")[0], options, 1)]
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        command.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
+        command = _command_parser(parser, args, tokens, tokens.index(extra[0]))
+        command.error(f"unrecognized arguments: {' '.join(extra)}{_hint(command, extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -52,17 +50,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _command_parser(
-    parser: argparse.ArgumentParser, args: argparse.Namespace
+    parser: argparse.ArgumentParser, args: argparse.Namespace, tokens: list[str], at: int
 ) -> argparse.ArgumentParser:
-    """The parser of the (sub)command ``args`` came through: ``alerts ack``'s, ``run``'s,
-    or the top level's."""
+    """The parser of the (sub)command the unknown token ``tokens[at]`` came after:
+    ``alerts ack``'s, ``run``'s, or the top level's (``gpu-engine --bogus run``)."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for dest in ("command", "alerts_command"):
-                chosen = action.choices.get(getattr(args, dest, None) or "")
-                if chosen is not None:
-                    return _command_parser(chosen, args)
+                name = getattr(args, dest, None) or ""
+                chosen = action.choices.get(name)
+                if chosen is not None and name in tokens[:at]:
+                    return _command_parser(chosen, args, tokens, at)
     return parser
+
+
+def _hint(command: argparse.ArgumentParser, extra: list[str]) -> str:
+    """The options an unknown ``--opsion`` may have meant (names compared without their
+    dashes, so that every ``--x`` is not close to every ``--y``)."""
+    names = {o.lstrip("-"): o for a in command._actions for o in a.option_strings}
+    unknown = [x.split("=")[0].lstrip("-") for x in extra if x.startswith("-")]
+    close = [names[m] for x in unknown for m in difflib.get_close_matches(x, names, 1, 0.7)]
+    return f" (did you mean {', '.join(close)}?)" if close else ""
 
 
 if __name__ == "__main__":

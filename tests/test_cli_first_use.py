@@ -193,3 +193,20 @@ def test_a_mistyped_option_is_named_by_its_commands_parser(capsys) -> None:
         "gpu-engine run: error: unrecognized arguments: --confg x.yaml (did you mean --config?)"
         in (" ".join(err.split()))
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["run", "--gpu"], "gpu-engine run: error: unrecognized arguments: --gpu"),
+        (["--bogus", "run"], "gpu-engine: error: unrecognized arguments: --bogus"),
+        (["alerts", "--bogus", "list"], "gpu-engine alerts: error: unrecognized arguments"),
+    ],
+)
+def test_no_far_fetched_hint_and_the_parser_the_option_came_to(argv, said, capsys) -> None:
+    """``run --gpu`` was asked whether it meant --input (the shared dashes made them
+    close), and an option before the command was blamed on the command."""
+    with pytest.raises(SystemExit):
+        main(argv)
+    err = " ".join(capsys.readouterr().err.split())
+    assert said in err and "did you mean" not in err

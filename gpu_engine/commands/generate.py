@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gpu_engine.commands.options import Given
+from gpu_engine.commands.options import Given, duration_ms_arg
 from gpu_engine.config.models import (
     DEFAULT_MAX_EVENT_TIME_MS,
     DEFAULT_MIN_EVENT_TIME_MS,
@@ -121,7 +121,7 @@ def _fraction(text: str) -> float:
 def _duration(text: str) -> int:
     """A duration (``2s``, ``10m``, or ``0``: plain milliseconds) in ms, checked by argparse,
     at most 2^61 ms, as the config's durations."""
-    ms = _duration_ms(text)
+    ms = duration_ms_arg(text)
     if ms > MAX_EVENT_TIME_BOUND_MS:
         raise argparse.ArgumentTypeError(
             f"{text.strip()!r} is too long a duration (2^61 ms at most)"
@@ -129,22 +129,12 @@ def _duration(text: str) -> int:
     return ms
 
 
-def _duration_ms(text: str) -> int:
-    text = text.strip()
-    if text.startswith("-"):
-        raise argparse.ArgumentTypeError(f"{text!r} is negative")
-    try:
-        return parse_duration_ms(int(text) if text.isdigit() else text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def _span(start_ms: int | None) -> Callable[[str], int]:
     """An argparse type: a duration that keeps the stream's event times inside the
     engine's default bounds, from ``start_ms`` on or (``None``) ending now."""
 
     def parse(text: str) -> int:
-        value = _duration_ms(text)
+        value = duration_ms_arg(text)
         if start_ms is None:
             most = int(time.time() * 1000) - DEFAULT_MIN_EVENT_TIME_MS
             why = (

@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from gpu_engine.units import parse_duration_ms
+
 
 class Given(argparse.Action):
     """Stores the value, and records the option as given (:func:`given_options`)."""
@@ -23,3 +25,15 @@ class Given(argparse.Action):
 def given_options(args: argparse.Namespace) -> list[str]:
     """The options of ``Given`` actions on the command line, each once, in order."""
     return list(dict.fromkeys(getattr(args, "given_options", None) or []))
+
+
+def duration_ms_arg(text: str) -> int:
+    """An argparse type: a duration (``50ms``, ``2s``) or a number of milliseconds (ASCII
+    digits: ``str.isdigit`` takes '²'), in ms; negative ones refused as such."""
+    text = text.strip()
+    if text.startswith("-"):
+        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    try:
+        return parse_duration_ms(int(text) if text.isascii() and text.isdigit() else text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from gpu_engine.commands.options import Given, given_options
+from gpu_engine.commands.options import Given, duration_ms_arg, given_options
 from gpu_engine.optimizer.problem import (
     MAX_BATCH,
     MAX_WORKERS,
@@ -59,19 +59,23 @@ def register(subparsers: Any) -> None:
     fit: dict[str, Any] = {"action": Given}  # options of the --metrics fit only
     p.add_argument("--budget", type=float, help="with --metrics: upper bound on total price",
                    **fit)  # fmt: skip
-    p.add_argument("--sla", help="with --metrics: upper bound on mean latency, e.g. 50ms"
-                                 " (a number: ms)", **fit)  # fmt: skip
+    p.add_argument("--sla", type=duration_ms_arg,
+                   help="with --metrics: upper bound on mean latency, e.g. 50ms (a number: ms)",
+                   **fit)  # fmt: skip
     p.add_argument("--price", type=float, default=0.05, help="with --metrics: price per worker",
                    **fit)  # fmt: skip
-    p.add_argument("--failure-prob", type=float, default=0.01, help="per-worker failure prob.",
+    p.add_argument("--failure-prob", type=float, default=0.01,
+                   help="with --metrics: per-worker failure probability",
                    **fit)  # fmt: skip
     p.add_argument("--weights", default="0.4,0.3,0.3",
                    help="with --metrics: latency,cost,reliability objective weights",
                    **fit)  # fmt: skip
-    p.add_argument("--max-workers", type=_int_in(1, MAX_WORKERS), default=64, **fit)
-    p.add_argument("--max-batch", type=_int_in(1, MAX_BATCH), default=65536, **fit)
-    p.add_argument("--recent", type=_int_in(1), default=5000, help="batches per stage to fit on",
-                   **fit)  # fmt: skip
+    p.add_argument("--max-workers", type=_int_in(1, MAX_WORKERS), default=64,
+                   help="with --metrics: most workers a stage", **fit)  # fmt: skip
+    p.add_argument("--max-batch", type=_int_in(1, MAX_BATCH), default=65536,
+                   help="with --metrics: largest batch", **fit)  # fmt: skip
+    p.add_argument("--recent", type=_int_in(1), default=5000,
+                   help="with --metrics: batches per stage to fit on", **fit)  # fmt: skip
     p.add_argument("--iterations", type=_int_in(1), default=1000)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.set_defaults(func=run)
@@ -171,7 +175,9 @@ def run(args: argparse.Namespace) -> int:
         if args.problem:
             ignored = given_options(args)
             if ignored:  # a problem file states its own
-                return _error(f"{', '.join(ignored)} fit --metrics; --problem FILE states its own")
+                return _error(
+                    f"{', '.join(ignored)}: only with --metrics (a --problem FILE states its own)"
+                )
             problem = load_problem(args.problem)
             alloc = solve([problem], iterations=args.iterations, device=device)[0]
             _print(_alloc_json(alloc))
@@ -190,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
             problem = problem_from_metrics(
                 fit,
                 budget=args.budget,
-                sla=int(args.sla) if args.sla.strip().isdigit() else args.sla,  # ms
+                sla=args.sla,
                 price=args.price,
                 failure_prob=args.failure_prob,
                 weights=weights,

@@ -160,7 +160,11 @@ def test_metrics_option_errors_name_the_option(
     """They named the model's field (``failure_prob: ...``), not the option given."""
     _write_metrics(tmp_path / "metrics")
     argv = ["optimize", "--metrics", str(tmp_path / "metrics"), "--budget", "2", "--sla", "50ms"]
-    assert gpu_engine_main([*argv, *option]) == 2
+    try:
+        code = gpu_engine_main([*argv, *option])
+    except SystemExit as exit_:  # --sla is checked by argparse, with the usage
+        code = exit_.code
+    assert code == 2
     assert message in capsys.readouterr().err
 
 
@@ -322,4 +326,16 @@ def test_fit_options_with_a_problem_file_are_refused(
     assert gpu_engine_main(["optimize", "--problem", str(problem), "--budget", "5",
                             "--price", "0.05"]) == 2  # fmt: skip
     err = capsys.readouterr().err
-    assert "--budget, --price fit --metrics; --problem FILE states its own" in err
+    assert "--budget, --price: only with --metrics (a --problem FILE states its own)" in err
+
+
+@pytest.mark.parametrize("sla", ["\u00b2", "\u0665\u0660", "-5"])
+def test_sla_that_is_no_ascii_number_is_refused_by_argparse(
+    sla: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Unicode digit passed ``str.isdigit``: '²' ended in a traceback from ``int``, and
+    Arabic-Indic '٥٠' was taken as 50 ms."""
+    with pytest.raises(SystemExit) as raised:
+        gpu_engine_main(["optimize", "--metrics", "m", "--budget", "2", "--sla", sla])
+    assert raised.value.code == 2
+    assert "argument --sla:" in capsys.readouterr().err
