@@ -8,6 +8,7 @@ several ways. The same seed gives the same events whatever the chunk size.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -263,9 +264,12 @@ def _schema(spec: GeneratorSpec) -> pa.Schema:
 KINDS: tuple[StreamKind, ...] = ("short-video", "nexmark-bids")
 
 
+@functools.cache
 def stream_schema(kind: StreamKind) -> pa.Schema:
-    """The columns a stream of ``kind`` has."""
-    return next(generate(GeneratorSpec(events=1, kind=kind))).schema
+    """The columns a stream of ``kind`` has (one event of it made once, with the smallest
+    id spaces, since ``run`` asks for each stream's to pick the config's)."""
+    return next(generate(GeneratorSpec(events=1, kind=kind, n_content=1, n_users=1,
+                                       n_creators=1))).schema  # fmt: skip
 
 
 def kind_for(time_field: str, fields: list[str]) -> StreamKind | None:

@@ -168,29 +168,27 @@ def without_views(kind: pa.DataType, large: bool = False) -> pa.DataType:
     ``string_view`` and ``binary_view``, alone or in a list, struct or map): ``string``,
     ``binary``, ``list`` and ``large_list``; with ``large``, ``large_string``,
     ``large_binary`` and ``large_list``, whose offsets hold more than 2 GiB."""
-    if not has_views(kind):
-        return kind
-    if pa.types.is_string_view(kind):
-        return pa.large_string() if large else pa.string()
-    if pa.types.is_binary_view(kind):
-        return pa.large_binary() if large else pa.binary()
-    if pa.types.is_dictionary(kind):
-        return pa.dictionary(kind.index_type, without_views(kind.value_type, large), kind.ordered)
-    if pa.types.is_struct(kind):
-        return pa.struct([f.with_type(without_views(f.type, large)) for f in kind])
-    if pa.types.is_map(kind):
-        return pa.map_(kind.key_field.with_type(without_views(kind.key_type, large)),
-                       kind.item_field.with_type(without_views(kind.item_type, large)),
-                       kind.keys_sorted)  # fmt: skip
-    if pa.types.is_fixed_size_list(kind):
-        field = kind.value_field.with_type(without_views(kind.value_type, large))
-        return pa.list_(field, kind.list_size)
-    if pa.types.is_list(kind) or pa.types.is_list_view(kind):
-        field = kind.value_field.with_type(without_views(kind.value_type, large))
-        return pa.large_list(field) if large else pa.list_(field)
-    if pa.types.is_large_list(kind) or pa.types.is_large_list_view(kind):
-        return pa.large_list(kind.value_field.with_type(without_views(kind.value_type, large)))
-    return kind  # a union, say: kept as it is
+
+    def plain(k: pa.DataType) -> pa.DataType | None:
+        if not has_views(k):
+            return k
+        if pa.types.is_string_view(k):
+            return pa.large_string() if large else pa.string()
+        if pa.types.is_binary_view(k):
+            return pa.large_binary() if large else pa.binary()
+        if pa.types.is_dictionary(k):
+            return pa.dictionary(k.index_type, without_views(k.value_type, large), k.ordered)
+        wide = large or pa.types.is_large_list_view(k)
+        if (
+            pa.types.is_list_view(k)
+            or pa.types.is_large_list_view(k)
+            or (large and pa.types.is_list(k))
+        ):
+            field = k.value_field.with_type(without_views(k.value_type, large))
+            return pa.large_list(field) if wide else pa.list_(field)
+        return None  # a list, struct or map: the views in it (a union: kept as it is)
+
+    return _rebuilt(kind, plain)
 
 
 def viewless(column: Any) -> Any:
@@ -261,21 +259,34 @@ def viewless_table(table: pa.Table) -> pa.Table:
 
 def without_dictionaries(kind: pa.DataType) -> pa.DataType:
     """``kind`` with each dictionary type in it replaced by its value type."""
-    if pa.types.is_dictionary(kind):
-        return without_dictionaries(kind.value_type)
+    return _rebuilt(
+        kind, lambda k: without_dictionaries(k.value_type) if pa.types.is_dictionary(k) else None
+    )
+
+
+def _rebuilt(
+    kind: pa.DataType, replace: Callable[[pa.DataType], pa.DataType | None]
+) -> pa.DataType:
+    """``kind`` as ``replace`` gives it, or, where that is None, with the types in it (a
+    list's, a struct's fields, a map's key and item) rebuilt so: the one walk through
+    nested types of :func:`without_dictionaries` and :func:`without_views`."""
+    new = replace(kind)
+    if new is not None:
+        return new
+
+    def inner(field: pa.Field) -> pa.Field:
+        return field.with_type(_rebuilt(field.type, replace))
+
     if pa.types.is_list(kind):
-        return pa.list_(kind.value_field.with_type(without_dictionaries(kind.value_type)))
+        return pa.list_(inner(kind.value_field))
     if pa.types.is_large_list(kind):
-        return pa.large_list(kind.value_field.with_type(without_dictionaries(kind.value_type)))
+        return pa.large_list(inner(kind.value_field))
     if pa.types.is_fixed_size_list(kind):
-        field = kind.value_field.with_type(without_dictionaries(kind.value_type))
-        return pa.list_(field, kind.list_size)
+        return pa.list_(inner(kind.value_field), kind.list_size)
     if pa.types.is_struct(kind):
-        return pa.struct([f.with_type(without_dictionaries(f.type)) for f in kind])
+        return pa.struct([inner(f) for f in kind])
     if pa.types.is_map(kind):
-        return pa.map_(kind.key_field.with_type(without_dictionaries(kind.key_type)),
-                       kind.item_field.with_type(without_dictionaries(kind.item_type)),
-                       kind.keys_sorted)  # fmt: skip
+        return pa.map_(inner(kind.key_field), inner(kind.item_field), kind.keys_sorted)
     return kind
 
 

@@ -140,11 +140,13 @@ def _run(args: argparse.Namespace) -> int:
     return_freed_memory_promptly()
     console = Console(stderr=True)
     monitoring = None
-    out = Path(args.out) if args.out else None
     claimed = False  # whether this run may remove what it wrote, should it not start
     try:
-        if out is None:
-            out = new_out_folder()
+        out = Path(args.out) if args.out else new_out_folder()
+    except (ValueError, OSError) as exc:  # no folder can be made here
+        console.print(f"[red]gpu-engine run: {escape(str(exc))}[/]", soft_wrap=True)
+        return 2
+    try:
         config = load_config(args.config or default_config_path())
         if args.backend:
             config = config.model_copy(update={"backend": args.backend})
@@ -194,12 +196,12 @@ def _run(args: argparse.Namespace) -> int:
         console.print(f"[red]gpu-engine run: {message}[/]", soft_wrap=True)
         _stop(monitoring, console)
         # Only a run that started wrote this summary (not an earlier run's, left in --out).
-        failed = failed_summary(out) if monitoring is not None and out is not None else None
-        if failed is not None and out is not None:
+        failed = failed_summary(out) if monitoring is not None else None
+        if failed is not None:
             console.print(_failed_run_note(failed, out), soft_wrap=True)
-        elif claimed and out is not None and (monitoring is None or monitoring.engine is None):
+        elif claimed and (monitoring is None or monitoring.engine is None):
             _remove_unstarted_run(out)  # no engine was made: a busy port, no device
-        if failed is None and args.out is None and out is not None:
+        if failed is None and args.out is None:
             with suppress(OSError):  # the folder made for it, if nothing is left in it
                 out.rmdir()
         return 130 if interrupted else 2

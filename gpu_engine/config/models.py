@@ -116,16 +116,20 @@ def _shown_name(name: str) -> str:
     return repr(name) if len(name) <= 40 else f"{name[:40]!r}... ({len(name)} characters)"
 
 
-def _name_problem(name: str) -> str | None:
-    """Why ``name`` cannot name an output (None if it can): a window's or an aggregation's."""
-    if not name:
-        return "the name is empty"
-    if len(name) > MAX_NAME_LENGTH:
-        return f"name {_shown_name(name)} is too long: at most {MAX_NAME_LENGTH} characters"
+def _output_name(name: str, names: str) -> str:
+    """``name``, if it can name an output (a window's or an aggregation's, which ``names``
+    says), else the ValueError that says why."""
+    problem = None
     control = next((c for c in name if unicodedata.category(c) == "Cc"), None)
-    if control is not None:
-        return f"name {_shown_name(name)} holds control character {control!r}"
-    return None
+    if not name:
+        problem = "the name is empty"
+    elif len(name) > MAX_NAME_LENGTH:
+        problem = f"name {_shown_name(name)} is too long: at most {MAX_NAME_LENGTH} characters"
+    elif control is not None:
+        problem = f"name {_shown_name(name)} holds control character {control!r}"
+    if problem is not None:
+        raise ValueError(f"{problem} (it names {names})")
+    return name
 
 
 def repeated(names: list[str]) -> list[str]:
@@ -342,10 +346,7 @@ class AggregationSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, name: str) -> str:
-        problem = _name_problem(name)
-        if problem is not None:
-            raise ValueError(f"{problem} (it names an output column)")
-        return name
+        return _output_name(name, "an output column")
 
     @model_validator(mode="after")
     def _arguments(self) -> AggregationSpec:
@@ -389,10 +390,7 @@ class WindowSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, name: str) -> str:
-        problem = _name_problem(name)
-        if problem is not None:
-            raise ValueError(f"{problem} (it names the output folder windows/<name>/)")
-        return name
+        return _output_name(name, "the output folder windows/<name>/")
 
     @model_validator(mode="after")
     def _shape(self) -> WindowSpec:

@@ -8,7 +8,6 @@ is recorded even if no engine is running.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import getpass
 import json
 import sys
@@ -53,10 +52,18 @@ def read_states(out: Path, skipped: list[int] | None = None) -> dict[str, dict[s
     neither hides the others nor ends in a traceback; a torn last line (the engine is
     writing it) is left out silently. Raises ``OSError`` if the file cannot be read.
     """
+    return _read_log(out, skipped)[0]
+
+
+def _read_log(out: Path, skipped: list[int] | None) -> tuple[dict[str, dict[str, Any]], bool]:
+    """:func:`read_states`, and whether that run has ended (its monitor logged
+    ``monitor_stopped``): its alerts stay as it left them, and no monitor reads acks for
+    them any more (a new run reads only the acks written after it started)."""
     states: dict[str, dict[str, Any]] = {}
+    ended = False
     path = out / ALERTS_FILE
     if not path.exists():
-        return states
+        return states, ended
     lines = path.read_bytes().split(b"\n")  # bytes: a torn line may end mid-character
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
@@ -71,30 +78,14 @@ def read_states(out: Path, skipped: list[int] | None = None) -> dict[str, dict[s
             continue
         if rec.get("event") == "monitor_started":
             states.clear()
+            ended = False
+        elif rec.get("event") == "monitor_stopped":
+            ended = True
         elif rec.get("event") == "forgotten":  # its series long gone (forget_after)
             states.pop(rec.get("alert_id"), None)
         elif "alert_id" in rec:
             states[rec["alert_id"]] = rec
-    return states
-
-
-def last_run_ended(out: Path) -> bool:
-    """Whether the latest run recorded in ``OUT/alerts.jsonl`` has ended (its monitor
-    wrote ``monitor_stopped``): its alerts stay as it left them, and no monitor reads
-    acks for them any more (a new run reads only the acks written after it started)."""
-    path = out / ALERTS_FILE
-    if not path.exists():
-        return False
-    ended = False
-    for raw in path.read_bytes().split(b"\n"):
-        if b"monitor_st" not in raw:
-            continue
-        with contextlib.suppress(ValueError):  # a damaged line: read_states reports it
-            rec = json.loads(raw.decode("utf-8"))
-            event = rec.get("event") if isinstance(rec, dict) else None
-            if event in ("monitor_started", "monitor_stopped"):
-                ended = event == "monitor_stopped"
-    return ended
+    return states, ended
 
 
 def _is_record(rec: Any) -> bool:
@@ -115,12 +106,12 @@ def _is_record(rec: Any) -> bool:
     )
 
 
-def _load_states(out: Path, action: str) -> dict[str, dict[str, Any]] | None:
-    """``read_states`` for a command: skipped lines are reported on stderr; ``None`` (the
+def _load_states(out: Path, action: str) -> tuple[dict[str, dict[str, Any]], bool] | None:
+    """``_read_log`` for a command: skipped lines are reported on stderr; ``None`` (the
     command exits 2) if the file cannot be read, e.g. when it is a folder."""
     skipped: list[int] = []
     try:
-        states = read_states(out, skipped)
+        log = _read_log(out, skipped)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         print(
@@ -140,7 +131,7 @@ def _load_states(out: Path, action: str) -> dict[str, dict[str, Any]] | None:
             f" in {out / ALERTS_FILE}",
             file=sys.stderr,
         )
-    return states
+    return log
 
 
 def cmd_ack(ns: argparse.Namespace) -> int:
@@ -148,14 +139,15 @@ def cmd_ack(ns: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():  # the ack file is created inside it
         print(f"gpu-engine alerts ack: --out {out} is not a folder", file=sys.stderr)
         return 2
-    states = _load_states(out, "ack")
-    if states is None:
+    log = _load_states(out, "ack")
+    if log is None:
         return 2
+    states, ended = log
     known = states.get(ns.alert_id)
     if known is None:  # a typo would otherwise be "acknowledged" and stop nothing
         print(f"gpu-engine alerts ack: {_unknown_alert(ns.alert_id, out, states)}", file=sys.stderr)
         return 2
-    if last_run_ended(out):
+    if ended:
         print(
             f"gpu-engine alerts ack: the run recorded in {out / ALERTS_FILE} has ended, so no"
             f" monitor will read an ack for {ns.alert_id}; its alerts escalate no more",
@@ -196,9 +188,10 @@ def cmd_list(ns: argparse.Namespace) -> int:
         what = "is not a folder" if out.exists() else "does not exist"
         print(f"gpu-engine alerts list: --out {out} {what}", file=sys.stderr)
         return 2
-    states = _load_states(out, "list")
-    if states is None:
+    log = _load_states(out, "list")
+    if log is None:
         return 2
+    states, ended = log
     rows = [r for r in states.values() if ns.all or r.get("state") in ("pending", "firing")]
     rows.sort(
         key=lambda r: (
@@ -211,7 +204,7 @@ def cmd_list(ns: argparse.Namespace) -> int:
         for r in rows:
             print(json.dumps(r, sort_keys=True))
         return 0
-    if last_run_ended(out):
+    if ended:
         print(f"the run recorded in {out / ALERTS_FILE} has ended: its alerts as it left them")
     if not rows:
         print("no active alerts" if not ns.all else "no alerts")
