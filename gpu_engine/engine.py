@@ -644,7 +644,7 @@ class Engine:
             late = operator.process(validated.valid, validated.times, now)
             late_everywhere &= late
             if late.any():
-                late_rows.append((operator.spec.name, validated.valid.filter(pa.array(late))))
+                late_rows.append((operator.spec.name, validated.traced_rows(late)))
         return late_everywhere, late_rows
 
     def _emit_ready(self) -> None:

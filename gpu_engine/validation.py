@@ -96,10 +96,23 @@ class ValidatedBatch:
     times: np.ndarray  # event time of each valid row, int64 epoch ms
     quarantine: pa.Table | None  # failing rows, original values plus the reason columns
     n_in: int
+    source: str = ""
+    first_row: int = 0  # the input row number of the batch's first row
+    failed: np.ndarray | None = None  # True where an input row was quarantined
 
     @property
     def n_quarantined(self) -> int:
         return 0 if self.quarantine is None else self.quarantine.num_rows
+
+    def traced_rows(self, mask: np.ndarray) -> pa.Table:
+        """The valid rows where ``mask`` holds (late rows, say), each with the ``_source``
+        and ``_row`` of its input row, as the quarantine's and the dead letters' have."""
+        picked = np.flatnonzero(mask)
+        rows = self.valid.filter(pa.array(mask))
+        input_rows = picked if self.failed is None else np.flatnonzero(~self.failed)[picked]
+        source = pa.repeat(pa.scalar(self.source, pa.string()), len(picked))
+        rows = rows.append_column("_source", source)
+        return rows.append_column("_row", pa.array(input_rows + self.first_row, pa.int64()))
 
 
 @dataclass
@@ -149,7 +162,7 @@ class Validator:
             valid_table = valid_table.filter(pa.array(~bad))
         time_array = valid_table.column(self.schema.time)
         times = time_array.cast(pa.int64()).to_numpy()
-        return ValidatedBatch(valid_table, times, quarantine, n)
+        return ValidatedBatch(valid_table, times, quarantine, n, source, first_row, bad)
 
     def missing_column(
         self, name: str, spec: FieldSpec, index: int, n: int, source: str,

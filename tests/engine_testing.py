@@ -561,3 +561,28 @@ def validation_failing_at(call: int, message: str) -> Iterator[None]:
         yield
     finally:
         Validator.validate = original  # type: ignore[method-assign]
+
+
+def late_rows_case(backend: str) -> tuple[MemorySink, pd.DataFrame]:
+    """Late rows beside quarantined ones in the same batches, pushed from two sources: the
+    engine's outputs and the frame pushed, row ``i`` of source ``src-j`` being
+    ``frame[(frame.src == j)].iloc[i]`` (the simulator suite runs it on cuda)."""
+    rng = np.random.default_rng(31)
+    n = 600
+    frame = random_events(rng, n, n_keys=3, span_ms=15_000, disorder_ms=2_500)
+    frame["e"] = frame["e"].where(rng.random(n) > 0.08, np.int8(9))  # not allowed: quarantined
+    frame["src"] = rng.integers(0, 2, n)
+    window = {"type": "tumbling", "size": 1000, "allowed_lateness": 500}
+    config = make_config(
+        {**window, "aggregations": [{"name": "n", "op": "count"}]},
+        backend=backend,
+        batching={"max_rows": 100},
+    )
+    sink = MemorySink()
+    engine = Engine(config, sinks=[sink])
+    for start in range(0, n, 60):  # pushes of 60 rows, each split between the sources
+        part = frame.iloc[start : start + 60]
+        for j in (0, 1):
+            engine.push(part[part["src"] == j].drop(columns="src"), source=f"src-{j}")
+    engine.close()
+    return sink, frame

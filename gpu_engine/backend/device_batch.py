@@ -507,7 +507,7 @@ def validate(validator: Any, frame: DeviceFrame, source: str, first_row: int) ->
         host_time = valid.columns[schema.time]
         assert not isinstance(host_time, DeviceColumn)
         times = host_time.cast(pa.int64()).to_numpy()
-    return ValidatedBatch(valid, times, quarantine, n)
+    return ValidatedBatch(valid, times, quarantine, n, source, first_row, bad)
 
 
 def _output_types(schema: Any, frame: DeviceFrame) -> dict[str, pa.DataType]:

@@ -262,7 +262,8 @@ class CallbackSink:
     """Calls ``on_windows(name, frame)`` for every emitted set of windows (for embedding).
 
     The other outputs go to their own callbacks where given: ``on_quarantine(frame)``,
-    ``on_late(name, frame)``, ``on_dead_letter(frame)`` (a batch that could not be
+    ``on_late(name, frame)`` (the schema's fields, then the ``_source`` and ``_row`` each
+    came from), ``on_dead_letter(frame)`` (a batch that could not be
     processed: ``_source``, ``_row``, ``_error``, ``_values``) and ``on_close(summary)``
     (the run's summary, also after ``abort``, then marked failed; called a second time,
     with the failed summary, when another sink's close raised). ``frame`` picks what

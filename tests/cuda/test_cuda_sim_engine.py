@@ -26,6 +26,7 @@ from engine_testing import (  # noqa: E402
     huge_moments_case,
     int64_bounds_case,
     large_mean_moments_case,
+    late_rows_case,
     make_config,
     nan_min_max_case,
     nan_where_case,
@@ -153,6 +154,15 @@ def test_a_fields_time_zone_on_the_device(window: dict) -> None:
     assert got.drop_columns(["x_sum"]).equals(expected.drop_columns(["x_sum"]))
     np.testing.assert_allclose(got.column("x_sum"), expected.column("x_sum"), rtol=1e-12)
     assert device.result("late/w").equals(cpu.result("late/w"))
+
+
+def test_late_rows_name_their_input_row_on_the_device() -> None:
+    """Late rows keep the ``_source`` and ``_row`` of their input row, as on the CPU (where
+    ``tests/test_late_rows_traced.py`` checks them against the rows pushed)."""
+    (device, _), (cpu, _) = late_rows_case("cuda"), late_rows_case("cpu")
+    assert device.result("late/w").num_rows > 20
+    assert device.result("late/w").equals(cpu.result("late/w"))
+    assert device.result("quarantine").equals(cpu.result("quarantine"))
 
 
 @pytest.mark.filterwarnings("ignore:.*overflow encountered:RuntimeWarning")
