@@ -281,7 +281,9 @@ class Engine:
             self._intake.start()
 
     # -- input --------------------------------------------------------------------------
-    def push(self, frame: Any, source: str = "push", first_row: int | None = None) -> None:
+    def push(
+        self, frame: Any, source: str | os.PathLike[str] = "push", first_row: int | None = None
+    ) -> None:
         """Add rows; full batches are processed before this returns (with
         ``background=True``, the rows are queued and this returns at once).
 
@@ -297,6 +299,7 @@ class Engine:
         names, not one per request. Sources share each window's watermark (the largest
         event time from any of them): one behind another's progress has its events late.
         """
+        source = _source_name(source)
         if self._intake is None:
             self._push_now(frame, source, first_row)
             return
@@ -929,6 +932,15 @@ def _refuse_closed() -> None:
 
 def _no_wait() -> None:
     """A frame with nothing in flight (Arrow, or a device push)."""
+
+
+def _source_name(source: object) -> str:
+    """A push's ``source`` as text every output can store: a path (``Path``, bytes) as its
+    text, any other object as ``str``, and lone surrogates (an undecodable file name's
+    bytes, from ``os.fsdecode``) as backslash escapes, which UTF-8 cannot hold."""
+    is_path = isinstance(source, (bytes, os.PathLike))
+    text = os.fsdecode(source) if is_path else str(source)  # type: ignore[arg-type]
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _dead_values(table: Any) -> list[str]:

@@ -7,9 +7,15 @@ row ``_row`` of ``_source`` must hold the late row's values.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
-from engine_testing import late_rows_case
+import pytest
+from engine_testing import late_rows_case, make_config, random_events
+
+from gpu_engine.engine import Engine
+from gpu_engine.io.sinks import MemorySink
 
 
 def check_late_rows_traced(backend: str) -> None:
@@ -37,3 +43,25 @@ def check_late_rows_traced(backend: str) -> None:
 
 def test_late_rows_name_their_input_row() -> None:
     check_late_rows_traced("cpu")
+
+
+@pytest.mark.parametrize(
+    "source, name",
+    [(Path("in/a.csv"), "in/a.csv"), (7, "7"), ("caf\udce9.csv", "caf\\udce9.csv")],
+    ids=["path", "int", "lone-surrogate"],
+)
+def test_a_source_that_is_not_plain_text_is_named_as_text(source: object, name: str) -> None:
+    """A ``Path``, a number, or a file name that ``os.fsdecode`` left with a lone surrogate
+    ended the run at the first late row (Arrow could not store it), the batch half done."""
+    config = make_config({"type": "tumbling", "size": 1000, "allowed_lateness": 0},
+                         batching={"max_rows": 2})  # fmt: skip
+    sink = MemorySink()
+    engine = Engine(config, sinks=[sink])
+    frame = random_events(np.random.default_rng(3), 4, span_ms=10)
+    frame["t"] = [5_000, 6_500, 1_000, 1_200]  # the second batch is late
+    frame.loc[3, "e"] = 9  # and quarantined
+    engine.push(frame, source=source)  # type: ignore[arg-type]
+    summary = engine.close()
+    assert summary["events"]["late"] == 1 and summary["events"]["quarantined"] == 1
+    assert sink.result("late/w").column("_source").to_pylist() == [name]
+    assert sink.result("quarantine").column("_source").to_pylist() == [name]
