@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 
 from gpu_engine.backend import select_backend
 from gpu_engine.batching import Batch, MicroBatcher, own_buffers
+from gpu_engine.config.loading import check_config
 from gpu_engine.config.models import MAX_BATCH_ROWS, EngineConfig, FieldSpec, WindowSpec
 from gpu_engine.errors import EngineError
 from gpu_engine.intake import Intake, Pushed
@@ -213,6 +214,7 @@ class Engine:
         ``max_delay``); see :mod:`gpu_engine.intake`. ``max_queued_rows`` bounds the
         queue (by default four batches): a push that would pass it waits for room.
         """
+        check_config(config)
         self._lock = threading.RLock()
         self._in_call = False  # inside a serialised call (see _serialised)
         self._failed_output: Exception | None = None  # a sink's or listener's (see _hand_on)

@@ -288,3 +288,24 @@ def test_an_int64_allowed_set_is_compared_with_its_bounds_exactly() -> None:
     with pytest.raises(ValueError, match="none of the allowed values"):
         FieldSpec(type="int64", max=2**60, allowed=[2**60 + 1])
     assert FieldSpec(type="int64", max=2**60, allowed=[2**60, 2**60 + 1]).allowed
+
+
+@pytest.mark.parametrize(
+    "change, path",
+    [
+        ({"keys": ["x"]}, r"windows\[0\]\.keys\[0\]: 'x' is a float field"),
+        ({"idle_timeout": 0}, r"windows\[0\]\.idle_timeout: must be positive"),
+    ],
+)
+def test_a_config_built_in_python_is_checked_by_the_engine(change: dict, path: str) -> None:
+    """``EngineConfig.model_validate`` skips the checks across sections that
+    ``parse_config`` runs; the engine runs them itself. A float key was truncated: keys
+    1.5 and 1.9 made one window row ``k = 1.0`` holding both events."""
+    from gpu_engine.config import EngineConfig
+    from gpu_engine.engine import Engine
+
+    data = copy.deepcopy(BASE)
+    data["windows"][0].update(change)
+    config = EngineConfig.model_validate(data)
+    with pytest.raises(ConfigError, match=path):
+        Engine(config)

@@ -44,6 +44,14 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> EngineCon
         config = EngineConfig.model_validate(dict(data))
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source)) from None
+    return check_config(config, source)
+
+
+def check_config(config: EngineConfig, source: str = "<config>") -> EngineConfig:
+    """``config`` if its sections agree (see :func:`cross_check`), else a
+    :class:`ConfigError` naming each bad path. The engine calls it too, since a config
+    built as ``EngineConfig(...)`` has had only its sections' own checks: a float key
+    field, say, would otherwise be truncated to integers."""
     problems = cross_check(config)
     if problems:
         raise ConfigError(
