@@ -117,7 +117,7 @@ class BatchReport:
     stage_seconds: dict[str, float]
     latency_s: float
     finished_at: float
-    worker_rows: dict[str, int]  # rows each worker (key shard) aggregated, first keyed window
+    worker_rows: dict[str, int]  # valid rows each worker (key shard) took, first sharded window
     watermark_ms: int | None  # the lowest watermark over the windows
     event_times_ms: np.ndarray | None = None  # each valid row's event time (int64 epoch ms)
     source: str = ""  # the batch's source (an input file's path, a push's ``source``)
@@ -752,7 +752,7 @@ class Engine:
                 stage_seconds=stage,
                 latency_s=latency,
                 finished_at=finished,
-                worker_rows=self._worker_rows(rows),
+                worker_rows=self._worker_rows(validated.valid.num_rows),
                 watermark_ms=self._lowest_watermark(),
                 event_times_ms=times,
                 source=batch.source,
@@ -760,11 +760,13 @@ class Engine:
             for listener in self.listeners:
                 self._hand_on(listener, report)
 
-    def _worker_rows(self, rows: int) -> dict[str, int]:
+    def _worker_rows(self, valid: int) -> dict[str, int]:
+        """The valid rows each shard of the first sharded window took; all of them to
+        worker 0 where no window is sharded."""
         for operator in self.operators:
             if isinstance(operator, ShardedWindows):
                 return {str(i): n for i, n in enumerate(operator.last_shard_rows)}
-        return {"0": rows}
+        return {"0": valid}
 
     def _lowest_watermark(self) -> int | None:
         marks = [op.watermark for op in self.operators if op.watermark > NEVER]

@@ -216,3 +216,25 @@ def test_a_window_keyed_by_integers_gives_one_series_per_key(tmp_path, rng) -> N
     }
     names = {name for name, _ in sample.values if name.startswith("window:w.")}
     assert "window:w.k" not in names and "window:w.window_start" not in names
+
+
+def test_worker_rows_are_the_valid_rows_however_many_workers(rng) -> None:
+    """The per-worker rows of a batch report count the valid rows each shard took. With
+    one worker they counted every input row, quarantined ones included, so the
+    per-worker metric changed meaning with the worker count."""
+    from gpu_engine.engine import Engine
+    from gpu_engine.io.sinks import MemorySink
+
+    frame = random_events(rng, 4000)
+    frame["e"] = frame["e"].where(rng.random(4000) > 0.1, 9)  # not allowed: quarantined
+    for workers in (1, 2):
+        reports: list = []
+        config = make_config({"type": "tumbling", "size": 1000, "keys": ["k"]},
+                             workers=workers, batching={"max_rows": 1000})  # fmt: skip
+        engine = Engine(config, sinks=[MemorySink()], listeners=[reports.append])
+        engine.push(frame)
+        engine.close()
+        assert sum(r.quarantined for r in reports) > 100
+        for report in reports:
+            assert len(report.worker_rows) == workers
+            assert sum(report.worker_rows.values()) == report.valid + report.late
