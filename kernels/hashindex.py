@@ -13,6 +13,9 @@ import numpy as np
 from numba import njit, uint64
 
 _EMPTY = -1
+# The hashes' seed (2^64 over the golden ratio, as splitmix64's increment): row hashes of
+# the index and value hashes of distinct counts, on the CPU and the device alike.
+HASH_SEED = 0x9E3779B97F4A7C15
 
 
 @njit(inline="always")
@@ -25,7 +28,7 @@ def mix64(h):  # pragma: no cover - compiled
 
 @njit(inline="always")
 def hash_row(keys, i):  # pragma: no cover - compiled
-    h = uint64(0x9E3779B97F4A7C15)
+    h = uint64(HASH_SEED)
     for j in range(keys.shape[1]):
         h = mix64(h ^ uint64(keys[i, j]))
     return h
@@ -47,7 +50,7 @@ def find_or_add(slots, stored, n, first, rest, i):  # pragma: no cover - compile
     keys on the fly (a pane number and a row of key atoms) share the index.
     """
     mask = uint64(slots.shape[0] - 1)
-    h = mix64(uint64(0x9E3779B97F4A7C15) ^ uint64(first))
+    h = mix64(uint64(HASH_SEED) ^ uint64(first))
     for c in range(rest.shape[1]):
         h = mix64(h ^ uint64(rest[i, c]))
     pos = h & mask
@@ -78,7 +81,7 @@ def find_or_add_triple(slots, stored, n, a, b, c):  # pragma: no cover - compile
     a key array first.
     """
     mask = uint64(slots.shape[0] - 1)
-    h = mix64(mix64(mix64(uint64(0x9E3779B97F4A7C15) ^ uint64(a)) ^ uint64(b)) ^ uint64(c))
+    h = mix64(mix64(mix64(uint64(HASH_SEED) ^ uint64(a)) ^ uint64(b)) ^ uint64(c))
     pos = h & mask
     while True:
         sid = slots[pos]

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-from numba import njit, uint64
+from numba import int64, njit, uint64
 
-from kernels.hashindex import find_or_add, find_or_add_triple, mix64
+from kernels.hashindex import HASH_SEED, find_or_add, find_or_add_triple, mix64
 
 ALPHA = 0.005  # below the 1% promise, leaving room for float rounding in log()
 GAMMA = (1.0 + ALPHA) / (1.0 - ALPHA)
@@ -70,11 +69,17 @@ def bucket_keys(values, out):  # pragma: no cover - compiled
         out[i] = bucket_key(values[i])
 
 
+@njit(inline="always")
+def hash_value(v):  # pragma: no cover - compiled
+    """The 64-bit hash of one int64 value, as an int64; shared with the CUDA kernels."""
+    return int64(mix64(uint64(v) + uint64(HASH_SEED)))
+
+
 @njit(nogil=True, cache=True)
 def hash_int64(values, out):  # pragma: no cover - compiled
     """64-bit hashes of int64 values (a bijection, so distinct values never collide)."""
     for i in range(values.shape[0]):
-        out[i] = np.int64(mix64(uint64(values[i]) + uint64(0x9E3779B97F4A7C15)))
+        out[i] = hash_value(values[i])
 
 
 @njit(nogil=True, cache=True)

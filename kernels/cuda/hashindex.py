@@ -58,10 +58,9 @@ from kernels.cuda._core import (
     to_host,
 )
 from kernels.cuda.scan import device_flag_offsets
-from kernels.hashindex import mix64
+from kernels.hashindex import HASH_SEED, mix64
 
 EMPTY = -1
-_SEED = 0x9E3779B97F4A7C15
 
 
 @njit(inline="always")
@@ -76,7 +75,7 @@ def hash_step(h, v):  # pragma: no cover - compiled
 
 @njit(inline="always")
 def hash_seed():  # pragma: no cover - compiled
-    return int64(uint64(_SEED))
+    return int64(uint64(HASH_SEED))
 
 
 @njit(inline="always")

@@ -22,19 +22,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numba import float64, int64, njit, types, uint64
+from numba import float64, types
 
 from kernels.cuda._core import arr, as_device, constant, cuda, empty, kernel, launch, register
-from kernels.hashindex import mix64
-from kernels.sketches import bucket_key
-
-_GOLDEN = 0x9E3779B97F4A7C15
-
-
-@njit(inline="always")
-def hash_value(v):  # pragma: no cover - compiled
-    """The CPU ``hash_int64`` of one value."""
-    return int64(mix64(uint64(v) + uint64(_GOLDEN)))
+from kernels.sketches import bucket_key, hash_value
 
 
 def _unary_sig(dt: np.dtype) -> Any:
@@ -137,4 +128,4 @@ def add_counts(ids: Any, counts: Any) -> None:
         kernel("sketch.add_counts")[blocks, threads](ids, counts)
 
 
-__all__ = ["add_counts", "bucket_keys", "hash_int64", "hash_value", "sketch_entries"]
+__all__ = ["add_counts", "bucket_keys", "hash_int64", "sketch_entries"]
