@@ -107,8 +107,9 @@ INT64_MIN = np.iinfo(np.int64).min
 
 @njit(nogil=True, cache=True)
 def init_rows(ops, f0, isum, start, stop):  # pragma: no cover - compiled
-    """Identity elements: +inf and int64's largest for MIN, -inf and its smallest for MAX,
-    0 elsewhere."""
+    """Identity elements: +inf and int64's largest for MIN, -inf and its smallest for MAX.
+    Other cells are left alone: every caller's rows are zeroed already (``np.zeros``, or
+    the reset in :func:`compact_rows`); the CUDA twin writes their 0 itself."""
     for r in range(start, stop):
         for a in range(ops.shape[0]):
             if ops[a] == MIN:

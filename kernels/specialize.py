@@ -160,7 +160,10 @@ def _load_locked(name: str, source: str) -> ModuleType:
 
 @cache
 def combine_finalize_for(ops: tuple[int, ...], is_int: tuple[bool, ...]) -> Callable[..., None]:
-    """``combine_finalize`` with the operations written out (same contract as the generic)."""
+    """``combine_finalize`` with the operations written out: the engine's only combiner (the
+    generic one is the tests' reference). It writes only the cells a reader takes:
+    ``out_i`` of COUNT and exact-integer results, ``out_f`` of the others, and ``valid``;
+    the other cells are left as they were."""
     source = _HEADER.format(ops=ops, is_int=is_int, helpers=_helpers_digest())
     source += _combine_source(ops, is_int)
     kernel: Callable[..., None] = _load("combine", source).combine_finalize

@@ -99,7 +99,7 @@ class DeviceFrame:
     """The columns of one batch, on the device (host Arrow for the columns kept there).
 
     Stands where the engine has an Arrow table for host input (``num_rows``,
-    ``filter``, ``to_pylist``), and knows how to validate and prepare itself.
+    ``filter``), and knows how to validate and prepare itself.
     """
 
     def __init__(
@@ -225,9 +225,6 @@ class DeviceFrame:
         """The rows where ``mask`` is true, on the host (late rows for the sinks)."""
         return self.host_rows(np.flatnonzero(mask.to_numpy(zero_copy_only=False)))
 
-    def to_pylist(self) -> list[dict[str, Any]]:
-        return self.host_rows(np.arange(self.num_rows)).to_pylist()
-
     def host_column(self, name: str) -> pa.Array:
         column = self.columns[name]
         if isinstance(column, DeviceColumn):
@@ -252,7 +249,7 @@ class DeviceFrame:
             nullable = encoder.nullable[key]
             if isinstance(column, DeviceColumn) and np.dtype(column.values.dtype) == np.int64:
                 values, is_null = column.values, column.is_null
-            else:  # strings (host dictionary codes) and float keys, as on the host
+            else:  # strings (host dictionary codes), bools: as on the host
                 host_values, host_null = encoder.column_atoms(key, self.host_column(key))
                 values = as_device(host_values, np.int64)
                 is_null = None if host_null is None else as_device(host_null.view(np.uint8))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import time
 from contextlib import nullcontext, suppress
 from dataclasses import replace
@@ -158,7 +157,7 @@ def _run(args: argparse.Namespace) -> int:
         if spec is not None:  # live data: event times end now, so end-to-end latency is real
             spec = replace(spec, start_ms=int(time.time() * 1000) - spec.duration_ms)
         batches = source_batches(config, args.input, spec)
-        label = args.input or f"synthetic ({spec.events:,} events)" if spec else args.input
+        label = f"synthetic ({spec.events:,} events)" if spec is not None else args.input
         console.print(
             f"[bold]TikTokToe[/] {escape(str(label))} -> {escape(str(out))}", soft_wrap=True
         )
@@ -336,7 +335,3 @@ def summary_table(summary: dict[str, Any]) -> Table:
     table.add_row("backend", summary["backend"])
     table.add_row("every event accounted for", "yes" if summary["accounted"] else "NO")
     return table
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(1)

@@ -317,8 +317,10 @@ class SchemaConfig(_Strict):
 class ValidationConfig(_Strict):
     """How strictly rows are checked, and what happens to a row that fails.
 
-    ``strict`` checks every rule; ``lenient`` checks types and nulls only;
-    ``off`` trusts the input (types are still cast). ``on_error`` sends failing
+    ``strict`` checks every rule. ``lenient`` checks casts, nulls, NaN/inf and the
+    time field's bounds, not other fields' ``min``/``max``/``allowed``. ``off`` checks
+    casts, nulls and the time field's bounds (a window needs a time), and lets NaN/inf
+    through. ``on_error`` sends failing
     rows to the quarantine output (``quarantine``), counts and discards them
     (``drop``) or stops the run (``fail``).
     """
@@ -470,7 +472,9 @@ class EngineConfig(_Strict):
     16,384 rows of a batch, at most one per CPU core) on the CPU, one on a CUDA device."""
     key_balancing: Literal["hash", "adaptive"] = "hash"
     """How keys are placed on workers: a fixed hash, or adaptive to measured per-key load
-    (consistent hashing with bounded loads; moved keys take their live pane state along)."""
+    (consistent hashing with bounded loads; moved keys take their live pane state along).
+    Adaptive applies to tumbling and sliding windows on the CPU; session windows, and
+    every window on a CUDA device, keep the hash."""
     device_memory_limit: ByteSize | None = None
     """Cap on window state in device memory (e.g. ``8GiB``); exceeding it is a clear error."""
     cuda_host_frames: Literal["device", "host"] = "device"

@@ -74,7 +74,6 @@ class Alert:
     active_since: float | None = None
     fired_at: float | None = None
     resolved_at: float | None = None
-    last_true: float | None = None
     false_since: float | None = None  # the first false evaluation while firing
     acknowledged: bool = False
     inhibited: bool = False
@@ -104,7 +103,6 @@ class Alert:
         if holds or prev in (AlertState.PENDING, AlertState.FIRING):
             self._annotate(extra)  # inactive alerts are never shown: skip the formatting
         if holds:
-            self.last_true = now
             self.false_since = None
             if self.state in (AlertState.INACTIVE, AlertState.RESOLVED):
                 self.episode += 1

@@ -65,7 +65,6 @@ from .actions import ENGINE_ACTIONS
 from .series import SeriesKey, parse_selector
 
 Severity = Literal["critical", "warning", "info"]
-SEVERITIES: tuple[Severity, ...] = ("critical", "warning", "info")
 Op = Literal[">", ">=", "<", "<=", "==", "!="]
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,

@@ -256,7 +256,6 @@ class SampleWriter:
         self._rows: dict[str, list[object]] = {"time_s": [], "name": [], "labels": [], "value": []}
         self._pending = 0
         self._part = 0
-        self.last_path: Path | None = None
         # Label sets as JSON, for the samples of one part (cleared when it is written:
         # kept for the run, it held every label set a window key ever made).
         self._labels_json: dict[Labels, str] = {}
@@ -292,7 +291,6 @@ class SampleWriter:
             path = self.directory / f"samples-{self._part:05d}.parquet"
         pq.write_table(pa.table(self._rows, schema=SCHEMA), path)
         self._part += 1
-        self.last_path = path
         self._rows = {"time_s": [], "name": [], "labels": [], "value": []}
         self._labels_json.clear()
         return path

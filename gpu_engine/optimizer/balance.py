@@ -7,7 +7,9 @@ everything else stays put:
 
 * hot keys (load above ``hot_fraction`` of an average worker's load) are split
   over several workers (partial key grouping: each replica takes an equal share
-  of the events; the runtime merges the partial aggregates);
+  of the events, and the caller merges the partial aggregates). The engine's window
+  shards do not split (``hot_fraction=inf``): a key's live window state must be in
+  one shard, and they move it whole (``gpu_engine.windows.sharded``);
 * when Jain's fairness index drops below ``threshold`` or a worker exceeds
   ``(1 + epsilon)`` × the average, keys are moved from the most to the least
   loaded worker, each time the key whose load is closest to half their gap,
@@ -273,7 +275,6 @@ class KeyBalancer:
             del self._split[kh]
             moved += 1
         loads = self.worker_loads()
-        idx = self._worker_index()
         place = self._place_hashes(self._key_h)
         split_mask = np.isin(
             self._key_h, np.fromiter(self._split.keys(), np.uint64, len(self._split))
@@ -296,7 +297,6 @@ class KeyBalancer:
             loads[u] -= self._key_load[k]
             loads[v] += self._key_load[k]
             moved += 1
-        del idx
         return moved
 
     # ------------------------------------------------------ changing workers

@@ -35,7 +35,6 @@ from gpu_engine.optimizer.problem import Problem
 from gpu_engine.optimizer.queueing import erlang_b, erlang_b_torch, wait_quantile
 
 Variant = Literal["erlang", "convex"]
-CONSTRAINT_NAMES = ("sla", "budget")  # followed by one "stability:<stage>" per stage
 
 
 def default_device() -> torch.device:

@@ -27,7 +27,6 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from gpu_engine.optimizer.model import (
-    Evaluation,
     ProblemBatch,
     Variant,
     default_device,
@@ -350,12 +349,6 @@ def _snap_to_kinks(
     obj = torch.where(take, new_obj, obj)
     vio = torch.where(take, c_vio.gather(1, k[:, None])[:, 0], vio)
     return w, b, obj, vio
-
-
-def evaluate_relaxed(batch: ProblemBatch, res: RelaxedResult, variant: Variant) -> Evaluation:
-    """Re-evaluate a relaxed result (for reporting)."""
-    with torch.no_grad():
-        return evaluate(batch, res.workers, res.batch, variant)
 
 
 # ------------------------------------------------------------------------- integer phase

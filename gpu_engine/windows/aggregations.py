@@ -224,7 +224,8 @@ class AggregationPlan:
         valid: np.ndarray,
         sketch_values: dict[int, tuple[np.ndarray, np.ndarray]],
     ) -> list[pa.Array]:
-        """Output arrays from :func:`kernels.aggregate.combine_finalize` results."""
+        """Output arrays from the combiner's results
+        (:func:`kernels.specialize.combine_finalize_for`), reading only the cells it writes."""
         out: list[pa.Array] = []
         for a, (op, exact, typ) in enumerate(
             zip(self.ops, self.exact_int, self.output_types(), strict=True)

@@ -44,7 +44,6 @@ class WindowOperator(ABC):
         self.time_type = time_type
         self.max_event_time = NEVER
         self.watermark = NEVER
-        self.batch_watermark = NEVER
         self.emitted_until = NEVER
         self.last_input_at: float | None = None
         self.windows_emitted = 0
@@ -66,7 +65,6 @@ class WindowOperator(ABC):
     ) -> np.ndarray:
         """Aggregate events ``events`` of ``batch`` (row numbers; None: all); their late mask."""
         self.last_input_at = now
-        self.batch_watermark = self.watermark  # what was final when this batch arrived
         times = batch.times if events is None else batch.times[events]
         late = self._late_mask(batch, events, times)
         n_late = int(late.sum())

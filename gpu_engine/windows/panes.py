@@ -189,11 +189,6 @@ class PaneState(GroupState):
             self.keep_rows(alive)
         return self
 
-    def regroup(self, src_rows: np.ndarray, dst_keys: np.ndarray, width: int) -> PaneState:
-        out = PaneState(self.plan, width, capacity=max(16, 2 * len(src_rows)))
-        out.merge_from(self, src_rows, dst_keys)
-        return out
-
 
 def wide(span: int, items: int) -> bool:
     """Whether a counting sort of ``items`` over ``span`` bins would be mostly empty bins.

@@ -1,11 +1,15 @@
 """Keyed, mergeable group state: a hash index, scalar aggregate state and sketch entries.
 
-Pane rows, window groups and sessions are all a :class:`GroupState`; moving
-from one to the other is a :meth:`GroupState.regroup`, which merges rows
-pairwise (scalar state and sketch entries alike).
+Pane rows, window groups and sessions are all a :class:`GroupState`. Rows merge
+pairwise, scalar state and sketch entries alike (:meth:`GroupState.merge_from`):
+sessions merge so, and a shard's pane rows move so to another shard, the rows
+that stay being compacted into a new state (:meth:`GroupState.regroup`). Windows
+are combined from pane rows by the generated kernels (``kernels.specialize``).
 """
 
 from __future__ import annotations
+
+from typing import Self
 
 import numpy as np
 
@@ -204,10 +208,10 @@ class GroupState:
         self.index.keep_rows(keep)
         self.agg.keep_rows(keep, n_old)
 
-    def regroup(self, src_rows: np.ndarray, dst_keys: np.ndarray, width: int) -> GroupState:
+    def regroup(self, src_rows: np.ndarray, dst_keys: np.ndarray, width: int) -> Self:
         """A new state whose group ``dst_keys[j]`` merges row ``src_rows[j]`` of this one."""
         # Room to grow: a compacted pane state takes new rows with the next batch.
-        out = GroupState(self.plan, width, capacity=max(16, 2 * len(src_rows)))
+        out = type(self)(self.plan, width, capacity=max(16, 2 * len(src_rows)))
         out.merge_from(self, src_rows, dst_keys)
         return out
 
