@@ -21,12 +21,10 @@ import math
 import os
 import threading
 import time
-import traceback
-from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from functools import partial, wraps
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -35,21 +33,21 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from gpu_engine.accounting import BatchListener, BatchReport, BatchTimings, Counts
 from gpu_engine.backend import select_backend
 from gpu_engine.batching import Batch, MicroBatcher, own_buffers
 from gpu_engine.config.loading import check_config
 from gpu_engine.config.models import MAX_BATCH_ROWS, EngineConfig, FieldSpec, WindowSpec
+from gpu_engine.dead_letters import dead_letter_table
 from gpu_engine.errors import EngineError
 from gpu_engine.intake import Intake, Pushed
 from gpu_engine.io.frames import to_arrow
 from gpu_engine.io.sinks import MemorySink, Sink
-from gpu_engine.parsing import as_bytes, contiguous, is_text, shown_repr, utf8_text, value_of
 from gpu_engine.poller import BackgroundPoller
 from gpu_engine.validation import ValidatedBatch, Validator, arrow_type
 from gpu_engine.windows.operator import NEVER, WindowOperator, make_operator
 from gpu_engine.windows.sharded import ShardedWindows
 
-BatchListener = Callable[["BatchReport"], None]
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
@@ -90,75 +88,7 @@ def _serialised(
     return locked
 
 
-@dataclass
-class Counts:
-    """Where every event went."""
-
-    received: int = 0
-    valid: int = 0
-    quarantined: int = 0
-    late: int = 0
-    dead_lettered: int = 0
-
-    @property
-    def accounted(self) -> int:
-        return self.valid + self.quarantined + self.late + self.dead_lettered
-
-
-@dataclass
-class BatchReport:
-    """What happened to one batch (for metrics and monitors)."""
-
-    rows: int
-    valid: int
-    quarantined: int
-    late: int
-    dead_lettered: int
-    stage_seconds: dict[str, float]
-    latency_s: float
-    finished_at: float
-    worker_rows: dict[str, int]  # valid rows each worker (key shard) took, first sharded window
-    watermark_ms: int | None  # the lowest watermark over the windows
-    event_times_ms: np.ndarray | None = None  # each valid row's event time (int64 epoch ms)
-    source: str = ""  # the batch's source (an input file's path, a push's ``source``)
-
-    @property
-    def max_event_time_ms(self) -> int | None:
-        """The batch's newest event time (None without valid rows)."""
-        times = self.event_times_ms
-        return int(times.max()) if times is not None and len(times) else None
-
-
-KEPT_BATCHES = 10_000  # batches whose timings are kept (an embedded engine runs for days)
 THREAD_JOIN_S = 5.0  # how long close/abort wait for the engine's background thread to end
-
-
-@dataclass
-class _Timings:
-    """Per-batch timings of the last ``KEPT_BATCHES`` batches (the optimizer's input and
-    the summary's latency percentiles), and totals over every batch."""
-
-    # Per batch: (wall time, rows, seconds by stage).
-    stages: deque[tuple[float, int, dict[str, float]]] = field(
-        default_factory=lambda: deque(maxlen=KEPT_BATCHES)
-    )
-    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=KEPT_BATCHES))
-    batches: int = 0
-    seconds_by_stage: dict[str, float] = field(default_factory=dict)
-
-    def add(self, wall: float, rows: int, stage: dict[str, float], latency: float) -> None:
-        self.batches += 1
-        self.latencies.append(latency)
-        self.stages.append((wall, rows, stage))
-        for name, seconds in stage.items():
-            self.seconds_by_stage[name] = self.seconds_by_stage.get(name, 0.0) + seconds
-
-    def rows(self) -> list[tuple[float, str, int, float]]:
-        """(wall time, stage, rows, seconds) per kept batch and stage."""
-        batches = list(self.stages)  # a snapshot: batches may be added meanwhile
-        return [(wall, name, n, s) for wall, n, stage in batches for name, s in stage.items()]
-
-
 ROWS_PER_WORKER = 16_384
 
 
@@ -270,7 +200,7 @@ class Engine:
         # call left them (see _counts_now): one tuple, read without a lock.
         self._at_rest: tuple[Counts, int, int] = (Counts(), 0, 0)
         self._pushed: dict[str, int] = {}
-        self._timings = _Timings()
+        self._timings = BatchTimings()
         self._started = clock()
         self._busy_s = 0.0
         self._closed = False
@@ -700,15 +630,7 @@ class Engine:
     def _dead_letter(self, batch: Batch, exc: Exception) -> None:
         rows = batch.table.num_rows
         self.counts.dead_lettered += rows
-        error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        table = pa.table(
-            {
-                "_source": pa.array([batch.source] * rows, pa.string()),
-                "_row": pa.array(np.arange(rows, dtype=np.int64) + batch.first_row),
-                "_error": pa.array([error] * rows, pa.string()),
-                "_values": pa.array(_dead_values(batch.table), pa.string()),
-            }
-        )
+        table = dead_letter_table(batch, exc)
         for sink in self.sinks:
             self._hand_on(sink.dead_letter, table)
         now = self.clock()
@@ -779,7 +701,6 @@ class Engine:
 
     def summary(self) -> dict[str, Any]:
         elapsed = max(self.clock() - self._started, 1e-9)
-        latencies = np.asarray(list(self._timings.latencies)) * 1000  # list: one snapshot
         c, buffered, queued = self._counts_now()
         return {
             "events": {
@@ -808,10 +729,7 @@ class Engine:
             "stage_s": dict(self._timings.seconds_by_stage),
             "throughput_events_per_s": c.received / elapsed,
             "processing_events_per_s": c.received / self._busy_s if self._busy_s else 0.0,
-            "latency_ms": {
-                "p50": float(np.percentile(latencies, 50)) if len(latencies) else None,
-                "p99": float(np.percentile(latencies, 99)) if len(latencies) else None,
-            },
+            "latency_ms": self._timings.latency_ms(),
             "backend": self.backend.name,
             "workers": self.workers,
             "quarantine_written": self.config.validation.on_error == "quarantine",
@@ -872,17 +790,7 @@ class Engine:
     def batch_metrics(self) -> pa.Table:
         """Per batch and stage: time_s, stage, rows, seconds, workers (the optimizer's input).
         Not under the lock: the monitor's thread reads it while a batch is processed."""
-        timings = self._timings.rows()
-        wall, stage, rows, seconds = zip(*timings, strict=True) if timings else ((), (), (), ())
-        return pa.table(
-            {
-                "time_s": pa.array(wall, pa.float64()),
-                "stage": pa.array(stage, pa.string()),
-                "rows": pa.array(rows, pa.int64()),
-                "seconds": pa.array(seconds, pa.float64()),
-                "workers": pa.array([self.workers] * len(wall), pa.int64()),
-            }
-        )
+        return self._timings.metrics_table(self.workers)
 
     def _write_batch_metrics(self) -> None:
         if self.metrics_dir is None or not self._timings.batches:
@@ -945,36 +853,3 @@ def _source_name(source: object) -> str:
     is_path = isinstance(source, (bytes, os.PathLike))
     text = os.fsdecode(source) if is_path else str(source)  # type: ignore[arg-type]
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def _dead_values(table: Any) -> list[str]:
-    """Each dead-lettered row's values as text; a device batch's read back first (it has
-    no Arrow columns), and where even that fails, the reason in every row's place."""
-    if not isinstance(table, pa.Table):
-        try:
-            table = table.to_arrow()
-        except Exception as exc:  # the rows are still counted and written, without values
-            return [f"<not readable from the device: {type(exc).__name__}: {exc}>"] * int(
-                table.num_rows
-            )
-    return [shown_repr(row) for row in _rows_as_python(table)]
-
-
-def _rows_as_python(table: pa.Table) -> list[dict[str, Any]]:
-    """The rows of a dead-lettered batch; text that is not UTF-8 as its bytes (that may
-    be why the batch failed, and the rows must still be written)."""
-    columns = {}
-    for name in table.column_names:
-        column = contiguous(table.column(name))
-        if is_text(column.type) and utf8_text(column)[1] is not None:
-            column = as_bytes(column)
-        columns[name] = column
-    readable = pa.table(columns)
-    try:
-        return readable.to_pylist()
-    except (ValueError, OverflowError):  # a time past year 9999 in a list, say
-        names = readable.column_names
-        return [
-            {name: value_of(readable.column(name), row) for name in names}
-            for row in range(readable.num_rows)
-        ]
