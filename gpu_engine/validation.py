@@ -499,9 +499,10 @@ _EXACT_DOUBLES = 2**53  # past it float64 no longer holds every integer
 
 
 def _rounded_rules(spec: FieldSpec) -> bool:
-    """Whether an int64 field's bounds or allowed values reach 2^53, past which the
-    kernels' float64 comparisons round (``max: 2**60`` let ``2**60 + 1`` through)."""
-    if spec.type != "int64":
+    """Whether an int64 or timestamp (epoch ms) field's bounds or allowed values reach
+    2^53, past which the kernels' float64 comparisons round (``max: 2**60`` let
+    ``2**60 + 1`` through)."""
+    if spec.type not in ("int64", "timestamp"):
         return False
     rules = [b for b in (spec.min, spec.max) if b is not None] + list(spec.allowed or [])
     return any(isinstance(v, int | float) and abs(v) >= _EXACT_DOUBLES for v in rules)
@@ -510,7 +511,8 @@ def _rounded_rules(spec: FieldSpec) -> bool:
 def _check_int64_rules(
     spec: FieldSpec, values: Any, is_null: Any, index: int, reason_codes: ReasonCodes
 ) -> None:
-    """The range and allowed-set rules of an int64 field in int64 arithmetic, after the
+    """The range and allowed-set rules of an int64 field (or a timestamp's epoch ms) in
+    int64 arithmetic, after the
     kernels' float64 pass: rounding there only ever lets a value through (a value that
     passes exactly also passes rounded), so this marks the rows it let through wrongly;
     rows with a reason keep theirs. On the host: configurations with such bounds only."""

@@ -383,6 +383,29 @@ def int64_bounds_case(backend: str) -> tuple[list[tuple[int, int | None]], list[
     return [(row, got.get(row)) for row in range(n)], [(row, expected(row)) for row in range(n)]
 
 
+def timestamp_bounds_case(backend: str) -> tuple[list[int], list[int]]:
+    """Bounds of a timestamp time field past 2^53 ms, where float64 rounds: (the rows the
+    engine quarantined, the rows Python's exact integers put outside the bounds).
+    ``max: 2**60`` let ``2**60 + 1`` through, and a session gap of 2^61 after an event at
+    ``2**61 + 100`` ended past the last watermark: valid, but in no window."""
+    big = 2**60
+    fields = {"t": {"type": "timestamp", "min": -big - 3, "max": big},
+              "k": {"type": "int64"}}  # fmt: skip
+    config = parse_config({
+        "schema": {"time": "t", "fields": fields},
+        "windows": [{"name": "w", "type": "session", "gap": 1000,
+                     "aggregations": [{"name": "n", "op": "count"}]}],
+        "backend": backend,
+    })  # fmt: skip
+    t = [big - 1, big, big + 1, big + 100, -big - 3, -big - 4, -big - 2, 5]
+    table = pa.table({"t": pa.array(t, pa.timestamp("ms")), "k": pa.array([0] * len(t))})
+    sink, summary = run_engine(config, table)
+    assert summary["accounted"]
+    quarantine = sink.result("quarantine")
+    got = [] if quarantine is None else sorted(quarantine.column("_row").to_pylist())
+    return got, [row for row, value in enumerate(t) if not -big - 3 <= value <= big]
+
+
 _SQL_AGG = {
     "count": "count(*)",
     "sum": "sum({c})",

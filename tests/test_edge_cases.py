@@ -17,6 +17,7 @@ from engine_testing import (
     nan_where_case,
     random_events,
     run_engine,
+    timestamp_bounds_case,
     timestamp_extremes_case,
     window_frame,
 )
@@ -563,3 +564,8 @@ def test_variance_of_values_far_from_zero(window) -> None:
 def test_int64_rules_past_two_to_the_53_are_exact() -> None:
     got, expected = int64_bounds_case("cpu")
     assert got == expected
+
+
+def test_timestamp_bounds_past_two_to_the_53_ms_are_exact() -> None:
+    got, expected = timestamp_bounds_case("cpu")
+    assert got == expected == [2, 3, 5]

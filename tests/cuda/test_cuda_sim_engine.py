@@ -33,6 +33,7 @@ from engine_testing import (  # noqa: E402
     random_events,
     run_engine,
     time_zone_case,
+    timestamp_bounds_case,
     timestamp_extremes_case,
     window_frame,
 )
@@ -363,6 +364,11 @@ def test_variance_of_values_far_from_zero_on_the_device(window) -> None:
 def test_int64_rules_past_two_to_the_53_are_exact_on_the_device() -> None:
     got, expected = int64_bounds_case("cuda")
     assert got == expected
+
+
+def test_timestamp_bounds_past_two_to_the_53_ms_are_exact_on_the_device() -> None:
+    got, expected = timestamp_bounds_case("cuda")
+    assert got == expected == [2, 3, 5]
 
 
 @pytest.mark.filterwarnings("ignore:.*(overflow|invalid value) encountered:RuntimeWarning")
