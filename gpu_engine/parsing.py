@@ -9,7 +9,9 @@ that failed, for the validator to quarantine.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -19,6 +21,8 @@ import pyarrow.compute as pc
 _INT64_MAX_DIGITS = "9223372036854775807"
 _INT64_MIN_DIGITS = "9223372036854775808"  # of -2**63, without its sign
 _INTEGER_TEXT = r"^[+-]?[0-9]+$"
+# A second's fraction past its milliseconds: ``:59.123`` kept of ``:59.123456789``.
+_SUB_MS_DIGITS = r"(:[0-9]{2}\.[0-9]{3})[0-9]+"
 _NUMBER_TEXT = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 _EXACT_FLOAT = 2.0**53  # float64 holds every integer below this
 _EXACT_DIGITS = 15  # decimals of up to 15 significant digits survive float64 (DBL_DIG)
@@ -473,20 +477,31 @@ class DateFormats:
         self._formats: dict[str, str | None] = {}
 
     def parse(self, field: str, array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-        """Text ``array`` of ``field`` as epoch ms, and the rows that failed."""
+        """Text ``array`` of ``field`` as epoch ms, and the rows that failed.
+
+        Digits of a second past the millisecond are dropped first (floored, as a
+        fraction of a second only ever adds): pandas gives a column one resolution,
+        nanoseconds once any value has such digits, and nanoseconds end in 2262, so a
+        neighbour's digits made a year-3024 typo fail the whole batch, and a valid
+        1600-01-01 unreadable."""
         import pandas as pd  # only text input needs it; keeps start-up fast
 
+        array = pc.replace_substring_regex(array, _SUB_MS_DIGITS, r"\1")
         text = pd.Series(array.to_pandas(), dtype=object)
-        parsed = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
-        rest = (parsed.isna() & text.notna()).to_numpy()
-        if rest.any():
+        ms, failed = _epoch_ms_of(
+            pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601"), array
+        )
+        if failed.any():
             if field not in self._formats:
-                self._formats[field] = _likeliest_format(text[rest])
+                self._formats[field] = _likeliest_format(text[failed])
             chosen = self._formats[field]
-            if chosen is not None:
-                parsed[rest] = pd.to_datetime(text[rest], errors="coerce", utc=True,
-                                              format=chosen)  # fmt: skip
-        return _epoch_ms_of(parsed, array)
+            if chosen is not None:  # each parse in its own resolution, met in epoch ms
+                again = pd.to_datetime(text[failed], errors="coerce", utc=True, format=chosen)
+                rest = only_rows(array, failed)
+                values, still = _epoch_ms_of(again.reindex(text.index), rest)
+                ms = np.where(failed, values, ms)
+                failed = failed & still
+        return ms, failed
 
     def format_of(self, field: str) -> str | None:
         """The format fixed for ``field``'s text that is not ISO 8601 (None: none yet)."""
@@ -540,14 +555,44 @@ def text_timestamps(
         ms[integral_np] = values[integral_np]
         failed |= bad & integral_np
     if decimal.any():
-        floats, bad = text_to_float(only_rows(text, decimal))
-        values, outside = epoch_ms(floats)
+        values, bad = floored_number_text(only_rows(text, decimal))
         ms[decimal] = values[decimal]
-        failed |= (bad | outside) & decimal
+        failed |= bad & decimal
     if other.any():
         values, bad = dates(only_rows(array, other))
         ms[other] = values[other]
         failed |= bad & other
+    return ms, failed
+
+
+def floored_number_text(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Number text (trimmed, ``_NUMBER_TEXT``) floored exactly to int64 (0 where null or
+    failed), and the rows outside int64. Through float64, ``1700000000000.99999`` rounded
+    up to the next millisecond before it was floored."""
+    ms = np.zeros(len(text), dtype=np.int64)
+    failed = np.zeros(len(text), dtype=bool)
+    exponent = pc.match_substring(text, "e", ignore_case=True).fill_null(False)
+    exponent_np = exponent.to_numpy(zero_copy_only=False)
+    plain = text.is_valid().to_numpy(zero_copy_only=False) & ~exponent_np
+    if plain.any():  # whole digits exactly; a negative with a fraction one lower
+        rows = only_rows(text, plain)
+        whole = pc.replace_substring_regex(rows, r"\..*$", "")
+        whole = pc.replace_substring_regex(whole, r"^([+-]?)$", r"\10")  # "-.5": "-0"
+        fraction = pc.replace_substring_regex(rows, r"^[^.]*\.?", "")
+        negative = pc.starts_with(rows, "-")
+        cut = pc.and_(negative, pc.match_substring_regex(fraction, "[1-9]"))
+        cut_np = cut.fill_null(False).to_numpy(zero_copy_only=False)
+        values, bad = text_to_int64(whole)
+        bad |= cut_np & (values == np.iinfo(np.int64).min)
+        ms[plain] = (values - cut_np)[plain]
+        failed |= bad & plain
+    for row in np.flatnonzero(exponent_np):  # rare: read exactly, one by one
+        value = Decimal(text[int(row)].as_py())
+        if -(2**63) <= value < 2**63:
+            ms[row] = math.floor(value)
+        else:
+            failed[row] = True
+    ms[failed] = 0
     return ms, failed
 
 

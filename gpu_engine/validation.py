@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -453,9 +454,9 @@ class Validator:
         if code == codes.INFINITE:
             return f"{shown} is not finite"
         if code == codes.BELOW_MIN:
-            return f"{shown} is below min {_num(lo if spec.min is None else spec.min)}"
+            return f"{shown} is below min {_bound(spec, lo if spec.min is None else spec.min)}"
         if code == codes.ABOVE_MAX:
-            return f"{shown} is above max {_num(hi if spec.max is None else spec.max)}"
+            return f"{shown} is above max {_bound(spec, hi if spec.max is None else spec.max)}"
         if code == codes.NOT_ALLOWED:
             return f"{shown} is not one of {spec.allowed}"
         if code == codes.UNPARSEABLE:
@@ -566,6 +567,19 @@ def _readable_type(kind: pa.DataType, field_type: str) -> bool:
 
 def _num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _bound(spec: FieldSpec, value: float) -> str:
+    """A bound as configured; a timestamp's (epoch ms) with its date and time beside it,
+    as its value is shown as one: ``0 (1970-01-01 00:00:00 UTC)``."""
+    text = _num(value)
+    if spec.type != "timestamp":
+        return text
+    try:
+        moment = datetime(1970, 1, 1) + timedelta(milliseconds=int(value))
+    except OverflowError:  # past year 9999: the number alone
+        return text
+    return f"{text} ({moment.isoformat(sep=' ')} UTC)"
 
 
 def _taken(table: pa.Table, rows: np.ndarray) -> pa.Table:
