@@ -100,7 +100,8 @@ class WindowOperator(ABC):
             )
 
     def emit_ready(self) -> pa.Table | None:
-        """Windows whose end the watermark has passed and that were not emitted yet."""
+        """Windows whose end the watermark has reached (watermark >= end) and that were not
+        emitted yet."""
         if self.watermark <= self.emitted_until:
             return None
         table = self._emit(self.watermark)
