@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from gpu_engine.parsing import contiguous_table
+from gpu_engine.arrow_layout import contiguous_table
 
 
 @dataclass

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from gpu_engine.arrow_layout import contiguous
 from gpu_engine.batching import Batch
-from gpu_engine.parsing import as_bytes, contiguous, is_text, shown_repr, utf8_text, value_of
+from gpu_engine.parsing import as_bytes, is_text, shown_repr, utf8_text, value_of
 
 
 def dead_letter_table(batch: Batch, exc: BaseException) -> pa.Table:

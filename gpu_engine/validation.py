@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from gpu_engine.arrow_layout import contiguous, contiguous_table
 from gpu_engine.backend import CPU, Backend, host_copy
 from gpu_engine.backend.validate import ReasonCodes
 from gpu_engine.config.models import (
@@ -39,8 +40,6 @@ from gpu_engine.errors import SchemaError
 from gpu_engine.io.sources import LINE_ERROR
 from gpu_engine.parsing import (
     DateFormats,
-    contiguous,
-    contiguous_table,
     datetimes,
     epoch_ms,
     is_bytes,
@@ -586,7 +585,7 @@ def _taken(table: pa.Table, rows: np.ndarray) -> pa.Table:
     """Rows ``rows`` of ``table``, as they came. Arrow's take concatenates a chunked
     column's chunks first, which fails for dictionaries that do not combine, and has no
     kernel for view types (``string_view``...): dictionaries are decoded then, and views
-    given as their plain twins, the same values (see :func:`gpu_engine.parsing.contiguous`)."""
+    given as their plain twins, the same values (see :func:`gpu_engine.arrow_layout.contiguous`)."""
     try:
         return table.take(pa.array(rows))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):

@@ -1,4 +1,4 @@
-"""``parsing.contiguous``: one array of a column whose chunks each bring their own
+"""``arrow_layout.contiguous``: one array of a column whose chunks each bring their own
 dictionary, where Arrow cannot combine them (the dictionaries together outgrow the
 index type), at the top or nested in a list, struct or map. (Arrow 26 casts no list
 view of dictionaries, so those still fail.)"""
@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from gpu_engine.parsing import contiguous, contiguous_table, without_dictionaries
+from gpu_engine.arrow_layout import contiguous, contiguous_table, without_dictionaries
 
 
 def _words(chunk: int) -> pa.DictionaryArray:

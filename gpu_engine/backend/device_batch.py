@@ -35,9 +35,10 @@ from typing import Any, TypeAlias
 import numpy as np
 import pyarrow as pa
 
+from gpu_engine.arrow_layout import contiguous
 from gpu_engine.config.models import FLOAT_TYPES, INTEGER_TYPES, FieldSpec
 from gpu_engine.errors import InputError
-from gpu_engine.parsing import contiguous, timestamp_ms
+from gpu_engine.parsing import timestamp_ms
 from gpu_engine.windows.aggregations import (
     AggregationPlan,
     BatchValues,

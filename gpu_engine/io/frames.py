@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from gpu_engine.arrow_layout import contiguous, viewless_table
 from gpu_engine.backend import host_copy
 from gpu_engine.errors import ConfigError, InputError
-from gpu_engine.parsing import contiguous, viewless_table
 
 ResultFrame = Literal["arrow", "pandas", "cudf", "auto"]
 
@@ -26,7 +26,7 @@ def to_arrow(frame: Any) -> pa.Table:
     A frame that names a column twice is refused: which of the two is meant is unknown,
     and Arrow could not join its rows to a batch's later. Columns of Arrow's view types
     (Polars' ``CompatLevel.newest()``) are cast to their plain twins, the same values
-    (:func:`~gpu_engine.parsing.viewless_table`): Arrow cannot pick rows of them (a
+    (:func:`~gpu_engine.arrow_layout.viewless_table`): Arrow cannot pick rows of them (a
     quarantined row, on either backend)."""
     if isinstance(frame, pa.Table):  # the common case first: a push is a hot path
         table = frame

@@ -16,8 +16,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from gpu_engine.arrow_layout import contiguous
 from gpu_engine.io.frames import ResultFrame, from_arrow
-from gpu_engine.parsing import contiguous, value_of
+from gpu_engine.parsing import value_of
 
 
 class Sink(Protocol):
