@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 from gpu_engine.errors import BackendUnavailableError
 
 if TYPE_CHECKING:
-    import numpy as np
     import pyarrow as pa
 
     from gpu_engine.backend.validate import ReasonCodes
@@ -67,41 +66,6 @@ class Backend:
         if self.name == "cuda":
             return DeviceReasonCodes.empty(n)
         return HostReasonCodes.empty(n)
-
-    def check_numeric(
-        self, values: np.ndarray, is_null: np.ndarray, cast_failed: np.ndarray, field: int,
-        nullable: bool, allow_nan: bool, check_range: bool, lo: float, hi: float,
-        allowed: np.ndarray, reason: np.ndarray, failed_field: np.ndarray,
-    ) -> int:  # fmt: skip
-        """Check one numeric column on this device, as :func:`kernels.validate.check_numeric`.
-
-        ``reason`` (int8) and ``failed_field`` (int16) are host arrays, updated in place
-        for rows that had no reason yet; returns the number of rows that failed here.
-        """
-        from gpu_engine.backend.validate import HostReasonCodes, check_numeric_device
-
-        if self.name == "cuda":
-            return check_numeric_device(
-                values, is_null, cast_failed, field, nullable, allow_nan, check_range,
-                lo, hi, allowed, reason, failed_field,
-            )  # fmt: skip
-        return HostReasonCodes(reason, failed_field).check_numeric(
-            values, is_null, cast_failed, field, nullable, allow_nan, check_range, lo, hi, allowed
-        )
-
-    def mark_rows(
-        self, bad: np.ndarray, code: int, field: int, reason: np.ndarray, failed_field: np.ndarray
-    ) -> int:
-        """Give ``code``/``field`` to rows flagged in ``bad`` whose ``reason`` is still 0.
-
-        Rules evaluated elsewhere (string/bool nulls and allowed sets, missing columns);
-        host arrays updated in place, first failure wins; returns the rows marked here.
-        """
-        from gpu_engine.backend.validate import mark_rows_device, mark_rows_host
-
-        if self.name == "cuda":
-            return mark_rows_device(bad, code, field, reason, failed_field)
-        return mark_rows_host(bad, code, field, reason, failed_field)
 
     def device_frame(self, frame: Any) -> Any:
         """``frame`` as a batch that stays on this device (a ``DeviceFrame``), or None for

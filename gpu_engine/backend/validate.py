@@ -121,11 +121,15 @@ class DeviceReasonCodes:
 
     @classmethod
     def upload(cls, reason: np.ndarray, failed_field: np.ndarray) -> DeviceReasonCodes:
-        """Copies of host arrays (for the per-column ``Backend`` methods)."""
-        from kernels.cuda._core import as_device
+        """Copies of host arrays, rows with a reason counted as failures (as the host's
+        are); tests start from rows that failed already so."""
+        from kernels.cuda._core import as_device, full
 
-        n = reason.shape[0]
-        return cls(n, as_device(reason, np.int8), as_device(failed_field, np.int16))
+        uploaded = cls(
+            reason.shape[0], as_device(reason, np.int8), as_device(failed_field, np.int16)
+        )
+        uploaded.found = full(1, int(np.count_nonzero(reason)), np.int64)
+        return uploaded
 
     def check_numeric(
         self, values: np.ndarray, is_null: np.ndarray, cast_failed: np.ndarray, field: int,
@@ -168,43 +172,9 @@ class DeviceReasonCodes:
         return to_host(self.reason), to_host(self.failed_field)
 
 
-def check_numeric_device(
-    values: np.ndarray, is_null: np.ndarray, cast_failed: np.ndarray, field: int,
-    nullable: bool, allow_nan: bool, check_range: bool, lo: float, hi: float,
-    allowed: np.ndarray, reason: np.ndarray, failed_field: np.ndarray,
-) -> int:  # fmt: skip
-    """The CUDA ``check_numeric`` kernel on host arrays (see ``Backend.check_numeric``)."""
-    if np.asarray(values).shape[0] == 0:
-        return 0
-    device = DeviceReasonCodes.upload(reason, failed_field)
-    device.check_numeric(
-        values, is_null, cast_failed, field, nullable, allow_nan, check_range, lo, hi, allowed
-    )
-    found = device.failures()
-    if found:
-        reason[:], failed_field[:] = device.to_host()
-    return found
-
-
-def mark_rows_device(
-    bad: np.ndarray, code: int, field: int, reason: np.ndarray, failed_field: np.ndarray
-) -> int:
-    """The CUDA ``mark_rows`` kernel on host arrays (see ``Backend.mark_rows``)."""
-    if np.asarray(bad).shape[0] == 0:
-        return 0
-    device = DeviceReasonCodes.upload(reason, failed_field)
-    device.mark_rows(bad, code, field)
-    found = device.failures()
-    if found:
-        reason[:], failed_field[:] = device.to_host()
-    return found
-
-
 __all__ = [
     "DeviceReasonCodes",
     "HostReasonCodes",
     "ReasonCodes",
-    "check_numeric_device",
-    "mark_rows_device",
     "mark_rows_host",
 ]

@@ -104,17 +104,19 @@ def test_clean_and_empty_device_batches() -> None:
         assert r.shape == f.shape == (0,)
 
 
-def test_backend_mark_rows_on_host_arrays() -> None:
+def test_mark_rows_keeps_earlier_failures() -> None:
     rng = np.random.default_rng(8)
     reason = np.where(rng.random(N) < 0.2, codes.NAN, 0).astype(np.int8)
     field = np.where(reason != 0, 0, -1).astype(np.int16)
     bad = rng.random(N) < 0.4
     results = []
-    for backend in (CPU, CUDA):
-        r, f = reason.copy(), field.copy()
-        results.append((backend.mark_rows(bad, codes.NOT_ALLOWED, 5, r, f), r, f))
+    for kind in (HostReasonCodes, DeviceReasonCodes.upload):
+        reason_codes = kind(reason.copy(), field.copy())
+        reason_codes.mark_rows(bad, codes.NOT_ALLOWED, 5)
+        results.append((reason_codes.failures(), *reason_codes.to_host()))
     (cpu_n, cpu_r, cpu_f), (gpu_n, gpu_r, gpu_f) = results
-    assert cpu_n == gpu_n == int(np.count_nonzero(bad & (reason == 0))) > 0
+    assert cpu_n == gpu_n == int(np.count_nonzero(bad | (reason != 0)))
+    assert np.all(cpu_r[reason != 0] == codes.NAN)
     np.testing.assert_array_equal(gpu_r, cpu_r)
     np.testing.assert_array_equal(gpu_f, cpu_f)
 

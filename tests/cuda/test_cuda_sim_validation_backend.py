@@ -1,4 +1,4 @@
-"""Validation rules on the backend's device: ``Backend.check_numeric`` and the whole engine.
+"""Validation rules on the backend's device: the numeric check's reason codes and the engine.
 
 The CUDA backend must quarantine exactly the rows the CPU backend does, with the same
 first reason, field and message. Run under the simulator (``NUMBA_ENABLE_CUDASIM=1``)
@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the core suite's
 
 from engine_testing import make_config, run_engine, window_frame  # noqa: E402
 
-from gpu_engine.backend import CPU, CUDA  # noqa: E402
+from gpu_engine.backend.validate import DeviceReasonCodes, HostReasonCodes  # noqa: E402
 from kernels import validate as codes  # noqa: E402
 
 pytestmark = [pytest.mark.cudasim, *CUDA_WARNINGS]
@@ -49,29 +49,29 @@ def test_backend_check_numeric_matches_cpu(dtype: str, nulls: bool) -> None:
     reason[rng.random(N) < 0.15] = codes.NAN  # failed on an earlier column: first wins
     failed_field = np.where(reason != 0, 0, -1).astype(np.int16)
     results = []
-    for backend in (CPU, CUDA):
-        r, f = reason.copy(), failed_field.copy()
-        found = backend.check_numeric(
-            values, is_null, cast_failed, 2, False, False, True, 1.0, 90.0, allowed, r, f
+    for kind in (HostReasonCodes, DeviceReasonCodes.upload):
+        reason_codes = kind(reason.copy(), failed_field.copy())
+        reason_codes.check_numeric(
+            values, is_null, cast_failed, 2, False, False, True, 1.0, 90.0, allowed
         )
-        results.append((found, r, f))
+        results.append((reason_codes.failures(), *reason_codes.to_host()))
     (cpu_found, cpu_r, cpu_f), (gpu_found, gpu_r, gpu_f) = results
     np.testing.assert_array_equal(gpu_r, cpu_r)
     np.testing.assert_array_equal(gpu_f, cpu_f)
-    assert gpu_found == cpu_found > 0
+    assert gpu_found == cpu_found > np.count_nonzero(reason)
     assert np.all(cpu_r[reason != 0] == codes.NAN)  # earlier failures were kept
     assert np.all(cpu_f[reason != 0] == 0)
 
 
 def test_backend_check_numeric_empty_column() -> None:
     empty = np.empty(0, np.uint8)
-    for backend in (CPU, CUDA):
-        reason, field = np.zeros(0, np.int8), np.zeros(0, np.int16)
-        found = backend.check_numeric(
+    for kind in (HostReasonCodes, DeviceReasonCodes.upload):
+        reason_codes = kind(np.zeros(0, np.int8), np.zeros(0, np.int16))
+        reason_codes.check_numeric(
             np.empty(0, np.float64), empty, empty, 0, False, False, True, 0.0, 1.0,
-            np.empty(0, np.float64), reason, field,
+            np.empty(0, np.float64),
         )  # fmt: skip
-        assert found == 0
+        assert reason_codes.failures() == 0
 
 
 FIELDS = {
