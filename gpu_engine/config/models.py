@@ -192,8 +192,8 @@ class FieldSpec(_Strict):
     """One column of the input schema and the rules its values must satisfy."""
 
     type: FieldType
-    required: bool = False
-    nullable: bool = False
+    required: bool = False  # says the default aloud: not nullable (refused with nullable)
+    nullable: bool = False  # a null, or a missing column, fails the row unless nullable
     min: int | float | None = None  # an int is kept exact (int64 bounds past 2^53)
     max: int | float | None = None
     allowed: list[Scalar] | None = None
