@@ -214,9 +214,9 @@ def test_the_engines_batch_timings_are_bounded(monkeypatch: pytest.MonkeyPatch) 
     """Each batch added four timing rows and a latency for ever (an embedded engine runs
     for days); the last ``KEPT_BATCHES`` are kept, and the summary's counts and stage
     totals still cover every batch."""
-    import gpu_engine.engine as engine_module
+    import gpu_engine.accounting as accounting
 
-    monkeypatch.setattr(engine_module, "KEPT_BATCHES", 5)
+    monkeypatch.setattr(accounting, "KEPT_BATCHES", 5)
     config = parse_config({"schema": {"time": "t", "fields": {"t": {"type": "int64"}}},
                            "windows": [{"name": "w", "type": "tumbling", "size": 1000,
                                         "aggregations": [{"name": "n", "op": "count"}]}],
