@@ -72,7 +72,7 @@ class Backend:
         host frames and on the CPU backend (which reads device arrays through the host)."""
         if self.name != "cuda":
             return None
-        from gpu_engine.backend.device_batch import device_frame
+        from gpu_engine.backend.device_pushes import device_frame
 
         return device_frame(frame)
 
@@ -81,7 +81,7 @@ class Backend:
         or None where host batches stay host tables (the CPU; ``mode`` "host")."""
         if self.name != "cuda" or mode != "device":
             return None
-        from gpu_engine.backend.device_batch import HostFrameStager
+        from gpu_engine.backend.host_staging import HostFrameStager
 
         return HostFrameStager(fields)
 

@@ -163,7 +163,7 @@ def _pushed_column(name: str, values: Any) -> pa.Array:
 
 # Columns that copy themselves to Arrow with their nulls: a cuDF Series, or the CUDA
 # backend's DeviceColumn (matched by module, so the CPU backend never imports it).
-_ARROW_COLUMNS = ("cudf", "gpu_engine.backend.device_batch")
+_ARROW_COLUMNS = ("cudf", "gpu_engine.backend.device_frame")
 
 
 def column_to_arrow(values: Any) -> pa.Array:
@@ -173,7 +173,7 @@ def column_to_arrow(values: Any) -> pa.Array:
     if type(values).__module__.startswith(_ARROW_COLUMNS):  # nulls kept, copied once
         return values.to_arrow()
     # CuPy, Numba or torch CUDA arrays are copied to the host once, here, on the CPU
-    # backend; on the CUDA backend the engine keeps them on the device (device_batch).
+    # backend; on the CUDA backend the engine keeps them on the device (device_pushes).
     copied = host_copy(values)
     # Arrow takes a numeric array's memory as it is: the caller's, unless copied above.
     own = copied is not values

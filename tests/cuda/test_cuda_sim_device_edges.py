@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the core suite's
 from engine_testing import validation_failing_at, window_frame  # noqa: E402
 from numba import cuda  # noqa: E402
 
-from gpu_engine.backend.device_batch import DeviceColumn  # noqa: E402
+from gpu_engine.backend.device_frame import DeviceColumn  # noqa: E402
 from gpu_engine.config import parse_config  # noqa: E402
 from gpu_engine.engine import Engine  # noqa: E402
 from gpu_engine.io.sinks import MemorySink  # noqa: E402
@@ -166,7 +166,7 @@ def test_a_staged_batch_is_waited_for_even_when_it_is_never_validated_on_the_dev
     """Host batches are staged (their copies queued) a batch ahead. One whose validation
     fails before the device reads it is dropped: the default stream must still wait for
     its copies, or the device pool hands its blocks out while the copies write them."""
-    from gpu_engine.backend.device_batch import DeviceFrame
+    from gpu_engine.backend.device_frame import DeviceFrame
 
     waited: list[int] = []
     original = DeviceFrame.await_copies

@@ -18,7 +18,8 @@ require_cuda_target()
 
 from numba import cuda  # noqa: E402
 
-from gpu_engine.backend.device_batch import DeviceColumn, DeviceFrame, _widen  # noqa: E402
+from gpu_engine.backend.device_frame import DeviceColumn, DeviceFrame  # noqa: E402
+from gpu_engine.backend.device_validation import _widen  # noqa: E402
 from gpu_engine.config.models import FieldSpec, SchemaConfig, ValidationConfig  # noqa: E402
 from gpu_engine.validation import Validator  # noqa: E402
 from kernels.cuda import ingest  # noqa: E402

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the core suite's
 from engine_testing import window_frame  # noqa: E402
 from numba import cuda  # noqa: E402
 
-from gpu_engine.backend.device_batch import DeviceColumn  # noqa: E402
+from gpu_engine.backend.device_frame import DeviceColumn  # noqa: E402
 from gpu_engine.config import parse_config  # noqa: E402
 from gpu_engine.engine import Engine  # noqa: E402
 from gpu_engine.io.sinks import MemorySink  # noqa: E402

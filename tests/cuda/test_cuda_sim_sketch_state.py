@@ -173,12 +173,8 @@ def test_device_sketch_inputs_are_not_compacted_and_wait_for_nothing() -> None:
     column share one input."""
     import pyarrow as pa
 
-    from gpu_engine.backend.device_batch import (
-        DeviceBatchValues,
-        DeviceColumn,
-        DeviceColumns,
-        DeviceFrame,
-    )
+    from gpu_engine.backend.device_frame import DeviceColumn, DeviceFrame
+    from gpu_engine.backend.device_prepared import DeviceBatchValues, DeviceColumns
     from gpu_engine.config.models import FieldSpec
     from gpu_engine.windows.aggregations import ArrowColumns
     from kernels.cuda import _core

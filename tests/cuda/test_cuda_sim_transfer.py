@@ -198,7 +198,7 @@ def test_a_staged_batch_is_waited_for_when_it_is_read_not_when_it_is_queued(
     import pyarrow as pa
 
     from gpu_engine.backend import transfer
-    from gpu_engine.backend.device_batch import HostFrameStager
+    from gpu_engine.backend.host_staging import HostFrameStager
     from gpu_engine.config.models import FieldSpec
 
     log: list[tuple[str, int]] = []
