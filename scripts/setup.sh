@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Creates .venv (once) and installs the package. Usage: scripts/setup.sh [extra]
-# The CPU build of torch is installed first, so the project's "torch" requirement
-# does not pull a multi-GB CUDA build on machines without a GPU.
+# torch==2.13.0 goes in first: on this project's development machines that is a CPU build
+# from local disk, so the project's "torch" requirement does not pull a multi-GB CUDA
+# build. Elsewhere PyPI may serve that CUDA build; where 2.13.0 cannot be installed at
+# all, the CPU build comes from PyTorch's CPU index.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extra="${1:-}"
