@@ -850,6 +850,8 @@ def _source_name(source: object) -> str:
     """A push's ``source`` as text every output can store: a path (``Path``, bytes) as its
     text, any other object as ``str``, and lone surrogates (an undecodable file name's
     bytes, from ``os.fsdecode``) as backslash escapes, which UTF-8 cannot hold."""
+    if type(source) is str and source.isascii():  # the usual name, as it is (every push)
+        return source
     is_path = isinstance(source, (bytes, os.PathLike))
     text = os.fsdecode(source) if is_path else str(source)  # type: ignore[arg-type]
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
