@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from gpu_engine.arrow_layout import contiguous, contiguous_table
 from gpu_engine.backend import CPU, Backend, host_copy
-from gpu_engine.backend.validate import ReasonCodes
+from gpu_engine.backend.reason_codes import ReasonCodes
 from gpu_engine.config.models import (
     DEFAULT_MAX_EVENT_TIME_MS,
     DEFAULT_MIN_EVENT_TIME_MS,

@@ -15,7 +15,7 @@ from gpu_engine.errors import BackendUnavailableError
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from gpu_engine.backend.validate import ReasonCodes
+    from gpu_engine.backend.reason_codes import ReasonCodes
     from gpu_engine.config.models import FieldSpec, TopKSpec
     from gpu_engine.windows.aggregations import AggregationPlan
 
@@ -61,7 +61,7 @@ class Backend:
         The Validator writes every rule's failures through it and reads them once with
         ``to_host()``; on CUDA they are allocated on the device and downloaded once.
         """
-        from gpu_engine.backend.validate import DeviceReasonCodes, HostReasonCodes
+        from gpu_engine.backend.reason_codes import DeviceReasonCodes, HostReasonCodes
 
         if self.name == "cuda":
             return DeviceReasonCodes.empty(n)

@@ -15,7 +15,7 @@ from cuda_target import CUDA_WARNINGS, require_cuda_target
 require_cuda_target()
 
 from gpu_engine.backend import CPU, CUDA  # noqa: E402
-from gpu_engine.backend.validate import (  # noqa: E402
+from gpu_engine.backend.reason_codes import (  # noqa: E402
     DeviceReasonCodes,
     HostReasonCodes,
     ReasonCodes,

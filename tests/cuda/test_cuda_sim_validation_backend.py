@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the core suite's
 
 from engine_testing import make_config, run_engine, window_frame  # noqa: E402
 
-from gpu_engine.backend.validate import DeviceReasonCodes, HostReasonCodes  # noqa: E402
+from gpu_engine.backend.reason_codes import DeviceReasonCodes, HostReasonCodes  # noqa: E402
 from kernels import validate as codes  # noqa: E402
 
 pytestmark = [pytest.mark.cudasim, *CUDA_WARNINGS]
