@@ -278,8 +278,8 @@ class Engine:
             self._poll(now)
         return True
 
-    def _feed_all(self, max_rows: float = math.inf) -> int:
-        """Process queued pushes in order, in this thread, until about ``max_rows`` rows
+    def _feed_all(self, budget_rows: float = math.inf) -> int:
+        """Process queued pushes in order, in this thread, until about ``budget_rows`` rows
         (by default all: flush and close); the rows processed.
 
         Each push is batched as if the engine had been polled when it came: the batch
@@ -287,7 +287,7 @@ class Engine:
         batches do not depend on when this thread gets to the queue."""
         fed = 0
         batcher = self.batcher
-        while fed < max_rows and self._intake is not None:
+        while fed < budget_rows and self._intake is not None:
             room = batcher.max_rows - batcher.buffered_rows
             item = self._intake.take(room, batcher.waiting_since, batcher.max_delay_s)
             if item is None:

@@ -8,7 +8,7 @@ a push only queues its rows; this module's thread feeds them to the engine in th
 they were queued, and polls the engine when the queue is empty, like
 :class:`gpu_engine.poller.BackgroundPoller`.
 
-The queue is bounded in rows: a push that would take it past ``max_rows`` waits for room
+The queue is bounded in rows: a push that would take it past ``capacity_rows`` waits for room
 (backpressure, as a full buffer in Flink stops its source), unless the queue is empty, so
 that a push larger than the bound is still taken. The thread holds the engine weakly; a
 failure in it is raised by the engine's next call, and the rows still queued are counted
@@ -53,12 +53,16 @@ class Intake(EngineThread):
     them, and polls once there are none; it returns False once the engine is closed.
     """
 
-    def __init__(self, feed_once: Callable[[], bool], every_s: float, max_rows: int) -> None:
-        if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
-            raise ValueError(f"max_queued_rows must be a positive integer, not {max_rows!r}")
+    def __init__(self, feed_once: Callable[[], bool], every_s: float, capacity_rows: int) -> None:
+        if (
+            isinstance(capacity_rows, bool)
+            or not isinstance(capacity_rows, int)
+            or capacity_rows < 1
+        ):
+            raise ValueError(f"max_queued_rows must be a positive integer, not {capacity_rows!r}")
         super().__init__("tiktoktoe-intake")
         self.every_s = poll_interval(every_s)
-        self.max_rows = max_rows
+        self.capacity_rows = capacity_rows
         self.lock = threading.RLock()  # guards everything below, and the engine's
         # snapshot of its counts at rest (see Engine._settle)
         self._room = threading.Condition(self.lock)  # pushes wait here for their turn
@@ -85,7 +89,7 @@ class Intake(EngineThread):
             try:
                 check()
                 while ticket != self._serving or (
-                    self.queued_rows and self.queued_rows + item.rows > self.max_rows
+                    self.queued_rows and self.queued_rows + item.rows > self.capacity_rows
                 ):
                     self._waiting += 1
                     try:
@@ -109,13 +113,13 @@ class Intake(EngineThread):
                     self._room.notify_all()  # the next in line
 
     def take(
-        self, max_rows: float, since: float | None = None, delay: float = math.inf
+        self, room: float, since: float | None = None, delay: float = math.inf
     ) -> Pushed | None:
         """The oldest push, with the Arrow pushes after it that continue it (same source,
         the next rows, same schema) as one, now in flight (the caller holds the engine's
         lock, so pushes are processed in the order they were queued); None when there is
-        none. A push joins the run while the run stays within ``max_rows`` rows (the rest
-        of the batch being filled) and it came within ``delay`` of ``since`` (when that
+        none. A push joins the run while the run stays within ``room`` rows (what the
+        batch being filled has left) and it came within ``delay`` of ``since`` (when that
         batch's first row came; the run's first push's time if None), before the batch
         is due: so a run is batched as its pushes would be one by one. One push of a row
         each would otherwise cost the engine a batcher call each."""
@@ -125,7 +129,7 @@ class Intake(EngineThread):
             run = [self._items.popleft()]
             rows = run[0].rows
             since = run[0].at if since is None else since
-            while self._items and _joins(run[-1], self._items[0], max_rows - rows, since, delay):
+            while self._items and _joins(run[-1], self._items[0], room - rows, since, delay):
                 run.append(self._items.popleft())
                 rows += run[-1].rows
             self.queued_rows -= rows

@@ -25,7 +25,8 @@ from kernels.aggregate import (
 )
 from kernels.sketches import bucket_keys, hash_int64
 
-_EXACT_INT = INTEGER_TYPES | {"bool", "timestamp"}
+# Field types whose values an int64 holds exactly (a column of one: ``is_int``).
+_INT64_VALUED = INTEGER_TYPES | {"bool", "timestamp"}
 
 
 @dataclass
@@ -92,7 +93,7 @@ class AggregationPlan:
         self.fields = fields
         self.ops = np.array([OP_CODES[s.op] for s in specs], dtype=np.int64)
         self.is_int = np.array(
-            [s.column is not None and fields[s.column].type in _EXACT_INT for s in specs],
+            [s.column is not None and fields[s.column].type in _INT64_VALUED for s in specs],
             dtype=np.bool_,
         )
         self.value_columns: list[str] = []
@@ -107,9 +108,9 @@ class AggregationPlan:
         self.col_of = np.array(col_of, dtype=np.int64)
         # Integer SUM, MIN and MAX are kept exactly, in int64, and come out so; MEAN keeps
         # an int64 sum too (see kernels.aggregate).
-        self.exact_int = self.is_int & np.isin(self.ops, [SUM, MIN, MAX])
+        self.int64_result = self.is_int & np.isin(self.ops, [SUM, MIN, MAX])
         int_mean = self.is_int & (self.ops == OP_CODES["mean"])
-        self.needs_int = bool(np.any(self.exact_int | int_mean))
+        self.needs_int = bool(np.any(self.int64_result | int_mean))
         self.sketch_aggs = [a for a, op in enumerate(self.ops) if op in (QUANTILE, DISTINCT)]
         # min and max skip NaN: a NaN row takes no part in them, so a window whose values
         # are all NaN gives null, as one whose values are all null does (not the kernels'
@@ -125,7 +126,7 @@ class AggregationPlan:
         self.combine_reads = {"ist"}
         if self.needs_int:
             self.combine_reads.add("isum")
-        floats = np.isin(self.ops, [SUM, OP_CODES["mean"], MIN, MAX, STD, VAR]) & ~self.exact_int
+        floats = np.isin(self.ops, [SUM, OP_CODES["mean"], MIN, MAX, STD, VAR]) & ~self.int64_result
         if np.any(floats):  # integer means included: they keep a float sum too
             self.combine_reads.add("f0")
         if np.any(np.isin(self.ops, [STD, VAR])):
@@ -184,7 +185,7 @@ class AggregationPlan:
 
     def _types(self) -> list[pa.DataType]:
         types = []
-        for spec, op, exact in zip(self.specs, self.ops, self.exact_int, strict=True):
+        for spec, op, exact in zip(self.specs, self.ops, self.int64_result, strict=True):
             column = self.fields[spec.column] if spec.column is not None else None
             if op in (MIN, MAX) and column is not None and column.type == "timestamp":
                 types.append(pa.timestamp("ms", tz=column.tz))
@@ -209,7 +210,7 @@ class AggregationPlan:
                 valid = np.empty(n, dtype=np.bool_)
                 finalize_column(op, is_int, n, state.ist, state.isum, state.f0, state.f1, a,
                                 values, valid)  # fmt: skip
-                if self.exact_int[a]:
+                if self.int64_result[a]:
                     values = state.isum[:n, a].copy()
             if not pa.types.is_floating(typ):
                 values = np.where(valid, values, 0).astype(np.int64)
@@ -228,7 +229,7 @@ class AggregationPlan:
         (:func:`kernels.specialize.combine_finalize_for`), reading only the cells it writes."""
         out: list[pa.Array] = []
         for a, (op, exact, typ) in enumerate(
-            zip(self.ops, self.exact_int, self.output_types(), strict=True)
+            zip(self.ops, self.int64_result, self.output_types(), strict=True)
         ):
             if a in sketch_values:
                 values, ok = sketch_values[a]
