@@ -156,7 +156,8 @@ class MicroBatcher:
             ready.append(self._cut(min(self._pending.rows, self.max_rows), since))
         return ready
 
-    def _cut(self, rows: int, now: float) -> Batch:
+    def _cut(self, rows: int, rest_since: float) -> Batch:
+        """The first ``rows`` pending rows as a batch; the rest wait from ``rest_since``."""
         pending = self._pending
         table = _concat(pending.parts)
         batch = Batch(_slice(table, 0, rows), pending.source, pending.first_row, pending.since)
@@ -166,7 +167,7 @@ class MicroBatcher:
             rows=rest.num_rows,
             source=pending.source,
             first_row=pending.first_row + rows,
-            since=now,
+            since=rest_since,
             schema=rest.schema if isinstance(rest, pa.Table) else None,
         )
         return batch

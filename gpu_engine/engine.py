@@ -395,8 +395,9 @@ class Engine:
             if thread is not None:
                 thread.join(THREAD_JOIN_S)
 
-    def _stop_polling(self) -> None:
-        """Ask the background poller or intake to stop. Not joined: it may be waiting for
+    def _stop_background_thread(self) -> None:
+        """Ask the background poller or intake to stop (the intake refuses pushes from
+        then on). Not joined: it may be waiting for
         the lock this thread holds; once it has it, it sees the engine closed and ends."""
         if self._poller is not None:
             self._poller.stop()
@@ -456,13 +457,13 @@ class Engine:
         made from a sink or listener on the engine's own thread, which is refused."""
         if self._in_call and self._call_thread == threading.get_ident():
             self._refuse_reentry(call)
-        self._stop_polling()
+        self._stop_background_thread()
 
     def _abort(self, error: BaseException) -> dict[str, Any] | None:
         if self.summary_data is not None:  # closed, or aborted already: nothing to close
             return self.summary_data if self.summary_data.get("failed") else None
         self._closed = True
-        self._stop_polling()  # pushes are refused from now on, whoever ended the run
+        self._stop_background_thread()  # pushes are refused from now on, whoever ended the run
         self._failed_output = None  # abort reports its own error, and must not raise
         self._pool.shutdown(wait=True)
         # An interrupt has no message: its name is the error.
