@@ -29,7 +29,7 @@ import numpy as np
 from gpu_engine.backend.device_sketches import DeviceSketchEntries
 from gpu_engine.backend.device_state import check_room
 from gpu_engine.windows.aggregations import AggregationPlan, PreparedBatch
-from gpu_engine.windows.sessions import ClosedSessions, open_sessions_of
+from gpu_engine.windows.sessions import ClosedSessions, open_sessions_of, worth_compacting
 from kernels.cuda import sessions
 from kernels.cuda._core import as_device, constant, copy, empty, full, span, to_host
 from kernels.cuda.aggregate import DeviceAggState, merge_rows, update_events
@@ -180,7 +180,7 @@ class DeviceSessionState:
         n = int(rows.shape[0])
         self._n_dead += n
         result = self._closed(rows, n) if n else None
-        if 3 * self._n_dead > n_rows:
+        if worth_compacting(self._n_dead, n_rows):
             self._compact()
         return result
 

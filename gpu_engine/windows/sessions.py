@@ -83,6 +83,12 @@ class ClosedSessions:
     values: list[pa.Array]
 
 
+def worth_compacting(dead: int, rows: int) -> bool:
+    """Whether a session state's dead rows (merged away or emitted) are reclaimed now:
+    once they are a third of its rows (see :class:`SessionState`); on both backends."""
+    return 3 * dead > rows
+
+
 class SessionState:
     """Per-key sessions closed by ``gap`` without events; out-of-order events merge them.
 
@@ -227,7 +233,7 @@ class SessionState:
             atoms = self.key_ids.keys[self.kid[rows]]
             result = ClosedSessions(self.starts[rows], self.ends[rows], atoms, values)
             self.dead[rows] = True
-        if 3 * int(self.dead.sum()) > len(self.dead):
+        if worth_compacting(int(self.dead.sum()), len(self.dead)):
             self._compact()
         return result
 
