@@ -177,11 +177,8 @@ def _run(args: argparse.Namespace) -> int:
         )
         task = progress.add_task("processing", total=spec.events if spec else None)
         view = Group(progress, _MonitorView(monitoring))
-        with (
-            Live(view, console=console, refresh_per_second=4, transient=False)
-            if not (args.no_progress)
-            else nullcontext()
-        ):
+        live = Live(view, console=console, refresh_per_second=4, transient=False)
+        with nullcontext() if args.no_progress else live:
             summary = run_pipeline(
                 config,
                 batches,
@@ -209,6 +206,15 @@ def _run(args: argparse.Namespace) -> int:
         raise
     if not _stop(monitoring, console):
         return 2
+    _report(summary, monitoring, out, console)
+    return 0 if summary["accounted"] else 1
+
+
+def _report(
+    summary: dict[str, Any], monitoring: EngineMonitoring, out: Path, console: Console
+) -> None:
+    """A finished run's table, its notes (files mostly late), the alerts that fired and
+    what it wrote."""
     Console().print(summary_table(summary))
     for note in mostly_late_inputs(summary):
         console.print(f"[yellow]{escape(note)}[/]", soft_wrap=True)
@@ -217,7 +223,6 @@ def _run(args: argparse.Namespace) -> int:
     written = [f"{name}/" if (out / name).is_dir() else name for name in RUN_FILES
                if (out / name).exists()]  # fmt: skip
     print(f"results in {out}/ ({', '.join(written)})")
-    return 0 if summary["accounted"] else 1
 
 
 def mostly_late_inputs(summary: dict[str, Any]) -> list[str]:
