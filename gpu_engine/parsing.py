@@ -28,6 +28,7 @@ _SUB_MS_DIGITS = r"(:[0-9]{2}\.[0-9]{3})[0-9]+"
 _NUMBER_TEXT = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 _EXACT_FLOAT = 2.0**53  # float64 holds every integer below this
 _EXACT_DIGITS = 15  # decimals of up to 15 significant digits survive float64 (DBL_DIG)
+_SMALLEST_EXACT = 1e-300  # far above float64's subnormals, where rounding is coarser
 
 
 def is_text(kind: pa.DataType) -> bool:
@@ -380,13 +381,25 @@ def text_timestamps(
 
 def floored_number_text(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """Number text (trimmed, ``_NUMBER_TEXT``) floored exactly to int64 (0 where null or
-    failed), and the rows outside int64. Through float64, ``1700000000000.99999`` rounded
-    up to the next millisecond before it was floored."""
+    failed), and the rows outside int64. Through float64 alone, ``1700000000000.99999``
+    rounded up to the next millisecond before it was floored.
+
+    Text of at most 15 significant digits below 2^53 goes through float64, exactly: a
+    fraction of such a number is at least 1e-15 of it away from an integer, farther than
+    float64's rounding reaches. Longer plain decimals are split at the point (the whole
+    part read exactly); longer exponent forms are read one by one, exactly."""
     ms = np.zeros(len(text), dtype=np.int64)
     failed = np.zeros(len(text), dtype=bool)
+    present = text.is_valid().to_numpy(zero_copy_only=False)
+    floats, _ = text_to_float(text)
+    digits = _significant_digits(text)
+    with np.errstate(invalid="ignore"):
+        short = present & (digits <= _EXACT_DIGITS) & (np.abs(floats) < _EXACT_FLOAT)
+        short &= (np.abs(floats) >= _SMALLEST_EXACT) | (digits == 0)  # no underflow
+    ms[short] = np.floor(floats[short]).astype(np.int64)
     exponent = pc.match_substring(text, "e", ignore_case=True).fill_null(False)
     exponent_np = exponent.to_numpy(zero_copy_only=False)
-    plain = text.is_valid().to_numpy(zero_copy_only=False) & ~exponent_np
+    plain = present & ~short & ~exponent_np
     if plain.any():  # whole digits exactly; a negative with a fraction one lower
         rows = only_rows(text, plain)
         whole = pc.replace_substring_regex(rows, r"\..*$", "")
@@ -399,14 +412,39 @@ def floored_number_text(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
         bad |= cut_np & (values == np.iinfo(np.int64).min)
         ms[plain] = (values - cut_np)[plain]
         failed |= bad & plain
-    for row in np.flatnonzero(exponent_np):  # rare: read exactly, one by one
-        value = Decimal(text[int(row)].as_py())
-        if -(2**63) <= value < 2**63:
-            ms[row] = math.floor(value)
-        else:
+    for row in np.flatnonzero(present & ~short & exponent_np):  # rare: one by one
+        floor = _exact_floor(str(text[int(row)].as_py()))
+        if floor is None:
             failed[row] = True
+        else:
+            ms[row] = floor
     ms[failed] = 0
     return ms, failed
+
+
+def _significant_digits(text: pa.Array) -> np.ndarray:
+    """Digits of each number text's mantissa, less its leading and trailing zeros."""
+    mantissa = pc.replace_substring_regex(text, r"[eE].*$|[+.-]", "")
+    digits = pc.utf8_trim(mantissa, characters="0")
+    return pc.utf8_length(digits).fill_null(0).to_numpy(zero_copy_only=False)
+
+
+def _exact_floor(number: str) -> int | None:
+    """floor(``number``) if it fits int64, else None. An exponent past what ``Decimal``
+    holds (19 digits and more) is read from its sign: the number is then 0 or -1 below 1
+    in size, and outside int64 above."""
+    try:
+        value = Decimal(number)
+        if not -(2**63) <= value < 2**63:
+            return None
+        return math.floor(value)
+    except ArithmeticError:  # decimal.InvalidOperation, Overflow
+        mantissa, _, exponent = number.lower().partition("e")
+        if not mantissa.strip("+-.0"):
+            return 0
+        if exponent.startswith("-"):
+            return -1 if mantissa.startswith("-") else 0
+        return None
 
 
 def text_to_bool(array: pa.Array) -> tuple[pa.Array, np.ndarray | None]:

@@ -574,11 +574,12 @@ def _bound(spec: FieldSpec, value: float) -> str:
     text = _num(value)
     if spec.type != "timestamp":
         return text
-    try:
-        moment = datetime(1970, 1, 1) + timedelta(milliseconds=int(value))
+    try:  # the millisecond that holds it
+        moment = datetime(1970, 1, 1) + timedelta(milliseconds=math.floor(value))
     except OverflowError:  # past year 9999: the number alone
         return text
-    return f"{text} ({moment.isoformat(sep=' ')} UTC)"
+    shown = moment.isoformat(sep=" ", timespec="milliseconds" if moment.microsecond else "seconds")
+    return f"{text} ({shown} UTC)"
 
 
 def _taken(table: pa.Table, rows: np.ndarray) -> pa.Table:
