@@ -284,7 +284,9 @@ class DateFormats:
     01/02/2023 month-first and 13/02/2023 day-first in one column. Now ISO 8601 is read
     as such, and other text takes one format per field: of the formats guessed from its
     first values (month- or day-first), the one that reads the most of them. A value in
-    another format fails (and is quarantined) instead of being read another way.
+    another format fails (and is quarantined) instead of being read another way. Text
+    from which no format can be guessed (garbage first) fixes none: the next batch's
+    non-ISO text is guessed from again.
     """
 
     def __init__(self) -> None:
@@ -306,8 +308,8 @@ class DateFormats:
             pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601"), array
         )
         if failed.any():
-            if field not in self._formats:
-                self._formats[field] = _likeliest_format(text[failed])
+            if self._formats.get(field) is None:  # until one is found: text that is
+                self._formats[field] = _likeliest_format(text[failed])  # no date first
             chosen = self._formats[field]
             if chosen is not None:  # each parse in its own resolution, met in epoch ms
                 again = pd.to_datetime(text[failed], errors="coerce", utc=True, format=chosen)

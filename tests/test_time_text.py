@@ -137,3 +137,14 @@ def test_a_timestamp_bound_is_shown_as_a_time_too() -> None:
     reasons = sink.result("quarantine").column("_reason").to_pylist()
     assert reasons[0].endswith("is below min 0 (1970-01-01 00:00:00 UTC)")
     assert reasons[1].endswith("is above max 4102444800000 (2100-01-01 00:00:00 UTC)")
+
+
+def test_garbage_first_does_not_fix_a_fields_format_for_good() -> None:
+    """The first non-ISO text of a field being garbage fixed "no format" for the run:
+    every later day-first date failed."""
+    dates = DateFormats()
+    _, failed = dates.parse("t", pa.array(["not a date", "2024-01-01T00:00:00Z"]))
+    assert failed.tolist() == [True, False]
+    ms, failed = dates.parse("t", pa.array(["13/02/2023 10:00:00", "14/02/2023 11:30:00"]))
+    assert not failed.any()
+    assert ms.tolist() == [_each_alone("2023-02-13T10:00:00"), _each_alone("2023-02-14T11:30:00")]
