@@ -184,7 +184,7 @@ def test_forgotten_keys_that_come_back_are_aggregated_afresh(window: str, key: s
         frame = _batch(rng, b)
         # ids of epoch e come back in epoch e + 8 (their strings long forgotten)
         frame["k"] = frame["k"] % (8 * KEYS)
-        frame["s"] = np.char.add("id-", frame["k"].astype(str)).astype(object)
+        frame["s"] = np.char.add("id-", frame["k"].to_numpy().astype(str)).astype(object)
         frames.append(frame)
         engine.push(frame)
     summary = engine.close()

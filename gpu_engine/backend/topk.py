@@ -12,6 +12,10 @@ import pyarrow.compute as pc
 
 from gpu_engine.config.models import TopKSpec
 
+# Where nulls sort: per key from pyarrow 25, which deprecates the one option for all keys
+# (earlier releases take only that).
+_NULLS_PER_KEY = int(pa.__version__.split(".")[0]) >= 25
+
 
 def top_k_host(table: pa.Table, top: TopKSpec, keys: list[str]) -> pa.Table:
     """Arrow's order by (window, by, keys), then the first ``k`` rows of each window.
@@ -20,14 +24,13 @@ def top_k_host(table: pa.Table, top: TopKSpec, keys: list[str]) -> pa.Table:
     every column of every group, most of which the filter then dropped.
     """
     direction = "descending" if top.descending else "ascending"
-    order = pc.sort_indices(
-        table,
-        sort_keys=[
-            ("window_start", "ascending", "at_end"),
-            (top.by, direction, "at_end"),
-            *[(k, "ascending", "at_end") for k in keys],
-        ],
-    ).to_numpy()
+    sort_keys = [("window_start", "ascending"), (top.by, direction),
+                 *[(k, "ascending") for k in keys]]  # fmt: skip
+    if _NULLS_PER_KEY:
+        order = pc.sort_indices(table, sort_keys=[(*key, "at_end") for key in sort_keys])
+    else:
+        order = pc.sort_indices(table, sort_keys=sort_keys, null_placement="at_end")
+    order = order.to_numpy()
     starts = table.column("window_start").cast(pa.int64()).to_numpy()[order]
     first = np.r_[0, np.flatnonzero(np.diff(starts)) + 1]
     group_start = np.repeat(first, np.diff(np.r_[first, len(starts)]))

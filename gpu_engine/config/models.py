@@ -183,8 +183,8 @@ def time_zone_problem(tz: str) -> str | None:
         return f"tz {tz!r} is not a time zone Arrow knows ({error})"
     try:
         zoned.to_pylist()  # and Python's, which pandas outputs and messages use
-    except (pa.ArrowInvalid, ValueError) as error:
-        return f"tz {tz!r} is not a time zone Python can read ({error})"
+    except (pa.ArrowInvalid, ValueError, KeyError) as error:  # KeyError: zoneinfo's
+        return f"tz {tz!r} is not a time zone Python can read ({error})"  # (pyarrow 22)
     return None
 
 
