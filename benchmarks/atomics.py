@@ -36,6 +36,7 @@ import numpy as np
 from numba import njit
 
 from benchmarks.gpu_kernels import COL_OF, IS_INT, MASK_OF, OPS, cpu_pane_rows, load_events
+from gpu_engine.commands.generate import _count_at_least
 from kernels.cuda.aggregate import (
     COUNT_WHERE,
     FLOAT_SUM,
@@ -161,8 +162,10 @@ def count_atomics(ids, masks, steps, kept, native, n_rows, tile, squares):  # pr
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.atomics")
-    ap.add_argument("--events", type=int, default=10_000_000)
-    ap.add_argument("--tile", type=int, default=256, help="events per tile (a block's threads)")
+    positive = _count_at_least(1)
+    ap.add_argument("--events", type=positive, default=10_000_000)
+    ap.add_argument("--tile", type=positive, default=256,
+                    help="events per tile (a block's threads)")  # fmt: skip
     args = ap.parse_args(argv)
     ev = load_events(args.events)
     n = len(ev["event_time"])

@@ -1,12 +1,39 @@
-"""Timing work queued on the device, for the GPU benchmarks: CUDA events around it."""
+"""Timing work queued on the device, for the GPU benchmarks: CUDA events around it; and
+the check, before any work, that a device (or Numba's simulator) is there to time."""
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
-from kernels.cuda._core import cuda
+from kernels.cuda._core import SIMULATOR, cuda
+
+
+def no_device() -> str | None:
+    """Why no CUDA kernel can run in this process, in a few words, or None when one can:
+    a device is there (``numba.cuda.is_available()``), or the simulator stands in."""
+    if SIMULATOR:
+        return None
+    try:
+        return None if cuda.is_available() else "numba.cuda.is_available() is False"
+    except Exception as exc:  # a driver that fails to load
+        return f"the CUDA driver failed to initialise: {exc}"
+
+
+def device_missing(what: str) -> bool:
+    """Whether no CUDA kernel can run here (:func:`no_device`): if so, says so in one line
+    on stderr, naming ``what`` needs a device, and the caller exits with status 2 before
+    doing any work (the GPU benchmarks raised the driver's traceback, some after minutes
+    of CPU runs)."""
+    reason = no_device()
+    if reason is None:
+        return False
+    print(f"{what} needs a CUDA device, and there is no CUDA device or driver here "
+          f"({reason}); NUMBA_ENABLE_CUDASIM=1 runs it on Numba's simulator",
+          file=sys.stderr)  # fmt: skip
+    return True
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -29,4 +56,4 @@ def best_seconds(fn: Callable[[], Any], repeats: int) -> float:
     return min(timed(fn)[0] for _ in range(repeats))
 
 
-__all__ = ["best_seconds", "timed"]
+__all__ = ["best_seconds", "device_missing", "no_device", "timed"]

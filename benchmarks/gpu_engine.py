@@ -22,7 +22,9 @@ which rows are late), to show how much of the gap is that per-batch cost.
 Every output of every run must equal the CPU engine's: the same rows, integers
 and strings exactly, floats within 1e-6 relative, the same quarantine and late
 counts. The last line is ``GPU_ENGINE PASS`` or ``GPU_ENGINE FAIL``. Under the
-simulator (``NUMBA_ENABLE_CUDASIM=1``) it is a smoke test with tiny inputs.
+simulator (``NUMBA_ENABLE_CUDASIM=1``) it is a smoke test with tiny inputs: by default
+1,000 and 500 events over 20 s, one run each and no runs in large batches (about 30 s
+of CPU). Without a device or the simulator it exits with status 2 before any run.
 """
 
 from __future__ import annotations
@@ -36,13 +38,16 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from benchmarks.device_timing import device_missing
 from benchmarks.windows import COLUMNS, engine_config, frame_differences
-from gpu_engine.commands.generate import _count
+from gpu_engine.commands.generate import _count, _count_at_least
 from gpu_engine.config import load_config
 from gpu_engine.config.models import EngineConfig
 from gpu_engine.generator import GeneratorSpec, generate
+from kernels.cuda._core import SIMULATOR
 
 FULL_CONFIG = Path(__file__).resolve().parents[1] / "gpu_engine" / "examples" / "short_video.yaml"
+PROG = "python -m benchmarks.gpu_engine"
 
 
 def events(n: int, duration_ms: int, bad_fraction: float = 0.0) -> pa.Table:
@@ -186,13 +191,18 @@ def large_batches(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=_count, default=10_000_000)
-    parser.add_argument("--full-events", type=_count, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--duration-ms", type=int, default=600_000, help="event-time span")
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    positive = _count_at_least(1)
+    # The simulator's launches cost tens of ms of Python each and its kernels loop over
+    # every item in Python threads: there the defaults are a smoke test's (one run of the
+    # full config on 1,000 events over 10 minutes took over 2 minutes, on 500 over 20 s 12).
+    parser.add_argument("--events", type=positive, default=1_000 if SIMULATOR else 10_000_000)
+    parser.add_argument("--full-events", type=positive, default=500 if SIMULATOR else 1_000_000)
+    parser.add_argument("--repeat", type=positive, default=1 if SIMULATOR else 2)
+    parser.add_argument("--duration-ms", type=positive, default=20_000 if SIMULATOR else 600_000,
+                        help="event-time span")  # fmt: skip
     parser.add_argument(
-        "--large-batch", type=_count, default=1_048_576, metavar="ROWS",
+        "--large-batch", type=_count, default=0 if SIMULATOR else 1_048_576, metavar="ROWS",
         help="batching.max_rows of the second run of each workload (0: none)",
     )  # fmt: skip
     parser.add_argument(
@@ -200,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         help="profile one more CUDA run of the sliding workload; print its N costliest functions",
     )  # fmt: skip
     parser.add_argument(
-        "--cpu-workers", type=int, nargs="+", default=sorted({os.cpu_count() or 1, 4}),
+        "--cpu-workers", type=positive, nargs="+", default=sorted({os.cpu_count() or 1, 4}),
         help="CPU engine worker counts to try; the fastest is the reference",
     )  # fmt: skip
     parser.add_argument(
@@ -208,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         help="one more CUDA run of each workload with its N costliest kernels by device time",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    if device_missing(PROG):  # before the CPU runs, which would be for nothing
+        return 2
     problems: list[str] = []
 
     from kernels.cuda._core import LAUNCH_PATH
@@ -252,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     cpu = best(configured(base, "cpu", cpu_workers), full, args.repeat)
     report(f"cpu, {cpu_workers} workers", args.full_events, cpu)
     # The simulator cannot launch kernels from worker threads: one worker there.
-    for workers in (1,) if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" else (1, 2):
+    for workers in (1,) if SIMULATOR else (1, 2):
         gpu = best(configured(base, "cuda", workers), full, args.repeat)
         report(f"cuda, {workers} worker(s)", args.full_events, gpu, cpu[0])
         problems += check(f"full cuda-{workers}w", gpu, cpu)

@@ -426,7 +426,8 @@ def compare_with_device(reports: Iterable[KernelReport]) -> tuple[list[str], lis
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.kernel_resources",
+                                     description=__doc__.split("\n\n")[0])  # fmt: skip
     parser.add_argument("--only", nargs="*", default=[],
                         help="kernel name prefixes (agg. hash. ...): only these")  # fmt: skip
     parser.add_argument("--threads", type=int, default=None,

@@ -226,7 +226,8 @@ def report(by_count: dict[int, list[Times]]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.launch_cost",
+                                     description=__doc__.split("\n\n")[0])  # fmt: skip
     parser.add_argument("--repeat", type=int, default=300, help="launches with known arrays")
     parser.add_argument("--fresh", type=int, default=200, help="launches with new arrays")
     parser.add_argument("--arrays", action="store_true", help="time device arrays instead")

@@ -1,6 +1,7 @@
 """Kernel launches and host reads per batch of the engine on ``backend: cuda``, by path.
 
-    NUMBA_ENABLE_CUDASIM=1 python -m benchmarks.launches [--events 8192] [--batch 2048]
+    NUMBA_ENABLE_CUDASIM=1 python -m benchmarks.launches [--events 256] [--batch 256]
+    python -m benchmarks.launches [--events 8192] [--batch 2048]   # the same on a card
     python -m benchmarks.launches --costs   # on a card: host us per launch, read, allocation
 
 Each launch costs Numba some microseconds of Python on the host, each read of a device
@@ -17,6 +18,13 @@ Numba's own slicing, dtype views and reshapes (tens of µs each: ``benchmarks.la
 prepared on the host (``cuda_host_frames: host``), and columns pushed on the device; for
 the sliding workload of :mod:`benchmarks.windows` and for the full short-video config
 (sessions, sketches, top-k, 1% corrupt rows).
+
+The simulator's launches cost tens of milliseconds each (its Python threads), the full
+config makes 200 to 450 a batch, and the first path runs twice (a warm-up: a first run
+allocates more), so there the defaults are one batch of 256 events over 2 s a workload
+(about 30 s of CPU, where 2,048 events in batches of 1,024 took 3.5 minutes; a card's
+defaults are 8,192 in batches of 2,048). Without a device or the simulator it
+exits with status 2 at once.
 """
 
 from __future__ import annotations
@@ -28,9 +36,10 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.device_timing import device_missing
 from benchmarks.gpu_engine import FULL_CONFIG, configured, events, on_device, run
 from benchmarks.windows import COLUMNS, engine_config
-from gpu_engine.commands.generate import _count
+from gpu_engine.commands.generate import _count_at_least
 from gpu_engine.config import load_config
 from gpu_engine.config.models import EngineConfig
 from kernels.cuda import _core
@@ -46,6 +55,10 @@ COUNTERS = (_core.LAUNCHES, _core.READS, _core.WAITS, _core.ALLOCATIONS, _core.V
 NAMES = ("launched", "read by", "waited in", "allocated", "viewed by", "sliced by",
          "copied by", "Numba-copied by")  # fmt: skip
 LEAN = {"carve", "_carved", "span", "row", "copy"}  # direct on a card: VIEWS and COPIES
+PROG = "python -m benchmarks.launches"
+# (events, batching.max_rows, event-time span in ms) by default: one batch a workload
+# under the simulator (see above), four on a card.
+DEFAULTS = (256, 256, 2_000) if _core.SIMULATOR else (8192, 2048, 20_000)
 
 
 def count_slices() -> None:
@@ -118,16 +131,22 @@ def report(label: str, result: tuple[int, list[Counter[str]]], top: int) -> None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=_count, default=8192)
-    parser.add_argument("--batch", type=int, default=2048, help="batching.max_rows")
-    parser.add_argument("--duration-ms", type=int, default=20_000, help="event-time span")
-    parser.add_argument("--top", type=int, default=6)
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    positive = _count_at_least(1)
+    events_default, batch_default, duration_default = DEFAULTS
+    parser.add_argument("--events", type=positive, default=events_default)
+    parser.add_argument("--batch", type=positive, default=batch_default,
+                        help="batching.max_rows")  # fmt: skip
+    parser.add_argument("--duration-ms", type=positive, default=duration_default,
+                        help="event-time span")  # fmt: skip
+    parser.add_argument("--top", type=_count_at_least(0), default=6)
     parser.add_argument(
         "--costs", action="store_true",
         help="only time one launch and one read on this device (meaningful on a card)",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    if device_missing(PROG):
+        return 2
     if args.costs:
         for what, us in device_costs().items():
             print(f"{what:<58}{us:8.1f} us")
@@ -154,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         ("full short-video config", load_config(FULL_CONFIG), full),
     ):
         print(f"{title}, {args.events:,} events in batches of {args.batch:,}:")
-        run(cuda(base, "device"), data)  # compiles (the simulator compiles nothing)
+        run(cuda(base, "device"), data)  # compiles, and makes what a first run allocates
         report("host frames, device-prepared", counted(cuda(base, "device"), data), args.top)
         report("host frames, host-prepared", counted(cuda(base, "host"), data), args.top)
         report("device columns", counted(cuda(base, "device"), on_device(data)), args.top)
@@ -198,7 +217,8 @@ def device_costs(calls: int = 2000) -> dict[str, float]:
     def allocate() -> None:
         _core.empty(512, np.int64)  # dropped at once: its free is queued (Numba defers them)
 
-    def allocate_large() -> None:  # the size of a 10M-event batch's sketch entries (480 MB)
+    def allocate_large() -> None:  # 2**25 int64s, 256 MiB (a 10M-event batch's sketch
+        # entries, 2 x 10M x 3 int64s, are 480 MB)
         _core.empty(1 << 25, np.int64)
 
     out: dict[str, float] = {}

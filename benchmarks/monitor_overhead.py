@@ -10,7 +10,8 @@ evaluation, alert bookkeeping and Parquet buffering/flushing — with
 The per-batch hot path (``record_batch``) and one Prometheus scrape are timed
 separately, since their cost scales with batch and scrape rates.
 
-Run: ``python -m benchmarks.monitor_overhead [--ticks 600] [--write FILE]``
+Run: ``python -m benchmarks.monitor_overhead [--ticks 600] [--write FILE]`` (the first
+``WARM_UP_TICKS`` ticks are not counted, so ``--ticks`` is at least one more)
 """
 
 from __future__ import annotations
@@ -27,12 +28,14 @@ import numpy as np
 import pandas as pd  # noqa: F401 (loaded in the engine; else pyarrow's first write imports it)
 from prometheus_client import generate_latest
 
+from gpu_engine.commands.generate import _count_at_least
 from gpu_engine.monitor import EngineMetrics, Monitor, MonitorConfig
 
 WORKERS = [f"w{i}" for i in range(8)]
 STAGES = ["decode", "validate", "route", "window", "topk", "sink"]
 WINDOWS = [f"win{i:02d}" for i in range(20)]
 KEYS = 50
+WARM_UP_TICKS = 5  # ticks before the steady state: not counted
 
 
 def build_config() -> MonitorConfig:
@@ -151,7 +154,7 @@ def run(ticks: int, batches_per_s: int) -> dict[str, float]:
     for _ in range(50):
         body = generate_latest(metrics.registry)
     scrape_ms = (time.perf_counter() - c0) / 50 * 1e3
-    steady = tick_cpu[5:]
+    steady = tick_cpu[WARM_UP_TICKS:]
     return {
         "ticks": ticks,
         "series": n_series,
@@ -194,12 +197,14 @@ def report(r: dict[str, float]) -> str:
     )
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--ticks", type=int, default=600)
-    ap.add_argument("--batches-per-s", type=int, default=100)
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.monitor_overhead",
+                                 description=__doc__.split("\n\n")[0])  # fmt: skip
+    ap.add_argument("--ticks", type=_count_at_least(WARM_UP_TICKS + 1), default=600,
+                    help=f"ticks timed; the first {WARM_UP_TICKS} are not counted")  # fmt: skip
+    ap.add_argument("--batches-per-s", type=_count_at_least(0), default=100)
     ap.add_argument("--write", type=Path, default=None, help="write the result section here")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     # Alert logging stays on (its cost counts) but goes nowhere instead of the terminal.
     logging.getLogger("gpu_engine").addHandler(logging.NullHandler())
     logging.getLogger("gpu_engine").propagate = False

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gpu_engine.commands.generate import _count_at_least
 from gpu_engine.monitor import Monitor, MonitorConfig
 from gpu_engine.monitor.sampler import Sample
 from gpu_engine.monitor.system import process_rss_bytes
@@ -40,10 +41,12 @@ class _NoMetrics:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ticks", type=int, default=3000)
-    parser.add_argument("--keys", type=int, default=5, help="new keys a second")
-    parser.add_argument("--every", type=int, default=500, help="ticks between reports")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.monitor_soak",
+                                     description=__doc__.split("\n\n")[0])  # fmt: skip
+    positive = _count_at_least(1)
+    parser.add_argument("--ticks", type=positive, default=3000)
+    parser.add_argument("--keys", type=positive, default=5, help="new keys a second")
+    parser.add_argument("--every", type=positive, default=500, help="ticks between reports")
     args = parser.parse_args(argv)
     logging.disable(logging.WARNING)  # a line per alert change would time the terminal
     channels = {"cb": {"type": "callback"}}

@@ -187,7 +187,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.csv is None:
         ap.error("give ncu's CSV output (or --metrics)")
-    with open(args.csv, encoding="utf-8", errors="replace") as file:
+    try:
+        file = open(args.csv, encoding="utf-8", errors="replace")  # noqa: SIM115
+    except OSError as exc:  # a missing CSV: ncu failed before writing it
+        ap.error(f"cannot read {args.csv}: {exc.strerror or exc}")
+    with file:
         try:
             kernels = parse(file, registered_names())
         except ValueError as exc:

@@ -123,7 +123,8 @@ def check_window(name: str, out: Path, want: pd.DataFrame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.pipeline",
+                                     description=__doc__.split("\n\n")[0])  # fmt: skip
     parser.add_argument("--events", type=_count, default=10_000_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=None)

@@ -11,7 +11,9 @@ integer, float and bool scalars, a scan, a fill that is not a memset), and the p
 aggregation through its blocks' shared tables of rows (a hot row, rows that share a
 table slot: the threads of a block race for slots on a card, which the simulator
 only imitates), compares what they computed with the CPU kernels on random data, and
-prints ``PREFLIGHT PASS`` or ``PREFLIGHT FAIL``. If it failed, ``gpu_check.sh`` runs
+prints ``PREFLIGHT PASS`` or ``PREFLIGHT FAIL`` (exit status 0, or 1 when a kernel
+differs or raises; 2, after one line saying so, when there is no CUDA device or driver
+and the simulator is off). If it failed, ``gpu_check.sh`` runs
 it again through Numba's dispatcher (``TIKTOKTOE_FAST_LAUNCH=0``), then without the
 tables (``TIKTOKTOE_BLOCK_TABLES=0``), then without the disk cache of compiled
 kernels (``TIKTOKTOE_CUDA_KERNEL_CACHE=0``), then without all three, and runs the rest
@@ -131,9 +133,19 @@ def aggregation_problems(rng: np.random.Generator, events: int = ROWS) -> list[s
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The check, with the command line ``argv`` (``main()``: none, not ``sys.argv``,
+    which under pytest is pytest's: the simulator suite, which gpu_check.sh runs on the
+    card, calls ``main()`` and was refused its arguments)."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.preflight",
                                      description=__doc__.split("\n\n")[0])  # fmt: skip
-    parser.parse_args(argv)  # no options: --help says what it does instead of doing it
+    parser.parse_args([] if argv is None else argv)  # no options: --help says what it does
+    from benchmarks.device_timing import no_device
+
+    reason = no_device()
+    if reason is not None:  # the driver's traceback said this in 39 lines, as a mismatch
+        print(f"no CUDA device or driver here ({reason}): no kernel to check")
+        print("PREFLIGHT FAIL", flush=True)
+        return 2
     from kernels.cuda._core import KERNEL_CACHE, LAUNCH_PATH
 
     cache = "on" if KERNEL_CACHE else "off"
@@ -150,4 +162,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

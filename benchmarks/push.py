@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from gpu_engine.commands.generate import _count
+from gpu_engine.commands.generate import _count_at_least
 from gpu_engine.config import load_config
 from gpu_engine.engine import Engine
 from gpu_engine.generator import GeneratorSpec, generate
@@ -147,18 +147,20 @@ def serve(events: int, rows: int, rate: float, background: bool, seed: int = 0) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=_count, default=20_000)
-    parser.add_argument("--rows", type=_count, default=1, help="rows a push")
-    parser.add_argument("--batch-rows", type=_count, help="time pushes of one batch this size")
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--serve", type=_count, help="pace pushes at this many events/s")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.push",
+                                     description=__doc__.split("\n\n")[0])  # fmt: skip
+    positive = _count_at_least(1)
+    parser.add_argument("--events", type=positive, default=20_000)
+    parser.add_argument("--rows", type=positive, default=1, help="rows a push")
+    parser.add_argument("--batch-rows", type=positive, help="time pushes of one batch this size")
+    parser.add_argument("--workers", type=positive, nargs="+", default=[1, 2])
+    parser.add_argument("--serve", type=positive, help="pace pushes at this many events/s")
     parser.add_argument("--background", action="store_true", help="Engine(background=True)")
     args = parser.parse_args(argv)
     if args.serve:
         behind = []
         for background in (False, True):
-            r = serve(args.events, max(args.rows, 1), args.serve, background)
+            r = serve(args.events, args.rows, args.serve, background)
             mode = "background=True " if background else "poll_every=0.01"
             print(
                 f"{mode}: push p50 {r['p50_ms']:.3f} ms, p99 {r['p99_ms']:.3f} ms, "
@@ -179,12 +181,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.batch_rows:
         for workers in args.workers:
-            r = batch_latency(args.events, max(args.batch_rows, 1), workers)
+            r = batch_latency(args.events, args.batch_rows, workers)
             print(f"{args.batch_rows}-row batches, {workers} worker(s): p50 {r['p50_ms']:.2f} ms, "
                   f"p99 {r['p99_ms']:.2f} ms, mean {r['mean_ms']:.2f} ms "
                   f"({r['batches']:,} batches)")  # fmt: skip
         return 0
-    result = measure(args.events, max(args.rows, 1), background=args.background)
+    result = measure(args.events, args.rows, background=args.background)
     print(
         f"{args.events:,} events in {result['pushes']:,} pushes of {args.rows} row(s)"
         f"{' (background)' if args.background else ''}: "

@@ -7,8 +7,14 @@
 ``--events`` and ``--seed`` apply to all three (``ingest``: synthetic keys and times drawn
 with that seed; by default 60 batches of ``--batch-rows``, the first 3 not timed).
 
-``engine`` also compares commits: run this file with ``PYTHONPATH`` pointing at
-another checkout (``PYTHONPATH=../old python benchmarks/stages.py engine``).
+``engine`` also compares commits: run the same line from the root of another checkout
+that has this benchmark (``cd ../old && python -m benchmarks.stages engine``), or from
+this root as ``PYTHONPATH=../old python -P -m benchmarks.stages engine`` (``-P``, Python
+3.11 on: no current folder on ``sys.path``); either way that checkout's engine and
+benchmarks are the ones imported. Plain ``python -m`` puts the current folder first on
+``sys.path``, ahead of ``PYTHONPATH``, so ``PYTHONPATH=../old`` alone changes nothing
+here; and running this file by its path fails, since ``benchmarks/`` then comes first
+and its ``gpu_engine.py`` hides the ``gpu_engine`` package.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from benchmarks.windows import COLUMNS, dataset, engine_config, run_engine
-from gpu_engine.commands.generate import _count
+from gpu_engine.commands.generate import _count_at_least
 
 BATCH_ROWS = 65_536
 
@@ -125,17 +131,19 @@ def ingest(events: int = 60 * BATCH_ROWS, seed: int = 0, rows: int = BATCH_ROWS)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.stages",
+                                     description=__doc__.split("\n\n")[0])  # fmt: skip
+    positive = _count_at_least(1)
     parser.add_argument("what", choices=["engine", "validate", "ingest"])
     parser.add_argument(
-        "--events", type=_count, help="default: 10M; ingest: 60 batches of --batch-rows"
+        "--events", type=positive, help="default: 10M; ingest: 60 batches of --batch-rows"
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-rows", type=_count, default=BATCH_ROWS)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--batch-rows", type=positive, default=BATCH_ROWS)
+    parser.add_argument("--workers", type=positive, default=1)
+    parser.add_argument("--repeat", type=positive, default=3)
     args = parser.parse_args(argv)
-    rows = max(args.batch_rows, 1)
+    rows = args.batch_rows
     if args.what == "engine":
         events = 10_000_000 if args.events is None else args.events
         engine(events, args.workers, args.repeat, args.seed)

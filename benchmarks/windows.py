@@ -29,7 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gpu_engine.commands.generate import _count
+from gpu_engine.commands.generate import _count_at_least
 from gpu_engine.generator import GeneratorSpec, write_events
 
 CACHE = Path(__file__).resolve().parent / ".cache"
@@ -285,10 +285,11 @@ def check_equal(name: str, got: pd.DataFrame, want: pd.DataFrame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=_count, default=1_000_000)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.windows",
+                                     description=__doc__.split("\n\n")[0])  # fmt: skip
+    parser.add_argument("--events", type=_count_at_least(1), default=1_000_000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=_count_at_least(1), default=5)
     parser.add_argument(
         "--only", nargs="*", default=list(CONTENDERS), choices=list(CONTENDERS),
         help="contenders (engine = one worker per core, engine-1w = a single worker)",
