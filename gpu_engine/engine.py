@@ -231,7 +231,8 @@ class Engine:
         names, not one per request. Sources share each window's watermark (the largest
         event time from any of them): one behind another's progress has its events late.
         """
-        source = _source_name(source)
+        if type(source) is not str or not source.isascii():  # the usual name, as it is
+            source = _source_name(source)
         if self._intake is None:
             self._push_now(frame, source, first_row)
             return
@@ -851,8 +852,6 @@ def _source_name(source: object) -> str:
     """A push's ``source`` as text every output can store: a path (``Path``, bytes) as its
     text, any other object as ``str``, and lone surrogates (an undecodable file name's
     bytes, from ``os.fsdecode``) as backslash escapes, which UTF-8 cannot hold."""
-    if type(source) is str and source.isascii():  # the usual name, as it is (every push)
-        return source
     is_path = isinstance(source, (bytes, os.PathLike))
     text = os.fsdecode(source) if is_path else str(source)  # type: ignore[arg-type]
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
