@@ -398,8 +398,8 @@ class Engine:
 
     def _stop_background_thread(self) -> None:
         """Ask the background poller or intake to stop (the intake refuses pushes from
-        then on). Not joined: it may be waiting for
-        the lock this thread holds; once it has it, it sees the engine closed and ends."""
+        then on). Not joined: it may be waiting for the lock this thread holds; once it
+        has it, it sees the engine closed and ends."""
         if self._poller is not None:
             self._poller.stop()
         if self._intake is not None:

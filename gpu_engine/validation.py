@@ -512,10 +512,10 @@ def _check_int64_rules(
     spec: FieldSpec, values: Any, is_null: Any, index: int, reason_codes: ReasonCodes
 ) -> None:
     """The range and allowed-set rules of an int64 field (or a timestamp's epoch ms) in
-    int64 arithmetic, after the
-    kernels' float64 pass: rounding there only ever lets a value through (a value that
-    passes exactly also passes rounded), so this marks the rows it let through wrongly;
-    rows with a reason keep theirs. On the host: configurations with such bounds only."""
+    int64 arithmetic, after the kernels' float64 pass: rounding there only ever lets a
+    value through (a value that passes exactly also passes rounded), so this marks the
+    rows it let through wrongly; rows with a reason keep theirs. On the host:
+    configurations with such bounds only."""
     v = np.asarray(host_copy(values), dtype=np.int64)
     flags = np.asarray(host_copy(is_null))
     present = np.ones(len(v), bool) if flags.shape[0] == 0 else flags == 0
