@@ -12,7 +12,7 @@ import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import pyarrow as pa
@@ -261,7 +261,7 @@ def _schema(spec: GeneratorSpec) -> pa.Schema:
     return stream_schema(spec.kind)
 
 
-KINDS: tuple[StreamKind, ...] = ("short-video", "nexmark-bids")
+KINDS: tuple[StreamKind, ...] = get_args(StreamKind)
 
 
 @functools.cache

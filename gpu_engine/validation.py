@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
+from functools import cached_property, partial
 from typing import Any
 
 import numpy as np
@@ -104,12 +104,18 @@ class ValidatedBatch:
     def n_quarantined(self) -> int:
         return 0 if self.quarantine is None else self.quarantine.num_rows
 
+    @cached_property
+    def _kept_rows(self) -> np.ndarray:
+        """The batch row of each valid row (once a batch, for every window's late rows)."""
+        assert self.failed is not None
+        return np.flatnonzero(~self.failed)
+
     def traced_rows(self, mask: np.ndarray) -> pa.Table:
         """The valid rows where ``mask`` holds (late rows, say), each with the ``_source``
         and ``_row`` of its input row, as the quarantine's and the dead letters' have."""
         picked = np.flatnonzero(mask)
         rows = self.valid.filter(pa.array(mask))
-        input_rows = picked if self.failed is None else np.flatnonzero(~self.failed)[picked]
+        input_rows = picked if self.failed is None else self._kept_rows[picked]
         source = pa.repeat(pa.scalar(self.source, pa.string()), len(picked))
         rows = rows.append_column("_source", source)
         return rows.append_column("_row", pa.array(input_rows + self.first_row, pa.int64()))

@@ -353,12 +353,10 @@ def int64_bounds_case(backend: str) -> tuple[list[tuple[int, int | None]], list[
         "u": {"type": "int64", "nullable": True, "min": -big - 3, "max": big},
         "v": {"type": "int64", "nullable": True, "allowed": [2**53 + 1, -(2**62) - 1, 7]},
     }
-    config = parse_config({
-        "schema": {"time": "t", "fields": fields},
-        "windows": [{"name": "w", "type": "tumbling", "size": 1000,
-                     "aggregations": [{"name": "n", "op": "count"}]}],
-        "backend": backend,
-    })  # fmt: skip
+    config = make_config(
+        {"type": "tumbling", "size": 1000, "aggregations": [{"name": "n", "op": "count"}]},
+        schema={"time": "t", "fields": fields}, backend=backend,
+    )  # fmt: skip
     u = [big - 1, big, big + 1, big + 2, -big - 3, -big - 4, None, 5, 5, 5, 5]
     v = [7, 7, 7, 7, 7, 7, 7, 2**53, 2**53 + 1, -(2**62) - 1, -(2**62)]
     n = len(u)
@@ -391,12 +389,10 @@ def timestamp_bounds_case(backend: str) -> tuple[list[int], list[int]]:
     big = 2**60
     fields = {"t": {"type": "timestamp", "min": -big - 3, "max": big},
               "k": {"type": "int64"}}  # fmt: skip
-    config = parse_config({
-        "schema": {"time": "t", "fields": fields},
-        "windows": [{"name": "w", "type": "session", "gap": 1000,
-                     "aggregations": [{"name": "n", "op": "count"}]}],
-        "backend": backend,
-    })  # fmt: skip
+    config = make_config(
+        {"type": "session", "gap": 1000, "aggregations": [{"name": "n", "op": "count"}]},
+        schema={"time": "t", "fields": fields}, backend=backend,
+    )  # fmt: skip
     t = [big - 1, big, big + 1, big + 100, -big - 3, -big - 4, -big - 2, 5]
     table = pa.table({"t": pa.array(t, pa.timestamp("ms")), "k": pa.array([0] * len(t))})
     sink, summary = run_engine(config, table)
