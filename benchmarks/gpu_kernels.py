@@ -145,7 +145,7 @@ def cpu_run(ev: dict[str, np.ndarray]) -> Result:
     fcols = ev["watch_ms"].astype(np.float64).reshape(1, n)
     masks = (ev["event_type"] == 1).astype(np.uint8).reshape(1, n)
     cpu_update(ids, OPS, COL_OF, MASK_OF, IS_INT, fcols, np.zeros((0, 0), np.int64), masks,
-               state.rows, state.ist, state.isum, state.f0, state.f1)  # fmt: skip
+               state.rows, state.ist, state.isum, state.f0, state.f1, state.moments)  # fmt: skip
     qk = np.empty(n, np.int64)
     cpu_bucket_keys(fcols[0], qk)
     hk = np.empty(n, np.int64)

@@ -114,7 +114,8 @@ def aggregation_problems(rng: np.random.Generator, events: int = ROWS) -> list[s
         masks = (rng.random((1, events)) < 0.3).astype(np.uint8)
         no_ints = np.zeros((0, 0), np.int64)
         cpu_aggregate.update_events(ids, ops, col_of, mask_of, is_int, fcols, no_ints, masks,
-                                    want.rows, want.ist, want.isum, want.f0, want.f1)  # fmt: skip
+                                    want.rows, want.ist, want.isum, want.f0, want.f1,
+                                    want.moments)  # fmt: skip
         aggregate.update_events(ids, ops, col_of, mask_of, is_int, fcols, no_ints, masks, state)
     got = state.to_host(AGG_ROWS)
     found = [

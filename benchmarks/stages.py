@@ -86,10 +86,10 @@ def ingest(events: int = 60 * BATCH_ROWS, seed: int = 0, rows: int = BATCH_ROWS)
 
     @njit(nogil=True)
     def updates(ids, ops, col_of, mask_of, is_int, fcols, icols, masks, state):
-        rows, ist, isum, f0, f1 = state
+        rows, ist, isum, f0, f1, moments = state  # no STD/VAR here: nothing to fold
         for i in range(ids.shape[0]):
             update_row(ids[i], i, ops, col_of, mask_of, is_int, fcols, icols, masks,
-                       rows, ist, isum, f0, f1)  # fmt: skip
+                       rows, ist, isum, f0, f1, moments)  # fmt: skip
 
     rng = np.random.default_rng(seed)
     total = events
@@ -113,7 +113,7 @@ def ingest(events: int = 60 * BATCH_ROWS, seed: int = 0, rows: int = BATCH_ROWS)
         t0 = time.perf_counter()
         index.set_count(lookups(t, atoms, slots, stored, n, ids))
         t1 = time.perf_counter()
-        columns = (state.rows, state.ist, state.isum, state.f0, state.f1)
+        columns = (state.rows, state.ist, state.isum, state.f0, state.f1, state.moments)
         updates(ids, ops, col_of, mask_of, is_int, fcols, np.empty((0, 0), np.int64), masks,
                 columns)  # fmt: skip
         t2 = time.perf_counter()

@@ -12,7 +12,7 @@ SUM       non-nulls   sum (integers)   sum (floats)     -
 MEAN      non-nulls   int sum (ints)   float sum        -
 MIN       non-nulls   min (integers)   min (floats)     -
 MAX       non-nulls   max (integers)   max (floats)     -
-STD/VAR   non-nulls   -                mean             M2 (Welford/Chan)
+STD/VAR   non-nulls   -                mean             M2 (two-pass/Chan)
 QUANTILE  non-nulls   -                -                -   (buckets in a sketch table)
 DISTINCT  non-nulls   -                -                -   (hashes in a sketch table)
 ========  ==========  ===============  ===============  ==========
@@ -24,6 +24,13 @@ to 2^53); their ``mean`` keeps both sums and takes the exact one unless the floa
 sum says it may have wrapped past ±2^63 (:func:`integer_mean`).
 MIN/MAX rows start at their identities in both columns (the one not fed stays
 there), so a merge or combine needs no column types.
+
+STD/VAR take a batch, or the rows merged into one, as the CUDA kernels do: its count and
+sum first, then the deviations from its mean, squared and not, and the corrected
+two-pass moments of those (:func:`corrected_moments`) merged into the row by Chan's
+formula. A per-event (Welford) update rounds the running mean at every event: on values
+near 1e15, whose float64 spacing is 0.125, it drifted by up to 4 % from the exact
+variance. The batch's sums live in ``AggState.moments``, zero between calls.
 """
 
 from __future__ import annotations
@@ -50,7 +57,7 @@ OP_CODES = {
 class AggState:
     """Columnar, growable aggregate state for ``n_aggs`` aggregations."""
 
-    __slots__ = ("f0", "f1", "ist", "isum", "n_aggs", "ops", "rows")
+    __slots__ = ("f0", "f1", "ist", "isum", "moments", "n_aggs", "ops", "rows")
 
     def __init__(self, ops: np.ndarray, capacity: int = 1024) -> None:
         self.ops = np.asarray(ops, dtype=np.int64)
@@ -61,6 +68,7 @@ class AggState:
         self.isum = np.zeros((capacity, self.n_aggs), dtype=np.int64)
         self.f0 = np.zeros((capacity, self.n_aggs), dtype=np.float64)
         self.f1 = np.zeros((capacity, self.n_aggs), dtype=np.float64)
+        self.moments = new_moments(self.ops, capacity)
         init_rows(self.ops, self.f0, self.isum, 0, capacity)
 
     @property
@@ -69,7 +77,8 @@ class AggState:
 
     @property
     def nbytes(self) -> int:
-        return int(sum(a.nbytes for a in (self.rows, self.ist, self.isum, self.f0, self.f1)))
+        columns = (self.rows, self.ist, self.isum, self.f0, self.f1, self.moments)
+        return int(sum(a.nbytes for a in columns))
 
     def reserve(self, n_rows: int) -> None:
         """Make room for row ids below ``n_rows`` (new rows start empty)."""
@@ -82,6 +91,7 @@ class AggState:
             grown = np.zeros((new, *array.shape[1:]), dtype=array.dtype)
             grown[:old] = array
             setattr(self, name, grown)
+        self.moments = new_moments(self.ops, new)  # zero between calls: nothing to keep
         init_rows(self.ops, self.f0, self.isum, old, new)
 
     def keep_rows(self, keep: np.ndarray, n_old: int) -> None:
@@ -103,6 +113,15 @@ class AggState:
 
 INT64_MAX = np.iinfo(np.int64).max
 INT64_MIN = np.iinfo(np.int64).min
+LARGEST_DOUBLE = float(np.finfo(np.float64).max)
+MOMENT_SUMS = 4  # per row and STD/VAR aggregation: count, sum, squared deviations, deviations
+
+
+def new_moments(ops: np.ndarray, capacity: int) -> np.ndarray:
+    """Zeroed scratch ``(capacity, number of STD/VAR aggregations, MOMENT_SUMS)`` in which
+    a batch's or a merge's moments are summed before they are folded into the state."""
+    n_moments = int(np.count_nonzero((ops == STD) | (ops == VAR)))
+    return np.zeros((capacity, n_moments, MOMENT_SUMS), dtype=np.float64)
 
 
 @njit(nogil=True, cache=True)
@@ -159,21 +178,29 @@ def compact_rows(keep, n_old, ops, rows, ist, isum, f0, f1):  # pragma: no cover
 
 @njit(inline="always")
 def update_row(
-    r, i, ops, col_of, mask_of, is_int, fcols, icols, masks, rows, ist, isum, f0, f1
+    r, i, ops, col_of, mask_of, is_int, fcols, icols, masks, rows, ist, isum, f0, f1, moments
 ):  # pragma: no cover - compiled
-    """Add event ``i`` to row ``r`` for every aggregation (see :func:`update_events`)."""
+    """Add event ``i`` to row ``r`` for every aggregation (see :func:`update_events`); of
+    STD/VAR only its count and sum, into ``moments``, until :func:`fold_moments`."""
     rows[r] += 1
+    j = -1  # the moment slot of aggregation ``a``: the STD/VAR aggregations in order
     for a in range(ops.shape[0]):
+        op = ops[a]
+        if op == STD or op == VAR:
+            j += 1
         m = mask_of[a]
         if m >= 0 and masks[m, i] == 0:
             continue
-        op = ops[a]
+        if op == STD or op == VAR:
+            moments[r, j, 0] += 1.0
+            moments[r, j, 1] += fcols[col_of[a], i]
+            continue
         ist[r, a] += 1
         if op == COUNT or op == QUANTILE or op == DISTINCT:
             continue
         c = col_of[a]
         x = fcols[c, i]
-        if is_int[a] and op != STD and op != VAR:
+        if is_int[a]:
             v = icols[c, i]
             if op == SUM or op == MEAN:
                 isum[r, a] += v
@@ -186,32 +213,79 @@ def update_row(
         elif op == MIN:
             if x < f0[r, a]:
                 f0[r, a] = x
-        elif op == MAX:
-            if x > f0[r, a]:
-                f0[r, a] = x
-        else:  # STD / VAR: Welford
-            k = ist[r, a]
-            delta = x - f0[r, a]
-            f0[r, a] = next_mean(f0[r, a], x, delta, k - 1, 1)
-            f1[r, a] += delta * (x - f0[r, a])
+        elif x > f0[r, a]:  # MAX
+            f0[r, a] = x
+
+
+@njit(inline="always")
+def fold_moments(
+    events, ids, ops, col_of, mask_of, fcols, masks, ist, f0, f1, moments
+):  # pragma: no cover - compiled
+    """The rest of STD/VAR for events ``events``, after :func:`update_row` summed their
+    counts and values: the deviations from each row's batch mean, then the corrected
+    moments merged into the row (Chan's formula); ``moments`` is left zeroed."""
+    if moments.shape[1] == 0:
+        return
+    for e in range(events.shape[0]):
+        i = events[e]
+        r = ids[i]
+        if r < 0:
+            continue
+        j = -1
+        for a in range(ops.shape[0]):
+            if ops[a] != STD and ops[a] != VAR:
+                continue
+            j += 1
+            m = mask_of[a]
+            if m >= 0 and masks[m, i] == 0:
+                continue
+            d = fcols[col_of[a], i] - moments[r, j, 1] / moments[r, j, 0]
+            moments[r, j, 2] += d * d
+            moments[r, j, 3] += d
+    for e in range(events.shape[0]):
+        r = ids[events[e]]
+        if r >= 0:
+            fold_row_moments(r, ops, ist, f0, f1, moments)
+
+
+@njit(inline="always")
+def fold_row_moments(r, ops, ist, f0, f1, moments):  # pragma: no cover - compiled
+    """Merge row ``r``'s summed moments (:data:`MOMENT_SUMS`) into its state; zero them."""
+    j = -1
+    for a in range(ops.shape[0]):
+        if ops[a] != STD and ops[a] != VAR:
+            continue
+        j += 1
+        ns = np.int64(moments[r, j, 0])
+        if ns == 0:
+            continue
+        mean, m2 = corrected_moments(moments[r, j, 1], ns, moments[r, j, 2], moments[r, j, 3])
+        f0[r, a], f1[r, a] = chan(ist[r, a], f0[r, a], f1[r, a], ns, mean, m2)
+        ist[r, a] += ns
+        for k in range(MOMENT_SUMS):
+            moments[r, j, k] = 0.0
 
 
 @njit(nogil=True, cache=True)
 def update_events(
-    ids, ops, col_of, mask_of, is_int, fcols, icols, masks, rows, ist, isum, f0, f1
+    ids, ops, col_of, mask_of, is_int, fcols, icols, masks, rows, ist, isum, f0, f1, moments
 ):  # pragma: no cover - compiled
     """Scatter event ``i`` into row ``ids[i]`` for every aggregation.
 
     ``fcols[c]``/``icols[c]`` hold value column ``c`` as float64 / int64 (``icols``: the
     integer columns of SUM, MEAN, MIN and MAX);
     ``masks[m]`` is 1 where an event takes part (not null and ``where`` holds);
-    aggregation ``a`` reads column ``col_of[a]`` under mask ``mask_of[a]``.
+    aggregation ``a`` reads column ``col_of[a]`` under mask ``mask_of[a]``;
+    ``moments`` is the state's zeroed STD/VAR scratch (:func:`new_moments`).
     """
     for i in range(ids.shape[0]):
         r = ids[i]
         if r >= 0:
             update_row(r, i, ops, col_of, mask_of, is_int, fcols, icols, masks,
-                       rows, ist, isum, f0, f1)  # fmt: skip
+                       rows, ist, isum, f0, f1, moments)  # fmt: skip
+    if moments.shape[1]:
+        events = np.arange(ids.shape[0])
+        fold_moments(events, ids, ops, col_of, mask_of, fcols, masks, ist, f0, f1, moments)
 
 
 @njit(inline="always")
@@ -231,8 +305,8 @@ def next_mean(mean_a, mean_b, delta, n_a, n_b):  # pragma: no cover - compiled
 def chan(n_a, mean_a, m2_a, n_b, mean_b, m2_b):  # pragma: no cover - compiled
     """(mean, M2) of two parts combined (Chan et al.), part ``a`` possibly empty.
 
-    Shared by every merge of STD/VAR moments: the CPU row merge and group
-    finaliser, and the CUDA fold and merge kernels.
+    Shared by every fold of STD/VAR moments into a state row, on the CPU and on the
+    device.
     """
     if n_a == 0:
         return mean_b, m2_b
@@ -242,23 +316,64 @@ def chan(n_a, mean_a, m2_a, n_b, mean_b, m2_b):  # pragma: no cover - compiled
     return mean, m2_a + (m2_b + delta * delta * n_a * n_b / total)
 
 
+@njit(inline="always")
+def corrected_moments(total, n, squares, deviations):  # pragma: no cover - compiled
+    """(mean, M2) of ``n`` values from their ``total`` and the sums of their deviations
+    from ``m = total / n``, squared and not: the corrected two-pass algorithm (Chan, Golub
+    and LeVeque, 1983), ``M2 = sum (x - m)^2 - (sum (x - m))^2 / n``, which takes out the
+    rounding of ``m``. Without it a column of 100 x (1e15 + 0.2) had a std of 0.13, and
+    1e15 + {0, 1} a variance 56 % too large. Squares past float64 give M2 as they are
+    (inf), never inf - inf; where finite values' total passed it (``m`` infinite, the
+    squares +inf) the mean is kept at float64's largest, so that later merges (Chan's
+    formula, ``next_mean``) stay finite rather than inf - inf."""
+    m = total / n
+    if squares == math.inf:  # finite values far apart, or whose sum overflowed
+        if math.isnan(m):  # merged parts' means of ±float64's largest: inf - inf
+            return 0.0, squares
+        return (math.copysign(LARGEST_DOUBLE, m) if math.isinf(m) else m), squares
+    if not (math.isfinite(m) and math.isfinite(squares)):
+        return m, squares  # NaN values: NaN
+    # deviations / n first: deviations^2 alone may pass float64 where squares does not
+    return m + deviations / n, max(squares - deviations * (deviations / n), 0.0)
+
+
+@njit(inline="always")
+def part_deviations(n_s, mean_s, m2_s, mean):  # pragma: no cover - compiled
+    """(squares, deviations) that a part of ``n_s`` values (its mean and M2) adds around
+    the merged ``mean``: ``M2_s + n_s (mean_s - mean)^2`` and ``n_s (mean_s - mean)``, as
+    :func:`corrected_moments` takes them."""
+    delta = mean_s - mean
+    squares = m2_s + n_s * delta * delta
+    if math.isnan(squares) and not (math.isnan(mean_s) or math.isnan(m2_s)):
+        return math.inf, 0.0  # means of ±float64's largest: inf - inf
+    return squares, n_s * delta
+
+
 @njit(nogil=True, cache=True)
 def merge_rows(
-    src_idx, dst_idx, ops, s_rows, s_ist, s_isum, s_f0, s_f1, d_rows, d_ist, d_isum, d_f0, d_f1
-):  # pragma: no cover - compiled
-    """Merge source row ``src_idx[j]`` into destination row ``dst_idx[j]`` for every ``j``."""
+    src_idx, dst_idx, ops, s_rows, s_ist, s_isum, s_f0, s_f1,
+    d_rows, d_ist, d_isum, d_f0, d_f1, moments,
+):  # pragma: no cover - compiled  # fmt: skip
+    """Merge source row ``src_idx[j]`` into destination row ``dst_idx[j]`` for every ``j``;
+    STD/VAR in two passes through the destination's zeroed ``moments`` (as the device)."""
     n_aggs = ops.shape[0]
     for j in range(src_idx.shape[0]):
         s = src_idx[j]
         d = dst_idx[j]
         d_rows[d] += s_rows[s]
+        k = -1
         for a in range(n_aggs):
+            op = ops[a]
+            if op == STD or op == VAR:
+                k += 1
             ns = s_ist[s, a]
             if ns == 0:
                 continue
-            op = ops[a]
-            nd = d_ist[d, a]
-            d_ist[d, a] = nd + ns
+            if op == STD or op == VAR:  # pass 1 of 2: count and n * mean
+                moments[d, k, 0] += ns
+                moments[d, k, 1] += ns * s_f0[s, a]
+                continue
+            d_ist[d, a] += ns
             if op == SUM or op == MEAN:
                 d_isum[d, a] += s_isum[s, a]  # 0 where not fed (floats, means)
                 d_f0[d, a] += s_f0[s, a]
@@ -272,9 +387,24 @@ def merge_rows(
                     d_f0[d, a] = s_f0[s, a]
                 if s_isum[s, a] > d_isum[d, a]:
                     d_isum[d, a] = s_isum[s, a]
-            elif op == STD or op == VAR:
-                d_f0[d, a], d_f1[d, a] = chan(nd, d_f0[d, a], d_f1[d, a], ns, s_f0[s, a],
-                                              s_f1[s, a])  # fmt: skip
+    if moments.shape[1] == 0:
+        return
+    for j in range(src_idx.shape[0]):  # pass 2: around each destination's merged mean
+        s = src_idx[j]
+        d = dst_idx[j]
+        k = -1
+        for a in range(n_aggs):
+            if ops[a] != STD and ops[a] != VAR:
+                continue
+            k += 1
+            ns = s_ist[s, a]
+            if ns:
+                mean = moments[d, k, 1] / moments[d, k, 0]
+                squares, deviations = part_deviations(ns, s_f0[s, a], s_f1[s, a], mean)
+                moments[d, k, 2] += squares
+                moments[d, k, 3] += deviations
+    for j in range(dst_idx.shape[0]):
+        fold_row_moments(dst_idx[j], ops, d_ist, d_f0, d_f1, moments)
 
 
 EXACT_SUM_BOUND = 2.0**62  # a float sum below it vouches for an int64 sum that did not wrap
@@ -302,8 +432,7 @@ def final_value(op, is_int, k, isum, f0, f1):  # pragma: no cover - compiled
         return (integer_mean(isum, f0, k) if is_int else f0 / k), True
     if k < 2:  # STD / VAR: sample statistics need two values
         return math.nan, False
-    # -inf: Welford's x - mean overflowed (values 3.4e308 apart), so the squares did too
-    var = (math.inf if f1 == -math.inf else max(f1, 0.0)) / (k - 1)
+    var = max(f1, 0.0) / (k - 1)
     return (math.sqrt(var) if op == STD else var), True
 
 
@@ -321,7 +450,7 @@ def merge_into(src: AggState, dst: AggState, src_idx: np.ndarray, dst_idx: np.nd
         np.ascontiguousarray(dst_idx, dtype=np.int64),
         src.ops,
         src.rows, src.ist, src.isum, src.f0, src.f1,
-        dst.rows, dst.ist, dst.isum, dst.f0, dst.f1,
+        dst.rows, dst.ist, dst.isum, dst.f0, dst.f1, dst.moments,
     )  # fmt: skip
 
 
@@ -343,11 +472,13 @@ def combine_finalize(
     iacc = np.zeros(n_aggs, dtype=np.int64)
     acc = np.zeros(n_aggs, dtype=np.float64)
     m2 = np.zeros(n_aggs, dtype=np.float64)
+    dev = np.zeros(n_aggs, dtype=np.float64)
     for g in range(lo.shape[0]):
         for a in range(n_aggs):
             cnt[a] = 0
             iacc[a] = INT64_MAX if ops[a] == MIN else (INT64_MIN if ops[a] == MAX else 0)
             m2[a] = 0.0
+            dev[a] = 0.0
             acc[a] = np.inf if ops[a] == MIN else (-np.inf if ops[a] == MAX else 0.0)
         for s in range(lo[g], hi[g]):
             for a in range(n_aggs):
@@ -368,9 +499,19 @@ def combine_finalize(
                         acc[a] = f0[s, a]
                     if isum[s, a] > iacc[a]:
                         iacc[a] = isum[s, a]
-                elif op == STD or op == VAR:
-                    acc[a], m2[a] = chan(cnt[a], acc[a], m2[a], ns, f0[s, a], f1[s, a])
+                elif op == STD or op == VAR:  # the total; deviations from its mean below
+                    acc[a] += ns * f0[s, a]
                 cnt[a] += ns
+        for a in range(n_aggs):
+            if (ops[a] == STD or ops[a] == VAR) and cnt[a]:
+                for s in range(lo[g], hi[g]):
+                    if ist[s, a]:
+                        squares, deviations = part_deviations(
+                            ist[s, a], f0[s, a], f1[s, a], acc[a] / cnt[a]
+                        )
+                        m2[a] += squares
+                        dev[a] += deviations
+                acc[a], m2[a] = corrected_moments(acc[a], cnt[a], m2[a], dev[a])
         p = position[g]
         for a in range(n_aggs):
             op = ops[a]
@@ -390,7 +531,7 @@ def combine_finalize(
             elif n < 2:
                 ok = False
             else:
-                var = (math.inf if m2[a] == -math.inf else max(m2[a], 0.0)) / (n - 1)
+                var = max(m2[a], 0.0) / (n - 1)
                 value = math.sqrt(var) if op == STD else var
             out_f[a, p] = value if ok else math.nan
             valid[a, p] = ok

@@ -5,8 +5,8 @@ go straight from the batch's columns into the pane state; nothing is copied
 per worker and no (pane, key) matrix is built.
 
 Numba's disk cache renews ``ingest_panes`` when this file changes, not when
-``kernels.aggregate.update_row`` or ``kernels.hashindex.find_or_add``, which it
-compiles in, do: after editing those, delete ``kernels/__pycache__/*.nb[ic]`` (a
+``kernels.aggregate.update_row``, ``fold_moments`` or ``kernels.hashindex.find_or_add``,
+which it compiles in, do: after editing those, delete ``kernels/__pycache__/*.nb[ic]`` (a
 variance fix once seemed not to work here because of it).
 """
 
@@ -14,14 +14,14 @@ from __future__ import annotations
 
 from numba import njit
 
-from kernels.aggregate import update_row
+from kernels.aggregate import fold_moments, update_row
 from kernels.hashindex import find_or_add
 
 
 @njit(nogil=True, cache=True)
 def ingest_panes(
     events, times, pane_ms, atoms, slots, stored, n, ids,
-    ops, col_of, mask_of, is_int, fcols, icols, masks, rows, ist, isum, f0, f1,
+    ops, col_of, mask_of, is_int, fcols, icols, masks, rows, ist, isum, f0, f1, moments,
 ):  # pragma: no cover - compiled  # fmt: skip
     """Aggregate events ``events`` into pane rows keyed ``(time // pane_ms, *atoms[i])``.
 
@@ -37,5 +37,6 @@ def ingest_panes(
     for j in range(events.shape[0]):
         i = events[j]
         update_row(ids[i], i, ops, col_of, mask_of, is_int, fcols, icols, masks,
-                   rows, ist, isum, f0, f1)  # fmt: skip
+                   rows, ist, isum, f0, f1, moments)  # fmt: skip
+    fold_moments(events, ids, ops, col_of, mask_of, fcols, masks, ist, f0, f1, moments)
     return n

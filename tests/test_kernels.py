@@ -52,7 +52,7 @@ def test_specialised_combine_equals_generic(seed) -> None:
     update_events(
         rng.integers(0, n_rows, n_events), ops, is_int.astype(np.int64),
         rng.integers(-1, 2, 6), is_int, values, icols, masks,
-        state.rows, state.ist, state.isum, state.f0, state.f1,
+        state.rows, state.ist, state.isum, state.f0, state.f1, state.moments,
     )  # fmt: skip
     # 120 groups, each a run of rows (some runs overlap, as windows do)
     lo = np.sort(rng.integers(0, n_rows - 10, 120))

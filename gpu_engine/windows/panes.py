@@ -65,7 +65,7 @@ class PaneState(GroupState):
         n = ingest_panes(
             events, batch.times, pane_ms, batch.atoms, slots, stored, n, ids,
             plan.ops, plan.col_of, values.mask_of, plan.is_int, values.fcols, values.icols,
-            values.masks, agg.rows, agg.ist, agg.isum, agg.f0, agg.f1,
+            values.masks, agg.rows, agg.ist, agg.isum, agg.f0, agg.f1, agg.moments,
         )  # fmt: skip
         self.index.set_count(n)
         if values.sketch_inputs:

@@ -198,6 +198,7 @@ class GroupState:
             ids, plan.ops, plan.col_of, values.mask_of, plan.is_int,
             values.fcols, values.icols, values.masks,
             self.agg.rows, self.agg.ist, self.agg.isum, self.agg.f0, self.agg.f1,
+            self.agg.moments,
         )  # fmt: skip
         self.sketches.add_events(ids, values)
 

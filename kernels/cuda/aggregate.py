@@ -20,7 +20,8 @@ Adding a batch of events takes three passes, each one thread per event:
 2. STD/VAR only: ``(x - mean)^2`` and ``x - mean`` around the row's batch mean
    (its count and sum from pass 1), since (n, mean, M2) cannot be updated
    atomically; the second takes the mean's rounding out of the first (the corrected
-   two-pass algorithm, :func:`_corrected`); through the same kind of table;
+   two-pass algorithm, :func:`~kernels.aggregate.corrected_moments`, as on the CPU);
+   through the same kind of table;
 3. the event that opened its row's count folds the row's accumulators into the
    state (Chan's formula for STD/VAR, exactly the CPU merge) and clears them:
    no atomics, and work in proportion to the batch, not to the state.
@@ -65,7 +66,9 @@ from kernels.aggregate import (
     VAR,
     AggState,
     chan,
+    corrected_moments,
     final_value,
+    part_deviations,
 )
 from kernels.cuda._core import (
     arr,
@@ -124,7 +127,6 @@ TILE_FLOATS = 2  # float sums
 TILE_INTS = 2  # integer sums
 TILE_SQUARES = 2  # pass 2's squared deviations (and, beside each, the deviations)
 _SQUARES_TILE_WIDTH = 2 * TILE_SQUARES  # a constant: shared array shapes must be
-_LARGEST_DOUBLE = float(np.finfo(np.float64).max)
 TILE_WIDTH = {"count": TILE_COUNTS, "float": TILE_FLOATS, "int": TILE_INTS,
               "squares": TILE_SQUARES}  # fmt: skip
 FREE = -1  # an unused slot of a table (row ids are never negative)
@@ -184,27 +186,6 @@ def _add_deviation(acc, tile, r, s, col, slot, d):  # pragma: no cover - compile
     else:
         cuda.atomic.add(acc, (r, slot), d * d)
         cuda.atomic.add(acc, (r, slot + 1), d)
-
-
-@device_function
-def _corrected(total, n, squares, deviations):  # pragma: no cover - compiled
-    """(mean, M2) of ``n`` values from their ``total`` and the sums of their deviations
-    from ``m = total / n``, squared and not: the corrected two-pass algorithm (Chan, Golub
-    and LeVeque, 1983), ``M2 = sum (x - m)^2 - (sum (x - m))^2 / n``, which takes out the
-    rounding of ``m``. Without it a column of 100 x (1e15 + 0.2) had a std of 0.13 (the
-    CPU's Welford: 0), and 1e15 + {0, 1} a variance 56 % too large. Squares past float64
-    give M2 as they are (inf), never inf - inf; where finite values' total passed it
-    (``m`` infinite, the squares +inf) the mean is kept at float64's largest, so that
-    later merges (Chan's formula, ``next_mean``) stay finite rather than inf - inf."""
-    m = total / n
-    if squares == math.inf:  # finite values far apart, or whose sum overflowed
-        if math.isnan(m):  # merged parts' means of ±float64's largest: inf - inf
-            return 0.0, squares
-        return (math.copysign(_LARGEST_DOUBLE, m) if math.isinf(m) else m), squares
-    if not (math.isfinite(m) and math.isfinite(squares)):
-        return m, squares  # NaN values: NaN, as the CPU gives
-    # deviations / n first: deviations^2 alone may pass float64 where squares does not
-    return m + deviations / n, max(squares - deviations * (deviations / n), 0.0)
 
 
 @device_function
@@ -396,7 +377,7 @@ def _fold(ids, owner, ops, is_int, fold, acc, acc_i, rows, ist, isum, f0, f1):  
             op = ops[a]
             if op == STD or op == VAR:
                 sq = fold[a, 2]
-                mean, m2 = _corrected(acc[r, fold[a, 1]], ns, acc[r, sq], acc[r, sq + 1])
+                mean, m2 = corrected_moments(acc[r, fold[a, 1]], ns, acc[r, sq], acc[r, sq + 1])
                 f0[r, a], f1[r, a] = chan(ist[r, a], f0[r, a], f1[r, a], ns, mean, m2)
             elif op == SUM and is_int[a]:
                 isum[r, a] += acc_i[r, fold[a, 1]]
@@ -419,7 +400,8 @@ def _combine_sig(dt: np.dtype) -> Any:
 @register("agg.combine_moments", ("int64",), _combine_sig)
 def _combine_moments(ops, n, ist, f0, f1, m_n, m_sum, m_m2, m_dev):  # pragma: no cover
     """Fold scratch moments (count, sum, M2 and deviations around the merged mean, as
-    :func:`_corrected` takes them) of rows ``0..n-1`` into (ist, f0, f1); clear them."""
+    :func:`~kernels.aggregate.corrected_moments` takes them) of rows ``0..n-1`` into
+    (ist, f0, f1); clear them."""
     n_aggs = ops.shape[0]
     for r in range(cuda.grid(1), n, cuda.gridsize(1)):
         for a in range(n_aggs):
@@ -429,7 +411,7 @@ def _combine_moments(ops, n, ist, f0, f1, m_n, m_sum, m_m2, m_dev):  # pragma: n
             ns = m_n[r, a]
             if ns == 0:
                 continue
-            mean, m2 = _corrected(m_sum[r, a], ns, m_m2[r, a], m_dev[r, a])
+            mean, m2 = corrected_moments(m_sum[r, a], ns, m_m2[r, a], m_dev[r, a])
             f0[r, a], f1[r, a] = chan(ist[r, a], f0[r, a], f1[r, a], ns, mean, m2)
             ist[r, a] += ns
             m_n[r, a] = 0
@@ -482,7 +464,8 @@ def _merge_m2(
     src_idx, dst_idx, ops, s_ist, s_f0, s_f1, m_n, m_sum, m_m2, m_dev
 ):  # pragma: no cover - compiled
     """Pass 2 of STD/VAR merging: ``M2_s + n_s (mean_s - mean)^2`` around the merged mean,
-    and ``n_s (mean_s - mean)``, with which :func:`_corrected` takes out its rounding."""
+    and ``n_s (mean_s - mean)`` (:func:`~kernels.aggregate.part_deviations`), with which
+    :func:`~kernels.aggregate.corrected_moments` takes out its rounding."""
     n_aggs = ops.shape[0]
     for j in range(cuda.grid(1), src_idx.shape[0], cuda.gridsize(1)):
         s = src_idx[j]
@@ -494,13 +477,10 @@ def _merge_m2(
             ns = s_ist[s, a]
             if ns == 0:
                 continue
-            mean, m2 = s_f0[s, a], s_f1[s, a]
-            delta = mean - m_sum[d, a] / m_n[d, a]
-            squares = m2 + ns * delta * delta
-            if math.isnan(squares) and not (math.isnan(mean) or math.isnan(m2)):
-                squares, delta = math.inf, 0.0  # means of +-float64's largest: inf - inf
+            mean = m_sum[d, a] / m_n[d, a]
+            squares, deviations = part_deviations(ns, s_f0[s, a], s_f1[s, a], mean)
             cuda.atomic.add(m_m2, (d, a), squares)
-            cuda.atomic.add(m_dev, (d, a), ns * delta)
+            cuda.atomic.add(m_dev, (d, a), deviations)
 
 
 def _finalize_sig(dt: np.dtype) -> Any:
@@ -598,7 +578,7 @@ def plan_tables(ops: np.ndarray, col_of: np.ndarray, mask_of: np.ndarray,
         if op in (STD, VAR):
             fresh = (SQUARES, m, c) not in slots
             fold[a, 2] = slot(SQUARES, m, c, slots, count, int(fold[a, 1]))
-            if fresh:  # the next slot sums the deviations themselves (_corrected)
+            if fresh:  # the next slot sums the deviations themselves (corrected_moments)
                 slots[(-SQUARES, m, c)] = len(slots)
         elif op == MIN:
             steps.append((INT_LOWEST if is_int[a] else LOWEST, m, c, a, -1, -1, -1))

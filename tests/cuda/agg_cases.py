@@ -57,7 +57,7 @@ def update_both(ids: np.ndarray, plan: list[tuple[int, int, int, bool]], dtype: 
         masks = np.stack([rng.random(n) < 0.3, rng.random(n) < 0.9]).astype(np.uint8)
         cpu.update_events(ids, ops, col_of, mask_of, is_int, fcols.astype(np.float64), icols,
                           masks, c_state.rows, c_state.ist, c_state.isum, c_state.f0,
-                          c_state.f1)  # fmt: skip
+                          c_state.f1, c_state.moments)  # fmt: skip
         gpu.update_events(ids, ops, col_of, mask_of, is_int, fcols, icols, masks, g_state)
     g = g_state.to_host(rows)
     np.testing.assert_array_equal(g.rows[:rows], c_state.rows[:rows])

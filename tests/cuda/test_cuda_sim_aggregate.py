@@ -51,7 +51,7 @@ def _cpu_update(index: HashIndex, state: cpu.AggState, keys, fcols, icols, masks
     state.reserve(len(index))
     cpu.update_events(
         ids, OPS, COL_OF, MASK_OF, IS_INT, fcols.astype(np.float64), icols, masks,
-        state.rows, state.ist, state.isum, state.f0, state.f1,
+        state.rows, state.ist, state.isum, state.f0, state.f1, state.moments,
     )  # fmt: skip
 
 
