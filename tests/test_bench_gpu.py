@@ -9,16 +9,20 @@ are a smoke test's, and ``gpu_kernels`` judges no goal there, nor when its resul
 from __future__ import annotations
 
 import ast
+import itertools
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from benchmarks import device_timing, gpu_engine, gpu_kernels, launches, preflight
+from benchmarks.windows import COLUMNS, engine_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -199,3 +203,85 @@ def test_the_large_allocation_is_described_at_its_size() -> None:
     assert (1 << 25) * 8 == 256 * 2**20
     assert "256 MiB" in lines[0] and "480 MB" not in lines[0]
     assert "allocation of 256 MiB" in source
+
+
+def _spoilt_if(spoil: Callable[[int], bool], real: Callable[..., tuple]) -> Callable[..., tuple]:
+    """``gpu_engine.run`` whose calls (counted from 0) that ``spoil`` names come out 1,000 s
+    slower, so never the fastest, with one count of their first output 1 more (its last
+    integer column, which keys and window bounds come before, in its first row)."""
+    calls = itertools.count()
+
+    def run(config: Any, data: Any) -> tuple:
+        seconds, outputs, summary = real(config, data)
+        if not spoil(next(calls)):
+            return seconds, outputs, summary
+        kind = sorted(outputs)[0]
+        frame = outputs[kind].copy()
+        column = [c for c in frame.columns if pd.api.types.is_integer_dtype(frame[c])][-1]
+        frame.loc[0, column] += 1
+        return seconds + 1_000.0, {**outputs, kind: frame}, summary
+
+    return run
+
+
+def test_every_run_of_a_best_of_is_checked_not_only_the_fastest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``best`` returned the fastest run alone, so a run that differed but was slower than
+    another passed unseen (on a card the float sums differ from run to run)."""
+    table = gpu_engine.events(2_000, 20_000).select(COLUMNS)
+    config = gpu_engine.configured(engine_config(1), "cpu", 1)
+    reference = gpu_engine.run(config, table)
+    # Calls: the warm-up, then three timed runs, the second of them spoilt.
+    monkeypatch.setattr(gpu_engine, "run", _spoilt_if(lambda call: call == 2, gpu_engine.run))
+    result = gpu_engine.best(config, table, 3)
+    assert result[0] < 1_000.0  # the time quoted is the fastest run's
+    assert len(result[3]) == 3
+    assert gpu_engine.check("cpu", result, reference) == ["cpu run 2 of 3 windows/w: likes differs"]
+    assert gpu_engine.check("cpu", result, result) == ["cpu run 2 of 3 windows/w: likes differs"]
+    monkeypatch.undo()
+    assert gpu_engine.check("cpu", gpu_engine.best(config, table, 2), reference) == []
+
+
+@pytest.mark.parametrize("spoilt", [False, True])
+def test_the_benchmark_fails_when_any_run_of_any_engine_differs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], spoilt: bool
+) -> None:
+    """``main`` with the CPU engine standing in for the CUDA one (no device needed): with
+    ``--repeat 2`` every best-of makes three runs (a warm-up, two timed); the second timed
+    run of each, spoilt and slowest, must fail the benchmark, whichever engine made it."""
+    real = gpu_engine.configured
+    monkeypatch.setattr(gpu_engine, "SIMULATOR", False)  # as on a card: two CUDA worker counts
+    monkeypatch.setattr(gpu_engine, "device_missing", lambda prog: False)
+    monkeypatch.setattr(gpu_engine, "on_device", lambda table: table)
+    monkeypatch.setattr(gpu_engine, "configured",
+                        lambda *a: real(*a).model_copy(update={"backend": "cpu"}))  # fmt: skip
+    spoil = (lambda call: call % 3 == 2) if spoilt else (lambda call: False)
+    monkeypatch.setattr(gpu_engine, "run", _spoilt_if(spoil, gpu_engine.run))
+    args = ["--events", "2000", "--full-events", "1000", "--duration-ms", "20000",
+            "--repeat", "2", "--cpu-workers", "1", "2", "--large-batch", "512"]  # fmt: skip
+    status = gpu_engine.main(args)
+    lines = capsys.readouterr().out.splitlines()
+    if not spoilt:
+        assert status == 0 and lines[-1] == "GPU_ENGINE PASS"
+        assert not [line for line in lines if line.startswith("MISMATCH")]
+        return
+    assert status == 1 and lines[-1] == "GPU_ENGINE FAIL"
+    failed = {line.split(" run 2 of 2 ")[0] for line in lines if line.startswith("MISMATCH")}
+    cpu = failed & {"MISMATCH full cpu-1w", "MISMATCH full cpu-2w"}  # the faster count
+    assert len(cpu) == 1
+    workers = next(iter(cpu)).split("-")[-1]
+    assert failed == {
+        "MISMATCH sliding cpu-1w",
+        "MISMATCH sliding cpu-2w",
+        "MISMATCH sliding cuda-1w",
+        "MISMATCH sliding cuda-1w host-prepared",
+        "MISMATCH sliding cuda-1w device columns",
+        f"MISMATCH sliding cpu-{workers} batches of 512",
+        "MISMATCH sliding cuda-1w batches of 512",
+        f"MISMATCH full cpu-{workers}",
+        "MISMATCH full cuda-1w",
+        "MISMATCH full cuda-2w",
+        f"MISMATCH full cpu-{workers} batches of 512",
+        "MISMATCH full cuda-1w batches of 512",
+    }

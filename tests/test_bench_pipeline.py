@@ -3,41 +3,195 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from benchmarks import pipeline
-from benchmarks.windows import dataset
+from gpu_engine.config import load_config
+from gpu_engine.generator import GeneratorSpec, write_events
 
-EVENTS = 2_000
+EVENTS = 4_000
+# Few users over two minutes: sessions of several events, and users with several sessions.
+SPEC = GeneratorSpec(events=EVENTS, seed=3, n_users=200, duration_ms=120_000)
+WINDOWS = ["content", "region", "user_sessions"]
 
 
-def test_a_run_is_checked_against_its_counts_and_an_independent_window(tmp_path: Path) -> None:
-    events_path = dataset(EVENTS, 0)
-    out = tmp_path / "run"
-    run = pipeline.run_once(events_path, out, dict(os.environ), None)
-    want_events = pipeline.expected_events(EVENTS, 0)
-    want_window = pipeline.oracle_window(events_path)
-    assert len(want_window) > 1_000
+@pytest.fixture(scope="module")
+def events_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("events") / "events.parquet"
+    write_events(SPEC, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished(events_path: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """One CLI run of the pipeline (its output folder, its figures), shared by the tests."""
+    out = tmp_path_factory.mktemp("run") / "out"
+    return out, pipeline.run_once(events_path, out, dict(os.environ), None)
+
+
+@pytest.fixture
+def out(finished: tuple[Path, dict], tmp_path: Path) -> Path:
+    """A copy of the run's output, for a test to spoil."""
+    return Path(shutil.copytree(finished[0], tmp_path / "out"))
+
+
+def _spoil(out: Path, window: str, column: str, change: Any) -> None:
+    """``change`` applied to ``column`` in the first row of a window's output."""
+    (part,) = (out / "windows" / window).iterdir()
+    table = pq.read_table(part)
+    values = table.column(column).to_numpy().copy()
+    values[0] = change(values[0])
+    index = table.schema.get_field_index(column)
+    pq.write_table(table.set_column(index, column, pa.array(values)), part)
+
+
+def test_a_run_is_checked_against_its_counts(finished: tuple[Path, dict]) -> None:
+    run = finished[1]
+    want_events = pipeline.expected_events(EVENTS, SPEC.seed)
     pipeline.check_events("test", run, want_events)
-    pipeline.check_window("test", out, want_window)
-
     for key, value in (("late", 1), ("valid", EVENTS - 1), ("quarantined", 3)):
         wrong = {**run, "events": {**run["events"], key: value}}
         with pytest.raises(AssertionError, match="test run counted"):
             pipeline.check_events("test", wrong, want_events)
 
-    (part,) = (out / "windows" / pipeline.CHECKED_WINDOW).iterdir()
-    table = pq.read_table(part)
-    views = table.column("views").to_numpy().copy()
-    views[0] += 1
-    index = table.schema.get_field_index("views")
-    pq.write_table(table.set_column(index, "views", pa.array(views)), part)
-    with pytest.raises(AssertionError, match="views differs"):
-        pipeline.check_window("test", out, want_window)
-    pq.write_table(table.slice(1), part)  # a row missing
-    with pytest.raises(AssertionError, match="rows"):
-        pipeline.check_window("test", out, want_window)
+
+def test_every_window_of_the_configuration_has_an_independent_reference(
+    events_path: Path, out: Path
+) -> None:
+    want = pipeline.oracle_windows(events_path)
+    assert sorted(want) == sorted(w.name for w in load_config(pipeline.CONFIG).windows)
+    assert sorted(want) == WINDOWS
+    assert want["region"].approximate == ("latency_p50", "latency_p99")
+    assert want["content"].approximate == want["user_sessions"].approximate == ()
+    sessions = want["user_sessions"].frame
+    assert sessions["events"].max() > 5  # sessions join events ...
+    assert sessions["user_id"].duplicated().any()  # ... and a gap splits a user's
+    assert sessions["events"].sum() == EVENTS
+    region = want["region"].frame
+    assert not region[["latency_p50", "latency_p99"]].isna().any().any()
+    pipeline.check_windows("test", out, want)
+    # The sketch's quantiles are not the exact ones: the 1 % tolerance is what passes them.
+    engine = pq.read_table(out / "windows" / "region").to_pandas()[region.columns]
+    both = engine.merge(region, on=["window_start", "region"], suffixes=("", "_exact"))
+    assert len(both) == len(region)
+    assert (both["latency_p99"] != both["latency_p99_exact"]).any()
+
+
+@pytest.mark.parametrize(
+    ("window", "column", "change", "message"),
+    [
+        ("content", "views", lambda v: v + 1, "views differs"),
+        ("region", "skips", lambda v: v + 1, "skips differs"),
+        ("region", "latency_p99", lambda v: v * 1.02, "latency_p99 differs"),
+        ("user_sessions", "window_end", lambda v: v + 1, "window_end differs"),
+        ("user_sessions", "events", lambda v: v + 1, "events differs"),
+        ("user_sessions", "watch_sum", lambda v: v * (1 + 1e-7), "watch_sum differs"),
+    ],
+)
+def test_a_value_differing_in_any_window_is_a_mismatch(
+    events_path: Path, out: Path, window: str, column: str, change: Any, message: str
+) -> None:
+    want = pipeline.oracle_windows(events_path)
+    _spoil(out, window, column, change)
+    with pytest.raises(AssertionError, match=f"test run, window {window}: {message}"):
+        pipeline.check_windows("test", out, want)
+
+
+def test_a_row_or_a_window_missing_is_a_mismatch(events_path: Path, out: Path) -> None:
+    want = pipeline.oracle_windows(events_path)
+    (part,) = (out / "windows" / "user_sessions").iterdir()
+    pq.write_table(pq.read_table(part).slice(1), part)
+    with pytest.raises(AssertionError, match=r"window user_sessions: .* rows, the reference"):
+        pipeline.check_windows("test", out, want)
+    shutil.rmtree(out / "windows" / "region")
+    with pytest.raises(AssertionError, match=r"wrote windows \['content', 'user_sessions'\]"):
+        pipeline.check_windows("test", out, want)
+
+
+@pytest.mark.parametrize(
+    ("window", "column"), [(None, None), ("region", "skips"), ("user_sessions", "events")]
+)
+def test_the_benchmark_fails_when_a_run_differs_in_any_window(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    events_path: Path,
+    finished: tuple[Path, dict],
+    window: str | None,
+    column: str,
+) -> None:
+    """``main`` on the test's events, its two CLI runs stood in for by copies of one run's
+    output: the warm one spoilt in ``window`` (none: both as they came)."""
+
+    def run_once(path: Path, out: Path, env: dict, workers: int | None) -> dict:
+        assert path == events_path
+        shutil.copytree(finished[0], out)
+        if window and out.name == "warm":
+            _spoil(out, window, column, lambda v: v + 1)
+        return finished[1]
+
+    monkeypatch.setattr(pipeline, "dataset", lambda events, seed: events_path)
+    monkeypatch.setattr(pipeline, "run_once", run_once)
+    args = ["--events", str(EVENTS), "--seed", str(SPEC.seed)]
+    if window is None:
+        assert pipeline.main(args) == 0
+        checked = capsys.readouterr().out.splitlines()[-1]
+        for name in WINDOWS:
+            assert f" {name} (" in checked
+        assert checked.endswith("equal the independent references (quantiles within 1%)")
+        return
+    with pytest.raises(AssertionError, match=f"warm run, window {window}: {column} differs"):
+        pipeline.main(args)
+
+
+def test_sessions_split_at_more_than_the_gap_and_join_at_it() -> None:
+    """The session oracle on a hand-made stream: keys apart, out of order, at the gap."""
+    spec = next(w for w in load_config(pipeline.CONFIG).windows if w.type == "session")
+    gap = spec.gap
+    assert gap is not None
+    events = pd.DataFrame(
+        {
+            "event_time": [gap, 0, 2 * gap + 1, 0, 5],
+            "user_id": [1, 1, 1, 2, 2],
+            "watch_ms": np.array([1.0, 2.0, 4.0, 8.0, 16.0], np.float32),
+        }
+    )
+    got = pipeline.oracle_sessions(events, "event_time", spec)
+    assert got.to_dict("list") == {
+        "window_start": [0, 2 * gap + 1, 0],
+        "window_end": [2 * gap, 3 * gap + 1, 5 + gap],
+        "user_id": [1, 1, 2],
+        "events": [2, 1, 2],
+        "watch_sum": [3.0, 4.0, 24.0],
+    }
+
+
+def test_tumbling_windows_count_filter_and_take_lower_quantiles_per_key() -> None:
+    """The tumbling oracle on a hand-made stream: a null key is a group of its own, a null
+    value is skipped by the quantiles and counted, q = 0.99 of two values is the lower."""
+    spec = next(w for w in load_config(pipeline.CONFIG).windows if w.type == "tumbling")
+    events = pd.DataFrame(
+        {
+            "event_time": [0, 5, 10_001, 3],
+            "region": ["a", None, "a", "a"],
+            "event_type": np.array([3, 1, 3, 0], np.int8),
+            "latency_ms": np.array([1.0, np.nan, 4.0, 2.0], np.float32),
+        }
+    )
+    got = pipeline.oracle_tumbling(events, "event_time", spec)
+    assert got.astype(object).where(got.notna(), None).to_dict("list") == {
+        "window_start": [0, 0, 10_000],
+        "window_end": [10_000, 10_000, 20_000],
+        "region": ["a", None, "a"],
+        "events": [2, 1, 1],
+        "skips": [1, 0, 1],
+        "latency_p50": [1.0, None, 4.0],
+        "latency_p99": [1.0, None, 4.0],
+    }
