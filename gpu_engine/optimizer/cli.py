@@ -24,7 +24,8 @@ from gpu_engine.optimizer.problem import (
 if TYPE_CHECKING:  # torch (via the solver) is imported only when the command runs
     import torch
 
-    from gpu_engine.optimizer.fit import StageMetrics
+    from gpu_engine.optimizer.fit import MetricsFit, StageMetrics
+    from gpu_engine.optimizer.problem import Problem
     from gpu_engine.optimizer.solver import Allocation
 
 EXIT_FEASIBLE, EXIT_INFEASIBLE, EXIT_BAD_INPUT = 0, 1, 2
@@ -161,88 +162,107 @@ _OPTION_OF_FIELD = {
 
 def run(args: argparse.Namespace) -> int:
     """Solve and print JSON; see ``EPILOG`` for the exit status."""
-    from gpu_engine.optimizer.fit import (
-        MetricsError,
-        fit_metrics,
-        problem_from_metrics,
-        read_metrics,
-    )
-    from gpu_engine.optimizer.model import predict
-    from gpu_engine.optimizer.solver import solve
+    from gpu_engine.optimizer.fit import MetricsError
 
     try:
         device = _device(args.device)
         if args.problem:
-            ignored = given_options(args)
-            if ignored:  # a problem file states its own
-                return _error(
-                    f"{', '.join(ignored)}: only with --metrics (a --problem FILE states its own)"
-                )
-            problem = load_problem(args.problem)
-            alloc = solve([problem], iterations=args.iterations, device=device)[0]
-            _print(_alloc_json(alloc))
-            return EXIT_FEASIBLE if alloc.feasible else EXIT_INFEASIBLE
-        if args.budget is None or args.sla is None:
-            return _error("--metrics needs --budget and --sla")
-        try:
-            parts = [float(x) for x in args.weights.split(",")]
-            if len(parts) != 3:
-                raise ValueError
-            weights = Weights(latency=parts[0], cost=parts[1], reliability=parts[2])
-        except (ValueError, ValidationError):
-            return _error(f"--weights {args.weights!r}: give three non-negative numbers a,b,c")
-        fit = fit_metrics(read_metrics(args.metrics), recent=args.recent)
-        try:
-            problem = problem_from_metrics(
-                fit,
-                budget=args.budget,
-                sla=args.sla,
-                price=args.price,
-                failure_prob=args.failure_prob,
-                weights=weights,
-                max_workers=args.max_workers,
-                max_batch=args.max_batch,
-            )
-        except ValidationError as exc:
-            return _error(format_validation_error(exc, _OPTION_OF_FIELD))
-        alloc = solve([problem], iterations=args.iterations, device=device)[0]
-        cur_w = [s.workers for s in fit.stages]
-        cur_b = [s.batch for s in fit.stages]
-        cur = predict(problem, cur_w, cur_b)
-        out = {
-            "recommended": _alloc_json(alloc),
-            "current": {
-                "stages": [
-                    {
-                        "name": s.name,
-                        "workers": s.workers,
-                        "batch": s.batch,
-                        "max_delay_ms": s.batch / fit.arrival_rate * 1000.0,
-                        "load": cur.stage_load[i],
-                    }
-                    for i, s in enumerate(fit.stages)
-                ],
-                "stable": cur.stable,
-                "latency_s": cur.latency_s,
-                "latency_p99_s": cur.latency_p99_s,
-                "cost": cur.cost,
-                "reliability": cur.reliability,
-                "objective": cur.objective,
-                "meets_sla": cur.stable and cur.latency_s <= problem.sla_s,
-                "within_budget": cur.cost <= problem.budget,
-            },
-            "fit": {
-                "arrival_rate": fit.arrival_rate,
-                "stages": [_stage_fit_json(s) for s in fit.stages],
-            },
-            "warnings": fit.warnings(),
-        }
-        for warning in out["warnings"]:
-            print(f"gpu-engine optimize: warning: {warning}", file=sys.stderr)
-        _print(out)
-        return EXIT_FEASIBLE if alloc.feasible else EXIT_INFEASIBLE
+            return _solve_problem_file(args, device)
+        return _solve_from_metrics(args, device)
     except (ProblemError, MetricsError) as exc:
         return _error(str(exc))
+
+
+def _solve_problem_file(args: argparse.Namespace, device: torch.device) -> int:
+    """``--problem FILE``: the file states everything, so the metrics options are refused."""
+    from gpu_engine.optimizer.solver import solve
+
+    ignored = given_options(args)
+    if ignored:
+        options = ", ".join(ignored)
+        return _error(f"{options}: only with --metrics (a --problem FILE states its own)")
+    alloc = solve([load_problem(args.problem)], iterations=args.iterations, device=device)[0]
+    _print(_alloc_json(alloc))
+    return EXIT_FEASIBLE if alloc.feasible else EXIT_INFEASIBLE
+
+
+def _solve_from_metrics(args: argparse.Namespace, device: torch.device) -> int:
+    """``--metrics FILE``: fit the stages from a run's metrics, then print the recommended
+    allocation beside what the current one is predicted to give."""
+    from gpu_engine.optimizer.fit import fit_metrics, problem_from_metrics, read_metrics
+    from gpu_engine.optimizer.solver import solve
+
+    if args.budget is None or args.sla is None:
+        return _error("--metrics needs --budget and --sla")
+    weights = _weights(args.weights)
+    if weights is None:
+        return _error(f"--weights {args.weights!r}: give three non-negative numbers a,b,c")
+    fit = fit_metrics(read_metrics(args.metrics), recent=args.recent)
+    try:
+        problem = problem_from_metrics(
+            fit,
+            budget=args.budget,
+            sla=args.sla,
+            price=args.price,
+            failure_prob=args.failure_prob,
+            weights=weights,
+            max_workers=args.max_workers,
+            max_batch=args.max_batch,
+        )
+    except ValidationError as exc:
+        return _error(format_validation_error(exc, _OPTION_OF_FIELD))
+    alloc = solve([problem], iterations=args.iterations, device=device)[0]
+    out = {
+        "recommended": _alloc_json(alloc),
+        "current": _current_json(fit, problem),
+        "fit": {
+            "arrival_rate": fit.arrival_rate,
+            "stages": [_stage_fit_json(s) for s in fit.stages],
+        },
+        "warnings": fit.warnings(),
+    }
+    for warning in out["warnings"]:
+        print(f"gpu-engine optimize: warning: {warning}", file=sys.stderr)
+    _print(out)
+    return EXIT_FEASIBLE if alloc.feasible else EXIT_INFEASIBLE
+
+
+def _weights(text: str) -> Weights | None:
+    """``--weights a,b,c`` (latency, cost, reliability); None when it is not that."""
+    try:
+        parts = [float(x) for x in text.split(",")]
+        if len(parts) != 3:
+            return None
+        return Weights(latency=parts[0], cost=parts[1], reliability=parts[2])
+    except (ValueError, ValidationError):
+        return None
+
+
+def _current_json(fit: MetricsFit, problem: Problem) -> dict[str, Any]:
+    """What the model predicts for the allocation the metrics were measured under."""
+    from gpu_engine.optimizer.model import predict
+
+    current = predict(problem, [s.workers for s in fit.stages], [s.batch for s in fit.stages])
+    return {
+        "stages": [
+            {
+                "name": s.name,
+                "workers": s.workers,
+                "batch": s.batch,
+                "max_delay_ms": s.batch / fit.arrival_rate * 1000.0,
+                "load": current.stage_load[i],
+            }
+            for i, s in enumerate(fit.stages)
+        ],
+        "stable": current.stable,
+        "latency_s": current.latency_s,
+        "latency_p99_s": current.latency_p99_s,
+        "cost": current.cost,
+        "reliability": current.reliability,
+        "objective": current.objective,
+        "meets_sla": current.stable and current.latency_s <= problem.sla_s,
+        "within_budget": current.cost <= problem.budget,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -143,6 +143,18 @@ def test_metrics_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert gpu_engine_main(["optimize", "--metrics", str(d), "--budget", "1", "--sla", "5ms"]) == 2
     assert "seconds" in capsys.readouterr().err
     assert gpu_engine_main(["optimize", "--metrics", str(d)]) == 2
+    assert "--metrics needs --budget and --sla" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("weights", ["1,2", "1,2,x", "1,-1,1", "1,2,3,4"])
+def test_weights_that_are_not_three_non_negative_numbers_are_refused(
+    weights: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write_metrics(tmp_path / "metrics")
+    argv = ["optimize", "--metrics", str(tmp_path / "metrics"), "--budget", "2", "--sla", "50ms"]
+    assert gpu_engine_main([*argv, "--weights", weights]) == 2
+    message = f"--weights {weights!r}: give three non-negative numbers a,b,c"
+    assert message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
