@@ -64,6 +64,8 @@ from gpu_engine.units import DurationMs
 from .actions import ENGINE_ACTIONS
 from .series import SeriesKey, parse_selector
 
+BUILTIN_RULES = Path(__file__).with_name("builtin_rules.yaml")
+
 Severity = Literal["critical", "warning", "info"]
 Op = Literal[">", ">=", "<", "<=", "==", "!="]
 OPS: dict[str, Callable[[float, float], bool]] = {
@@ -360,98 +362,10 @@ class MonitorConfig(_Strict):
 
     @classmethod
     def default(cls) -> MonitorConfig:
-        """Built-in rules: batch latency, quarantine rate, dead letters, throughput trend and
-        anomaly, and rows left waiting past their batch timeout."""
-        return cls.model_validate(
-            {
-                "interval": "1s",
-                "rules": [
-                    {
-                        "name": "BatchLatencyHigh",
-                        "kind": "threshold",
-                        "expr": "batch_seconds_p99 > 0.5",
-                        "for": "5s",
-                        "keep_firing_for": "10s",
-                        "severity": "warning",
-                        "labels": {"component": "engine"},
-                        "annotations": {"summary": "batch p99 {value:.3f}s above {threshold}s"},
-                        "actions": ["shrink_batch_delay"],
-                    },
-                    {
-                        "name": "QuarantineRateHigh",
-                        "kind": "threshold",
-                        "expr": "quarantine_ratio > 0.05",
-                        "for": "5s",
-                        "keep_firing_for": "10s",
-                        "severity": "warning",
-                        "labels": {"component": "validation"},
-                        "annotations": {"summary": "{value:.1%} of events quarantined"},
-                    },
-                    {
-                        "name": "DeadLetters",
-                        "kind": "threshold",
-                        "expr": "events_dead_lettered_per_s > 0",
-                        "for": "10s",
-                        "keep_firing_for": "30s",
-                        "severity": "critical",
-                        "labels": {"component": "validation"},
-                        "annotations": {"summary": "{value:.1f} events/s dead-lettered"},
-                    },
-                    {
-                        "name": "ThroughputFalling",
-                        "kind": "trend",
-                        "metric": "events_in_per_s",
-                        "window": "30s",
-                        "method": "relative_change",
-                        # The least-squares line, not Holt: Holt's trend times 30 s
-                        # swung past -30 % on steady rates with 10 % noise; and for 5 s,
-                        # as the fit on a steady rate with 20 % noise touched -31 %.
-                        "op": "<",
-                        "threshold": -0.3,
-                        "for": "5s",
-                        "keep_firing_for": "10s",
-                        "severity": "warning",
-                        "labels": {"component": "ingest"},
-                        "annotations": {"summary": "events in changed {value:+.0%} over 30s"},
-                    },
-                    {
-                        "name": "IngestRateAnomaly",
-                        "kind": "anomaly",
-                        "metric": "events_in_per_s",
-                        # 30 samples before it scores: a cold run's first batches wait
-                        # for the kernels to compile (12 s of no events in the demo), and
-                        # the rate's start from that was flagged as a spike.
-                        "detector": {
-                            "kind": "robust_z",
-                            "window": 60,
-                            "threshold": 5.0,
-                            "min_samples": 30,
-                        },
-                        "keep_firing_for": "5s",
-                        "severity": "info",
-                        "labels": {"component": "ingest"},
-                        "annotations": {"summary": "events in {value:.0f}/s is a spike"},
-                    },
-                    {
-                        "name": "BatchOverdue",
-                        "kind": "threshold",
-                        "expr": "batch_overdue_seconds > 1",
-                        "for": "5s",
-                        "keep_firing_for": "10s",
-                        "severity": "warning",
-                        "labels": {"component": "ingest"},
-                        "annotations": {
-                            "summary": "rows {value:.1f}s past max_delay: nothing polls the engine"
-                        },
-                    },
-                ],
-                "escalation": {
-                    "critical": [{"notify": "log"}, {"wait": "1m"}, {"repeat": 2}],
-                    "warning": [{"notify": "log"}],
-                    "info": [{"notify": "log"}],
-                },
-            }
-        )
+        """Built-in rules (``builtin_rules.yaml`` beside this module): batch latency,
+        quarantine rate, dead letters, throughput trend and anomaly, and rows left waiting
+        past their batch timeout."""
+        return load_monitor_config(BUILTIN_RULES, check_metrics=False, check_actions=False)
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import fnmatch
+import tomllib
+from pathlib import Path
+
 import pytest
 
+import gpu_engine
 from gpu_engine.cli import main
 from gpu_engine.errors import ConfigError
 from gpu_engine.monitor import MonitorConfig, load_monitor_config, parse_monitor_config
+from gpu_engine.monitor.rules import BUILTIN_RULES
 from gpu_engine.monitor.series import matches, parse_selector, render
 
 
@@ -15,6 +21,18 @@ def test_default_config_is_valid_and_covers_each_rule_kind() -> None:
     assert cfg.interval == 1000
     assert {r.kind for r in cfg.rules} == {"threshold", "trend", "anomaly"}
     assert {r.severity for r in cfg.rules} == {"critical", "warning", "info"}
+
+
+def test_builtin_rules_name_engine_metrics_and_actions_and_ship_in_the_wheel() -> None:
+    """The built-in rules live in a YAML file beside the module: a metric or action name
+    the engine does not have would fail silently at run time, a file the wheel leaves out
+    at import."""
+    cfg = load_monitor_config(BUILTIN_RULES)  # the engine's metric and action checks
+    assert cfg == MonitorConfig.default()
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    shipped = pyproject["tool"]["setuptools"]["package-data"]["gpu_engine"]
+    relative = BUILTIN_RULES.relative_to(Path(gpu_engine.__file__).parent).as_posix()
+    assert any(fnmatch.fnmatch(relative, pattern) for pattern in shipped), shipped
 
 
 def test_yaml_round_trip(tmp_path) -> None:
