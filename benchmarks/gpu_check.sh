@@ -28,9 +28,9 @@
 #              off (TIKTOKTOE_BLOCK_TABLES=0: every event adds to global memory, as before the
 #              tables), then with the tables counting in float64 rather than int32
 #              (TIKTOKTOE_TILE_COUNTS=float64: compare-and-store loops, as before the int32
-#              counts), then with agg.update_m2 and agg.fold compiled for 5 and 4
-#              resident blocks rather than 4 and 3 (TIKTOKTOE_LAUNCH_BOUNDS=1: fewer
-#              registers, no spills); compare their times by kernel with the
+#              counts), then with agg.update_m2 compiled for 5 resident blocks
+#              rather than 4 (TIKTOKTOE_LAUNCH_BOUNDS=1: fewer registers, no
+#              spills); compare their times by kernel with the
 #              kernels step's (about 3 minutes);
 #   resources  the hot kernels' registers, shared memory and spills as nvJitLink assembles them
 #              off the card (benchmarks/kernel_resources.py, which CI runs for every
@@ -193,7 +193,7 @@ if want tables; then
     step "GPU kernels with TIKTOKTOE_TILE_COUNTS=float64 (agg.update's tables: loops)"
     TIKTOKTOE_TILE_COUNTS=float64 timeout 90 "$PY" -m benchmarks.gpu_kernels --device-only \
         --events "${EVENTS:-10000000}" || status=1
-    step "GPU kernels with TIKTOKTOE_LAUNCH_BOUNDS=1 (agg.update_m2, agg.fold: more blocks)"
+    step "GPU kernels with TIKTOKTOE_LAUNCH_BOUNDS=1 (agg.update_m2: more blocks)"
     TIKTOKTOE_LAUNCH_BOUNDS=1 timeout 90 "$PY" -m benchmarks.gpu_kernels --device-only \
         --events "${EVENTS:-10000000}" || status=1
 fi

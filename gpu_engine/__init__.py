@@ -23,8 +23,9 @@ def _check_kernels_package() -> None:
     spec = importlib.util.find_spec("kernels")
     found = [Path(p).resolve() for p in (spec.submodule_search_locations or [])] if spec else []
     if ours.is_dir() and ours not in found:
+        first = found[0] if found else (spec.origin if spec else "none")  # a kernels.py module
         raise ImportError(
-            f"the package 'kernels' found first is {found[0] if found else 'none'}, not "
+            f"the package 'kernels' found first is {first}, not "
             f"TikTokToe's {ours}: another package named 'kernels' (PyPI's kernels, for one) "
             "shadows it; install TikTokToe in an environment of its own"
         )

@@ -12,7 +12,7 @@ SUM       non-nulls   sum (integers)   sum (floats)     -
 MEAN      non-nulls   int sum (ints)   float sum        -
 MIN       non-nulls   min (integers)   min (floats)     -
 MAX       non-nulls   max (integers)   max (floats)     -
-STD/VAR   non-nulls   -                mean             M2 (two-pass/Chan)
+STD/VAR   non-nulls   mean's low part  mean             M2 (two-pass/Chan)
 QUANTILE  non-nulls   -                -                -   (buckets in a sketch table)
 DISTINCT  non-nulls   -                -                -   (hashes in a sketch table)
 ========  ==========  ===============  ===============  ==========
@@ -28,9 +28,11 @@ there), so a merge or combine needs no column types.
 STD/VAR take a batch, or the rows merged into one, as the CUDA kernels do: its count and
 sum first, then the deviations from its mean, squared and not, and the corrected
 two-pass moments of those (:func:`corrected_moments`) merged into the row by Chan's
-formula. A per-event (Welford) update rounds the running mean at every event: on values
-near 1e15, whose float64 spacing is 0.125, it drifted by up to 4 % from the exact
-variance. The batch's sums live in ``AggState.moments``, zero between calls.
+formula, the row's mean kept in two parts (``f0`` and, packed, ``isum``:
+:func:`packed_mean`). The two backends then agree to rounding. A float64 mean alone rounds
+at every merge (on values near 1e15, by up to 0.0625): a per-event (Welford) update drifted
+4 % there, and moments merged by batch 2 % in batches of 5. The batch's sums live in
+``AggState.moments``, zero between calls.
 """
 
 from __future__ import annotations
@@ -115,6 +117,12 @@ INT64_MAX = np.iinfo(np.int64).max
 INT64_MIN = np.iinfo(np.int64).min
 LARGEST_DOUBLE = float(np.finfo(np.float64).max)
 MOMENT_SUMS = 4  # per row and STD/VAR aggregation: count, sum, squared deviations, deviations
+
+
+def exact_isum(ops: np.ndarray) -> np.ndarray:
+    """Which aggregations' ``isum`` is exact, so equal on every backend: all but STD/VAR's,
+    the low part of a mean, which rounds with the float sums (in the order atomics add)."""
+    return ~np.isin(np.asarray(ops), [STD, VAR])
 
 
 def new_moments(ops: np.ndarray, capacity: int) -> np.ndarray:
@@ -219,7 +227,7 @@ def update_row(
 
 @njit(inline="always")
 def fold_moments(
-    events, ids, ops, col_of, mask_of, fcols, masks, ist, f0, f1, moments
+    events, ids, ops, col_of, mask_of, fcols, masks, ist, isum, f0, f1, moments
 ):  # pragma: no cover - compiled
     """The rest of STD/VAR for events ``events``, after :func:`update_row` summed their
     counts and values: the deviations from each row's batch mean, then the corrected
@@ -245,11 +253,11 @@ def fold_moments(
     for e in range(events.shape[0]):
         r = ids[events[e]]
         if r >= 0:
-            fold_row_moments(r, ops, ist, f0, f1, moments)
+            fold_row_moments(r, ops, ist, isum, f0, f1, moments)
 
 
 @njit(inline="always")
-def fold_row_moments(r, ops, ist, f0, f1, moments):  # pragma: no cover - compiled
+def fold_row_moments(r, ops, ist, isum, f0, f1, moments):  # pragma: no cover - compiled
     """Merge row ``r``'s summed moments (:data:`MOMENT_SUMS`) into its state; zero them."""
     j = -1
     for a in range(ops.shape[0]):
@@ -259,8 +267,10 @@ def fold_row_moments(r, ops, ist, f0, f1, moments):  # pragma: no cover - compil
         ns = np.int64(moments[r, j, 0])
         if ns == 0:
             continue
-        mean, m2 = corrected_moments(moments[r, j, 1], ns, moments[r, j, 2], moments[r, j, 3])
-        f0[r, a], f1[r, a] = chan(ist[r, a], f0[r, a], f1[r, a], ns, mean, m2)
+        f0[r, a], isum[r, a], f1[r, a] = merged_moments(
+            ist[r, a], f0[r, a], isum[r, a], f1[r, a],
+            ns, moments[r, j, 1], moments[r, j, 2], moments[r, j, 3],
+        )  # fmt: skip
         ist[r, a] += ns
         for k in range(MOMENT_SUMS):
             moments[r, j, k] = 0.0
@@ -285,7 +295,7 @@ def update_events(
                        rows, ist, isum, f0, f1, moments)  # fmt: skip
     if moments.shape[1]:
         events = np.arange(ids.shape[0])
-        fold_moments(events, ids, ops, col_of, mask_of, fcols, masks, ist, f0, f1, moments)
+        fold_moments(events, ids, ops, col_of, mask_of, fcols, masks, ist, isum, f0, f1, moments)
 
 
 @njit(inline="always")
@@ -302,47 +312,99 @@ def next_mean(mean_a, mean_b, delta, n_a, n_b):  # pragma: no cover - compiled
 
 
 @njit(inline="always")
-def chan(n_a, mean_a, m2_a, n_b, mean_b, m2_b):  # pragma: no cover - compiled
-    """(mean, M2) of two parts combined (Chan et al.), part ``a`` possibly empty.
+def two_sum(a, b):  # pragma: no cover - compiled
+    """(s, e): ``s = a + b`` rounded and ``e`` its rounding error, ``a + b = s + e`` exactly
+    (Knuth's TwoSum, for finite values)."""
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
 
-    Shared by every fold of STD/VAR moments into a state row, on the CPU and on the
-    device.
-    """
+
+LOW_PART_SCALE = 2.0**113  # a low part below ulp(mean) / 2 <= |mean| 2^-53 packs in 2^60
+SMALLEST_PACKED = 2.0**-900  # below it, no low part: LOW_PART_SCALE / |mean| would overflow
+
+
+@njit(inline="always")
+def packed_mean(hi, lo):  # pragma: no cover - compiled
+    """(mean, code): the mean ``hi + lo`` rounded to float64, and what rounding lost as an
+    int64 fraction of the mean (``code / LOW_PART_SCALE * |mean|``), kept in the row's
+    ``isum`` (unused by STD/VAR otherwise). A float64 mean alone loses up to half its
+    spacing at every merge: 0.0625 for means near 1e15, a variance 2 % off with a few
+    events a batch."""
+    if not (math.isfinite(hi) and math.isfinite(lo)):  # values near float64's largest
+        return hi, np.int64(0)
+    s, e = two_sum(hi, lo)
+    if not (math.isfinite(s) and math.isfinite(e)):
+        return hi, np.int64(0)
+    if abs(s) < SMALLEST_PACKED:
+        return s, np.int64(0)
+    return s, np.int64(e * (LOW_PART_SCALE / abs(s)))  # truncated: 2^-113 of the mean
+
+
+@njit(inline="always")
+def low_part(mean, code):  # pragma: no cover - compiled
+    """The low part that :func:`packed_mean` kept of ``mean`` as ``code``."""
+    if code == 0:
+        return 0.0
+    return code * (abs(mean) / LOW_PART_SCALE)
+
+
+@njit(inline="always")
+def chan(n_a, mean_a, lo_a, m2_a, n_b, mean_b, lo_b, m2_b):  # pragma: no cover - compiled
+    """(mean, its low part, M2) of two parts combined (Chan et al.), part ``a`` possibly
+    empty; each part's mean is ``mean + lo``, so the difference of two means near each
+    other keeps the bits that float64 means alone round away."""
     if n_a == 0:
-        return mean_b, m2_b
+        return mean_b, lo_b, m2_b
     total = n_a + n_b
-    delta = mean_b - mean_a
-    mean = next_mean(mean_a, mean_b, delta, n_a, n_b)
-    return mean, m2_a + (m2_b + delta * delta * n_a * n_b / total)
+    delta = (mean_b - mean_a) + (lo_b - lo_a)
+    if math.isinf(delta):  # finite means 3.4e308 apart: next_mean's weighted sum
+        return next_mean(mean_a, mean_b, delta, n_a, n_b), 0.0, m2_a + (m2_b + delta * delta)
+    # delta * (n_b / total), not delta * n_b / total: a step no larger than delta keeps the
+    # mean between the two means, where delta * n_b alone could pass float64 (then inf - inf)
+    mean, lost = two_sum(mean_a, delta * (n_b / total))
+    return mean, lost + lo_a, m2_a + (m2_b + delta * delta * n_a * n_b / total)
 
 
 @njit(inline="always")
 def corrected_moments(total, n, squares, deviations):  # pragma: no cover - compiled
-    """(mean, M2) of ``n`` values from their ``total`` and the sums of their deviations
-    from ``m = total / n``, squared and not: the corrected two-pass algorithm (Chan, Golub
-    and LeVeque, 1983), ``M2 = sum (x - m)^2 - (sum (x - m))^2 / n``, which takes out the
-    rounding of ``m``. Without it a column of 100 x (1e15 + 0.2) had a std of 0.13, and
-    1e15 + {0, 1} a variance 56 % too large. Squares past float64 give M2 as they are
-    (inf), never inf - inf; where finite values' total passed it (``m`` infinite, the
-    squares +inf) the mean is kept at float64's largest, so that later merges (Chan's
-    formula, ``next_mean``) stay finite rather than inf - inf."""
+    """(mean, its low part, M2) of ``n`` values from their ``total`` and the sums of their
+    deviations from ``m = total / n``, squared and not: the corrected two-pass algorithm
+    (Chan, Golub and LeVeque, 1983), ``M2 = sum (x - m)^2 - (sum (x - m))^2 / n``, which
+    takes out the rounding of ``m`` (the mean is ``m + deviations / n``). Without it a
+    column of 100 x (1e15 + 0.2) had a std of 0.13, and 1e15 + {0, 1} a variance 56 % too
+    large. Squares past float64 give M2 as they are (inf), never inf - inf; where finite
+    values' total passed it (``m`` infinite, the squares +inf) the mean is kept at
+    float64's largest, so that later merges (Chan's formula, ``next_mean``) stay finite
+    rather than inf - inf."""
     m = total / n
     if squares == math.inf:  # finite values far apart, or whose sum overflowed
         if math.isnan(m):  # merged parts' means of ±float64's largest: inf - inf
-            return 0.0, squares
-        return (math.copysign(LARGEST_DOUBLE, m) if math.isinf(m) else m), squares
+            return 0.0, 0.0, squares
+        return (math.copysign(LARGEST_DOUBLE, m) if math.isinf(m) else m), 0.0, squares
     if not (math.isfinite(m) and math.isfinite(squares)):
-        return m, squares  # NaN values: NaN
+        return m, 0.0, squares  # NaN values: NaN
     # deviations / n first: deviations^2 alone may pass float64 where squares does not
-    return m + deviations / n, max(squares - deviations * (deviations / n), 0.0)
+    return m, deviations / n, max(squares - deviations * (deviations / n), 0.0)
 
 
 @njit(inline="always")
-def part_deviations(n_s, mean_s, m2_s, mean):  # pragma: no cover - compiled
-    """(squares, deviations) that a part of ``n_s`` values (its mean and M2) adds around
-    the merged ``mean``: ``M2_s + n_s (mean_s - mean)^2`` and ``n_s (mean_s - mean)``, as
-    :func:`corrected_moments` takes them."""
-    delta = mean_s - mean
+def merged_moments(n_a, mean_a, code_a, m2_a, n_b, total, squares, deviations):  # pragma: no cover
+    """A state row's (mean, packed low part, M2) after ``n_b`` values, given as
+    :func:`corrected_moments` takes them, merge into its ``n_a``: shared by every fold of
+    STD/VAR moments into a row, on the CPU and on the device."""
+    mean_b, lo_b, m2_b = corrected_moments(total, n_b, squares, deviations)
+    mean, lo, m2 = chan(n_a, mean_a, low_part(mean_a, code_a), m2_a, n_b, mean_b, lo_b, m2_b)
+    mean, code = packed_mean(mean, lo)
+    return mean, code, m2
+
+
+@njit(inline="always")
+def part_deviations(n_s, mean_s, code_s, m2_s, mean):  # pragma: no cover - compiled
+    """(squares, deviations) that a part of ``n_s`` values (its mean, the mean's packed low
+    part, and M2) adds around the merged ``mean``: ``M2_s + n_s (mean_s - mean)^2`` and
+    ``n_s (mean_s - mean)``, as :func:`corrected_moments` takes them."""
+    delta = (mean_s - mean) + low_part(mean_s, code_s)
     squares = m2_s + n_s * delta * delta
     if math.isnan(squares) and not (math.isnan(mean_s) or math.isnan(m2_s)):
         return math.inf, 0.0  # means of ±float64's largest: inf - inf
@@ -400,11 +462,13 @@ def merge_rows(
             ns = s_ist[s, a]
             if ns:
                 mean = moments[d, k, 1] / moments[d, k, 0]
-                squares, deviations = part_deviations(ns, s_f0[s, a], s_f1[s, a], mean)
+                squares, deviations = part_deviations(
+                    ns, s_f0[s, a], s_isum[s, a], s_f1[s, a], mean
+                )
                 moments[d, k, 2] += squares
                 moments[d, k, 3] += deviations
     for j in range(dst_idx.shape[0]):
-        fold_row_moments(dst_idx[j], ops, d_ist, d_f0, d_f1, moments)
+        fold_row_moments(dst_idx[j], ops, d_ist, d_isum, d_f0, d_f1, moments)
 
 
 EXACT_SUM_BOUND = 2.0**62  # a float sum below it vouches for an int64 sum that did not wrap
@@ -507,11 +571,11 @@ def combine_finalize(
                 for s in range(lo[g], hi[g]):
                     if ist[s, a]:
                         squares, deviations = part_deviations(
-                            ist[s, a], f0[s, a], f1[s, a], acc[a] / cnt[a]
+                            ist[s, a], f0[s, a], isum[s, a], f1[s, a], acc[a] / cnt[a]
                         )
                         m2[a] += squares
                         dev[a] += deviations
-                acc[a], m2[a] = corrected_moments(acc[a], cnt[a], m2[a], dev[a])
+                m2[a] = corrected_moments(acc[a], cnt[a], m2[a], dev[a])[2]
         p = position[g]
         for a in range(n_aggs):
             op = ops[a]

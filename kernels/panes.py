@@ -38,5 +38,5 @@ def ingest_panes(
         i = events[j]
         update_row(ids[i], i, ops, col_of, mask_of, is_int, fcols, icols, masks,
                    rows, ist, isum, f0, f1, moments)  # fmt: skip
-    fold_moments(events, ids, ops, col_of, mask_of, fcols, masks, ist, f0, f1, moments)
+    fold_moments(events, ids, ops, col_of, mask_of, fcols, masks, ist, isum, f0, f1, moments)
     return n

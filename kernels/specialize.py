@@ -77,10 +77,11 @@ def _combine_source(ops: tuple[int, ...], is_int: tuple[bool, ...]) -> str:
                 "    for s in range(lo[g], hi[g]):",
                 f"        k = ist[s, {a}]",
                 "        if k:",
-                f"            q, d = part_deviations(k, f0[s, {a}], f1[s, {a}], x{a} / n{a})",
+                f"            q, d = part_deviations(k, f0[s, {a}], isum[s, {a}], f1[s, {a}],",
+                f"                                   x{a} / n{a})",
                 f"            m{a} += q",
                 f"            v{a} += d",
-                f"    x{a}, m{a} = corrected_moments(x{a}, n{a}, m{a}, v{a})",
+                f"    m{a} = corrected_moments(x{a}, n{a}, m{a}, v{a})[2]",
             ]
         else:  # COUNT, QUANTILE, DISTINCT: only the count of participating events
             step.append(f"n{a} += ist[s, {a}]")

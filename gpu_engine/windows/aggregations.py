@@ -124,7 +124,7 @@ class AggregationPlan:
         ]
         # State columns the generated combine kernels read (see kernels.specialize).
         self.combine_reads = {"ist"}
-        if self.needs_int:
+        if self.needs_int or np.any(np.isin(self.ops, [STD, VAR])):  # STD/VAR: means' low parts
             self.combine_reads.add("isum")
         floats = np.isin(self.ops, [SUM, OP_CODES["mean"], MIN, MAX, STD, VAR]) & ~self.int64_result
         if np.any(floats):  # integer means included: they keep a float sum too

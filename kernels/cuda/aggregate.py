@@ -65,9 +65,8 @@ from kernels.aggregate import (
     SUM,
     VAR,
     AggState,
-    chan,
-    corrected_moments,
     final_value,
+    merged_moments,
     part_deviations,
 )
 from kernels.cuda._core import (
@@ -359,7 +358,7 @@ def _fold_sig(dt: np.dtype) -> Any:
     return types.void(_I1, arr("uint8"), _I1, _B1, _I2, _F2, _I2, _I1, _I2, _I2, _F2, _F2)
 
 
-@register("agg.fold", ("int64",), _fold_sig, min_blocks=4)
+@register("agg.fold", ("int64",), _fold_sig)  # 4 blocks spill (a mean in two parts)
 def _fold(ids, owner, ops, is_int, fold, acc, acc_i, rows, ist, isum, f0, f1):  # pragma: no cover
     """Pass 3: the owner of each touched row folds the row's accumulators into the state
     (Chan's formula for STD/VAR, as the CPU merge) and clears them. One thread per row, so
@@ -377,8 +376,10 @@ def _fold(ids, owner, ops, is_int, fold, acc, acc_i, rows, ist, isum, f0, f1):  
             op = ops[a]
             if op == STD or op == VAR:
                 sq = fold[a, 2]
-                mean, m2 = corrected_moments(acc[r, fold[a, 1]], ns, acc[r, sq], acc[r, sq + 1])
-                f0[r, a], f1[r, a] = chan(ist[r, a], f0[r, a], f1[r, a], ns, mean, m2)
+                f0[r, a], isum[r, a], f1[r, a] = merged_moments(
+                    ist[r, a], f0[r, a], isum[r, a], f1[r, a],
+                    ns, acc[r, fold[a, 1]], acc[r, sq], acc[r, sq + 1],
+                )  # fmt: skip
             elif op == SUM and is_int[a]:
                 isum[r, a] += acc_i[r, fold[a, 1]]
             elif op == MEAN and is_int[a]:  # both sums (kernels.aggregate.integer_mean)
@@ -394,14 +395,14 @@ def _fold(ids, owner, ops, is_int, fold, acc, acc_i, rows, ist, isum, f0, f1):  
 
 
 def _combine_sig(dt: np.dtype) -> Any:
-    return types.void(_I1, types.int64, _I2, _F2, _F2, _I2, _F2, _F2, _F2)
+    return types.void(_I1, types.int64, _I2, _I2, _F2, _F2, _I2, _F2, _F2, _F2)
 
 
 @register("agg.combine_moments", ("int64",), _combine_sig)
-def _combine_moments(ops, n, ist, f0, f1, m_n, m_sum, m_m2, m_dev):  # pragma: no cover
+def _combine_moments(ops, n, ist, isum, f0, f1, m_n, m_sum, m_m2, m_dev):  # pragma: no cover
     """Fold scratch moments (count, sum, M2 and deviations around the merged mean, as
     :func:`~kernels.aggregate.corrected_moments` takes them) of rows ``0..n-1`` into
-    (ist, f0, f1); clear them."""
+    (ist, f0 and isum: the mean and its low part, f1); clear them."""
     n_aggs = ops.shape[0]
     for r in range(cuda.grid(1), n, cuda.gridsize(1)):
         for a in range(n_aggs):
@@ -411,8 +412,9 @@ def _combine_moments(ops, n, ist, f0, f1, m_n, m_sum, m_m2, m_dev):  # pragma: n
             ns = m_n[r, a]
             if ns == 0:
                 continue
-            mean, m2 = corrected_moments(m_sum[r, a], ns, m_m2[r, a], m_dev[r, a])
-            f0[r, a], f1[r, a] = chan(ist[r, a], f0[r, a], f1[r, a], ns, mean, m2)
+            f0[r, a], isum[r, a], f1[r, a] = merged_moments(
+                ist[r, a], f0[r, a], isum[r, a], f1[r, a], ns, m_sum[r, a], m_m2[r, a], m_dev[r, a]
+            )
             ist[r, a] += ns
             m_n[r, a] = 0
             m_sum[r, a] = 0.0
@@ -456,12 +458,12 @@ def _merge(
 
 
 def _merge_m2_sig(dt: np.dtype) -> Any:
-    return types.void(_I1, _I1, _I1, _I2, _F2, _F2, _I2, _F2, _F2, _F2)
+    return types.void(_I1, _I1, _I1, _I2, _I2, _F2, _F2, _I2, _F2, _F2, _F2)
 
 
 @register("agg.merge_m2", ("int64",), _merge_m2_sig)
 def _merge_m2(
-    src_idx, dst_idx, ops, s_ist, s_f0, s_f1, m_n, m_sum, m_m2, m_dev
+    src_idx, dst_idx, ops, s_ist, s_isum, s_f0, s_f1, m_n, m_sum, m_m2, m_dev
 ):  # pragma: no cover - compiled
     """Pass 2 of STD/VAR merging: ``M2_s + n_s (mean_s - mean)^2`` around the merged mean,
     and ``n_s (mean_s - mean)`` (:func:`~kernels.aggregate.part_deviations`), with which
@@ -478,7 +480,7 @@ def _merge_m2(
             if ns == 0:
                 continue
             mean = m_sum[d, a] / m_n[d, a]
-            squares, deviations = part_deviations(ns, s_f0[s, a], s_f1[s, a], mean)
+            squares, deviations = part_deviations(ns, s_f0[s, a], s_isum[s, a], s_f1[s, a], mean)
             cuda.atomic.add(m_m2, (d, a), squares)
             cuda.atomic.add(m_dev, (d, a), deviations)
 
@@ -780,6 +782,7 @@ def _combine(state: DeviceAggState, n_rows: int | None) -> None:
         state.ops,
         n,
         state.ist,
+        state.isum,
         state.f0,
         state.f1,
         state.m_n,
@@ -813,6 +816,7 @@ def merge_rows(
             dst_idx,
             dst.ops,
             src.ist,
+            src.isum,
             src.f0,
             src.f1,
             dst.m_n,
