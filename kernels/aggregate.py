@@ -225,7 +225,7 @@ def update_row(
             f0[r, a] = x
 
 
-@njit(inline="always")
+@njit(nogil=True, cache=True)  # not inlined: compiled once for its callers
 def fold_moments(
     events, ids, ops, col_of, mask_of, fcols, masks, ist, isum, f0, f1, moments
 ):  # pragma: no cover - compiled
