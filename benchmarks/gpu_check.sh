@@ -73,9 +73,8 @@ fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 unset NUMBA_ENABLE_CUDASIM
 # Compiled kernels go to Numba's disk cache, so a later call on a warm machine loads them.
-# Numba renews an entry when the kernel's own file changes, not when a helper it calls from
-# another module does: keep the cache per content of all the sources, so that an edit
-# between two calls never runs a stale kernel.
+# kernels/cache_stamp.py renews an entry when any kernels/ source changes; the folder per
+# content of all the sources keeps a run of another tree from replacing this one's entries.
 SOURCES_HASH=$(find kernels gpu_engine benchmarks -name '*.py' | LC_ALL=C sort | xargs cat \
     | sha256sum | cut -c1-16)
 export NUMBA_CACHE_DIR="${NUMBA_CACHE_DIR:-/tmp/tiktoktoe-numba-cache/$SOURCES_HASH}"

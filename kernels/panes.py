@@ -4,10 +4,10 @@ The events of a batch (or of one worker's share of it, given as row numbers)
 go straight from the batch's columns into the pane state; nothing is copied
 per worker and no (pane, key) matrix is built.
 
-Numba's disk cache renews ``ingest_panes`` when this file changes, not when
-``kernels.aggregate.update_row``, ``fold_moments`` or ``kernels.hashindex.find_or_add``,
-which it compiles in, do: after editing those, delete ``kernels/__pycache__/*.nb[ic]`` (a
-variance fix once seemed not to work here because of it).
+``ingest_panes`` compiles in ``kernels.aggregate.update_row``, ``fold_moments`` and
+``kernels.hashindex.find_or_add``: its disk-cache entry is stamped with every source of
+``kernels/`` (:mod:`kernels.cache_stamp`), so an edit of those renews it (Numba alone
+renews it only when this file changes; a variance fix once seemed not to work here).
 """
 
 from __future__ import annotations

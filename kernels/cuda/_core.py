@@ -25,6 +25,8 @@ from numba import cuda as _numba_cuda
 from numba import njit, types
 from numba.np.numpy_support import from_dtype
 
+from kernels.cache_stamp import stamp_package_sources, stamp_with_package
+
 # ``numba.cuda`` as an untyped module: its stubs type intrinsics such as ``cuda.grid``
 # by their typing-time signature, which mypy then applies to kernel source.
 cuda: Any = _numba_cuda
@@ -36,6 +38,9 @@ if SIMULATOR:  # its arrays are not Numba device arrays: views are made the gene
 else:
     from numba.cuda.cudadrv import driver as _driver
     from numba.cuda.cudadrv.devicearray import DeviceNDArray as _NumbaArray
+    from numba.cuda.dispatcher import CUDACache as _CUDACache
+
+    stamp_package_sources(_CUDACache._impl_class)  # a kernels/ edit renews every kernel
 THREADS = 256
 MAX_BLOCKS = 16_384  # grid-stride loops cover the rest
 # Launch registered kernels through kernels.cuda.launcher (not on the simulator, whose
@@ -60,8 +65,8 @@ LAUNCH_PATH = (  # for reports
 # shipped signatures takes 20 s on the development machine).
 # TIKTOKTOE_CUDA_KERNEL_CACHE=0 compiles afresh. (TIKTOKTOE_KERNEL_CACHE is another thing:
 # the folder of the CPU kernels that kernels.specialize generates.)
-# Numba renews a kernel's entry when its own source file changes, not when a helper it
-# calls from another module does: clear the cache (``__pycache__``) after editing those.
+# Entries are stamped with every kernels/ source (kernels.cache_stamp), so an edit of a
+# helper renews the kernels that call it, which Numba alone would not.
 KERNEL_CACHE = os.environ.get("TIKTOKTOE_CUDA_KERNEL_CACHE", "1") != "0" and not SIMULATOR
 # TIKTOKTOE_LAUNCH_BOUNDS=1 compiles the kernels registered with ``min_blocks`` under
 # launch bounds (THREADS a block, at least that many blocks a multiprocessor), which caps
@@ -148,6 +153,7 @@ def register(
             raise ValueError(f"kernel {name!r} registered twice")
         _REGISTRY[name] = KernelSpec(name, pyfunc, tuple(np.dtype(d).name for d in dtypes),
                                      signature, min_blocks, cached)  # fmt: skip
+        stamp_with_package(pyfunc)  # it may call kernels/ helpers from anywhere
         return pyfunc
 
     return wrap

@@ -24,6 +24,7 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
 try:
     from numba.cuda.dispatcher import CUDACache
 
+    from kernels.cache_stamp import PackageStampedLocator, sources_digest
     from kernels.cuda import _core, aggregate  # noqa: F401  (aggregate registers agg.update_m2)
 except Exception as exc:  # pragma: no cover - numba without a CUDA target
     pytest.skip(f"numba.cuda unavailable: {exc}", allow_module_level=True)
@@ -128,3 +129,8 @@ def test_numba_can_place_a_cache_for_every_registered_kernel() -> None:
         assert pyfunc.__closure__ is None and "<locals>" not in pyfunc.__qualname__
         cache = CUDACache(pyfunc)  # raises when Numba finds no place for the cache
         assert cache.cache_path
+        # stamped with every kernels/ source, so a helper's edit renews the kernel
+        # (tests/test_kernel_cache_stamp.py shows that on the CPU's cache)
+        locator = cache._impl.locator
+        assert isinstance(locator, PackageStampedLocator), (pyfunc, locator)
+        assert locator.get_source_stamp()[1] == sources_digest()
