@@ -29,7 +29,8 @@ STD/VAR take a batch, or the rows merged into one, as the CUDA kernels do: its c
 sum first, then the deviations from its mean, squared and not, and the corrected
 two-pass moments of those (:func:`corrected_moments`) merged into the row by Chan's
 formula, the row's mean kept in two parts (``f0`` and, packed, ``isum``:
-:func:`packed_mean`). The two backends then agree to rounding. A float64 mean alone rounds
+:func:`packed_mean`). The two backends then agree to rounding (the device's compiler fuses
+some multiply-adds into one rounding). A float64 mean alone rounds
 at every merge (on values near 1e15, by up to 0.0625): a per-event (Welford) update drifted
 4 % there, and moments merged by batch 2 % in batches of 5. The batch's sums live in
 ``AggState.moments``, zero between calls.

@@ -23,7 +23,8 @@ Adding a batch of events takes three passes, each one thread per event:
    two-pass algorithm, :func:`~kernels.aggregate.corrected_moments`, as on the CPU);
    through the same kind of table;
 3. the event that opened its row's count folds the row's accumulators into the
-   state (Chan's formula for STD/VAR, exactly the CPU merge) and clears them:
+   state (Chan's formula for STD/VAR: the CPU's merge through the same helpers, though
+   NVVM may fuse a multiply and an add that the CPU rounds twice) and clears them:
    no atomics, and work in proportion to the batch, not to the state.
 Merging rows takes the per-aggregation route: atomics per merged pair, and for
 STD/VAR the same two-pass moments in per-aggregation scratch, folded per row.

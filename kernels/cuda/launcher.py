@@ -26,6 +26,7 @@ only overload), so it would read a float32 array as float64 on a card.
 from __future__ import annotations
 
 import ctypes
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -34,9 +35,11 @@ from cuda.core import LaunchConfig, launch
 from numba import types
 from numba.cuda import as_cuda_array
 from numba.cuda._compat import CUDA_CORE_GE_1_0
+from numba.cuda.cudadrv import devices
 from numba.cuda.cudadrv.devicearray import DeviceNDArrayBase
 
 _PARAMS = "_tiktoktoe_launch_params"  # where an array keeps what array_params found
+_THREAD = threading.local()  # whether this host thread has made the context current
 
 Packer = Callable[[Any, list[Any]], bool]
 
@@ -147,6 +150,12 @@ class _Launch:
                                        cooperative_launch=False)  # fmt: skip
 
     def __call__(self, *args: Any) -> None:
+        if not getattr(_THREAD, "has_context", False):
+            # Numba's launch asks for the context on every call, which makes the primary
+            # context current in a thread that has not touched the device yet; the
+            # kernel handle kept here skips that, so a thread's first launch does it.
+            devices.get_context()
+            _THREAD.has_context = True
         prepared = self.prepared
         packers = prepared.packers
         if len(args) != len(packers):

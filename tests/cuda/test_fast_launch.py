@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import threading
 from types import SimpleNamespace
 from typing import Any
 
@@ -150,6 +151,7 @@ def test_prepared_kernel_launches_packed_parameters_or_refuses_what_does_not_fit
 ) -> None:
     launched: list[tuple[Any, ...]] = []
     monkeypatch.setattr(launcher, "launch", lambda *a: launched.append(a))
+    monkeypatch.setattr(launcher.devices, "get_context", lambda: None)  # no device here
     signature = types.void(arr("int64"), arr("float64", 2), types.int64, types.boolean)
     dispatcher = _Dispatcher(signature)
     prepared = launcher.PreparedKernel(dispatcher)
@@ -183,6 +185,30 @@ def test_prepared_kernel_launches_packed_parameters_or_refuses_what_does_not_fit
         prepared[4, 256](ids, values, 3)
     assert len(launched) == 1
     assert not dispatcher.launches[4, 256].calls
+
+
+def test_each_host_thread_makes_the_context_current_before_its_first_launch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Numba's launch asks for the context every call (``get_cufunc``), which makes the
+    primary context current in a new thread; the prepared kernel keeps the handle, so
+    without this a thread whose first device work is a launch would have no context."""
+    events: list[tuple[str, int]] = []
+    monkeypatch.setattr(launcher, "_THREAD", threading.local())
+    monkeypatch.setattr(launcher.devices, "get_context",
+                        lambda: events.append(("context", threading.get_ident())))  # fmt: skip
+    monkeypatch.setattr(launcher, "launch",
+                        lambda *a: events.append(("launch", threading.get_ident())))  # fmt: skip
+    prepared = launcher.PreparedKernel(_Dispatcher(types.void(arr("int64"))))
+    ids = _device_array((5,), np.int64)
+    prepared[1, 32](ids)
+    prepared[2, 32](ids)
+    worker = threading.Thread(target=lambda: prepared[1, 32](ids))
+    worker.start()
+    worker.join()
+    main, other = threading.get_ident(), worker.ident
+    assert events == [("context", main), ("launch", main), ("launch", main),
+                      ("context", other), ("launch", other)]  # fmt: skip
 
 
 def test_a_numba_cuda_without_the_launchers_imports_keeps_numbas_dispatcher() -> None:
