@@ -58,7 +58,7 @@ COPIES = ("cuMemcpyDtoD", "cuMemcpyDtoDAsync", "cuMemcpyHtoD", "cuMemcpyHtoDAsyn
 def _stub_driver() -> None:
     """Compile without a device and make the driver's launch a no-op (both paths)."""
     from numba.cuda import codegen, dispatcher
-    from numba.cuda.cudadrv import driver
+    from numba.cuda.cudadrv import devices, driver
 
     from kernels.cuda import launcher
 
@@ -70,6 +70,7 @@ def _stub_driver() -> None:
     driver._to_core_stream = lambda stream: None
     dispatcher.launch = lambda *args: None
     launcher.launch = lambda *args: None
+    devices.get_context = lambda devnum=None: None  # a thread's first fast launch asks
 
 
 def _stub_context(pool: bool = False) -> None:
