@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 from gpu_engine.accounting import BatchListener, BatchReport, BatchTimings, Counts
 from gpu_engine.backend import select_backend
 from gpu_engine.batching import Batch, MicroBatcher, own_buffers
+from gpu_engine.compile_time import compile_seconds
 from gpu_engine.config.loading import check_config
 from gpu_engine.config.models import MAX_BATCH_ROWS, EngineConfig, FieldSpec, WindowSpec
 from gpu_engine.dead_letters import dead_letter_table
@@ -145,6 +146,7 @@ class Engine:
         queue (by default four batches): a push that would pass it waits for room.
         """
         check_config(config)
+        self._compile_s_before = compile_seconds()  # the summary's compile_s: this run's
         self._lock = threading.RLock()
         self._in_call = False  # inside a serialised call (see _serialised)
         self._failed_output: Exception | None = None  # a sink's or listener's (see _hand_on)
@@ -731,6 +733,9 @@ class Engine:
             "stage_s": dict(self._timings.seconds_by_stage),
             "throughput_events_per_s": c.received / elapsed,
             "processing_events_per_s": c.received / self._busy_s if self._busy_s else 0.0,
+            # Compiling kernels, inside elapsed_s: a machine's first run pays it, a later
+            # run loads them from the disk cache (with the process's other compiles).
+            "compile_s": compile_seconds() - self._compile_s_before,
             "latency_ms": self._timings.latency_ms(),
             "backend": self.backend.name,
             "workers": self.workers,

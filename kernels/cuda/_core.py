@@ -15,6 +15,7 @@ import math
 import os
 import sys
 import threading
+import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -188,6 +189,9 @@ COPIES: Counter[str] = Counter()  # copies into device arrays by _core.copy, by 
 _queued = [False]  # whether work was queued on the device since the last read
 # The recorder of every launch's device time while ``kernel_times.recording()`` runs.
 TIMING: list[Any] = [None]
+# Seconds spent compiling kernels in this process (not loading them from the disk cache):
+# what a machine's first run pays, reported by gpu_engine.compile_time.
+COMPILE_SECONDS = [0.0]
 # Helpers that many callers use: their reads are named by their caller too.
 _SHARED_READERS = frozenset({"exclusive_scan", "flag_offsets", "__len__"})
 
@@ -227,12 +231,22 @@ def _compiled(name: str, dtype: Any) -> Any:
             # capability and the versions, not on options such as launch bounds: a bounded
             # kernel would load an unbounded one's entry. So bounded kernels compile afresh.
             cached = KERNEL_CACHE and spec.cached and not options
+            started = time.perf_counter()
             found = cuda.jit(signature, cache=cached, **options)(spec.pyfunc)
+            if _compiled_afresh(found):
+                COMPILE_SECONDS[0] += time.perf_counter() - started
             if FAST_LAUNCH:
                 found = _PreparedKernel(found)
             _COMPILED[key] = found
     _remember(name, dtype, found)
     return found
+
+
+def _compiled_afresh(dispatcher: Any) -> bool:
+    """Whether Numba compiled the kernel rather than loading it from its disk cache (the
+    simulator, which compiles nothing, keeps no statistics)."""
+    stats = getattr(dispatcher, "stats", None)
+    return stats is not None and sum(stats.cache_misses.values()) > 0
 
 
 def _remember(name: str, dtype: Any, found: Any) -> None:

@@ -134,3 +134,36 @@ def test_numba_can_place_a_cache_for_every_registered_kernel() -> None:
         locator = cache._impl.locator
         assert isinstance(locator, PackageStampedLocator), (pyfunc, locator)
         assert locator.get_source_stamp()[1] == sources_digest()
+
+
+@pytest.mark.parametrize("misses", [1, 0])
+def test_compiling_a_kernel_is_timed_and_loading_it_from_the_cache_is_not(
+    monkeypatch: pytest.MonkeyPatch, misses: int
+) -> None:
+    """COMPILE_SECONDS (a run summary's compile_s on the CUDA backend) takes the time of
+    a compile, which Numba counts as a cache miss, not of a load from the disk cache."""
+    import time
+
+    def jit(signature: Any, **options: Any) -> Any:
+        def build(pyfunc: Any) -> Any:
+            time.sleep(0.05)
+            stats = SimpleNamespace(cache_misses={signature: misses} if misses else {})
+            return SimpleNamespace(pyfunc=pyfunc, stats=stats)
+
+        return build
+
+    monkeypatch.setattr(_core, "cuda", SimpleNamespace(jit=jit))
+    monkeypatch.setattr(_core, "FAST_LAUNCH", False)
+    monkeypatch.setattr(_core, "_COMPILED", {})
+    monkeypatch.setattr(_core, "_LAUNCHABLE", {})
+    monkeypatch.setattr(_core, "COMPILE_SECONDS", [0.0])
+    from gpu_engine.compile_time import compile_seconds
+
+    before = compile_seconds()
+    _core.kernel("fill", "int32")
+    _core.kernel("fill", "int32")  # compiled already: not built again
+    if misses:
+        assert 0.05 <= _core.COMPILE_SECONDS[0] < 1.0
+    else:
+        assert _core.COMPILE_SECONDS[0] == 0.0
+    assert compile_seconds() - before == pytest.approx(_core.COMPILE_SECONDS[0])
