@@ -1,7 +1,7 @@
 """Seconds this process has spent compiling kernels, for a run's summary.
 
-A machine's first run compiles every kernel it launches (about 12 s of the built-in
-demo's 13 on the 2-core development machine), and later runs load them from Numba's disk
+A machine's first run compiles every kernel it launches (about 13 s of the built-in
+demo's 14 on the 2-core development machine), and later runs load them from Numba's disk
 cache, so a first run's throughput says little about the engine's. The summary reports
 the compiling apart (``compile_s``). CPU kernels are timed by Numba's ``numba:compile``
 events (which a load from the disk cache does not send), CUDA kernels by
@@ -36,24 +36,23 @@ class _CompileTimer(event.Listener):
         self._thread.depth = depth + 1
 
     def on_end(self, event: Any) -> None:
-        self._thread.depth -= 1
-        if self._thread.depth == 0:
+        depth = getattr(self._thread, "depth", 0)
+        if depth <= 0:  # began before this listener was registered: not timed
+            return
+        self._thread.depth = depth - 1
+        if depth == 1:
             spent = time.perf_counter() - self._thread.started
             with _LOCK:
                 _TOTAL[0] += spent
 
 
-_TIMER: _CompileTimer | None = None
+event.register("numba:compile", _CompileTimer())  # on import: the engine imports this
 
 
 def compile_seconds() -> float:
-    """Seconds spent compiling kernels in this process since the first call of this
-    function (CPU kernels) or since the start (CUDA kernels): take differences."""
-    global _TIMER
+    """Seconds spent compiling kernels in this process since this module was imported
+    (CPU kernels) or since the start (CUDA kernels): take differences."""
     with _LOCK:
-        if _TIMER is None:
-            _TIMER = _CompileTimer()
-            event.register("numba:compile", _TIMER)
         total = _TOTAL[0]
     device = sys.modules.get("kernels.cuda._core")  # imported by the CUDA backend alone
     if device is not None:

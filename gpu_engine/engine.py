@@ -146,7 +146,6 @@ class Engine:
         queue (by default four batches): a push that would pass it waits for room.
         """
         check_config(config)
-        self._compile_s_before = compile_seconds()  # the summary's compile_s: this run's
         self._lock = threading.RLock()
         self._in_call = False  # inside a serialised call (see _serialised)
         self._failed_output: Exception | None = None  # a sink's or listener's (see _hand_on)
@@ -204,6 +203,7 @@ class Engine:
         self._pushed: dict[str, int] = {}
         self._timings = BatchTimings()
         self._started = clock()
+        self._compile_s_before = compile_seconds()  # the summary's compile_s, in elapsed_s
         self._busy_s = 0.0
         self._closed = False
         self.summary_data: dict[str, Any] | None = None

@@ -14,28 +14,48 @@ stamped the same way.
 The locator goes in front of one cache implementation's own list (the CPU dispatcher's
 and the CUDA dispatcher's, never Numba's shared base list) and answers only for files of
 this package, so other code's caching is untouched. ``NUMBA_CACHE_LOCATOR_CLASSES``, where
-a user sets it, replaces these lists and takes precedence.
+a user sets it (Numba 0.64 on), replaces the CPU dispatcher's list and takes precedence
+there; numba-cuda does not read it. The package's sources are read through
+``importlib.resources``, so a package imported from a zip file is covered too.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_ROOT: Any = resources.files(__package__ or "kernels")  # a folder, or inside a zip
 _MARK = "_stamped_with_kernels_sources"
+
+
+def _sources(folder: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(relative name, entry) of every ``.py`` file under ``folder``, in name order; hidden
+    names (an editor's lock file, a dangling link) and ``__pycache__`` are not sources."""
+    for entry in sorted(folder.iterdir(), key=lambda entry: entry.name):
+        if entry.name.startswith(".") or entry.name == "__pycache__":
+            continue
+        if entry.is_dir():
+            yield from _sources(entry, f"{prefix}{entry.name}/")
+        elif entry.name.endswith(".py") and entry.is_file():
+            yield prefix + entry.name, entry
 
 
 @cache
 def sources_digest() -> str:
     """A digest of every Python source of the package (names and contents), once a process."""
     digest = hashlib.sha256()
-    for path in sorted(PACKAGE_DIR.rglob("*.py")):
-        digest.update(path.relative_to(PACKAGE_DIR).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes() + b"\0")
+    for name, entry in _sources(PACKAGE_ROOT):
+        try:
+            content = entry.read_bytes()
+        except OSError:  # gone since it was listed: an editor's temporary file, say
+            continue
+        digest.update(name.encode() + b"\0" + content + b"\0")
     return digest.hexdigest()[:32]
 
 

@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from engine_testing import make_config, random_events
 from rich.console import Console
 
+from gpu_engine import compile_time
 from gpu_engine.commands.run import summary_table
 from gpu_engine.compile_time import compile_seconds
 from gpu_engine.engine import Engine
@@ -113,3 +115,20 @@ def test_the_summary_table_shows_compiling_and_the_throughput_aside_from_it() ->
     assert "throughput, compiling aside" in shown and "500,000 events/s" in shown
     warm = _rendered({**summary, "compile_s": 0.0})
     assert "compiling" not in warm
+
+
+def test_a_compile_under_way_when_the_timer_started_is_left_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its end comes without a start (the listener is registered on import, perhaps
+    while another thread compiles): ignored, and later compiles are timed as before."""
+    monkeypatch.setattr(compile_time, "_TOTAL", [0.0])
+    timer = compile_time._CompileTimer()
+    timer.on_end(None)  # began before: no error, nothing added
+    timer.on_start(None)
+    timer.on_start(None)  # a helper compiled inside it
+    time.sleep(0.02)
+    timer.on_end(None)
+    assert compile_time._TOTAL[0] == 0.0  # the outer compile is still going
+    timer.on_end(None)
+    assert 0.02 <= compile_time._TOTAL[0] < 1.0

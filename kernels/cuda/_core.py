@@ -11,6 +11,7 @@ for compute capability 9.0, so nothing the engine can launch escapes it.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import math
 import os
 import sys
@@ -36,7 +37,13 @@ SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 if SIMULATOR:  # its arrays are not Numba device arrays: views are made the generic way
     _NumbaArray: Any = ()
     _driver: Any = None  # no driver: memsets, views and copies take the generic way
+    _compiler_lock: Any = contextlib.nullcontext()  # it compiles nothing
 else:
+    try:  # numba-cuda's own (it takes Numba's too), which cuda.jit takes to compile
+        _locks: Any = importlib.import_module("numba.cuda.core.compiler_lock")
+    except ImportError:  # an older numba-cuda compiles under Numba's
+        _locks = importlib.import_module("numba.core.compiler_lock")
+    _compiler_lock = _locks.global_compiler_lock
     from numba.cuda.cudadrv import driver as _driver
     from numba.cuda.cudadrv.devicearray import DeviceNDArray as _NumbaArray
     from numba.cuda.dispatcher import CUDACache as _CUDACache
@@ -231,10 +238,11 @@ def _compiled(name: str, dtype: Any) -> Any:
             # capability and the versions, not on options such as launch bounds: a bounded
             # kernel would load an unbounded one's entry. So bounded kernels compile afresh.
             cached = KERNEL_CACHE and spec.cached and not options
-            started = time.perf_counter()
-            found = cuda.jit(signature, cache=cached, **options)(spec.pyfunc)
-            if _compiled_afresh(found):
-                COMPILE_SECONDS[0] += time.perf_counter() - started
+            with _compiler_lock:  # re-entrant; timed once held, not while a CPU compile is
+                started = time.perf_counter()
+                found = cuda.jit(signature, cache=cached, **options)(spec.pyfunc)
+                if _compiled_afresh(found):
+                    COMPILE_SECONDS[0] += time.perf_counter() - started
             if FAST_LAUNCH:
                 found = _PreparedKernel(found)
             _COMPILED[key] = found

@@ -151,6 +151,7 @@ def test_prepared_kernel_launches_packed_parameters_or_refuses_what_does_not_fit
 ) -> None:
     launched: list[tuple[Any, ...]] = []
     monkeypatch.setattr(launcher, "launch", lambda *a: launched.append(a))
+    monkeypatch.setattr(launcher, "_THREAD", threading.local())  # no later test sees it
     monkeypatch.setattr(launcher.devices, "get_context", lambda: None)  # no device here
     signature = types.void(arr("int64"), arr("float64", 2), types.int64, types.boolean)
     dispatcher = _Dispatcher(signature)
