@@ -36,7 +36,6 @@ import pyarrow.parquet as pq
 from gpu_engine.accounting import BatchListener, BatchReport, BatchTimings, Counts
 from gpu_engine.backend import select_backend
 from gpu_engine.batching import Batch, MicroBatcher, own_buffers
-from gpu_engine.compile_time import compile_seconds
 from gpu_engine.config.loading import check_config
 from gpu_engine.config.models import MAX_BATCH_ROWS, EngineConfig, FieldSpec, WindowSpec
 from gpu_engine.dead_letters import dead_letter_table
@@ -48,6 +47,7 @@ from gpu_engine.poller import BackgroundPoller
 from gpu_engine.validation import ValidatedBatch, Validator, arrow_type
 from gpu_engine.windows.operator import NEVER, WindowOperator, make_operator
 from gpu_engine.windows.sharded import ShardedWindows
+from kernels.compile_time import compile_seconds
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")

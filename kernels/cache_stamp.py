@@ -90,16 +90,7 @@ class PackageStampedLocator:
     def get_source_stamp(self) -> Any:
         return (self._inner.get_source_stamp(), sources_digest())
 
-    def get_cache_path(self) -> Any:
-        return self._inner.get_cache_path()
-
-    def ensure_cache_path(self) -> None:
-        self._inner.ensure_cache_path()
-
-    def get_disambiguator(self) -> Any:
-        return self._inner.get_disambiguator()
-
-    def __getattr__(self, name: str) -> Any:  # anything else Numba reads (``_py_file``)
+    def __getattr__(self, name: str) -> Any:  # the rest as the inner locator has it
         return getattr(self._inner, name)
 
 

@@ -17,11 +17,11 @@ import pytest
 from engine_testing import make_config, random_events
 from rich.console import Console
 
-from gpu_engine import compile_time
 from gpu_engine.commands.run import summary_table
-from gpu_engine.compile_time import compile_seconds
 from gpu_engine.engine import Engine
 from gpu_engine.io.sinks import MemorySink
+from kernels import compile_time
+from kernels.compile_time import compile_seconds
 
 FRESH = """
 from numba import njit
@@ -63,7 +63,7 @@ def test_a_kernel_loaded_from_the_disk_cache_is_not_counted(tmp_path: Path) -> N
     (tmp_path / "cached_probe.py").write_text(
         "from numba import njit\n\n\n@njit(cache=True)\ndef probe(x):\n    return x + 1\n"
     )
-    code = ("from gpu_engine.compile_time import compile_seconds; start = compile_seconds(); "
+    code = ("from kernels.compile_time import compile_seconds; start = compile_seconds(); "
             "import cached_probe; cached_probe.probe(1); "
             "print(compile_seconds() - start)")  # fmt: skip
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"),

@@ -197,7 +197,7 @@ _queued = [False]  # whether work was queued on the device since the last read
 # The recorder of every launch's device time while ``kernel_times.recording()`` runs.
 TIMING: list[Any] = [None]
 # Seconds spent compiling kernels in this process (not loading them from the disk cache):
-# what a machine's first run pays, reported by gpu_engine.compile_time.
+# what a machine's first run pays, reported by kernels.compile_time.
 COMPILE_SECONDS = [0.0]
 # Helpers that many callers use: their reads are named by their caller too.
 _SHARED_READERS = frozenset({"exclusive_scan", "flag_offsets", "__len__"})

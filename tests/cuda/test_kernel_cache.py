@@ -157,7 +157,7 @@ def test_compiling_a_kernel_is_timed_and_loading_it_from_the_cache_is_not(
     monkeypatch.setattr(_core, "_COMPILED", {})
     monkeypatch.setattr(_core, "_LAUNCHABLE", {})
     monkeypatch.setattr(_core, "COMPILE_SECONDS", [0.0])
-    from gpu_engine.compile_time import compile_seconds
+    from kernels.compile_time import compile_seconds
 
     before = compile_seconds()
     _core.compiled_kernel("fill", "int32")

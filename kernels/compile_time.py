@@ -5,7 +5,8 @@ demo's 14 on the 2-core development machine), and later runs load them from Numb
 cache, so a first run's throughput says little about the engine's. The summary reports
 the compiling apart (``compile_s``). CPU kernels are timed by Numba's ``numba:compile``
 events (which a load from the disk cache does not send), CUDA kernels by
-:mod:`kernels.cuda._core`, which compiles each eagerly for one signature.
+:mod:`kernels.cuda._core`, which compiles each eagerly for one signature (read here only
+when the CUDA backend has imported it, so the engine needs no branch of its own).
 """
 
 from __future__ import annotations
